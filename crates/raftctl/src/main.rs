@@ -1,0 +1,62 @@
+//! `raftctl`: the command-line tool for raftgres clusters. `raftctl members` shows and
+//! changes the Raft half; later subcommands drive PostgreSQL and the local lab.
+
+mod client;
+mod command;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "raftctl", version, about = "Drive a raftgres cluster: Raft members, PostgreSQL, the lab")]
+pub struct Cli {
+    /// etcd API endpoints of the cluster (comma separated), as etcdctl's --endpoints.
+    #[arg(long, global = true, value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    pub endpoints: Vec<String>,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Raft members: list (default), add, promote, remove.
+    Members(command::members::MembersArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("raftctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raftctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Members(args) => {
+            let api = client::Api::connect(&cli.endpoints).await?;
+            command::members::run(&api, args, cli.output).await
+        }
+    }
+}

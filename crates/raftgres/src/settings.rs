@@ -1,0 +1,228 @@
+//! The node's settings, read in two steps: raw values from flags and an optional
+//! YAML file (flags win), then validated into [`Settings`] with one clear error per
+//! problem.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use raftgres_store::{ClusterState, RaftTiming, StoreConfig};
+use serde::Deserialize;
+
+/// Command-line flags; every one can also be given in the `--config` file under the
+/// same name with dashes (`data-dir: /var/lib/raftgres`).
+#[derive(Debug, Default, Parser)]
+#[command(name = "raftgres", version, about = "PostgreSQL high availability with an embedded etcd-compatible Raft store")]
+pub struct Flags {
+    /// YAML config file; flags override its values.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Member name, unique in the cluster (e.g. node1).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Directory for the Raft log, snapshots and (later) PostgreSQL.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// host:port the Raft peer listener binds to.
+    #[arg(long)]
+    pub listen_peer: Option<String>,
+    /// host:port the etcd v3 API binds to.
+    #[arg(long)]
+    pub listen_client: Option<String>,
+    /// host:port other members and clients use to reach the etcd API (default: listen-client).
+    #[arg(long)]
+    pub advertise_client: Option<String>,
+    /// Every initial member: name=host:port,name=host:port,... (peer addresses).
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// `new` to form a cluster, `existing` to join one this member was added to.
+    #[arg(long)]
+    pub initial_cluster_state: Option<String>,
+    /// Raft heartbeat interval in ms (default 50).
+    #[arg(long)]
+    pub heartbeat_interval: Option<u64>,
+    /// Minimum Raft election timeout in ms (default 250; the maximum is 1.6 x this).
+    #[arg(long)]
+    pub election_timeout: Option<u64>,
+    /// Snapshot (and purge the log) every this many entries (default 10000).
+    #[arg(long)]
+    pub snapshot_count: Option<u64>,
+    /// Largest accepted client request in bytes (default 1572864, as etcd).
+    #[arg(long)]
+    pub max_request_bytes: Option<usize>,
+    /// Most operations in one txn branch (default 128, as etcd).
+    #[arg(long)]
+    pub max_txn_ops: Option<usize>,
+}
+
+/// The same keys as [`Flags`], from the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileSettings {
+    name: Option<String>,
+    data_dir: Option<PathBuf>,
+    listen_peer: Option<String>,
+    listen_client: Option<String>,
+    advertise_client: Option<String>,
+    initial_cluster: Option<String>,
+    initial_cluster_state: Option<String>,
+    heartbeat_interval: Option<u64>,
+    election_timeout: Option<u64>,
+    snapshot_count: Option<u64>,
+    max_request_bytes: Option<usize>,
+    max_txn_ops: Option<usize>,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub store: StoreConfig,
+    pub listen_client: String,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+}
+
+macro_rules! merge {
+    ($flags:ident, $file:ident, $($field:ident),*) => {
+        $( if $flags.$field.is_none() { $flags.$field = $file.$field.take(); } )*
+    };
+}
+
+impl Flags {
+    /// Fills every flag not given on the command line from the config file.
+    fn merge_file(mut self) -> Result<Self, String> {
+        let Some(path) = self.config.clone() else { return Ok(self) };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        let mut file: FileSettings = serde_yaml::from_str(&text)
+            .map_err(|e| format!("config file {}: {e}", path.display()))?;
+        merge!(self, file, name, data_dir, listen_peer, listen_client, advertise_client, initial_cluster,
+            initial_cluster_state, heartbeat_interval, election_timeout, snapshot_count, max_request_bytes,
+            max_txn_ops);
+        Ok(self)
+    }
+
+    /// Step two: checks and converts; every error names the setting and what is expected.
+    pub fn validate(self) -> Result<Settings, String> {
+        let f = self.merge_file()?;
+        let name = f.name.ok_or("--name is required (e.g. --name node1)")?;
+        let data_dir = f.data_dir.ok_or("--data-dir is required")?;
+        let listen_peer = f.listen_peer.ok_or("--listen-peer is required (HOST:PORT)")?;
+        let listen_client = f.listen_client.ok_or("--listen-client is required (HOST:PORT)")?;
+        check_host_port("--listen-peer", &listen_peer)?;
+        check_host_port("--listen-client", &listen_client)?;
+        let advertise_client = f.advertise_client.unwrap_or_else(|| listen_client.clone());
+        check_host_port("--advertise-client", &advertise_client)?;
+        let initial = f.initial_cluster.unwrap_or_else(|| format!("{name}={listen_peer}"));
+        let initial_cluster = parse_initial_cluster(&initial)?;
+        let cluster_state = match f.initial_cluster_state.as_deref().unwrap_or("new") {
+            "new" => ClusterState::New,
+            "existing" => ClusterState::Existing,
+            other => return Err(format!("--initial-cluster-state must be new or existing, not {other:?}")),
+        };
+        let defaults = RaftTiming::default();
+        let election_min = f.election_timeout.unwrap_or(defaults.election_min_ms);
+        let timing = RaftTiming {
+            heartbeat_ms: f.heartbeat_interval.unwrap_or(defaults.heartbeat_ms),
+            election_min_ms: election_min,
+            election_max_ms: election_min.saturating_mul(8) / 5,
+            snapshot_every: f.snapshot_count.unwrap_or(defaults.snapshot_every),
+        };
+        timing.validate()?;
+        let store = StoreConfig {
+            name,
+            data_dir,
+            listen_peer,
+            client_addr: advertise_client,
+            initial_cluster,
+            cluster_state,
+            timing,
+        };
+        if store.own_peer_addr().is_none() {
+            return Err(format!("--name {} does not appear in --initial-cluster {initial}", store.name));
+        }
+        Ok(Settings {
+            store,
+            listen_client,
+            max_request_bytes: f.max_request_bytes.unwrap_or(1024 * 1024 * 3 / 2),
+            max_txn_ops: f.max_txn_ops.unwrap_or(128),
+        })
+    }
+}
+
+fn check_host_port(what: &str, value: &str) -> Result<(), String> {
+    let bad = || format!("{what} must be HOST:PORT (e.g. 127.0.0.1:2380), not {value:?}");
+    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() || value.contains("://") {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// `n1=127.0.0.1:2380,n2=...` → [(name, addr)]. Accepts `http://` prefixes as etcd does.
+pub fn parse_initial_cluster(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut members: Vec<(String, String)> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("--initial-cluster entry {part:?} must be NAME=HOST:PORT"))?;
+        let addr = addr.trim_start_matches("http://");
+        if name.is_empty() {
+            return Err(format!("--initial-cluster entry {part:?} has an empty name"));
+        }
+        check_host_port("--initial-cluster", addr)?;
+        if members.iter().any(|(n, a)| n == name || a == addr) {
+            return Err(format!("--initial-cluster names {name} or {addr} twice"));
+        }
+        members.push((name.to_string(), addr.to_string()));
+    }
+    if members.is_empty() {
+        return Err("--initial-cluster is empty".into());
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        let mut all = vec!["raftgres"];
+        all.extend_from_slice(args);
+        Flags::parse_from(all)
+    }
+
+    #[test]
+    fn parses_initial_cluster() {
+        let m = parse_initial_cluster("a=127.0.0.1:1,b=http://127.0.0.1:2").expect("valid");
+        assert_eq!(m[1], ("b".to_string(), "127.0.0.1:2".to_string()));
+        for bad in ["", "a", "a=b", "=1.2.3.4:5", "a=h:1,a=h:2", "a=h:99999"] {
+            assert!(parse_initial_cluster(bad).is_err(), "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn validates_flags() {
+        let ok = flags(&["--name", "n1", "--data-dir", "/tmp/x", "--listen-peer", "127.0.0.1:2380",
+            "--listen-client", "127.0.0.1:2379"]).validate().expect("valid");
+        assert_eq!(ok.store.initial_cluster.len(), 1);
+        let err = flags(&["--name", "n9", "--data-dir", "/tmp/x", "--listen-peer", "127.0.0.1:2380",
+            "--listen-client", "127.0.0.1:2379", "--initial-cluster", "n1=127.0.0.1:2380"]).validate();
+        assert!(err.expect_err("n9 missing").contains("does not appear"));
+        let err = flags(&["--name", "n1", "--data-dir", "/tmp/x", "--listen-peer", "127.0.0.1:2380",
+            "--listen-client", "127.0.0.1:2379", "--heartbeat-interval", "500"]).validate();
+        assert!(err.expect_err("timing").contains("election timeout"));
+    }
+
+    #[test]
+    fn file_values_are_overridden_by_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.yml");
+        std::fs::write(&path, "name: n1\ndata-dir: /tmp/a\nlisten-peer: 127.0.0.1:2380\nlisten-client: 127.0.0.1:2379\n")
+            .expect("write");
+        let s = flags(&["--config", path.to_str().expect("utf8"), "--data-dir", "/tmp/b"]).validate().expect("valid");
+        assert_eq!(s.store.data_dir, PathBuf::from("/tmp/b"));
+        std::fs::write(&path, "nmae: n1\n").expect("write");
+        let err = flags(&["--config", path.to_str().expect("utf8")]).validate().expect_err("typo");
+        assert!(err.contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,104 @@
+//! How a store node is configured: identity, addresses, initial cluster and timing.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Raft timing. Every timing knob of the store lives here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTiming {
+    /// Leader heartbeat period; also the AppendEntries timeout (openraft 0.9).
+    pub heartbeat_ms: u64,
+    /// A follower campaigns after a random timeout in [min, max) without a leader.
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Take a snapshot (and purge the log before it) every this many entries.
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        Self { heartbeat_ms: 50, election_min_ms: 250, election_max_ms: 400, snapshot_every: 10_000 }
+    }
+}
+
+impl RaftTiming {
+    /// Checks the relations Raft needs: heartbeats well inside the election timeout.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_ms == 0 {
+            return Err("heartbeat interval must be > 0 ms".into());
+        }
+        if self.election_min_ms < 3 * self.heartbeat_ms {
+            return Err(format!(
+                "election timeout ({} ms) must be at least 3 x the heartbeat interval ({} ms)",
+                self.election_min_ms, self.heartbeat_ms
+            ));
+        }
+        if self.election_max_ms <= self.election_min_ms {
+            return Err(format!(
+                "election timeout max ({} ms) must be greater than min ({} ms)",
+                self.election_max_ms, self.election_min_ms
+            ));
+        }
+        if self.snapshot_every < 100 {
+            return Err("snapshot-every must be at least 100 entries".into());
+        }
+        Ok(())
+    }
+
+    pub fn election_max(&self) -> Duration {
+        Duration::from_millis(self.election_max_ms)
+    }
+
+    /// etcd's minimum lease TTL: ceil(1.5 x election timeout), in seconds.
+    pub fn min_lease_ttl(&self) -> i64 {
+        let ms = self.election_max_ms.saturating_mul(3) / 2;
+        i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX).max(1)
+    }
+
+    pub(crate) fn openraft_config(&self) -> openraft::Config {
+        openraft::Config {
+            cluster_name: "raftgres".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_min_ms,
+            election_timeout_max: self.election_max_ms,
+            install_snapshot_timeout: 10_000,
+            send_snapshot_timeout: 30_000,
+            snapshot_max_chunk_size: 1024 * 1024,
+            max_payload_entries: 256,
+            purge_batch_size: 256,
+            max_in_snapshot_log_to_keep: 1000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            ..Default::default()
+        }
+    }
+}
+
+/// Whether this node starts a new cluster or joins an existing one (as etcd's
+/// `--initial-cluster-state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClusterState {
+    #[default]
+    New,
+    Existing,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// Address to bind the peer listener to.
+    pub listen_peer: String,
+    /// Address clients use (published to the other members).
+    pub client_addr: String,
+    /// Every initial member (name, advertised peer address), this node included.
+    pub initial_cluster: Vec<(String, String)>,
+    pub cluster_state: ClusterState,
+    pub timing: RaftTiming,
+}
+
+impl StoreConfig {
+    /// This node's advertised peer address, from the initial cluster.
+    pub fn own_peer_addr(&self) -> Option<&str> {
+        self.initial_cluster.iter().find(|(n, _)| n == &self.name).map(|(_, a)| a.as_str())
+    }
+}

@@ -1,0 +1,33 @@
+//! The replicated store of a raftgres node.
+//!
+//! Owns: the openraft instance and its type config ([`types`]), the durable Raft log
+//! on sled ([`backend`], [`log_store`]), the in-memory etcd-style state machine with
+//! file snapshots ([`state_machine`]), lease deadlines ([`lease_clock`]), the peer
+//! transport over tonic ([`network`], [`peer_service`], [`forward`]), membership
+//! changes and the background duties of a node ([`tasks`]).
+//!
+//! Does not own: the etcd gRPC surface (crate `raftgres-etcd-api`) or anything about
+//! PostgreSQL. The data model itself (revisions, txn, leases) is `raftgres-mvcc`.
+
+pub mod backend;
+mod client;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod lease_clock;
+pub mod log_store;
+mod membership;
+pub mod network;
+mod node;
+mod peer_service;
+pub mod state_machine;
+mod tasks;
+pub mod types;
+
+pub use config::{ClusterState, RaftTiming, StoreConfig};
+pub use error::StoreError;
+pub use forward::{MembershipChange, NodeStatus};
+pub use membership::MemberInfo;
+pub use node::{StartError, Store};
+pub use state_machine::{Applied, WatchBatch};
+pub use types::{member_id, NodeId, PeerNode, Request, Response};

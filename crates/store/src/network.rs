@@ -1,0 +1,233 @@
+//! Outgoing peer traffic: openraft's `RaftNetwork` over tonic, plus request forwarding.
+//!
+//! One lazily connected tonic channel per peer address is cached and shared by every
+//! client openraft creates (it creates them often). Transport failures map to
+//! openraft's `Unreachable` (which backs off exponentially, capped below the election
+//! timeout); a remote Raft error travels back typed. A follower that acknowledged log
+//! entries and later answers that it lacks them lost its data dir: that is reported as
+//! unreachable with a clear log line instead of letting the leader panic on it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::network::Backoff;
+use raftgres_proto::peer::raft_peer_client::RaftPeerClient;
+use raftgres_proto::peer::Payload;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::StoreError;
+use crate::forward::{ForwardRequest, ForwardResponse};
+use crate::types::{NodeId, PeerNode, TypeConfig};
+
+/// Largest message a peer accepts or sends (snapshots are chunked well below this).
+pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Shared by all clients: cached channels and what each follower acknowledged.
+#[derive(Clone, Default)]
+pub struct PeerNetwork {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    matched: Arc<Mutex<HashMap<NodeId, u64>>>,
+    backoff_cap: Duration,
+}
+
+impl PeerNetwork {
+    pub fn new(backoff_cap: Duration) -> Self {
+        Self { backoff_cap, ..Self::default() }
+    }
+
+    /// The client for the peer at `addr` (connects lazily, on first use).
+    pub fn client(&self, addr: &str) -> Result<RaftPeerClient<Channel>, StoreError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| StoreError::Internal(format!("bad peer address {addr}: {e}")))?
+                    .connect_timeout(Duration::from_millis(500))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(5));
+                let channel = endpoint.connect_lazy();
+                channels.insert(addr.to_string(), channel.clone());
+                channel
+            }
+        };
+        Ok(RaftPeerClient::new(channel)
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE))
+    }
+
+    /// Forgets what `id` acknowledged (it was removed and may come back empty).
+    pub fn forget(&self, id: NodeId) {
+        self.matched.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    /// Sends a forwarded request to the peer at `addr` and waits at most `timeout`.
+    pub async fn forward(
+        &self,
+        addr: &str,
+        request: &ForwardRequest,
+        timeout: Duration,
+    ) -> Result<ForwardResponse, StoreError> {
+        let mut client = self.client(addr)?;
+        let payload = encode(request).map_err(StoreError::internal)?;
+        let call = client.forward(payload);
+        let reply = match tokio::time::timeout(timeout, call).await {
+            Err(_) => return Err(StoreError::Timeout),
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => return Err(StoreError::NoLeader),
+            Ok(Err(status)) => return Err(StoreError::Internal(status.message().to_string())),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        decode::<Result<ForwardResponse, StoreError>>(&reply).map_err(StoreError::internal)?
+    }
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Payload, bincode::Error> {
+    Ok(Payload { data: bincode::serialize(value)? })
+}
+
+pub fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, bincode::Error> {
+    bincode::deserialize(&payload.data)
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerClient {
+        PeerClient { target, addr: node.peer_addr.clone(), net: self.clone() }
+    }
+}
+
+/// openraft's view of one peer.
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    net: PeerNetwork,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, PeerNode, RaftError<NodeId, E>>>;
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(&self, method: Method, req: &Req, option: &RPCOption) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let mut client = self.net.client(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let call = async {
+            match method {
+                Method::Append => client.append_entries(payload).await,
+                Method::Vote => client.vote(payload).await,
+                Method::Snapshot => client.install_snapshot(payload).await,
+            }
+        };
+        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
+            Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
+            Ok(Err(status)) => return Err(map_status(status)),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+    }
+
+    /// Records how far the follower acknowledged; refuses a follower that went back.
+    fn check_revert(&self, rpc_last: Option<u64>, prev: Option<u64>, resp: &AppendEntriesResponse<NodeId>) -> bool {
+        let mut matched = self.net.matched.lock().unwrap_or_else(|p| p.into_inner());
+        let known = matched.get(&self.target).copied();
+        match resp {
+            AppendEntriesResponse::Success => {
+                if let Some(last) = rpc_last.or(prev) {
+                    matched.insert(self.target, known.map_or(last, |k| k.max(last)));
+                }
+                true
+            }
+            AppendEntriesResponse::PartialSuccess(Some(log_id)) => {
+                matched.insert(self.target, known.map_or(log_id.index, |k| k.max(log_id.index)));
+                true
+            }
+            AppendEntriesResponse::Conflict => match (known, prev) {
+                (Some(k), Some(p)) if p <= k => {
+                    tracing::error!(
+                        peer = %self.addr,
+                        "member {:x} acknowledged log index {k} but now lacks index {p}: its data \
+                         directory was wiped or replaced. Remove it and add it again \
+                         (raftctl members remove / add) before restarting it",
+                        self.target
+                    );
+                    false
+                }
+                _ => true,
+            },
+            _ => true,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Method {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+fn map_status<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId, PeerNode, RaftError<NodeId, E>> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(&status))
+        }
+        _ => RPCError::Network(NetworkError::new(&status)),
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let rpc_last = rpc.entries.last().map(|e| e.log_id.index);
+        let prev = rpc.prev_log_id.map(|l| l.index);
+        let resp: AppendEntriesResponse<NodeId> = self.call(Method::Append, &rpc, &option).await?;
+        if self.check_revert(rpc_last, prev, &resp) {
+            Ok(resp)
+        } else {
+            Err(RPCError::Unreachable(Unreachable::new(&StoreError::Internal(format!(
+                "member {:x} lost its data",
+                self.target
+            )))))
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(Method::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+        self.call(Method::Vote, &rpc, &option).await
+    }
+
+    fn backoff(&self) -> Backoff {
+        let cap = self.net.backoff_cap;
+        let mut next = Duration::from_millis(20);
+        Backoff::new(std::iter::repeat_with(move || {
+            let current = next;
+            next = (next * 2).min(cap);
+            current
+        }))
+    }
+}

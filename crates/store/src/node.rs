@@ -1,0 +1,150 @@
+//! Starting a store node, as a list of named steps: check the config, bind the peer
+//! port, open the disk state, start Raft, serve peers, form the cluster on first start,
+//! start the background duties.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use raftgres_proto::peer::raft_peer_server::RaftPeerServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::backend::{BackendError, LogBackend, SledBackend};
+use crate::config::{ClusterState, StoreConfig};
+use crate::log_store::LogStore;
+use crate::network::{PeerNetwork, MAX_PEER_MESSAGE};
+use crate::peer_service::PeerService;
+use crate::state_machine::{Applied, StateMachine};
+use crate::types::{member_id, NodeId, PeerNode, Raft};
+use crate::tasks;
+
+/// Why a node could not start. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid timing: {0}")]
+    Timing(String),
+    #[error("--name {0} does not appear in --initial-cluster (expected NAME=HOST:PORT,...)")]
+    NotInInitialCluster(String),
+    #[error("cannot listen for peers on {addr}: {source} (is another node using this port?)")]
+    PeerPort { addr: String, source: std::io::Error },
+    #[error("data dir {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Backend(#[from] BackendError),
+    #[error("cannot read the state machine: {0}")]
+    StateMachine(String),
+    #[error("raft failed to start: {0}")]
+    Raft(String),
+}
+
+/// A running store node: the Raft instance, its applied state and the peer network.
+pub struct Store {
+    pub(crate) raft: Raft,
+    pub(crate) applied: Arc<Applied>,
+    pub(crate) net: PeerNetwork,
+    pub(crate) id: NodeId,
+    pub(crate) config: StoreConfig,
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+const NODE_ID: &str = "node_id";
+
+impl Store {
+    pub async fn start(config: StoreConfig) -> Result<Arc<Store>, StartError> {
+        config.timing.validate().map_err(StartError::Timing)?;
+        let own_peer = config
+            .own_peer_addr()
+            .ok_or_else(|| StartError::NotInInitialCluster(config.name.clone()))?
+            .to_string();
+
+        let listener = TcpListener::bind(&config.listen_peer)
+            .await
+            .map_err(|source| StartError::PeerPort { addr: config.listen_peer.clone(), source })?;
+
+        let data_dir = &config.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
+        let backend = SledBackend::open(&data_dir.join("raft"))?;
+        let (id, fresh) = identity(&backend, &own_peer)?;
+
+        let state_machine = StateMachine::open(&data_dir.join("snapshot"))
+            .map_err(|e| StartError::StateMachine(e.to_string()))?;
+        let applied = state_machine.applied();
+        let net = PeerNetwork::new(std::time::Duration::from_millis(config.timing.election_min_ms / 2));
+        let raft_config = config.timing.openraft_config().validate().map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft = Raft::new(id, Arc::new(raft_config), net.clone(), LogStore::new(backend), state_machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let store = Arc::new(Store { raft, applied, net, id, config, stopped: Default::default() });
+        store.serve_peers(listener);
+        if fresh && store.config.cluster_state == ClusterState::New {
+            store.form_cluster().await?;
+        }
+        tasks::spawn_all(&store);
+        tracing::info!(name = %store.config.name, id = %format!("{id:x}"), peer = %own_peer, "store node started");
+        Ok(store)
+    }
+
+    fn serve_peers(self: &Arc<Self>, listener: TcpListener) {
+        let service = RaftPeerServer::new(PeerService { store: self.clone() })
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE);
+        tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await;
+            if let Err(e) = result {
+                tracing::error!("peer server stopped: {e}");
+            }
+        });
+    }
+
+    /// First start of a new cluster: every initial member calls `initialize` with the
+    /// same membership, which is safe; all but one get `NotAllowed`.
+    async fn form_cluster(&self) -> Result<(), StartError> {
+        let members: BTreeMap<NodeId, PeerNode> = self
+            .config
+            .initial_cluster
+            .iter()
+            .map(|(name, addr)| (member_id(addr), PeerNode { name: name.clone(), peer_addr: addr.clone() }))
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(openraft::error::RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(StartError::Raft(e.to_string())),
+        }
+    }
+
+    /// Stops Raft (used on shutdown and when this member was removed).
+    pub async fn shutdown(&self) {
+        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+    }
+}
+
+impl Store {
+    /// True once Raft was stopped (shutdown, removal from the cluster, storage failure).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(std::sync::atomic::Ordering::SeqCst) || self.raft.metrics().borrow().running_state.is_err()
+    }
+}
+
+/// This node's id (persisted at first start) and whether the store is brand new.
+fn identity(backend: &SledBackend, own_peer: &str) -> Result<(NodeId, bool), StartError> {
+    let fresh = backend.last()?.is_none() && backend.get_meta("vote")?.is_none();
+    if let Some(bytes) = backend.get_meta(NODE_ID)? {
+        let mut buf = [0u8; 8];
+        if bytes.len() == 8 {
+            buf.copy_from_slice(&bytes);
+            return Ok((u64::from_be_bytes(buf), fresh));
+        }
+    }
+    let id = member_id(own_peer);
+    backend.put_meta(NODE_ID, id.to_be_bytes().to_vec())?;
+    Ok((id, fresh))
+}

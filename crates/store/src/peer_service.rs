@@ -1,0 +1,51 @@
+//! Incoming peer traffic: the tonic `RaftPeer` service feeding openraft and serving
+//! forwarded requests.
+
+use std::sync::Arc;
+
+use raftgres_proto::peer::raft_peer_server::RaftPeer;
+use raftgres_proto::peer::Payload;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use crate::error::StoreError;
+use crate::forward::ForwardRequest;
+use crate::network::{decode, encode};
+use crate::Store;
+
+pub struct PeerService {
+    pub store: Arc<Store>,
+}
+
+fn parse<T: DeserializeOwned>(req: &Request<Payload>) -> Result<T, Status> {
+    decode(req.get_ref()).map_err(|e| Status::invalid_argument(format!("malformed peer message: {e}")))
+}
+
+fn reply<T: Serialize>(value: &T) -> Result<Response<Payload>, Status> {
+    encode(value).map(Response::new).map_err(|e| Status::internal(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc = parse(&req)?;
+        reply(&self.store.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc = parse(&req)?;
+        reply(&self.store.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc = parse(&req)?;
+        reply(&self.store.raft.install_snapshot(rpc).await)
+    }
+
+    async fn forward(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let request: ForwardRequest = parse(&req)?;
+        let result: Result<_, StoreError> = self.store.serve_forwarded(request).await;
+        reply(&result)
+    }
+}

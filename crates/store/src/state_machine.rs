@@ -1,0 +1,291 @@
+//! The applied state of the store: openraft's `RaftStateMachine`.
+//!
+//! The state (the MVCC key space, leases, member attributes) lives in memory and is
+//! rebuilt at start from the last snapshot plus the committed log, which openraft
+//! re-applies. Snapshots are one file, written to a temporary name, fsynced, then
+//! renamed, so a crash leaves either the old or the new snapshot, never half of one.
+//! Applying a write publishes its events to watchers and its lease changes to the
+//! [`LeaseClock`].
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use raftgres_mvcc::{Command, CommandResponse, Mvcc};
+use raftgres_proto::mvccpb::Event;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+
+use crate::lease_clock::LeaseClock;
+use crate::types::{
+    Entry, LogId, NodeId, Request, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
+};
+
+/// A member's published attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAttrs {
+    pub name: String,
+    pub client_addr: String,
+}
+
+/// Everything a snapshot holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StateData {
+    pub mvcc: Mvcc,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub members: BTreeMap<NodeId, MemberAttrs>,
+    pub cluster_id: u64,
+}
+
+/// The events of one revision, as watchers receive them.
+#[derive(Debug, Clone)]
+pub struct WatchBatch {
+    pub revision: i64,
+    pub events: Arc<Vec<Event>>,
+}
+
+/// Shared, read-mostly view of the applied state, used by the API layer.
+#[derive(Debug)]
+pub struct Applied {
+    data: RwLock<StateData>,
+    events: broadcast::Sender<WatchBatch>,
+    applied_index: watch::Sender<u64>,
+    pub leases: LeaseClock,
+}
+
+impl Applied {
+    pub fn read(&self) -> RwLockReadGuard<'_, StateData> {
+        self.data.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, StateData> {
+        self.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Live events of every revision applied from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<WatchBatch> {
+        self.events.subscribe()
+    }
+
+    /// Waits until the log index `index` has been applied here.
+    pub async fn wait_applied(&self, index: u64) {
+        let mut rx = self.applied_index.subscribe();
+        // The sender lives as long as `self`, so this only ends by reaching `index`.
+        let _ = rx.wait_for(|applied| *applied >= index).await;
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.applied_index.borrow()
+    }
+
+    fn replace(&self, data: StateData) {
+        self.leases.reset(data.mvcc.leases().into_iter().map(|l| (l.id, l.ttl)));
+        let index = data.last_applied.map_or(0, |l| l.index);
+        *self.write() = data;
+        self.applied_index.send_replace(index);
+    }
+}
+
+/// The state machine handed to openraft.
+pub struct StateMachine {
+    applied: Arc<Applied>,
+    snapshot_path: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::<NodeId>::write_state_machine(AnyError::new(&e)).into()
+}
+
+fn snap_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::<NodeId>::write_snapshot(None, AnyError::new(&e)).into()
+}
+
+impl StateMachine {
+    /// Opens the state machine of `dir`, loading the last snapshot if there is one.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir).map_err(snap_err)?;
+        let (events, _) = broadcast::channel(4096);
+        let applied = Arc::new(Applied {
+            data: RwLock::new(StateData::default()),
+            events,
+            applied_index: watch::Sender::new(0),
+            leases: LeaseClock::default(),
+        });
+        let sm = Self { applied, snapshot_path: dir.join("snapshot.bin") };
+        if let Some(file) = sm.read_snapshot_file()? {
+            let data: StateData = bincode::deserialize(&file.data).map_err(snap_err)?;
+            sm.applied.replace(data);
+        }
+        Ok(sm)
+    }
+
+    pub fn applied(&self) -> Arc<Applied> {
+        self.applied.clone()
+    }
+
+    fn read_snapshot_file(&self) -> Result<Option<SnapshotFile>, StorageError> {
+        match std::fs::read(&self.snapshot_path) {
+            Ok(bytes) => bincode::deserialize(&bytes).map(Some).map_err(snap_err),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(snap_err(e)),
+        }
+    }
+
+    fn write_snapshot_file(&self, file: &SnapshotFile) -> Result<(), StorageError> {
+        let bytes = bincode::serialize(file).map_err(snap_err)?;
+        write_durably(&self.snapshot_path, &bytes).map_err(snap_err)
+    }
+
+    fn apply_one(&self, entry: Entry) -> Response {
+        let mut data = self.applied.write();
+        data.last_applied = Some(entry.log_id);
+        let response = match entry.payload {
+            EntryPayload::Blank => Response::Done,
+            EntryPayload::Membership(m) => {
+                data.membership = StoredMembership::new(Some(entry.log_id), m);
+                Response::Done
+            }
+            EntryPayload::Normal(Request::PublishMember { id, name, client_addr }) => {
+                data.members.insert(id, MemberAttrs { name, client_addr });
+                Response::Done
+            }
+            EntryPayload::Normal(Request::SetClusterId { cluster_id }) => {
+                if data.cluster_id == 0 {
+                    data.cluster_id = cluster_id;
+                }
+                Response::Done
+            }
+            EntryPayload::Normal(Request::Kv(command)) => {
+                let applied = data.mvcc.apply(&command);
+                drop(data);
+                self.after_kv(&command, &applied.response, applied.revision, applied.events);
+                return Response::Kv(applied.response);
+            }
+        };
+        response
+    }
+
+    /// Side effects of an applied write outside the replicated state.
+    fn after_kv(
+        &self,
+        command: &Command,
+        response: &Result<CommandResponse, raftgres_mvcc::MvccError>,
+        revision: i64,
+        events: Vec<Event>,
+    ) {
+        match (command, response) {
+            (Command::LeaseGrant { id, ttl }, Ok(_)) => self.applied.leases.granted(*id, *ttl),
+            (Command::LeaseRevoke { id }, _) => self.applied.leases.removed(*id),
+            _ => {}
+        }
+        if !events.is_empty() {
+            // No receiver is fine: nobody watches.
+            let _ = self.applied.events.send(WatchBatch { revision, events: Arc::new(events) });
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync dir).
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Builds a snapshot from the state as it was when the builder was made.
+pub struct SnapshotBuilder {
+    data: StateData,
+    target: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let data = bincode::serialize(&self.data).map_err(snap_err)?;
+        let last = self.data.last_applied;
+        let meta = SnapshotMeta {
+            last_log_id: last,
+            last_membership: self.data.membership.clone(),
+            snapshot_id: last.map_or_else(|| "empty".to_string(), |l| format!("{}-{}", l.leader_id, l.index)),
+        };
+        let file = SnapshotFile { meta: meta.clone(), data };
+        let bytes = bincode::serialize(&file).map_err(snap_err)?;
+        let target = self.target.clone();
+        tokio::task::spawn_blocking(move || write_durably(&target, &bytes))
+            .await
+            .map_err(|e| snap_err(std::io::Error::other(e.to_string())))?
+            .map_err(snap_err)?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(file.data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let data = self.applied.read();
+        Ok((data.last_applied, data.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        let mut last_index = None;
+        for entry in entries {
+            last_index = Some(entry.log_id.index);
+            responses.push(self.apply_one(entry));
+        }
+        if let Some(index) = last_index {
+            self.applied.applied_index.send_replace(index);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { data: self.applied.read().clone(), target: self.snapshot_path.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let bytes = snapshot.into_inner();
+        let mut data: StateData = bincode::deserialize(&bytes).map_err(sm_err)?;
+        data.last_applied = meta.last_log_id;
+        data.membership = meta.last_membership.clone();
+        self.write_snapshot_file(&SnapshotFile { meta: meta.clone(), data: bytes })?;
+        self.applied.replace(data);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        Ok(self
+            .read_snapshot_file()?
+            .map(|f| Snapshot { meta: f.meta, snapshot: Box::new(Cursor::new(f.data)) }))
+    }
+}

@@ -1,0 +1,136 @@
+//! The background duties of a store node:
+//! - **election nudge**: openraft 0.9 samples its election timeout once per process, so
+//!   two survivors can split the vote again and again; after 2 x election_timeout_max
+//!   without a leader, a voter triggers an election after a random delay;
+//! - **lease expiry** (leader only): on becoming leader every deadline is reset to a full
+//!   TTL; afterwards each expired lease is revoked through the log;
+//! - **publish**: a member announces its name and client address; the first leader
+//!   fixes the cluster id;
+//! - **removal**: a member removed from the cluster stops Raft instead of campaigning.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use rand::Rng;
+use raftgres_mvcc::Command;
+
+use crate::types::{member_id, Request};
+use crate::Store;
+
+const TICK: Duration = Duration::from_millis(100);
+
+pub(crate) fn spawn_all(store: &Arc<Store>) {
+    tokio::spawn(nudge_elections(store.clone()));
+    tokio::spawn(expire_leases(store.clone()));
+    tokio::spawn(publish_member(store.clone()));
+}
+
+async fn nudge_elections(store: Arc<Store>) {
+    let patience = store.config.timing.election_max() * 2;
+    let mut leaderless_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(TICK).await;
+        let m = store.metrics();
+        if m.running_state.is_err() {
+            return;
+        }
+        let is_voter = m.membership_config.membership().voter_ids().any(|id| id == store.id);
+        if m.current_leader.is_some() || !is_voter {
+            leaderless_since = None;
+            continue;
+        }
+        let since = *leaderless_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > patience {
+            let jitter = rand::thread_rng().gen_range(0..store.config.timing.election_max_ms.max(1));
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
+            if store.metrics().current_leader.is_none() {
+                tracing::info!("no leader for {:?}: starting an election", since.elapsed());
+                if store.raft.trigger().elect().await.is_err() {
+                    return;
+                }
+            }
+            leaderless_since = None;
+        }
+    }
+}
+
+async fn expire_leases(store: Arc<Store>) {
+    let mut refreshed_term: Option<u64> = None;
+    loop {
+        tokio::time::sleep(TICK).await;
+        let m = store.metrics();
+        if m.running_state.is_err() {
+            return;
+        }
+        if m.state != ServerState::Leader {
+            refreshed_term = None;
+            continue;
+        }
+        if refreshed_term != Some(m.current_term) {
+            store.applied.leases.refresh_all();
+            refreshed_term = Some(m.current_term);
+            tracing::info!(term = m.current_term, "became leader: every lease gets a full TTL");
+            continue;
+        }
+        for id in store.applied.leases.expired() {
+            tracing::info!(lease = %format!("{id:x}"), "lease expired: revoking it");
+            let revoke = Request::Kv(Command::LeaseRevoke { id });
+            match tokio::time::timeout(Duration::from_secs(2), store.raft.client_write(revoke)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("revoking expired lease {id:x} failed: {e}"),
+                Err(_) => tracing::warn!("revoking expired lease {id:x} timed out"),
+            }
+        }
+    }
+}
+
+async fn publish_member(store: Arc<Store>) {
+    let mut removed_logged = false;
+    let mut was_member = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let m = store.metrics();
+        if m.running_state.is_err() {
+            return;
+        }
+        let in_membership = m.membership_config.membership().get_node(&store.id).is_some();
+        if in_membership {
+            was_member = true;
+        } else if was_member && !removed_logged {
+            removed_logged = true;
+            tracing::warn!("this member was removed from the cluster: stopping Raft");
+            store.shutdown().await;
+            return;
+        }
+        if m.current_leader.is_none() {
+            continue;
+        }
+        let (published, cluster_id) = {
+            let data = store.applied.read();
+            let want = (store.config.name.as_str(), store.config.client_addr.as_str());
+            let published = data
+                .members
+                .get(&store.id)
+                .is_some_and(|a| (a.name.as_str(), a.client_addr.as_str()) == want);
+            (published, data.cluster_id)
+        };
+        if !published {
+            let req = Request::PublishMember {
+                id: store.id,
+                name: store.config.name.clone(),
+                client_addr: store.config.client_addr.clone(),
+            };
+            if let Err(e) = store.write(req).await {
+                tracing::debug!("publishing member attributes: {e}");
+            }
+        }
+        if cluster_id == 0 && m.state == ServerState::Leader {
+            let seed: String = store.config.initial_cluster.iter().map(|(n, a)| format!("{n}={a},")).collect();
+            let req = Request::SetClusterId { cluster_id: member_id(&seed) };
+            if let Err(e) = store.write(req).await {
+                tracing::debug!("setting the cluster id: {e}");
+            }
+        }
+    }
+}
