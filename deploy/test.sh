@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds every binary, runs every test.
+#   bash deploy/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash deploy/setup.sh
+echo "test: building"
+cargo build --workspace --bins --tests --quiet
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast --test-threads 2 --retries 0
+else
+    cargo test --workspace --no-fail-fast -- --test-threads 2
+fi

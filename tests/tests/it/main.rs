@@ -1,0 +1,35 @@
+//! Integration tests with real `raftgres` processes, one module per topic.
+
+mod bad_input;
+mod crash;
+mod store;
+
+use std::time::Duration;
+
+use raftgres_tests::client::Client;
+use raftgres_tests::{eventually, Cluster};
+
+/// Waits until every running node agrees on one leader; returns the leader's index.
+pub async fn wait_leader(cluster: &Cluster, skip: &[usize]) -> anyhow::Result<usize> {
+    eventually(Duration::from_secs(15), "a leader all nodes agree on", || async {
+        let mut leader = None;
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            if skip.contains(&i) {
+                continue;
+            }
+            let status = Client::connect(&node.client_addr()).await?.status().await?;
+            anyhow::ensure!(status.leader != 0, "{} sees no leader", node.name);
+            anyhow::ensure!(leader.is_none_or(|l| l == status.leader), "nodes disagree on the leader");
+            leader = Some(status.leader);
+        }
+        let leader = leader.ok_or_else(|| anyhow::anyhow!("no node running"))?;
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            let status = Client::connect(&node.client_addr()).await?.status().await?;
+            if status.header.map(|h| h.member_id) == Some(leader) {
+                return Ok(i);
+            }
+        }
+        anyhow::bail!("leader {leader:x} is not one of our nodes")
+    })
+    .await
+}

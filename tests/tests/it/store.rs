@@ -1,0 +1,97 @@
+//! The Raft store across processes: forming, replicating, electing, catching up,
+//! membership changes.
+
+use std::time::Duration;
+
+use raftgres_proto::etcdserverpb::{MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest};
+use raftgres_tests::client::Client;
+use raftgres_tests::{eventually, Cluster};
+
+use crate::wait_leader;
+
+#[tokio::test]
+async fn three_nodes_form_a_cluster_and_replicate() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3)?;
+    let leader = wait_leader(&cluster, &[]).await?;
+    let follower = (leader + 1) % 3;
+    let c = Client::connect(&cluster.nodes[follower].client_addr()).await?;
+    let rev = c.put("/greeting", "hello").await?;
+    assert!(rev >= 2, "first write gets revision >= 2, got {rev}");
+    for node in &cluster.nodes {
+        let c = Client::connect(&node.client_addr()).await?;
+        assert_eq!(c.get("/greeting").await?.as_deref(), Some("hello"), "linearizable read on {}", node.name);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn killing_the_leader_elects_another_and_the_node_catches_up() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(3)?;
+    let leader = wait_leader(&cluster, &[]).await?;
+    let old_leader_id = Client::connect(&cluster.nodes[leader].client_addr()).await?.status().await?.leader;
+    cluster.kill(leader);
+    let new_leader = wait_leader(&cluster, &[leader]).await?;
+    assert_ne!(new_leader, leader);
+    let c = Client::connect(&cluster.nodes[new_leader].client_addr()).await?;
+    assert_ne!(c.status().await?.leader, old_leader_id);
+    for i in 0..50 {
+        c.put(&format!("/k{i}"), "v").await?;
+    }
+    cluster.restart(leader)?;
+    let back = cluster.nodes[leader].client_addr();
+    eventually(Duration::from_secs(15), "restarted node catches up", || async {
+        let c = Client::connect(&back).await?;
+        anyhow::ensure!(c.get_with("/k49", true).await?.is_some(), "not caught up yet");
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_learner_is_added_promoted_and_a_member_removed() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(3)?;
+    wait_leader(&cluster, &[]).await?;
+    let c = Client::connect(&cluster.nodes[0].client_addr()).await?;
+    for i in 0..20 {
+        c.put(&format!("/before/{i}"), "x").await?;
+    }
+    let n4 = cluster.add_node("node4");
+    let peer = format!("http://{}", cluster.nodes[n4].peer_addr());
+    let added = c.cluster().member_add(MemberAddRequest { peer_ur_ls: vec![peer], is_learner: true }).await?.into_inner();
+    let id4 = added.member.map(|m| m.id).ok_or_else(|| anyhow::anyhow!("no member in reply"))?;
+    cluster.spawn(n4, "existing")?;
+    let addr4 = cluster.nodes[n4].client_addr();
+    eventually(Duration::from_secs(15), "learner replicates", || async {
+        let c4 = Client::connect(&addr4).await?;
+        anyhow::ensure!(c4.get_with("/before/19", true).await?.is_some(), "learner has not caught up");
+        Ok(())
+    })
+    .await?;
+    eventually(Duration::from_secs(10), "promote", || async {
+        c.cluster().member_promote(MemberPromoteRequest { id: id4 }).await?;
+        Ok(())
+    })
+    .await?;
+    let members = c.cluster().member_list(MemberListRequest { linearizable: true }).await?.into_inner().members;
+    let m4 = members.iter().find(|m| m.id == id4).ok_or_else(|| anyhow::anyhow!("node4 missing"))?;
+    assert!(!m4.is_learner, "node4 is a voter after promotion");
+    assert_eq!(m4.name, "node4", "node4 published its name");
+
+    let id1 = Client::connect(&cluster.nodes[0].client_addr()).await?.status().await?.header.map_or(0, |h| h.member_id);
+    let c4 = Client::connect(&addr4).await?;
+    c4.cluster().member_remove(MemberRemoveRequest { id: id1 }).await?;
+    let members = c4.cluster().member_list(MemberListRequest { linearizable: true }).await?.into_inner().members;
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.iter().all(|m| m.id != id1));
+    c4.put("/after", "removal").await?;
+    eventually(Duration::from_secs(10), "removed node exits", || {
+        let running = cluster.nodes[0].is_running();
+        async move {
+            anyhow::ensure!(!running, "node1 still running");
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(())
+}
