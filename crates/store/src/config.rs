@@ -62,7 +62,6 @@ impl RaftTiming {
             election_timeout_min: self.election_min_ms,
             election_timeout_max: self.election_max_ms,
             install_snapshot_timeout: 10_000,
-            send_snapshot_timeout: 30_000,
             snapshot_max_chunk_size: 1024 * 1024,
             max_payload_entries: 256,
             purge_batch_size: 256,

@@ -86,7 +86,6 @@ async fn expire_leases(store: Arc<Store>) {
 }
 
 async fn publish_member(store: Arc<Store>) {
-    let mut removed_logged = false;
     let mut was_member = false;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -97,8 +96,7 @@ async fn publish_member(store: Arc<Store>) {
         let in_membership = m.membership_config.membership().get_node(&store.id).is_some();
         if in_membership {
             was_member = true;
-        } else if was_member && !removed_logged {
-            removed_logged = true;
+        } else if was_member {
             tracing::warn!("this member was removed from the cluster: stopping Raft");
             store.shutdown().await;
             return;
