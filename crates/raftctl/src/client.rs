@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use raftgres_proto::etcdserverpb::cluster_client::ClusterClient;
-use raftgres_proto::etcdserverpb::kv_client::KvClient;
-use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use tonic::transport::{Channel, Endpoint};
 
 /// How long to wait for a node to accept a connection.
@@ -52,14 +50,6 @@ impl Api {
 
     pub fn cluster(&self) -> ClusterClient<Channel> {
         ClusterClient::new(self.channel.clone())
-    }
-
-    pub fn maintenance(&self) -> MaintenanceClient<Channel> {
-        MaintenanceClient::new(self.channel.clone())
-    }
-
-    pub fn kv(&self) -> KvClient<Channel> {
-        KvClient::new(self.channel.clone())
     }
 }
 
