@@ -170,7 +170,7 @@ impl Drop for Cluster {
         for i in 0..self.nodes.len() {
             self.kill(i);
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("RAFTGRES_TEST_LOGS").is_some() {
             eprintln!("{}", self.logs());
         }
     }

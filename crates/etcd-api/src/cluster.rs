@@ -57,10 +57,19 @@ impl Cluster for ClusterService {
         let req = req.into_inner();
         let url = req.peer_ur_ls.first().ok_or_else(|| Status::invalid_argument("etcdserver: no peer URL given"))?;
         let peer_addr = peer_addr_of(url)?;
-        let change = MembershipChange::Add { name: String::new(), peer_addr, as_voter: !req.is_learner };
+        let change = MembershipChange::Add { name: String::new(), peer_addr: peer_addr.clone(), as_voter: !req.is_learner };
         let id = self.0.store.request_membership(change).await.map_err(from_store)?;
-        let members = self.members();
-        let member = members.iter().find(|m| m.id == id).cloned();
+        let mut members = self.members();
+        // This node may not have applied the change yet: answer with what was committed.
+        let member = match members.iter().find(|m| m.id == id) {
+            Some(m) => m.clone(),
+            None => {
+                let m = Member { id, peer_ur_ls: vec![format!("http://{peer_addr}")], is_learner: req.is_learner, ..Default::default() };
+                members.push(m.clone());
+                m
+            }
+        };
+        let member = Some(member);
         Ok(Response::new(MemberAddResponse { header: self.0.header(self.0.revision()), member, members }))
     }
 

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTGRES_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off,sled=warn,h2=warn,tower=warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 }
 

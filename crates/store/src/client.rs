@@ -197,6 +197,8 @@ impl Store {
             is_learner: m.state == ServerState::Learner,
             revision: data.mvcc.revision(),
             db_size: self.db_size(),
+            members: m.membership_config.membership().nodes().map(|(id, _)| *id).collect(),
+            membership_index: m.membership_config.log_id().map_or(0, |l| l.index),
         }
     }
 

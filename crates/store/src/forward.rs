@@ -43,6 +43,9 @@ pub struct NodeStatus {
     pub is_learner: bool,
     pub revision: i64,
     pub db_size: i64,
+    /// Every member id in this node's membership config, and the log index of that config.
+    pub members: Vec<NodeId>,
+    pub membership_index: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

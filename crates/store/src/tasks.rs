@@ -24,6 +24,33 @@ pub(crate) fn spawn_all(store: &Arc<Store>) {
     tokio::spawn(nudge_elections(store.clone()));
     tokio::spawn(expire_leases(store.clone()));
     tokio::spawn(publish_member(store.clone()));
+    tokio::spawn(log_leader_changes(store.clone()));
+}
+
+/// One log line per Raft leadership change, naming the leader, for people reading logs.
+async fn log_leader_changes(store: Arc<Store>) {
+    let mut rx = store.raft.metrics();
+    let mut last: Option<(Option<u64>, u64)> = None;
+    loop {
+        let (leader, term, name) = {
+            let m = rx.borrow_and_update();
+            let name = m
+                .current_leader
+                .and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.name.clone()));
+            (m.current_leader, m.current_term, name)
+        };
+        if last != Some((leader, term)) {
+            match (leader, name) {
+                (Some(id), Some(name)) => tracing::info!("raft: {name} ({id:x}) is the leader in term {term}"),
+                (Some(id), None) => tracing::info!("raft: {id:x} is the leader in term {term}"),
+                (None, _) => tracing::info!("raft: no leader in term {term}"),
+            }
+            last = Some((leader, term));
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn nudge_elections(store: Arc<Store>) {
@@ -85,6 +112,23 @@ async fn expire_leases(store: Arc<Store>) {
     }
 }
 
+/// A removed member may never receive the config that removes it; it finds out by
+/// asking the members it knows: one with a newer membership without us settles it.
+async fn removed_per_peers(store: &Store, m: &crate::types::RaftMetrics) -> bool {
+    let my_index = m.membership_config.log_id().map_or(0, |l| l.index);
+    for (id, node) in m.membership_config.membership().nodes() {
+        if *id == store.id {
+            continue;
+        }
+        if let Ok(status) = store.peer_status(&node.peer_addr, Duration::from_millis(300)).await {
+            if status.leader.is_some() && status.membership_index > my_index && !status.members.contains(&store.id) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 async fn publish_member(store: Arc<Store>) {
     let mut was_member = false;
     loop {
@@ -96,7 +140,8 @@ async fn publish_member(store: Arc<Store>) {
         let in_membership = m.membership_config.membership().get_node(&store.id).is_some();
         if in_membership {
             was_member = true;
-        } else if was_member {
+        }
+        if (was_member && !in_membership) || (m.current_leader.is_none() && removed_per_peers(&store, &m).await) {
             tracing::warn!("this member was removed from the cluster: stopping Raft");
             store.shutdown().await;
             return;

@@ -24,6 +24,9 @@ pub async fn wait_leader(cluster: &Cluster, skip: &[usize]) -> anyhow::Result<us
         }
         let leader = leader.ok_or_else(|| anyhow::anyhow!("no node running"))?;
         for (i, node) in cluster.nodes.iter().enumerate() {
+            if skip.contains(&i) {
+                continue;
+            }
             let status = Client::connect(&node.client_addr()).await?.status().await?;
             if status.header.map(|h| h.member_id) == Some(leader) {
                 return Ok(i);

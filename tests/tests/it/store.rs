@@ -73,10 +73,13 @@ async fn a_learner_is_added_promoted_and_a_member_removed() -> anyhow::Result<()
         Ok(())
     })
     .await?;
-    let members = c.cluster().member_list(MemberListRequest { linearizable: true }).await?.into_inner().members;
-    let m4 = members.iter().find(|m| m.id == id4).ok_or_else(|| anyhow::anyhow!("node4 missing"))?;
-    assert!(!m4.is_learner, "node4 is a voter after promotion");
-    assert_eq!(m4.name, "node4", "node4 published its name");
+    eventually(Duration::from_secs(10), "node4 is a voter and published its name", || async {
+        let members = c.cluster().member_list(MemberListRequest { linearizable: true }).await?.into_inner().members;
+        let m4 = members.iter().find(|m| m.id == id4).ok_or_else(|| anyhow::anyhow!("node4 missing"))?;
+        anyhow::ensure!(!m4.is_learner && m4.name == "node4", "node4 is {m4:?}");
+        Ok(())
+    })
+    .await?;
 
     let id1 = Client::connect(&cluster.nodes[0].client_addr()).await?.status().await?.header.map_or(0, |h| h.member_id);
     let c4 = Client::connect(&addr4).await?;
