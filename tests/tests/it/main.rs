@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod crash;
+mod etcdctl;
 mod store;
 
 use std::time::Duration;

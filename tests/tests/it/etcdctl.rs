@@ -1,0 +1,104 @@
+//! The real `etcdctl` (3.4, Debian's etcd-client) against a 3-node raftgres cluster;
+//! each step asserts what etcdctl prints.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use raftgres_tests::{eventually, Cluster};
+
+use crate::wait_leader;
+
+fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut cmd = Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoints}")).args(args);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("etcdctl must be installed (bash deploy/setup.sh)");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().expect("etcdctl output");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn ok(endpoints: &str, args: &[&str]) -> String {
+    let (success, out, err) = etcdctl(endpoints, args, None);
+    assert!(success, "etcdctl {args:?} failed: {err}");
+    out
+}
+
+#[tokio::test]
+async fn etcdctl_kv_txn_watch_lease_member_endpoint() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3)?;
+    wait_leader(&cluster, &[]).await?;
+    let one = cluster.nodes[1].client_addr();
+    let all = cluster.endpoints().join(",");
+
+    assert_eq!(ok(&one, &["put", "/svc/a", "1"]), "OK\n");
+    assert_eq!(ok(&one, &["put", "/svc/b", "2"]), "OK\n");
+    assert_eq!(ok(&one, &["get", "--prefix", "/svc/"]), "/svc/a\n1\n/svc/b\n2\n");
+    assert_eq!(ok(&one, &["get", "--prefix", "--keys-only", "/svc/"]), "/svc/a\n\n/svc/b\n\n");
+    assert_eq!(ok(&one, &["get", "--prefix", "--limit", "1", "--print-value-only", "/svc/"]), "1\n");
+    assert_eq!(ok(&one, &["get", "--rev", "2", "/svc/a"]), "/svc/a\n1\n");
+    let json: serde_json::Value = serde_json::from_str(&ok(&one, &["get", "-w", "json", "/svc/b"]))?;
+    assert_eq!(json["kvs"][0]["version"], 1);
+    assert_eq!(json["count"], 1);
+
+    let txn = "value(\"/svc/a\") = \"1\"\n\nput /svc/a 10\n\nput /svc/a 0\n\n";
+    let (success, out, err) = etcdctl(&one, &["txn"], Some(txn));
+    assert!(success, "{err}");
+    assert_eq!(out, "SUCCESS\n\nOK\n");
+    assert_eq!(ok(&one, &["get", "--print-value-only", "/svc/a"]), "10\n");
+
+    let watch_ep = cluster.nodes[2].client_addr();
+    let watcher = std::thread::spawn(move || {
+        Command::new("timeout").args(["4", "etcdctl", &format!("--endpoints={watch_ep}"), "watch", "--prefix", "/w/"])
+            .env("ETCDCTL_API", "3").output().expect("watch")
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    ok(&one, &["put", "/w/x", "v1"]);
+    ok(&one, &["del", "/w/x"]);
+    let watched = String::from_utf8_lossy(&watcher.join().expect("watch thread").stdout).into_owned();
+    assert_eq!(watched, "PUT\n/w/x\nv1\nDELETE\n/w/x\n\n");
+
+    assert_eq!(ok(&one, &["del", "--prefix", "/svc/"]), "2\n");
+
+    let granted = ok(&one, &["lease", "grant", "2"]);
+    let lease = granted.split_whitespace().nth(1).expect("lease id").to_string();
+    assert!(granted.ends_with("granted with TTL(2s)\n"), "{granted}");
+    ok(&one, &["put", "--lease", &lease, "/eph", "x"]);
+    let ttl = ok(&one, &["lease", "timetolive", "--keys", &lease]);
+    assert!(ttl.contains("attached keys([/eph])"), "{ttl}");
+    assert!(ok(&one, &["lease", "list"]).contains(&lease));
+    eventually(Duration::from_secs(6), "the leased key expires", || {
+        let out = ok(&one, &["get", "/eph"]);
+        async move {
+            anyhow::ensure!(out.is_empty(), "still there: {out}");
+            Ok(())
+        }
+    })
+    .await?;
+    let expired = ok(&one, &["lease", "timetolive", &lease]);
+    assert!(expired.contains("already expired"), "{expired}");
+    let (success, _, err) = etcdctl(&one, &["lease", "revoke", &lease], None);
+    assert!(!success && err.contains("requested lease not found"), "{err}");
+
+    let members = ok(&one, &["member", "list"]);
+    for node in &cluster.nodes {
+        assert!(members.contains(&format!("started, {}, http://{}", node.name, node.peer_addr())), "{members}");
+    }
+    let status = ok(&all, &["endpoint", "status"]);
+    assert_eq!(status.lines().count(), 3, "{status}");
+    assert_eq!(status.lines().filter(|l| l.contains(", true, false,")).count(), 1, "exactly one leader: {status}");
+    let (success, _, health) = etcdctl(&all, &["endpoint", "health"], None);
+    assert!(success, "{health}");
+    assert_eq!(health.matches("is healthy: successfully committed proposal").count(), 3, "{health}");
+
+    let rev = json["header"]["revision"].as_i64().expect("revision");
+    assert_eq!(ok(&one, &["compaction", &rev.to_string()]), format!("compacted revision {rev}\n"));
+    let (success, _, err) = etcdctl(&one, &["get", "--rev", "2", "/svc/a"], None);
+    assert!(!success && err.contains("required revision has been compacted"), "{err}");
+    Ok(())
+}
