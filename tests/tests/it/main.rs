@@ -3,6 +3,7 @@
 mod bad_input;
 mod crash;
 mod etcdctl;
+mod lease;
 mod store;
 
 use std::time::Duration;
