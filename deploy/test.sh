@@ -8,7 +8,7 @@ bash deploy/setup.sh
 echo "test: building"
 cargo build --workspace --bins --tests --quiet
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast --test-threads 2 --retries 0
+    cargo nextest run --workspace --no-fail-fast --test-threads 1 --retries 0
 else
-    cargo test --workspace --no-fail-fast -- --test-threads 2
+    cargo test --workspace --no-fail-fast -- --test-threads 1
 fi

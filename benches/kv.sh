@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# KV benchmark, etcd vs raftgres in the same run, same client (kvbench), same machine.
+#   bash benches/kv.sh [SECONDS_PER_PHASE]
+# Starts a 3-member etcd 3.4 (Debian's etcd-server, installed if missing) and a 3-node
+# raftgres on loopback, both fsyncing before they acknowledge, runs put (1/16/256
+# clients) and linearizable / serializable range phases against each, and prints one
+# table with raftgres/etcd ratios plus each member's RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-5}
+command -v etcd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }
+cargo build --release --quiet --bins
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+
+rss_of() { # total RSS in MiB of the given pids
+    local total=0
+    for p in "$@"; do total=$((total + $(awk '/VmRSS/ {print $2}' /proc/$p/status))); done
+    echo $((total / 1024 / $#))
+}
+
+ETCD_PIDS=()
+ETCD_CLUSTER="e1=http://127.0.0.1:32380,e2=http://127.0.0.1:32480,e3=http://127.0.0.1:32580"
+for i in 1 2 3; do
+    peer=$((32280 + i * 100)); client=$((32279 + i * 100))
+    etcd --name e$i --data-dir "$WORK/etcd$i" --listen-peer-urls http://127.0.0.1:$peer \
+        --initial-advertise-peer-urls http://127.0.0.1:$peer --listen-client-urls http://127.0.0.1:$client \
+        --advertise-client-urls http://127.0.0.1:$client --initial-cluster "$ETCD_CLUSTER" \
+        --initial-cluster-state new >"$WORK/etcd$i.log" 2>&1 &
+    ETCD_PIDS+=($!)
+done
+RG_PIDS=()
+RG_CLUSTER="n1=127.0.0.1:42380,n2=127.0.0.1:42480,n3=127.0.0.1:42580"
+for i in 1 2 3; do
+    peer=$((42280 + i * 100)); client=$((42279 + i * 100))
+    RAFTGRES_LOG=warn ./target/release/raftgres --name n$i --data-dir "$WORK/rg$i" --listen-peer 127.0.0.1:$peer \
+        --listen-client 127.0.0.1:$client --initial-cluster "$RG_CLUSTER" >"$WORK/rg$i.log" 2>&1 &
+    RG_PIDS+=($!)
+done
+sleep 3
+
+run() { ./target/release/kvbench --endpoints "$1" --seconds "$SECS" > "$2"; }
+echo "kv.sh: etcd $(etcd --version | head -1 | awk '{print $3}') vs raftgres, ${SECS}s per phase" >&2
+run 127.0.0.1:32379,127.0.0.1:32479,127.0.0.1:32579 "$WORK/etcd.jsonl"
+ETCD_RSS=$(rss_of "${ETCD_PIDS[@]}")
+run 127.0.0.1:42379,127.0.0.1:42479,127.0.0.1:42579 "$WORK/rg.jsonl"
+RG_RSS=$(rss_of "${RG_PIDS[@]}")
+
+python3 - "$WORK/etcd.jsonl" "$WORK/rg.jsonl" "$ETCD_RSS" "$RG_RSS" <<'PY'
+import json, sys
+etcd = [json.loads(l) for l in open(sys.argv[1])]
+rg = [json.loads(l) for l in open(sys.argv[2])]
+print(f"| phase | clients | etcd ops/s | raftgres ops/s | ratio | etcd p50/p99 ms | raftgres p50/p99 ms |")
+print("|---|---|---|---|---|---|---|")
+for e, r in zip(etcd, rg):
+    ratio = r["ops_per_sec"] / e["ops_per_sec"] if e["ops_per_sec"] else float("nan")
+    print(f"| {e['phase']} | {e['clients']} | {e['ops_per_sec']:.0f} | {r['ops_per_sec']:.0f} | {ratio:.2f} | "
+          f"{e['p50_ms']:.2f}/{e['p99_ms']:.2f} | {r['p50_ms']:.2f}/{r['p99_ms']:.2f} |")
+print(f"| RSS per member (MiB) | | {sys.argv[3]} | {sys.argv[4]} | {int(sys.argv[4])/max(1,int(sys.argv[3])):.2f} | | |")
+PY
