@@ -65,7 +65,7 @@ impl RaftTiming {
             snapshot_max_chunk_size: 1024 * 1024,
             max_payload_entries: 256,
             purge_batch_size: 256,
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: self.snapshot_every.min(1000),
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             ..Default::default()
         }

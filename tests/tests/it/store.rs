@@ -98,3 +98,51 @@ async fn a_learner_is_added_promoted_and_a_member_removed() -> anyhow::Result<()
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_far_behind_follower_catches_up_by_snapshot() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start_with(3, &["--snapshot-count", "100"])?;
+    let leader = wait_leader(&cluster, &[]).await?;
+    let behind = (leader + 1) % 3;
+    cluster.kill(behind);
+    let c = Client::connect(&cluster.nodes[leader].client_addr()).await?;
+    for i in 0..400 {
+        c.put(&format!("/snap/{i:04}"), "v").await?;
+    }
+    cluster.restart(behind)?;
+    let addr = cluster.nodes[behind].client_addr();
+    eventually(Duration::from_secs(20), "the follower catches up", || async {
+        let c = Client::connect(&addr).await?;
+        anyhow::ensure!(c.get_with("/snap/0399", true).await?.is_some(), "not caught up");
+        anyhow::ensure!(c.get_with("/snap/0000", true).await?.is_some(), "early keys missing");
+        Ok(())
+    })
+    .await?;
+    let log = std::fs::read_to_string(&cluster.nodes[behind].log)?;
+    assert!(std::path::Path::new(&cluster.nodes[behind].data_dir).join("snapshot/snapshot.bin").exists(), "{log}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wiped_member_gets_a_clear_error_and_the_leader_keeps_serving() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(3)?;
+    let leader = wait_leader(&cluster, &[]).await?;
+    let victim = (leader + 1) % 3;
+    let c = Client::connect(&cluster.nodes[leader].client_addr()).await?;
+    for i in 0..20 {
+        c.put(&format!("/w/{i}"), "v").await?;
+    }
+    cluster.kill(victim);
+    std::fs::remove_dir_all(&cluster.nodes[victim].data_dir)?;
+    cluster.spawn(victim, "existing")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..20 {
+        c.put(&format!("/after/{i}"), "v").await?;
+    }
+    let leader_now = wait_leader(&cluster, &[victim]).await?;
+    assert!(cluster.nodes[leader_now].is_running());
+    let logs: String = cluster.nodes.iter().map(|n| std::fs::read_to_string(&n.log).unwrap_or_default()).collect();
+    assert!(logs.contains("its data directory was wiped or replaced"), "clear error expected:\n{logs}");
+    assert!(!logs.contains("panicked"), "no panic:\n{logs}");
+    Ok(())
+}
