@@ -1,44 +1,28 @@
-//! The key space: every key's history of revisions, range reads at any revision not
-//! yet compacted, and the writes (put, delete) that one revision makes.
+//! The key space: every key's history of revisions since the last compaction, point and
+//! interval lookups at any revision, the writes one revision makes, and compaction.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use raftgres_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
-use raftgres_proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use raftgres_proto::mvccpb::KeyValue;
 use serde::{Deserialize, Serialize};
 
-use crate::error::MvccError;
-
 /// One revision of a key: its value then, or `None` for a deletion (tombstone).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Revisioned {
+pub(crate) struct Revisioned {
     pub rev: i64,
     pub kv: Option<KeyValue>,
 }
 
-/// All keys with their histories since the last compaction.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct KeySpace {
+/// All keys with their histories (oldest first) since the last compaction.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct KeySpace {
     keys: BTreeMap<Vec<u8>, Vec<Revisioned>>,
 }
 
-/// The key interval a request names: `[key, end)`, `[key, ∞)` or just `key`.
-pub fn interval(key: &[u8], range_end: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
-    if range_end.is_empty() {
-        (Bound::Included(key.to_vec()), Bound::Included(key.to_vec()))
-    } else if range_end == [0] {
-        (Bound::Included(key.to_vec()), Bound::Unbounded)
-    } else if range_end <= key {
-        // An empty interval (etcd returns nothing).
-        (Bound::Included(key.to_vec()), Bound::Excluded(key.to_vec()))
-    } else {
-        (Bound::Included(key.to_vec()), Bound::Excluded(range_end.to_vec()))
-    }
-}
-
-/// True if `key` lies in the interval `[start, end)` as a request names it.
+/// True if `key` lies in the interval a request names with `start` and `end` (etcd's
+/// `range_end`): `end` empty = just `start`; `end` = `"\0"` = every key `>= start`;
+/// otherwise `[start, end)`.
 pub fn in_interval(key: &[u8], start: &[u8], end: &[u8]) -> bool {
     if end.is_empty() {
         key == start
@@ -49,32 +33,58 @@ pub fn in_interval(key: &[u8], start: &[u8], end: &[u8]) -> bool {
     }
 }
 
+/// Bounds of a key interval, borrowed from a request.
+type Bounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
+/// The bounds of a request's interval, or `None` when it is empty (`end <= key`).
+fn bounds<'a>(key: &'a [u8], end: &'a [u8]) -> Option<Bounds<'a>> {
+    if end.is_empty() {
+        Some((Bound::Included(key), Bound::Included(key)))
+    } else if end == [0] {
+        Some((Bound::Included(key), Bound::Unbounded))
+    } else if end <= key {
+        None
+    } else {
+        Some((Bound::Included(key), Bound::Excluded(end)))
+    }
+}
+
+/// The state of a history at `rev` (None if absent or deleted then).
+fn state_at(history: &[Revisioned], rev: i64) -> Option<&KeyValue> {
+    let idx = history.partition_point(|r| r.rev <= rev);
+    history.get(idx.checked_sub(1)?)?.kv.as_ref()
+}
+
 impl KeySpace {
-    /// The key's value at `rev` (None if absent or deleted then).
-    fn at(history: &[Revisioned], rev: i64) -> Option<&KeyValue> {
-        let idx = history.partition_point(|r| r.rev <= rev);
-        history.get(idx.checked_sub(1)?)?.kv.as_ref()
+    /// The key's value at `rev`.
+    pub fn at(&self, key: &[u8], rev: i64) -> Option<&KeyValue> {
+        state_at(self.keys.get(key)?, rev)
     }
 
-    /// The key's current value.
+    /// The key's current value (writes of a revision in progress included).
     pub fn current(&self, key: &[u8]) -> Option<&KeyValue> {
         self.keys.get(key)?.last()?.kv.as_ref()
     }
 
-    /// Every live key-value in the interval at `rev`, in key order.
-    pub fn live_in(&self, key: &[u8], range_end: &[u8], rev: i64) -> Vec<&KeyValue> {
-        let (lo, hi) = interval(key, range_end);
-        if matches!((&lo, &hi), (Bound::Included(a), Bound::Excluded(b)) if a >= b) {
-            return Vec::new();
-        }
-        self.keys.range((lo, hi)).filter_map(|(_, h)| Self::at(h, rev)).collect()
+    /// Every live key-value of the interval at `rev`, in key order.
+    pub fn live_in(&self, key: &[u8], end: &[u8], rev: i64) -> Vec<&KeyValue> {
+        let Some(range) = bounds(key, end) else { return Vec::new() };
+        self.keys.range::<[u8], _>(range).filter_map(|(_, h)| state_at(h, rev)).collect()
     }
 
+    /// Every currently live key-value of the interval, in key order.
+    pub fn current_in(&self, key: &[u8], end: &[u8]) -> Vec<&KeyValue> {
+        let Some(range) = bounds(key, end) else { return Vec::new() };
+        self.keys.range::<[u8], _>(range).filter_map(|(_, h)| h.last()?.kv.as_ref()).collect()
+    }
+
+    /// How many keys are live now.
     pub fn live_count(&self) -> usize {
         self.keys.values().filter(|h| h.last().is_some_and(|r| r.kv.is_some())).count()
     }
 
-    /// Records a new revision of `key` (a value, or a tombstone when `kv` is None).
+    /// Records `key` at `rev` (a value, or a tombstone when `kv` is None). A second write
+    /// of the same key in the same revision (inside one txn) replaces the first.
     pub fn record(&mut self, key: &[u8], rev: i64, kv: Option<KeyValue>) {
         let history = self.keys.entry(key.to_vec()).or_default();
         match history.last_mut() {
@@ -83,7 +93,8 @@ impl KeySpace {
         }
     }
 
-    /// Forgets history older than `rev`, keeping each key's state at `rev`.
+    /// Forgets history older than `rev`: each key keeps its state at `rev` (unless that
+    /// is a deletion) and everything after it.
     pub fn compact(&mut self, rev: i64) {
         self.keys.retain(|_, history| {
             let keep_from = history.partition_point(|r| r.rev <= rev).saturating_sub(1);
@@ -94,76 +105,51 @@ impl KeySpace {
             !history.is_empty()
         });
     }
-
-    /// A range read at `rev` (already checked against compaction and the current revision).
-    pub fn range(&self, req: &RangeRequest, rev: i64, header_rev: i64) -> RangeResponse {
-        let mut kvs: Vec<&KeyValue> = self.live_in(&req.key, &req.range_end, rev);
-        let count = i64::try_from(kvs.len()).unwrap_or(i64::MAX);
-        kvs.retain(|kv| {
-            (req.min_mod_revision <= 0 || kv.mod_revision >= req.min_mod_revision)
-                && (req.max_mod_revision <= 0 || kv.mod_revision <= req.max_mod_revision)
-                && (req.min_create_revision <= 0 || kv.create_revision >= req.min_create_revision)
-                && (req.max_create_revision <= 0 || kv.create_revision <= req.max_create_revision)
-        });
-        sort(&mut kvs, req.sort_order, req.sort_target);
-        let mut more = false;
-        if req.limit > 0 {
-            let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
-            if kvs.len() > limit {
-                kvs.truncate(limit);
-                more = true;
-            }
-        }
-        let kvs = if req.count_only {
-            Vec::new()
-        } else {
-            kvs.into_iter()
-                .map(|kv| {
-                    let mut kv = kv.clone();
-                    if req.keys_only {
-                        kv.value.clear();
-                    }
-                    kv
-                })
-                .collect()
-        };
-        RangeResponse { header: Some(ResponseHeader { revision: header_rev, ..Default::default() }), kvs, more, count }
-    }
 }
 
-fn sort(kvs: &mut [&KeyValue], order: i32, target: i32) {
-    let order = SortOrder::try_from(order).unwrap_or(SortOrder::None);
-    let target = SortTarget::try_from(target).unwrap_or(SortTarget::Key);
-    // etcd: no order with a non-key target means ascending; keys already come ascending.
-    let order = match (order, target) {
-        (SortOrder::None, SortTarget::Key) => return,
-        (SortOrder::None, _) => SortOrder::Ascend,
-        (o, _) => o,
-    };
-    kvs.sort_by(|a, b| {
-        let ord = match target {
-            SortTarget::Key => a.key.cmp(&b.key),
-            SortTarget::Version => a.version.cmp(&b.version),
-            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
-            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
-            SortTarget::Value => a.value.cmp(&b.value),
-        };
-        if order == SortOrder::Descend {
-            ord.reverse()
-        } else {
-            ord
-        }
-    });
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Checks a read revision: 0 or less means current.
-pub fn read_revision(requested: i64, current: i64, compacted: i64) -> Result<i64, MvccError> {
-    let rev = if requested <= 0 { current } else { requested };
-    if rev > current {
-        return Err(MvccError::FutureRevision);
+    fn kv(key: &str, rev: i64) -> KeyValue {
+        KeyValue { key: key.into(), mod_revision: rev, create_revision: rev, version: 1, ..Default::default() }
     }
-    if rev < compacted {
-        return Err(MvccError::Compacted);
+
+    #[test]
+    fn intervals_follow_etcds_range_end_forms() {
+        assert!(in_interval(b"a", b"a", b""));
+        assert!(!in_interval(b"ab", b"a", b""));
+        assert!(in_interval(b"zzz", b"a", b"\0"));
+        assert!(!in_interval(b"0", b"a", b"\0"));
+        assert!(in_interval(b"a/x", b"a/", b"a0"));
+        assert!(!in_interval(b"a0", b"a/", b"a0"));
+        assert!(!in_interval(b"b", b"b", b"a"), "end before start names nothing");
     }
-    Ok(rev)
+
+    #[test]
+    fn compaction_keeps_the_state_at_the_compact_revision() {
+        let mut ks = KeySpace::default();
+        ks.record(b"a", 2, Some(kv("a", 2)));
+        ks.record(b"a", 4, Some(kv("a", 4)));
+        ks.record(b"b", 3, Some(kv("b", 3)));
+        ks.record(b"b", 5, None);
+        ks.record(b"c", 2, Some(kv("c", 2)));
+        ks.record(b"c", 3, None);
+        ks.compact(4);
+        assert_eq!(ks.at(b"a", 4).map(|k| k.mod_revision), Some(4));
+        assert_eq!(ks.at(b"b", 4).map(|k| k.mod_revision), Some(3));
+        assert!(ks.at(b"b", 5).is_none());
+        assert!(!ks.keys.contains_key(b"c".as_slice()), "a key deleted before the compaction is gone");
+        assert_eq!(ks.live_count(), 1);
+    }
+
+    #[test]
+    fn empty_and_inverted_intervals_do_not_panic() {
+        let mut ks = KeySpace::default();
+        ks.record(b"m", 2, Some(kv("m", 2)));
+        assert!(ks.live_in(b"z", b"a", 2).is_empty());
+        assert!(ks.live_in(b"m", b"m", 2).is_empty());
+        assert_eq!(ks.live_in(&[0], &[0], 2).len(), 1);
+        assert_eq!(ks.current_in(b"m", b"").len(), 1);
+    }
 }

@@ -4,12 +4,17 @@
 //! `version`), range reads at past revisions, Put / DeleteRange / Txn / Compact,
 //! leases and the keys attached to them, and the event history watchers replay.
 //! Must not touch: I/O, clocks, randomness — it is applied identically on every Raft
-//! replica and serialized whole into snapshots. Lease *deadlines* live elsewhere.
+//! replica and serialized whole (serde) into snapshots. Lease *deadlines* live elsewhere.
+//!
+//! No input panics: every request, however hostile, gives a response or an
+//! [`MvccError`], and a failing command changes nothing.
 
 mod error;
 mod keyspace;
+mod range;
 mod txn;
 mod validate;
+mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,15 +23,26 @@ use raftgres_proto::etcdserverpb::{
     LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest,
     TxnResponse,
 };
-use raftgres_proto::mvccpb::{event::EventType, Event, KeyValue};
+use raftgres_proto::mvccpb::Event;
 use serde::{Deserialize, Serialize};
 
 pub use error::{ErrorCode, MvccError};
-pub use keyspace::{in_interval, KeySpace};
-pub use validate::{validate, Limits, MAX_LEASE_TTL};
+pub use keyspace::in_interval;
+pub use validate::{validate, Limits};
+
+use keyspace::KeySpace;
+use write::Write;
+
+/// etcd's largest lease TTL (seconds).
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
+/// How deep txns may nest. etcd's per-level op budget (`max_txn_ops` minus the ops of the
+/// enclosing level) bounds nesting to 128 levels with the default limits; deeper
+/// commands are refused with [`MvccError::TooManyOps`] rather than risking the stack.
+pub const MAX_TXN_DEPTH: usize = 128;
 
 /// What goes through the Raft log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     Put(PutRequest),
     DeleteRange(DeleteRangeRequest),
@@ -38,7 +54,9 @@ pub enum Command {
     LeaseRevoke { id: i64 },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The answer to an applied command. Headers carry only the store revision; the caller
+/// fills in cluster id, member id and raft term.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CommandResponse {
     Put(PutResponse),
     DeleteRange(DeleteRangeResponse),
@@ -49,10 +67,12 @@ pub enum CommandResponse {
 }
 
 /// The outcome of applying one command.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
     pub response: Result<CommandResponse, MvccError>,
-    /// What watchers see, all at `revision`; prev_kv always filled where there was one.
+    /// What watchers see, in order, all with `mod_revision == revision`. Deletes carry
+    /// the key and the delete revision only. `prev_kv` is always filled: the key as it was
+    /// just before this revision (none for a create, as in etcd's watch).
     pub events: Vec<Event>,
     /// The store revision after the command.
     pub revision: i64,
@@ -63,21 +83,23 @@ pub struct Applied {
 pub struct LeaseInfo {
     pub id: i64,
     pub ttl: i64,
+    /// The attached keys, sorted.
     pub keys: Vec<Vec<u8>>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Lease {
     ttl: i64,
     keys: BTreeSet<Vec<u8>>,
 }
 
 /// The whole data model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mvcc {
     revision: i64,
     compact_revision: i64,
     keys: KeySpace,
+    /// The events of every revision since `compact_revision` (inclusive).
     events: BTreeMap<i64, Vec<Event>>,
     leases: BTreeMap<i64, Lease>,
 }
@@ -86,12 +108,6 @@ impl Default for Mvcc {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// The writes of one revision in progress.
-pub(crate) struct Write {
-    pub rev: i64,
-    pub events: Vec<Event>,
 }
 
 pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
@@ -104,28 +120,30 @@ impl Mvcc {
         Self { revision: 1, compact_revision: 0, keys: KeySpace::default(), events: BTreeMap::new(), leases: BTreeMap::new() }
     }
 
+    /// The current store revision.
     pub fn revision(&self) -> i64 {
         self.revision
     }
 
+    /// The last compaction's revision (0 before any).
     pub fn compact_revision(&self) -> i64 {
         self.compact_revision
     }
 
+    /// How many keys are live now.
     pub fn key_count(&self) -> usize {
         self.keys.live_count()
     }
 
-    /// A read-only range.
+    /// A read-only range, answered with the current revision in the header.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
-        if req.key.is_empty() {
-            return Err(MvccError::KeyNotProvided);
-        }
-        let rev = keyspace::read_revision(req.revision, self.revision, self.compact_revision)?;
-        Ok(self.keys.range(req, rev, self.revision))
+        let rev = range::check(req, self.revision, self.compact_revision)?;
+        Ok(range::run(&self.keys, req, rev, self.revision))
     }
 
-    /// Events with `start <= mod_revision <= end`, in order (watch history replay).
+    /// Every event with `start <= mod_revision <= end`, in revision order (watch history
+    /// replay). A start below the compaction point is compacted; the compaction point
+    /// itself can still be replayed, as etcd's watch allows (`minRev < compactRev`).
     pub fn events_between(&self, start: i64, end: i64) -> Result<Vec<Event>, MvccError> {
         if start < self.compact_revision {
             return Err(MvccError::Compacted);
@@ -136,164 +154,46 @@ impl Mvcc {
         Ok(self.events.range(start..=end).flat_map(|(_, evs)| evs.iter().cloned()).collect())
     }
 
+    /// One lease and its keys.
     pub fn lease(&self, id: i64) -> Option<LeaseInfo> {
         self.leases.get(&id).map(|l| LeaseInfo { id, ttl: l.ttl, keys: l.keys.iter().cloned().collect() })
     }
 
+    /// Every lease, sorted by id.
     pub fn leases(&self) -> Vec<LeaseInfo> {
         self.leases.keys().filter_map(|id| self.lease(*id)).collect()
     }
 
-    /// Applies one command. Deterministic: the same commands give the same state.
+    /// Applies one command. Deterministic: the same commands from the same state give the
+    /// same state, responses and events. A refused command changes nothing.
     pub fn apply(&mut self, cmd: &Command) -> Applied {
-        let mut w = Write { rev: self.revision + 1, events: Vec::new() };
+        let mut w = Write::new(self.revision);
         let response = match cmd {
-            Command::Put(req) => self.put(&mut w, req).map(CommandResponse::Put),
-            Command::DeleteRange(req) => Ok(CommandResponse::DeleteRange(self.delete_range(&mut w, req))),
+            Command::Put(req) => self.put_checked(&mut w, req).map(CommandResponse::Put),
+            Command::DeleteRange(req) => self.delete_checked(&mut w, req).map(CommandResponse::DeleteRange),
             Command::Txn(req) => self.txn(&mut w, req).map(CommandResponse::Txn),
             Command::Compact(req) => self.compact(req.revision).map(CommandResponse::Compact),
             Command::LeaseGrant { id, ttl } => self.lease_grant(*id, *ttl).map(CommandResponse::LeaseGrant),
             Command::LeaseRevoke { id } => self.lease_revoke(&mut w, *id).map(CommandResponse::LeaseRevoke),
         };
-        if !w.events.is_empty() {
-            self.revision = w.rev;
-            self.events.insert(w.rev, w.events.clone());
+        if w.changed() {
+            self.revision = w.rev();
+            self.events.insert(w.rev(), w.events.clone());
         }
-        let response = response.map(|r| with_revision(r, self.revision));
-        Applied { response, events: w.events, revision: self.revision }
-    }
-
-    pub(crate) fn put(&mut self, w: &mut Write, req: &PutRequest) -> Result<PutResponse, MvccError> {
-        if req.key.is_empty() {
-            return Err(MvccError::KeyNotProvided);
-        }
-        let prev = self.keys.current(&req.key).cloned();
-        if (req.ignore_value || req.ignore_lease) && prev.is_none() {
-            return Err(MvccError::KeyNotFound);
-        }
-        let value = match (&prev, req.ignore_value) {
-            (Some(p), true) => p.value.clone(),
-            _ => req.value.clone(),
-        };
-        let lease = match (&prev, req.ignore_lease) {
-            (Some(p), true) => p.lease,
-            _ => req.lease,
-        };
-        if lease != 0 && !self.leases.contains_key(&lease) {
-            return Err(MvccError::LeaseNotFound);
-        }
-        let kv = KeyValue {
-            key: req.key.clone(),
-            create_revision: prev.as_ref().map_or(w.rev, |p| p.create_revision),
-            mod_revision: w.rev,
-            version: prev.as_ref().map_or(1, |p| p.version.saturating_add(1)),
-            value,
-            lease,
-        };
-        if let Some(old) = prev.as_ref().map(|p| p.lease).filter(|l| *l != 0 && *l != lease) {
-            if let Some(l) = self.leases.get_mut(&old) {
-                l.keys.remove(&req.key);
-            }
-        }
-        if let Some(l) = self.leases.get_mut(&lease) {
-            l.keys.insert(req.key.clone());
-        }
-        self.keys.record(&req.key, w.rev, Some(kv.clone()));
-        w.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev.clone() });
-        Ok(PutResponse { header: None, prev_kv: if req.prev_kv { prev } else { None } })
-    }
-
-    pub(crate) fn delete_range(&mut self, w: &mut Write, req: &DeleteRangeRequest) -> DeleteRangeResponse {
-        let doomed: Vec<KeyValue> =
-            self.keys.live_in(&req.key, &req.range_end, self.revision.max(w.rev)).into_iter().cloned().collect();
-        for prev in &doomed {
-            self.delete_key(w, prev.clone());
-        }
-        DeleteRangeResponse {
-            header: None,
-            deleted: i64::try_from(doomed.len()).unwrap_or(i64::MAX),
-            prev_kvs: if req.prev_kv { doomed } else { Vec::new() },
-        }
-    }
-
-    fn delete_key(&mut self, w: &mut Write, prev: KeyValue) {
-        if let Some(l) = self.leases.get_mut(&prev.lease) {
-            l.keys.remove(&prev.key);
-        }
-        self.keys.record(&prev.key, w.rev, None);
-        let tomb = KeyValue { key: prev.key.clone(), mod_revision: w.rev, ..Default::default() };
-        w.events.push(Event { r#type: EventType::Delete as i32, kv: Some(tomb), prev_kv: Some(prev) });
-    }
-
-    fn compact(&mut self, rev: i64) -> Result<CompactionResponse, MvccError> {
-        if rev > self.revision {
-            return Err(MvccError::FutureRevision);
-        }
-        if rev <= self.compact_revision {
-            return Err(MvccError::Compacted);
-        }
-        self.keys.compact(rev);
-        self.events = self.events.split_off(&rev);
-        self.compact_revision = rev;
-        Ok(CompactionResponse { header: None })
-    }
-
-    fn lease_grant(&mut self, id: i64, ttl: i64) -> Result<LeaseGrantResponse, MvccError> {
-        if id <= 0 || self.leases.contains_key(&id) {
-            return Err(MvccError::LeaseExists);
-        }
-        if ttl > MAX_LEASE_TTL {
-            return Err(MvccError::LeaseTtlTooLarge);
-        }
-        self.leases.insert(id, Lease { ttl, keys: BTreeSet::new() });
-        Ok(LeaseGrantResponse { header: None, id, ttl, error: String::new() })
-    }
-
-    fn lease_revoke(&mut self, w: &mut Write, id: i64) -> Result<LeaseRevokeResponse, MvccError> {
-        let lease = self.leases.remove(&id).ok_or(MvccError::LeaseNotFound)?;
-        for key in lease.keys {
-            if let Some(prev) = self.keys.current(&key).cloned() {
-                self.delete_key(w, prev);
-            }
-        }
-        Ok(LeaseRevokeResponse { header: None })
-    }
-
-    pub(crate) fn lease_exists(&self, id: i64) -> bool {
-        self.leases.contains_key(&id)
-    }
-
-    pub(crate) fn keyspace(&self) -> &KeySpace {
-        &self.keys
+        let revision = self.revision;
+        let response = response.map(|r| with_revision(r, revision));
+        Applied { response, events: w.events, revision }
     }
 }
 
-/// Sets the store revision in every header of a response (nested txn ones included).
+/// Sets the store revision in the top-level header (nested txn answers keep theirs).
 fn with_revision(resp: CommandResponse, rev: i64) -> CommandResponse {
     match resp {
-        CommandResponse::Put(mut r) => {
-            r.header = header(rev);
-            CommandResponse::Put(r)
-        }
-        CommandResponse::DeleteRange(mut r) => {
-            r.header = header(rev);
-            CommandResponse::DeleteRange(r)
-        }
-        CommandResponse::Txn(r) => CommandResponse::Txn(txn::stamp(r, rev)),
-        CommandResponse::Compact(mut r) => {
-            r.header = header(rev);
-            CommandResponse::Compact(r)
-        }
-        CommandResponse::LeaseGrant(mut r) => {
-            r.header = header(rev);
-            CommandResponse::LeaseGrant(r)
-        }
-        CommandResponse::LeaseRevoke(mut r) => {
-            r.header = header(rev);
-            CommandResponse::LeaseRevoke(r)
-        }
+        CommandResponse::Put(r) => CommandResponse::Put(PutResponse { header: header(rev), ..r }),
+        CommandResponse::DeleteRange(r) => CommandResponse::DeleteRange(DeleteRangeResponse { header: header(rev), ..r }),
+        CommandResponse::Txn(r) => CommandResponse::Txn(TxnResponse { header: header(rev), ..r }),
+        CommandResponse::Compact(_) => CommandResponse::Compact(CompactionResponse { header: header(rev) }),
+        CommandResponse::LeaseGrant(r) => CommandResponse::LeaseGrant(LeaseGrantResponse { header: header(rev), ..r }),
+        CommandResponse::LeaseRevoke(_) => CommandResponse::LeaseRevoke(LeaseRevokeResponse { header: header(rev) }),
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,87 +1,131 @@
-//! Transactions: compares evaluated against the state before the txn, then one branch
-//! executed in order, every write at the same new revision, each read seeing the
-//! writes before it. Failing requests (unknown lease, missing key with ignore_*) are
-//! found before anything is written, so a txn applies whole or not at all.
+//! Transactions, as etcd's applier runs them:
+//!
+//! 1. every compare — nested txns' included — is evaluated against the state before
+//!    the txn, which fixes the branch each level takes (etcd's `compareToPath`);
+//! 2. the chosen ops are checked, puts first (missing key under `ignore_*`, unknown
+//!    lease) then ranges (revision bounds, sort options), so a failing txn writes nothing;
+//! 3. the ops run in order, every write at the same new revision, each read seeing the
+//!    writes before it.
+//!
+//! Compares with an unknown target or result are false (etcd would treat an unknown
+//! result as true; failing closed is safer for locks and elections).
 
 use raftgres_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use raftgres_proto::etcdserverpb::request_op::Request;
 use raftgres_proto::etcdserverpb::response_op::Response;
-use raftgres_proto::etcdserverpb::{Compare, RequestOp, ResponseOp, TxnRequest, TxnResponse};
+use raftgres_proto::etcdserverpb::{Compare, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse};
 use raftgres_proto::mvccpb::KeyValue;
 
-use crate::keyspace::read_revision;
-use crate::{header, Mvcc, MvccError, Write};
+use crate::write::Write;
+use crate::{range, Mvcc, MvccError, MAX_TXN_DEPTH};
+
+/// The branch one txn level takes, and for each op of that branch the path of its
+/// nested txn (None for other ops).
+struct Path {
+    succeeded: bool,
+    ops: Vec<Option<Path>>,
+}
+
+fn branch(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
+    if succeeded {
+        &req.success
+    } else {
+        &req.failure
+    }
+}
 
 impl Mvcc {
     pub(crate) fn txn(&mut self, w: &mut Write, req: &TxnRequest) -> Result<TxnResponse, MvccError> {
-        self.check_txn(req)?;
-        self.run_txn(w, req)
+        let path = self.path(req, 0)?;
+        self.check_writes(req, &path)?;
+        self.check_reads(req, &path)?;
+        Ok(self.run(w, req, &path))
     }
 
-    fn branch<'a>(&self, req: &'a TxnRequest) -> (bool, &'a [RequestOp]) {
-        let ok = req.compare.iter().all(|c| self.compare(c));
-        (ok, if ok { &req.success } else { &req.failure })
+    fn path(&self, req: &TxnRequest, depth: usize) -> Result<Path, MvccError> {
+        if depth >= MAX_TXN_DEPTH {
+            return Err(MvccError::TooManyOps);
+        }
+        let succeeded = req.compare.iter().all(|c| self.compare(c));
+        let ops = branch(req, succeeded)
+            .iter()
+            .map(|op| match &op.request {
+                Some(Request::RequestTxn(nested)) => self.path(nested, depth + 1).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Path { succeeded, ops })
     }
 
-    /// Finds the errors a branch would hit, before writing anything.
-    fn check_txn(&self, req: &TxnRequest) -> Result<(), MvccError> {
-        let (_, ops) = self.branch(req);
-        for op in ops {
-            match &op.request {
-                Some(Request::RequestPut(put)) => {
-                    let existing = self.keyspace().current(&put.key);
-                    if (put.ignore_value || put.ignore_lease) && existing.is_none() {
-                        return Err(MvccError::KeyNotFound);
-                    }
+    /// The checks etcd's `checkPut` makes, plus empty keys (normally refused by `validate`).
+    fn check_writes(&self, req: &TxnRequest, path: &Path) -> Result<(), MvccError> {
+        for (op, sub) in branch(req, path.succeeded).iter().zip(&path.ops) {
+            match (&op.request, sub) {
+                (Some(Request::RequestTxn(nested)), Some(sub)) => self.check_writes(nested, sub)?,
+                (Some(Request::RequestPut(put)), _) => {
                     if put.key.is_empty() {
                         return Err(MvccError::KeyNotProvided);
                     }
-                    if !put.ignore_lease && put.lease != 0 && !self.lease_exists(put.lease) {
+                    if (put.ignore_value || put.ignore_lease) && self.keys.current(&put.key).is_none() {
+                        return Err(MvccError::KeyNotFound);
+                    }
+                    if put.lease != 0 && !self.leases.contains_key(&put.lease) {
                         return Err(MvccError::LeaseNotFound);
                     }
                 }
-                Some(Request::RequestRange(range)) => {
-                    if range.key.is_empty() {
-                        return Err(MvccError::KeyNotProvided);
-                    }
-                    read_revision(range.revision, self.revision(), self.compact_revision())?;
+                (Some(Request::RequestDeleteRange(del)), _) if del.key.is_empty() => {
+                    return Err(MvccError::KeyNotProvided);
                 }
-                Some(Request::RequestTxn(nested)) => self.check_txn(nested)?,
-                Some(Request::RequestDeleteRange(_)) | None => {}
+                _ => {}
             }
         }
         Ok(())
     }
 
-    fn run_txn(&mut self, w: &mut Write, req: &TxnRequest) -> Result<TxnResponse, MvccError> {
-        let (succeeded, ops) = self.branch(req);
-        let mut responses = Vec::with_capacity(ops.len());
-        for op in ops {
-            let response = match &op.request {
-                Some(Request::RequestRange(range)) => {
-                    let current = if w.events.is_empty() { self.revision() } else { w.rev };
-                    let rev = if range.revision <= 0 { current } else { range.revision };
-                    let rev = read_revision(rev, current, self.compact_revision())?;
-                    Some(Response::ResponseRange(self.keyspace().range(range, rev, current)))
+    /// The checks etcd's `checkRange` makes, against the revision before the txn.
+    fn check_reads(&self, req: &TxnRequest, path: &Path) -> Result<(), MvccError> {
+        for (op, sub) in branch(req, path.succeeded).iter().zip(&path.ops) {
+            match (&op.request, sub) {
+                (Some(Request::RequestTxn(nested)), Some(sub)) => self.check_reads(nested, sub)?,
+                (Some(Request::RequestRange(r)), _) => {
+                    range::check(r, self.revision, self.compact_revision)?;
                 }
-                Some(Request::RequestPut(put)) => Some(Response::ResponsePut(self.put(w, put)?)),
-                Some(Request::RequestDeleteRange(del)) => Some(Response::ResponseDeleteRange(self.delete_range(w, del))),
-                Some(Request::RequestTxn(nested)) => Some(Response::ResponseTxn(self.run_txn(w, nested)?)),
-                None => None,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs checked ops. Headers of inner answers are what etcd puts there: a put has the
+    /// new revision, a range or delete the revision current when it ran, and a nested
+    /// txn an empty header.
+    fn run(&mut self, w: &mut Write, req: &TxnRequest, path: &Path) -> TxnResponse {
+        let mut responses = Vec::with_capacity(path.ops.len());
+        for (op, sub) in branch(req, path.succeeded).iter().zip(&path.ops) {
+            let response = match (&op.request, sub) {
+                (Some(Request::RequestRange(r)), _) => {
+                    let current = w.read_rev();
+                    let rev = if r.revision > 0 { r.revision } else { current };
+                    Some(Response::ResponseRange(range::run(&self.keys, r, rev, current)))
+                }
+                (Some(Request::RequestPut(put)), _) => Some(Response::ResponsePut(self.put(w, put))),
+                (Some(Request::RequestDeleteRange(del)), _) => Some(Response::ResponseDeleteRange(self.delete_range(w, del))),
+                (Some(Request::RequestTxn(nested)), Some(sub)) => Some(Response::ResponseTxn(self.run(w, nested, sub))),
+                (Some(Request::RequestTxn(_)), None) => Some(Response::ResponseTxn(TxnResponse::default())),
+                (None, _) => None,
             };
             responses.push(ResponseOp { response });
         }
-        Ok(TxnResponse { header: None, succeeded, responses })
+        TxnResponse { header: Some(ResponseHeader::default()), succeeded: path.succeeded, responses }
     }
 
-    /// One compare; with a range_end every key in the range must pass, and an empty
-    /// range compares like a missing key.
+    /// One compare against the current state. With a range_end every live key of the
+    /// range must pass; an empty range compares like a missing key.
     fn compare(&self, c: &Compare) -> bool {
-        let rev = self.revision();
         if c.range_end.is_empty() {
-            return compare_kv(c, self.keyspace().current(&c.key));
+            return compare_kv(c, self.keys.current(&c.key));
         }
-        let kvs = self.keyspace().live_in(&c.key, &c.range_end, rev);
+        let kvs = self.keys.current_in(&c.key, &c.range_end);
         if kvs.is_empty() {
             return compare_kv(c, None);
         }
@@ -89,6 +133,8 @@ impl Mvcc {
     }
 }
 
+/// etcd's `compareKV`: a missing key is all zeros, except that a VALUE compare on it is
+/// always false; a target union of another kind compares against zero / empty.
 fn compare_kv(c: &Compare, kv: Option<&KeyValue>) -> bool {
     let Ok(target) = CompareTarget::try_from(c.target) else { return false };
     let Ok(result) = CompareResult::try_from(c.result) else { return false };
@@ -101,21 +147,33 @@ fn compare_kv(c: &Compare, kv: Option<&KeyValue>) -> bool {
             };
             kv.value.as_slice().cmp(want)
         }
-        _ => {
-            let have = kv.map_or(0, |kv| match target {
-                CompareTarget::Version => kv.version,
-                CompareTarget::Create => kv.create_revision,
-                CompareTarget::Mod => kv.mod_revision,
-                _ => kv.lease,
-            });
+        CompareTarget::Version => {
             let want = match c.target_union {
-                Some(TargetUnion::Version(v))
-                | Some(TargetUnion::CreateRevision(v))
-                | Some(TargetUnion::ModRevision(v))
-                | Some(TargetUnion::Lease(v)) => v,
+                Some(TargetUnion::Version(v)) => v,
                 _ => 0,
             };
-            have.cmp(&want)
+            kv.map_or(0, |kv| kv.version).cmp(&want)
+        }
+        CompareTarget::Create => {
+            let want = match c.target_union {
+                Some(TargetUnion::CreateRevision(v)) => v,
+                _ => 0,
+            };
+            kv.map_or(0, |kv| kv.create_revision).cmp(&want)
+        }
+        CompareTarget::Mod => {
+            let want = match c.target_union {
+                Some(TargetUnion::ModRevision(v)) => v,
+                _ => 0,
+            };
+            kv.map_or(0, |kv| kv.mod_revision).cmp(&want)
+        }
+        CompareTarget::Lease => {
+            let want = match c.target_union {
+                Some(TargetUnion::Lease(v)) => v,
+                _ => 0,
+            };
+            kv.map_or(0, |kv| kv.lease).cmp(&want)
         }
     };
     match result {
@@ -124,19 +182,4 @@ fn compare_kv(c: &Compare, kv: Option<&KeyValue>) -> bool {
         CompareResult::Less => ordering.is_lt(),
         CompareResult::NotEqual => ordering.is_ne(),
     }
-}
-
-/// Sets the final revision in the txn header and in every nested response header.
-pub(crate) fn stamp(mut resp: TxnResponse, rev: i64) -> TxnResponse {
-    resp.header = header(rev);
-    for op in &mut resp.responses {
-        match &mut op.response {
-            Some(Response::ResponsePut(r)) => r.header = header(rev),
-            Some(Response::ResponseDeleteRange(r)) => r.header = header(rev),
-            Some(Response::ResponseRange(r)) => r.header = header(rev),
-            Some(Response::ResponseTxn(r)) => *r = stamp(std::mem::take(r), rev),
-            None => {}
-        }
-    }
-    resp
 }
