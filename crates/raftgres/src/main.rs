@@ -64,7 +64,7 @@ async fn run(settings: settings::Settings) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
         _ = term.recv() => tracing::info!("terminated: shutting down"),
         _ = removed => anyhow::bail!("raft stopped (this member was removed from the cluster, or its storage failed)"),
-        result = api => { result??; }
+        result = api => { result?.map_err(|e| anyhow::anyhow!("etcd API server stopped: {e}"))?; }
     }
     store.shutdown().await;
     Ok(())

@@ -9,6 +9,7 @@
 //! Does not own: the etcd gRPC surface (crate `raftgres-etcd-api`) or anything about
 //! PostgreSQL. The data model itself (revisions, txn, leases) is `raftgres-mvcc`.
 
+mod api_support;
 pub mod backend;
 mod client;
 pub mod config;

@@ -1,0 +1,43 @@
+//! Small read-only views the etcd API layer needs on every response or stream, cheap
+//! enough to call per request: the current Raft term, the election timeout, and whether
+//! this node currently knows a leader (etcd's `hasleader` stream check).
+//!
+//! Must not change any state: it only borrows Raft metrics and the configuration.
+
+use std::time::Duration;
+
+use openraft::ServerState;
+
+use crate::Store;
+
+impl Store {
+    /// The Raft term this node is in (for etcd response headers).
+    pub fn current_term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// The longest election timeout: how long followers wait before campaigning.
+    pub fn election_timeout(&self) -> Duration {
+        self.config.timing.election_max()
+    }
+
+    /// True if this node knows a leader. A node that thinks it leads also needs a quorum
+    /// acknowledgement within the last election timeout: an openraft 0.9 leader never
+    /// steps down by itself, while an etcd leader would have (check-quorum).
+    pub fn has_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        match m.current_leader {
+            None => false,
+            Some(leader) if leader == self.id => {
+                let max_ms = u64::try_from(self.election_timeout().as_millis()).unwrap_or(u64::MAX);
+                let quorum_recent = match m.millis_since_quorum_ack {
+                    Some(ms) => ms <= max_ms,
+                    None => true,
+                };
+                m.state == ServerState::Leader && quorum_recent
+            }
+            Some(_) => true,
+        }
+    }
+}
