@@ -2,8 +2,8 @@
 //! implementation.
 //!
 //! The Raft log store ([`crate::log_store`]) speaks only [`LogBackend`], so the engine
-//! under it can change without touching Raft code. Every mutating call returns only once
-//! its effect is on disk: sled's `flush` uses `sync_file_range` on Linux, which flushes
+//! under it can change without touching Raft code. Writes are durable once `sync`
+//! returns: sled's `flush` uses `sync_file_range` on Linux, which flushes
 //! neither file metadata nor the drive cache, so [`SledBackend`] follows each flush with
 //! an `fsync` of the database file.
 
@@ -26,18 +26,20 @@ pub enum BackendError {
 
 /// An ordered map of log index → entry bytes plus a few named metadata values.
 pub trait LogBackend: Clone + Send + Sync + 'static {
-    /// Writes entries (index, bytes) and makes them durable before returning.
+    /// Writes entries (index, bytes): readable at once, durable only after [`Self::sync`].
     fn append(&self, entries: Vec<(u64, Vec<u8>)>) -> Result<(), BackendError>;
+    /// Makes everything written so far durable.
+    fn sync(&self) -> Result<(), BackendError>;
     /// Entries with `start <= index < end`, in order.
     fn range(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, BackendError>;
     /// The entry with the highest index.
     fn last(&self) -> Result<Option<(u64, Vec<u8>)>, BackendError>;
-    /// Durably removes every entry with `index >= from`.
+    /// Removes every entry with `index >= from` (durable after [`Self::sync`]).
     fn truncate_from(&self, from: u64) -> Result<(), BackendError>;
     /// Removes every entry with `index <= upto` (durability not required: the caller
     /// persisted the purge point first).
     fn purge_upto(&self, upto: u64) -> Result<(), BackendError>;
-    /// Durably stores a named metadata value.
+    /// Stores a named metadata value (durable after [`Self::sync`]).
     fn put_meta(&self, name: &str, value: Vec<u8>) -> Result<(), BackendError>;
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError>;
 }
@@ -67,11 +69,6 @@ impl SledBackend {
         Ok(Self { db, logs, meta, db_file: Arc::new(db_file) })
     }
 
-    /// flush + fsync: the only way a write becomes durable here.
-    fn sync(&self) -> Result<(), BackendError> {
-        self.db.flush()?;
-        self.db_file.sync_data().map_err(BackendError::Sync)
-    }
 }
 
 fn index_of(key: &[u8]) -> u64 {
@@ -87,8 +84,13 @@ impl LogBackend for SledBackend {
         for (index, bytes) in entries {
             batch.insert(&index.to_be_bytes(), bytes);
         }
-        self.logs.apply_batch(batch)?;
-        self.sync()
+        Ok(self.logs.apply_batch(batch)?)
+    }
+
+    /// flush + fsync: the only way a write becomes durable here.
+    fn sync(&self) -> Result<(), BackendError> {
+        self.db.flush()?;
+        self.db_file.sync_data().map_err(BackendError::Sync)
     }
 
     fn range(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, BackendError> {
@@ -114,8 +116,7 @@ impl LogBackend for SledBackend {
             let (k, _) = item?;
             batch.remove(k);
         }
-        self.logs.apply_batch(batch)?;
-        self.sync()
+        Ok(self.logs.apply_batch(batch)?)
     }
 
     fn purge_upto(&self, upto: u64) -> Result<(), BackendError> {
@@ -129,7 +130,7 @@ impl LogBackend for SledBackend {
 
     fn put_meta(&self, name: &str, value: Vec<u8>) -> Result<(), BackendError> {
         self.meta.insert(name, value)?;
-        self.sync()
+        Ok(())
     }
 
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {

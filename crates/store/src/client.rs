@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::ServerState;
 use raftgres_mvcc::{Command, CommandResponse, MvccError};
 
@@ -104,12 +104,7 @@ impl Store {
         }
         match request {
             ForwardRequest::Status => Ok(ForwardResponse::Status(self.status())),
-            ForwardRequest::Write(req) => match self.raft.client_write(req).await {
-                Ok(resp) => Ok(ForwardResponse::Write(resp.data)),
-                // Proposed, then leadership moved: it may still commit, so never retry.
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(StoreError::LeaderChanged),
-                Err(e) => Err(StoreError::internal(e)),
-            },
+            ForwardRequest::Write(req) => self.batcher.write(req).await.map(ForwardResponse::Write),
             ForwardRequest::ReadIndex => self.confirm_leadership().await.map(ForwardResponse::ReadIndex),
             ForwardRequest::LeaseKeepAlive { id } => {
                 // Renew first, then prove we still lead: any later leader is elected after
@@ -153,7 +148,7 @@ impl Store {
     pub async fn kv(&self, command: Command) -> Result<Result<CommandResponse, MvccError>, StoreError> {
         match self.write(Request::Kv(command)).await? {
             Response::Kv(result) => Ok(result),
-            Response::Done => Err(StoreError::Internal("unexpected empty answer".into())),
+            other => Err(StoreError::Internal(format!("unexpected answer {other:?}"))),
         }
     }
 

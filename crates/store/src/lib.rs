@@ -3,7 +3,8 @@
 //! Owns: the openraft instance and its type config ([`types`]), the durable Raft log
 //! on sled ([`backend`], [`log_store`]), the in-memory etcd-style state machine with
 //! file snapshots ([`state_machine`]), lease deadlines ([`lease_clock`]), the peer
-//! transport over tonic ([`network`], [`peer_service`], [`forward`]), membership
+//! transport over tonic ([`network`], [`peer_service`], [`forward`]), group commit
+//! of concurrent writes (`batcher`), membership
 //! changes and the background duties of a node ([`tasks`]).
 //!
 //! Does not own: the etcd gRPC surface (crate `raftgres-etcd-api`) or anything about
@@ -11,6 +12,7 @@
 
 mod api_support;
 pub mod backend;
+mod batcher;
 mod client;
 pub mod config;
 pub mod error;

@@ -1,7 +1,9 @@
 //! The Raft log and vote, on a [`LogBackend`]: openraft's `RaftLogStorage`.
 //!
 //! Durability rules (see REFERENCE.md): an append is acknowledged to openraft only
-//! after it is fsynced; the vote, truncations and the purge point are fsynced before
+//! after it is fsynced — by a background flusher that makes every append waiting at
+//! that moment durable with one fsync (group commit), so the Raft core never waits on
+//! the disk while it batches the next entries; the vote, truncations and the purge point are fsynced before
 //! the call returns; the purge point is persisted before entries are deleted; the
 //! committed log id is saved so a restart re-applies everything committed.
 
@@ -12,6 +14,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use crate::backend::{BackendError, LogBackend};
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
@@ -24,11 +27,15 @@ const LAST_PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore<B: LogBackend> {
     backend: B,
+    flusher: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
 }
 
 impl<B: LogBackend> LogStore<B> {
+    /// Wraps `backend` and starts its flusher (needs a tokio runtime).
     pub fn new(backend: B) -> Self {
-        Self { backend }
+        let (flusher, pending) = mpsc::unbounded_channel();
+        tokio::spawn(flush_loop(backend.clone(), pending));
+        Self { backend, flusher }
     }
 
     /// Runs a blocking backend call (they fsync) off the async workers.
@@ -53,7 +60,30 @@ impl<B: LogBackend> LogStore<B> {
 
     async fn write_meta<T: Serialize>(&self, name: &'static str, value: &T) -> Result<(), StorageError> {
         let bytes = bincode::serialize(value).map_err(write_err)?;
-        self.blocking(move |b| b.put_meta(name, bytes)).await.map_err(write_err)
+        self.blocking(move |b| {
+            b.put_meta(name, bytes)?;
+            b.sync()
+        })
+        .await
+        .map_err(write_err)
+    }
+}
+
+/// Waits for appends, makes all of those waiting durable with one sync, acknowledges them.
+async fn flush_loop<B: LogBackend>(backend: B, mut pending: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
+    while let Some(first) = pending.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = pending.try_recv() {
+            batch.push(more);
+        }
+        let b = backend.clone();
+        let result = match tokio::task::spawn_blocking(move || b.sync()).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(join) => Err(join.to_string()),
+        };
+        for callback in batch {
+            callback.log_io_completed(result.clone().map_err(std::io::Error::other));
+        }
     }
 }
 
@@ -130,24 +160,25 @@ impl<B: LogBackend> RaftLogStorage<TypeConfig> for LogStore<B> {
         for entry in entries {
             rows.push((entry.log_id.index, bincode::serialize(&entry).map_err(write_err)?));
         }
-        // Entries must be readable when this returns, and acknowledged only once durable:
-        // the backend's append does both before it returns.
-        let result = self.blocking(move |b| b.append(rows)).await;
-        match result {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(write_err(e))
-            }
+        // Readable when this returns; acknowledged by the flusher once durable.
+        if let Err(e) = self.backend.append(rows) {
+            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+            return Err(write_err(e));
         }
+        if let Err(mpsc::error::SendError(callback)) = self.flusher.send(callback) {
+            callback.log_io_completed(Err(std::io::Error::other("log flusher stopped")));
+        }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let from = log_id.index;
-        self.blocking(move |b| b.truncate_from(from)).await.map_err(write_err)
+        self.blocking(move |b| {
+            b.truncate_from(from)?;
+            b.sync()
+        })
+        .await
+        .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {

@@ -43,6 +43,7 @@ pub struct Store {
     pub(crate) net: PeerNetwork,
     pub(crate) id: NodeId,
     pub(crate) config: StoreConfig,
+    pub(crate) batcher: crate::batcher::Batcher,
     stopped: std::sync::atomic::AtomicBool,
 }
 
@@ -75,7 +76,8 @@ impl Store {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
-        let store = Arc::new(Store { raft, applied, net, id, config, stopped: Default::default() });
+        let batcher = crate::batcher::Batcher::start(raft.clone());
+        let store = Arc::new(Store { raft, applied, net, id, config, batcher, stopped: Default::default() });
         store.serve_peers(listener);
         if fresh && store.config.cluster_state == ClusterState::New {
             store.form_cluster().await?;
@@ -149,5 +151,6 @@ fn identity(backend: &SledBackend, own_peer: &str) -> Result<(NodeId, bool), Sta
     }
     let id = member_id(own_peer);
     backend.put_meta(NODE_ID, id.to_be_bytes().to_vec())?;
+    backend.sync()?;
     Ok((id, fresh))
 }

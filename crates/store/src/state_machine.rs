@@ -148,32 +148,37 @@ impl StateMachine {
     }
 
     fn apply_one(&self, entry: Entry) -> Response {
-        let mut data = self.applied.write();
-        data.last_applied = Some(entry.log_id);
-        let response = match entry.payload {
+        self.applied.write().last_applied = Some(entry.log_id);
+        match entry.payload {
             EntryPayload::Blank => Response::Done,
             EntryPayload::Membership(m) => {
-                data.membership = StoredMembership::new(Some(entry.log_id), m);
+                self.applied.write().membership = StoredMembership::new(Some(entry.log_id), m);
                 Response::Done
             }
-            EntryPayload::Normal(Request::PublishMember { id, name, client_addr }) => {
-                data.members.insert(id, MemberAttrs { name, client_addr });
+            EntryPayload::Normal(request) => self.apply_request(request),
+        }
+    }
+
+    fn apply_request(&self, request: Request) -> Response {
+        match request {
+            Request::Batch(requests) => Response::Batch(requests.into_iter().map(|r| self.apply_request(r)).collect()),
+            Request::PublishMember { id, name, client_addr } => {
+                self.applied.write().members.insert(id, MemberAttrs { name, client_addr });
                 Response::Done
             }
-            EntryPayload::Normal(Request::SetClusterId { cluster_id }) => {
+            Request::SetClusterId { cluster_id } => {
+                let mut data = self.applied.write();
                 if data.cluster_id == 0 {
                     data.cluster_id = cluster_id;
                 }
                 Response::Done
             }
-            EntryPayload::Normal(Request::Kv(command)) => {
-                let applied = data.mvcc.apply(&command);
-                drop(data);
+            Request::Kv(command) => {
+                let applied = self.applied.write().mvcc.apply(&command);
                 self.after_kv(&command, &applied.response, applied.revision, applied.events);
-                return Response::Kv(applied.response);
+                Response::Kv(applied.response)
             }
-        };
-        response
+        }
     }
 
     /// Side effects of an applied write outside the replicated state.

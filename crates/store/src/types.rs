@@ -35,6 +35,8 @@ pub enum Request {
     PublishMember { id: NodeId, name: String, client_addr: String },
     /// The first leader fixes the cluster id once.
     SetClusterId { cluster_id: u64 },
+    /// Requests that arrived together, applied in order in one log entry (group commit).
+    Batch(Vec<Request>),
 }
 
 /// The result of applying one [`Request`].
@@ -42,6 +44,8 @@ pub enum Request {
 pub enum Response {
     Kv(Result<CommandResponse, MvccError>),
     Done,
+    /// One response per request of a [`Request::Batch`], in order.
+    Batch(Vec<Response>),
 }
 
 openraft::declare_raft_types!(

@@ -1,0 +1,99 @@
+//! Group commit on the leader: writes that arrive while earlier ones are being
+//! replicated are proposed together as one log entry ([`Request::Batch`]).
+//!
+//! openraft 0.9 handles one client write per storage round trip, so proposing each
+//! write alone caps throughput at one fsync per write; batching lets a single
+//! append + fsync + replication round commit every write that was waiting.
+
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::error::StoreError;
+use crate::types::{Raft, Request, Response};
+
+/// Most requests in one log entry (keeps an entry well below the peer message limit).
+const MAX_BATCH: usize = 256;
+/// Batches replicating at the same time.
+const IN_FLIGHT: usize = 2;
+
+type Reply = oneshot::Sender<Result<Response, StoreError>>;
+
+/// Hands writes to the batching task.
+#[derive(Clone)]
+pub struct Batcher {
+    queue: mpsc::UnboundedSender<(Request, Reply)>,
+}
+
+impl Batcher {
+    pub fn start(raft: Raft) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, rx));
+        Self { queue }
+    }
+
+    /// Proposes `request` (possibly together with others) and waits for its result.
+    pub async fn write(&self, request: Request) -> Result<Response, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue.send((request, tx)).map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Request, Reply)>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        // Everything that queued up while we waited for a slot goes in this batch.
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            propose(&raft, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn propose(raft: &Raft, mut batch: Vec<(Request, Reply)>) {
+    if batch.len() == 1 {
+        if let Some((request, reply)) = batch.pop() {
+            let _ = reply.send(client_write(raft, request).await);
+        }
+        return;
+    }
+    let (requests, replies): (Vec<Request>, Vec<Reply>) = batch.into_iter().unzip();
+    match client_write(raft, Request::Batch(requests)).await {
+        Ok(Response::Batch(responses)) if responses.len() == replies.len() => {
+            for (reply, response) in replies.into_iter().zip(responses) {
+                let _ = reply.send(Ok(response));
+            }
+        }
+        Ok(other) => {
+            let e = StoreError::Internal(format!("batch answered with {other:?}"));
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+async fn client_write(raft: &Raft, request: Request) -> Result<Response, StoreError> {
+    match raft.client_write(request).await {
+        Ok(resp) => Ok(resp.data),
+        // Proposed, then leadership moved: it may still commit, so never retry.
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(StoreError::LeaderChanged),
+        Err(e) => Err(StoreError::internal(e)),
+    }
+}
