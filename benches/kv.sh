@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
-command -v etcd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }
+command -v etcd >/dev/null && command -v etcdctl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null; }
 cargo build --release --quiet --bins
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -37,7 +37,15 @@ for i in 1 2 3; do
         --listen-client 127.0.0.1:$client --initial-cluster "$RG_CLUSTER" >"$WORK/rg$i.log" 2>&1 &
     RG_PIDS+=($!)
 done
-sleep 3
+wait_ready() { # until every endpoint answers a linearizable read (at most 30 s)
+    for _ in $(seq 60); do
+        ETCDCTL_API=3 etcdctl --endpoints="$1" endpoint health >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    echo "kv.sh: $1 did not become healthy" >&2; exit 1
+}
+wait_ready 127.0.0.1:32379,127.0.0.1:32479,127.0.0.1:32579
+wait_ready 127.0.0.1:42379,127.0.0.1:42479,127.0.0.1:42579
 
 run() { ./target/release/kvbench --endpoints "$1" --seconds "$SECS" > "$2"; }
 echo "kv.sh: etcd $(etcd --version | head -1 | awk '{print $3}') vs raftgres, ${SECS}s per phase" >&2
