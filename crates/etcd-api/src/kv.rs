@@ -1,6 +1,16 @@
-//! `etcdserverpb.KV`: Range (linearizable by default, serializable on request), Put,
-//! DeleteRange, Txn, Compact. Writes are validated, then replicated through Raft.
+//! `etcdserverpb.KV`: Range, Put, DeleteRange, Txn, Compact.
+//!
+//! Reads: a Range is linearizable by default — a read barrier through the leader, then
+//! the local applied state answers — and served from the local state at once when
+//! `serializable` is set. Writes: size limit, the data model's stateless checks
+//! (`raftgres_mvcc::validate`), then one replicated command; the answer is what applying
+//! it gave. Txns always go through the log, read-only ones included (they create no
+//! revision; etcd would serve them as reads).
+//!
+//! The helpers [`EtcdApi::propose`] and [`EtcdApi::read_range`] are what the lease,
+//! lock and election services build on too.
 
+use prost::Message;
 use raftgres_mvcc::{validate, Command, CommandResponse, Limits};
 use raftgres_proto::etcdserverpb::kv_server::Kv;
 use raftgres_proto::etcdserverpb::{
@@ -9,64 +19,119 @@ use raftgres_proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::error::{from_mvcc, from_store};
-use crate::Ctx;
+use crate::error::{request_too_large, unexpected_response, OrStatus};
+use crate::EtcdApi;
 
-pub struct KvService(pub Ctx);
+/// The encoded size of what a command carries from the client.
+fn request_size(cmd: &Command) -> usize {
+    match cmd {
+        Command::Put(r) => r.encoded_len(),
+        Command::DeleteRange(r) => r.encoded_len(),
+        Command::Txn(r) => r.encoded_len(),
+        Command::Compact(r) => r.encoded_len(),
+        Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } => 16,
+    }
+}
 
-impl KvService {
-    async fn write(&self, cmd: Command) -> Result<CommandResponse, Status> {
-        validate(&cmd, &Limits { max_txn_ops: self.0.limits.max_txn_ops }).map_err(from_mvcc)?;
-        self.0.store.kv(cmd).await.map_err(from_store)?.map_err(from_mvcc)
+impl EtcdApi {
+    /// Checks and replicates one write; the data model's answer with a full header.
+    pub(crate) async fn propose(&self, cmd: Command) -> Result<CommandResponse, Status> {
+        if request_size(&cmd) > self.limits.max_request_bytes {
+            return Err(request_too_large());
+        }
+        validate(&cmd, &Limits { max_txn_ops: self.limits.max_txn_ops }).or_status()?;
+        let resp = self.store.kv(cmd).await.or_status()?.or_status()?;
+        Ok(match resp {
+            CommandResponse::Put(r) => CommandResponse::Put(PutResponse { header: self.stamp(r.header), ..r }),
+            CommandResponse::DeleteRange(r) => {
+                CommandResponse::DeleteRange(DeleteRangeResponse { header: self.stamp(r.header), ..r })
+            }
+            CommandResponse::Txn(r) => CommandResponse::Txn(TxnResponse { header: self.stamp(r.header), ..r }),
+            CommandResponse::Compact(r) => CommandResponse::Compact(CompactionResponse { header: self.stamp(r.header) }),
+            CommandResponse::LeaseGrant(mut r) => {
+                r.header = self.stamp(r.header);
+                CommandResponse::LeaseGrant(r)
+            }
+            CommandResponse::LeaseRevoke(mut r) => {
+                r.header = self.stamp(r.header);
+                CommandResponse::LeaseRevoke(r)
+            }
+        })
     }
 
-    fn unexpected() -> Status {
-        Status::internal("raftgres: unexpected response kind")
+    /// A Range: linearizable unless `serializable`, answered from the local state.
+    pub(crate) async fn read_range(&self, req: &RangeRequest) -> Result<RangeResponse, Status> {
+        if !req.serializable {
+            self.store.read_barrier().await.or_status()?;
+        }
+        let mut resp = self.store.applied().read().mvcc.range(req).or_status()?;
+        resp.header = self.stamp(resp.header);
+        Ok(resp)
+    }
+
+    pub(crate) async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, Status> {
+        match self.propose(Command::Txn(req)).await? {
+            CommandResponse::Txn(r) => Ok(r),
+            _ => Err(unexpected_response("Txn")),
+        }
+    }
+
+    pub(crate) async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse, Status> {
+        match self.propose(Command::DeleteRange(req)).await? {
+            CommandResponse::DeleteRange(r) => Ok(r),
+            _ => Err(unexpected_response("DeleteRange")),
+        }
+    }
+}
+
+/// The KV service.
+pub struct KvService {
+    api: EtcdApi,
+}
+
+impl KvService {
+    pub fn new(api: EtcdApi) -> Self {
+        Self { api }
     }
 }
 
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let req = req.into_inner();
-        if !req.serializable {
-            self.0.store.read_barrier().await.map_err(from_store)?;
-        }
-        let mut resp = self.0.store.applied().read().mvcc.range(&req).map_err(from_mvcc)?;
-        resp.header = self.0.header(resp.header.map_or(0, |h| h.revision));
-        Ok(Response::new(resp))
+        self.api.read_range(&req.into_inner()).await.map(Response::new)
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let req = req.into_inner();
-        self.0.check_size(&req)?;
-        let CommandResponse::Put(mut resp) = self.write(Command::Put(req)).await? else { return Err(Self::unexpected()) };
-        resp.header = self.0.header(resp.header.map_or(0, |h| h.revision));
-        Ok(Response::new(resp))
+        match self.api.propose(Command::Put(req.into_inner())).await? {
+            CommandResponse::Put(r) => Ok(Response::new(r)),
+            _ => Err(unexpected_response("Put")),
+        }
     }
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
-        let req = req.into_inner();
-        let CommandResponse::DeleteRange(mut resp) = self.write(Command::DeleteRange(req)).await? else {
-            return Err(Self::unexpected());
-        };
-        resp.header = self.0.header(resp.header.map_or(0, |h| h.revision));
-        Ok(Response::new(resp))
+        self.api.delete_range(req.into_inner()).await.map(Response::new)
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let req = req.into_inner();
-        self.0.check_size(&req)?;
-        let CommandResponse::Txn(mut resp) = self.write(Command::Txn(req)).await? else { return Err(Self::unexpected()) };
-        resp.header = self.0.header(resp.header.map_or(0, |h| h.revision));
-        Ok(Response::new(resp))
+        self.api.txn(req.into_inner()).await.map(Response::new)
     }
 
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
-        let CommandResponse::Compact(mut resp) = self.write(Command::Compact(req.into_inner())).await? else {
-            return Err(Self::unexpected());
-        };
-        resp.header = self.0.header(resp.header.map_or(0, |h| h.revision));
-        Ok(Response::new(resp))
+        match self.api.propose(Command::Compact(req.into_inner())).await? {
+            CommandResponse::Compact(r) => Ok(Response::new(r)),
+            _ => Err(unexpected_response("Compact")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_size_counts_the_client_payload() {
+        let put = PutRequest { key: b"k".to_vec(), value: vec![7; 1000], ..Default::default() };
+        assert!(request_size(&Command::Put(put)) > 1000);
+        assert!(request_size(&Command::LeaseRevoke { id: 1 }) < 100);
     }
 }

@@ -1,10 +1,12 @@
-//! `etcdserverpb.Lease`: grant (TTL raised to the minimum, id picked when 0), revoke,
-//! keep-alive stream (renewed on the leader, which re-confirms its quorum first),
-//! time-to-live and listing.
+//! `etcdserverpb.Lease`: Grant, Revoke, KeepAlive (stream), TimeToLive, Leases.
+//!
+//! Lease existence is replicated (grant and revoke are log entries); deadlines live on
+//! the Raft leader, so keep-alive and time-to-live are answered by the leader (the
+//! store forwards them). etcd's quirks kept: id 0 means "pick one"; the TTL is raised
+//! to the minimum (`Store::min_lease_ttl`) and the reply says so; keep-alive of an
+//! unknown lease answers TTL 0 without error; time-to-live of an unknown lease answers
+//! TTL -1 without error.
 
-use std::pin::Pin;
-
-use futures::Stream;
 use rand::Rng;
 use raftgres_mvcc::{Command, CommandResponse};
 use raftgres_proto::etcdserverpb::lease_server::Lease;
@@ -17,22 +19,41 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::error::{from_mvcc, from_store};
-use crate::Ctx;
+use crate::error::{no_leader, unexpected_response, OrStatus};
+use crate::leader::LeaderMonitor;
+use crate::EtcdApi;
 
-pub struct LeaseService(pub Ctx);
+/// A random lease id: positive, 63 bits, as etcd's id generator gives.
+fn random_lease_id() -> i64 {
+    rand::thread_rng().gen_range(1..=i64::MAX)
+}
 
-type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+impl EtcdApi {
+    /// Grants a lease; `id` 0 picks a fresh one.
+    pub(crate) async fn grant_lease(&self, id: i64, ttl: i64) -> Result<LeaseGrantResponse, Status> {
+        let id = if id != 0 {
+            id
+        } else {
+            let data = self.store.applied().read();
+            // A collision is astronomically rare; the log would refuse it anyway.
+            std::iter::repeat_with(random_lease_id).find(|id| data.mvcc.lease(*id).is_none()).unwrap_or(1)
+        };
+        let ttl = ttl.max(self.store.min_lease_ttl());
+        match self.propose(Command::LeaseGrant { id, ttl }).await? {
+            CommandResponse::LeaseGrant(r) => Ok(r),
+            _ => Err(unexpected_response("LeaseGrant")),
+        }
+    }
+}
+
+/// The Lease service.
+pub struct LeaseService {
+    api: EtcdApi,
+}
 
 impl LeaseService {
-    fn pick_id(&self) -> i64 {
-        let data = self.0.store.applied().read();
-        loop {
-            let id = rand::thread_rng().gen_range(1..i64::MAX);
-            if data.mvcc.lease(id).is_none() {
-                return id;
-            }
-        }
+    pub fn new(api: EtcdApi) -> Self {
+        Self { api }
     }
 }
 
@@ -40,49 +61,26 @@ impl LeaseService {
 impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
         let req = req.into_inner();
-        if req.id < 0 {
-            return Err(Status::invalid_argument("etcdserver: lease ID must be positive"));
-        }
-        let id = if req.id == 0 { self.pick_id() } else { req.id };
-        let ttl = req.ttl.max(self.0.store.min_lease_ttl());
-        let cmd = Command::LeaseGrant { id, ttl };
-        raftgres_mvcc::validate(&cmd, &Default::default()).map_err(from_mvcc)?;
-        let result = self.0.store.kv(cmd).await.map_err(from_store)?.map_err(from_mvcc)?;
-        let CommandResponse::LeaseGrant(mut resp) = result else { return Err(Status::internal("unexpected response")) };
-        resp.header = self.0.header(resp.header.map_or(0, |h| h.revision));
-        Ok(Response::new(resp))
+        self.api.grant_lease(req.id, req.ttl).await.map(Response::new)
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let id = req.into_inner().id;
-        let result = self.0.store.kv(Command::LeaseRevoke { id }).await.map_err(from_store)?.map_err(from_mvcc)?;
-        let CommandResponse::LeaseRevoke(mut resp) = result else { return Err(Status::internal("unexpected response")) };
-        resp.header = self.0.header(resp.header.map_or(0, |h| h.revision));
-        Ok(Response::new(resp))
+        match self.api.propose(Command::LeaseRevoke { id: req.into_inner().id }).await? {
+            CommandResponse::LeaseRevoke(r) => Ok(Response::new(r)),
+            _ => Err(unexpected_response("LeaseRevoke")),
+        }
     }
 
-    type LeaseKeepAliveStream = KeepAliveStream;
+    type LeaseKeepAliveStream = ReceiverStream<Result<LeaseKeepAliveResponse, Status>>;
 
     async fn lease_keep_alive(
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        let mut inbound = req.into_inner();
+        let monitor = LeaderMonitor::new(self.api.store.clone(), req.metadata());
         let (tx, rx) = mpsc::channel(16);
-        let ctx = self.0.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(msg)) = inbound.message().await {
-                let reply = match ctx.store.lease_keep_alive(msg.id).await {
-                    Ok(ttl) => Ok(LeaseKeepAliveResponse { header: ctx.header(ctx.revision()), id: msg.id, ttl: ttl.unwrap_or(0) }),
-                    Err(e) => Err(from_store(e)),
-                };
-                let failed = reply.is_err();
-                if tx.send(reply).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        tokio::spawn(keep_alive_loop(self.api.clone(), req.into_inner(), tx, monitor));
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn lease_time_to_live(
@@ -90,25 +88,76 @@ impl Lease for LeaseService {
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = req.into_inner();
-        let remaining = self.0.store.lease_time_to_live(req.id).await.map_err(from_store)?;
-        let info = self.0.store.applied().read().mvcc.lease(req.id);
-        let resp = match (remaining, info) {
-            (Some((granted, left)), Some(info)) => LeaseTimeToLiveResponse {
-                header: self.0.header(self.0.revision()),
-                id: req.id,
-                ttl: left,
-                granted_ttl: granted,
-                keys: if req.keys { info.keys } else { Vec::new() },
-            },
-            _ => LeaseTimeToLiveResponse { header: self.0.header(self.0.revision()), id: req.id, ttl: -1, ..Default::default() },
+        let Some((granted_ttl, ttl)) = self.api.store.lease_time_to_live(req.id).await.or_status()? else {
+            let header = self.api.header_now();
+            return Ok(Response::new(LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, ..Default::default() }));
         };
-        Ok(Response::new(resp))
+        let keys = if req.keys {
+            // The leader knows the lease; this node must have applied as much before
+            // listing its keys.
+            self.api.store.read_barrier().await.or_status()?;
+            self.api.store.applied().read().mvcc.lease(req.id).map(|l| l.keys).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let header = self.api.header_now();
+        Ok(Response::new(LeaseTimeToLiveResponse { header, id: req.id, ttl, granted_ttl, keys }))
     }
 
     async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
-        self.0.store.read_barrier().await.map_err(from_store)?;
-        let leases = self.0.store.applied().read().mvcc.leases().into_iter().map(|l| LeaseStatus { id: l.id }).collect();
-        Ok(Response::new(LeaseLeasesResponse { header: self.0.header(self.0.revision()), leases }))
+        self.api.store.read_barrier().await.or_status()?;
+        let (leases, revision) = {
+            let data = self.api.store.applied().read();
+            (data.mvcc.leases().into_iter().map(|l| LeaseStatus { id: l.id }).collect(), data.mvcc.revision())
+        };
+        Ok(Response::new(LeaseLeasesResponse { header: self.api.header(revision), leases }))
     }
 }
 
+/// Answers keep-alives in order until the client stops, the store fails (the stream
+/// ends with that error, as in etcd) or, with `hasleader`, the leader is gone.
+async fn keep_alive_loop(
+    api: EtcdApi,
+    mut inbound: Streaming<LeaseKeepAliveRequest>,
+    tx: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
+    mut monitor: LeaderMonitor,
+) {
+    loop {
+        let msg = tokio::select! {
+            msg = inbound.message() => msg,
+            () = monitor.lost() => {
+                let _ = tx.send(Err(no_leader())).await;
+                return;
+            }
+            () = tx.closed() => return,
+        };
+        let id = match msg {
+            Ok(Some(req)) => req.id,
+            Ok(None) => return,
+            Err(status) => {
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+        };
+        let reply = match api.store.lease_keep_alive(id).await.or_status() {
+            Ok(ttl) => Ok(LeaseKeepAliveResponse { header: api.header_now(), id, ttl: ttl.unwrap_or(0) }),
+            Err(status) => Err(status),
+        };
+        let failed = reply.is_err();
+        if tx.send(reply).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_lease_id;
+
+    #[test]
+    fn random_ids_are_positive() {
+        for _ in 0..1000 {
+            assert!(random_lease_id() > 0);
+        }
+    }
+}

@@ -1,32 +1,89 @@
 //! The etcd v3 gRPC API of a raftgres node, wire-compatible with etcd 3.4/3.5 so
-//! `etcdctl` and etcd clients work unchanged. One tonic service per module, all
-//! served on the node's client port; every answer comes from the replicated store.
+//! `etcdctl` and etcd client libraries work unchanged. Every answer comes from the
+//! replicated store (`raftgres_store::Store`).
 //!
-//! Owns: request validation and limits, response headers, the error mapping, watch
-//! streams. Must not touch: Raft internals (it only calls `raftgres_store::Store`).
+//! One tonic service per module, all served on the node's client port (h2c, plaintext)
+//! by one router ([`EtcdApi::router`], [`serve`]):
+//!
+//! | module        | gRPC service               |
+//! |---------------|----------------------------|
+//! | `kv`          | `etcdserverpb.KV`          |
+//! | `watch`       | `etcdserverpb.Watch`       |
+//! | `lease`       | `etcdserverpb.Lease`       |
+//! | `cluster`     | `etcdserverpb.Cluster`     |
+//! | `maintenance` | `etcdserverpb.Maintenance` |
+//! | `auth`        | `etcdserverpb.Auth`        |
+//! | `lock`        | `v3lockpb.Lock`            |
+//! | `election`    | `v3electionpb.Election`    |
+//!
+//! Shared pieces: `error` (the one mapping to gRPC statuses), `header` (response
+//! headers), `keys` (key ranges), `leader` (etcd's `hasleader` stream check),
+//! `recipe` (the lock/election recipe run server-side), `watcher` (one watch),
+//! `peer_url` (member URLs), `hash` (HashKV).
+//!
+//! Owns: request validation and limits, response headers, the error mapping, watch and
+//! keep-alive streams. Must not touch: Raft internals or the data model's rules — it
+//! only calls `Store` and `raftgres_mvcc`.
 
+// Every gRPC handler returns `tonic::Status` as its error; boxing it would only add
+// conversions at each call.
+#![allow(clippy::result_large_err)]
+
+mod auth;
 mod cluster;
+mod election;
 mod error;
+mod hash;
+mod header;
+mod keys;
 mod kv;
+mod leader;
 mod lease;
+mod lock;
 mod maintenance;
+mod peer_url;
+mod recipe;
 mod watch;
+mod watcher;
 
+pub use keys::{prefix_end, KeyRange};
+pub use maintenance::ETCD_VERSION;
+pub use peer_url::peer_addr_from_url;
+
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use raftgres_proto::etcdserverpb::auth_server::AuthServer;
 use raftgres_proto::etcdserverpb::cluster_server::ClusterServer;
 use raftgres_proto::etcdserverpb::kv_server::KvServer;
 use raftgres_proto::etcdserverpb::lease_server::LeaseServer;
 use raftgres_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use raftgres_proto::etcdserverpb::watch_server::WatchServer;
-use raftgres_proto::etcdserverpb::ResponseHeader;
+use raftgres_proto::v3electionpb::election_server::ElectionServer;
+use raftgres_proto::v3lockpb::lock_server::LockServer;
 use raftgres_store::Store;
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::{Router, TcpIncoming};
 
-/// Client request limits (etcd's `--max-request-bytes`, `--max-txn-ops`).
-#[derive(Debug, Clone, Copy)]
+use crate::leader::RequireLeader;
+
+/// etcd lets a gRPC message exceed the request limit by this much (framing, headers).
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// How often watches created with `progress_notify` get an empty progress response
+/// when they saw no event (etcd's default: 10 minutes).
+pub const DEFAULT_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Client request limits (etcd's `--max-request-bytes` and `--max-txn-ops`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiLimits {
+    /// The largest write a client may send (encoded request), default 1.5 MiB. gRPC
+    /// messages up to this plus [`GRPC_OVERHEAD_BYTES`] are decoded; writes above it are
+    /// refused with "etcdserver: request is too large".
     pub max_request_bytes: usize,
+    /// The most compares, success ops or failure ops in one txn level, default 128.
     pub max_txn_ops: usize,
 }
 
@@ -36,55 +93,108 @@ impl Default for ApiLimits {
     }
 }
 
-/// What every service shares.
-#[derive(Clone)]
-pub(crate) struct Ctx {
-    pub store: Arc<Store>,
-    pub limits: ApiLimits,
+impl ApiLimits {
+    /// The largest gRPC message the server decodes.
+    pub fn max_decoding_bytes(&self) -> usize {
+        self.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES)
+    }
 }
 
-impl Ctx {
-    /// The header etcd puts on every response.
-    pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
-        Some(ResponseHeader {
-            cluster_id: self.store.cluster_id(),
-            member_id: self.store.id(),
-            revision,
-            raft_term: self.store.metrics().current_term,
-        })
+/// What every service shares: the store, the limits and the stream timings. Cheap to
+/// clone (one `Arc`).
+#[derive(Clone)]
+pub struct EtcdApi {
+    store: Arc<Store>,
+    limits: ApiLimits,
+    progress_notify_interval: Duration,
+}
+
+impl EtcdApi {
+    pub fn new(store: Arc<Store>, limits: ApiLimits) -> Self {
+        Self { store, limits, progress_notify_interval: DEFAULT_PROGRESS_NOTIFY_INTERVAL }
     }
 
-    pub fn revision(&self) -> i64 {
-        self.store.applied().read().mvcc.revision()
+    /// Changes how often `progress_notify` watches get progress responses (tests).
+    pub fn with_progress_notify_interval(mut self, interval: Duration) -> Self {
+        self.progress_notify_interval = interval.max(Duration::from_millis(10));
+        self
     }
 
-    /// Refuses requests over the size limit with etcd's message.
-    pub fn check_size(&self, msg: &impl prost::Message) -> Result<(), tonic::Status> {
-        if msg.encoded_len() > self.limits.max_request_bytes {
-            return Err(tonic::Status::invalid_argument(error::REQUEST_TOO_LARGE));
-        }
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn limits(&self) -> ApiLimits {
+        self.limits
+    }
+
+    /// A tonic router serving every etcd service of this node. Each service refuses
+    /// requests carrying `hasleader: true` while this node knows no leader, and decodes
+    /// messages up to [`ApiLimits::max_decoding_bytes`].
+    pub fn router(&self) -> Router {
+        let max = self.limits.max_decoding_bytes();
+        let guard = RequireLeader::new(self.store.clone());
+        let kv = KvServer::new(kv::KvService::new(self.clone())).max_decoding_message_size(max);
+        let watch = WatchServer::new(watch::WatchService::new(self.clone())).max_decoding_message_size(max);
+        let lease = LeaseServer::new(lease::LeaseService::new(self.clone())).max_decoding_message_size(max);
+        let cluster = ClusterServer::new(cluster::ClusterService::new(self.clone())).max_decoding_message_size(max);
+        let maintenance =
+            MaintenanceServer::new(maintenance::MaintenanceService::new(self.clone())).max_decoding_message_size(max);
+        let auth = AuthServer::new(auth::AuthService::new(self.clone())).max_decoding_message_size(max);
+        let lock = LockServer::new(lock::LockService::new(self.clone())).max_decoding_message_size(max);
+        let election = ElectionServer::new(election::ElectionService::new(self.clone())).max_decoding_message_size(max);
+        tonic::transport::Server::builder()
+            // Reap connections of vanished clients (their watches hold resources).
+            .http2_keepalive_interval(Some(Duration::from_secs(60)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .add_service(InterceptedService::new(kv, guard.clone()))
+            .add_service(InterceptedService::new(watch, guard.clone()))
+            .add_service(InterceptedService::new(lease, guard.clone()))
+            .add_service(InterceptedService::new(cluster, guard.clone()))
+            .add_service(InterceptedService::new(maintenance, guard.clone()))
+            .add_service(InterceptedService::new(auth, guard.clone()))
+            .add_service(InterceptedService::new(lock, guard.clone()))
+            .add_service(InterceptedService::new(election, guard))
+    }
+}
+
+/// Why the server stopped (binding the incoming stream, or the server itself).
+pub type ServeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Accepted client sockets with TCP_NODELAY: `serve_with_incoming` ignores the
+/// builder's `tcp_nodelay`, and without it small replies wait ~40 ms for Nagle.
+fn incoming(listener: TcpListener) -> Result<TcpIncoming, ServeError> {
+    TcpIncoming::from_listener(listener, true, None)
+}
+
+impl EtcdApi {
+    /// Serves every service on `listener` (h2c, plaintext) until `shutdown` completes,
+    /// then stops gracefully.
+    pub async fn serve_with_shutdown(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        self.router().serve_with_incoming_shutdown(incoming(listener)?, shutdown).await?;
         Ok(())
     }
 }
 
-/// Serves the API on `listener` until the process ends.
-pub async fn serve(
+/// Serves the etcd API on `listener` (h2c, plaintext) until the server fails.
+///
+/// This is how a node starts its client port:
+/// `tokio::spawn(raftgres_etcd_api::serve(store.clone(), listener, ApiLimits::default()))`.
+pub async fn serve(store: Arc<Store>, listener: TcpListener, limits: ApiLimits) -> Result<(), ServeError> {
+    EtcdApi::new(store, limits).router().serve_with_incoming(incoming(listener)?).await?;
+    Ok(())
+}
+
+/// Like [`serve`], stopping gracefully when `shutdown` completes.
+pub async fn serve_with_shutdown(
     store: Arc<Store>,
     listener: TcpListener,
     limits: ApiLimits,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let ctx = Ctx { store, limits };
-    // gRPC framing overhead on top of the request limit, as etcd allows.
-    let max = limits.max_request_bytes + 512 * 1024;
-    // Without TCP_NODELAY on accepted sockets, small replies wait ~40 ms for Nagle.
-    let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)?;
-    tonic::transport::Server::builder()
-        .add_service(KvServer::new(kv::KvService(ctx.clone())).max_decoding_message_size(max))
-        .add_service(WatchServer::new(watch::WatchService(ctx.clone())).max_decoding_message_size(max))
-        .add_service(LeaseServer::new(lease::LeaseService(ctx.clone())).max_decoding_message_size(max))
-        .add_service(ClusterServer::new(cluster::ClusterService(ctx.clone())).max_decoding_message_size(max))
-        .add_service(MaintenanceServer::new(maintenance::MaintenanceService(ctx)).max_decoding_message_size(max))
-        .serve_with_incoming(incoming)
-        .await?;
-    Ok(())
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    EtcdApi::new(store, limits).serve_with_shutdown(listener, shutdown).await
 }

@@ -1,75 +1,118 @@
-//! `etcdserverpb.Maintenance`: Status (what `etcdctl endpoint status` shows), Alarm
-//! (none are raised), Defragment (nothing to do: sled compacts by itself). Hash,
-//! Snapshot, MoveLeader and Downgrade answer Unimplemented with a clear message.
+//! `etcdserverpb.Maintenance`: Status (what `etcdctl endpoint status` prints), Alarm (no
+//! alarm is ever raised: the list is empty), Hash and HashKV (a CRC-32C of the live key
+//! space, see `hash`), Defragment (nothing to do; answered OK). Snapshot, MoveLeader and
+//! Downgrade answer Unimplemented saying what to do instead.
+//!
+//! `etcdctl endpoint health` is not served here: it is a linearizable Get of the key
+//! `health` (KV service).
 
-use std::pin::Pin;
-
-use futures::Stream;
+use raftgres_proto::etcdserverpb::alarm_request::AlarmAction;
 use raftgres_proto::etcdserverpb::maintenance_server::Maintenance;
 use raftgres_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse,
-    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
-    SnapshotResponse, StatusRequest, StatusResponse,
+    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, RangeRequest,
+    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::Ctx;
+use crate::error::{unsupported, OrStatus};
+use crate::hash::hash_kvs;
+use crate::EtcdApi;
 
-/// The etcd API version raftgres speaks (what etcdctl prints as the server version).
+/// The etcd version raftgres answers Status with (etcdctl prints it; clients may check
+/// it for features): the etcd API raftgres implements.
 pub const ETCD_VERSION: &str = "3.5.0";
 
-pub struct MaintenanceService(pub Ctx);
+/// The Maintenance service.
+pub struct MaintenanceService {
+    api: EtcdApi,
+}
 
-fn unimplemented(what: &str) -> Status {
-    Status::unimplemented(format!("raftgres: {what} is not supported"))
+impl MaintenanceService {
+    pub fn new(api: EtcdApi) -> Self {
+        Self { api }
+    }
+
+    /// (hash, compact revision, hashed revision) of the live key space at `revision`
+    /// (0 = now). A compacted or future revision is refused as etcd does.
+    fn hash_at(&self, revision: i64) -> Result<(u32, i64, i64), Status> {
+        let all = RangeRequest { key: vec![0], range_end: vec![0], revision, ..Default::default() };
+        let (kvs, compact_revision, current) = {
+            let data = self.api.store.applied().read();
+            let resp = data.mvcc.range(&all).or_status()?;
+            (resp.kvs, data.mvcc.compact_revision(), data.mvcc.revision())
+        };
+        let hashed = if revision > 0 { revision } else { current };
+        Ok((hash_kvs(&kvs), compact_revision, hashed))
+    }
 }
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, _req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        Ok(Response::new(AlarmResponse { header: self.0.header(self.0.revision()), alarms: Vec::new() }))
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        if req.into_inner().action == AlarmAction::Activate as i32 {
+            return Err(unsupported("raising alarms is not supported (raftgres raises none)"));
+        }
+        // GET lists nothing; DEACTIVATE (etcdctl alarm disarm) has nothing to clear.
+        Ok(Response::new(AlarmResponse { header: self.api.header_now(), alarms: Vec::new() }))
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        let s = self.0.store.status();
+        let s = self.api.store.status();
+        // An openraft 0.9 leader cut off from its quorum still calls itself leader; etcd's
+        // would have stepped down. Show no leader, and say why.
+        let mut errors = Vec::new();
+        let mut leader = s.leader.unwrap_or(0);
+        if leader == s.id && !self.api.store.has_leader() {
+            leader = 0;
+            errors.push("raftgres: this member leads but no quorum acknowledged it lately".to_string());
+        }
         Ok(Response::new(StatusResponse {
-            header: self.0.header(s.revision),
+            header: self.api.header(s.revision),
             version: ETCD_VERSION.to_string(),
             db_size: s.db_size,
             db_size_in_use: s.db_size,
-            leader: s.leader.unwrap_or(0),
+            leader,
             raft_index: s.last_log_index,
             raft_term: s.term,
             raft_applied_index: s.applied_index,
-            errors: Vec::new(),
+            errors,
             is_learner: s.is_learner,
             ..Default::default()
         }))
     }
 
     async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        Ok(Response::new(DefragmentResponse { header: self.0.header(self.0.revision()) }))
+        // Nothing to defragment: the state is in memory, the log compacts itself.
+        Ok(Response::new(DefragmentResponse { header: self.api.header_now() }))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(unimplemented("Hash"))
+        let (hash, _, revision) = self.hash_at(0)?;
+        Ok(Response::new(HashResponse { header: self.api.header(revision), hash }))
     }
 
-    async fn hash_kv(&self, _req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(unimplemented("HashKV"))
+    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let (hash, compact_revision, hash_revision) = self.hash_at(req.into_inner().revision)?;
+        Ok(Response::new(HashKvResponse { header: self.api.header_now(), hash, compact_revision, hash_revision }))
     }
 
-    type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+    type SnapshotStream = ReceiverStream<Result<SnapshotResponse, Status>>;
 
     async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(unimplemented("Snapshot (use the data dir of a stopped node as a backup)"))
+        Err(unsupported(
+            "Snapshot is not supported: back up with `etcdctl get --prefix \"\" -w json`, or copy the data dir of a stopped member",
+        ))
     }
 
     async fn move_leader(&self, _req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(unimplemented("MoveLeader"))
+        Err(unsupported(
+            "MoveLeader is not supported (openraft 0.9 cannot transfer leadership); restart the leader's process to move it",
+        ))
     }
 
     async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
-        Err(unimplemented("Downgrade"))
+        Err(unsupported("Downgrade is not supported: raftgres has no etcd storage versions to downgrade"))
     }
 }

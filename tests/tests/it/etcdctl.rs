@@ -102,3 +102,28 @@ async fn etcdctl_kv_txn_watch_lease_member_endpoint() -> anyhow::Result<()> {
     assert!(!success && err.contains("required revision has been compacted"), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn etcdctl_lock_and_elect() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3)?;
+    wait_leader(&cluster, &[]).await?;
+    let ep = cluster.nodes[0].client_addr();
+    assert_eq!(ok(&ep, &["lock", "mylock", "echo", "held"]), "held\n");
+
+    let campaign_ep = cluster.nodes[1].client_addr();
+    let candidate = std::thread::spawn(move || {
+        Command::new("timeout").args(["4", "etcdctl", &format!("--endpoints={campaign_ep}"), "elect", "e1", "p1"])
+            .env("ETCDCTL_API", "3").output().expect("elect")
+    });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let observed = Command::new("timeout")
+        .args(["2", "etcdctl", &format!("--endpoints={ep}"), "elect", "-l", "e1"])
+        .env("ETCDCTL_API", "3")
+        .output()?;
+    let observed = String::from_utf8_lossy(&observed.stdout).into_owned();
+    let lines: Vec<&str> = observed.lines().collect();
+    assert!(lines.len() >= 2 && lines[0].starts_with("e1/") && lines[1] == "p1", "observer saw {observed:?}");
+    let won = String::from_utf8_lossy(&candidate.join().expect("elect thread").stdout).into_owned();
+    assert!(won.starts_with("e1/") && won.contains("\np1\n"), "candidate printed {won:?}");
+    Ok(())
+}
