@@ -152,7 +152,13 @@ impl StateMachine {
         match entry.payload {
             EntryPayload::Blank => Response::Done,
             EntryPayload::Membership(m) => {
-                self.applied.write().membership = StoredMembership::new(Some(entry.log_id), m);
+                let mut data = self.applied.write();
+                if data.cluster_id == 0 {
+                    // The first membership fixes the cluster id, identically on every replica.
+                    let seed: String = m.voter_ids().map(|id| format!("{id:x},")).collect();
+                    data.cluster_id = crate::types::member_id(&seed);
+                }
+                data.membership = StoredMembership::new(Some(entry.log_id), m);
                 Response::Done
             }
             EntryPayload::Normal(request) => self.apply_request(request),
@@ -164,13 +170,6 @@ impl StateMachine {
             Request::Batch(requests) => Response::Batch(requests.into_iter().map(|r| self.apply_request(r)).collect()),
             Request::PublishMember { id, name, client_addr } => {
                 self.applied.write().members.insert(id, MemberAttrs { name, client_addr });
-                Response::Done
-            }
-            Request::SetClusterId { cluster_id } => {
-                let mut data = self.applied.write();
-                if data.cluster_id == 0 {
-                    data.cluster_id = cluster_id;
-                }
                 Response::Done
             }
             Request::Kv(command) => {

@@ -4,8 +4,7 @@
 //!   without a leader, a voter triggers an election after a random delay;
 //! - **lease expiry** (leader only): on becoming leader every deadline is reset to a full
 //!   TTL; afterwards each expired lease is revoked through the log;
-//! - **publish**: a member announces its name and client address; the first leader
-//!   fixes the cluster id;
+//! - **publish**: a member announces its name and client address;
 //! - **removal**: a member removed from the cluster stops Raft instead of campaigning.
 
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use openraft::ServerState;
 use rand::Rng;
 use raftgres_mvcc::Command;
 
-use crate::types::{member_id, Request};
+use crate::types::Request;
 use crate::Store;
 
 const TICK: Duration = Duration::from_millis(100);
@@ -149,14 +148,10 @@ async fn publish_member(store: Arc<Store>) {
         if m.current_leader.is_none() {
             continue;
         }
-        let (published, cluster_id) = {
+        let published = {
             let data = store.applied.read();
             let want = (store.config.name.as_str(), store.config.client_addr.as_str());
-            let published = data
-                .members
-                .get(&store.id)
-                .is_some_and(|a| (a.name.as_str(), a.client_addr.as_str()) == want);
-            (published, data.cluster_id)
+            data.members.get(&store.id).is_some_and(|a| (a.name.as_str(), a.client_addr.as_str()) == want)
         };
         if !published {
             let req = Request::PublishMember {
@@ -166,13 +161,6 @@ async fn publish_member(store: Arc<Store>) {
             };
             if let Err(e) = store.write(req).await {
                 tracing::debug!("publishing member attributes: {e}");
-            }
-        }
-        if cluster_id == 0 && m.state == ServerState::Leader {
-            let seed: String = store.config.initial_cluster.iter().map(|(n, a)| format!("{n}={a},")).collect();
-            let req = Request::SetClusterId { cluster_id: member_id(&seed) };
-            if let Err(e) = store.write(req).await {
-                tracing::debug!("setting the cluster id: {e}");
             }
         }
     }

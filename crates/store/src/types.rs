@@ -33,8 +33,6 @@ pub enum Request {
     Kv(Command),
     /// A member announces its name and client address (as etcd publishes its attributes).
     PublishMember { id: NodeId, name: String, client_addr: String },
-    /// The first leader fixes the cluster id once.
-    SetClusterId { cluster_id: u64 },
     /// Requests that arrived together, applied in order in one log entry (group commit).
     Batch(Vec<Request>),
 }

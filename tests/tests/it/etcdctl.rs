@@ -127,3 +127,41 @@ async fn etcdctl_lock_and_elect() -> anyhow::Result<()> {
     assert!(won.starts_with("e1/") && won.contains("\np1\n"), "candidate printed {won:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn etcdctl_member_add_promote_remove() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(3)?;
+    wait_leader(&cluster, &[]).await?;
+    let ep = cluster.nodes[0].client_addr();
+    let n4 = cluster.add_node("node4");
+    let peer = format!("http://{}", cluster.nodes[n4].peer_addr());
+    let added = ok(&ep, &["member", "add", "node4", &format!("--peer-urls={peer}"), "--learner"]);
+    let id = added.split_whitespace().nth(1).expect("member id").to_string();
+    let words: Vec<&str> = added.split_whitespace().take(6).collect();
+    assert_eq!(words[..5], ["Member", id.as_str(), "added", "to", "cluster"], "{added}");
+    assert_ne!(words[5], "0", "a cluster id from the first moment: {added}");
+    assert!(added.contains("ETCD_NAME=\"node4\"") && added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{added}");
+    cluster.spawn(n4, "existing")?;
+    let promoted = eventually(Duration::from_secs(15), "promote node4", || {
+        let (success, out, err) = etcdctl(&ep, &["member", "promote", &id], None);
+        async move {
+            anyhow::ensure!(success, "{err}");
+            Ok(out)
+        }
+    })
+    .await?;
+    assert_eq!(promoted.split_whitespace().take(5).collect::<Vec<_>>(), ["Member", id.as_str(), "promoted", "in", "cluster"]);
+    eventually(Duration::from_secs(10), "node4 started as a voter", || {
+        let list = ok(&ep, &["member", "list"]);
+        let want = format!("{id}, started, node4, {peer}, http://{}, false", cluster.nodes[n4].client_addr());
+        async move {
+            anyhow::ensure!(list.lines().any(|l| l == want), "{list}");
+            Ok(())
+        }
+    })
+    .await?;
+    let removed = ok(&ep, &["member", "remove", &id]);
+    assert_eq!(removed.split_whitespace().take(5).collect::<Vec<_>>(), ["Member", id.as_str(), "removed", "from", "cluster"]);
+    assert_eq!(ok(&ep, &["member", "list"]).lines().count(), 3);
+    Ok(())
+}
