@@ -96,10 +96,7 @@ impl Store {
 
     /// Serves a request that needs the leader. Answers `NotLeader` when this node is not.
     pub async fn serve_forwarded(&self, request: ForwardRequest) -> Result<ForwardResponse, StoreError> {
-        if let ForwardRequest::Status = request {
-            return Ok(ForwardResponse::Status(self.status()));
-        }
-        if !self.is_leader() {
+        if !matches!(request, ForwardRequest::Status) && !self.is_leader() {
             return Err(StoreError::NotLeader { leader: self.raft.metrics().borrow().current_leader });
         }
         match request {
