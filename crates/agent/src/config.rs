@@ -1,0 +1,356 @@
+//! The agent's configuration: the Patroni-shaped sections of a node's YAML file
+//! (`scope`, `namespace`, `restapi`, `postgresql`, `bootstrap.dcs`, `tags`), read into
+//! plain structs and checked with one clear error per problem. Key names are Patroni's,
+//! so a Patroni config moves over by copying these sections.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::timing::Timing;
+
+/// Where PostgreSQL 15's programs live on Debian.
+pub const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// Everything the agent needs, validated.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The member name (the node's name in the store too).
+    pub name: String,
+    pub scope: String,
+    pub namespace: String,
+    pub restapi: RestApiConfig,
+    pub postgresql: PostgresConfig,
+    /// `bootstrap.dcs`: written to `/config` by the node that initializes the cluster.
+    pub bootstrap_dcs: DynamicConfig,
+    pub tags: Tags,
+}
+
+/// The Patroni-shaped sections as they appear in the YAML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgentConfig {
+    pub scope: Option<String>,
+    pub namespace: Option<String>,
+    pub restapi: Option<RestApiConfig>,
+    pub postgresql: Option<PostgresConfig>,
+    pub bootstrap: Option<Bootstrap>,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bootstrap {
+    #[serde(default)]
+    pub dcs: DynamicConfig,
+}
+
+/// `restapi:`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestApiConfig {
+    /// host:port the REST API binds to.
+    pub listen: String,
+    /// host:port others use to reach it (default: listen).
+    pub connect_address: Option<String>,
+    /// Basic auth required by the mutating endpoints.
+    pub authentication: Option<Credentials>,
+}
+
+impl RestApiConfig {
+    pub fn connect_address(&self) -> &str {
+        self.connect_address.as_deref().unwrap_or(&self.listen)
+    }
+    /// `http://host:port/patroni`, as member keys carry it.
+    pub fn api_url(&self) -> String {
+        format!("http://{}/patroni", self.connect_address())
+    }
+}
+
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials {{ username: {:?}, password: <hidden> }}", self.username)
+    }
+}
+
+/// `postgresql.authentication:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgAuthentication {
+    pub superuser: Credentials,
+    pub replication: Credentials,
+}
+
+/// `postgresql:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// host:port PostgreSQL listens on (`listen_addresses` and `port`).
+    pub listen: String,
+    /// host:port others connect to (default: listen).
+    pub connect_address: Option<String>,
+    pub data_dir: PathBuf,
+    #[serde(default = "default_bin_dir")]
+    pub bin_dir: PathBuf,
+    /// The password file the agent writes for its own connections (default: next to data_dir).
+    pub pgpass: Option<PathBuf>,
+    pub authentication: PgAuthentication,
+    /// Parameters for postgresql.conf (on top of the ones replication needs).
+    #[serde(default)]
+    pub parameters: BTreeMap<String, serde_yaml::Value>,
+    /// pg_hba.conf lines; default: local trust for the OS user, scram for TCP.
+    #[serde(default)]
+    pub pg_hba: Vec<String>,
+    #[serde(default = "yes")]
+    pub use_pg_rewind: bool,
+    #[serde(default = "yes")]
+    pub remove_data_directory_on_rewind_failure: bool,
+    #[serde(default = "yes")]
+    pub use_slots: bool,
+}
+
+impl PostgresConfig {
+    pub fn connect_address(&self) -> &str {
+        self.connect_address.as_deref().unwrap_or(&self.listen)
+    }
+    /// `postgres://host:port/postgres`, as member keys carry it.
+    pub fn conn_url(&self) -> String {
+        format!("postgres://{}/postgres", self.connect_address())
+    }
+    pub fn port(&self) -> u16 {
+        self.listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(5432)
+    }
+    pub fn listen_host(&self) -> &str {
+        self.listen.rsplit_once(':').map_or("localhost", |(h, _)| h)
+    }
+    pub fn pgpass_path(&self) -> PathBuf {
+        self.pgpass.clone().unwrap_or_else(|| {
+            let mut p = self.data_dir.clone();
+            p.set_file_name(".pgpass");
+            p
+        })
+    }
+    /// The directory holding PostgreSQL's unix socket (next to the data dir, private).
+    pub fn socket_dir(&self) -> PathBuf {
+        let mut p = self.data_dir.clone();
+        p.set_file_name("run");
+        p
+    }
+}
+
+fn default_bin_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_BIN_DIR)
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Member tags, as Patroni's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tags {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nofailover: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub noloadbalance: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clonefrom: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nosync: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicatefrom: Option<String>,
+}
+
+impl Tags {
+    pub fn is_empty(&self) -> bool {
+        self == &Tags::default()
+    }
+    /// The tags as `name -> value` strings (for `tag_<name>=<value>` health-check filters).
+    pub fn as_map(&self) -> BTreeMap<String, String> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(m)) => m
+                .into_iter()
+                .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                .collect(),
+            _ => BTreeMap::new(),
+        }
+    }
+}
+
+/// The dynamic configuration kept in `/config` (Patroni's names; seconds).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicConfig {
+    #[serde(default = "Timing::default_ttl")]
+    pub ttl: u64,
+    #[serde(default = "Timing::default_loop_wait")]
+    pub loop_wait: f64,
+    #[serde(default = "Timing::default_retry_timeout")]
+    pub retry_timeout: f64,
+    #[serde(default = "Timing::default_safety_margin")]
+    pub safety_margin: f64,
+    /// Bytes a replica may lag and still be promoted automatically.
+    #[serde(default = "default_max_lag")]
+    pub maximum_lag_on_failover: u64,
+    /// Seconds a primary whose PostgreSQL crashed may try to restart it before giving up the key.
+    #[serde(default = "default_primary_start_timeout")]
+    pub primary_start_timeout: u64,
+    #[serde(default)]
+    pub pause: bool,
+    #[serde(default)]
+    pub postgresql: DynamicPostgres,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+pub struct DynamicPostgres {
+    #[serde(default)]
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_pg_rewind: Option<bool>,
+}
+
+fn default_max_lag() -> u64 {
+    1024 * 1024
+}
+
+fn default_primary_start_timeout() -> u64 {
+    300
+}
+
+impl Default for DynamicConfig {
+    fn default() -> Self {
+        // An empty mapping takes every default; this cannot fail.
+        serde_json::from_value(serde_json::json!({})).unwrap_or_else(|_| unreachable!())
+    }
+}
+
+impl DynamicConfig {
+    pub fn timing(&self) -> Timing {
+        Timing::from_seconds(self.ttl, self.loop_wait, self.retry_timeout, self.safety_margin)
+    }
+
+    /// Reads `/config`; unknown keys are kept out (Patroni writes many we do not use).
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, String> {
+        let mut known = serde_json::Map::new();
+        if let Some(obj) = value.as_object() {
+            for key in ["ttl", "loop_wait", "retry_timeout", "safety_margin", "maximum_lag_on_failover",
+                "primary_start_timeout", "pause", "postgresql"] {
+                if let Some(v) = obj.get(key) {
+                    known.insert(key.to_string(), v.clone());
+                }
+            }
+        }
+        let config: DynamicConfig = serde_json::from_value(serde_json::Value::Object(known)).map_err(|e| e.to_string())?;
+        config.timing().check()?;
+        Ok(config)
+    }
+}
+
+impl RawAgentConfig {
+    /// Step two: checks and fills defaults. `None` when the file has no `postgresql`
+    /// section (a store-only node).
+    pub fn validate(self, name: &str) -> Result<Option<AgentConfig>, String> {
+        let Some(postgresql) = self.postgresql else {
+            if self.restapi.is_some() || self.scope.is_some() {
+                return Err("restapi/scope given without a postgresql section: add postgresql (data_dir, listen, authentication)".into());
+            }
+            return Ok(None);
+        };
+        let scope = self.scope.ok_or("scope is required with a postgresql section (e.g. scope: demo)")?;
+        if scope.is_empty() || scope.contains('/') {
+            return Err(format!("scope must be a non-empty name without '/', not {scope:?}"));
+        }
+        let restapi = self.restapi.ok_or("restapi.listen is required with a postgresql section (e.g. 127.0.0.1:8008)")?;
+        check_host_port("restapi.listen", &restapi.listen)?;
+        check_host_port("restapi.connect_address", restapi.connect_address())?;
+        check_host_port("postgresql.listen", &postgresql.listen)?;
+        check_host_port("postgresql.connect_address", postgresql.connect_address())?;
+        if !postgresql.data_dir.is_absolute() {
+            return Err(format!("postgresql.data_dir must be an absolute path, not {}", postgresql.data_dir.display()));
+        }
+        for (what, creds) in [("superuser", &postgresql.authentication.superuser), ("replication", &postgresql.authentication.replication)] {
+            if creds.username.is_empty() || creds.password.is_empty() {
+                return Err(format!("postgresql.authentication.{what} needs a username and a password"));
+            }
+        }
+        let bootstrap_dcs = self.bootstrap.unwrap_or_default().dcs;
+        bootstrap_dcs.timing().check().map_err(|e| format!("bootstrap.dcs: {e}"))?;
+        Ok(Some(AgentConfig {
+            name: name.to_string(),
+            scope,
+            namespace: self.namespace.unwrap_or_else(|| "/service/".into()),
+            restapi,
+            postgresql,
+            bootstrap_dcs,
+            tags: self.tags,
+        }))
+    }
+}
+
+fn check_host_port(what: &str, value: &str) -> Result<(), String> {
+    let bad = || format!("{what} must be HOST:PORT (e.g. 127.0.0.1:5432), not {value:?}");
+    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+scope: demo
+restapi: {listen: "127.0.0.1:8008"}
+postgresql:
+  listen: "127.0.0.1:5432"
+  data_dir: /tmp/x/pgdata
+  authentication:
+    superuser: {username: postgres, password: secret}
+    replication: {username: replicator, password: rep}
+"#;
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let raw: RawAgentConfig = serde_yaml::from_str(MINIMAL).expect("yaml");
+        let c = raw.validate("node1").expect("valid").expect("agent");
+        assert_eq!(c.namespace, "/service/");
+        assert_eq!(c.postgresql.bin_dir, PathBuf::from(DEFAULT_BIN_DIR));
+        assert_eq!(c.postgresql.conn_url(), "postgres://127.0.0.1:5432/postgres");
+        assert_eq!(c.postgresql.pgpass_path(), PathBuf::from("/tmp/x/.pgpass"));
+        assert_eq!(c.bootstrap_dcs, DynamicConfig::default());
+        assert!(format!("{:?}", c.postgresql.authentication).contains("<hidden>"));
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        let raw: RawAgentConfig = serde_yaml::from_str(&MINIMAL.replace("scope: demo", "")).expect("yaml");
+        assert!(raw.validate("n").expect_err("no scope").contains("scope is required"));
+        let raw: RawAgentConfig = serde_yaml::from_str(&MINIMAL.replace("/tmp/x/pgdata", "pgdata")).expect("yaml");
+        assert!(raw.validate("n").expect_err("relative").contains("absolute"));
+        let raw: RawAgentConfig = serde_yaml::from_str(&format!("{MINIMAL}bootstrap: {{dcs: {{ttl: 1, retry_timeout: 5}}}}\n")).expect("yaml");
+        assert!(raw.validate("n").expect_err("timing").contains("bootstrap.dcs"));
+        assert!(serde_yaml::from_str::<RawAgentConfig>(&format!("{MINIMAL}tags: {{nofailvoer: true}}\n")).is_err());
+    }
+
+    #[test]
+    fn dynamic_config_ignores_patroni_only_keys() {
+        let c = DynamicConfig::from_json(&serde_json::json!({"ttl": 3, "master_start_timeout": 1, "pause": true})).expect("valid");
+        assert_eq!(c.ttl, 3);
+        assert!(c.pause);
+        assert!(DynamicConfig::from_json(&serde_json::json!({"ttl": 1, "safety_margin": 2})).is_err());
+    }
+}

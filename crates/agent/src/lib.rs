@@ -1,0 +1,18 @@
+//! The PostgreSQL supervisor of a raftgres node ("the agent"): what Patroni does, with
+//! the node's own Raft store as its DCS, reached through the etcd v3 API in-process.
+//!
+//! Owns: the agent's configuration ([`config`]) and timing rule ([`timing`]), the
+//! Patroni-shaped keys and values ([`cluster`]), the published node state ([`state`]),
+//! and the REST API ([`rest`]).
+//!
+//! Must not touch: Raft or the store's internals — everything goes through etcd v3
+//! requests on a gRPC channel, so the agent would work against any etcd v3 endpoint.
+
+pub mod cluster;
+pub mod config;
+pub mod rest;
+pub mod state;
+pub mod timing;
+
+/// The agent's version, reported in member keys and `/patroni`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,106 @@
+//! What the agent knows right now, published after every HA cycle (and on PostgreSQL
+//! changes) through a `tokio::sync::watch` channel. The REST API and metrics read only
+//! this; they never touch PostgreSQL or the store themselves.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::cluster::{ClusterView, Role};
+use crate::config::Tags;
+
+/// PostgreSQL as the agent last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PgStatus {
+    /// running, starting, stopped, stopping, crashed, creating replica, initializing new cluster,
+    /// running custom bootstrap script, restarting after failure, start failed, ...
+    pub state: String,
+    pub role: Role,
+    pub timeline: Option<u32>,
+    /// `server_version_num`, e.g. 150004.
+    pub server_version: Option<u32>,
+    /// `pg_postmaster_start_time()` as PostgreSQL prints it.
+    pub postmaster_start_time: Option<String>,
+    /// Primary: `pg_current_wal_lsn()`.
+    pub wal_lsn: Option<u64>,
+    /// Replica: `pg_last_wal_receive_lsn()` / `pg_last_wal_replay_lsn()`.
+    pub receive_lsn: Option<u64>,
+    pub replay_lsn: Option<u64>,
+    /// Replica: `pg_last_xact_replay_timestamp()`.
+    pub replayed_timestamp: Option<String>,
+    /// Replica: `streaming` while the WAL receiver is connected, else None.
+    pub replication_state: Option<String>,
+    /// Primary: `pg_stat_replication` rows.
+    pub replication: Vec<ReplicationRow>,
+    pub system_identifier: Option<String>,
+    pub pending_restart: bool,
+}
+
+impl PgStatus {
+    pub fn is_running(&self) -> bool {
+        self.state == "running"
+    }
+    /// The WAL position that counts for failover: the primary's write position, or the
+    /// higher of a replica's received and replayed positions.
+    pub fn wal_position(&self) -> Option<u64> {
+        match self.role {
+            Role::Primary => self.wal_lsn,
+            _ => match (self.receive_lsn, self.replay_lsn) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
+
+/// One row of `pg_stat_replication`, as Patroni's `/patroni` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReplicationRow {
+    pub usename: String,
+    pub application_name: String,
+    pub client_addr: Option<String>,
+    pub state: String,
+    pub sync_state: String,
+    pub sync_priority: i32,
+}
+
+/// The agent's published state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeState {
+    pub name: String,
+    pub scope: String,
+    pub tags: Tags,
+    pub postgres: PgStatus,
+    /// True while this node holds the leader key on a lease it renewed recently enough
+    /// to accept writes (see `timing`).
+    pub holds_leader_key: bool,
+    /// The latest read of the cluster's keys.
+    pub cluster: ClusterView,
+    /// When the store last answered this agent.
+    pub dcs_last_seen: Option<SystemTime>,
+    /// The agent's latest decision, as logged ("no action: I am node2, a replica, following node1").
+    pub last_action: String,
+}
+
+impl NodeState {
+    pub fn new(name: &str, scope: &str, tags: Tags) -> Self {
+        Self {
+            name: name.to_string(),
+            scope: scope.to_string(),
+            tags,
+            postgres: PgStatus { state: "stopped".into(), ..Default::default() },
+            holds_leader_key: false,
+            cluster: ClusterView::default(),
+            dcs_last_seen: None,
+            last_action: "starting".into(),
+        }
+    }
+
+    pub fn paused(&self) -> bool {
+        self.cluster.paused()
+    }
+}
+
+/// The sending half lives in the HA loop; REST handlers hold receivers.
+pub type StateSender = tokio::sync::watch::Sender<NodeState>;
+pub type StateReceiver = tokio::sync::watch::Receiver<NodeState>;
