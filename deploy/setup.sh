@@ -8,6 +8,9 @@ command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
+command -v psql >/dev/null || need+=(postgresql-client)
+[ -x /usr/lib/postgresql/15/bin/pg_ctl ] || need+=(postgresql-15)
 
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}"
@@ -18,8 +21,19 @@ if ((${#need[@]})); then
     $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# PostgreSQL refuses to run as root: the lab and the tests run nodes as this user.
+if [ "$(id -u)" -eq 0 ] && ! id raftgres >/dev/null 2>&1; then
+    echo "setup: creating the unprivileged user raftgres (PostgreSQL refuses to run as root)"
+    useradd --system --create-home --shell /bin/bash raftgres
+fi
+# Debian's postgresql package starts a cluster of its own on 5432; the lab needs the port.
+if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
+    echo "setup: stopping the Debian-managed PostgreSQL clusters (the lab uses port 5432)"
+    pg_lsclusters -h | awk '$4 == "online" {print $1, $2}' | while read -r v c; do pg_ctlcluster "$v" "$c" stop || true; done
+fi
+
 if ! command -v cargo >/dev/null; then
     echo "setup: cargo is missing: install Rust (https://rustup.rs) and run this again" >&2
     exit 1
 fi
-echo "setup: etcdctl $(etcdctl version 2>/dev/null | head -1 | awk '{print $3}'), $(cargo --version)"
+echo "setup: PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}'), etcdctl $(etcdctl version 2>/dev/null | head -1 | awk '{print $3}'), $(cargo --version)"

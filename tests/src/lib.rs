@@ -3,6 +3,7 @@
 //! a test fails, every process killed when the cluster is dropped.
 
 pub mod client;
+pub mod lab;
 
 use std::fs::File;
 use std::net::TcpListener;

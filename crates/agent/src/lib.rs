@@ -10,6 +10,10 @@
 
 pub mod cluster;
 pub mod config;
+pub mod dcs;
+pub mod fence;
+pub mod ha;
+pub mod postgres;
 pub mod rest;
 pub mod state;
 pub mod timing;

@@ -41,6 +41,7 @@ mod leader;
 mod lease;
 mod lock;
 mod maintenance;
+mod in_process;
 mod peer_url;
 mod recipe;
 mod watch;

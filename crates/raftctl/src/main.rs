@@ -32,6 +32,10 @@ pub enum Output {
 pub enum Command {
     /// Raft members: list (default), add, promote, remove.
     Members(command::members::MembersArgs),
+    /// The PostgreSQL cluster as `patronictl list` shows it, plus each member's Raft role.
+    List(command::list::ListArgs),
+    /// A local cluster on this machine: up, status, kill, start, pause, resume, logs, down.
+    Lab(command::lab::LabArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,5 +62,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let api = client::Api::connect(&cli.endpoints).await?;
             command::members::run(&api, args, cli.output).await
         }
+        Command::List(args) => {
+            let api = client::Api::connect(&cli.endpoints).await?;
+            command::list::run(&api, args, cli.output).await
+        }
+        Command::Lab(args) => command::lab::run(args).await,
     }
 }

@@ -1,5 +1,10 @@
 //! `raftgres`: one node of a raftgres cluster. Startup reads as its steps: settings,
-//! logging, client port, store, etcd API, then wait for a signal or removal.
+//! logging, client port, store, etcd API, the PostgreSQL agent and its REST API (when
+//! the config has a `postgresql` section), then wait for a signal or removal. On a
+//! signal the agent stops first (it releases the leader key through the store), then
+//! the store.
+//!
+//! The same binary started as `raftgres __fencer` is the agent's fencer process.
 
 mod settings;
 
@@ -12,6 +17,10 @@ use raftgres_etcd_api::ApiLimits;
 use raftgres_store::Store;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(raftgres_agent::fence::FENCER_ARG) {
+        raftgres_agent::fence::run_fencer();
+        return ExitCode::SUCCESS;
+    }
     let settings = match settings::Flags::parse().validate() {
         Ok(s) => s,
         Err(e) => {
@@ -19,6 +28,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if settings.agent.is_some() && running_as_root() {
+        eprintln!("raftgres: PostgreSQL refuses to run as root: start raftgres as an unprivileged user (`raftctl lab up` does this for you)");
+        return ExitCode::from(2);
+    }
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -39,7 +52,11 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTGRES_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off,sled=warn,h2=warn,tower=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
 }
 
 async fn run(settings: settings::Settings) -> anyhow::Result<()> {
@@ -51,6 +68,11 @@ async fn run(settings: settings::Settings) -> anyhow::Result<()> {
     let api = tokio::spawn(raftgres_etcd_api::serve(store.clone(), client_listener, limits));
     tracing::info!(client = %settings.listen_client, "etcd v3 API listening");
 
+    let agent = match settings.agent.clone() {
+        Some(config) => Some(start_agent(config, &store, limits).await?),
+        None => None,
+    };
+
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let removed = async {
         loop {
@@ -60,12 +82,54 @@ async fn run(settings: settings::Settings) -> anyhow::Result<()> {
             }
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
-        _ = term.recv() => tracing::info!("terminated: shutting down"),
-        _ = removed => anyhow::bail!("raft stopped (this member was removed from the cluster, or its storage failed)"),
-        result = api => { result?.map_err(|e| anyhow::anyhow!("etcd API server stopped: {e}"))?; }
+    let outcome = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted: shutting down"); Ok(()) }
+        _ = term.recv() => { tracing::info!("terminated: shutting down"); Ok(()) }
+        _ = removed => Err(anyhow::anyhow!("raft stopped (this member was removed from the cluster, or its storage failed)")),
+        result = api => result.map_err(anyhow::Error::from).and_then(|r| r.map_err(|e| anyhow::anyhow!("etcd API server stopped: {e}"))),
+    };
+    if let Some((stop, task)) = agent {
+        let _ = stop.send(());
+        if tokio::time::timeout(AGENT_STOP_TIMEOUT, task).await.is_err() {
+            tracing::warn!("the agent did not stop within {AGENT_STOP_TIMEOUT:?}");
+        }
     }
     store.shutdown().await;
-    Ok(())
+    outcome
+}
+
+/// How long the agent may take to stop PostgreSQL and release the leader key.
+const AGENT_STOP_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// Starts the REST API and the HA loop; returns the loop's stop switch and task.
+async fn start_agent(
+    config: raftgres_agent::config::AgentConfig,
+    store: &std::sync::Arc<Store>,
+    limits: ApiLimits,
+) -> anyhow::Result<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)> {
+    let rest_listener = tokio::net::TcpListener::bind(&config.restapi.listen)
+        .await
+        .with_context(|| format!("cannot listen for the REST API on {} (is another node using this port?)", config.restapi.listen))?;
+    let channel = raftgres_etcd_api::EtcdApi::new(store.clone(), limits).in_process_channel();
+    let exe = std::env::current_exe().context("cannot find the raftgres binary (for the fencer)")?;
+    let rest_addr = config.restapi.listen.clone();
+    let scope = config.scope.clone();
+    let (agent, state) = raftgres_agent::ha::Agent::new(config, channel, &exe).context("cannot start the fencer process")?;
+    tokio::spawn(async move {
+        if let Err(e) = raftgres_agent::rest::serve(rest_listener, state).await {
+            tracing::error!("REST API stopped: {e}");
+        }
+    });
+    tracing::info!(rest = %rest_addr, scope = %scope, "PostgreSQL agent and REST API started");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async move {
+        let _ = stopped.await;
+    }));
+    Ok((stop, task))
+}
+
+/// True when this process runs as root (the owner of /proc/self is the effective uid).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }

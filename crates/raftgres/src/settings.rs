@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use raftgres_agent::config::{AgentConfig, RawAgentConfig};
 use raftgres_store::{ClusterState, RaftTiming, StoreConfig};
 use serde::Deserialize;
 
@@ -52,6 +53,9 @@ pub struct Flags {
     /// Most operations in one txn branch (default 128, as etcd).
     #[arg(long)]
     pub max_txn_ops: Option<usize>,
+    /// The Patroni-shaped sections of the config file (only from `--config`).
+    #[arg(skip)]
+    pub agent: Option<RawAgentConfig>,
 }
 
 /// The same keys as [`Flags`], from the config file.
@@ -79,6 +83,8 @@ pub struct Settings {
     pub listen_client: String,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// The PostgreSQL supervisor's settings, when the file has a `postgresql` section.
+    pub agent: Option<AgentConfig>,
 }
 
 macro_rules! merge {
@@ -93,8 +99,8 @@ impl Flags {
         let Some(path) = self.config.clone() else { return Ok(self) };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-        let mut file: FileSettings = serde_yaml::from_str(&text)
-            .map_err(|e| format!("config file {}: {e}", path.display()))?;
+        let (mut file, agent) = split_file(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        self.agent = agent;
         merge!(self, file, name, data_dir, listen_peer, listen_client, advertise_client, initial_cluster,
             initial_cluster_state, heartbeat_interval, election_timeout, snapshot_count, max_request_bytes,
             max_txn_ops);
@@ -140,13 +146,44 @@ impl Flags {
         if store.own_peer_addr().is_none() {
             return Err(format!("--name {} does not appear in --initial-cluster {initial}", store.name));
         }
+        let agent = match f.agent {
+            Some(raw) => raw.validate(&store.name)?,
+            None => None,
+        };
         Ok(Settings {
+            agent,
             store,
             listen_client,
             max_request_bytes: f.max_request_bytes.unwrap_or(1024 * 1024 * 3 / 2),
             max_txn_ops: f.max_txn_ops.unwrap_or(128),
         })
     }
+}
+
+/// The config file's top-level keys that belong to the agent (Patroni's section names).
+const AGENT_SECTIONS: [&str; 6] = ["scope", "namespace", "restapi", "postgresql", "bootstrap", "tags"];
+
+/// Splits the config file into the store's keys and the agent's sections.
+fn split_file(text: &str) -> Result<(FileSettings, Option<RawAgentConfig>), String> {
+    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let mut store = match value {
+        serde_yaml::Value::Mapping(m) => m,
+        serde_yaml::Value::Null => serde_yaml::Mapping::new(),
+        _ => return Err("expected a mapping of settings (key: value)".into()),
+    };
+    let mut agent = serde_yaml::Mapping::new();
+    for key in AGENT_SECTIONS {
+        if let Some(v) = store.remove(key) {
+            agent.insert(key.into(), v);
+        }
+    }
+    let file: FileSettings = serde_yaml::from_value(serde_yaml::Value::Mapping(store)).map_err(|e| e.to_string())?;
+    let agent = if agent.is_empty() {
+        None
+    } else {
+        Some(serde_yaml::from_value(serde_yaml::Value::Mapping(agent)).map_err(|e| e.to_string())?)
+    };
+    Ok((file, agent))
 }
 
 fn check_host_port(what: &str, value: &str) -> Result<(), String> {

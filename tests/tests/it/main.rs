@@ -3,6 +3,7 @@
 mod bad_input;
 mod crash;
 mod etcdctl;
+mod ha;
 mod lease;
 mod store;
 

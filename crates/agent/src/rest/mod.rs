@@ -1,1 +1,114 @@
-//! The Patroni-compatible REST API (axum). Placeholder until the REST helper lands it.
+//! The Patroni-compatible REST API (axum), so HAProxy health checks and scripts written
+//! for Patroni keep working against a raftgres node.
+//!
+//! Owns: routing and responses. Requests are dispatched as Patroni's handler does it: by
+//! the first path segment (`/patroni`, `/cluster`, `/history`, `/config`, `/liveness`,
+//! `/readiness`), everything else being a health check (`/primary`, `/replica`,
+//! `/read-only`, `/health`, ... see [`health::check`]). A GET health check answers the
+//! node status JSON with 200 or 503; HEAD and OPTIONS (what HAProxy sends) answer the
+//! status line only — on any path but `/liveness` and `/readiness`, as in Patroni
+//! (so `HEAD /patroni` is a failing health check). Other methods get 501.
+//!
+//! Must not touch: PostgreSQL or the store. Handlers read only the latest [`NodeState`]
+//! the HA loop published on its watch channel, so an answer never waits on either.
+
+pub mod health;
+pub mod json;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+use crate::state::{NodeState, StateReceiver};
+
+use health::Params;
+
+/// The REST API's routes, answering from the latest state on `state`.
+pub fn router(state: StateReceiver) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+/// Serves the REST API on `listener`. Serves until the listener fails.
+pub async fn serve(listener: tokio::net::TcpListener, state: StateReceiver) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
+
+async fn dispatch(State(rx): State<StateReceiver>, method: Method, uri: Uri) -> Response {
+    // The borrow is held only while the response is built (no await in between), so the
+    // HA loop's next publish never waits on an HTTP client.
+    let state = rx.borrow();
+    respond(&state, &method, &uri)
+}
+
+/// Patroni's `parse_request`: the first path segment picks a named handler.
+fn respond(state: &NodeState, method: &Method, uri: &Uri) -> Response {
+    let path = uri.path();
+    let params = Params::from_uri(uri);
+    let endpoint = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let is_get = method == Method::GET;
+    let status_only = method == Method::HEAD || method == Method::OPTIONS;
+    if !is_get && !status_only {
+        return unsupported(method);
+    }
+    match endpoint {
+        "liveness" => status_line(StatusCode::OK),
+        "readiness" => status_line(health::ready(state, &params)),
+        _ if status_only => status_line(health::check(state, path, &params)),
+        "patroni" => json(StatusCode::OK, &json::Status::new(state)),
+        "cluster" => json(StatusCode::OK, &json::ClusterJson::new(state)),
+        "history" => json(StatusCode::OK, &state.cluster.history),
+        "config" => match &state.cluster.config {
+            Some((config, _)) => json(StatusCode::OK, config),
+            None => text(
+                StatusCode::BAD_GATEWAY,
+                "no /config in the store yet: the cluster is not bootstrapped\n",
+            ),
+        },
+        _ => json(
+            health::check(state, path, &params),
+            &json::Status::new(state),
+        ),
+    }
+}
+
+/// A response with a status and no body (what HAProxy reads).
+fn status_line(status: StatusCode) -> Response {
+    status.into_response()
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from(bytes),
+        )
+            .into_response(),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode the response as JSON: {e}\n"),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Methods Patroni has no handler for get 501, as Python's `BaseHTTPRequestHandler` does.
+fn unsupported(method: &Method) -> Response {
+    text(
+        StatusCode::NOT_IMPLEMENTED,
+        &format!("Unsupported method ({method})\n"),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn parses_subcommands() {
         let cli = crate::Cli::parse_from(["raftctl", "members", "add", "node4", "127.0.0.1:2680"]);
-        let crate::Command::Members(args) = cli.command;
+        let crate::Command::Members(args) = cli.command else { panic!("not members") };
         assert!(matches!(args.action, Some(MembersAction::Add { ref name, .. }) if name == "node4"));
     }
 

@@ -1,0 +1,241 @@
+//! The agent's DCS: Patroni's etcd3 usage, as etcd v3 requests on a gRPC channel (in a
+//! node, an in-process channel to its own etcd API). One lease per agent carries its
+//! member key and, on the primary, the leader key; every other key is written with
+//! compare-and-swap on its revision or existence.
+
+use std::time::{Duration, Instant};
+
+use raftgres_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use raftgres_proto::etcdserverpb::kv_client::KvClient;
+use raftgres_proto::etcdserverpb::lease_client::LeaseClient;
+use raftgres_proto::etcdserverpb::request_op::Request as Op;
+use raftgres_proto::etcdserverpb::watch_client::WatchClient;
+use raftgres_proto::etcdserverpb::watch_request::RequestUnion;
+use raftgres_proto::etcdserverpb::{
+    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, PutRequest,
+    RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
+};
+use raftgres_etcd_api::prefix_end;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+use crate::cluster::{ClusterStatus, ClusterView, FailoverRequest, HistoryEntry, Keys, LeaderKey, Member};
+
+/// Why a store request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DcsError {
+    #[error("store did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("store error: {0}")]
+    Status(String),
+}
+
+impl From<tonic::Status> for DcsError {
+    fn from(s: tonic::Status) -> Self {
+        DcsError::Status(s.message().to_string())
+    }
+}
+
+pub type DcsResult<T> = Result<T, DcsError>;
+
+/// A lease renewal that succeeded: when it was sent and the TTL it was granted.
+#[derive(Debug, Clone, Copy)]
+pub struct Renewal {
+    pub sent: Instant,
+    pub ttl: Duration,
+}
+
+#[derive(Clone)]
+pub struct Dcs {
+    channel: Channel,
+    pub keys: Keys,
+    timeout: Duration,
+}
+
+impl Dcs {
+    pub fn new(channel: Channel, keys: Keys, timeout: Duration) -> Self {
+        Self { channel, keys, timeout }
+    }
+
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    async fn timed<T>(&self, f: impl std::future::Future<Output = Result<T, tonic::Status>>) -> DcsResult<T> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(r) => r.map_err(DcsError::from),
+            Err(_) => Err(DcsError::Timeout(self.timeout)),
+        }
+    }
+
+    fn kv(&self) -> KvClient<Channel> {
+        KvClient::new(self.channel.clone())
+    }
+
+    fn lease(&self) -> LeaseClient<Channel> {
+        LeaseClient::new(self.channel.clone())
+    }
+
+    /// One linearizable read of the whole cluster prefix.
+    pub async fn read_cluster(&self) -> DcsResult<ClusterView> {
+        let prefix = self.keys.prefix.as_bytes().to_vec();
+        let req = RangeRequest { key: prefix.clone(), range_end: prefix_end(&prefix), ..Default::default() };
+        let resp = self.timed(self.kv().range(req)).await?.into_inner();
+        let mut view = ClusterView { revision: resp.header.map_or(0, |h| h.revision), ..Default::default() };
+        for kv in resp.kvs {
+            let key = String::from_utf8_lossy(&kv.key);
+            let Some(rest) = key.strip_prefix(&self.keys.prefix) else { continue };
+            let value = String::from_utf8_lossy(&kv.value).to_string();
+            match rest {
+                "leader" => view.leader = Some(LeaderKey { name: value, lease: kv.lease, mod_revision: kv.mod_revision }),
+                "initialize" => view.initialize = Some(value),
+                "config" => match serde_json::from_str(&value) {
+                    Ok(v) => view.config = Some((v, kv.mod_revision)),
+                    Err(e) => tracing::warn!("ignoring {key}: not JSON ({e})"),
+                },
+                "history" => view.history = serde_json::from_str::<Vec<HistoryEntry>>(&value).unwrap_or_default(),
+                "status" => view.status = serde_json::from_str::<ClusterStatus>(&value).ok(),
+                "failover" => view.failover = serde_json::from_str::<FailoverRequest>(&value).ok(),
+                other => {
+                    if let Some(name) = other.strip_prefix("members/") {
+                        match serde_json::from_str::<Member>(&value) {
+                            Ok(m) => {
+                                view.members.insert(name.to_string(), m);
+                            }
+                            Err(e) => tracing::warn!("ignoring member key {key}: {e}"),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(view)
+    }
+
+    pub async fn grant(&self, ttl: Duration) -> DcsResult<(i64, Renewal)> {
+        let sent = Instant::now();
+        let req = LeaseGrantRequest { ttl: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX), id: 0 };
+        let resp = self.timed(self.lease().lease_grant(req)).await?.into_inner();
+        if !resp.error.is_empty() {
+            return Err(DcsError::Status(resp.error));
+        }
+        Ok((resp.id, Renewal { sent, ttl: Duration::from_secs(u64::try_from(resp.ttl).unwrap_or(0)) }))
+    }
+
+    /// Renews `lease`. Ok(None): the lease no longer exists.
+    pub async fn keep_alive(&self, lease: i64) -> DcsResult<Option<Renewal>> {
+        let sent = Instant::now();
+        let mut client = self.lease();
+        let call = async move {
+            let request = tokio_stream::iter([LeaseKeepAliveRequest { id: lease }]);
+            let mut answers = client.lease_keep_alive(request).await?.into_inner();
+            match answers.next().await {
+                Some(answer) => answer,
+                None => Err(tonic::Status::unavailable("keep-alive stream closed")),
+            }
+        };
+        let resp = self.timed(call).await?;
+        Ok((resp.ttl > 0).then(|| Renewal { sent, ttl: Duration::from_secs(u64::try_from(resp.ttl).unwrap_or(0)) }))
+    }
+
+    pub async fn revoke(&self, lease: i64) -> DcsResult<()> {
+        self.timed(self.lease().lease_revoke(LeaseRevokeRequest { id: lease })).await?;
+        Ok(())
+    }
+
+    async fn txn(&self, compare: Vec<Compare>, success: Vec<RequestOp>) -> DcsResult<bool> {
+        let req = TxnRequest { compare, success, failure: vec![] };
+        Ok(self.timed(self.kv().txn(req)).await?.into_inner().succeeded)
+    }
+
+    pub async fn put(&self, key: &str, value: &str, lease: i64) -> DcsResult<()> {
+        let req = PutRequest { key: key.into(), value: value.into(), lease, ..Default::default() };
+        self.timed(self.kv().put(req)).await?;
+        Ok(())
+    }
+
+    /// Puts `key` only if it does not exist. True when this call created it.
+    pub async fn create(&self, key: &str, value: &str, lease: i64) -> DcsResult<bool> {
+        self.txn(vec![create_revision_is(key, 0)], vec![op_put(key, value, lease)]).await
+    }
+
+    /// Puts `key` only if its mod revision is still `mod_revision`.
+    pub async fn put_if_unchanged(&self, key: &str, value: &str, mod_revision: i64) -> DcsResult<bool> {
+        self.txn(vec![mod_revision_is(key, mod_revision)], vec![op_put(key, value, 0)]).await
+    }
+
+    /// Deletes `key` only if it holds `value`.
+    pub async fn delete_if_value(&self, key: &str, value: &str) -> DcsResult<bool> {
+        self.txn(vec![value_is(key, value)], vec![op_delete(key)]).await
+    }
+
+    pub async fn delete(&self, key: &str) -> DcsResult<()> {
+        self.timed(self.kv().delete_range(DeleteRangeRequest { key: key.into(), ..Default::default() })).await?;
+        Ok(())
+    }
+
+    /// The leader key race: creates `leader = name` on `lease` if nobody holds it.
+    pub async fn acquire_leader(&self, name: &str, lease: i64) -> DcsResult<bool> {
+        self.create(&self.keys.leader(), name, lease).await
+    }
+
+    /// Sends a notification on `wake` for every change under the cluster prefix, until
+    /// `wake` is closed; re-creates the watch after errors.
+    pub async fn watch_prefix(self, wake: tokio::sync::mpsc::Sender<()>) {
+        let prefix = self.keys.prefix.as_bytes().to_vec();
+        loop {
+            let create = WatchCreateRequest { key: prefix.clone(), range_end: prefix_end(&prefix), ..Default::default() };
+            let request = WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) };
+            // The request stream must stay open, or the server ends the watch.
+            let (_keep_open, rx) = tokio::sync::mpsc::channel::<WatchRequest>(1);
+            let outbound = tokio_stream::iter([request]).chain(tokio_stream::wrappers::ReceiverStream::new(rx));
+            match WatchClient::new(self.channel.clone()).watch(outbound).await {
+                Ok(stream) => {
+                    let mut stream = stream.into_inner();
+                    while let Some(Ok(resp)) = stream.next().await {
+                        if !resp.events.is_empty() && wake.send(()).await.is_err() {
+                            return;
+                        }
+                        if resp.canceled {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!("watch on {} failed: {}", self.keys.prefix, e.message()),
+            }
+            if wake.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn compare(key: &str, target: CompareTarget, union: TargetUnion) -> Compare {
+    Compare {
+        result: CompareResult::Equal as i32,
+        target: target as i32,
+        key: key.into(),
+        range_end: vec![],
+        target_union: Some(union),
+    }
+}
+
+fn create_revision_is(key: &str, rev: i64) -> Compare {
+    compare(key, CompareTarget::Create, TargetUnion::CreateRevision(rev))
+}
+
+fn mod_revision_is(key: &str, rev: i64) -> Compare {
+    compare(key, CompareTarget::Mod, TargetUnion::ModRevision(rev))
+}
+
+fn value_is(key: &str, value: &str) -> Compare {
+    compare(key, CompareTarget::Value, TargetUnion::Value(value.into()))
+}
+
+fn op_put(key: &str, value: &str, lease: i64) -> RequestOp {
+    RequestOp { request: Some(Op::RequestPut(PutRequest { key: key.into(), value: value.into(), lease, ..Default::default() })) }
+}
+
+fn op_delete(key: &str) -> RequestOp {
+    RequestOp { request: Some(Op::RequestDeleteRange(DeleteRangeRequest { key: key.into(), ..Default::default() })) }
+}

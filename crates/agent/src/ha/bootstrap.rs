@@ -1,0 +1,150 @@
+//! Creating the cluster and joining it: the race for `/initialize`, initdb on the
+//! winner, and pg_basebackup on the others.
+
+use std::time::{Duration, Instant};
+
+use super::Agent;
+use crate::cluster::{ClusterView, Role};
+use crate::postgres::conf;
+
+/// How long a new primary or a fresh clone may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Agent {
+    /// The cluster has no `/initialize`: take it (on our lease, so a crash mid-way frees
+    /// it) and create the cluster, or adopt the data dir we already have.
+    pub(super) async fn bootstrap_or_wait(&mut self) -> String {
+        let Some(lease) = self.lease.get().id else { return "waiting for a lease before initializing".into() };
+        let key = self.dcs.keys.initialize();
+        match self.dcs.create(&key, "", lease).await {
+            Ok(true) => {}
+            Ok(false) => return "waiting: another member is initializing the cluster".into(),
+            Err(e) => return format!("cannot race for initialization: {e}"),
+        }
+        let result = if self.pg.data_dir_valid() { self.adopt_data_dir().await } else { self.initialize_new().await };
+        match result {
+            Ok(sysid) => {
+                let _ = self.dcs.put(&key, &sysid, 0).await;
+                let config = serde_json::to_string(&self.config.bootstrap_dcs).unwrap_or_else(|_| "{}".into());
+                let _ = self.dcs.create(&self.dcs.keys.config(), &config, 0).await;
+                let _ = self.dcs.create(&self.dcs.keys.history(), "[]", 0).await;
+                format!("initialized a new cluster (system identifier {sysid}); I am {}, the primary", self.config.name)
+            }
+            Err(e) => {
+                let _ = self.dcs.delete_if_value(&key, "").await;
+                format!("initialization failed: {e}; another member may try")
+            }
+        }
+    }
+
+    /// initdb, configure, start, create the replication user, take the leader key.
+    async fn initialize_new(&mut self) -> Result<String, String> {
+        tracing::info!("I am {}: initializing a new cluster with initdb", self.config.name);
+        self.publish_state("initializing new cluster");
+        self.pg.remove_data_dir().map_err(|e| e.to_string())?;
+        self.pg.initdb().await.map_err(|e| e.to_string())?;
+        self.configure(None).map_err(|e| e.to_string())?;
+        self.start_and_wait().await?;
+        let repl = self.config.postgresql.authentication.replication.clone();
+        self.sql.ensure_replication_user(&repl.username, &repl.password).await.map_err(|e| e.to_string())?;
+        self.take_leader_key_after_bootstrap().await?;
+        let status = self.sql.status().await.map_err(|e| e.to_string())?;
+        status.system_identifier.ok_or_else(|| "no system identifier".into())
+    }
+
+    /// A data dir exists but the cluster has no `/initialize` (the store was recreated):
+    /// start it as a primary and claim the cluster with its system identifier.
+    async fn adopt_data_dir(&mut self) -> Result<String, String> {
+        let control = self.pg.controldata().await.map_err(|e| e.to_string())?;
+        tracing::info!("adopting the existing data directory (system identifier {})", control.system_identifier);
+        if self.pg.postmaster_pid().is_none() {
+            self.configure(None).map_err(|e| e.to_string())?;
+            conf::set_standby(self.pg.data_dir(), false).map_err(|e| e.to_string())?;
+            self.start_and_wait().await?;
+        }
+        let status = self.sql.status().await.map_err(|e| e.to_string())?;
+        if status.role == Role::Replica {
+            self.promote_and_wait().await?;
+        }
+        self.take_leader_key_after_bootstrap().await?;
+        Ok(control.system_identifier)
+    }
+
+    async fn take_leader_key_after_bootstrap(&mut self) -> Result<(), String> {
+        let lease = self.lease.get().id.ok_or("lost the lease while initializing")?;
+        if !self.dcs.acquire_leader(&self.config.name, lease).await.map_err(|e| e.to_string())? {
+            return Err("another member took the leader key".into());
+        }
+        self.arm_fencer();
+        Ok(())
+    }
+
+    /// The data dir is empty: clone the primary (the leader key holder) once it runs.
+    pub(super) async fn clone_from_leader(&mut self, view: &ClusterView) -> String {
+        let Some(leader) = view.leader_member().filter(|m| m.role == Role::Primary && m.state == "running") else {
+            return "waiting for a running primary to clone from".into();
+        };
+        let Some((host, port)) = leader.host_port() else { return "the leader's conn_url is malformed; waiting".into() };
+        let leader_name = view.leader_name().unwrap_or_default().to_string();
+        tracing::info!("I am {}: cloning {leader_name} ({host}:{port}) with pg_basebackup", self.config.name);
+        self.publish_state("creating replica");
+        let started = Instant::now();
+        if let Err(e) = self.pg.basebackup(&host, port).await {
+            return format!("clone from {leader_name} failed: {e}; will retry");
+        }
+        if let Err(e) = self.configure_replica(&host, port) {
+            return format!("cannot configure the clone: {e}");
+        }
+        if let Err(e) = self.pg.start().await {
+            return format!("cannot start the clone: {e}");
+        }
+        self.expect_running = true;
+        format!("cloned {leader_name} in {:.1}s; starting as a replica", started.elapsed().as_secs_f64())
+    }
+
+    /// Starts PostgreSQL and waits until it answers SQL.
+    pub(super) async fn start_and_wait(&mut self) -> Result<(), String> {
+        self.pg.start().await.map_err(|e| e.to_string())?;
+        self.expect_running = true;
+        let started = Instant::now();
+        loop {
+            match self.sql.status().await {
+                Ok(_) => return Ok(()),
+                Err(e) if started.elapsed() > START_TIMEOUT => return Err(format!("PostgreSQL did not accept connections: {e}")),
+                Err(_) if started.elapsed() > Duration::from_secs(3) && self.pg.postmaster_pid().is_none() => {
+                    return Err(format!("PostgreSQL exited at start; see {}", self.pg.log_file().display()));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Writes the config files for a primary (`upstream` None) or a replica.
+    pub(super) fn configure(&self, upstream: Option<&conf::Upstream>) -> Result<bool, crate::postgres::PgError> {
+        let dynamic: std::collections::BTreeMap<String, serde_json::Value> = self.dynamic.postgresql.parameters.clone();
+        let params = conf::parameters(&self.config.postgresql, &self.config.name, &dynamic, upstream);
+        conf::write_hba(&self.config.postgresql)?;
+        conf::write_server_conf(self.pg.data_dir(), &params)
+    }
+
+    /// Configuration + `standby.signal` for streaming from `host:port`.
+    pub(super) fn configure_replica(&self, host: &str, port: u16) -> Result<bool, crate::postgres::PgError> {
+        let up = self.upstream(host, port);
+        let changed = self.configure(Some(&up))?;
+        conf::set_standby(self.pg.data_dir(), true)?;
+        Ok(changed)
+    }
+
+    pub(super) fn upstream(&self, host: &str, port: u16) -> conf::Upstream {
+        conf::Upstream {
+            host: host.to_string(),
+            port,
+            slot: self.config.postgresql.use_slots.then(|| conf::slot_name(&self.config.name)),
+        }
+    }
+
+    /// Publishes a transient PostgreSQL state ("creating replica") while a long step runs.
+    pub(super) fn publish_state(&self, state: &str) {
+        self.state.send_modify(|s| s.postgres.state = state.to_string());
+    }
+}

@@ -1,0 +1,345 @@
+//! The HA loop. One cycle = read the cluster's keys (linearizable), look at PostgreSQL,
+//! decide one action, publish the node's state. Cycles run when a key under the cluster
+//! prefix changes (a watch wakes the loop: a deleted or expired leader key reaches every
+//! replica at once), when the lease changes, and every `loop_wait` otherwise.
+//!
+//! Each cycle ends with one sentence saying what this node did and why ("no action: I
+//! am node2, a replica, following node1"), logged when it changes.
+//!
+//! The decisions, in order (files): the cluster is not initialized yet → `bootstrap`;
+//! this node's data dir is empty → clone (`bootstrap`); this node holds the leader
+//! key → be the primary (`primary`); someone else holds it → follow it (`replica`);
+//! nobody holds it → race for it if eligible (`election`), else wait.
+
+mod bootstrap;
+pub mod election;
+pub mod lease;
+mod primary;
+mod replica;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+
+use crate::cluster::{ClusterView, Keys, Member, Role};
+use crate::config::{AgentConfig, DynamicConfig};
+use crate::dcs::Dcs;
+use crate::fence::Fencer;
+use crate::postgres::sql::Sql;
+use crate::postgres::{ControlData, Postgres};
+use crate::state::{NodeState, PgStatus, StateReceiver, StateSender};
+use crate::timing::Timing;
+use lease::Lease;
+
+/// Shortest pause between two cycles, so a burst of key changes costs one cycle.
+const MIN_CYCLE_GAP: Duration = Duration::from_millis(30);
+
+/// The running agent of one node.
+pub struct Agent {
+    config: AgentConfig,
+    dcs: Dcs,
+    pg: Postgres,
+    sql: Sql,
+    lease: Lease,
+    dynamic: DynamicConfig,
+    timing: Arc<Mutex<Timing>>,
+    state: StateSender,
+    /// The agent started PostgreSQL and expects it to run (so a missing postmaster is a crash).
+    expect_running: bool,
+    /// When PostgreSQL of this primary was first found crashed (for primary_start_timeout).
+    primary_down_since: Option<Instant>,
+    /// When this replica was last seen streaming or on the leader's timeline.
+    last_in_sync: Instant,
+    /// This data dir may hold WAL the leader does not have (it was a primary).
+    needs_rewind: bool,
+    last_member_write: Option<(String, Instant)>,
+    last_status_write: Option<(u64, Instant)>,
+    last_action: String,
+    last_logged: Instant,
+}
+
+impl Agent {
+    /// Prepares the agent; `fencer_exe` is the binary that serves `__fencer`.
+    pub fn new(config: AgentConfig, channel: tonic::transport::Channel, fencer_exe: &Path) -> std::io::Result<(Self, StateReceiver)> {
+        let dynamic = config.bootstrap_dcs.clone();
+        let timing = dynamic.timing();
+        let dcs = Dcs::new(channel, Keys::new(&config.namespace, &config.scope), timing.retry_timeout);
+        let fencer = Arc::new(Mutex::new(Fencer::spawn(fencer_exe)?));
+        let (state, rx) = tokio::sync::watch::channel(NodeState::new(&config.name, &config.scope, config.tags.clone()));
+        let pg = Postgres::new(config.postgresql.clone());
+        let sql = Sql::new(&config.postgresql);
+        Ok((
+            Self {
+                config,
+                dcs,
+                pg,
+                sql,
+                lease: Lease::new(fencer),
+                dynamic,
+                timing: Arc::new(Mutex::new(timing)),
+                state,
+                expect_running: false,
+                primary_down_since: None,
+                last_in_sync: Instant::now(),
+                needs_rewind: false,
+                last_member_write: None,
+                last_status_write: None,
+                last_action: String::new(),
+                last_logged: Instant::now(),
+            },
+            rx,
+        ))
+    }
+
+    fn timing(&self) -> Timing {
+        self.dynamic.timing()
+    }
+
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Runs until `shutdown` completes, then stops PostgreSQL and hands the leader key over.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        if let Err(e) = crate::postgres::conf::write_pgpass(&self.config.postgresql) {
+            tracing::error!("{e}");
+        }
+        let (wake_tx, mut wake) = mpsc::channel::<()>(16);
+        tokio::spawn(self.dcs.clone().watch_prefix(wake_tx.clone()));
+        tokio::spawn(self.lease.clone().keep(self.dcs.clone(), self.timing.clone(), wake_tx));
+        tokio::pin!(shutdown);
+        loop {
+            let started = Instant::now();
+            let action = self.cycle().await;
+            self.report(action);
+            let wait = self.next_wait();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                Some(()) = wake.recv() => {
+                    tokio::time::sleep(MIN_CYCLE_GAP.saturating_sub(started.elapsed())).await;
+                    while wake.try_recv().is_ok() {}
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Until the next cycle: `loop_wait`, or sooner when a primary's write deadline nears.
+    fn next_wait(&self) -> Duration {
+        let mut wait = self.timing().loop_wait;
+        if let Some(until) = self.lease.get().valid_until {
+            if self.state.borrow().holds_leader_key {
+                wait = wait.min(until.saturating_duration_since(Instant::now()) + Duration::from_millis(10));
+            }
+        }
+        wait
+    }
+
+    fn report(&mut self, action: String) {
+        if action != self.last_action || self.last_logged.elapsed() >= Duration::from_secs(10) {
+            tracing::info!("{action}");
+            self.last_logged = Instant::now();
+        }
+        self.last_action = action.clone();
+        self.state.send_modify(|s| s.last_action = action);
+    }
+
+    async fn cycle(&mut self) -> String {
+        let view = match self.dcs.read_cluster().await {
+            Ok(v) => v,
+            Err(e) => return self.store_unreachable(e.to_string()).await,
+        };
+        if let Some((value, _)) = &view.config {
+            match DynamicConfig::from_json(value) {
+                Ok(d) if d != self.dynamic => {
+                    tracing::info!("dynamic configuration changed: {}", value);
+                    self.dynamic = d;
+                    if let Ok(mut t) = self.timing.lock() {
+                        *t = self.dynamic.timing();
+                    }
+                    self.dcs.set_timeout(self.dynamic.timing().retry_timeout);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("ignoring /config: {e}"),
+            }
+        }
+        let pg = self.observe().await;
+        let action = self.decide(&view, &pg).await;
+        let pg = self.observe().await;
+        self.publish(&view, &pg).await;
+        action
+    }
+
+    /// What PostgreSQL is doing right now.
+    async fn observe(&mut self) -> PgStatus {
+        match self.pg.postmaster_pid() {
+            Some(_) => match self.sql.status().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!("PostgreSQL not answering: {e}");
+                    PgStatus { state: "starting".into(), role: self.state.borrow().postgres.role, ..Default::default() }
+                }
+            },
+            None => {
+                self.sql.disconnect();
+                let state = if self.expect_running { "crashed" } else { "stopped" };
+                PgStatus { state: state.into(), ..Default::default() }
+            }
+        }
+    }
+
+    async fn decide(&mut self, view: &ClusterView, pg: &PgStatus) -> String {
+        let me = self.name().to_string();
+        match view.initialize.as_deref() {
+            None => return self.bootstrap_or_wait().await,
+            Some("") => return "waiting: another member is initializing the cluster".into(),
+            Some(_) => {}
+        }
+        if self.pg.data_dir_empty() {
+            return self.clone_from_leader(view).await;
+        }
+        if let Some(refusal) = self.check_system_identifier(view, pg).await {
+            return refusal;
+        }
+        if view.paused() {
+            return format!("paused: not managing PostgreSQL (I am {me}, {})", pg.state);
+        }
+        let lease = self.lease.get();
+        match &view.leader {
+            Some(l) if l.name == me && Some(l.lease) == lease.id => self.be_primary(view, pg).await,
+            Some(l) if l.name == me => {
+                self.demote_if_primary(pg, "the leader key is on a lease this run does not own").await;
+                "waiting: the leader key is held by an earlier run of this node; waiting for its lease to expire".into()
+            }
+            Some(l) => self.follow(view, pg, &l.name.clone()).await,
+            None => self.race(view, pg).await,
+        }
+    }
+
+    /// The system identifier in `/initialize` must match the local data dir's.
+    async fn check_system_identifier(&mut self, view: &ClusterView, pg: &PgStatus) -> Option<String> {
+        let expected = view.initialize.as_deref()?;
+        let local = match &pg.system_identifier {
+            Some(s) => s.clone(),
+            None => match self.pg.controldata().await {
+                Ok(c) => c.system_identifier,
+                Err(e) => return Some(format!("cannot read the data directory: {e}")),
+            },
+        };
+        (local != expected).then(|| {
+            format!(
+                "refusing to join: data directory {} belongs to another cluster (system identifier {local}, cluster {} has {expected}); move it away to re-clone",
+                self.pg.data_dir().display(),
+                self.config.scope
+            )
+        })
+    }
+
+    async fn controldata(&self) -> Option<ControlData> {
+        match self.pg.controldata().await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("{e}");
+                None
+            }
+        }
+    }
+
+    /// The store cannot be read: a primary keeps writing only until its deadline.
+    async fn store_unreachable(&mut self, error: String) -> String {
+        let holds = self.state.borrow().holds_leader_key;
+        if holds && !self.lease.get().valid() {
+            self.fence_now().await;
+            self.state.send_modify(|s| s.holds_leader_key = false);
+            return format!("demoted: the store is unreachable ({error}) and the lease could not be renewed in time");
+        }
+        if holds {
+            return format!("store unreachable ({error}); still primary until the lease deadline");
+        }
+        format!("store unreachable ({error}); no action")
+    }
+
+    /// Stops PostgreSQL immediately (it must not accept writes any more).
+    async fn fence_now(&mut self) {
+        self.lease.fencer().disarm();
+        if let Some(pid) = self.pg.postmaster_pid() {
+            crate::fence::fence(pid);
+        }
+        self.sql.disconnect();
+        self.expect_running = false;
+    }
+
+    async fn publish(&mut self, view: &ClusterView, pg: &PgStatus) {
+        let lease = self.lease.get();
+        let holds = view.leader.as_ref().is_some_and(|l| l.name == self.config.name && Some(l.lease) == lease.id)
+            && lease.valid()
+            && pg.role == Role::Primary
+            && pg.is_running();
+        self.state.send_modify(|s| {
+            s.postgres = pg.clone();
+            s.holds_leader_key = holds;
+            s.cluster = view.clone();
+            s.dcs_last_seen = Some(SystemTime::now());
+        });
+        self.write_member(pg, lease.id).await;
+    }
+
+    /// Writes `members/<me>` when it changed (at most once per `loop_wait` for WAL
+    /// positions alone), on the agent's lease.
+    async fn write_member(&mut self, pg: &PgStatus, lease: Option<i64>) {
+        let Some(lease) = lease else { return };
+        let member = Member {
+            conn_url: self.config.postgresql.conn_url(),
+            api_url: self.config.restapi.api_url(),
+            state: pg.state.clone(),
+            role: pg.role,
+            version: crate::VERSION.into(),
+            xlog_location: pg.wal_position(),
+            receive_lsn: pg.receive_lsn,
+            replay_lsn: pg.replay_lsn,
+            replication_state: pg.replication_state.clone(),
+            timeline: pg.timeline,
+            pending_restart: pg.pending_restart,
+            tags: self.config.tags.clone(),
+        };
+        let Ok(value) = serde_json::to_string(&member) else { return };
+        let fresh = |m: &Member| Member { xlog_location: None, receive_lsn: None, replay_lsn: None, ..m.clone() };
+        let due = match &self.last_member_write {
+            None => true,
+            Some((old, at)) => {
+                let old_m: Option<Member> = serde_json::from_str(old).ok();
+                let shape_changed = old_m.map_or(true, |o| fresh(&o) != fresh(&member));
+                (shape_changed || at.elapsed() >= self.timing().loop_wait) && *old != value
+            }
+        };
+        if !due {
+            return;
+        }
+        match self.dcs.put(&self.dcs.keys.member(&self.config.name), &value, lease).await {
+            Ok(()) => self.last_member_write = Some((value, Instant::now())),
+            Err(e) => tracing::debug!("cannot write my member key: {e}"),
+        }
+    }
+
+    /// On shutdown: a primary stops PostgreSQL cleanly and releases the leader key so a
+    /// replica takes over at once; every node stops PostgreSQL and revokes its lease.
+    async fn shutdown(&mut self) {
+        let holds = self.state.borrow().holds_leader_key;
+        tracing::info!("shutting down: stopping PostgreSQL{}", if holds { " and releasing the leader key" } else { "" });
+        if let Err(e) = self.pg.stop(crate::postgres::StopMode::Fast, Duration::from_secs(30)).await {
+            tracing::error!("{e}");
+        }
+        self.lease.fencer().disarm();
+        if holds {
+            if let Err(e) = self.dcs.delete_if_value(&self.dcs.keys.leader(), &self.config.name).await {
+                tracing::warn!("cannot release the leader key: {e}");
+            }
+        }
+        if let Some(id) = self.lease.get().id {
+            let _ = self.dcs.revoke(id).await;
+        }
+    }
+}

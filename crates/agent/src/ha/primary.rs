@@ -1,0 +1,215 @@
+//! Being the primary: keep PostgreSQL running as primary while holding the leader key
+//! (restart it in place after a crash, up to `primary_start_timeout`), keep the fencer
+//! armed, one replication slot per other member, `/status` with the WAL position; and
+//! the race for a free key followed by promotion, recorded in `/history`.
+
+use std::time::{Duration, Instant};
+
+use super::election::{eligible, healthiest, probe_peers};
+use super::Agent;
+use crate::cluster::{ClusterView, HistoryEntry, Role};
+use crate::postgres::conf;
+use crate::state::PgStatus;
+
+impl Agent {
+    /// Arms the fencer on the running postmaster with the lease's write deadline.
+    pub(super) fn arm_fencer(&self) {
+        if let (Some(pid), Some(until)) = (self.pg.postmaster_pid(), self.lease.get().valid_until) {
+            self.lease.fencer().arm(pid, until);
+        }
+    }
+
+    /// This node holds the leader key on its own lease.
+    pub(super) async fn be_primary(&mut self, view: &ClusterView, pg: &PgStatus) -> String {
+        let me = self.config.name.clone();
+        if !self.lease.get().valid() {
+            self.fence_now().await;
+            return format!("demoted: I am {me}; my lease was not renewed before its write deadline");
+        }
+        match (pg.is_running(), pg.role) {
+            (true, Role::Primary) => {
+                self.primary_down_since = None;
+                self.arm_fencer();
+                self.maintain_primary(view, pg).await;
+                format!("no action: I am {me}, the primary, holding the leader key")
+            }
+            (true, _) => self.promote(view, "I hold the leader key").await,
+            (false, _) if pg.state == "starting" => "waiting for PostgreSQL to accept connections (I hold the leader key)".into(),
+            (false, _) => self.restart_in_place().await,
+        }
+    }
+
+    /// PostgreSQL of the primary is down: start it again, or give the key up after
+    /// `primary_start_timeout`.
+    async fn restart_in_place(&mut self) -> String {
+        let since = *self.primary_down_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > Duration::from_secs(self.dynamic.primary_start_timeout) {
+            self.lease.fencer().disarm();
+            let _ = self.dcs.delete_if_value(&self.dcs.keys.leader(), &self.config.name).await;
+            self.primary_down_since = None;
+            return "gave up the leader key: PostgreSQL did not start within primary_start_timeout".into();
+        }
+        if let Err(e) = self.configure(None) {
+            return format!("cannot write the configuration: {e}");
+        }
+        match self.pg.start().await {
+            Ok(()) => {
+                self.expect_running = true;
+                self.arm_fencer();
+                "restarting PostgreSQL in place: it was down while I hold the leader key".into()
+            }
+            Err(e) => format!("cannot restart PostgreSQL: {e}"),
+        }
+    }
+
+    /// Replication slots, `/status`, configuration reloads.
+    async fn maintain_primary(&mut self, view: &ClusterView, pg: &PgStatus) {
+        if matches!(self.configure(None), Ok(true)) {
+            if let Err(e) = self.pg.reload().await {
+                tracing::warn!("{e}");
+            }
+        }
+        if self.config.postgresql.use_slots {
+            self.sync_slots(view).await;
+        }
+        if let Some(optime) = pg.wal_lsn {
+            let due = self.last_status_write.map_or(true, |(old, at)| old != optime && at.elapsed() >= self.timing().loop_wait);
+            if due {
+                let value = serde_json::json!({ "optime": optime }).to_string();
+                if self.dcs.put(&self.dcs.keys.status(), &value, 0).await.is_ok() {
+                    self.last_status_write = Some((optime, Instant::now()));
+                }
+            }
+        }
+    }
+
+    /// One physical slot per other member; slots of members that left are dropped.
+    async fn sync_slots(&mut self, view: &ClusterView) {
+        let wanted: Vec<String> = view.members.keys().filter(|n| **n != self.config.name).map(|n| conf::slot_name(n)).collect();
+        let existing = match self.sql.physical_slots().await {
+            Ok(s) => s,
+            Err(e) => return tracing::warn!("cannot list replication slots: {e}"),
+        };
+        for slot in wanted.iter().filter(|w| !existing.iter().any(|(e, _)| e == *w)) {
+            match self.sql.create_slot(slot).await {
+                Ok(()) => tracing::info!("created replication slot {slot}"),
+                Err(e) => tracing::warn!("cannot create replication slot {slot}: {e}"),
+            }
+        }
+        for (slot, active) in &existing {
+            if !active && !wanted.contains(slot) {
+                match self.sql.drop_slot(slot).await {
+                    Ok(()) => tracing::info!("dropped replication slot {slot} (no such member any more)"),
+                    Err(e) => tracing::warn!("cannot drop replication slot {slot}: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Nobody holds the leader key: race for it if this node may.
+    pub(super) async fn race(&mut self, view: &ClusterView, pg: &PgStatus) -> String {
+        let me = self.config.name.clone();
+        if !pg.is_running() && pg.state != "starting" && self.pg.data_dir_valid() && !self.config.tags.nofailover {
+            // After a restart of every node nobody runs: start read-only so we can compete.
+            return match self.start_read_only().await {
+                Ok(()) => "no leader: starting PostgreSQL read-only to take part in the election".into(),
+                Err(e) => format!("no leader, and PostgreSQL does not start: {e}"),
+            };
+        }
+        let mine = match eligible(pg, &self.config.tags, view, self.dynamic.maximum_lag_on_failover) {
+            Ok(pos) => pos,
+            Err(why) => return format!("no leader: I am {me} and may not take over ({why})"),
+        };
+        let peers = probe_peers(view, &me).await;
+        if let Some(p) = peers.iter().find(|p| p.primary && p.running) {
+            return format!("no leader, but {} still runs as primary: not racing", p.name);
+        }
+        let priority = self.config.tags.failover_priority.unwrap_or(1);
+        if let Err(better) = healthiest(mine, priority, &peers) {
+            return format!("no leader: {better} is healthier than me ({me}); letting it take over");
+        }
+        let Some(lease) = self.lease.get().id.filter(|_| self.lease.get().valid()) else {
+            return "no leader: waiting for my lease to be renewed before racing".into();
+        };
+        match self.dcs.acquire_leader(&me, lease).await {
+            Ok(true) if pg.role == Role::Primary => {
+                self.arm_fencer();
+                format!("took the leader key: I am {me}, the primary")
+            }
+            Ok(true) => self.promote(view, "won the leader race").await,
+            Ok(false) => "lost the leader race; will follow the winner".into(),
+            Err(e) => format!("cannot race for the leader key: {e}"),
+        }
+    }
+
+    async fn start_read_only(&mut self) -> Result<(), String> {
+        self.configure(None).map_err(|e| e.to_string())?;
+        conf::set_standby(self.pg.data_dir(), true).map_err(|e| e.to_string())?;
+        self.pg.start().await.map_err(|e| e.to_string())?;
+        self.expect_running = true;
+        Ok(())
+    }
+
+    /// Promotes the local replica (the leader key is ours) and records it in `/history`.
+    async fn promote(&mut self, view: &ClusterView, reason: &str) -> String {
+        let me = self.config.name.clone();
+        let started = Instant::now();
+        self.arm_fencer();
+        if let Err(e) = self.promote_and_wait().await {
+            return format!("promotion failed: {e}");
+        }
+        let promoted_in = started.elapsed();
+        if matches!(self.configure(None), Ok(true)) {
+            let _ = self.pg.reload().await;
+        }
+        self.record_history(view).await;
+        self.arm_fencer();
+        format!("promoted: I am {me}, the new primary ({reason}; promotion took {} ms)", promoted_in.as_millis())
+    }
+
+    /// `pg_promote` without PostgreSQL's own 100 ms polling: ask, then check every 10 ms.
+    pub(super) async fn promote_and_wait(&mut self) -> Result<(), String> {
+        self.sql.request_promotion().await.map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if !self.sql.in_recovery().await.map_err(|e| e.to_string())? {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err("PostgreSQL did not finish promoting within 60 s".into())
+    }
+
+    /// Appends the timeline switch PostgreSQL just made to `/history`.
+    async fn record_history(&mut self, view: &ClusterView) {
+        let Ok(status) = self.sql.status().await else { return };
+        let Some(timeline) = status.timeline else { return };
+        let file = self.pg.data_dir().join(format!("pg_wal/{timeline:08X}.history"));
+        let Some(entry) = std::fs::read_to_string(&file).ok().and_then(|t| last_switch(&t)) else { return };
+        let mut history = view.history.clone();
+        let (old_tli, lsn, why) = entry;
+        history.push(HistoryEntry(old_tli, lsn, why, humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(), self.config.name.clone()));
+        if let Ok(value) = serde_json::to_string(&history) {
+            let _ = self.dcs.put(&self.dcs.keys.history(), &value, 0).await;
+        }
+    }
+}
+
+/// The last line of a timeline history file: (parent timeline, switch LSN, reason).
+fn last_switch(text: &str) -> Option<(u32, u64, String)> {
+    let line = text.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with('#'))?;
+    let mut parts = line.splitn(3, '\t');
+    let tli = parts.next()?.trim().parse().ok()?;
+    let lsn = crate::cluster::parse_lsn(parts.next()?)?;
+    Some((tli, lsn, parts.next().unwrap_or("").trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_history_files() {
+        let text = "1\t0/3000060\tno recovery target specified\n\n2\t0/5000000\tno recovery target specified\n";
+        assert_eq!(super::last_switch(text), Some((2, 0x5000000, "no recovery target specified".into())));
+        assert_eq!(super::last_switch(""), None);
+    }
+}

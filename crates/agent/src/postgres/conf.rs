@@ -1,0 +1,198 @@
+//! The files the agent owns in and next to the data directory: `raftgres.conf`
+//! (included at the end of postgresql.conf, so its settings win), `pg_hba.conf`,
+//! `standby.signal` and the password file libpq and the PostgreSQL programs use.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{write_private, PgError, PgResult};
+use crate::config::PostgresConfig;
+
+/// The file the agent rewrites; postgresql.conf includes it.
+pub const AGENT_CONF: &str = "raftgres.conf";
+
+/// Where a replica streams from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+    /// Replication slot on the upstream (None when slots are off).
+    pub slot: Option<String>,
+}
+
+/// A physical slot name for a member: lower case, `[a-z0-9_]`, as Patroni makes them.
+pub fn slot_name(member: &str) -> String {
+    member
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .collect()
+}
+
+fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+fn pgpass_escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace(':', "\\:")
+}
+
+/// The password file for the agent's and the PostgreSQL programs' connections.
+pub fn write_pgpass(config: &PostgresConfig) -> PgResult<()> {
+    let auth = &config.authentication;
+    let text = [&auth.superuser, &auth.replication]
+        .iter()
+        .map(|c| format!("*:*:*:{}:{}\n", pgpass_escape(&c.username), pgpass_escape(&c.password)))
+        .collect::<String>();
+    write_private(&config.pgpass_path(), &text)
+}
+
+/// Renders a YAML/JSON scalar as a postgresql.conf value.
+pub fn render_value(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Bool(true) => "on".into(),
+        serde_json::Value::Bool(false) => "off".into(),
+        serde_json::Value::String(s) => quote(s),
+        other => quote(&other.to_string()),
+    }
+}
+
+/// Every parameter the agent sets: what replication and failover need, then the
+/// cluster-wide ones from `/config`, then this node's own (which win).
+pub fn parameters(
+    config: &PostgresConfig,
+    name: &str,
+    dynamic: &BTreeMap<String, serde_json::Value>,
+    upstream: Option<&Upstream>,
+) -> BTreeMap<String, String> {
+    let mut p = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        p.insert(k.to_string(), v);
+    };
+    set("listen_addresses", quote(config.listen_host()));
+    set("port", config.port().to_string());
+    set("unix_socket_directories", quote(&config.socket_dir().to_string_lossy()));
+    set("unix_socket_permissions", "0700".into());
+    set("cluster_name", quote(name));
+    set("wal_level", "replica".into());
+    set("hot_standby", "on".into());
+    set("max_wal_senders", "10".into());
+    set("max_replication_slots", "10".into());
+    set("wal_keep_size", quote("128MB"));
+    set("wal_log_hints", "on".into());
+    set("password_encryption", quote("scram-sha-256"));
+    set("hba_file", quote(&config.data_dir.join("pg_hba.conf").to_string_lossy()));
+    for (k, v) in dynamic {
+        p.insert(k.clone(), render_value(v));
+    }
+    for (k, v) in &config.parameters {
+        let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+        p.insert(k.clone(), render_value(&json));
+    }
+    if let Some(up) = upstream {
+        let repl = &config.authentication.replication;
+        let conninfo = format!(
+            "host={} port={} user={} passfile={} application_name={} sslmode=prefer connect_timeout=3",
+            up.host,
+            up.port,
+            repl.username,
+            config.pgpass_path().to_string_lossy(),
+            name
+        );
+        p.insert("primary_conninfo".into(), quote(&conninfo));
+        if let Some(slot) = &up.slot {
+            p.insert("primary_slot_name".into(), quote(slot));
+        }
+        p.insert("recovery_target_timeline".into(), quote("latest"));
+    }
+    p
+}
+
+/// Writes `raftgres.conf` and makes sure postgresql.conf includes it. Returns true when
+/// the content changed (the caller reloads).
+pub fn write_server_conf(data_dir: &Path, parameters: &BTreeMap<String, String>) -> PgResult<bool> {
+    let io = |what: &str, e: std::io::Error| PgError::Io(format!("cannot {what}: {e}"));
+    let mut text = String::from("# Written by raftgres; edits are overwritten. Set parameters in the raftgres config or /config.\n");
+    for (k, v) in parameters {
+        text.push_str(&format!("{k} = {v}\n"));
+    }
+    let path = data_dir.join(AGENT_CONF);
+    let changed = std::fs::read_to_string(&path).map_or(true, |old| old != text);
+    if changed {
+        std::fs::write(&path, text).map_err(|e| io("write raftgres.conf", e))?;
+    }
+    let main = data_dir.join("postgresql.conf");
+    let include = format!("include_if_exists = '{AGENT_CONF}'");
+    let current = std::fs::read_to_string(&main).unwrap_or_default();
+    if !current.lines().any(|l| l.trim() == include) {
+        std::fs::write(&main, format!("{current}\n{include}\n")).map_err(|e| io("write postgresql.conf", e))?;
+    }
+    Ok(changed)
+}
+
+/// pg_hba.conf: the configured lines, or: local trust (the socket is private to the
+/// node's OS user), scram for replication and everything else over TCP.
+pub fn write_hba(config: &PostgresConfig) -> PgResult<()> {
+    let lines = if config.pg_hba.is_empty() {
+        let repl = &config.authentication.replication.username;
+        vec![
+            "local all all trust".to_string(),
+            format!("host replication {repl} 0.0.0.0/0 scram-sha-256"),
+            format!("host replication {repl} ::/0 scram-sha-256"),
+            "host all all 0.0.0.0/0 scram-sha-256".to_string(),
+            "host all all ::/0 scram-sha-256".to_string(),
+        ]
+    } else {
+        config.pg_hba.clone()
+    };
+    let text = format!("# Written by raftgres from postgresql.pg_hba.\n{}\n", lines.join("\n"));
+    std::fs::write(config.data_dir.join("pg_hba.conf"), text).map_err(|e| PgError::Io(format!("cannot write pg_hba.conf: {e}")))
+}
+
+/// Creates or removes `standby.signal`.
+pub fn set_standby(data_dir: &Path, standby: bool) -> PgResult<()> {
+    let path = data_dir.join("standby.signal");
+    let result = if standby { std::fs::write(&path, "") } else { std::fs::remove_file(&path).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }) };
+    result.map_err(|e| PgError::Io(format!("cannot update {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> PostgresConfig {
+        serde_yaml::from_str(
+            "listen: 127.0.0.1:5433\ndata_dir: /x/node2/pgdata\nparameters: {max_connections: 50, shared_buffers: 64MB}\n\
+             authentication: {superuser: {username: postgres, password: a}, replication: {username: rep, password: 'p:w'}}\n",
+        )
+        .expect("yaml")
+    }
+
+    #[test]
+    fn parameters_for_a_replica() {
+        let up = Upstream { host: "127.0.0.1".into(), port: 5432, slot: Some(slot_name("node-2")) };
+        let dynamic = BTreeMap::from([("max_connections".to_string(), serde_json::json!(100)), ("wal_log_hints".to_string(), serde_json::json!(true))]);
+        let p = parameters(&config(), "node2", &dynamic, Some(&up));
+        assert_eq!(p["port"], "5433");
+        assert_eq!(p["max_connections"], "'50'", "local parameters win over /config");
+        assert_eq!(p["wal_log_hints"], "on");
+        assert_eq!(p["primary_slot_name"], "'node_2'");
+        assert!(p["primary_conninfo"].contains("host=127.0.0.1 port=5432 user=rep passfile=/x/node2/.pgpass application_name=node2"));
+        assert!(!parameters(&config(), "node2", &BTreeMap::new(), None).contains_key("primary_conninfo"));
+    }
+
+    #[test]
+    fn files_are_written_once_and_included() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("postgresql.conf"), "max_connections = 100\n").expect("write");
+        let p = BTreeMap::from([("port".to_string(), "5432".to_string())]);
+        assert!(write_server_conf(dir.path(), &p).expect("write"));
+        assert!(!write_server_conf(dir.path(), &p).expect("write"), "unchanged");
+        let main = std::fs::read_to_string(dir.path().join("postgresql.conf")).expect("read");
+        assert_eq!(main.matches("include_if_exists").count(), 1);
+        set_standby(dir.path(), true).expect("signal");
+        assert!(dir.path().join("standby.signal").exists());
+        set_standby(dir.path(), false).expect("remove");
+        set_standby(dir.path(), false).expect("remove twice");
+        assert_eq!(pgpass_escape("p:w\\"), "p\\:w\\\\");
+    }
+}

@@ -1,0 +1,278 @@
+//! Controlling the local PostgreSQL: its programs (initdb, pg_ctl, pg_basebackup,
+//! pg_rewind, pg_controldata), its files ([`conf`]) and its SQL ([`sql`]). Every
+//! function does one thing and reports a clear error; the decisions are the HA loop's.
+
+pub mod conf;
+pub mod sql;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::config::PostgresConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("{program} failed: {detail}")]
+    Program { program: String, detail: String },
+    #[error("{0}")]
+    Io(String),
+    #[error("SQL: {0}")]
+    Sql(String),
+}
+
+pub type PgResult<T> = Result<T, PgError>;
+
+/// How PostgreSQL should stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Checkpoint, disconnect clients (`-m fast`).
+    Fast,
+    /// No checkpoint; crash recovery at the next start (`-m immediate`).
+    Immediate,
+}
+
+/// What `pg_controldata` says about a data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlData {
+    pub system_identifier: String,
+    /// e.g. "in production", "shut down", "shut down in recovery", "in archive recovery".
+    pub cluster_state: String,
+    pub timeline: u32,
+}
+
+impl ControlData {
+    /// The data dir was last a primary (running or stopped): it may hold WAL no other
+    /// node has, so it must be rewound before it follows anyone.
+    pub fn was_primary(&self) -> bool {
+        matches!(self.cluster_state.as_str(), "in production" | "shut down" | "shutting down")
+    }
+}
+
+/// The local PostgreSQL of this node.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    pub config: PostgresConfig,
+}
+
+impl Postgres {
+    pub fn new(config: PostgresConfig) -> Self {
+        Self { config }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    fn program(&self, name: &str) -> PathBuf {
+        self.config.bin_dir.join(name)
+    }
+
+    /// The server log (next to the data dir).
+    pub fn log_file(&self) -> PathBuf {
+        let mut p = self.config.data_dir.clone();
+        p.set_file_name("postgresql.log");
+        p
+    }
+
+    /// True when the data dir is missing or empty.
+    pub fn data_dir_empty(&self) -> bool {
+        match std::fs::read_dir(self.data_dir()) {
+            Ok(mut entries) => entries.next().is_none(),
+            Err(_) => true,
+        }
+    }
+
+    /// True when the data dir holds a PostgreSQL cluster.
+    pub fn data_dir_valid(&self) -> bool {
+        self.data_dir().join("PG_VERSION").is_file() && self.data_dir().join("global/pg_control").is_file()
+    }
+
+    pub fn is_standby_configured(&self) -> bool {
+        self.data_dir().join("standby.signal").exists()
+    }
+
+    async fn run(&self, name: &str, args: &[&str], timeout: Duration) -> PgResult<String> {
+        let mut cmd = Command::new(self.program(name));
+        cmd.args(args)
+            .env("PGPASSFILE", self.config.pgpass_path())
+            .env("PGCONNECT_TIMEOUT", "3")
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let program = name.to_string();
+        let child = cmd.spawn().map_err(|e| PgError::Program { program: program.clone(), detail: e.to_string() })?;
+        let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(r) => r.map_err(|e| PgError::Program { program: program.clone(), detail: e.to_string() })?,
+            Err(_) => return Err(PgError::Program { program, detail: format!("did not finish within {timeout:?}") }),
+        };
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).to_string())
+        } else {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let detail = format!("{} {}", stderr.trim(), stdout.trim()).trim().to_string();
+            Err(PgError::Program { program, detail: format!("{} ({})", detail, out.status) })
+        }
+    }
+
+    pub async fn controldata(&self) -> PgResult<ControlData> {
+        let data_dir = self.data_dir().to_string_lossy().to_string();
+        let out = self.run("pg_controldata", &["-D", &data_dir], Duration::from_secs(10)).await?;
+        let field = |name: &str| {
+            out.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_string()))
+        };
+        let bad = |what: &str| PgError::Program { program: "pg_controldata".into(), detail: format!("no {what} in its output") };
+        Ok(ControlData {
+            system_identifier: field("Database system identifier").ok_or_else(|| bad("system identifier"))?,
+            cluster_state: field("Database cluster state").ok_or_else(|| bad("cluster state"))?,
+            timeline: field("Latest checkpoint's TimeLineID").and_then(|t| t.parse().ok()).ok_or_else(|| bad("timeline"))?,
+        })
+    }
+
+    /// The postmaster's pid from `postmaster.pid`, if that process is alive.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        process_alive(pid).then_some(pid)
+    }
+
+    /// `initdb` with data checksums; the superuser gets its password from a temporary file.
+    pub async fn initdb(&self) -> PgResult<()> {
+        let su = &self.config.authentication.superuser;
+        let pwfile = self.data_dir().with_file_name(".initdb-pw");
+        write_private(&pwfile, &su.password)?;
+        let data_dir = self.data_dir().to_string_lossy().to_string();
+        let pw = pwfile.to_string_lossy().to_string();
+        let args = ["-D", &data_dir, "--data-checksums", "-U", &su.username, "--pwfile", &pw, "--auth-local=trust",
+            "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C"];
+        let result = self.run("initdb", &args, Duration::from_secs(120)).await;
+        let _ = std::fs::remove_file(&pwfile);
+        result.map(|_| ())
+    }
+
+    /// Starts the postmaster in the background; readiness is checked by the caller.
+    pub async fn start(&self) -> PgResult<()> {
+        if self.postmaster_pid().is_none() {
+            self.kill_orphans().await;
+        }
+        std::fs::create_dir_all(self.config.socket_dir()).map_err(|e| PgError::Io(format!("cannot create socket dir: {e}")))?;
+        let data_dir = self.data_dir().to_string_lossy().to_string();
+        let log = self.log_file().to_string_lossy().to_string();
+        self.run("pg_ctl", &["start", "-D", &data_dir, "-l", &log, "-W", "-s"], Duration::from_secs(30)).await?;
+        // Wait for the pid file, so the caller can arm the fencer on the new postmaster.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while self.postmaster_pid().is_none() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
+    /// Backends left behind by a postmaster that was killed keep its shared memory,
+    /// and a new postmaster refuses to start while they live: kill them. They are the
+    /// processes whose working directory is this data dir.
+    async fn kill_orphans(&self) {
+        let Ok(data_dir) = std::fs::canonicalize(self.data_dir()) else { return };
+        let orphans: Vec<i32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == data_dir))
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        tracing::warn!("killing {} PostgreSQL processes left behind by a dead postmaster", orphans.len());
+        for pid in &orphans {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while orphans.iter().any(|p| process_alive(*p)) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn stop(&self, mode: StopMode, timeout: Duration) -> PgResult<()> {
+        if self.postmaster_pid().is_none() {
+            return Ok(());
+        }
+        let data_dir = self.data_dir().to_string_lossy().to_string();
+        let m = match mode {
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        };
+        let secs = timeout.as_secs().max(1).to_string();
+        match self.run("pg_ctl", &["stop", "-D", &data_dir, "-m", m, "-w", "-t", &secs, "-s"], timeout + Duration::from_secs(2)).await {
+            Ok(_) => Ok(()),
+            Err(e) if mode == StopMode::Fast => {
+                tracing::warn!("fast shutdown failed ({e}); stopping immediately");
+                Box::pin(self.stop(StopMode::Immediate, Duration::from_secs(10))).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn reload(&self) -> PgResult<()> {
+        let data_dir = self.data_dir().to_string_lossy().to_string();
+        self.run("pg_ctl", &["reload", "-D", &data_dir, "-s"], Duration::from_secs(10)).await.map(|_| ())
+    }
+
+    /// Clones the primary at `host:port` into the (empty) data dir.
+    pub async fn basebackup(&self, host: &str, port: u16) -> PgResult<()> {
+        let data_dir = self.data_dir().to_string_lossy().to_string();
+        let port = port.to_string();
+        let user = &self.config.authentication.replication.username;
+        let args = ["-D", &data_dir, "-h", host, "-p", &port, "-U", user, "-X", "stream", "-c", "fast", "-w"];
+        let result = self.run("pg_basebackup", &args, Duration::from_secs(3600)).await;
+        if result.is_err() {
+            let _ = self.remove_data_dir();
+        }
+        result.map(|_| ())
+    }
+
+    /// Rewinds the (stopped) data dir to the primary at `host:port`.
+    pub async fn rewind(&self, host: &str, port: u16) -> PgResult<()> {
+        let data_dir = self.data_dir().to_string_lossy().to_string();
+        let su = &self.config.authentication.superuser.username;
+        let source = format!("host={host} port={port} user={su} dbname=postgres");
+        self.run("pg_rewind", &["-D", &data_dir, "--source-server", &source], Duration::from_secs(3600)).await?;
+        tracing::info!("pg_rewind finished");
+        Ok(())
+    }
+
+    /// Deletes the data dir's contents (for a re-clone).
+    pub fn remove_data_dir(&self) -> PgResult<()> {
+        match std::fs::remove_dir_all(self.data_dir()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(PgError::Io(format!("cannot remove {}: {e}", self.data_dir().display()))),
+        }
+    }
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &Path, text: &str) -> PgResult<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| PgError::Io(format!("cannot write {}: {e}", path.display())))?;
+    f.write_all(text.as_bytes()).map_err(|e| PgError::Io(format!("cannot write {}: {e}", path.display())))
+}

@@ -1,0 +1,189 @@
+//! The agent's SQL: one connection over the private unix socket as the superuser,
+//! re-opened when it breaks. Status, replication rows, slots and role creation.
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use super::{PgError, PgResult};
+use crate::cluster::{parse_lsn, Role};
+use crate::config::PostgresConfig;
+use crate::state::{PgStatus, ReplicationRow};
+
+fn sql_error(e: tokio_postgres::Error) -> PgError {
+    PgError::Sql(e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string()))
+}
+
+/// A lazily (re)opened connection to the local PostgreSQL.
+pub struct Sql {
+    config: tokio_postgres::Config,
+    client: Option<Client>,
+}
+
+impl Sql {
+    pub fn new(pg: &PostgresConfig) -> Self {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(pg.socket_dir())
+            .port(pg.port())
+            .user(&pg.authentication.superuser.username)
+            .dbname("postgres")
+            .application_name("raftgres")
+            .connect_timeout(Duration::from_secs(2));
+        Self { config, client: None }
+    }
+
+    async fn client(&mut self) -> PgResult<&Client> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            let (client, connection) = self.config.connect(NoTls).await.map_err(sql_error)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            self.client = Some(client);
+        }
+        self.client.as_ref().ok_or_else(|| PgError::Sql("no connection".into()))
+    }
+
+    /// Forgets the connection (after PostgreSQL stopped).
+    pub fn disconnect(&mut self) {
+        self.client = None;
+    }
+
+    async fn timed<T>(&mut self, f: impl FnOnce(&Client) -> futures::future::BoxFuture<'_, PgResult<T>>) -> PgResult<T> {
+        let client = self.client().await?;
+        let result = tokio::time::timeout(Duration::from_secs(5), f(client)).await;
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                self.client = None;
+                Err(e)
+            }
+            Err(_) => {
+                self.client = None;
+                Err(PgError::Sql("query timed out".into()))
+            }
+        }
+    }
+
+    /// Role, positions, timeline and the rest of [`PgStatus`] (state "running").
+    pub async fn status(&mut self) -> PgResult<PgStatus> {
+        const QUERY: &str = "SELECT pg_is_in_recovery(), current_setting('server_version_num')::int, \
+            pg_postmaster_start_time()::text, \
+            CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, \
+            pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()::text, \
+            (SELECT status FROM pg_stat_wal_receiver LIMIT 1), \
+            CASE WHEN pg_is_in_recovery() THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1), (pg_control_checkpoint()).timeline_id) \
+                 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END, \
+            (SELECT count(*) > 0 FROM pg_settings WHERE pending_restart), \
+            (SELECT system_identifier::text FROM pg_control_system())";
+        const REPLICATION: &str = "SELECT usename::text, application_name, host(client_addr), state, sync_state, sync_priority \
+            FROM pg_stat_replication ORDER BY application_name";
+        self.timed(|c| {
+            Box::pin(async move {
+                let row = c.query_one(QUERY, &[]).await.map_err(sql_error)?;
+                let in_recovery: bool = row.get(0);
+                let lsn = |i: usize| row.get::<_, Option<String>>(i).as_deref().and_then(parse_lsn);
+                let mut status = PgStatus {
+                    state: "running".into(),
+                    role: if in_recovery { Role::Replica } else { Role::Primary },
+                    server_version: row.get::<_, i32>(1).try_into().ok(),
+                    postmaster_start_time: row.get(2),
+                    wal_lsn: lsn(3),
+                    receive_lsn: lsn(4),
+                    replay_lsn: lsn(5),
+                    replayed_timestamp: row.get(6),
+                    replication_state: row.get::<_, Option<String>>(7).filter(|s| s == "streaming"),
+                    timeline: row.get::<_, Option<i32>>(8).and_then(|t| u32::try_from(t).ok()),
+                    pending_restart: row.get(9),
+                    system_identifier: row.get(10),
+                    replication: vec![],
+                };
+                if !in_recovery {
+                    for r in c.query(REPLICATION, &[]).await.map_err(sql_error)? {
+                        status.replication.push(ReplicationRow {
+                            usename: r.get::<_, Option<String>>(0).unwrap_or_default(),
+                            application_name: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                            client_addr: r.get(2),
+                            state: r.get::<_, Option<String>>(3).unwrap_or_default(),
+                            sync_state: r.get::<_, Option<String>>(4).unwrap_or_default(),
+                            sync_priority: r.get::<_, Option<i32>>(5).unwrap_or_default(),
+                        });
+                    }
+                }
+                Ok(status)
+            })
+        })
+        .await
+    }
+
+    /// Physical replication slots: (name, active).
+    pub async fn physical_slots(&mut self) -> PgResult<Vec<(String, bool)>> {
+        self.timed(|c| {
+            Box::pin(async move {
+                let rows = c
+                    .query("SELECT slot_name::text, active FROM pg_replication_slots WHERE slot_type = 'physical'", &[])
+                    .await
+                    .map_err(sql_error)?;
+                Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+            })
+        })
+        .await
+    }
+
+    pub async fn create_slot(&mut self, name: &str) -> PgResult<()> {
+        let name = name.to_string();
+        self.timed(|c| {
+            Box::pin(async move {
+                c.execute("SELECT pg_create_physical_replication_slot($1, true)", &[&name]).await.map_err(sql_error)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub async fn drop_slot(&mut self, name: &str) -> PgResult<()> {
+        let name = name.to_string();
+        self.timed(|c| {
+            Box::pin(async move {
+                c.execute("SELECT pg_drop_replication_slot($1)", &[&name]).await.map_err(sql_error)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Creates (or updates the password of) the replication user.
+    pub async fn ensure_replication_user(&mut self, user: &str, password: &str) -> PgResult<()> {
+        let (user, password) = (user.to_string(), password.to_string());
+        self.timed(|c| {
+            Box::pin(async move {
+                let exists = c
+                    .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+                    .await
+                    .map_err(sql_error)?
+                    .is_some();
+                let verb = if exists { "ALTER" } else { "CREATE" };
+                let stmt: String = c
+                    .query_one(&format!("SELECT format('{verb} ROLE %I WITH LOGIN REPLICATION PASSWORD %L', $1::text, $2::text)"), &[&user, &password])
+                    .await
+                    .map_err(sql_error)?
+                    .get(0);
+                c.batch_execute(&stmt).await.map_err(sql_error)
+            })
+        })
+        .await
+    }
+
+    /// Asks a standby to promote without waiting (`pg_promote(false)`).
+    pub async fn request_promotion(&mut self) -> PgResult<()> {
+        self.timed(|c| Box::pin(async move { c.batch_execute("SELECT pg_promote(false)").await.map_err(sql_error) })).await
+    }
+
+    /// True while PostgreSQL is in recovery (a standby).
+    pub async fn in_recovery(&mut self) -> PgResult<bool> {
+        self.timed(|c| Box::pin(async move { Ok(c.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(sql_error)?.get(0)) })).await
+    }
+}

@@ -1,0 +1,178 @@
+//! Status codes of the health checks, `/liveness` and `/readiness` for GET, HEAD and
+//! OPTIONS, with the `?lag=`, `?replication_state=` and `tag_*` filters.
+
+use axum::http::{Method, StatusCode};
+
+use super::*;
+
+const HEALTH_PATHS: [&str; 15] = [
+    "/",
+    "/primary",
+    "/master",
+    "/read-write",
+    "/leader",
+    "/standby-leader",
+    "/replica",
+    "/read-only",
+    "/health",
+    "/synchronous",
+    "/sync",
+    "/asynchronous",
+    "/async",
+    "/read-only-sync",
+    "/no-such-check",
+];
+
+async fn expect_all(state: &NodeState, codes: [u16; 15]) {
+    for (path, want) in HEALTH_PATHS.iter().zip(codes) {
+        expect(state, path, want).await;
+    }
+}
+
+#[tokio::test]
+async fn primary_passes_the_primary_checks_only() {
+    expect_all(
+        &primary(),
+        [
+            200, 200, 200, 200, 200, 503, 503, 200, 200, 503, 503, 503, 503, 200, 503,
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn streaming_replica_passes_the_replica_checks() {
+    expect_all(
+        &lagging_replica(),
+        [
+            503, 503, 503, 503, 503, 503, 200, 200, 200, 503, 503, 200, 200, 503, 503,
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn noloadbalance_replica_is_healthy_but_not_balanced() {
+    expect_all(
+        &noloadbalance_replica(),
+        [
+            503, 503, 503, 503, 503, 503, 503, 503, 200, 503, 503, 503, 503, 503, 503,
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn stopped_node_fails_everything() {
+    expect_all(&stopped(), [503; 15]).await;
+}
+
+#[tokio::test]
+async fn unlocked_cluster_still_has_replicas() {
+    expect_all(
+        &unlocked(),
+        [
+            503, 503, 503, 503, 503, 503, 200, 200, 200, 503, 503, 200, 200, 503, 503,
+        ],
+    )
+    .await;
+    let (_, body) = get_json(&unlocked(), "/patroni").await;
+    assert_eq!(body["cluster_unlocked"], true);
+}
+
+#[tokio::test]
+async fn a_primary_without_the_key_is_not_primary() {
+    let mut s = primary();
+    s.holds_leader_key = false;
+    expect(&s, "/primary", 503).await;
+    expect(&s, "/leader", 503).await;
+    expect(&s, "/read-only", 503).await;
+    expect(&s, "/health", 200).await;
+}
+
+#[tokio::test]
+async fn lag_filter_compares_with_the_primary_position() {
+    let s = lagging_replica();
+    // Its position is max(received, replayed): 20,000 bytes behind.
+    expect(&s, "/replica?lag=20000", 200).await;
+    expect(&s, "/replica?lag=19999", 503).await;
+    expect(&s, "/replica?lag=16kB", 503).await;
+    expect(&s, "/replica?lag=20kB", 200).await;
+    expect(&s, "/replica?lag=10MB", 200).await;
+    expect(&s, "/read-only?lag=1kB", 503).await;
+    expect(&s, "/asynchronous?lag=1GB", 200).await;
+    // Unparsable limits mean no limit, as in Patroni.
+    expect(&s, "/replica?lag=lots", 200).await;
+    expect(&s, "/replica?lag=", 200).await;
+    expect(&s, "/replica?lag=-1", 503).await;
+}
+
+#[tokio::test]
+async fn replication_state_and_tag_filters() {
+    let s = lagging_replica();
+    expect(&s, "/replica?replication_state=streaming", 200).await;
+    expect(
+        &s,
+        "/replica?replication_state=in%20archive%20recovery",
+        503,
+    )
+    .await;
+    expect(&s, "/replica?tag_nofailover=true", 200).await;
+    expect(&s, "/replica?tag_nofailover=false", 503).await;
+    expect(&s, "/replica?tag_clonefrom=true", 503).await;
+    expect(&s, "/health?tag_nofailover=true&tag_nosync=true", 503).await;
+    // Leader and primary checks ignore tags, as Patroni's do.
+    expect(&primary(), "/primary?tag_nofailover=true", 200).await;
+    expect(&primary(), "/read-only?tag_nofailover=true", 503).await;
+}
+
+#[tokio::test]
+async fn odd_requests_do_not_panic() {
+    let s = lagging_replica();
+    for uri in [
+        "/replica?%zz=%%&&=&lag",
+        "/replica?lag=99999999999999999999999999999999999999999TB",
+        "//replica//x?a=b=c",
+        "/%FF",
+    ] {
+        let (status, _, _) = call(&s, Method::GET, uri).await;
+        assert!(
+            status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
+            "{uri}: {status}"
+        );
+    }
+    for method in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+        let (status, _, _) = call(&s, method, "/restart").await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    }
+}
+
+#[tokio::test]
+async fn liveness_and_readiness() {
+    for s in [primary(), lagging_replica(), stopped()] {
+        for method in [Method::GET, Method::HEAD, Method::OPTIONS] {
+            let (status, _, body) = call(&s, method, "/liveness").await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(body.is_empty());
+        }
+    }
+    let readiness = |s: NodeState, uri: &'static str| async move {
+        call(&s, Method::GET, uri).await.0.as_u16()
+    };
+    assert_eq!(readiness(primary(), "/readiness").await, 200);
+    assert_eq!(readiness(stopped(), "/readiness").await, 503);
+    // Config says maximum_lag_on_failover 25,000; node2 replayed 30,000 behind, received 20,000.
+    assert_eq!(readiness(lagging_replica(), "/readiness").await, 503);
+    assert_eq!(
+        readiness(lagging_replica(), "/readiness?mode=write").await,
+        200
+    );
+    assert_eq!(
+        readiness(lagging_replica(), "/readiness?lag=30000").await,
+        200
+    );
+    assert_eq!(readiness(noloadbalance_replica(), "/readiness").await, 200);
+    let mut not_streaming = noloadbalance_replica();
+    not_streaming.postgres.replication_state = None;
+    assert_eq!(readiness(not_streaming, "/readiness").await, 503);
+}

@@ -1,0 +1,175 @@
+//! The files a lab node reads: its `raftgres.yml`, and the lab's libpq password file
+//! (`DIR/pgpass`). Rendering is pure (tested without processes); writing sets modes
+//! 0600 because both hold the superuser's password.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::Context;
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+
+use super::{Lab, LabNode};
+
+/// The superuser (`postgres`) and replication (`replicator`) passwords, shared by all nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passwords {
+    pub superuser: String,
+    pub replication: String,
+}
+
+impl Passwords {
+    /// Two random 20-character alphanumeric passwords.
+    pub fn random() -> Self {
+        let gen = || {
+            rand::thread_rng()
+                .sample_iter(&Alphanumeric)
+                .take(20)
+                .map(char::from)
+                .collect::<String>()
+        };
+        Self {
+            superuser: gen(),
+            replication: gen(),
+        }
+    }
+}
+
+/// A YAML scalar: plain when it is unambiguous, else double-quoted (JSON string syntax
+/// is valid YAML).
+fn scalar(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-=,:+@".contains(c))
+        && !text.contains(": ")
+        && text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '/' || c == '.');
+    if plain {
+        text.to_string()
+    } else {
+        serde_json::Value::String(text.to_string()).to_string()
+    }
+}
+
+fn path(p: &Path) -> String {
+    scalar(&p.to_string_lossy())
+}
+
+/// `node1=127.0.0.1:2380,node2=127.0.0.1:2480,...`
+pub fn initial_cluster(lab: &Lab) -> String {
+    lab.nodes
+        .iter()
+        .map(|n| format!("{}={}", n.name, n.peer_addr()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The `raftgres.yml` of `node`.
+pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
+    format!(
+        "# raftgres node {name} of the lab in {dir} (written by `raftctl lab up`)\n\
+         name: {name}\n\
+         data-dir: {raft}                 # the Raft store's data\n\
+         listen-peer: {peer}\n\
+         listen-client: {client}\n\
+         initial-cluster: {initial}\n\
+         scope: {scope}\n\
+         restapi:\n  listen: 127.0.0.1:{rest}\n\
+         postgresql:\n  listen: 127.0.0.1:{pg}\n  data_dir: {pgdata}\n  bin_dir: {bin_dir}\n\
+         \x20 authentication:\n\
+         \x20   superuser: {{username: postgres, password: {su}}}\n\
+         \x20   replication: {{username: replicator, password: {repl}}}\n",
+        name = scalar(&node.name),
+        dir = lab.dir.display(),
+        raft = path(&node.raft_dir()),
+        peer = node.peer_addr(),
+        client = node.client_addr(),
+        initial = initial_cluster(lab),
+        scope = scalar(&lab.scope),
+        rest = node.ports.rest,
+        pg = node.ports.postgres,
+        pgdata = path(&node.pgdata()),
+        bin_dir = path(&lab.pg_bin_dir),
+        su = scalar(&passwords.superuser),
+        repl = scalar(&passwords.replication),
+    )
+}
+
+/// `DIR/pgpass` in libpq's passfile format (`host:port:db:user:password`).
+pub fn render_pgpass(passwords: &Passwords) -> String {
+    format!(
+        "127.0.0.1:*:*:postgres:{pw}\nlocalhost:*:*:postgres:{pw}\n",
+        pw = passwords.superuser
+    )
+}
+
+/// Writes `text` to `file` with mode 0600 (replacing it).
+pub fn write_private(file: &Path, text: &str) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(file);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("cannot create {}", file.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", file.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::lab::tests::sample;
+
+    #[test]
+    fn config_matches_the_node_format() {
+        let mut lab = sample(Path::new("/tmp/raftgres-lab"));
+        lab.base_port = 15432;
+        lab.nodes = crate::command::lab::ports::layout(3, 15432)
+            .expect("layout")
+            .into_iter()
+            .zip(lab.nodes)
+            .map(|(ports, n)| LabNode { ports, ..n })
+            .collect();
+        let pw = Passwords {
+            superuser: "S".repeat(20),
+            replication: "R".repeat(20),
+        };
+        let yml = render(&lab, &lab.nodes[1], &pw);
+        for line in [
+            "name: node2\n",
+            "data-dir: /tmp/raftgres-lab/node2/raft ",
+            "listen-peer: 127.0.0.1:12480\n",
+            "listen-client: 127.0.0.1:12479\n",
+            "initial-cluster: node1=127.0.0.1:12380,node2=127.0.0.1:12480,node3=127.0.0.1:12580\n",
+            "scope: demo\n",
+            "restapi:\n  listen: 127.0.0.1:18009\n",
+            "postgresql:\n  listen: 127.0.0.1:15433\n  data_dir: /tmp/raftgres-lab/node2/pgdata\n",
+            "  bin_dir: /usr/lib/postgresql/15/bin\n  authentication:\n",
+            "    superuser: {username: postgres, password: SSSSSSSSSSSSSSSSSSSS}\n",
+            "    replication: {username: replicator, password: RRRRRRRRRRRRRRRRRRRR}\n",
+        ] {
+            assert!(yml.contains(line), "missing {line:?} in\n{yml}");
+        }
+        assert_eq!(
+            render_pgpass(&pw).lines().next(),
+            Some("127.0.0.1:*:*:postgres:SSSSSSSSSSSSSSSSSSSS")
+        );
+    }
+
+    #[test]
+    fn odd_paths_are_quoted_and_passwords_random() {
+        assert_eq!(scalar("/tmp/my lab"), "\"/tmp/my lab\"");
+        assert_eq!(scalar("127.0.0.1:2380"), "127.0.0.1:2380");
+        let (a, b) = (Passwords::random(), Passwords::random());
+        assert_eq!(a.superuser.len(), 20);
+        assert!(a.superuser.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+        assert_ne!(a.superuser, a.replication);
+    }
+}

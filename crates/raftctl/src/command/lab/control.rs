@@ -1,0 +1,196 @@
+//! The subcommands that act on an existing lab's processes: `status`, `down`, `kill`,
+//! `start`, `pause`/`resume` and `logs`. Pids come from `raftgres.pid` and
+//! `pgdata/postmaster.pid`, checked against `/proc` before any signal.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::process::{self, RunState};
+use super::{user, Lab, LabNode};
+
+/// How long `down` lets the nodes stop by themselves before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// One line per node: name, pid, running/stopped/paused, ports.
+pub fn status(lab: &Lab) -> anyhow::Result<()> {
+    for node in &lab.nodes {
+        let agent = process::agent(node);
+        let state = RunState::of(agent.as_ref());
+        let pid = agent.map_or_else(|| "-".to_string(), |a| a.pid.to_string());
+        let pg = match process::postmaster(node) {
+            Some(p) => format!("postmaster {}", p.pid),
+            None => "no postmaster".to_string(),
+        };
+        println!(
+            "{:<6} pid {:<8} {:<8} {}, peer {}  ({pg})",
+            node.name,
+            pid,
+            state.as_str(),
+            node.ports_line(),
+            node.ports.peer
+        );
+    }
+    Ok(())
+}
+
+/// SIGKILL to the node's process group, its postmaster and the postmaster's children.
+/// The postmaster pid and children are read first: once the postmaster is dead its
+/// children belong to init and its pid file may be gone.
+fn kill_node(node: &LabNode) -> anyhow::Result<bool> {
+    let postmaster = process::postmaster(node).map(|p| p.pid);
+    let backends = postmaster.map(process::children).unwrap_or_default();
+    let mut killed = false;
+    if let Some(pgid) = process::read_pid(&node.pid_path()) {
+        killed |= process::signal_group(pgid, "KILL")?;
+    }
+    for pid in postmaster.into_iter().chain(backends) {
+        if process::stat(pid).is_some_and(|s| s.state != 'Z') {
+            process::signal(pid, "KILL")?;
+            killed = true;
+        }
+    }
+    Ok(killed)
+}
+
+pub fn kill(node: &LabNode) -> anyhow::Result<()> {
+    if kill_node(node)? {
+        println!("{} killed (SIGKILL to raftgres, its helpers and PostgreSQL); `raftctl lab start {0}` brings it back", node.name);
+        Ok(())
+    } else {
+        bail!("{} is not running (see `raftctl lab status`)", node.name)
+    }
+}
+
+/// Whether anything of the node (agent, its group, its postmaster) is still alive.
+fn alive(node: &LabNode) -> bool {
+    let group = process::read_pid(&node.pid_path());
+    let in_group = group.is_some_and(|g| {
+        process::all_processes()
+            .iter()
+            .any(|p| p.pgrp == g && p.state != 'Z')
+    });
+    in_group || process::agent(node).is_some() || process::postmaster(node).is_some()
+}
+
+/// SIGTERM to every node's group, up to [`STOP_GRACE`] to stop, then SIGKILL; `clean`
+/// removes the directory afterwards.
+pub fn down(dir: &Path, clean: bool) -> anyhow::Result<()> {
+    let lab = Lab::load(dir)?;
+    for node in &lab.nodes {
+        let Some(agent) = process::agent(node) else {
+            continue;
+        };
+        println!("stopping {} (pid {})", node.name, agent.pid);
+        if agent.state == 'T' || agent.state == 't' {
+            process::signal_group(agent.pid, "CONT")?;
+        }
+        process::signal_group(agent.pid, "TERM")?;
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while lab.nodes.iter().any(alive) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for node in lab.nodes.iter().filter(|n| alive(n)) {
+        println!(
+            "{} did not stop within {} s: SIGKILL",
+            node.name,
+            STOP_GRACE.as_secs()
+        );
+        kill_node(node)?;
+    }
+    for node in &lab.nodes {
+        let _ = std::fs::remove_file(node.pid_path());
+    }
+    if clean {
+        std::fs::remove_dir_all(&lab.dir)
+            .with_context(|| format!("cannot remove {}", lab.dir.display()))?;
+        println!("lab stopped and {} removed", lab.dir.display());
+    } else {
+        println!("lab stopped; its data stays in {} (`raftctl lab up` starts it again, --clean removes it)", lab.dir.display());
+    }
+    Ok(())
+}
+
+/// Starts a stopped node again with its config, as the lab's user.
+pub fn start(lab: &Lab, node: &LabNode) -> anyhow::Result<()> {
+    if let Some(agent) = process::agent(node) {
+        bail!(
+            "{} is already running (pid {}, {})",
+            node.name,
+            agent.pid,
+            RunState::of(Some(&agent)).as_str()
+        );
+    }
+    if let Some(pm) = process::postmaster(node) {
+        bail!(
+            "{}'s PostgreSQL is still running (postmaster pid {}): `raftctl lab kill {0}` first",
+            node.name,
+            pm.pid
+        );
+    }
+    if let Some(u) = &lab.user {
+        if !user::is_root() {
+            bail!(
+                "this lab runs its nodes as user {}: run `raftctl lab start` as root",
+                u.name
+            );
+        }
+    }
+    let pid = process::spawn(lab, node)?;
+    std::thread::sleep(Duration::from_millis(300));
+    if process::agent(node).is_none() {
+        bail!(
+            "{} exited right after starting:\n{}",
+            node.name,
+            tail(&node.log_path(), 20)
+        );
+    }
+    println!(
+        "{} started (pid {pid}, {}); follow it with `raftctl lab logs {0}`",
+        node.name,
+        node.ports_line()
+    );
+    Ok(())
+}
+
+/// SIGSTOP (`pause`) or SIGCONT to the agent only: PostgreSQL and the node's helpers
+/// keep running, as when an agent hangs.
+pub fn pause(node: &LabNode, pause: bool) -> anyhow::Result<()> {
+    let Some(agent) = process::agent(node) else {
+        bail!("{} is not running (see `raftctl lab status`)", node.name)
+    };
+    process::signal(agent.pid, if pause { "STOP" } else { "CONT" })?;
+    if pause {
+        println!(
+            "{} paused (SIGSTOP to pid {}); `raftctl lab resume {0}` thaws it",
+            node.name, agent.pid
+        );
+    } else {
+        println!("{} resumed (SIGCONT to pid {})", node.name, agent.pid);
+    }
+    Ok(())
+}
+
+pub fn logs(node: &LabNode, lines: usize) -> anyhow::Result<()> {
+    let path = node.log_path();
+    if !path.exists() {
+        bail!(
+            "{} has no log yet ({} does not exist)",
+            node.name,
+            path.display()
+        );
+    }
+    println!("{}", tail(&path, lines));
+    Ok(())
+}
+
+/// The last `lines` lines of a file (empty when it cannot be read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,300 @@
+//! `raftctl lab`: a local cluster of `raftgres` nodes on one machine, for learning and
+//! for the integration tests. `up` writes one directory per node and starts the nodes
+//! detached; the other subcommands read `DIR/lab.json` and act on the processes
+//! (status, kill, start, pause, resume, down, logs).
+//!
+//! One job per file: `ports` (layout and probing), `config` (the files a node reads),
+//! `user` (running as root: the `raftgres` system user), `process` (spawning, signals,
+//! `/proc`), `ready` (waiting for a primary and streaming replicas through the etcd API),
+//! `up`, and `control` (every subcommand that acts on existing nodes). This module owns
+//! the arguments and `lab.json`; it never talks to PostgreSQL.
+
+mod config;
+mod control;
+mod ports;
+mod process;
+mod ready;
+mod up;
+mod user;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+pub use ports::NodePorts;
+
+/// Where the lab lives unless `--dir` says otherwise (any user can traverse /tmp).
+pub const DEFAULT_DIR: &str = "/tmp/raftgres-lab";
+/// The Patroni scope of the lab's cluster.
+pub const SCOPE: &str = "demo";
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub action: LabAction,
+}
+
+/// `--dir`, shared by every subcommand.
+#[derive(Debug, Args)]
+pub struct DirArg {
+    /// The lab's directory (one subdirectory per node, lab.json, pgpass).
+    #[arg(long, default_value = DEFAULT_DIR)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArg {
+    /// The node's name (node1, node2, ...).
+    pub node: String,
+    #[command(flatten)]
+    pub dir: DirArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabAction {
+    /// Create and start a local cluster, and wait for a primary and streaming replicas.
+    Up(up::UpArgs),
+    /// One line per node: pid, running/stopped/paused, ports.
+    Status(DirArg),
+    /// Stop every node (SIGTERM, then SIGKILL after 10 s); keeps the directory.
+    Down {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Also remove the lab's directory.
+        #[arg(long)]
+        clean: bool,
+    },
+    /// Crash a whole node: SIGKILL to raftgres, its helpers, and its PostgreSQL.
+    Kill(NodeArg),
+    /// Start a stopped node again, with the same configuration.
+    Start(NodeArg),
+    /// Freeze a node's agent (SIGSTOP to the raftgres process only; PostgreSQL runs on).
+    Pause(NodeArg),
+    /// Thaw a paused node (SIGCONT).
+    Resume(NodeArg),
+    /// Print the end of a node's log.
+    Logs {
+        #[command(flatten)]
+        node: NodeArg,
+        /// How many lines.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+    },
+}
+
+pub async fn run(args: LabArgs) -> anyhow::Result<()> {
+    match args.action {
+        LabAction::Up(args) => up::run(args).await,
+        LabAction::Status(d) => control::status(&Lab::load(&d.dir)?),
+        LabAction::Down { dir, clean } => control::down(&dir.dir, clean),
+        LabAction::Kill(n) => control::kill(Lab::load(&n.dir.dir)?.node(&n.node)?),
+        LabAction::Start(n) => {
+            let lab = Lab::load(&n.dir.dir)?;
+            control::start(&lab, lab.node(&n.node)?)
+        }
+        LabAction::Pause(n) => control::pause(Lab::load(&n.dir.dir)?.node(&n.node)?, true),
+        LabAction::Resume(n) => control::pause(Lab::load(&n.dir.dir)?.node(&n.node)?, false),
+        LabAction::Logs { node, lines } => {
+            control::logs(Lab::load(&node.dir.dir)?.node(&node.node)?, lines)
+        }
+    }
+}
+
+/// The user the nodes run as when the lab was made by root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+/// One node of the lab as `lab.json` records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabNode {
+    pub name: String,
+    /// `DIR/nodeN`
+    pub dir: PathBuf,
+    pub ports: NodePorts,
+}
+
+impl LabNode {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("raftgres.yml")
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("raftgres.log")
+    }
+    pub fn pid_path(&self) -> PathBuf {
+        self.dir.join("raftgres.pid")
+    }
+    pub fn raft_dir(&self) -> PathBuf {
+        self.dir.join("raft")
+    }
+    pub fn pgdata(&self) -> PathBuf {
+        self.dir.join("pgdata")
+    }
+    pub fn client_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.client)
+    }
+    pub fn peer_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.peer)
+    }
+    /// "PostgreSQL 5432, REST 8008, etcd 2379"
+    pub fn ports_line(&self) -> String {
+        format!(
+            "PostgreSQL {}, REST {}, etcd {}",
+            self.ports.postgres, self.ports.rest, self.ports.client
+        )
+    }
+}
+
+/// `DIR/lab.json`: everything the subcommands after `up` need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lab {
+    pub dir: PathBuf,
+    pub scope: String,
+    pub base_port: u16,
+    /// The node binary every node runs.
+    pub raftgres_bin: PathBuf,
+    /// PostgreSQL's bin directory (initdb, pg_ctl, postgres).
+    pub pg_bin_dir: PathBuf,
+    /// `Some` when the nodes run as a dedicated user (the lab was made by root).
+    pub user: Option<LabUser>,
+    pub nodes: Vec<LabNode>,
+}
+
+impl Lab {
+    pub fn file(dir: &Path) -> PathBuf {
+        dir.join("lab.json")
+    }
+
+    pub fn exists(dir: &Path) -> bool {
+        Self::file(dir).exists()
+    }
+
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let file = Self::file(dir);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!(
+                    "no lab in {}: {} does not exist (start one with `raftctl lab up --dir {}`)",
+                    dir.display(),
+                    file.display(),
+                    dir.display()
+                )
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+        };
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a lab description", file.display()))
+    }
+
+    pub fn save(&self) -> anyhow::Result<()> {
+        let file = Self::file(&self.dir);
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(&file, text + "\n")
+            .with_context(|| format!("cannot write {}", file.display()))
+    }
+
+    /// The node called `name`, or an error listing the valid names.
+    pub fn node(&self, name: &str) -> anyhow::Result<&LabNode> {
+        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+            anyhow::anyhow!(
+                "no node named {name:?} in the lab in {}: choose one of {}",
+                self.dir.display(),
+                names.join(", ")
+            )
+        })
+    }
+
+    pub fn pgpass_path(&self) -> PathBuf {
+        self.dir.join("pgpass")
+    }
+
+    /// Every node's etcd API address.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(LabNode::client_addr).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    pub fn sample(dir: &Path) -> Lab {
+        let nodes = ports::layout(3, 5432)
+            .expect("layout")
+            .into_iter()
+            .enumerate()
+            .map(|(i, ports)| LabNode {
+                name: format!("node{}", i + 1),
+                dir: dir.join(format!("node{}", i + 1)),
+                ports,
+            })
+            .collect();
+        Lab {
+            dir: dir.to_path_buf(),
+            scope: SCOPE.into(),
+            base_port: 5432,
+            raftgres_bin: "/bin/raftgres".into(),
+            pg_bin_dir: "/usr/lib/postgresql/15/bin".into(),
+            user: None,
+            nodes,
+        }
+    }
+
+    #[test]
+    fn parses_lab_subcommands() {
+        let cli =
+            crate::Cli::parse_from(["raftctl", "lab", "logs", "node2", "-n", "5", "--dir", "/x"]);
+        let crate::Command::Lab(LabArgs {
+            action: LabAction::Logs { node, lines },
+        }) = cli.command
+        else {
+            panic!("not lab logs");
+        };
+        assert_eq!(
+            (node.node.as_str(), lines, node.dir.dir.as_path()),
+            ("node2", 5, Path::new("/x"))
+        );
+        let cli = crate::Cli::parse_from(["raftctl", "lab", "up"]);
+        let crate::Command::Lab(LabArgs {
+            action: LabAction::Up(up),
+        }) = cli.command
+        else {
+            panic!("not lab up");
+        };
+        assert_eq!(
+            (up.nodes, up.base_port, up.dir.dir.as_path()),
+            (3, 5432, Path::new(DEFAULT_DIR))
+        );
+    }
+
+    #[test]
+    fn unknown_node_lists_the_valid_ones() {
+        let lab = sample(Path::new("/tmp/l"));
+        let err = lab.node("node7").expect_err("unknown").to_string();
+        assert!(err.contains("node1, node2, node3"), "{err}");
+        assert_eq!(lab.node("node2").expect("node2").ports.rest, 8009);
+    }
+
+    #[test]
+    fn lab_json_round_trips() {
+        let dir = std::env::temp_dir().join(format!("raftctl-labjson-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let lab = sample(&dir);
+        lab.save().expect("save");
+        assert_eq!(Lab::load(&dir).expect("load"), lab);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(Lab::load(&dir)
+            .expect_err("gone")
+            .to_string()
+            .contains("raftctl lab up"));
+    }
+}

@@ -1,0 +1,175 @@
+//! The PostgreSQL agent on three real nodes (`raftctl lab`): bootstrap, replication,
+//! failover after a node crash and the old primary's return, a postmaster crash healed
+//! in place, a frozen agent fenced before anyone else promotes, and the REST health
+//! checks HAProxy uses. Timings are not asserted here (see benches/); safety is.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use raftgres_tests::lab::{http_status, wait_for, Lab};
+
+const HEAL: Duration = Duration::from_secs(60);
+
+fn create_table(lab: &Lab, primary: usize) -> anyhow::Result<()> {
+    lab.psql(primary, "create table if not exists t (v text primary key, at timestamptz default now())")?;
+    Ok(())
+}
+
+/// The status codes of the HAProxy-style checks on node `i`.
+fn checks(lab: &Lab, i: usize) -> anyhow::Result<[u16; 4]> {
+    let port = lab.rest_port(i);
+    Ok([
+        http_status(port, "OPTIONS", "/primary")?,
+        http_status(port, "OPTIONS", "/replica")?,
+        http_status(port, "GET", "/read-only")?,
+        http_status(port, "HEAD", "/health")?,
+    ])
+}
+
+fn assert_checks(lab: &Lab, primary: usize) -> anyhow::Result<()> {
+    wait_for(Duration::from_secs(10), "health checks match the roles", || {
+        for i in 0..lab.nodes {
+            let codes = checks(lab, i)?;
+            let expected = if i == primary { [200, 503, 200, 200] } else { [503, 200, 200, 200] };
+            anyhow::ensure!(codes == expected, "{}: {codes:?}, expected {expected:?}", lab.name(i));
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn bootstrap_replicates_and_replicas_refuse_writes() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    let primary = lab.primary()?;
+    create_table(&lab, primary)?;
+    lab.psql(primary, "insert into t(v) values ('hello')")?;
+    lab.wait_healthy(HEAL, "hello")?;
+    for i in (0..3).filter(|&i| i != primary) {
+        let err = lab.psql(i, "insert into t(v) values ('nope')").expect_err("a replica must refuse writes");
+        assert!(err.to_string().contains("read-only"), "{err}");
+    }
+    assert_checks(&lab, primary)?;
+    let sysid = lab.psql(primary, "select system_identifier from pg_control_system()")?;
+    for i in 0..3 {
+        assert_eq!(lab.psql(i, "select system_identifier from pg_control_system()")?, sysid, "one cluster");
+    }
+    let slots = lab.psql(primary, "select string_agg(slot_name, ',' order by slot_name) from pg_replication_slots where active")?;
+    let expected: Vec<String> = (0..3).filter(|&i| i != primary).map(|i| lab.name(i)).collect();
+    assert_eq!(slots, expected.join(","), "one active slot per replica, named after it");
+    Ok(())
+}
+
+#[test]
+fn killed_primary_fails_over_and_rejoins_as_replica() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    let old = lab.primary()?;
+    create_table(&lab, old)?;
+    lab.psql(old, "insert into t(v) values ('before')")?;
+    lab.wait_healthy(HEAL, "before")?;
+    lab.kill(old)?;
+    let new = wait_for(HEAL, "a new primary", || {
+        let p = (0..3).filter(|&i| i != old).find(|&i| lab.psql(i, "select pg_is_in_recovery()").is_ok_and(|r| r == "f"));
+        p.ok_or_else(|| anyhow::anyhow!("no primary yet"))
+    })?;
+    lab.psql(new, "insert into t(v) values ('after')")?;
+    assert_eq!(lab.psql(new, "select count(*) from t where v = 'before'")?, "1", "the acknowledged row survived");
+    lab.start(old)?;
+    let primary = lab.wait_healthy(HEAL, "after")?;
+    assert_eq!(primary, new, "the old primary came back as a replica");
+    assert_checks(&lab, new)?;
+    let history = std::process::Command::new("curl").args(["-s", &format!("http://127.0.0.1:{}/history", lab.rest_port(new))]).output();
+    if let Ok(out) = history {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&lab.name(new)), "/history records the promotion: {text}");
+    }
+    Ok(())
+}
+
+#[test]
+fn killed_postmaster_is_restarted_in_place() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    let primary = lab.primary()?;
+    create_table(&lab, primary)?;
+    let pid = lab.postmaster_pid(primary)?;
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status()?;
+    wait_for(HEAL, "the same node accepting writes again", || {
+        lab.psql(primary, "insert into t(v) values (gen_random_uuid()::text)")?;
+        Ok(())
+    })?;
+    assert_ne!(lab.postmaster_pid(primary)?, pid, "a new postmaster");
+    lab.psql(primary, "insert into t(v) values ('healed')")?;
+    assert_eq!(lab.wait_healthy(HEAL, "healed")?, primary, "no failover happened");
+    Ok(())
+}
+
+/// One acknowledged write: which node took it, when it was sent and when it was acknowledged.
+#[derive(Debug, Clone)]
+struct Ack {
+    node: usize,
+    sent: Instant,
+    acked: Instant,
+}
+
+/// Writes to every node in turn until `stop`, recording each acknowledged write.
+fn writer(lab: Arc<Lab>, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<Ack>>>) {
+    let mut n = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        for node in 0..lab.nodes {
+            n += 1;
+            let sent = Instant::now();
+            if lab.psql(node, &format!("insert into t(v) values ('w{n}')")).is_ok() {
+                acks.lock().expect("acks").push(Ack { node, sent, acked: Instant::now() });
+            }
+        }
+    }
+}
+
+/// No write acknowledged by one node after another node's first acknowledged write was sent.
+fn assert_no_overlap(acks: &[Ack]) {
+    let mut nodes: Vec<usize> = acks.iter().map(|a| a.node).collect();
+    nodes.dedup();
+    for pair in nodes.windows(2) {
+        let last_old = acks.iter().filter(|a| a.node == pair[0]).map(|a| a.acked).max();
+        let first_new = acks.iter().filter(|a| a.node == pair[1]).map(|a| a.sent).min();
+        if let (Some(last_old), Some(first_new)) = (last_old, first_new) {
+            assert!(last_old < first_new, "node {} acknowledged a write after node {} started accepting them", pair[0], pair[1]);
+        }
+    }
+}
+
+#[test]
+fn frozen_primary_agent_is_fenced_before_another_node_promotes() -> anyhow::Result<()> {
+    let lab = Arc::new(Lab::up(3)?);
+    let old = lab.primary()?;
+    create_table(&lab, old)?;
+    lab.wait_healthy(HEAL, "x").or_else(|_| {
+        lab.psql(old, "insert into t(v) values ('x')")?;
+        lab.wait_healthy(HEAL, "x")
+    })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let w = {
+        let (lab, stop, acks) = (lab.clone(), stop.clone(), acks.clone());
+        std::thread::spawn(move || writer(lab, stop, acks))
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    lab.pause(old)?;
+    let new = wait_for(HEAL, "another node accepting writes", || {
+        let acks = acks.lock().expect("acks");
+        acks.iter().rev().find(|a| a.node != old).map(|a| a.node).ok_or_else(|| anyhow::anyhow!("not yet"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    lab.resume(old)?;
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    w.join().expect("writer");
+    let new = new?;
+    let acks = acks.lock().expect("acks").clone();
+    assert!(acks.iter().all(|a| a.node == old || a.node == new), "only two nodes ever accepted writes");
+    assert_no_overlap(&acks);
+    lab.psql(new, "insert into t(v) values ('resumed')")?;
+    assert_eq!(lab.wait_healthy(HEAL, "resumed")?, new, "the frozen primary came back as a replica");
+    Ok(())
+}
