@@ -246,8 +246,14 @@ netem() {
     [[ $# -eq 2 && -n $2 ]] || die "usage: netem NODE \"SPEC\" (e.g. netem 1 \"delay 200ms 50ms loss 3%\")"
     resolve "$1"
     # SPEC is split into words on purpose: it is tc's own argument list.
+    local err
     # shellcheck disable=SC2086
-    in_ns "$NODE_I" tc qdisc replace dev "$INNER_DEV" root netem $2
+    if ! err=$(in_ns "$NODE_I" tc qdisc replace dev "$INNER_DEV" root netem $2 2>&1); then
+        if [[ $err == *"qdisc kind is unknown"* ]]; then
+            die "this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM): run 'modprobe sch_netem' (Debian/Ubuntu: install linux-modules-extra-$(uname -r)) and retry"
+        fi
+        die "tc qdisc replace dev $INNER_DEV root netem $2 in $(ns_name "$NODE_I") failed: $err"
+    fi
     echo "$(ns_name "$NODE_I"): netem $2"
 }
 

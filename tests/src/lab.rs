@@ -2,11 +2,17 @@
 //! temporary directory, on a random block of free ports, driven through the same
 //! subcommands a learner types (`up`, `kill`, `start`, `pause`, `resume`, `down`).
 //! Nodes are numbered from 0 here (`node1` is index 0), as in [`crate::Cluster`].
+//!
+//! [`Lab::up_netns`] runs each node in its own network namespace (`raftctl lab up
+//! --netns`, node i at 10.250.0.i with the classic ports) for real partitions and netem.
+//! Those labs share the subnet 10.250.0.0/24, so they are serialized across test
+//! processes by a lock file, and each gets a namespace prefix of its own.
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,6 +23,99 @@ use anyhow::{bail, Context};
 const CLASSIC_BASE: u16 = 5432;
 /// Base ports handed out in this process, so two labs of parallel tests never share a port.
 static RESERVED: Mutex<Vec<(u16, usize)>> = Mutex::new(Vec::new());
+/// Network-namespace labs made by this process (for unique prefixes).
+static NETNS_LABS: AtomicU32 = AtomicU32::new(0);
+/// Held (flock) for the whole life of a netns lab: they all use 10.250.0.0/24.
+const NETNS_LOCK: &str = "/tmp/raftgres-netns-tests.lock";
+/// Where node `i` of a netns lab lives.
+fn netns_host(i: usize) -> String {
+    format!("10.250.0.{}", i + 1)
+}
+
+/// `n` in base 36 (lower case).
+fn base36(mut n: u32) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(digits[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A namespace prefix no other lab uses: `rg-<pid>-<counter>-` (base 36, at most 12
+/// characters, as `netns.sh` requires).
+fn netns_prefix() -> String {
+    let n = NETNS_LABS.fetch_add(1, Ordering::Relaxed);
+    format!("rg-{}-{}-", base36(std::process::id()), base36(n % 1296))
+}
+
+/// Whether a bridge name is one of this harness's (`rg-<pid>-<n>-br0`); returns the prefix.
+fn test_prefix_of_bridge(name: &str) -> Option<&str> {
+    let prefix = name.strip_suffix("br0")?;
+    let mut parts = prefix.strip_prefix("rg-")?.strip_suffix('-')?.split('-');
+    let ok = |p: Option<&str>| {
+        p.is_some_and(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        })
+    };
+    (ok(parts.next()) && ok(parts.next()) && parts.next().is_none()).then_some(prefix)
+}
+
+/// Whether this process runs with effective uid 0.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .map(|u| u == "0")
+        })
+        .unwrap_or(false)
+}
+
+/// `deploy/netns/netns.sh` of this workspace.
+fn netns_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/netns/netns.sh")
+}
+
+/// Removes the namespaces of test labs whose process died without cleaning up (while
+/// we hold [`NETNS_LOCK`], no live test owns one).
+fn destroy_stale_netns() -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", "type", "bridge"])
+        .output()
+        .context("running ip link")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for name in text
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(str::trim)
+    {
+        if let Some(prefix) = test_prefix_of_bridge(name) {
+            eprintln!("removing the network namespaces of a dead test lab ({prefix})");
+            let out = Command::new("bash")
+                .arg(netns_script())
+                .args(["--prefix", prefix, "destroy"])
+                .output()
+                .context("running netns.sh")?;
+            if !out.status.success() {
+                bail!(
+                    "netns.sh --prefix {prefix} destroy failed:\n{}",
+                    describe(&out)
+                );
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Every port of node `i` (PostgreSQL, REST, etcd API, Raft peer) for a base port.
 pub fn node_ports(base_port: u16, i: usize) -> [u16; 4] {
@@ -69,6 +168,21 @@ pub struct Lab {
     pub dir: tempfile::TempDir,
     pub base_port: u16,
     pub nodes: usize,
+    /// The namespace prefix of a [`Lab::up_netns`] lab (node1 in `<prefix>1`).
+    pub netns: Option<String>,
+    /// The lock that keeps other netns labs away until this one is down.
+    _netns_lock: Option<std::fs::File>,
+}
+
+/// A temporary directory for a lab: under /tmp and 0755, because when the tests run as
+/// root the nodes run as `raftgres`, which must traverse it.
+fn lab_dir() -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("raftgres-lab-")
+        .tempdir_in("/tmp")
+        .context("creating the lab's directory")?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
 }
 
 impl Lab {
@@ -77,17 +191,12 @@ impl Lab {
     pub fn up(nodes: usize) -> anyhow::Result<Self> {
         let mut last_error = None;
         for _ in 0..3 {
-            // Under /tmp and 0755: when the tests run as root the nodes run as `raftgres`,
-            // which must traverse it.
-            let dir = tempfile::Builder::new()
-                .prefix("raftgres-lab-")
-                .tempdir_in("/tmp")
-                .context("creating the lab's directory")?;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
             let lab = Self {
-                dir,
+                dir: lab_dir()?,
                 base_port: pick_base_port(nodes)?,
                 nodes,
+                netns: None,
+                _netns_lock: None,
             };
             let out = lab.raftctl(&[
                 "up",
@@ -112,6 +221,48 @@ impl Lab {
         )
     }
 
+    /// `raftctl lab up --netns` with `nodes` nodes, each in its own network namespace
+    /// (node i at 10.250.0.i, classic ports), waiting for a primary and streaming
+    /// replicas. Needs root; waits for any other netns lab of this machine's tests to be
+    /// down first (they share 10.250.0.0/24). The namespaces go when the lab is dropped.
+    pub fn up_netns(nodes: usize) -> anyhow::Result<Self> {
+        if !is_root() {
+            bail!(
+                "network-namespace tests need root (ip netns, iptables, tc): run them as root, as CI does \
+                 (e.g. `sudo -E cargo nextest run -p raftgres-tests partition`)"
+            );
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(NETNS_LOCK)
+            .with_context(|| format!("opening {NETNS_LOCK}"))?;
+        lock.lock()
+            .with_context(|| format!("locking {NETNS_LOCK}"))?;
+        destroy_stale_netns()?;
+        let prefix = netns_prefix();
+        let lab = Self {
+            dir: lab_dir()?,
+            base_port: CLASSIC_BASE,
+            nodes,
+            netns: Some(prefix.clone()),
+            _netns_lock: Some(lock),
+        };
+        let out = lab.raftctl(&[
+            "up",
+            "--netns",
+            "--netns-prefix",
+            &prefix,
+            "--nodes",
+            &nodes.to_string(),
+        ])?;
+        if !out.status.success() {
+            bail!("raftctl lab up --netns failed:\n{}", describe(&out));
+        }
+        Ok(lab)
+    }
+
     /// Runs `raftctl lab ARGS --dir DIR` and returns its output whatever the exit status.
     pub fn raftctl(&self, args: &[&str]) -> anyhow::Result<Output> {
         Command::new(crate::bin("raftctl"))
@@ -126,15 +277,61 @@ impl Lab {
 
     /// `raftctl lab ACTION nodeN`, failing with raftctl's output when it fails.
     fn node_command(&self, action: &str, i: usize) -> anyhow::Result<()> {
-        let out = self.raftctl(&[action, &self.name(i)])?;
+        self.checked(&[action, &self.name(i)])
+    }
+
+    /// `raftctl lab ARGS`, failing with raftctl's output when it fails.
+    fn checked(&self, args: &[&str]) -> anyhow::Result<()> {
+        let out = self.raftctl(args)?;
         if !out.status.success() {
-            bail!(
-                "raftctl lab {action} {} failed:\n{}",
-                self.name(i),
-                describe(&out)
-            );
+            bail!("raftctl lab {} failed:\n{}", args.join(" "), describe(&out));
         }
         Ok(())
+    }
+
+    /// The address node `i` is reached at: 127.0.0.1, or 10.250.0.(i+1) in a netns lab.
+    pub fn host(&self, i: usize) -> String {
+        match self.netns {
+            Some(_) => netns_host(i),
+            None => "127.0.0.1".to_string(),
+        }
+    }
+    pub fn pg_host(&self, i: usize) -> String {
+        self.host(i)
+    }
+    pub fn rest_host(&self, i: usize) -> String {
+        self.host(i)
+    }
+    /// The status code of `METHOD path` on node `i`'s REST API.
+    pub fn rest_status(&self, i: usize, method: &str, path: &str) -> anyhow::Result<u16> {
+        http_status_at(&self.rest_host(i), self.rest_port(i), method, path)
+    }
+
+    /// Cuts node `i` off from every other node (netns labs; clients still reach it).
+    pub fn partition(&self, i: usize) -> anyhow::Result<()> {
+        self.node_command("partition", i)
+    }
+    /// Cuts only the link between node `i` and node `from`; `oneway`: only what `i` sends.
+    pub fn partition_from(&self, i: usize, from: usize, oneway: bool) -> anyhow::Result<()> {
+        let (node, other) = (self.name(i), self.name(from));
+        let mut args = vec!["partition", node.as_str(), "--from", other.as_str()];
+        if oneway {
+            args.push("--oneway");
+        }
+        self.checked(&args)
+    }
+    /// Removes every partition.
+    pub fn heal(&self) -> anyhow::Result<()> {
+        self.checked(&["heal"])
+    }
+    /// tc netem on node `i`'s link, e.g. `"delay 100ms 20ms loss 2%"`.
+    pub fn netem(&self, i: usize, spec: &str) -> anyhow::Result<()> {
+        let node = self.name(i);
+        self.checked(&["netem", &node, spec])
+    }
+    /// Removes node `i`'s netem settings.
+    pub fn clear(&self, i: usize) -> anyhow::Result<()> {
+        self.node_command("clear", i)
     }
 
     /// `node1` for index 0.
@@ -156,7 +353,7 @@ impl Lab {
     /// Every node's etcd API address.
     pub fn endpoints(&self) -> Vec<String> {
         (0..self.nodes)
-            .map(|i| format!("127.0.0.1:{}", self.client_port(i)))
+            .map(|i| format!("{}:{}", self.host(i), self.client_port(i)))
             .collect()
     }
     pub fn pgpass(&self) -> PathBuf {
@@ -180,13 +377,20 @@ impl Lab {
     }
 
     /// `psql -Atc SQL` as `postgres` on node `i`; trimmed stdout, or an error with stderr.
+    /// In a netns lab a statement may run at most 10 s (a fenced node must not hang the
+    /// test) and connecting may take 5 s (netem).
     pub fn psql(&self, i: usize, sql: &str) -> anyhow::Result<String> {
         let port = self.pg_port(i).to_string();
-        let out = Command::new("/usr/bin/psql")
+        let host = self.pg_host(i);
+        let mut cmd = Command::new("/usr/bin/psql");
+        if self.netns.is_some() {
+            cmd.env("PGOPTIONS", "-c statement_timeout=10s");
+        }
+        let out = cmd
             .args([
                 "-X",
                 "-h",
-                "127.0.0.1",
+                &host,
                 "-p",
                 &port,
                 "-U",
@@ -199,14 +403,17 @@ impl Lab {
                 sql,
             ])
             .env("PGPASSFILE", self.pgpass())
-            .env("PGCONNECT_TIMEOUT", "2")
+            .env(
+                "PGCONNECT_TIMEOUT",
+                if self.netns.is_some() { "5" } else { "2" },
+            )
             .env_remove("PGPASSWORD")
             .stdin(Stdio::null())
             .output()
             .context("running /usr/bin/psql")?;
         if !out.status.success() {
             bail!(
-                "psql on {} (port {port}) failed: {}",
+                "psql on {} ({host}:{port}) failed: {}",
                 self.name(i),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
@@ -272,6 +479,104 @@ impl Drop for Lab {
             Ok(out) => eprintln!("raftctl lab down failed:\n{}", describe(&out)),
             Err(e) => eprintln!("raftctl lab down: {e:#}"),
         }
+        if let Some(prefix) = &self.netns {
+            // `lab down` destroyed them unless it failed; destroying again is harmless.
+            let _ = Command::new("bash")
+                .arg(netns_script())
+                .args(["--prefix", prefix, "destroy"])
+                .output();
+        }
+        // The lock (if any) is released when `_netns_lock` is dropped, after this.
+    }
+}
+
+/// Retries `f` every 100 ms until it succeeds or `timeout` passes (synchronous twin of
+/// [`crate::eventually`], for tests that drive processes).
+pub fn wait_for<T>(
+    timeout: std::time::Duration,
+    what: &str,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                bail!("{what}: still failing after {timeout:?}: {e:#}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The status code of `METHOD path` on the REST API at `127.0.0.1:port` (what HAProxy's
+/// `option httpchk` sees).
+pub fn http_status(port: u16, method: &str, path: &str) -> anyhow::Result<u16> {
+    http_status_at("127.0.0.1", port, method, path)
+}
+
+/// [`http_status`] on the REST API at `host:port` (see [`Lab::rest_status`]).
+pub fn http_status_at(host: &str, port: u16, method: &str, path: &str) -> anyhow::Result<u16> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("bad address {host}:{port}"))?;
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(3)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let code = answer
+        .split_whitespace()
+        .nth(1)
+        .context("empty HTTP answer")?;
+    Ok(code.parse()?)
+}
+
+impl Lab {
+    /// The postmaster pid of node `i` (from its postmaster.pid).
+    pub fn postmaster_pid(&self, i: usize) -> anyhow::Result<i32> {
+        let path = self
+            .dir
+            .path()
+            .join(self.name(i))
+            .join("pgdata/postmaster.pid");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(text
+            .lines()
+            .next()
+            .context("empty postmaster.pid")?
+            .trim()
+            .parse()?)
+    }
+
+    /// Waits until exactly one node is primary and every other one is a streaming
+    /// replica that has replayed `marker` (a row in table `t`); returns the primary.
+    pub fn wait_healthy(
+        &self,
+        timeout: std::time::Duration,
+        marker: &str,
+    ) -> anyhow::Result<usize> {
+        wait_for(timeout, "one primary and every replica streaming", || {
+            let primary = self.primary()?;
+            for i in (0..self.nodes).filter(|&i| i != primary) {
+                let state = self.psql(i, "select status from pg_stat_wal_receiver")?;
+                anyhow::ensure!(
+                    state == "streaming",
+                    "{} is not streaming ({state:?})",
+                    self.name(i)
+                );
+                let found =
+                    self.psql(i, &format!("select count(*) from t where v = '{marker}'"))?;
+                anyhow::ensure!(found == "1", "{} has not replayed {marker}", self.name(i));
+            }
+            Ok(primary)
+        })
     }
 }
 
@@ -283,6 +588,18 @@ mod tests {
     fn ports_follow_raftctl_lab() {
         assert_eq!(node_ports(5432, 0), [5432, 8008, 2379, 2380]);
         assert_eq!(node_ports(15432, 2), [15434, 18010, 12579, 12580]);
+        assert_eq!(test_prefix_of_bridge("rg-2ht4w-a-br0"), Some("rg-2ht4w-a-"));
+        assert_eq!(test_prefix_of_bridge("rgbr0"), None);
+        assert_eq!(test_prefix_of_bridge("rg-x-br0"), None);
+        let p = netns_prefix();
+        assert!(
+            p.len() <= 12 && test_prefix_of_bridge(&format!("{p}br0")).is_some(),
+            "{p}"
+        );
+        assert_eq!(
+            (base36(0), base36(35), base36(36)),
+            ("0".into(), "z".into(), "10".into())
+        );
         let a = pick_base_port(3).expect("base");
         let b = pick_base_port(3).expect("base");
         assert!((20000..50000).contains(&a));
@@ -305,55 +622,5 @@ mod tests {
                 _ => std::thread::sleep(std::time::Duration::from_millis(200)),
             }
         }
-    }
-}
-
-/// Retries `f` every 100 ms until it succeeds or `timeout` passes (synchronous twin of
-/// [`crate::eventually`], for tests that drive processes).
-pub fn wait_for<T>(timeout: std::time::Duration, what: &str, mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(v) => return Ok(v),
-            Err(e) if std::time::Instant::now() >= deadline => bail!("{what}: still failing after {timeout:?}: {e:#}"),
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
-        }
-    }
-}
-
-/// The status code of `METHOD path` on the REST API at `127.0.0.1:port` (what HAProxy's
-/// `option httpchk` sees).
-pub fn http_status(port: u16, method: &str, path: &str) -> anyhow::Result<u16> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(3)))?;
-    write!(stream, "{method} {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let code = answer.split_whitespace().nth(1).context("empty HTTP answer")?;
-    Ok(code.parse()?)
-}
-
-impl Lab {
-    /// The postmaster pid of node `i` (from its postmaster.pid).
-    pub fn postmaster_pid(&self, i: usize) -> anyhow::Result<i32> {
-        let path = self.dir.path().join(self.name(i)).join("pgdata/postmaster.pid");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        Ok(text.lines().next().context("empty postmaster.pid")?.trim().parse()?)
-    }
-
-    /// Waits until exactly one node is primary and every other one is a streaming
-    /// replica that has replayed `marker` (a row in table `t`); returns the primary.
-    pub fn wait_healthy(&self, timeout: std::time::Duration, marker: &str) -> anyhow::Result<usize> {
-        wait_for(timeout, "one primary and every replica streaming", || {
-            let primary = self.primary()?;
-            for i in (0..self.nodes).filter(|&i| i != primary) {
-                let state = self.psql(i, "select status from pg_stat_wal_receiver")?;
-                anyhow::ensure!(state == "streaming", "{} is not streaming ({state:?})", self.name(i));
-                let found = self.psql(i, &format!("select count(*) from t where v = '{marker}'"))?;
-                anyhow::ensure!(found == "1", "{} has not replayed {marker}", self.name(i));
-            }
-            Ok(primary)
-        })
     }
 }

@@ -45,6 +45,8 @@ pub struct Store {
     pub(crate) config: StoreConfig,
     pub(crate) batcher: crate::batcher::Batcher,
     stopped: std::sync::atomic::AtomicBool,
+    /// When this node last accepted an AppendEntries (a heartbeat) from a leader.
+    pub(crate) heard_from_leader: std::sync::Mutex<std::time::Instant>,
 }
 
 const NODE_ID: &str = "node_id";
@@ -77,7 +79,8 @@ impl Store {
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
         let batcher = crate::batcher::Batcher::start(raft.clone());
-        let store = Arc::new(Store { raft, applied, net, id, config, batcher, stopped: Default::default() });
+        let heard_from_leader = std::sync::Mutex::new(std::time::Instant::now());
+        let store = Arc::new(Store { raft, applied, net, id, config, batcher, stopped: Default::default(), heard_from_leader });
         store.serve_peers(listener);
         if fresh && store.config.cluster_state == ClusterState::New {
             store.form_cluster().await?;

@@ -30,7 +30,13 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<Payload>, Status> {
 impl RaftPeer for PeerService {
     async fn append_entries(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let rpc = parse(&req)?;
-        reply(&self.store.raft.append_entries(rpc).await)
+        let answer = self.store.raft.append_entries(rpc).await;
+        if matches!(answer, Ok(ref r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_))) {
+            if let Ok(mut heard) = self.store.heard_from_leader.lock() {
+                *heard = std::time::Instant::now();
+            }
+        }
+        reply(&answer)
     }
 
     async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {

@@ -2,6 +2,11 @@
 //! - **election nudge**: openraft 0.9 samples its election timeout once per process, so
 //!   two survivors can split the vote again and again; after 2 x election_timeout_max
 //!   without a leader, a voter triggers an election after a random delay;
+//! - **dead leader detection**: voters refuse to vote while their leader lease
+//!   (election_timeout_max since the last heartbeat) runs, so openraft's own timer
+//!   (sampled in [min, max]) usually fires too early, is refused, and waits a second
+//!   full timeout. A follower that heard no heartbeat for the lease plus a small random
+//!   delay starts the election itself, right when the others can vote for it;
 //! - **lease expiry** (leader only): on becoming leader every deadline is reset to a full
 //!   TTL; afterwards each expired lease is revoked through the log;
 //! - **publish**: a member announces its name and client address;
@@ -18,9 +23,12 @@ use crate::types::Request;
 use crate::Store;
 
 const TICK: Duration = Duration::from_millis(100);
+/// How often the leader looks for expired leases (a failover waits for this, too).
+const LEASE_TICK: Duration = Duration::from_millis(20);
 
 pub(crate) fn spawn_all(store: &Arc<Store>) {
     tokio::spawn(nudge_elections(store.clone()));
+    tokio::spawn(detect_dead_leader(store.clone()));
     tokio::spawn(expire_leases(store.clone()));
     tokio::spawn(publish_member(store.clone()));
     tokio::spawn(log_leader_changes(store.clone()));
@@ -81,10 +89,37 @@ async fn nudge_elections(store: Arc<Store>) {
     }
 }
 
+async fn detect_dead_leader(store: Arc<Store>) {
+    const POLL: Duration = Duration::from_millis(10);
+    let lease = store.config.timing.election_max();
+    let jitter_ms = (store.config.timing.election_min_ms / 2).max(1);
+    let mut patience = lease + Duration::from_millis(rand::thread_rng().gen_range(0..jitter_ms));
+    loop {
+        tokio::time::sleep(POLL).await;
+        let m = store.metrics();
+        if m.running_state.is_err() {
+            return;
+        }
+        let follower = m.state == ServerState::Follower && m.current_leader.is_some_and(|l| l != store.id);
+        let is_voter = m.membership_config.membership().voter_ids().any(|id| id == store.id);
+        let silent = store.heard_from_leader.lock().map(|h| h.elapsed()).unwrap_or_default();
+        if follower && is_voter && silent > patience {
+            tracing::info!("no heartbeat from leader {:x} for {} ms: starting an election", m.current_leader.unwrap_or(0), silent.as_millis());
+            if store.raft.trigger().elect().await.is_err() {
+                return;
+            }
+            if let Ok(mut heard) = store.heard_from_leader.lock() {
+                *heard = Instant::now();
+            }
+            patience = lease + Duration::from_millis(rand::thread_rng().gen_range(0..jitter_ms));
+        }
+    }
+}
+
 async fn expire_leases(store: Arc<Store>) {
     let mut refreshed_term: Option<u64> = None;
     loop {
-        tokio::time::sleep(TICK).await;
+        tokio::time::sleep(LEASE_TICK).await;
         let m = store.metrics();
         if m.running_state.is_err() {
             return;

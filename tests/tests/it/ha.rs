@@ -144,10 +144,8 @@ fn frozen_primary_agent_is_fenced_before_another_node_promotes() -> anyhow::Resu
     let lab = Arc::new(Lab::up(3)?);
     let old = lab.primary()?;
     create_table(&lab, old)?;
-    lab.wait_healthy(HEAL, "x").or_else(|_| {
-        lab.psql(old, "insert into t(v) values ('x')")?;
-        lab.wait_healthy(HEAL, "x")
-    })?;
+    lab.psql(old, "insert into t(v) values ('x')")?;
+    lab.wait_healthy(HEAL, "x")?;
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(Mutex::new(Vec::new()));
     let w = {
@@ -171,5 +169,32 @@ fn frozen_primary_agent_is_fenced_before_another_node_promotes() -> anyhow::Resu
     assert_no_overlap(&acks);
     lab.psql(new, "insert into t(v) values ('resumed')")?;
     assert_eq!(lab.wait_healthy(HEAL, "resumed")?, new, "the frozen primary came back as a replica");
+    Ok(())
+}
+
+#[test]
+fn data_dir_of_another_cluster_is_refused() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    let primary = lab.primary()?;
+    let victim = (primary + 1) % 3;
+    lab.kill(victim)?;
+    let pgdata = lab.dir.path().join(lab.name(victim)).join("pgdata");
+    std::fs::remove_dir_all(&pgdata)?;
+    // A fresh cluster of its own, owned by the nodes' user (the lab runs them as `raftgres` when root).
+    let owner = std::fs::metadata(lab.dir.path().join(lab.name(victim)))?;
+    let status = std::process::Command::new("setpriv")
+        .args([&format!("--reuid={}", std::os::unix::fs::MetadataExt::uid(&owner)), &format!("--regid={}", std::os::unix::fs::MetadataExt::gid(&owner)), "--clear-groups"])
+        .arg("/usr/lib/postgresql/15/bin/initdb")
+        .args(["-D", &pgdata.to_string_lossy(), "-U", "postgres", "--no-sync"])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "initdb of the foreign cluster failed");
+    lab.start(victim)?;
+    wait_for(Duration::from_secs(30), "the node refusing to join", || {
+        anyhow::ensure!(lab.log(victim).contains("refusing to join: data directory"), "not yet");
+        Ok(())
+    })?;
+    assert!(lab.psql(victim, "select 1").is_err(), "the foreign cluster must not be started");
+    assert_eq!(lab.primary()?, primary, "the cluster is unaffected");
     Ok(())
 }

@@ -5,6 +5,7 @@ mod crash;
 mod etcdctl;
 mod ha;
 mod lease;
+mod partition;
 mod store;
 
 use std::time::Duration;

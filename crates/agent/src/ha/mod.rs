@@ -36,6 +36,23 @@ use lease::Lease;
 /// Shortest pause between two cycles, so a burst of key changes costs one cycle.
 const MIN_CYCLE_GAP: Duration = Duration::from_millis(30);
 
+/// Wakes the HA loop within [`POSTMASTER_POLL`] when the postmaster dies or appears, so
+/// a crashed primary is restarted at once rather than at the next `loop_wait`.
+async fn watch_postmaster(pg: Postgres, wake: mpsc::Sender<()>) {
+    let mut last = pg.postmaster_pid();
+    while !wake.is_closed() {
+        tokio::time::sleep(POSTMASTER_POLL).await;
+        let now = pg.postmaster_pid();
+        if now != last && wake.send(()).await.is_err() {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// How often the postmaster's pid is checked (a file read and a /proc lookup).
+const POSTMASTER_POLL: Duration = Duration::from_millis(100);
+
 /// The running agent of one node.
 pub struct Agent {
     config: AgentConfig,
@@ -54,6 +71,10 @@ pub struct Agent {
     last_in_sync: Instant,
     /// This data dir may hold WAL the leader does not have (it was a primary).
     needs_rewind: bool,
+    /// Consecutive exits of PostgreSQL started as a replica (3 → rewind again).
+    replica_crashes: u32,
+    /// When the agent last started PostgreSQL as a replica (restarts are spaced by loop_wait).
+    last_start: Option<Instant>,
     last_member_write: Option<(String, Instant)>,
     last_status_write: Option<(u64, Instant)>,
     last_action: String,
@@ -84,6 +105,8 @@ impl Agent {
                 primary_down_since: None,
                 last_in_sync: Instant::now(),
                 needs_rewind: false,
+                replica_crashes: 0,
+                last_start: None,
                 last_member_write: None,
                 last_status_write: None,
                 last_action: String::new(),
@@ -108,7 +131,8 @@ impl Agent {
         }
         let (wake_tx, mut wake) = mpsc::channel::<()>(16);
         tokio::spawn(self.dcs.clone().watch_prefix(wake_tx.clone()));
-        tokio::spawn(self.lease.clone().keep(self.dcs.clone(), self.timing.clone(), wake_tx));
+        tokio::spawn(self.lease.clone().keep(self.dcs.clone(), self.timing.clone(), wake_tx.clone()));
+        tokio::spawn(watch_postmaster(self.pg.clone(), wake_tx));
         tokio::pin!(shutdown);
         loop {
             let started = Instant::now();
@@ -327,16 +351,13 @@ impl Agent {
     /// On shutdown: a primary stops PostgreSQL cleanly and releases the leader key so a
     /// replica takes over at once; every node stops PostgreSQL and revokes its lease.
     async fn shutdown(&mut self) {
-        let holds = self.state.borrow().holds_leader_key;
-        tracing::info!("shutting down: stopping PostgreSQL{}", if holds { " and releasing the leader key" } else { "" });
+        tracing::info!("shutting down: stopping PostgreSQL and releasing the leader key if I hold it");
         if let Err(e) = self.pg.stop(crate::postgres::StopMode::Fast, Duration::from_secs(30)).await {
             tracing::error!("{e}");
         }
         self.lease.fencer().disarm();
-        if holds {
-            if let Err(e) = self.dcs.delete_if_value(&self.dcs.keys.leader(), &self.config.name).await {
-                tracing::warn!("cannot release the leader key: {e}");
-            }
+        if let Err(e) = self.dcs.delete_if_value(&self.dcs.keys.leader(), &self.config.name).await {
+            tracing::warn!("cannot release the leader key: {e}");
         }
         if let Some(id) = self.lease.get().id {
             let _ = self.dcs.revoke(id).await;

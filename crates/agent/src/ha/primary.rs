@@ -162,8 +162,14 @@ impl Agent {
         if matches!(self.configure(None), Ok(true)) {
             let _ = self.pg.reload().await;
         }
-        self.record_history(view).await;
         self.arm_fencer();
+        self.record_history(view).await;
+        // pg_rewind reads the new timeline from the control file, which a promoted server
+        // updates only at its next checkpoint: without one, a rewind against this node right
+        // after the promotion would rewind to the old timeline.
+        if let Err(e) = self.sql.checkpoint().await {
+            tracing::warn!("checkpoint after promotion failed: {e}");
+        }
         format!("promoted: I am {me}, the new primary ({reason}; promotion took {} ms)", promoted_in.as_millis())
     }
 

@@ -47,6 +47,7 @@ impl Agent {
             let on_old_timeline = matches!((pg.timeline, leader_member.timeline), (Some(a), Some(b)) if a < b);
             if pg.replication_state.is_some() || !on_old_timeline {
                 self.last_in_sync = Instant::now();
+                self.replica_crashes = 0;
             } else if self.last_in_sync.elapsed() > DIVERGED_AFTER {
                 tracing::warn!("not streaming from {leader} for {:?} and on an older timeline: rewinding", DIVERGED_AFTER);
                 let _ = self.pg.stop(crate::postgres::StopMode::Fast, Duration::from_secs(30)).await;
@@ -65,6 +66,23 @@ impl Agent {
             };
         }
 
+        if self.last_start.is_some_and(|t| t.elapsed() < self.timing().loop_wait) {
+            return format!("PostgreSQL is {}; waiting a moment before starting it again", pg.state);
+        }
+        if pg.state == "crashed" {
+            self.replica_crashes += 1;
+            if self.replica_crashes >= 6 && self.config.postgresql.remove_data_directory_on_rewind_failure {
+                self.replica_crashes = 0;
+                return match self.pg.remove_data_dir() {
+                    Ok(()) => format!("PostgreSQL keeps exiting even after a rewind: removed the data directory to clone {leader} again"),
+                    Err(e) => format!("PostgreSQL keeps exiting, and {e}"),
+                };
+            }
+            if self.replica_crashes >= 3 && !self.needs_rewind {
+                tracing::warn!("PostgreSQL exited {} times in a row as a replica of {leader}: rewinding", self.replica_crashes);
+                self.needs_rewind = true;
+            }
+        }
         let was_primary = self.controldata().await.is_some_and(|c| c.was_primary());
         if was_primary || self.needs_rewind {
             if leader_member.role != Role::Primary || leader_member.state != "running" {
@@ -78,6 +96,7 @@ impl Agent {
         if let Err(e) = self.configure_replica(&host, port) {
             return format!("cannot write the configuration: {e}");
         }
+        self.last_start = Some(Instant::now());
         match self.pg.start().await {
             Ok(()) => {
                 self.expect_running = true;

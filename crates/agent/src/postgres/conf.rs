@@ -79,6 +79,8 @@ pub fn parameters(
     set("max_replication_slots", "10".into());
     set("wal_keep_size", quote("128MB"));
     set("wal_log_hints", "on".into());
+    // Reconnect to a new primary within half a second (the default waits 5 s).
+    set("wal_retrieve_retry_interval", quote("500ms"));
     set("password_encryption", quote("scram-sha-256"));
     set("hba_file", quote(&config.data_dir.join("pg_hba.conf").to_string_lossy()));
     for (k, v) in dynamic {

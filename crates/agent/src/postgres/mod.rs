@@ -157,9 +157,7 @@ impl Postgres {
 
     /// Starts the postmaster in the background; readiness is checked by the caller.
     pub async fn start(&self) -> PgResult<()> {
-        if self.postmaster_pid().is_none() {
-            self.kill_orphans().await;
-        }
+        self.clear_stale_lock().await;
         std::fs::create_dir_all(self.config.socket_dir()).map_err(|e| PgError::Io(format!("cannot create socket dir: {e}")))?;
         let data_dir = self.data_dir().to_string_lossy().to_string();
         let log = self.log_file().to_string_lossy().to_string();
@@ -170,6 +168,25 @@ impl Postgres {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(())
+    }
+
+    /// After a crash: kills left-over backends, then removes the lock files
+    /// (`postmaster.pid` and the socket's `.lock`) of the dead server. A killed postmaster
+    /// can stay a zombie for seconds until init reaps it, and PostgreSQL (and pg_rewind)
+    /// treat the pid in a lock file of a zombie as a live server; once no process of the
+    /// old server is left, the files are only stale.
+    async fn clear_stale_lock(&self) {
+        if self.postmaster_pid().is_some() {
+            return;
+        }
+        self.kill_orphans().await;
+        let socket_lock = self.config.socket_dir().join(format!(".s.PGSQL.{}.lock", self.config.port()));
+        for lock in [self.data_dir().join("postmaster.pid"), socket_lock] {
+            if lock.exists() {
+                tracing::debug!("removing the stale {}", lock.display());
+                let _ = std::fs::remove_file(lock);
+            }
+        }
     }
 
     /// Backends left behind by a postmaster that was killed keep its shared memory,
@@ -240,6 +257,7 @@ impl Postgres {
         let data_dir = self.data_dir().to_string_lossy().to_string();
         let su = &self.config.authentication.superuser.username;
         let source = format!("host={host} port={port} user={su} dbname=postgres");
+        self.clear_stale_lock().await;
         self.run("pg_rewind", &["-D", &data_dir, "--source-server", &source], Duration::from_secs(3600)).await?;
         tracing::info!("pg_rewind finished");
         Ok(())

@@ -186,4 +186,9 @@ impl Sql {
     pub async fn in_recovery(&mut self) -> PgResult<bool> {
         self.timed(|c| Box::pin(async move { Ok(c.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(sql_error)?.get(0)) })).await
     }
+
+    /// Forces a checkpoint (after a promotion, so the control file shows the new timeline).
+    pub async fn checkpoint(&mut self) -> PgResult<()> {
+        self.timed(|c| Box::pin(async move { c.batch_execute("CHECKPOINT").await.map_err(sql_error) })).await
+    }
 }

@@ -79,8 +79,8 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
          listen-client: {client}\n\
          initial-cluster: {initial}\n\
          scope: {scope}\n\
-         restapi:\n  listen: 127.0.0.1:{rest}\n\
-         postgresql:\n  listen: 127.0.0.1:{pg}\n  data_dir: {pgdata}\n  bin_dir: {bin_dir}\n\
+         restapi:\n  listen: {host}:{rest}\n\
+         postgresql:\n  listen: {host}:{pg}\n  data_dir: {pgdata}\n  bin_dir: {bin_dir}\n\
          \x20 authentication:\n\
          \x20   superuser: {{username: postgres, password: {su}}}\n\
          \x20   replication: {{username: replicator, password: {repl}}}\n",
@@ -91,6 +91,7 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
         client = node.client_addr(),
         initial = initial_cluster(lab),
         scope = scalar(&lab.scope),
+        host = node.host,
         rest = node.ports.rest,
         pg = node.ports.postgres,
         pgdata = path(&node.pgdata()),
@@ -100,12 +101,15 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
     )
 }
 
-/// `DIR/pgpass` in libpq's passfile format (`host:port:db:user:password`).
-pub fn render_pgpass(passwords: &Passwords) -> String {
-    format!(
-        "127.0.0.1:*:*:postgres:{pw}\nlocalhost:*:*:postgres:{pw}\n",
-        pw = passwords.superuser
-    )
+/// `DIR/pgpass` in libpq's passfile format (`host:port:db:user:password`): loopback,
+/// and every node's own address in a `--netns` lab.
+pub fn render_pgpass(lab: &Lab, passwords: &Passwords) -> String {
+    let pw = &passwords.superuser;
+    let mut text = format!("127.0.0.1:*:*:postgres:{pw}\nlocalhost:*:*:postgres:{pw}\n");
+    for node in lab.nodes.iter().filter(|n| n.host != super::LOOPBACK) {
+        text.push_str(&format!("{}:*:*:postgres:{pw}\n", node.host));
+    }
+    text
 }
 
 /// Writes `text` to `file` with mode 0600 (replacing it).
@@ -157,9 +161,31 @@ mod tests {
             assert!(yml.contains(line), "missing {line:?} in\n{yml}");
         }
         assert_eq!(
-            render_pgpass(&pw).lines().next(),
+            render_pgpass(&lab, &pw).lines().next(),
             Some("127.0.0.1:*:*:postgres:SSSSSSSSSSSSSSSSSSSS")
         );
+    }
+
+    #[test]
+    fn netns_nodes_listen_on_their_own_address() {
+        let mut lab = sample(Path::new("/tmp/raftgres-lab"));
+        lab.netns_prefix = Some("rg".into());
+        for (i, n) in lab.nodes.iter_mut().enumerate() {
+            n.host = crate::command::lab::netns::host(i);
+            n.netns = Some(crate::command::lab::netns::namespace("rg", i));
+        }
+        let pw = Passwords::random();
+        let yml = render(&lab, &lab.nodes[2], &pw);
+        for line in [
+            "listen-peer: 10.250.0.3:2580\n",
+            "listen-client: 10.250.0.3:2579\n",
+            "initial-cluster: node1=10.250.0.1:2380,node2=10.250.0.2:2480,node3=10.250.0.3:2580\n",
+            "restapi:\n  listen: 10.250.0.3:8010\n",
+            "postgresql:\n  listen: 10.250.0.3:5434\n",
+        ] {
+            assert!(yml.contains(line), "missing {line:?} in\n{yml}");
+        }
+        assert!(render_pgpass(&lab, &pw).contains("\n10.250.0.2:*:*:postgres:"));
     }
 
     #[test]

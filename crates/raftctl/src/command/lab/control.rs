@@ -1,6 +1,7 @@
 //! The subcommands that act on an existing lab's processes: `status`, `down`, `kill`,
 //! `start`, `pause`/`resume` and `logs`. Pids come from `raftgres.pid` and
-//! `pgdata/postmaster.pid`, checked against `/proc` before any signal.
+//! `pgdata/postmaster.pid`, checked against `/proc` before any signal. In a `--netns`
+//! lab `down` also removes the namespaces and `start` makes sure they exist.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::process::{self, RunState};
-use super::{user, Lab, LabNode};
+use super::{netns, user, Lab, LabNode};
 
 /// How long `down` lets the nodes stop by themselves before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -56,6 +57,12 @@ fn kill_node(node: &LabNode) -> anyhow::Result<bool> {
 
 pub fn kill(node: &LabNode) -> anyhow::Result<()> {
     if kill_node(node)? {
+        // SIGKILL is asynchronous: wait (briefly) until the processes are gone, so that
+        // `raftctl lab start` right after does not find them still exiting.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(node) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         println!("{} killed (SIGKILL to raftgres, its helpers and PostgreSQL); `raftctl lab start {0}` brings it back", node.name);
         Ok(())
     } else {
@@ -74,10 +81,13 @@ fn alive(node: &LabNode) -> bool {
     in_group || process::agent(node).is_some() || process::postmaster(node).is_some()
 }
 
-/// SIGTERM to every node's group, up to [`STOP_GRACE`] to stop, then SIGKILL; `clean`
-/// removes the directory afterwards.
+/// SIGTERM to every node's group, up to [`STOP_GRACE`] to stop, then SIGKILL; then the
+/// network namespaces of a `--netns` lab go; `clean` removes the directory afterwards.
 pub fn down(dir: &Path, clean: bool) -> anyhow::Result<()> {
     let lab = Lab::load(dir)?;
+    if lab.netns_prefix.is_some() {
+        netns::require_root("stopping a --netns lab")?;
+    }
     for node in &lab.nodes {
         let Some(agent) = process::agent(node) else {
             continue;
@@ -102,6 +112,9 @@ pub fn down(dir: &Path, clean: bool) -> anyhow::Result<()> {
     }
     for node in &lab.nodes {
         let _ = std::fs::remove_file(node.pid_path());
+    }
+    if lab.netns_prefix.is_some() {
+        netns::destroy(&lab)?;
     }
     if clean {
         std::fs::remove_dir_all(&lab.dir)
@@ -137,6 +150,9 @@ pub fn start(lab: &Lab, node: &LabNode) -> anyhow::Result<()> {
                 u.name
             );
         }
+    }
+    if lab.netns_prefix.is_some() {
+        netns::create(lab)?;
     }
     let pid = process::spawn(lab, node)?;
     std::thread::sleep(Duration::from_millis(300));

@@ -6,11 +6,14 @@
 //! One job per file: `ports` (layout and probing), `config` (the files a node reads),
 //! `user` (running as root: the `raftgres` system user), `process` (spawning, signals,
 //! `/proc`), `ready` (waiting for a primary and streaming replicas through the etcd API),
-//! `up`, and `control` (every subcommand that acts on existing nodes). This module owns
-//! the arguments and `lab.json`; it never talks to PostgreSQL.
+//! `up`, `control` (every subcommand that acts on existing nodes) and `netns` (`--netns`:
+//! one network namespace per node, partitions and netem, through
+//! `deploy/netns/netns.sh`). This module owns the arguments and `lab.json`; it never
+//! talks to PostgreSQL.
 
 mod config;
 mod control;
+mod netns;
 mod ports;
 mod process;
 mod ready;
@@ -82,6 +85,15 @@ pub enum LabAction {
         #[arg(short = 'n', long, default_value_t = 50)]
         lines: usize,
     },
+    /// Cut a node off from the other nodes (labs made with `up --netns`); clients on this
+    /// machine still reach every node.
+    Partition(netns::PartitionArgs),
+    /// Remove the partition rules of one node, or of every node.
+    Heal(netns::HealArgs),
+    /// Degrade a node's network with tc netem, e.g. "delay 200ms 50ms loss 3%" (--netns labs).
+    Netem(netns::NetemArgs),
+    /// Remove a node's netem settings (--netns labs).
+    Clear(NodeArg),
 }
 
 pub async fn run(args: LabArgs) -> anyhow::Result<()> {
@@ -99,6 +111,10 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         LabAction::Logs { node, lines } => {
             control::logs(Lab::load(&node.dir.dir)?.node(&node.node)?, lines)
         }
+        LabAction::Partition(a) => netns::partition(&a),
+        LabAction::Heal(a) => netns::heal(&a),
+        LabAction::Netem(a) => netns::netem(&a),
+        LabAction::Clear(n) => netns::clear(&n),
     }
 }
 
@@ -111,6 +127,13 @@ pub struct LabUser {
     pub home: PathBuf,
 }
 
+/// The address every node listens on in a lab without `--netns`.
+pub const LOOPBACK: &str = "127.0.0.1";
+
+fn loopback() -> String {
+    LOOPBACK.to_string()
+}
+
 /// One node of the lab as `lab.json` records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabNode {
@@ -118,6 +141,13 @@ pub struct LabNode {
     /// `DIR/nodeN`
     pub dir: PathBuf,
     pub ports: NodePorts,
+    /// The address the node listens on and is reached at: 127.0.0.1, or 10.250.0.i in
+    /// its own network namespace.
+    #[serde(default = "loopback")]
+    pub host: String,
+    /// The network namespace the node runs in (`--netns` labs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 impl LabNode {
@@ -137,17 +167,22 @@ impl LabNode {
         self.dir.join("pgdata")
     }
     pub fn client_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.ports.client)
+        format!("{}:{}", self.host, self.ports.client)
     }
     pub fn peer_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.ports.peer)
+        format!("{}:{}", self.host, self.ports.peer)
     }
-    /// "PostgreSQL 5432, REST 8008, etcd 2379"
+    /// "PostgreSQL 5432, REST 8008, etcd 2379", with the address and namespace in
+    /// `--netns` labs.
     pub fn ports_line(&self) -> String {
-        format!(
+        let ports = format!(
             "PostgreSQL {}, REST {}, etcd {}",
             self.ports.postgres, self.ports.rest, self.ports.client
-        )
+        );
+        match &self.netns {
+            Some(ns) => format!("{} in netns {ns}: {ports}", self.host),
+            None => ports,
+        }
     }
 }
 
@@ -163,6 +198,10 @@ pub struct Lab {
     pub pg_bin_dir: PathBuf,
     /// `Some` when the nodes run as a dedicated user (the lab was made by root).
     pub user: Option<LabUser>,
+    /// The network namespace prefix when each node runs in its own namespace
+    /// (`raftctl lab up --netns`): node i in `<prefix>i`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_prefix: Option<String>,
     pub nodes: Vec<LabNode>,
 }
 
@@ -236,6 +275,8 @@ mod tests {
                 name: format!("node{}", i + 1),
                 dir: dir.join(format!("node{}", i + 1)),
                 ports,
+                host: LOOPBACK.into(),
+                netns: None,
             })
             .collect();
         Lab {
@@ -245,6 +286,7 @@ mod tests {
             raftgres_bin: "/bin/raftgres".into(),
             pg_bin_dir: "/usr/lib/postgresql/15/bin".into(),
             user: None,
+            netns_prefix: None,
             nodes,
         }
     }

@@ -1,5 +1,6 @@
 //! The lab's processes: starting a node detached (own process group, optionally as the
-//! lab's user), reading `/proc`, and sending signals with the `kill` command. Every pid
+//! lab's user, optionally inside its network namespace), reading `/proc`, and sending
+//! signals with the `kill` command. Every pid
 //! read from a file is checked against `/proc/<pid>/stat` (alive, and the right program)
 //! before it is signalled, so a stale pid file never hits an unrelated process.
 
@@ -8,10 +9,14 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{Lab, LabNode};
+use super::{netns, Lab, LabNode};
+
+/// How long `ip netns exec` and `setpriv` may take to exec the node binary.
+const EXEC_WAIT: Duration = Duration::from_secs(5);
 
 /// What `/proc/<pid>/stat` says of a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +161,9 @@ pub fn children(pid: u32) -> Vec<u32> {
 }
 
 /// Starts `node` detached (its own process group, stdin closed, output appended to its
-/// log), as the lab's user if it has one, and records its pid. Returns the pid.
+/// log), as the lab's user if it has one, and records its pid. Returns the pid. In a
+/// `--netns` lab the command is `ip netns exec NS setpriv ... raftgres`: both exec, so
+/// the pid is the node's own, and this waits until the node binary runs under it.
 pub fn spawn(lab: &Lab, node: &LabNode) -> anyhow::Result<u32> {
     let log_path = node.log_path();
     let mut log = OpenOptions::new()
@@ -165,7 +172,11 @@ pub fn spawn(lab: &Lab, node: &LabNode) -> anyhow::Result<u32> {
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     writeln!(log, "==== raftctl lab: starting {} ====", node.name)?;
-    let mut cmd = Command::new(&lab.raftgres_bin);
+    let mut cmd = if node.netns.is_some() {
+        netns::command(lab, node, &lab.raftgres_bin)?
+    } else {
+        Command::new(&lab.raftgres_bin)
+    };
     cmd.arg("--config")
         .arg(node.config_path())
         .current_dir(&node.dir)
@@ -176,9 +187,11 @@ pub fn spawn(lab: &Lab, node: &LabNode) -> anyhow::Result<u32> {
     if let Some(user) = &lab.user {
         std::os::unix::fs::chown(&log_path, Some(user.uid), Some(user.gid))
             .with_context(|| format!("cannot chown {} to {}", log_path.display(), user.name))?;
-        cmd.uid(user.uid)
-            .gid(user.gid)
-            .env("HOME", &user.home)
+        if node.netns.is_none() {
+            // In a namespace, `setpriv` drops to the user after `ip netns exec` (root).
+            cmd.uid(user.uid).gid(user.gid);
+        }
+        cmd.env("HOME", &user.home)
             .env("USER", &user.name)
             .env("LOGNAME", &user.name);
     }
@@ -196,7 +209,28 @@ pub fn spawn(lab: &Lab, node: &LabNode) -> anyhow::Result<u32> {
     let mut f =
         File::create(&pid_path).with_context(|| format!("cannot write {}", pid_path.display()))?;
     writeln!(f, "{pid}").with_context(|| format!("cannot write {}", pid_path.display()))?;
+    if node.netns.is_some() {
+        wait_exec(node, pid)?;
+    }
     Ok(pid)
+}
+
+/// Waits until `pid` runs the node binary (it starts as `ip`, then `setpriv`).
+fn wait_exec(node: &LabNode, pid: u32) -> anyhow::Result<()> {
+    let deadline = Instant::now() + EXEC_WAIT;
+    loop {
+        match stat(pid) {
+            Some(s) if s.state != 'Z' && s.comm.starts_with("raftgres") => return Ok(()),
+            Some(s) if s.state != 'Z' && Instant::now() < deadline => {}
+            _ => bail!(
+                "{} did not start in its network namespace {} (see {})",
+                node.name,
+                node.netns.as_deref().unwrap_or("?"),
+                node.log_path().display()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[cfg(test)]

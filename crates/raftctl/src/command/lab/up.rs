@@ -1,6 +1,7 @@
 //! `raftctl lab up`: checks (ports, binaries, the directory), writes the lab's files,
 //! starts every node, waits for a primary and streaming replicas, then says how to
-//! connect. Run again on a stopped lab, it starts the same nodes again.
+//! connect. Run again on a stopped lab, it starts the same nodes again. With `--netns`
+//! each node runs in its own network namespace at 10.250.0.i (see `netns`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::config::{self, Passwords};
-use super::{control, ports, process, ready, user, DirArg, Lab, LabNode, SCOPE};
+use super::{control, netns, ports, process, ready, user, DirArg, Lab, LabNode, LOOPBACK, SCOPE};
 
 /// Where PostgreSQL's programs are unless `--pg-bin-dir` says otherwise.
 const DEFAULT_PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -31,15 +32,25 @@ pub struct UpArgs {
     /// PostgreSQL's bin directory (default: /usr/lib/postgresql/15/bin, else the newest installed).
     #[arg(long)]
     pub pg_bin_dir: Option<PathBuf>,
+    /// Run each node in its own network namespace (node i at 10.250.0.i, classic ports),
+    /// for real partitions and netem (`raftctl lab partition/heal/netem/clear`). Needs root.
+    #[arg(long)]
+    pub netns: bool,
+    /// With --netns: the namespaces' prefix (node1 in <prefix>1, bridge <prefix>br0).
+    #[arg(long, default_value = netns::DEFAULT_PREFIX, requires = "netns")]
+    pub netns_prefix: String,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let dir = absolute(&args.dir.dir)?;
     let lab = if Lab::exists(&dir) {
-        reuse(&dir)?
+        reuse(&dir, args.netns)?
     } else {
         create(&args, &dir)?
     };
+    if lab.netns_prefix.is_some() {
+        netns::create(&lab)?;
+    }
     for node in &lab.nodes {
         println!("starting {} ({})", node.name, node.ports_line());
         let pid = process::spawn(&lab, node)?;
@@ -63,8 +74,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// A stopped lab in `dir`: the same nodes, started again. Refuses a running one.
-fn reuse(dir: &Path) -> anyhow::Result<Lab> {
+fn reuse(dir: &Path, netns_asked: bool) -> anyhow::Result<Lab> {
     let mut lab = Lab::load(dir)?;
+    if netns_asked && lab.netns_prefix.is_none() {
+        let d = dir.display();
+        bail!("the lab in {d} was made without --netns: `raftctl lab down --clean --dir {d}` first, or use another --dir");
+    }
     if let Some((node, pid)) = lab.nodes.iter().find_map(|n| {
         process::agent(n)
             .or_else(|| process::postmaster(n))
@@ -78,8 +93,12 @@ fn reuse(dir: &Path) -> anyhow::Result<Lab> {
         );
     }
     println!("{} holds a stopped lab: starting its {} nodes again (`raftctl lab down --clean` for a fresh one)", dir.display(), lab.nodes.len());
-    let layout: Vec<_> = lab.nodes.iter().map(|n| n.ports).collect();
-    ports::check_free(&layout, lab.base_port)?;
+    if lab.netns_prefix.is_some() {
+        netns::require_root("this lab (made with --netns)")?;
+    } else {
+        let layout: Vec<_> = lab.nodes.iter().map(|n| n.ports).collect();
+        ports::check_free(&layout, lab.base_port)?;
+    }
     if lab.user.is_some() && !user::is_root() {
         bail!(
             "this lab runs its nodes as user {}: run `raftctl lab up` as root",
@@ -93,8 +112,20 @@ fn reuse(dir: &Path) -> anyhow::Result<Lab> {
 
 /// A new lab in `dir`: checks, then every file the nodes read.
 fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
+    let netns_prefix = if args.netns {
+        netns::require_root("--netns")?;
+        netns::check_prefix(&args.netns_prefix)?;
+        if args.base_port != ports::DEFAULT_BASE_PORT {
+            bail!("--base-port does not apply with --netns: every node has its own namespace and the classic ports");
+        }
+        Some(args.netns_prefix.clone())
+    } else {
+        None
+    };
     let layout = ports::layout(args.nodes, args.base_port)?;
-    ports::check_free(&layout, args.base_port)?;
+    if netns_prefix.is_none() {
+        ports::check_free(&layout, args.base_port)?;
+    }
     if dir.exists()
         && std::fs::read_dir(dir)
             .with_context(|| format!("cannot read {}", dir.display()))?
@@ -125,6 +156,11 @@ fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
             name: format!("node{}", i + 1),
             dir: dir.join(format!("node{}", i + 1)),
             ports,
+            host: match &netns_prefix {
+                Some(_) => netns::host(i),
+                None => LOOPBACK.to_string(),
+            },
+            netns: netns_prefix.as_deref().map(|p| netns::namespace(p, i)),
         })
         .collect();
     let raftgres_bin = node_binary(dir, lab_user.as_ref())?;
@@ -135,6 +171,7 @@ fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
         raftgres_bin,
         pg_bin_dir,
         user: lab_user,
+        netns_prefix,
         nodes,
     };
     let passwords = Passwords::random();
@@ -142,7 +179,7 @@ fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
         make_dir(&node.dir)?;
         config::write_private(&node.config_path(), &config::render(&lab, node, &passwords))?;
     }
-    config::write_private(&lab.pgpass_path(), &config::render_pgpass(&passwords))?;
+    config::write_private(&lab.pgpass_path(), &config::render_pgpass(&lab, &passwords))?;
     lab.save()?;
     if let Some(u) = &lab.user {
         user::chown_tree(dir, u.uid, u.gid)?;
@@ -241,7 +278,7 @@ fn print_howto(lab: &Lab) {
     println!();
     println!("The lab is up. Connect with:");
     println!("  export PGPASSFILE={}", lab.pgpass_path().display());
-    println!("  psql -h 127.0.0.1 -p {} -U postgres", n1.ports.postgres);
+    println!("  psql -h {} -p {} -U postgres", n1.host, n1.ports.postgres);
     println!(
         "  etcdctl --endpoints {} get --prefix /service/{}/",
         n1.client_addr(),
@@ -250,8 +287,8 @@ fn print_howto(lab: &Lab) {
     println!("  raftctl --endpoints {endpoints} list");
     println!("  raftctl --endpoints {endpoints} members");
     println!(
-        "REST API: curl -s http://127.0.0.1:{}/patroni",
-        n1.ports.rest
+        "REST API: curl -s http://{}:{}/patroni",
+        n1.host, n1.ports.rest
     );
     println!(
         "Try a failure (the node names are node1..node{}):",
@@ -262,5 +299,14 @@ fn print_howto(lab: &Lab) {
     println!("  raftctl lab start node1{f}     # start it again");
     println!("  raftctl lab pause node2{f}     # freeze an agent (SIGSTOP); `resume` thaws it");
     println!("  raftctl lab logs node1 -n 50{f}");
+    if let Some(prefix) = &lab.netns_prefix {
+        println!("Network faults (node i runs in namespace {prefix}i at 10.250.0.i):");
+        println!("  raftctl lab partition node1{f}   # cut node1 off from the other nodes");
+        println!("  raftctl lab partition node2 --from node3 --oneway{f}");
+        println!("  raftctl lab heal{f}              # remove every partition");
+        println!("  raftctl lab netem node1 \"delay 200ms 50ms loss 3%\"{f}");
+        println!("  raftctl lab clear node1{f}       # back to a clean link");
+        println!("  ip netns exec {prefix}1 ss -tn      # look inside node1's namespace");
+    }
     println!("  raftctl lab down{f}  # stop everything (--clean also removes {d})");
 }
