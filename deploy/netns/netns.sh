@@ -250,17 +250,48 @@ netem() {
     # shellcheck disable=SC2086
     if ! err=$(in_ns "$NODE_I" tc qdisc replace dev "$INNER_DEV" root netem $2 2>&1); then
         if [[ $err == *"qdisc kind is unknown"* ]]; then
-            die "this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM): run 'modprobe sch_netem' (Debian/Ubuntu: install linux-modules-extra-$(uname -r)) and retry"
+            loss_fallback "$2"
+            return
         fi
         die "tc qdisc replace dev $INNER_DEV root netem $2 in $(ns_name "$NODE_I") failed: $err"
     fi
     echo "$(ns_name "$NODE_I"): netem $2"
 }
 
+# Without netem in the kernel (no sch_netem module), packet loss is still real: random
+# drops with iptables' statistic match on the node's link, in both directions. Delay,
+# jitter, duplication and reordering need netem and are reported as not applied.
+LOSS_CHAIN=RG-LOSS
+loss_fallback() {
+    local spec=$1 pct="" rest=() words
+    read -r -a words <<<"$spec"
+    for ((k = 0; k < ${#words[@]}; k++)); do
+        if [[ ${words[k]} == loss && $((k + 1)) -lt ${#words[@]} ]]; then
+            pct=${words[k + 1]%\%}; k=$((k + 1))
+        else
+            rest+=("${words[k]}")
+        fi
+    done
+    echo "warning: this kernel has no netem qdisc (modprobe sch_netem; Debian: linux-modules-extra-$(uname -r))" >&2
+    [[ -n $pct ]] || die "netem is needed for \"$spec\" on this kernel"
+    local prob
+    prob=$(awk -v p="$pct" 'BEGIN { printf "%.4f", p / 100 }')
+    in_ns "$NODE_I" iptables -N "$LOSS_CHAIN" 2>/dev/null || in_ns "$NODE_I" iptables -F "$LOSS_CHAIN"
+    in_ns "$NODE_I" iptables -A "$LOSS_CHAIN" -i "$INNER_DEV" -m statistic --mode random --probability "$prob" -j DROP
+    in_ns "$NODE_I" iptables -A "$LOSS_CHAIN" -o "$INNER_DEV" -m statistic --mode random --probability "$prob" -j DROP
+    in_ns "$NODE_I" iptables -C INPUT -j "$LOSS_CHAIN" 2>/dev/null || in_ns "$NODE_I" iptables -I INPUT -j "$LOSS_CHAIN"
+    in_ns "$NODE_I" iptables -C OUTPUT -j "$LOSS_CHAIN" 2>/dev/null || in_ns "$NODE_I" iptables -I OUTPUT -j "$LOSS_CHAIN"
+    if ((${#rest[@]})); then
+        echo "warning: applied only loss $pct% (iptables); not applied without netem: ${rest[*]}" >&2
+    fi
+    echo "$(ns_name "$NODE_I"): loss $pct% (iptables statistic)"
+}
+
 clear_qdisc() {
     [[ $# -eq 1 ]] || die "usage: clear NODE"
     resolve "$1"
     in_ns "$NODE_I" tc qdisc del dev "$INNER_DEV" root 2>/dev/null || true
+    in_ns "$NODE_I" iptables -F "$LOSS_CHAIN" 2>/dev/null || true
     echo "$(ns_name "$NODE_I"): no netem"
 }
 

@@ -3,18 +3,14 @@
 //! in place, a frozen agent fenced before anyone else promotes, and the REST health
 //! checks HAProxy uses. Timings are not asserted here (see benches/); safety is.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raftgres_tests::lab::{http_status, wait_for, Lab};
 
-const HEAL: Duration = Duration::from_secs(60);
+use crate::writes::{assert_one_writer_at_a_time, create_table, with_logs, Writer};
 
-fn create_table(lab: &Lab, primary: usize) -> anyhow::Result<()> {
-    lab.psql(primary, "create table if not exists t (v text primary key, at timestamptz default now())")?;
-    Ok(())
-}
+const HEAL: Duration = Duration::from_secs(60);
 
 /// The status codes of the HAProxy-style checks on node `i`.
 fn checks(lab: &Lab, i: usize) -> anyhow::Result<[u16; 4]> {
@@ -103,73 +99,31 @@ fn killed_postmaster_is_restarted_in_place() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One acknowledged write: which node took it, when it was sent and when it was acknowledged.
-#[derive(Debug, Clone)]
-struct Ack {
-    node: usize,
-    sent: Instant,
-    acked: Instant,
-}
-
-/// Writes to every node in turn until `stop`, recording each acknowledged write.
-fn writer(lab: Arc<Lab>, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<Ack>>>) {
-    let mut n = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        for node in 0..lab.nodes {
-            n += 1;
-            let sent = Instant::now();
-            if lab.psql(node, &format!("insert into t(v) values ('w{n}')")).is_ok() {
-                acks.lock().expect("acks").push(Ack { node, sent, acked: Instant::now() });
-            }
-        }
-    }
-}
-
-/// No write acknowledged by one node after another node's first acknowledged write was sent.
-fn assert_no_overlap(acks: &[Ack]) {
-    let mut nodes: Vec<usize> = acks.iter().map(|a| a.node).collect();
-    nodes.dedup();
-    for pair in nodes.windows(2) {
-        let last_old = acks.iter().filter(|a| a.node == pair[0]).map(|a| a.acked).max();
-        let first_new = acks.iter().filter(|a| a.node == pair[1]).map(|a| a.sent).min();
-        if let (Some(last_old), Some(first_new)) = (last_old, first_new) {
-            assert!(last_old < first_new, "node {} acknowledged a write after node {} started accepting them", pair[0], pair[1]);
-        }
-    }
-}
-
 #[test]
 fn frozen_primary_agent_is_fenced_before_another_node_promotes() -> anyhow::Result<()> {
     let lab = Arc::new(Lab::up(3)?);
-    let old = lab.primary()?;
-    create_table(&lab, old)?;
-    lab.psql(old, "insert into t(v) values ('x')")?;
-    lab.wait_healthy(HEAL, "x")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let acks = Arc::new(Mutex::new(Vec::new()));
-    let w = {
-        let (lab, stop, acks) = (lab.clone(), stop.clone(), acks.clone());
-        std::thread::spawn(move || writer(lab, stop, acks))
-    };
-    std::thread::sleep(Duration::from_secs(1));
-    lab.pause(old)?;
-    let new = wait_for(HEAL, "another node accepting writes", || {
-        let acks = acks.lock().expect("acks");
-        acks.iter().rev().find(|a| a.node != old).map(|a| a.node).ok_or_else(|| anyhow::anyhow!("not yet"))
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    lab.resume(old)?;
-    std::thread::sleep(Duration::from_secs(3));
-    stop.store(true, Ordering::Relaxed);
-    w.join().expect("writer");
-    let new = new?;
-    let acks = acks.lock().expect("acks").clone();
-    assert!(acks.iter().all(|a| a.node == old || a.node == new), "only two nodes ever accepted writes");
-    assert_no_overlap(&acks);
-    lab.psql(new, "insert into t(v) values ('resumed')")?;
-    assert_eq!(lab.wait_healthy(HEAL, "resumed")?, new, "the frozen primary came back as a replica");
-    Ok(())
+    with_logs(&lab, || {
+        let old = lab.primary()?;
+        create_table(&lab, old)?;
+        lab.psql(old, "insert into t(v) values ('x')")?;
+        lab.wait_healthy(HEAL, "x")?;
+        let writer = Writer::start(lab.clone());
+        std::thread::sleep(Duration::from_secs(1));
+        let t0 = Instant::now();
+        let new = lab.pause(old).and_then(|()| {
+            wait_for(HEAL, "another node accepting writes", || writer.other_writer(old).ok_or_else(|| anyhow::anyhow!("not yet")))
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let resumed = lab.resume(old);
+        std::thread::sleep(Duration::from_secs(3));
+        let acks = writer.finish()?;
+        let new = new?;
+        resumed?;
+        assert_one_writer_at_a_time(&acks, old, new, t0);
+        lab.psql(new, "insert into t(v) values ('resumed')")?;
+        assert_eq!(lab.wait_healthy(HEAL, "resumed")?, new, "the frozen primary came back as a replica");
+        Ok(())
+    })
 }
 
 #[test]

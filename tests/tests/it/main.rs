@@ -7,6 +7,7 @@ mod ha;
 mod lease;
 mod partition;
 mod store;
+mod writes;
 
 use std::time::Duration;
 
