@@ -189,6 +189,11 @@ impl Lab {
     /// `raftctl lab up` with `nodes` nodes, waiting (up to raftctl's 120 s) for a primary
     /// and streaming replicas.
     pub fn up(nodes: usize) -> anyhow::Result<Self> {
+        Self::up_with(nodes, &[])
+    }
+
+    /// [`Lab::up`] with more `raftctl lab up` arguments (e.g. `--haproxy`).
+    pub fn up_with(nodes: usize, extra_args: &[&str]) -> anyhow::Result<Self> {
         let mut last_error = None;
         for _ in 0..3 {
             let lab = Self {
@@ -198,13 +203,10 @@ impl Lab {
                 netns: None,
                 _netns_lock: None,
             };
-            let out = lab.raftctl(&[
-                "up",
-                "--nodes",
-                &nodes.to_string(),
-                "--base-port",
-                &lab.base_port.to_string(),
-            ])?;
+            let (n, base) = (nodes.to_string(), lab.base_port.to_string());
+            let mut args = vec!["up", "--nodes", &n, "--base-port", &base];
+            args.extend_from_slice(extra_args);
+            let out = lab.raftctl(&args)?;
             if out.status.success() {
                 return Ok(lab);
             }
@@ -358,6 +360,22 @@ impl Lab {
     }
     pub fn pgpass(&self) -> PathBuf {
         self.dir.path().join("pgpass")
+    }
+
+    /// `raftctl --endpoints <this lab> ARGS` (not a `lab` subcommand); stdout on success,
+    /// an error with stderr otherwise.
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(crate::bin("raftctl"))
+            .arg("--endpoints")
+            .arg(self.endpoints().join(","))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running raftctl")?;
+        if !out.status.success() {
+            bail!("raftctl {} failed: {}", args.join(" "), describe(&out));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Crash the whole node (agent, helpers, PostgreSQL) with SIGKILL.

@@ -15,7 +15,7 @@ use raftgres_proto::etcdserverpb::{
     Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, PutRequest,
     RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
 };
-use raftgres_etcd_api::prefix_end;
+pub use raftgres_etcd_api::prefix_end;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 

@@ -34,6 +34,20 @@ pub enum Command {
     Members(command::members::MembersArgs),
     /// The PostgreSQL cluster as `patronictl list` shows it, plus each member's Raft role.
     List(command::list::ListArgs),
+    /// Planned switchover to a replica (now or --scheduled); --cancel a scheduled one.
+    Switchover(command::switchover::SwitchoverArgs),
+    /// Manual failover to a named member (also without a running primary).
+    Failover(command::switchover::FailoverArgs),
+    /// Maintenance mode: the agents stop managing PostgreSQL; no automatic failover.
+    Pause(command::pause::PauseArgs),
+    /// Leave maintenance mode.
+    Resume(command::pause::PauseArgs),
+    /// The dynamic configuration (`/config`) as YAML.
+    ShowConfig(command::config::ShowConfigArgs),
+    /// Change the dynamic configuration: -s key=value, -p pg_param=value, or in $EDITOR.
+    EditConfig(command::config::EditConfigArgs),
+    /// The promotions recorded in `/history`.
+    History(command::history::HistoryArgs),
     /// A local cluster on this machine: up, status, kill, start, pause, resume, logs, down.
     Lab(command::lab::LabArgs),
 }
@@ -56,6 +70,10 @@ fn main() -> ExitCode {
     }
 }
 
+async fn connect(endpoints: &[String]) -> anyhow::Result<client::Api> {
+    client::Api::connect(endpoints).await
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Members(args) => {
@@ -67,5 +85,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command::list::run(&api, args, cli.output).await
         }
         Command::Lab(args) => command::lab::run(args).await,
+        Command::Switchover(args) => command::switchover::switchover(&connect(&cli.endpoints).await?, args).await,
+        Command::Failover(args) => command::switchover::failover(&connect(&cli.endpoints).await?, args).await,
+        Command::Pause(args) => command::pause::run(&connect(&cli.endpoints).await?, args, true).await,
+        Command::Resume(args) => command::pause::run(&connect(&cli.endpoints).await?, args, false).await,
+        Command::ShowConfig(args) => command::config::show(&connect(&cli.endpoints).await?, args).await,
+        Command::EditConfig(args) => command::config::edit(&connect(&cli.endpoints).await?, args).await,
+        Command::History(args) => command::history::run(&connect(&cli.endpoints).await?, args, cli.output).await,
     }
 }

@@ -2,9 +2,12 @@
 
 mod bad_input;
 mod crash;
+mod deploy;
 mod etcdctl;
 mod ha;
+mod haproxy;
 mod lease;
+mod ops;
 mod partition;
 mod store;
 mod writes;

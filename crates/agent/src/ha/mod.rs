@@ -16,6 +16,7 @@ pub mod election;
 pub mod lease;
 mod primary;
 mod replica;
+mod switchover;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -229,6 +230,7 @@ impl Agent {
             return refusal;
         }
         if view.paused() {
+            self.lease.fencer().disarm();
             return format!("paused: not managing PostgreSQL (I am {me}, {})", pg.state);
         }
         let lease = self.lease.get();

@@ -30,8 +30,16 @@ impl Agent {
             (true, Role::Primary) => {
                 self.primary_down_since = None;
                 self.arm_fencer();
+                if let Some(request) = super::switchover::due(view) {
+                    if let Some(action) = self.hand_over(view, &request.clone()).await {
+                        return action;
+                    }
+                }
                 self.maintain_primary(view, pg).await;
-                format!("no action: I am {me}, the primary, holding the leader key")
+                match view.failover.as_ref().and_then(|f| f.scheduled_at.as_deref()) {
+                    Some(at) => format!("no action: I am {me}, the primary; a switchover is scheduled at {at}"),
+                    None => format!("no action: I am {me}, the primary, holding the leader key"),
+                }
             }
             (true, _) => self.promote(view, "I hold the leader key").await,
             (false, _) if pg.state == "starting" => "waiting for PostgreSQL to accept connections (I hold the leader key)".into(),
@@ -109,6 +117,13 @@ impl Agent {
     /// Nobody holds the leader key: race for it if this node may.
     pub(super) async fn race(&mut self, view: &ClusterView, pg: &PgStatus) -> String {
         let me = self.config.name.clone();
+        let requested = super::switchover::due(view).and_then(|f| f.member.clone());
+        if let Some(candidate) = requested.as_deref().filter(|c| *c != me) {
+            if view.members.get(candidate).is_some_and(|m| m.state == "running") {
+                return format!("no leader: a switchover to {candidate} is in progress; standing aside");
+            }
+        }
+        let chosen = requested.as_deref() == Some(me.as_str());
         if !pg.is_running() && pg.state != "starting" && self.pg.data_dir_valid() && !self.config.tags.nofailover {
             // After a restart of every node nobody runs: start read-only so we can compete.
             return match self.start_read_only().await {
@@ -116,17 +131,22 @@ impl Agent {
                 Err(e) => format!("no leader, and PostgreSQL does not start: {e}"),
             };
         }
-        let mine = match eligible(pg, &self.config.tags, view, self.dynamic.maximum_lag_on_failover) {
+        // The chosen candidate of a switchover or manual failover skips the lag and
+        // healthiest checks: the operator picked it (and the old primary checked it).
+        let max_lag = if chosen { u64::MAX } else { self.dynamic.maximum_lag_on_failover };
+        let mine = match eligible(pg, &self.config.tags, view, max_lag) {
             Ok(pos) => pos,
             Err(why) => return format!("no leader: I am {me} and may not take over ({why})"),
         };
-        let peers = probe_peers(view, &me).await;
-        if let Some(p) = peers.iter().find(|p| p.primary && p.running) {
-            return format!("no leader, but {} still runs as primary: not racing", p.name);
-        }
-        let priority = self.config.tags.failover_priority.unwrap_or(1);
-        if let Err(better) = healthiest(mine, priority, &peers) {
-            return format!("no leader: {better} is healthier than me ({me}); letting it take over");
+        if !chosen {
+            let peers = probe_peers(view, &me).await;
+            if let Some(p) = peers.iter().find(|p| p.primary && p.running) {
+                return format!("no leader, but {} still runs as primary: not racing", p.name);
+            }
+            let priority = self.config.tags.failover_priority.unwrap_or(1);
+            if let Err(better) = healthiest(mine, priority, &peers) {
+                return format!("no leader: {better} is healthier than me ({me}); letting it take over");
+            }
         }
         let Some(lease) = self.lease.get().id.filter(|_| self.lease.get().valid()) else {
             return "no leader: waiting for my lease to be renewed before racing".into();
@@ -163,6 +183,9 @@ impl Agent {
             let _ = self.pg.reload().await;
         }
         self.arm_fencer();
+        if view.failover.is_some() {
+            let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
+        }
         self.record_history(view).await;
         // pg_rewind reads the new timeline from the control file, which a promoted server
         // updates only at its next checkpoint: without one, a rewind against this node right

@@ -83,7 +83,10 @@ impl Agent {
                 self.needs_rewind = true;
             }
         }
-        let was_primary = self.controldata().await.is_some_and(|c| c.was_primary());
+        // A fresh base backup carries the primary's control file ("in production") and a
+        // backup_label; it is not a diverged primary.
+        let fresh_clone = self.pg.data_dir().join("backup_label").exists();
+        let was_primary = !fresh_clone && self.controldata().await.is_some_and(|c| c.was_primary());
         if was_primary || self.needs_rewind {
             if leader_member.role != Role::Primary || leader_member.state != "running" {
                 return format!("waiting for {leader} to run as primary before rewinding");
@@ -124,6 +127,9 @@ impl Agent {
                 self.needs_rewind = false;
                 None
             }
+            // The leader did not answer (it may be restarting): that says nothing about
+            // our data, so keep it and try again.
+            Err(e) if e.contains("connection to server") => Some(format!("cannot rewind yet, {leader} did not answer: {e}")),
             Err(e) if self.config.postgresql.remove_data_directory_on_rewind_failure => {
                 self.needs_rewind = false;
                 match self.pg.remove_data_dir() {

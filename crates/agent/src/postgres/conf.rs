@@ -120,13 +120,13 @@ pub fn write_server_conf(data_dir: &Path, parameters: &BTreeMap<String, String>)
     let path = data_dir.join(AGENT_CONF);
     let changed = std::fs::read_to_string(&path).map_or(true, |old| old != text);
     if changed {
-        std::fs::write(&path, text).map_err(|e| io("write raftgres.conf", e))?;
+        write_atomic(&path, &text).map_err(|e| io("write raftgres.conf", e))?;
     }
     let main = data_dir.join("postgresql.conf");
     let include = format!("include_if_exists = '{AGENT_CONF}'");
     let current = std::fs::read_to_string(&main).unwrap_or_default();
     if !current.lines().any(|l| l.trim() == include) {
-        std::fs::write(&main, format!("{current}\n{include}\n")).map_err(|e| io("write postgresql.conf", e))?;
+        write_atomic(&main, &format!("{current}\n{include}\n")).map_err(|e| io("write postgresql.conf", e))?;
     }
     Ok(changed)
 }
@@ -147,7 +147,15 @@ pub fn write_hba(config: &PostgresConfig) -> PgResult<()> {
         config.pg_hba.clone()
     };
     let text = format!("# Written by raftgres from postgresql.pg_hba.\n{}\n", lines.join("\n"));
-    std::fs::write(config.data_dir.join("pg_hba.conf"), text).map_err(|e| PgError::Io(format!("cannot write pg_hba.conf: {e}")))
+    write_atomic(&config.data_dir.join("pg_hba.conf"), &text).map_err(|e| PgError::Io(format!("cannot write pg_hba.conf: {e}")))
+}
+
+/// Replaces `path` with `text` in one step (a temporary file renamed over it), so
+/// PostgreSQL, a reload or a concurrent base backup never reads a half-written file.
+fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("raftgres-tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Creates or removes `standby.signal`.

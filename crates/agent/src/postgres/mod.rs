@@ -41,6 +41,8 @@ pub struct ControlData {
     /// e.g. "in production", "shut down", "shut down in recovery", "in archive recovery".
     pub cluster_state: String,
     pub timeline: u32,
+    /// "Latest checkpoint location": after a clean shutdown, the shutdown checkpoint.
+    pub checkpoint_lsn: Option<u64>,
 }
 
 impl ControlData {
@@ -131,6 +133,7 @@ impl Postgres {
             system_identifier: field("Database system identifier").ok_or_else(|| bad("system identifier"))?,
             cluster_state: field("Database cluster state").ok_or_else(|| bad("cluster state"))?,
             timeline: field("Latest checkpoint's TimeLineID").and_then(|t| t.parse().ok()).ok_or_else(|| bad("timeline"))?,
+            checkpoint_lsn: field("Latest checkpoint location").as_deref().and_then(crate::cluster::parse_lsn),
         })
     }
 

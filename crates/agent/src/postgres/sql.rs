@@ -191,4 +191,25 @@ impl Sql {
     pub async fn checkpoint(&mut self) -> PgResult<()> {
         self.timed(|c| Box::pin(async move { c.batch_execute("CHECKPOINT").await.map_err(sql_error) })).await
     }
+
+    /// How much WAL the replica at `host:port` has received (`pg_last_wal_receive_lsn`),
+    /// asked over TCP as the superuser (password from the config).
+    pub async fn remote_received_lsn(pg: &PostgresConfig, host: &str, port: u16) -> PgResult<Option<u64>> {
+        let su = &pg.authentication.superuser;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(host)
+            .port(port)
+            .user(&su.username)
+            .password(&su.password)
+            .dbname("postgres")
+            .application_name("raftgres")
+            .connect_timeout(Duration::from_secs(2));
+        let (client, connection) = config.connect(NoTls).await.map_err(sql_error)?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let row = client.query_one("SELECT pg_last_wal_receive_lsn()::text", &[]).await.map_err(sql_error)?;
+        Ok(row.get::<_, Option<String>>(0).as_deref().and_then(parse_lsn))
+    }
 }

@@ -64,18 +64,6 @@ pub fn namespace_prefix(namespace: &str) -> String {
     }
 }
 
-/// The etcd range end that covers every key starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
 /// The scopes that have keys under the namespace prefix (`/service/demo/leader` → `demo`).
 pub fn scopes_from_keys<'a>(
     prefix: &str,
@@ -281,10 +269,10 @@ async fn node_status(node: &RaftMember) -> Option<StatusResponse> {
 }
 
 /// The scopes under the namespace, from one keys-only Range.
-async fn list_scopes(api: &Api, prefix: &str) -> anyhow::Result<BTreeSet<String>> {
+pub async fn list_scopes(api: &Api, prefix: &str) -> anyhow::Result<BTreeSet<String>> {
     let key = prefix.as_bytes().to_vec();
     let req = RangeRequest {
-        range_end: prefix_end(&key),
+        range_end: raftgres_agent::dcs::prefix_end(&key),
         key,
         keys_only: true,
         ..Default::default()
@@ -580,6 +568,5 @@ mod tests {
         let one: BTreeSet<String> = ["demo".to_string()].into_iter().collect();
         assert_eq!(pick_scope(None, &one, "/service/").expect("one"), "demo");
         assert_eq!(namespace_prefix("service"), "/service/");
-        assert_eq!(prefix_end(b"/service/"), b"/service0".to_vec());
     }
 }

@@ -1,5 +1,10 @@
 //! One module per `raftctl` subcommand: parse, request, print, and a parse test.
 
+pub mod cluster;
+pub mod config;
+pub mod history;
 pub mod lab;
 pub mod list;
 pub mod members;
+pub mod pause;
+pub mod switchover;

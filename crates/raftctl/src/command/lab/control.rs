@@ -1,7 +1,8 @@
 //! The subcommands that act on an existing lab's processes: `status`, `down`, `kill`,
 //! `start`, `pause`/`resume` and `logs`. Pids come from `raftgres.pid` and
 //! `pgdata/postmaster.pid`, checked against `/proc` before any signal. In a `--netns`
-//! lab `down` also removes the namespaces and `start` makes sure they exist.
+//! lab `down` also removes the namespaces and `start` makes sure they exist; `status`
+//! and `down` also cover the lab's HAProxy (`up --haproxy`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::process::{self, RunState};
-use super::{netns, user, Lab, LabNode};
+use super::{haproxy, netns, user, Lab, LabNode};
 
 /// How long `down` lets the nodes stop by themselves before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -32,6 +33,9 @@ pub fn status(lab: &Lab) -> anyhow::Result<()> {
             node.ports_line(),
             node.ports.peer
         );
+    }
+    if let Some(line) = haproxy::status_line(lab) {
+        println!("{line}");
     }
     Ok(())
 }
@@ -88,6 +92,7 @@ pub fn down(dir: &Path, clean: bool) -> anyhow::Result<()> {
     if lab.netns_prefix.is_some() {
         netns::require_root("stopping a --netns lab")?;
     }
+    haproxy::stop(&lab)?;
     for node in &lab.nodes {
         let Some(agent) = process::agent(node) else {
             continue;

@@ -6,13 +6,14 @@
 //! One job per file: `ports` (layout and probing), `config` (the files a node reads),
 //! `user` (running as root: the `raftgres` system user), `process` (spawning, signals,
 //! `/proc`), `ready` (waiting for a primary and streaming replicas through the etcd API),
-//! `up`, `control` (every subcommand that acts on existing nodes) and `netns` (`--netns`:
+//! `up`, `control` (every subcommand that acts on existing nodes), `netns` (`--netns`:
 //! one network namespace per node, partitions and netem, through
-//! `deploy/netns/netns.sh`). This module owns the arguments and `lab.json`; it never
-//! talks to PostgreSQL.
+//! `deploy/netns/netns.sh`) and `haproxy` (`--haproxy`: HAProxy in front of the nodes).
+//! This module owns the arguments and `lab.json`; it never talks to PostgreSQL.
 
 mod config;
 mod control;
+mod haproxy;
 mod netns;
 mod ports;
 mod process;

@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::config::{self, Passwords};
-use super::{control, netns, ports, process, ready, user, DirArg, Lab, LabNode, LOOPBACK, SCOPE};
+use super::{
+    control, haproxy, netns, ports, process, ready, user, DirArg, Lab, LabNode, LOOPBACK, SCOPE,
+};
 
 /// Where PostgreSQL's programs are unless `--pg-bin-dir` says otherwise.
 const DEFAULT_PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -39,6 +41,10 @@ pub struct UpArgs {
     /// With --netns: the namespaces' prefix (node1 in <prefix>1, bridge <prefix>br0).
     #[arg(long, default_value = netns::DEFAULT_PREFIX, requires = "netns")]
     pub netns_prefix: String,
+    /// Also run HAProxy (deploy/haproxy.cfg, ports shifted): the primary on 5000, the
+    /// replicas on 5001, stats on 7000. Needs `apt-get install haproxy`.
+    #[arg(long)]
+    pub haproxy: bool,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -47,6 +53,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         reuse(&dir, args.netns)?
     } else {
         create(&args, &dir)?
+    };
+    let haproxy_bin = if args.haproxy {
+        Some(haproxy::check(&lab)?)
+    } else {
+        None
     };
     if lab.netns_prefix.is_some() {
         netns::create(&lab)?;
@@ -69,7 +80,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let d = dir.display();
         bail!("{e:#}\nthe nodes are left as they are: `raftctl lab status --dir {d}`, `raftctl lab down --dir {d}`");
     }
+    if let Some(bin) = &haproxy_bin {
+        haproxy::start(&lab, bin)?;
+    }
     print_howto(&lab);
+    if haproxy_bin.is_some() {
+        haproxy::print_howto(&lab);
+    }
     Ok(())
 }
 

@@ -1,0 +1,112 @@
+//! Planned switchover and manual failover (`/failover`), as Patroni does them: the
+//! primary checkpoints and stops cleanly, checks that the candidate received everything
+//! up to the shutdown checkpoint, and only then releases the leader key; the candidate
+//! takes the key without waiting for a healthier peer and removes `/failover` once
+//! promoted; the other replicas stand aside while the candidate is running. If the
+//! candidate did not receive everything, the primary starts again and keeps the key:
+//! no acknowledged write is lost.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::Agent;
+use crate::cluster::{ClusterView, FailoverRequest, Role};
+use crate::postgres::sql::Sql;
+use crate::postgres::StopMode;
+
+/// How long the old primary waits for the candidate to receive its last WAL.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request that applies now: `Some(request)` unless it is scheduled for later.
+pub(super) fn due(view: &ClusterView) -> Option<&FailoverRequest> {
+    let f = view.failover.as_ref()?;
+    match f.scheduled_at.as_deref().map(humantime::parse_rfc3339_weak) {
+        Some(Ok(at)) if at > SystemTime::now() => None,
+        _ => Some(f),
+    }
+}
+
+impl Agent {
+    /// The primary's side: hand the key to the candidate, or say why not.
+    pub(super) async fn hand_over(&mut self, view: &ClusterView, request: &FailoverRequest) -> Option<String> {
+        let me = self.config.name.clone();
+        if request.leader.as_deref().is_some_and(|l| l != me) || request.member.as_deref() == Some(me.as_str()) {
+            let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
+            return Some("ignored a switchover request that does not apply to me (I am the primary)".into());
+        }
+        let candidate = match request.member.clone().or_else(|| best_candidate(view, &me)) {
+            Some(c) => c,
+            None => {
+                let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
+                return Some("switchover cancelled: no running replica to hand over to".into());
+            }
+        };
+        let Some((host, port)) = view.members.get(&candidate).filter(|m| m.state == "running").and_then(|m| m.host_port()) else {
+            let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
+            return Some(format!("switchover cancelled: {candidate} is not running"));
+        };
+        if request.member.is_none() {
+            let pinned = FailoverRequest { member: Some(candidate.clone()), ..request.clone() };
+            if let Ok(json) = serde_json::to_string(&pinned) {
+                let _ = self.dcs.put(&self.dcs.keys.failover(), &json, 0).await;
+            }
+        }
+        tracing::info!("switchover: I am {me}, the primary; stopping PostgreSQL cleanly to hand over to {candidate}");
+        let started = Instant::now();
+        if let Err(e) = self.sql.checkpoint().await {
+            tracing::warn!("checkpoint before the switchover failed: {e}");
+        }
+        self.lease.fencer().disarm();
+        if let Err(e) = self.pg.stop(StopMode::Fast, Duration::from_secs(60)).await {
+            return Some(format!("switchover failed: cannot stop PostgreSQL: {e}"));
+        }
+        self.sql.disconnect();
+        self.expect_running = false;
+        let last = self.controldata().await.and_then(|c| c.checkpoint_lsn).unwrap_or(u64::MAX);
+        if self.wait_received(&host, port, last).await {
+            let _ = self.dcs.delete_if_value(&self.dcs.keys.leader(), &me).await;
+            return Some(format!(
+                "switchover: stopped in {} ms; {candidate} received everything up to {}; released the leader key",
+                started.elapsed().as_millis(),
+                crate::cluster::format_lsn(last)
+            ));
+        }
+        // The candidate is behind: keep the key and run again as primary.
+        let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
+        let restarted = match self.configure(None) {
+            Ok(_) => self.pg.start().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if restarted.is_ok() {
+            self.expect_running = true;
+            self.arm_fencer();
+        }
+        Some(format!(
+            "switchover aborted: {candidate} did not receive the WAL up to {} within {CATCH_UP_TIMEOUT:?}; staying primary{}",
+            crate::cluster::format_lsn(last),
+            restarted.err().map(|e| format!(" (restart failed: {e})")).unwrap_or_default()
+        ))
+    }
+
+    /// Until the replica at `host:port` has received WAL past `lsn` (or the timeout).
+    async fn wait_received(&self, host: &str, port: u16, lsn: u64) -> bool {
+        let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+        while Instant::now() < deadline {
+            match Sql::remote_received_lsn(&self.config.postgresql, host, port).await {
+                Ok(Some(received)) if received > lsn => return true,
+                Ok(_) => {}
+                Err(e) => tracing::debug!("asking the candidate for its position: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
+
+/// The running replica (streaming first) with the most WAL, not tagged nofailover.
+fn best_candidate(view: &ClusterView, me: &str) -> Option<String> {
+    view.members
+        .iter()
+        .filter(|(n, m)| n.as_str() != me && m.role == Role::Replica && m.state == "running" && !m.tags.nofailover)
+        .max_by_key(|(_, m)| (m.replication_state.is_some(), m.xlog_location.unwrap_or(0), m.tags.failover_priority.unwrap_or(1)))
+        .map(|(n, _)| n.clone())
+}

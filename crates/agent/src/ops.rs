@@ -1,0 +1,252 @@
+//! Operator requests, validated and written to the store: switchover and failover
+//! (`/failover`), pause and resume and configuration changes (`/config`, with
+//! compare-and-swap). The REST API and `raftctl` both call these; the HA loops carry
+//! them out. Every refusal says why, in words an operator can act on.
+
+use serde_json::Value;
+
+use crate::cluster::{ClusterView, FailoverRequest, Role};
+use crate::config::DynamicConfig;
+use crate::dcs::Dcs;
+
+/// Why a request was refused (or could not be written).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OpsError {
+    /// The request contradicts the cluster's state (unknown member, lagging candidate, ...).
+    #[error("{0}")]
+    Refused(String),
+    /// Someone else changed the key meanwhile; read again and retry.
+    #[error("{0}")]
+    Conflict(String),
+    /// The store could not be reached.
+    #[error("{0}")]
+    Store(String),
+}
+
+fn store(e: crate::dcs::DcsError) -> OpsError {
+    OpsError::Store(format!("the store did not answer: {e}"))
+}
+
+/// What an operator asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SwitchoverRequest {
+    /// The current primary, if the caller names it (checked).
+    pub leader: Option<String>,
+    /// The member to promote; None = the healthiest replica.
+    pub candidate: Option<String>,
+    /// RFC 3339 time for a scheduled switchover.
+    pub scheduled_at: Option<String>,
+}
+
+/// A planned switchover: needs a primary; the candidate (if named) must be a running
+/// replica, not tagged nofailover, within maximum_lag_on_failover.
+pub fn check_switchover(view: &ClusterView, req: &SwitchoverRequest, max_lag: u64) -> Result<(), OpsError> {
+    let leader = view.leader_name().ok_or_else(|| OpsError::Refused("the cluster has no primary: use failover".into()))?;
+    if view.paused() && req.scheduled_at.is_some() {
+        return Err(OpsError::Refused("cannot schedule a switchover while the cluster is paused".into()));
+    }
+    if let Some(named) = &req.leader {
+        if named != leader {
+            return Err(OpsError::Refused(format!("{named} is not the primary ({leader} is)")));
+        }
+    }
+    if let Some(at) = &req.scheduled_at {
+        humantime::parse_rfc3339_weak(at)
+            .map_err(|_| OpsError::Refused(format!("cannot parse the scheduled time {at:?} (use e.g. 2026-01-31T12:00:00Z)")))?;
+    }
+    if let Some(failover) = &view.failover {
+        if failover.scheduled_at.is_some() {
+            return Err(OpsError::Refused("a switchover is already scheduled: cancel it first".into()));
+        }
+    }
+    match &req.candidate {
+        Some(c) => check_candidate(view, c, leader, max_lag),
+        None => {
+            let any = view.members.keys().any(|m| m != leader && check_candidate(view, m, leader, max_lag).is_ok());
+            if any {
+                Ok(())
+            } else {
+                Err(OpsError::Refused("no replica is a suitable candidate (running, not nofailover, within maximum_lag_on_failover)".into()))
+            }
+        }
+    }
+}
+
+fn check_candidate(view: &ClusterView, candidate: &str, leader: &str, max_lag: u64) -> Result<(), OpsError> {
+    if candidate == leader {
+        return Err(OpsError::Refused(format!("{candidate} is already the primary")));
+    }
+    let m = view.members.get(candidate).ok_or_else(|| {
+        let names: Vec<&str> = view.members.keys().map(String::as_str).collect();
+        OpsError::Refused(format!("no member named {candidate} (members: {})", names.join(", ")))
+    })?;
+    if m.tags.nofailover {
+        return Err(OpsError::Refused(format!("{candidate} is tagged nofailover")));
+    }
+    if m.role != Role::Replica || m.state != "running" {
+        return Err(OpsError::Refused(format!("{candidate} is not a running replica (role {}, state {})", m.role.as_str(), m.state)));
+    }
+    let primary_pos = view.leader_member().and_then(|l| l.xlog_location).or(view.status.as_ref().map(|s| s.optime));
+    if let (Some(p), Some(c)) = (primary_pos, m.xlog_location) {
+        let lag = p.saturating_sub(c);
+        if lag > max_lag {
+            return Err(OpsError::Refused(format!("{candidate} lags {lag} bytes behind the primary (maximum_lag_on_failover {max_lag})")));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `/failover` for a switchover (validated against a fresh read).
+pub async fn switchover(dcs: &Dcs, req: &SwitchoverRequest) -> Result<String, OpsError> {
+    let view = dcs.read_cluster().await.map_err(store)?;
+    let max_lag = dynamic(&view).maximum_lag_on_failover;
+    check_switchover(&view, req, max_lag)?;
+    let leader = view.leader_name().map(str::to_string);
+    let value = FailoverRequest { leader: leader.clone(), member: req.candidate.clone(), scheduled_at: req.scheduled_at.clone() };
+    write_failover(dcs, &value).await?;
+    Ok(match &req.scheduled_at {
+        Some(at) => format!("switchover from {} scheduled at {at}", leader.unwrap_or_default()),
+        None => format!("switchover from {} to {} requested", leader.unwrap_or_default(), req.candidate.as_deref().unwrap_or("the healthiest replica")),
+    })
+}
+
+/// Writes `/failover` for a manual failover to `candidate`, which needs no running
+/// primary. Refused when the candidate is unknown, not running, or tagged nofailover.
+pub async fn failover(dcs: &Dcs, candidate: &str) -> Result<String, OpsError> {
+    let view = dcs.read_cluster().await.map_err(store)?;
+    let m = view.members.get(candidate).ok_or_else(|| OpsError::Refused(format!("no member named {candidate}")))?;
+    if m.tags.nofailover {
+        return Err(OpsError::Refused(format!("{candidate} is tagged nofailover")));
+    }
+    if m.state != "running" {
+        return Err(OpsError::Refused(format!("{candidate} is not running ({})", m.state)));
+    }
+    if view.leader_name() == Some(candidate) {
+        return Err(OpsError::Refused(format!("{candidate} is already the primary")));
+    }
+    let value = FailoverRequest { leader: None, member: Some(candidate.to_string()), scheduled_at: None };
+    write_failover(dcs, &value).await?;
+    Ok(format!("failover to {candidate} requested"))
+}
+
+async fn write_failover(dcs: &Dcs, value: &FailoverRequest) -> Result<(), OpsError> {
+    let json = serde_json::to_string(value).map_err(|e| OpsError::Refused(e.to_string()))?;
+    dcs.put(&dcs.keys.failover(), &json, 0).await.map_err(store)
+}
+
+/// Deletes a scheduled switchover.
+pub async fn cancel_switchover(dcs: &Dcs) -> Result<String, OpsError> {
+    let view = dcs.read_cluster().await.map_err(store)?;
+    match view.failover {
+        Some(f) if f.scheduled_at.is_some() => {
+            dcs.delete(&dcs.keys.failover()).await.map_err(store)?;
+            Ok("scheduled switchover cancelled".into())
+        }
+        _ => Err(OpsError::Refused("no switchover is scheduled".into())),
+    }
+}
+
+/// The dynamic configuration in effect (`/config`, or the defaults).
+pub fn dynamic(view: &ClusterView) -> DynamicConfig {
+    view.config.as_ref().and_then(|(v, _)| DynamicConfig::from_json(v).ok()).unwrap_or_default()
+}
+
+/// Merges `patch` into `/config` (JSON merge patch: null removes a key), validates the
+/// result (the timing inequality included) and writes it if nobody changed it meanwhile.
+pub async fn patch_config(dcs: &Dcs, patch: &Value) -> Result<Value, OpsError> {
+    let view = dcs.read_cluster().await.map_err(store)?;
+    let (mut config, revision) = view.config.clone().unwrap_or((Value::Object(Default::default()), 0));
+    merge(&mut config, patch);
+    write_config(dcs, &config, revision).await?;
+    Ok(config)
+}
+
+/// Replaces `/config` with `config` (validated, compare-and-swap).
+pub async fn replace_config(dcs: &Dcs, config: &Value) -> Result<Value, OpsError> {
+    let view = dcs.read_cluster().await.map_err(store)?;
+    let revision = view.config.as_ref().map_or(0, |(_, r)| *r);
+    write_config(dcs, config, revision).await?;
+    Ok(config.clone())
+}
+
+async fn write_config(dcs: &Dcs, config: &Value, revision: i64) -> Result<(), OpsError> {
+    if !config.is_object() {
+        return Err(OpsError::Refused("the configuration must be a JSON object".into()));
+    }
+    DynamicConfig::from_json(config).map_err(|e| OpsError::Refused(format!("invalid configuration: {e}")))?;
+    let text = serde_json::to_string(config).map_err(|e| OpsError::Refused(e.to_string()))?;
+    let written = if revision == 0 {
+        dcs.create(&dcs.keys.config(), &text, 0).await
+    } else {
+        dcs.put_if_unchanged(&dcs.keys.config(), &text, revision).await
+    };
+    match written.map_err(store)? {
+        true => Ok(()),
+        false => Err(OpsError::Conflict("the configuration changed meanwhile; read it again and retry".into())),
+    }
+}
+
+/// `raftctl pause` / `resume`.
+pub async fn set_pause(dcs: &Dcs, pause: bool) -> Result<String, OpsError> {
+    let view = dcs.read_cluster().await.map_err(store)?;
+    if view.paused() == pause {
+        return Err(OpsError::Refused(format!("the cluster is already {}", if pause { "paused" } else { "resumed" })));
+    }
+    patch_config(dcs, &serde_json::json!({ "pause": if pause { Value::Bool(true) } else { Value::Null } })).await?;
+    Ok(if pause { "paused: automatic failover is off, PostgreSQL is left alone" } else { "resumed: the agents manage PostgreSQL again" }.into())
+}
+
+/// RFC 7396 JSON merge patch.
+pub fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{LeaderKey, Member};
+
+    fn view() -> ClusterView {
+        let member = |role, pos| Member { role, state: "running".into(), xlog_location: Some(pos), ..Default::default() };
+        let mut v = ClusterView { leader: Some(LeaderKey { name: "n1".into(), lease: 1, mod_revision: 1 }), ..Default::default() };
+        v.members.insert("n1".into(), member(Role::Primary, 10_000_000));
+        v.members.insert("n2".into(), member(Role::Replica, 10_000_000));
+        v.members.insert("n3".into(), member(Role::Replica, 1));
+        v
+    }
+
+    #[test]
+    fn switchover_checks() {
+        let v = view();
+        let req = |c: &str| SwitchoverRequest { candidate: Some(c.into()), ..Default::default() };
+        assert_eq!(check_switchover(&v, &req("n2"), 1 << 20), Ok(()));
+        assert!(matches!(check_switchover(&v, &req("n3"), 1 << 20), Err(OpsError::Refused(m)) if m.contains("lags")));
+        assert!(matches!(check_switchover(&v, &req("n9"), 1 << 20), Err(OpsError::Refused(m)) if m.contains("no member named n9")));
+        assert!(matches!(check_switchover(&v, &req("n1"), 1 << 20), Err(OpsError::Refused(m)) if m.contains("already")));
+        let wrong_leader = SwitchoverRequest { leader: Some("n2".into()), ..Default::default() };
+        assert!(check_switchover(&v, &wrong_leader, 1 << 20).is_err());
+        let bad_time = SwitchoverRequest { scheduled_at: Some("tomorrow".into()), ..Default::default() };
+        assert!(check_switchover(&v, &bad_time, 1 << 20).is_err());
+        let mut headless = v.clone();
+        headless.leader = None;
+        assert!(check_switchover(&headless, &req("n2"), 1 << 20).is_err());
+    }
+
+    #[test]
+    fn merge_patch() {
+        let mut c = serde_json::json!({"ttl": 2, "postgresql": {"parameters": {"a": 1, "b": 2}}});
+        merge(&mut c, &serde_json::json!({"pause": true, "postgresql": {"parameters": {"a": null, "c": 3}}}));
+        assert_eq!(c, serde_json::json!({"ttl": 2, "pause": true, "postgresql": {"parameters": {"b": 2, "c": 3}}}));
+    }
+}

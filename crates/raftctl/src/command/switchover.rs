@@ -1,0 +1,122 @@
+//! `raftctl switchover` and `raftctl failover`: write the request (validated by the
+//! agent's own rules in `raftgres_agent::ops`), then wait until another member holds
+//! the leader key and say who, and how long it took.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::Args;
+use raftgres_agent::dcs::Dcs;
+use raftgres_agent::ops::{self, SwitchoverRequest};
+
+use crate::client::Api;
+use crate::command::cluster::{confirm, open, ClusterArgs};
+
+/// How long to wait for the new primary.
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Args)]
+pub struct SwitchoverArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The current primary (checked; a safety net against switching the wrong cluster).
+    #[arg(long)]
+    pub leader: Option<String>,
+    /// The replica to promote (default: the healthiest).
+    #[arg(long)]
+    pub candidate: Option<String>,
+    /// When to switch over, RFC 3339 (e.g. 2026-12-01T03:00:00Z).
+    #[arg(long)]
+    pub scheduled: Option<String>,
+    /// Cancel a scheduled switchover instead.
+    #[arg(long, conflicts_with_all = ["candidate", "scheduled", "leader"])]
+    pub cancel: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FailoverArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The member to promote.
+    #[arg(long)]
+    pub candidate: String,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub async fn switchover(api: &Api, args: SwitchoverArgs) -> anyhow::Result<()> {
+    let (dcs, view) = open(api, &args.cluster).await?;
+    if args.cancel {
+        println!("{}", ops::cancel_switchover(&dcs).await?);
+        return Ok(());
+    }
+    let old = view.leader_name().unwrap_or("").to_string();
+    let req = SwitchoverRequest { leader: args.leader, candidate: args.candidate, scheduled_at: args.scheduled };
+    let max_lag = ops::dynamic(&view).maximum_lag_on_failover;
+    ops::check_switchover(&view, &req, max_lag)?;
+    let to = req.candidate.as_deref().unwrap_or("the healthiest replica");
+    if !args.force && !confirm(&format!("Switch over from {old} to {to}?")) {
+        bail!("aborted");
+    }
+    println!("{}", ops::switchover(&dcs, &req).await?);
+    if req.scheduled_at.is_some() {
+        return Ok(());
+    }
+    wait_new_primary(&dcs, &old).await
+}
+
+pub async fn failover(api: &Api, args: FailoverArgs) -> anyhow::Result<()> {
+    let (dcs, view) = open(api, &args.cluster).await?;
+    let old = view.leader_name().unwrap_or("").to_string();
+    if let (Some(primary), Some(candidate)) = (view.leader_member(), view.members.get(&args.candidate)) {
+        if let (Some(p), Some(c)) = (primary.xlog_location, candidate.xlog_location) {
+            if p > c {
+                println!("warning: {} is {} bytes behind the primary {old}: writes not yet on it are lost if {old} is not reachable", args.candidate, p - c);
+            }
+        }
+    } else if view.leader.is_none() {
+        println!("warning: the cluster has no primary; {} will be promoted with what it has", args.candidate);
+    }
+    if !args.force && !confirm(&format!("Fail over to {}?", args.candidate)) {
+        bail!("aborted");
+    }
+    println!("{}", ops::failover(&dcs, &args.candidate).await?);
+    wait_new_primary(&dcs, &old).await
+}
+
+/// Until a member other than `old` holds the leader key (and `/failover` is gone).
+async fn wait_new_primary(dcs: &Dcs, old: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < WAIT {
+        if let Ok(view) = dcs.read_cluster().await {
+            if let Some(new) = view.leader_name().filter(|n| *n != old && view.failover.is_none()) {
+                println!("{new} is the new primary ({:.1} s)", started.elapsed().as_secs_f64());
+                return Ok(());
+            }
+            if view.failover.is_none() && view.leader_name() == Some(old) && started.elapsed() > Duration::from_millis(500) {
+                bail!("the switchover was refused or aborted; {old} is still the primary (see its log)");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("no new primary within {WAIT:?}; check `raftctl list` and the logs")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[test]
+    fn parses() {
+        let cli = crate::Cli::parse_from(["raftctl", "switchover", "--candidate", "node2", "--force"]);
+        let crate::Command::Switchover(a) = cli.command else { panic!("not switchover") };
+        assert_eq!(a.candidate.as_deref(), Some("node2"));
+        assert!(a.force && !a.cancel);
+        assert!(crate::Cli::try_parse_from(["raftctl", "switchover", "--cancel", "--candidate", "x"]).is_err());
+        assert!(crate::Cli::try_parse_from(["raftctl", "failover"]).is_err(), "failover needs --candidate");
+    }
+}

@@ -1,0 +1,113 @@
+//! Operating a real three-node cluster with `raftctl`: switchover under a write load
+//! (no acknowledged write lost, the old primary follows the new one), scheduled
+//! switchover cancelled, manual failover, pause (no automatic failover while paused)
+//! and resume, show-config / edit-config with validation, history.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raftgres_tests::lab::{wait_for, Lab};
+
+use crate::writes::{create_table, with_logs, Writer};
+
+const HEAL: Duration = Duration::from_secs(60);
+
+#[test]
+fn switchover_loses_no_acknowledged_write() -> anyhow::Result<()> {
+    let lab = Arc::new(Lab::up(3)?);
+    with_logs(&lab, || {
+        let old = lab.primary()?;
+        create_table(&lab, old)?;
+        lab.psql(old, "insert into t(v) values ('start')")?;
+        lab.wait_healthy(HEAL, "start")?;
+        let candidate = (old + 1) % 3;
+        let writer = Writer::start(lab.clone());
+        std::thread::sleep(Duration::from_secs(1));
+        let out = lab.ctl(&["switchover", "--candidate", &lab.name(candidate), "--force"]);
+        std::thread::sleep(Duration::from_secs(2));
+        let acks = writer.finish()?;
+        let out = out?;
+        assert!(out.contains(&format!("{} is the new primary", lab.name(candidate))), "{out}");
+        assert_eq!(lab.primary()?, candidate);
+        let rows = lab.psql(candidate, "select string_agg(v, ',') from t")?;
+        let present: std::collections::HashSet<&str> = rows.split(',').collect();
+        let lost: Vec<u64> = acks.iter().filter(|a| !present.contains(format!("w{}", a.row).as_str())).map(|a| a.row).collect();
+        assert!(lost.is_empty(), "acknowledged rows lost in the switchover: {lost:?}");
+        assert!(acks.iter().any(|a| a.node == old) && acks.iter().any(|a| a.node == candidate), "writes on both sides");
+        lab.psql(candidate, "insert into t(v) values ('after')")?;
+        assert_eq!(lab.wait_healthy(HEAL, "after")?, candidate, "the old primary follows the new one");
+        let history = lab.ctl(&["history"])?;
+        assert!(history.contains(&lab.name(candidate)), "{history}");
+        Ok(())
+    })
+}
+
+#[test]
+fn scheduled_switchover_can_be_cancelled_and_failover_picks_the_candidate() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    with_logs(&lab, || {
+        let old = lab.primary()?;
+        let out = lab.ctl(&["switchover", "--scheduled", "2099-01-01T00:00:00Z", "--force"])?;
+        assert!(out.contains("scheduled"), "{out}");
+        assert!(lab.ctl(&["switchover", "--force"]).is_err(), "a second request while one is scheduled is refused");
+        assert!(lab.ctl(&["switchover", "--cancel"])?.contains("cancelled"));
+        assert!(lab.ctl(&["switchover", "--cancel"]).is_err(), "nothing left to cancel");
+        let err = lab.ctl(&["switchover", "--candidate", "nosuchnode", "--force"]).expect_err("unknown member");
+        assert!(err.to_string().contains("no member named nosuchnode"), "{err}");
+        let target = (old + 2) % 3;
+        lab.psql(old, "create table f(x int); insert into f values (1)")?;
+        wait_for(HEAL, "the target replica streaming", || {
+            anyhow::ensure!(lab.psql(target, "select count(*) from f")? == "1", "not replayed yet");
+            Ok(())
+        })?;
+        let out = lab.ctl(&["failover", "--candidate", &lab.name(target), "--force"])?;
+        assert!(out.contains(&format!("{} is the new primary", lab.name(target))), "{out}");
+        assert_eq!(lab.primary()?, target);
+        Ok(())
+    })
+}
+
+#[test]
+fn paused_cluster_does_not_fail_over_until_resumed() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    with_logs(&lab, || {
+        let old = lab.primary()?;
+        assert!(lab.ctl(&["pause", "--wait"])?.contains("paused"));
+        assert!(lab.ctl(&["list"])?.contains("Maintenance mode: on"));
+        assert!(lab.ctl(&["pause"]).is_err(), "pausing twice is refused");
+        lab.kill(old)?;
+        // ttl is 2 s: well past it, still nobody was promoted.
+        std::thread::sleep(Duration::from_secs(6));
+        for i in (0..3).filter(|&i| i != old) {
+            assert_eq!(lab.psql(i, "select pg_is_in_recovery()")?, "t", "{} was promoted while paused", lab.name(i));
+        }
+        lab.ctl(&["resume"])?;
+        let started = Instant::now();
+        let new = wait_for(HEAL, "a new primary after resume", || {
+            (0..3).filter(|&i| i != old).find(|&i| lab.psql(i, "select pg_is_in_recovery()").is_ok_and(|r| r == "f")).ok_or_else(|| anyhow::anyhow!("not yet"))
+        })?;
+        assert_ne!(new, old);
+        assert!(started.elapsed() < HEAL);
+        Ok(())
+    })
+}
+
+#[test]
+fn edit_config_validates_and_applies() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    with_logs(&lab, || {
+        let primary = lab.primary()?;
+        let err = lab.ctl(&["edit-config", "-s", "ttl=1", "--force"]).expect_err("unsafe timing");
+        assert!(err.to_string().contains("timing is unsafe"), "{err}");
+        lab.ctl(&["edit-config", "-s", "maximum_lag_on_failover=2097152", "-p", "work_mem=8MB", "--force"])?;
+        let shown = lab.ctl(&["show-config"])?;
+        assert!(shown.contains("maximum_lag_on_failover: 2097152") && shown.contains("work_mem: 8MB"), "{shown}");
+        wait_for(Duration::from_secs(20), "work_mem reloaded on every node", || {
+            for i in [primary, (primary + 1) % 3, (primary + 2) % 3] {
+                anyhow::ensure!(lab.psql(i, "show work_mem")? == "8MB", "{} not yet", lab.name(i));
+            }
+            Ok(())
+        })?;
+        Ok(())
+    })
+}
