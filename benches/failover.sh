@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Failover benchmark: how long after a crash of the primary's whole node (kill -9 of the
 # agent, the store and PostgreSQL) a new primary accepts writes, on a 3-node lab at the
-# default settings (ttl 2 s). Also: kill -9 of the postmaster alone -> writable again.
+# default settings (ttl 2 s). Also: kill -9 of the postmaster alone -> writable again,
+# and the write gap of a planned switchover (`raftctl switchover`) seen by a client that
+# writes in a loop to whichever node accepts.
 #   bash benches/failover.sh [ROUNDS]          (default 5; run as root or a normal user)
 # Prints one line per round and p50/max per fault. For Patroni + etcd on this machine
 # the node-kill figure is ~28 s at its defaults (benches/peers.sh measures it side by side).
@@ -64,6 +66,24 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "round $r: postmaster kill on node$P -> writable after $ms ms"
     wait_healthy
 done
+SWITCH_GAP=()
+for r in $(seq 1 "$ROUNDS"); do
+    P=$(primary); C=$(( P % 3 + 1 ))
+    log=$(mktemp)
+    ( end=$(( $(now_ms) + 6000 )); n=1
+      while [ "$(now_ms)" -lt $end ]; do
+          sql "$n" "insert into bench(at) values (now())" >/dev/null && now_ms >>"$log" || n=$(( n % 3 + 1 ))
+      done ) &
+    writer=$!
+    sleep 1.5
+    "$RAFTCTL" --endpoints 127.0.0.1:$((BASE - 3053)) switchover --candidate "node$C" --force >/dev/null
+    wait $writer
+    ms=$(awk 'NR > 1 && $1 - prev > max {max = $1 - prev} {prev = $1} END {print max + 0}' "$log"); rm -f "$log"
+    SWITCH_GAP+=("$ms")
+    echo "round $r: switchover node$P -> node$C: longest write gap $ms ms"
+    wait_healthy
+done
 echo
 echo "node kill -> new primary writable:       $(printf '%s\n' "${NODE_KILL[@]}" | stats)"
 echo "postmaster kill -> writable again:       $(printf '%s\n' "${PM_KILL[@]}" | stats)"
+echo "switchover -> longest client write gap:  $(printf '%s\n' "${SWITCH_GAP[@]}" | stats)"

@@ -10,6 +10,7 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v ip >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v psql >/dev/null || need+=(postgresql-client)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 [ -x /usr/lib/postgresql/15/bin/pg_ctl ] || need+=(postgresql-15)
 
 if ((${#need[@]})); then
@@ -19,6 +20,10 @@ if ((${#need[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+    # Debian's haproxy package starts its own service; the lab runs its own HAProxy.
+    if [[ " ${need[*]} " == *" haproxy "* ]]; then
+        $SUDO systemctl disable --now haproxy 2>/dev/null || $SUDO service haproxy stop 2>/dev/null || true
+    fi
 fi
 
 # PostgreSQL refuses to run as root: the lab and the tests run nodes as this user.

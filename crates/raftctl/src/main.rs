@@ -48,6 +48,12 @@ pub enum Command {
     EditConfig(command::config::EditConfigArgs),
     /// The promotions recorded in `/history`.
     History(command::history::HistoryArgs),
+    /// The members as a replication tree.
+    Topology(command::topology::TopologyArgs),
+    /// A libpq connection string for the primary (or a named member).
+    Dsn(command::topology::DsnArgs),
+    /// raftctl's version and every member's raftgres and PostgreSQL versions.
+    Version(command::topology::TopologyArgs),
     /// A local cluster on this machine: up, status, kill, start, pause, resume, logs, down.
     Lab(command::lab::LabArgs),
 }
@@ -91,6 +97,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resume(args) => command::pause::run(&connect(&cli.endpoints).await?, args, false).await,
         Command::ShowConfig(args) => command::config::show(&connect(&cli.endpoints).await?, args).await,
         Command::EditConfig(args) => command::config::edit(&connect(&cli.endpoints).await?, args).await,
+        Command::Topology(args) => command::topology::topology(&connect(&cli.endpoints).await?, args).await,
+        Command::Dsn(args) => command::topology::dsn(&connect(&cli.endpoints).await?, args).await,
+        Command::Version(args) => command::topology::version(&connect(&cli.endpoints).await?, args).await,
         Command::History(args) => command::history::run(&connect(&cli.endpoints).await?, args, cli.output).await,
     }
 }

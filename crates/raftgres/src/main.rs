@@ -122,8 +122,10 @@ async fn start_agent(
     });
     tracing::info!(rest = %rest_addr, scope = %scope, "PostgreSQL agent and REST API started");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(agent.run(async move {
+    let (commands, command_rx) = raftgres_agent::ha::commands::channel();
+    let task = tokio::spawn(agent.run(command_rx, async move {
         let _ = stopped.await;
+        drop(commands);
     }));
     Ok((stop, task))
 }

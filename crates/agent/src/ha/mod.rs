@@ -12,6 +12,7 @@
 //! nobody holds it → race for it if eligible (`election`), else wait.
 
 mod bootstrap;
+pub mod commands;
 pub mod election;
 pub mod lease;
 mod primary;
@@ -125,8 +126,9 @@ impl Agent {
         &self.config.name
     }
 
-    /// Runs until `shutdown` completes, then stops PostgreSQL and hands the leader key over.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+    /// Runs until `shutdown` completes, then stops PostgreSQL and hands the leader key
+    /// over. Operator commands arrive on `commands` and run between cycles.
+    pub async fn run(mut self, mut commands: commands::CommandReceiver, shutdown: impl std::future::Future<Output = ()>) {
         if let Err(e) = crate::postgres::conf::write_pgpass(&self.config.postgresql) {
             tracing::error!("{e}");
         }
@@ -145,6 +147,11 @@ impl Agent {
                 Some(()) = wake.recv() => {
                     tokio::time::sleep(MIN_CYCLE_GAP.saturating_sub(started.elapsed())).await;
                     while wake.try_recv().is_ok() {}
+                }
+                Some((command, reply)) = commands.recv() => {
+                    let answer = self.execute(command).await;
+                    tracing::info!("{command:?} on request: {}", match &answer { Ok(m) | Err(m) => m });
+                    let _ = reply.send(answer);
                 }
                 () = &mut shutdown => break,
             }

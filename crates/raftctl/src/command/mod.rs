@@ -8,3 +8,4 @@ pub mod list;
 pub mod members;
 pub mod pause;
 pub mod switchover;
+pub mod topology;
