@@ -84,15 +84,26 @@ impl Agent {
         let Some(leader) = view.leader_member().filter(|m| m.role == Role::Primary && m.state == "running") else {
             return "waiting for a running primary to clone from".into();
         };
-        let Some((host, port)) = leader.host_port() else { return "the leader's conn_url is malformed; waiting".into() };
-        let leader_name = view.leader_name().unwrap_or_default().to_string();
+        // A streaming replica tagged `clonefrom` spares the primary the copy (Patroni's rule).
+        let source = view
+            .members
+            .iter()
+            .filter(|(n, m)| *n != &self.config.name && m.tags.clonefrom && m.state == "running" && m.replication_state.is_some())
+            .max_by_key(|(_, m)| m.xlog_location.unwrap_or(0))
+            .map(|(n, m)| (n.clone(), m))
+            .unwrap_or((view.leader_name().unwrap_or_default().to_string(), leader));
+        let Some((host, port)) = source.1.host_port() else { return format!("{}'s conn_url is malformed; waiting", source.0) };
+        let leader_name = source.0;
         tracing::info!("I am {}: cloning {leader_name} ({host}:{port}) with pg_basebackup", self.config.name);
         self.publish_state("creating replica");
         let started = Instant::now();
         if let Err(e) = self.pg.basebackup(&host, port).await {
             return format!("clone from {leader_name} failed: {e}; will retry");
         }
-        if let Err(e) = self.configure_replica(&host, port) {
+        // Stream from the primary whatever the clone came from; the next cycle applies
+        // `replicatefrom` if the member has it.
+        let (up_host, up_port) = leader.host_port().unwrap_or((host, port));
+        if let Err(e) = self.configure_replica(&up_host, up_port) {
             return format!("cannot configure the clone: {e}");
         }
         if let Err(e) = self.pg.start().await {
