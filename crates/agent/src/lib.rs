@@ -13,6 +13,7 @@ pub mod config;
 pub mod dcs;
 pub mod fence;
 pub mod ha;
+pub mod http;
 pub mod ops;
 pub mod postgres;
 pub mod rest;

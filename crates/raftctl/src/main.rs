@@ -48,6 +48,12 @@ pub enum Command {
     EditConfig(command::config::EditConfigArgs),
     /// The promotions recorded in `/history`.
     History(command::history::HistoryArgs),
+    /// Restart PostgreSQL on a member (now, --pending, or --scheduled; --cancel).
+    Restart(command::node_ops::RestartArgs),
+    /// Reload PostgreSQL's configuration on a member.
+    Reload(command::node_ops::NodeArgs),
+    /// Wipe a replica's data directory and clone the primary again.
+    Reinit(command::node_ops::NodeArgs),
     /// The members as a replication tree.
     Topology(command::topology::TopologyArgs),
     /// A libpq connection string for the primary (or a named member).
@@ -97,6 +103,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resume(args) => command::pause::run(&connect(&cli.endpoints).await?, args, false).await,
         Command::ShowConfig(args) => command::config::show(&connect(&cli.endpoints).await?, args).await,
         Command::EditConfig(args) => command::config::edit(&connect(&cli.endpoints).await?, args).await,
+        Command::Restart(args) => command::node_ops::restart(&connect(&cli.endpoints).await?, args).await,
+        Command::Reload(args) => command::node_ops::reload(&connect(&cli.endpoints).await?, args).await,
+        Command::Reinit(args) => command::node_ops::reinit(&connect(&cli.endpoints).await?, args).await,
         Command::Topology(args) => command::topology::topology(&connect(&cli.endpoints).await?, args).await,
         Command::Dsn(args) => command::topology::dsn(&connect(&cli.endpoints).await?, args).await,
         Command::Version(args) => command::topology::version(&connect(&cli.endpoints).await?, args).await,

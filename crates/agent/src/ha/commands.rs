@@ -2,7 +2,7 @@
 //! PostgreSQL, reload its configuration, re-initialize a replica from the primary.
 //! They run inside the HA loop, between cycles, so they never race its decisions.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,6 +20,10 @@ pub enum Command {
     Reload,
     /// Replica only: wipe the data directory and clone the primary again.
     Reinit,
+    /// A restart at a later time (one at a time per node).
+    ScheduleRestart { at: SystemTime, only_pending: bool },
+    /// Forget the scheduled restart.
+    CancelRestart,
 }
 
 /// The answer: what was done, or why not.
@@ -40,6 +44,17 @@ impl Agent {
             return Err("the cluster is paused: resume it first".into());
         }
         match command {
+            Command::ScheduleRestart { at, only_pending } => {
+                if self.scheduled_restart.is_some() {
+                    return Err("a restart is already scheduled on this node: cancel it first".into());
+                }
+                self.scheduled_restart = Some((at, only_pending));
+                Ok(format!("restart scheduled at {}", humantime::format_rfc3339_seconds(at)))
+            }
+            Command::CancelRestart => match self.scheduled_restart.take() {
+                Some(_) => Ok("scheduled restart cancelled".into()),
+                None => Err("no restart is scheduled on this node".into()),
+            },
             Command::Reload => {
                 self.configure(self.current_upstream().as_ref()).map_err(|e| e.to_string())?;
                 self.pg.reload().await.map_err(|e| e.to_string())?;
@@ -74,6 +89,17 @@ impl Agent {
                 self.expect_running = false;
                 self.pg.remove_data_dir().map_err(|e| e.to_string())?;
                 Ok("data directory removed; cloning the primary in the next cycle".into())
+            }
+        }
+    }
+
+    /// Runs the scheduled restart once its time has come.
+    pub(super) async fn run_due_restart(&mut self) {
+        if let Some((at, only_pending)) = self.scheduled_restart {
+            if at <= SystemTime::now() {
+                self.scheduled_restart = None;
+                let answer = self.execute(Command::Restart { only_pending }).await;
+                tracing::info!("scheduled restart: {}", match &answer { Ok(m) | Err(m) => m });
             }
         }
     }

@@ -8,8 +8,6 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use crate::cluster::ClusterView;
 use crate::config::Tags;
 use crate::state::PgStatus;
@@ -61,7 +59,7 @@ pub async fn probe_peers(view: &ClusterView, me: &str) -> Vec<PeerReport> {
     let probes = view.members.iter().filter(|(name, _)| name.as_str() != me).map(|(name, m)| {
         let (name, url) = (name.clone(), m.api_url.clone());
         async move {
-            let body = tokio::time::timeout(PROBE_TIMEOUT, http_get(&url)).await.ok()?.ok()?;
+            let body = tokio::time::timeout(PROBE_TIMEOUT, crate::http::get(&url)).await.ok()?.ok()?;
             parse_report(&name, &body)
         }
     });
@@ -82,19 +80,6 @@ fn parse_report(name: &str, body: &str) -> Option<PeerReport> {
         nofailover: tags.and_then(|t| t.get("nofailover")).and_then(serde_json::Value::as_bool).unwrap_or(false),
         priority: tags.and_then(|t| t.get("failover_priority")).and_then(serde_json::Value::as_i64).unwrap_or(1),
     })
-}
-
-/// A minimal HTTP/1.0 GET of `http://host:port/path`; returns the body of a 2xx/503 answer.
-pub async fn http_get(url: &str) -> std::io::Result<String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| std::io::Error::other("only http:// URLs"))?;
-    let (hostport, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let mut stream = tokio::net::TcpStream::connect(hostport).await?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {hostport}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.take(1 << 20).read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw);
-    let (_, body) = text.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other("malformed HTTP answer"))?;
-    Ok(body.to_string())
 }
 
 #[cfg(test)]

@@ -77,6 +77,8 @@ pub struct Agent {
     replica_crashes: u32,
     /// When the agent last started PostgreSQL as a replica (restarts are spaced by loop_wait).
     last_start: Option<Instant>,
+    /// A restart an operator scheduled on this node: (when, only if pending).
+    scheduled_restart: Option<(SystemTime, bool)>,
     last_member_write: Option<(String, Instant)>,
     last_status_write: Option<(u64, Instant)>,
     last_action: String,
@@ -109,6 +111,7 @@ impl Agent {
                 needs_rewind: false,
                 replica_crashes: 0,
                 last_start: None,
+                scheduled_restart: None,
                 last_member_write: None,
                 last_status_write: None,
                 last_action: String::new(),
@@ -141,6 +144,7 @@ impl Agent {
             let started = Instant::now();
             let action = self.cycle().await;
             self.report(action);
+            self.run_due_restart().await;
             let wait = self.next_wait();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}

@@ -6,6 +6,7 @@ pub mod history;
 pub mod lab;
 pub mod list;
 pub mod members;
+pub mod node_ops;
 pub mod pause;
 pub mod switchover;
 pub mod topology;
