@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, builds every binary, runs every test.
+# The test command: installs what is missing, builds every binary, runs every test, then
+# runs the README's lab commands verbatim (deploy/readme-smoke.sh).
 #   bash deploy/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,3 +13,5 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast -- --test-threads 1
 fi
+echo "test: the README's lab commands"
+bash deploy/readme-smoke.sh
