@@ -137,6 +137,27 @@ pub struct FailoverRequest {
     pub scheduled_at: Option<String>,
 }
 
+/// The value of `/sync` (Patroni's): which members PostgreSQL's
+/// `synchronous_standby_names` waits for. Only they (and the primary) may be promoted
+/// automatically in synchronous mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SyncState {
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// Comma-separated member names, or null when nobody is synchronous.
+    #[serde(default)]
+    pub sync_standby: Option<String>,
+}
+
+impl SyncState {
+    pub fn members(&self) -> Vec<String> {
+        self.sync_standby
+            .as_deref()
+            .map(|s| s.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// The leader key's holder and the key's revision (for compare-and-swap).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderKey {
@@ -160,6 +181,8 @@ pub struct ClusterView {
     pub history: Vec<HistoryEntry>,
     pub status: Option<ClusterStatus>,
     pub failover: Option<FailoverRequest>,
+    /// `/sync` with its mod revision.
+    pub sync: Option<(SyncState, i64)>,
 }
 
 impl ClusterView {
@@ -169,6 +192,15 @@ impl ClusterView {
 
     pub fn leader_member(&self) -> Option<&Member> {
         self.leader_name().and_then(|n| self.members.get(n))
+    }
+
+    /// The synchronous standbys `/sync` names for the current leader (empty if `/sync`
+    /// belongs to an earlier leader or is missing).
+    pub fn sync_standbys(&self) -> Vec<String> {
+        match (&self.sync, self.leader_name()) {
+            (Some((s, _)), Some(l)) if s.leader.as_deref() == Some(l) => s.members(),
+            _ => Vec::new(),
+        }
     }
 
     /// `pause: true` in `/config`.

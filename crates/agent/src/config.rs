@@ -209,6 +209,15 @@ pub struct DynamicConfig {
     pub primary_start_timeout: u64,
     #[serde(default)]
     pub pause: bool,
+    /// Commits wait for `synchronous_node_count` standbys listed in `/sync`; only those
+    /// may be promoted automatically.
+    #[serde(default)]
+    pub synchronous_mode: bool,
+    /// Never fall back to asynchronous replication: with no standby available, commits block.
+    #[serde(default)]
+    pub synchronous_mode_strict: bool,
+    #[serde(default = "default_sync_count")]
+    pub synchronous_node_count: u32,
     #[serde(default)]
     pub postgresql: DynamicPostgres,
 }
@@ -219,6 +228,10 @@ pub struct DynamicPostgres {
     pub parameters: BTreeMap<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_pg_rewind: Option<bool>,
+}
+
+fn default_sync_count() -> u32 {
+    1
 }
 
 fn default_max_lag() -> u64 {
@@ -246,7 +259,7 @@ impl DynamicConfig {
         let mut known = serde_json::Map::new();
         if let Some(obj) = value.as_object() {
             for key in ["ttl", "loop_wait", "retry_timeout", "safety_margin", "maximum_lag_on_failover",
-                "primary_start_timeout", "pause", "postgresql"] {
+                "primary_start_timeout", "pause", "synchronous_mode", "synchronous_mode_strict", "synchronous_node_count", "postgresql"] {
                 if let Some(v) = obj.get(key) {
                     known.insert(key.to_string(), v.clone());
                 }
@@ -254,6 +267,9 @@ impl DynamicConfig {
         }
         let config: DynamicConfig = serde_json::from_value(serde_json::Value::Object(known)).map_err(|e| e.to_string())?;
         config.timing().check()?;
+        if config.synchronous_node_count == 0 {
+            return Err("synchronous_node_count must be at least 1".into());
+        }
         Ok(config)
     }
 }

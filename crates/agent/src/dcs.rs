@@ -19,7 +19,7 @@ pub use raftgres_etcd_api::prefix_end;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use crate::cluster::{ClusterStatus, ClusterView, FailoverRequest, HistoryEntry, Keys, LeaderKey, Member};
+use crate::cluster::{ClusterStatus, ClusterView, FailoverRequest, HistoryEntry, Keys, LeaderKey, Member, SyncState};
 
 /// Why a store request failed.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +96,7 @@ impl Dcs {
                 "history" => view.history = serde_json::from_str::<Vec<HistoryEntry>>(&value).unwrap_or_default(),
                 "status" => view.status = serde_json::from_str::<ClusterStatus>(&value).ok(),
                 "failover" => view.failover = serde_json::from_str::<FailoverRequest>(&value).ok(),
+                "sync" => view.sync = serde_json::from_str::<SyncState>(&value).ok().map(|s| (s, kv.mod_revision)),
                 other => {
                     if let Some(name) = other.strip_prefix("members/") {
                         match serde_json::from_str::<Member>(&value) {

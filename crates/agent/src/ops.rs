@@ -101,6 +101,9 @@ pub async fn switchover(dcs: &Dcs, req: &SwitchoverRequest) -> Result<String, Op
     let view = dcs.read_cluster().await.map_err(store)?;
     let max_lag = dynamic(&view).maximum_lag_on_failover;
     check_switchover(&view, req, max_lag)?;
+    if let Some(c) = &req.candidate {
+        check_sync_candidate(&view, c)?;
+    }
     let leader = view.leader_name().map(str::to_string);
     let value = FailoverRequest { leader: leader.clone(), member: req.candidate.clone(), scheduled_at: req.scheduled_at.clone() };
     write_failover(dcs, &value).await?;
@@ -124,9 +127,25 @@ pub async fn failover(dcs: &Dcs, candidate: &str) -> Result<String, OpsError> {
     if view.leader_name() == Some(candidate) {
         return Err(OpsError::Refused(format!("{candidate} is already the primary")));
     }
+    check_sync_candidate(&view, candidate)?;
     let value = FailoverRequest { leader: None, member: Some(candidate.to_string()), scheduled_at: None };
     write_failover(dcs, &value).await?;
     Ok(format!("failover to {candidate} requested"))
+}
+
+/// In synchronous mode only a standby `/sync` lists holds every acknowledged commit.
+pub fn check_sync_candidate(view: &ClusterView, candidate: &str) -> Result<(), OpsError> {
+    if !dynamic(view).synchronous_mode {
+        return Ok(());
+    }
+    let listed = view.sync.as_ref().map(|(s, _)| s.members()).unwrap_or_default();
+    if listed.iter().any(|m| m == candidate) {
+        return Ok(());
+    }
+    Err(OpsError::Refused(format!(
+        "synchronous_mode is on and {candidate} is not a synchronous standby (synchronous: {}); it could miss acknowledged commits",
+        if listed.is_empty() { "none".to_string() } else { listed.join(", ") }
+    )))
 }
 
 async fn write_failover(dcs: &Dcs, value: &FailoverRequest) -> Result<(), OpsError> {

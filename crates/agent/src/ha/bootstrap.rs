@@ -132,7 +132,11 @@ impl Agent {
 
     /// Writes the config files for a primary (`upstream` None) or a replica.
     pub(super) fn configure(&self, upstream: Option<&conf::Upstream>) -> Result<bool, crate::postgres::PgError> {
-        let dynamic: std::collections::BTreeMap<String, serde_json::Value> = self.dynamic.postgresql.parameters.clone();
+        let mut dynamic: std::collections::BTreeMap<String, serde_json::Value> = self.dynamic.postgresql.parameters.clone();
+        if upstream.is_none() {
+            // Only the primary waits for standbys (see `sync`).
+            dynamic.insert("synchronous_standby_names".into(), serde_json::Value::String(self.sync_names.clone()));
+        }
         let params = conf::parameters(&self.config.postgresql, &self.config.name, &dynamic, upstream);
         conf::write_hba(&self.config.postgresql)?;
         conf::write_server_conf(self.pg.data_dir(), &params)

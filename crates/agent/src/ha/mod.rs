@@ -18,6 +18,7 @@ pub mod lease;
 mod primary;
 mod replica;
 mod switchover;
+mod sync;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -79,6 +80,8 @@ pub struct Agent {
     last_start: Option<Instant>,
     /// A restart an operator scheduled on this node: (when, only if pending).
     scheduled_restart: Option<(SystemTime, bool)>,
+    /// `synchronous_standby_names` this primary sets (see `sync`); empty = asynchronous.
+    sync_names: String,
     last_member_write: Option<(String, Instant)>,
     last_status_write: Option<(u64, Instant)>,
     last_action: String,
@@ -112,6 +115,7 @@ impl Agent {
                 replica_crashes: 0,
                 last_start: None,
                 scheduled_restart: None,
+                sync_names: String::new(),
                 last_member_write: None,
                 last_status_write: None,
                 last_action: String::new(),

@@ -80,6 +80,7 @@ impl Agent {
         if self.config.postgresql.use_slots {
             self.sync_slots(view).await;
         }
+        self.manage_sync(view, pg).await;
         if let Some(optime) = pg.wal_lsn {
             let due = self.last_status_write.map_or(true, |(old, at)| old != optime && at.elapsed() >= self.timing().loop_wait);
             if due {
@@ -138,8 +139,12 @@ impl Agent {
             Ok(pos) => pos,
             Err(why) => return format!("no leader: I am {me} and may not take over ({why})"),
         };
+        if !self.may_promote_in_sync_mode(view, &me) {
+            return format!("no leader: I am {me}, not a synchronous standby (synchronous_mode): only a member listed in /sync may take over");
+        }
         if !chosen {
-            let peers = probe_peers(view, &me).await;
+            let mut peers = probe_peers(view, &me).await;
+            peers.retain(|p| self.may_promote_in_sync_mode(view, &p.name));
             if let Some(p) = peers.iter().find(|p| p.primary && p.running) {
                 return format!("no leader, but {} still runs as primary: not racing", p.name);
             }
@@ -162,6 +167,22 @@ impl Agent {
         }
     }
 
+    /// In synchronous mode only the former primary and the standbys `/sync` lists hold
+    /// every acknowledged commit. Without `/sync` (never synchronous yet), or with nobody
+    /// listed in the non-strict mode (it had fallen back to asynchronous), anyone may.
+    fn may_promote_in_sync_mode(&self, view: &ClusterView, name: &str) -> bool {
+        if !self.dynamic.synchronous_mode {
+            return true;
+        }
+        match view.sync.as_ref().map(|(s, _)| s) {
+            None => !self.dynamic.synchronous_mode_strict,
+            Some(s) => {
+                let listed = s.members();
+                s.leader.as_deref() == Some(name) || listed.iter().any(|m| m == name) || (listed.is_empty() && !self.dynamic.synchronous_mode_strict)
+            }
+        }
+    }
+
     async fn start_read_only(&mut self) -> Result<(), String> {
         self.configure(None).map_err(|e| e.to_string())?;
         conf::set_standby(self.pg.data_dir(), true).map_err(|e| e.to_string())?;
@@ -175,13 +196,18 @@ impl Agent {
         let me = self.config.name.clone();
         let started = Instant::now();
         self.arm_fencer();
+        // In synchronous mode, commits on the new primary wait for a standby from the
+        // start ('*': any); the next cycles name the standbys and fill /sync.
+        // The configuration of a primary (no primary_conninfo) goes in before the
+        // promotion, so the first commit already waits as it should.
+        self.sync_names = if self.dynamic.synchronous_mode { "*".into() } else { String::new() };
+        if matches!(self.configure(None), Ok(true)) {
+            let _ = self.pg.reload().await;
+        }
         if let Err(e) = self.promote_and_wait().await {
             return format!("promotion failed: {e}");
         }
         let promoted_in = started.elapsed();
-        if matches!(self.configure(None), Ok(true)) {
-            let _ = self.pg.reload().await;
-        }
         self.arm_fencer();
         if view.failover.is_some() {
             let _ = self.dcs.delete(&self.dcs.keys.failover()).await;

@@ -33,7 +33,8 @@ impl Agent {
             let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
             return Some("ignored a switchover request that does not apply to me (I am the primary)".into());
         }
-        let candidate = match request.member.clone().or_else(|| best_candidate(view, &me)) {
+        let sync_only = self.dynamic.synchronous_mode.then(|| view.sync_standbys());
+        let candidate = match request.member.clone().or_else(|| best_candidate(view, &me, sync_only.as_deref())) {
             Some(c) => c,
             None => {
                 let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
@@ -102,11 +103,13 @@ impl Agent {
     }
 }
 
-/// The running replica (streaming first) with the most WAL, not tagged nofailover.
-fn best_candidate(view: &ClusterView, me: &str) -> Option<String> {
+/// The running replica (streaming first) with the most WAL, not tagged nofailover, and
+/// in synchronous mode one of the synchronous standbys (`sync_only`).
+fn best_candidate(view: &ClusterView, me: &str, sync_only: Option<&[String]>) -> Option<String> {
     view.members
         .iter()
         .filter(|(n, m)| n.as_str() != me && m.role == Role::Replica && m.state == "running" && !m.tags.nofailover)
+        .filter(|(n, _)| sync_only.is_none_or(|s| s.contains(n)))
         .max_by_key(|(_, m)| (m.replication_state.is_some(), m.xlog_location.unwrap_or(0), m.tags.failover_priority.unwrap_or(1)))
         .map(|(n, _)| n.clone())
 }

@@ -132,6 +132,7 @@ pub fn rows(view: &ClusterView, raft: &BTreeMap<String, String>) -> Vec<ListRow>
         .leader_member()
         .and_then(|m| m.xlog_location)
         .or(view.status.as_ref().map(|s| s.optime));
+    let sync = view.sync_standbys();
     // `view.members` is a BTreeMap: already sorted by name.
     view.members
         .iter()
@@ -151,7 +152,14 @@ pub fn rows(view: &ClusterView, raft: &BTreeMap<String, String>) -> Vec<ListRow>
             ListRow {
                 member: name.clone(),
                 host: host_of(m),
-                role: if is_leader { "Leader" } else { "Replica" }.to_string(),
+                role: if is_leader {
+                    "Leader"
+                } else if sync.contains(name) {
+                    "Sync Standby"
+                } else {
+                    "Replica"
+                }
+                .to_string(),
                 state,
                 tl: m.timeline,
                 receive_lsn: receive.map(format_lsn),

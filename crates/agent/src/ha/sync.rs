@@ -1,0 +1,143 @@
+//! Synchronous replication (`synchronous_mode`), managed by the primary each cycle, in
+//! the order that keeps the guarantee "every acknowledged commit is on every member
+//! `/sync` names":
+//!
+//! 1. shrink `/sync` to the standbys that stay (a standby leaves `/sync` before
+//!    PostgreSQL stops waiting for it, so it can no longer be promoted once it may miss
+//!    commits);
+//! 2. set `synchronous_standby_names` to `FIRST n (the standbys wanted)` and reload;
+//! 3. grow `/sync` with the wanted standbys PostgreSQL reports as `sync` (a standby
+//!    joins `/sync` only once commits wait for it).
+//!
+//! With no standby available, `synchronous_mode_strict` keeps commits waiting
+//! (`synchronous_standby_names = '*'`); the non-strict mode falls back to asynchronous
+//! replication and says so in `/sync` (no standby listed).
+
+use super::Agent;
+use crate::cluster::{ClusterView, SyncState};
+use crate::state::PgStatus;
+
+/// `FIRST n ("a", "b")`, or the strict/async fallbacks.
+pub fn standby_names(wanted: &[String], n: u32, strict: bool) -> String {
+    if wanted.is_empty() {
+        return if strict { "*".into() } else { String::new() };
+    }
+    let quoted: Vec<String> = wanted.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
+    format!("FIRST {n} ({})", quoted.join(", "))
+}
+
+/// The standbys to wait for: streaming, known members, not tagged nosync; those already
+/// synchronous first (no needless churn), then the most advanced; at most `n`.
+pub fn choose(view: &ClusterView, pg: &PgStatus, me: &str, n: u32) -> Vec<String> {
+    let current = view.sync_standbys();
+    let mut candidates: Vec<(bool, u64, String)> = pg
+        .replication
+        .iter()
+        .filter(|r| r.state == "streaming" && r.application_name != me)
+        .filter_map(|r| {
+            let m = view.members.get(&r.application_name)?;
+            (!m.tags.nosync).then(|| (current.contains(&r.application_name), m.xlog_location.unwrap_or(0), r.application_name.clone()))
+        })
+        .collect();
+    candidates.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    candidates.into_iter().take(n as usize).map(|(_, _, name)| name).collect()
+}
+
+impl Agent {
+    /// Steps 1–3 of the module doc; returns true when PostgreSQL's configuration changed.
+    pub(super) async fn manage_sync(&mut self, view: &ClusterView, pg: &PgStatus) {
+        let me = self.config.name.clone();
+        let key = self.dcs.keys.sync();
+        if !self.dynamic.synchronous_mode {
+            if !self.sync_names.is_empty() {
+                self.sync_names.clear();
+                self.reload_primary_conf().await;
+            }
+            if view.sync.is_some() {
+                let _ = self.dcs.delete(&key).await;
+            }
+            return;
+        }
+        let n = self.dynamic.synchronous_node_count;
+        let wanted = choose(view, pg, &me, n);
+        let listed = view.sync_standbys();
+        // 1. shrink
+        let staying: Vec<String> = listed.iter().filter(|s| wanted.contains(s)).cloned().collect();
+        if staying != listed && !self.write_sync(&staying).await {
+            return;
+        }
+        // 2. PostgreSQL waits for the wanted standbys
+        let names = standby_names(&wanted, n, self.dynamic.synchronous_mode_strict);
+        if names != self.sync_names {
+            tracing::info!("synchronous_standby_names = '{names}'");
+            self.sync_names = names;
+            self.reload_primary_conf().await;
+            return; // PostgreSQL reports the new sync states in a later cycle
+        }
+        // 3. grow with the standbys PostgreSQL now waits for
+        let confirmed: Vec<String> = wanted
+            .iter()
+            .filter(|w| pg.replication.iter().any(|r| &r.application_name == *w && matches!(r.sync_state.as_str(), "sync" | "quorum")))
+            .cloned()
+            .collect();
+        let in_key = view.sync.as_ref().map(|(s, _)| s.leader.as_deref() == Some(me.as_str())).unwrap_or(false);
+        if confirmed != staying || !in_key {
+            self.write_sync(&confirmed).await;
+        }
+    }
+
+    async fn write_sync(&self, standbys: &[String]) -> bool {
+        let value = SyncState {
+            leader: Some(self.config.name.clone()),
+            sync_standby: (!standbys.is_empty()).then(|| standbys.join(",")),
+        };
+        let Ok(json) = serde_json::to_string(&value) else { return false };
+        match self.dcs.put(&self.dcs.keys.sync(), &json, 0).await {
+            Ok(()) => {
+                tracing::info!("/sync: synchronous standbys {}", if standbys.is_empty() { "none".to_string() } else { standbys.join(", ") });
+                true
+            }
+            Err(e) => {
+                tracing::warn!("cannot write /sync: {e}");
+                false
+            }
+        }
+    }
+
+    async fn reload_primary_conf(&mut self) {
+        if matches!(self.configure(None), Ok(true)) {
+            if let Err(e) = self.pg.reload().await {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{LeaderKey, Member, Role};
+    use crate::config::Tags;
+    use crate::state::ReplicationRow;
+
+    #[test]
+    fn names() {
+        assert_eq!(standby_names(&["n2".into(), "n3".into()], 1, false), r#"FIRST 1 ("n2", "n3")"#);
+        assert_eq!(standby_names(&[], 1, true), "*");
+        assert_eq!(standby_names(&[], 1, false), "");
+    }
+
+    #[test]
+    fn chooses_streaming_non_nosync_current_first() {
+        let mut view = ClusterView { leader: Some(LeaderKey { name: "n1".into(), lease: 1, mod_revision: 1 }), ..Default::default() };
+        for (name, pos, nosync) in [("n2", 10, false), ("n3", 20, false), ("n4", 30, true)] {
+            view.members.insert(name.into(), Member { role: Role::Replica, xlog_location: Some(pos), tags: Tags { nosync, ..Default::default() }, ..Default::default() });
+        }
+        let row = |n: &str| ReplicationRow { application_name: n.into(), state: "streaming".into(), ..Default::default() };
+        let pg = PgStatus { replication: vec![row("n2"), row("n3"), row("n4"), row("stranger")], ..Default::default() };
+        assert_eq!(choose(&view, &pg, "n1", 1), vec!["n3".to_string()], "most advanced, nosync skipped");
+        view.sync = Some((SyncState { leader: Some("n1".into()), sync_standby: Some("n2".into()) }, 1));
+        assert_eq!(choose(&view, &pg, "n1", 1), vec!["n2".to_string()], "the current one stays");
+        assert_eq!(choose(&view, &pg, "n1", 5).len(), 2);
+    }
+}
