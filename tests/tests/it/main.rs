@@ -10,6 +10,7 @@ mod lease;
 mod ops;
 mod partition;
 mod store;
+mod sync;
 mod writes;
 
 use std::time::Duration;
