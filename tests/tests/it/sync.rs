@@ -154,3 +154,31 @@ fn non_strict_mode_falls_back_to_async_and_replaces_a_lost_standby() -> anyhow::
         Ok(())
     })
 }
+
+#[test]
+fn sync_mode_partitioned_primary_loses_no_acknowledged_commit() -> anyhow::Result<()> {
+    let lab = Arc::new(Lab::up_netns(3)?);
+    with_logs(&lab, || {
+        let primary = lab.primary()?;
+        create_table(&lab, primary)?;
+        let (old, sync) = enable_sync(&lab, &[])?;
+        let writer = Writer::start(lab.clone());
+        std::thread::sleep(Duration::from_secs(1));
+        let t0 = std::time::Instant::now();
+        let new = lab.partition(old).and_then(|()| {
+            wait_for(HEAL, "another node accepting writes", || writer.other_writer(old).ok_or_else(|| anyhow::anyhow!("not yet")))
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let healed = lab.heal();
+        std::thread::sleep(Duration::from_secs(2));
+        let acks = writer.finish()?;
+        let new = new?;
+        healed?;
+        assert_eq!(new, sync, "only the synchronous standby may be promoted");
+        assert_one_writer_at_a_time(&acks, old, new, t0);
+        assert_none_lost(&lab, new, &acks)?;
+        lab.psql(new, "insert into t(v) values ('healed')")?;
+        assert_eq!(lab.wait_healthy(HEAL, "healed")?, new);
+        Ok(())
+    })
+}
