@@ -304,6 +304,19 @@ impl Lab {
     pub fn rest_host(&self, i: usize) -> String {
         self.host(i)
     }
+    /// `METHOD path` with a JSON `body` on node `i`'s REST API: (status, body).
+    pub fn rest(&self, i: usize, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect((self.rest_host(i).as_str(), self.rest_port(i)))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+        write!(stream, "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        let code = answer.split_whitespace().nth(1).context("empty HTTP answer")?.parse()?;
+        let text = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+        Ok((code, text))
+    }
+
     /// The status code of `METHOD path` on node `i`'s REST API.
     pub fn rest_status(&self, i: usize, method: &str, path: &str) -> anyhow::Result<u16> {
         http_status_at(&self.rest_host(i), self.rest_port(i), method, path)

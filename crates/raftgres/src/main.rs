@@ -114,18 +114,26 @@ async fn start_agent(
     let exe = std::env::current_exe().context("cannot find the raftgres binary (for the fencer)")?;
     let rest_addr = config.restapi.listen.clone();
     let scope = config.scope.clone();
+    let (commands, command_rx) = raftgres_agent::ha::commands::channel();
+    let control = raftgres_agent::rest::control::Control {
+        dcs: raftgres_agent::dcs::Dcs::new(
+            channel.clone(),
+            raftgres_agent::cluster::Keys::new(&config.namespace, &config.scope),
+            Duration::from_secs(5),
+        ),
+        auth: config.restapi.authentication.clone(),
+        commands,
+    };
     let (agent, state) = raftgres_agent::ha::Agent::new(config, channel, &exe).context("cannot start the fencer process")?;
     tokio::spawn(async move {
-        if let Err(e) = raftgres_agent::rest::serve(rest_listener, state).await {
+        if let Err(e) = raftgres_agent::rest::serve(rest_listener, state, Some(control)).await {
             tracing::error!("REST API stopped: {e}");
         }
     });
     tracing::info!(rest = %rest_addr, scope = %scope, "PostgreSQL agent and REST API started");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (commands, command_rx) = raftgres_agent::ha::commands::channel();
     let task = tokio::spawn(agent.run(command_rx, async move {
         let _ = stopped.await;
-        drop(commands);
     }));
     Ok((stop, task))
 }

@@ -111,3 +111,40 @@ fn edit_config_validates_and_applies() -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn rest_api_switches_over_and_nodes_restart_reload_and_reinit() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    with_logs(&lab, || {
+        let old = lab.primary()?;
+        let candidate = (old + 1) % 3;
+        let (code, body) = lab.rest(old, "POST", "/switchover", &format!(r#"{{"candidate": "{}"}}"#, lab.name(candidate)))?;
+        assert_eq!((code, body.trim()), (200, format!("Successfully switched over to \"{}\"", lab.name(candidate)).as_str()));
+        assert_eq!(lab.primary()?, candidate);
+        let (code, body) = lab.rest(candidate, "POST", "/switchover", r#"{"candidate": "nosuchnode"}"#)?;
+        assert_eq!(code, 412, "{body}");
+        let (code, body) = lab.rest(candidate, "PATCH", "/config", r#"{"ttl": 1}"#)?;
+        assert_eq!(code, 400, "unsafe timing refused: {body}");
+        let (code, body) = lab.rest(candidate, "PATCH", "/config", r#"{"postgresql": {"parameters": {"work_mem": "16MB"}}}"#)?;
+        assert_eq!(code, 200, "{body}");
+
+        // restart (raftctl → REST → the node's HA loop): a new postmaster, same role
+        create_table(&lab, candidate)?;
+        let replica = (candidate + 1) % 3;
+        let before = lab.postmaster_pid(replica)?;
+        let out = lab.ctl(&["restart", &lab.name(replica), "--force"])?;
+        assert!(out.contains("restarted PostgreSQL"), "{out}");
+        assert_ne!(lab.postmaster_pid(replica)?, before);
+        assert!(lab.ctl(&["reload", &lab.name(replica)])?.contains("reloaded"));
+        assert!(lab.ctl(&["restart", &lab.name(replica), "--scheduled", "2099-01-01T00:00:00Z"])?.contains("scheduled"));
+        assert!(lab.ctl(&["restart", &lab.name(replica), "--cancel"])?.contains("cancelled"));
+        assert!(lab.ctl(&["restart", &lab.name(replica), "--cancel"]).is_err(), "nothing left to cancel");
+
+        // reinit: refused on the primary, re-clones a replica
+        assert!(lab.ctl(&["reinit", &lab.name(candidate), "--force"]).is_err(), "reinit of the primary is refused");
+        assert!(lab.ctl(&["reinit", &lab.name(replica), "--force"])?.contains("cloning"));
+        lab.psql(candidate, "insert into t(v) values ('reinit')")?;
+        assert_eq!(lab.wait_healthy(HEAL, "reinit")?, candidate);
+        Ok(())
+    })
+}

@@ -7,38 +7,64 @@
 //! `/read-only`, `/health`, ... see [`health::check`]). A GET health check answers the
 //! node status JSON with 200 or 503; HEAD and OPTIONS (what HAProxy sends) answer the
 //! status line only — on any path but `/liveness` and `/readiness`, as in Patroni
-//! (so `HEAD /patroni` is a failing health check). Other methods get 501.
+//! (so `HEAD /patroni` is a failing health check). Mutating methods go to [`control`]
+//! (Basic auth when configured); on unknown paths they get 501.
 //!
 //! Must not touch: PostgreSQL or the store. Handlers read only the latest [`NodeState`]
 //! the HA loop published on its watch channel, so an answer never waits on either.
 
+pub mod control;
 pub mod health;
 pub mod json;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, Method, StatusCode, Uri};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use crate::state::{NodeState, StateReceiver};
 
+use control::Control;
 use health::Params;
 
-/// The REST API's routes, answering from the latest state on `state`.
-pub fn router(state: StateReceiver) -> Router {
-    Router::new().fallback(dispatch).with_state(state)
+/// What the handlers share: the latest node state, and (when the node runs an agent)
+/// what the mutating endpoints need.
+#[derive(Clone)]
+struct App {
+    state: StateReceiver,
+    control: Option<Arc<Control>>,
+}
+
+/// Request bodies above this are refused with 413.
+const MAX_BODY: usize = 1 << 20;
+
+/// The REST API's routes, answering from the latest state on `state`; without
+/// `control`, the mutating endpoints answer 501.
+pub fn router(state: StateReceiver, control: Option<Control>) -> Router {
+    let app = App { state, control: control.map(Arc::new) };
+    Router::new().fallback(dispatch).layer(DefaultBodyLimit::max(MAX_BODY)).with_state(app)
 }
 
 /// Serves the REST API on `listener`. Serves until the listener fails.
-pub async fn serve(listener: tokio::net::TcpListener, state: StateReceiver) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+pub async fn serve(listener: tokio::net::TcpListener, state: StateReceiver, control: Option<Control>) -> std::io::Result<()> {
+    axum::serve(listener, router(state, control)).await
 }
 
-async fn dispatch(State(rx): State<StateReceiver>, method: Method, uri: Uri) -> Response {
+async fn dispatch(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let Some(control) = &app.control else { return unsupported(&method) };
+        if !control.authorized(&headers) {
+            return control::unauthorized();
+        }
+        let endpoint = uri.path().trim_start_matches('/').split('/').next().unwrap_or("").to_string();
+        return control.handle(&method, &endpoint, &body).await;
+    }
     // The borrow is held only while the response is built (no await in between), so the
     // HA loop's next publish never waits on an HTTP client.
-    let state = rx.borrow();
+    let state = app.state.borrow();
     respond(&state, &method, &uri)
 }
 

@@ -4,6 +4,7 @@
 //! and request helpers; `health` tests the status codes, `bodies` the JSON documents.
 
 mod bodies;
+mod control;
 mod health;
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -168,7 +169,7 @@ pub(super) async fn call(
         .uri(uri)
         .body(Body::empty())
         .expect("request");
-    let response = router(rx).oneshot(request).await.expect("infallible");
+    let response = router(rx, None).oneshot(request).await.expect("infallible");
     let status = response.status();
     let content_type = response
         .headers()

@@ -1,0 +1,171 @@
+//! The REST API's mutating endpoints, as Patroni has them: `POST /switchover`,
+//! `DELETE /switchover`, `POST /failover`, `PATCH|PUT /config`, `POST /restart`,
+//! `DELETE /restart`, `POST /reload`, `POST /reinit`. Cluster-wide requests go through
+//! [`crate::ops`] (validated, written to the store); node requests go to this node's
+//! HA loop as [`Command`]s. With `restapi.authentication` configured, each needs Basic
+//! auth (401 otherwise, nothing done).
+
+use std::time::{Duration, Instant};
+
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::{json, text};
+use crate::config::Credentials;
+use crate::dcs::Dcs;
+use crate::ha::commands::{Command, CommandSender};
+use crate::ops::{self, OpsError, SwitchoverRequest};
+
+/// How long `POST /switchover` and `/failover` wait for the new primary.
+const WAIT_FOR_RESULT: Duration = Duration::from_secs(30);
+
+/// What the mutating endpoints need.
+#[derive(Clone)]
+pub struct Control {
+    pub dcs: Dcs,
+    pub auth: Option<Credentials>,
+    pub commands: CommandSender,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SwitchoverBody {
+    leader: Option<String>,
+    candidate: Option<String>,
+    scheduled_at: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RestartBody {
+    schedule: Option<String>,
+    #[serde(default)]
+    restart_pending: bool,
+}
+
+impl Control {
+    /// True when the request carries the configured credentials (or none are configured).
+    pub fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(creds) = &self.auth else { return true };
+        let expected = format!("Basic {}", crate::http::base64(format!("{}:{}", creds.username, creds.password).as_bytes()));
+        let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
+        // Compare every byte, so the time taken says nothing about where they differ.
+        given.len() == expected.len() && given.iter().zip(expected.as_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+
+    pub async fn handle(&self, method: &Method, endpoint: &str, body: &[u8]) -> Response {
+        match (method.as_str(), endpoint) {
+            ("POST", "switchover") => match parse::<SwitchoverBody>(body) {
+                Ok(b) => self.switchover(b).await,
+                Err(r) => r,
+            },
+            ("DELETE", "switchover") => match ops::cancel_switchover(&self.dcs).await {
+                Ok(m) => text(StatusCode::OK, &format!("{m}\n")),
+                Err(OpsError::Refused(m)) => text(StatusCode::NOT_FOUND, &format!("{m}\n")),
+                Err(e) => ops_error(e),
+            },
+            ("POST", "failover") => match parse::<SwitchoverBody>(body) {
+                Ok(SwitchoverBody { candidate: Some(c), .. }) => self.failover(&c).await,
+                Ok(_) => text(StatusCode::BAD_REQUEST, "failover needs a candidate: {\"candidate\": \"node2\"}\n"),
+                Err(r) => r,
+            },
+            ("PATCH", "config") | ("PUT", "config") => match parse::<Value>(body) {
+                Ok(v) => {
+                    let result = if method == Method::PATCH { ops::patch_config(&self.dcs, &v).await } else { ops::replace_config(&self.dcs, &v).await };
+                    match result {
+                        Ok(config) => json(StatusCode::OK, &config),
+                        Err(OpsError::Refused(m)) => text(StatusCode::BAD_REQUEST, &format!("{m}\n")),
+                        Err(e) => ops_error(e),
+                    }
+                }
+                Err(r) => r,
+            },
+            ("POST", "restart") => match parse::<RestartBody>(body) {
+                Ok(RestartBody { schedule: Some(at), restart_pending }) => match humantime::parse_rfc3339_weak(&at) {
+                    Ok(at) => self.command(Command::ScheduleRestart { at, only_pending: restart_pending }, StatusCode::ACCEPTED).await,
+                    Err(_) => text(StatusCode::BAD_REQUEST, &format!("cannot parse the schedule {at:?} (RFC 3339, e.g. 2026-12-01T03:00:00Z)\n")),
+                },
+                Ok(b) => self.command(Command::Restart { only_pending: b.restart_pending }, StatusCode::OK).await,
+                Err(r) => r,
+            },
+            ("DELETE", "restart") => self.command(Command::CancelRestart, StatusCode::OK).await,
+            ("POST", "reload") => self.command(Command::Reload, StatusCode::ACCEPTED).await,
+            ("POST", "reinit") => self.command(Command::Reinit, StatusCode::OK).await,
+            _ => super::unsupported(method),
+        }
+    }
+
+    async fn switchover(&self, body: SwitchoverBody) -> Response {
+        let scheduled = body.scheduled_at.is_some();
+        let req = SwitchoverRequest { leader: body.leader, candidate: body.candidate, scheduled_at: body.scheduled_at };
+        let before = self.dcs.read_cluster().await.ok().and_then(|v| v.leader_name().map(str::to_string));
+        match ops::switchover(&self.dcs, &req).await {
+            Ok(_) if scheduled => text(StatusCode::ACCEPTED, "Switchover scheduled\n"),
+            Ok(_) => self.wait_new_leader(before.as_deref(), "switched over").await,
+            Err(e) => ops_error(e),
+        }
+    }
+
+    async fn failover(&self, candidate: &str) -> Response {
+        let before = self.dcs.read_cluster().await.ok().and_then(|v| v.leader_name().map(str::to_string));
+        match ops::failover(&self.dcs, candidate).await {
+            Ok(_) => self.wait_new_leader(before.as_deref(), "failed over").await,
+            Err(e) => ops_error(e),
+        }
+    }
+
+    /// Until another member holds the leader key and the request is gone.
+    async fn wait_new_leader(&self, before: Option<&str>, what: &str) -> Response {
+        let started = Instant::now();
+        while started.elapsed() < WAIT_FOR_RESULT {
+            if let Ok(view) = self.dcs.read_cluster().await {
+                if let Some(new) = view.leader_name().filter(|n| Some(*n) != before && view.failover.is_none()) {
+                    return text(StatusCode::OK, &format!("Successfully {what} to \"{new}\"\n"));
+                }
+                if view.failover.is_none() && view.leader_name() == before && started.elapsed() > Duration::from_millis(500) {
+                    return text(StatusCode::SERVICE_UNAVAILABLE, "Switchover failed: the primary refused or aborted it (see its log)\n");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        text(StatusCode::SERVICE_UNAVAILABLE, "Switchover status unknown\n")
+    }
+
+    async fn command(&self, command: Command, ok: StatusCode) -> Response {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send((command, reply)).await.is_err() {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "the agent is not running\n");
+        }
+        match tokio::time::timeout(Duration::from_secs(120), answer).await {
+            Ok(Ok(Ok(m))) => text(ok, &format!("{m}\n")),
+            Ok(Ok(Err(m))) if command == Command::CancelRestart => text(StatusCode::NOT_FOUND, &format!("{m}\n")),
+            Ok(Ok(Err(m))) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{m}\n")),
+            _ => text(StatusCode::SERVICE_UNAVAILABLE, "the agent did not answer\n"),
+        }
+    }
+}
+
+/// A JSON body (an empty body reads as `{}`), or a 400 saying what is wrong with it.
+fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| text(StatusCode::BAD_REQUEST, &format!("malformed JSON body: {e}\n")))
+}
+
+fn ops_error(e: OpsError) -> Response {
+    let status = match e {
+        OpsError::Refused(_) => StatusCode::PRECONDITION_FAILED,
+        OpsError::Conflict(_) => StatusCode::CONFLICT,
+        OpsError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    text(status, &format!("{e}\n"))
+}
+
+/// 401 with the challenge browsers and curl understand.
+pub fn unauthorized() -> Response {
+    let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"raftgres\""));
+    r
+}

@@ -1,0 +1,65 @@
+//! The mutating endpoints: Basic auth (401 with a challenge, GET stays open) and input
+//! errors, against a store that is not there (requests that pass reach it and get 503).
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use tower::ServiceExt;
+
+use super::primary;
+use crate::cluster::Keys;
+use crate::config::Credentials;
+use crate::dcs::Dcs;
+use crate::rest::control::Control;
+use crate::rest::router;
+
+fn control(auth: bool) -> (Control, crate::ha::commands::CommandReceiver) {
+    let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+    let dcs = Dcs::new(channel, Keys::new("/service/", "demo"), std::time::Duration::from_millis(300));
+    let (commands, rx) = crate::ha::commands::channel();
+    let auth = auth.then(|| Credentials { username: "admin".into(), password: "s3cr:t".into() });
+    (Control { dcs, auth, commands }, rx)
+}
+
+async fn send(control: Control, method: Method, uri: &str, auth: Option<&str>, body: &str) -> (StatusCode, Option<String>) {
+    let (_tx, rx) = tokio::sync::watch::channel(primary());
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(a) = auth {
+        request = request.header(header::AUTHORIZATION, format!("Basic {}", crate::http::base64(a.as_bytes())));
+    }
+    let response = router(rx, Some(control)).oneshot(request.body(Body::from(body.to_string())).expect("request")).await.expect("infallible");
+    let challenge = response.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    (response.status(), challenge)
+}
+
+#[tokio::test]
+async fn mutating_requests_need_the_configured_credentials() {
+    let (c, _rx) = control(true);
+    let (status, challenge) = send(c.clone(), Method::POST, "/switchover", None, "{}").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge.as_deref(), Some("Basic realm=\"raftgres\""));
+    assert_eq!(send(c.clone(), Method::POST, "/reload", Some("admin:wrong"), "").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(c.clone(), Method::DELETE, "/switchover", Some("admin"), "").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(c.clone(), Method::POST, "/failover", Some("admin:s3cr:t"), "{}").await.0, StatusCode::BAD_REQUEST, "no candidate");
+    assert_eq!(send(c.clone(), Method::GET, "/patroni", None, "").await.0, StatusCode::OK, "reads stay open");
+    assert_eq!(send(c, Method::OPTIONS, "/primary", None, "").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_a_4xx_and_reach_nothing() {
+    let (c, _rx) = control(false);
+    assert_eq!(send(c.clone(), Method::POST, "/switchover", None, "{not json").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(send(c.clone(), Method::PATCH, "/config", None, "[1,").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(send(c.clone(), Method::POST, "/restart", None, r#"{"schedule": "soon"}"#).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(send(c.clone(), Method::POST, "/nosuch", None, "").await.0, StatusCode::NOT_IMPLEMENTED);
+    let big = "x".repeat(2 << 20);
+    assert_eq!(send(c.clone(), Method::POST, "/switchover", None, &big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    // Valid requests reach the (absent) store.
+    assert_eq!(send(c, Method::POST, "/switchover", None, r#"{"candidate": "node2"}"#).await.0, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn node_commands_need_a_running_agent() {
+    let (c, rx) = control(false);
+    drop(rx);
+    assert_eq!(send(c, Method::POST, "/reload", None, "").await.0, StatusCode::SERVICE_UNAVAILABLE);
+}
