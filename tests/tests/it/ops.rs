@@ -148,3 +148,40 @@ fn rest_api_switches_over_and_nodes_restart_reload_and_reinit() -> anyhow::Resul
         Ok(())
     })
 }
+
+/// Adds `tags` to node `i`'s config file and restarts it.
+fn set_tags(lab: &Lab, i: usize, tags: &str) -> anyhow::Result<()> {
+    let path = lab.dir.path().join(lab.name(i)).join("raftgres.yml");
+    let text = std::fs::read_to_string(&path)?;
+    std::fs::write(&path, format!("{text}\ntags: {tags}\n"))?;
+    lab.kill(i)?;
+    lab.start(i)
+}
+
+#[test]
+fn tags_nofailover_and_replicatefrom_are_honoured() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    with_logs(&lab, || {
+        let primary = lab.primary()?;
+        let (a, b) = ((primary + 1) % 3, (primary + 2) % 3);
+        set_tags(&lab, b, &format!("{{nofailover: true, replicatefrom: {}}}", lab.name(a)))?;
+        create_table(&lab, primary)?;
+        lab.psql(primary, "insert into t(v) values ('tagged')")?;
+        lab.wait_healthy(HEAL, "tagged")?;
+        let upstream = lab.psql(b, "select sender_port from pg_stat_wal_receiver")?;
+        assert_eq!(upstream, lab.pg_port(a).to_string(), "replicatefrom: {} streams from {}", lab.name(b), lab.name(a));
+        wait_for(Duration::from_secs(10), "the tag filter matching", || {
+            anyhow::ensure!(lab.rest_status(b, "OPTIONS", "/replica?tag_nofailover=true")? == 200, "503");
+            Ok(())
+        })?;
+        assert_eq!(lab.rest_status(b, "OPTIONS", "/replica?tag_nofailover=false")?, 503);
+        lab.kill(primary)?;
+        let new = wait_for(HEAL, "a new primary", || {
+            (0..3).filter(|&i| i != primary).find(|&i| lab.psql(i, "select pg_is_in_recovery()").is_ok_and(|r| r == "f")).ok_or_else(|| anyhow::anyhow!("not yet"))
+        })?;
+        assert_eq!(new, a, "the nofailover member is never promoted");
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(lab.psql(b, "select pg_is_in_recovery()")?, "t");
+        Ok(())
+    })
+}

@@ -103,7 +103,7 @@ impl Agent {
         // Stream from the primary whatever the clone came from; the next cycle applies
         // `replicatefrom` if the member has it.
         let (up_host, up_port) = leader.host_port().unwrap_or((host, port));
-        if let Err(e) = self.configure_replica(&up_host, up_port) {
+        if let Err(e) = self.configure_replica(&up_host, up_port, false) {
             return format!("cannot configure the clone: {e}");
         }
         if let Err(e) = self.pg.start().await {
@@ -143,8 +143,13 @@ impl Agent {
     }
 
     /// Configuration + `standby.signal` for streaming from `host:port`.
-    pub(super) fn configure_replica(&self, host: &str, port: u16) -> Result<bool, crate::postgres::PgError> {
-        let up = self.upstream(host, port);
+    /// `cascading`: the upstream is another replica (`replicatefrom`), which keeps no
+    /// slot for us (only the primary manages slots), so none is used.
+    pub(super) fn configure_replica(&self, host: &str, port: u16, cascading: bool) -> Result<bool, crate::postgres::PgError> {
+        let mut up = self.upstream(host, port);
+        if cascading {
+            up.slot = None;
+        }
         let changed = self.configure(Some(&up))?;
         conf::set_standby(self.pg.data_dir(), true)?;
         Ok(changed)

@@ -56,7 +56,7 @@ impl Agent {
                 self.needs_rewind = true;
                 return format!("stopped: I am {me}, a replica that diverged from {leader}; will rewind");
             }
-            return match self.configure_replica(&host, port) {
+            return match self.configure_replica(&host, port, source_name != leader) {
                 Ok(true) => match self.pg.reload().await {
                     Ok(()) => format!("I am {me}, a replica: now following {source_name} ({host}:{port})"),
                     Err(e) => format!("cannot reload PostgreSQL: {e}"),
@@ -96,7 +96,7 @@ impl Agent {
                 return failure;
             }
         }
-        if let Err(e) = self.configure_replica(&host, port) {
+        if let Err(e) = self.configure_replica(&host, port, source_name != leader) {
             return format!("cannot write the configuration: {e}");
         }
         self.last_start = Some(Instant::now());

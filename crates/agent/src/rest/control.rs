@@ -99,37 +99,62 @@ impl Control {
     async fn switchover(&self, body: SwitchoverBody) -> Response {
         let scheduled = body.scheduled_at.is_some();
         let req = SwitchoverRequest { leader: body.leader, candidate: body.candidate, scheduled_at: body.scheduled_at };
-        let before = self.dcs.read_cluster().await.ok().and_then(|v| v.leader_name().map(str::to_string));
+        let before = match self.leader_now().await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
         match ops::switchover(&self.dcs, &req).await {
             Ok(_) if scheduled => text(StatusCode::ACCEPTED, "Switchover scheduled\n"),
-            Ok(_) => self.wait_new_leader(before.as_deref(), "switched over").await,
+            Ok(_) => self.wait_new_leader(before.as_deref(), req.candidate.as_deref(), Action::Switchover).await,
             Err(e) => ops_error(e),
         }
     }
 
     async fn failover(&self, candidate: &str) -> Response {
-        let before = self.dcs.read_cluster().await.ok().and_then(|v| v.leader_name().map(str::to_string));
+        let before = match self.leader_now().await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
         match ops::failover(&self.dcs, candidate).await {
-            Ok(_) => self.wait_new_leader(before.as_deref(), "failed over").await,
+            Ok(_) => self.wait_new_leader(before.as_deref(), Some(candidate), Action::Failover).await,
             Err(e) => ops_error(e),
         }
     }
 
-    /// Until another member holds the leader key and the request is gone.
-    async fn wait_new_leader(&self, before: Option<&str>, what: &str) -> Response {
+    /// Who holds the leader key now, read before the request is written: without it, the
+    /// wait could not tell the old primary from a new one (503 when the store is away).
+    async fn leader_now(&self) -> Result<Option<String>, Response> {
+        match self.dcs.read_cluster().await {
+            Ok(view) => Ok(view.leader_name().map(str::to_string)),
+            Err(e) => Err(ops_error(OpsError::Store(format!("the store did not answer: {e}")))),
+        }
+    }
+
+    /// Until another member holds the leader key and the request is gone (Patroni's
+    /// `poll_failover_result`: "Successfully switched over to ...", or "... instead of"
+    /// when a member other than the candidate won).
+    async fn wait_new_leader(&self, before: Option<&str>, candidate: Option<&str>, action: Action) -> Response {
+        let (what, title) = match action {
+            Action::Switchover => ("switched", "Switchover"),
+            Action::Failover => ("failed", "Failover"),
+        };
         let started = Instant::now();
         while started.elapsed() < WAIT_FOR_RESULT {
             if let Ok(view) = self.dcs.read_cluster().await {
                 if let Some(new) = view.leader_name().filter(|n| Some(*n) != before && view.failover.is_none()) {
-                    return text(StatusCode::OK, &format!("Successfully {what} to \"{new}\"\n"));
+                    let message = match candidate {
+                        Some(c) if c != new => format!("{} over to \"{new}\" instead of \"{c}\"\n", capitalized(what)),
+                        _ => format!("Successfully {what} over to \"{new}\"\n"),
+                    };
+                    return text(StatusCode::OK, &message);
                 }
                 if view.failover.is_none() && view.leader_name() == before && started.elapsed() > Duration::from_millis(500) {
-                    return text(StatusCode::SERVICE_UNAVAILABLE, "Switchover failed: the primary refused or aborted it (see its log)\n");
+                    return text(StatusCode::SERVICE_UNAVAILABLE, &format!("{title} failed: the primary refused or aborted it (see its log)\n"));
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        text(StatusCode::SERVICE_UNAVAILABLE, "Switchover status unknown\n")
+        text(StatusCode::SERVICE_UNAVAILABLE, &format!("{title} status unknown\n"))
     }
 
     async fn command(&self, command: Command, ok: StatusCode) -> Response {
@@ -146,7 +171,20 @@ impl Control {
     }
 }
 
+/// Which request `wait_new_leader` reports on.
+#[derive(Clone, Copy)]
+enum Action {
+    Switchover,
+    Failover,
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+}
+
 /// A JSON body (an empty body reads as `{}`), or a 400 saying what is wrong with it.
+#[allow(clippy::result_large_err)] // the error is the response itself, built once
 fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Response> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());

@@ -53,8 +53,19 @@ async fn malformed_requests_get_a_4xx_and_reach_nothing() {
     assert_eq!(send(c.clone(), Method::POST, "/nosuch", None, "").await.0, StatusCode::NOT_IMPLEMENTED);
     let big = "x".repeat(2 << 20);
     assert_eq!(send(c.clone(), Method::POST, "/switchover", None, &big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(send(c.clone(), Method::PUT, "/config", None, "{\"ttl\": ").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(send(c.clone(), Method::POST, "/failover", None, r#"{"candidate": 3}"#).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(send(c.clone(), Method::POST, "/failover", None, "").await.0, StatusCode::BAD_REQUEST, "no candidate");
+    assert_eq!(send(c.clone(), Method::PUT, "/switchover", None, "").await.0, StatusCode::NOT_IMPLEMENTED);
     // Valid requests reach the (absent) store.
-    assert_eq!(send(c, Method::POST, "/switchover", None, r#"{"candidate": "node2"}"#).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    for (method, uri, body) in [
+        (Method::POST, "/switchover", r#"{"candidate": "node2"}"#),
+        (Method::POST, "/failover", r#"{"candidate": "node2"}"#),
+        (Method::DELETE, "/switchover", ""),
+        (Method::PATCH, "/config", r#"{"ttl": 20}"#),
+    ] {
+        assert_eq!(send(c.clone(), method.clone(), uri, None, body).await.0, StatusCode::SERVICE_UNAVAILABLE, "{method} {uri}");
+    }
 }
 
 #[tokio::test]
