@@ -145,6 +145,16 @@ fn rest_api_switches_over_and_nodes_restart_reload_and_reinit() -> anyhow::Resul
         assert!(lab.ctl(&["reinit", &lab.name(replica), "--force"])?.contains("cloning"));
         lab.psql(candidate, "insert into t(v) values ('reinit')")?;
         assert_eq!(lab.wait_healthy(HEAL, "reinit")?, candidate);
+
+        let topology = lab.ctl(&["topology"])?;
+        assert!(topology.starts_with(&format!("{} 127.0.0.1:{} Leader", lab.name(candidate), lab.pg_port(candidate))), "{topology}");
+        assert_eq!(topology.lines().filter(|l| l.starts_with("+ ")).count(), 2, "{topology}");
+        assert_eq!(lab.ctl(&["dsn"])?.trim(), format!("host=127.0.0.1 port={}", lab.pg_port(candidate)));
+        wait_for(Duration::from_secs(10), "every member's versions", || {
+            let version = lab.ctl(&["version"])?;
+            anyhow::ensure!(version.matches("PostgreSQL 15.").count() == 3, "{version}");
+            Ok(())
+        })?;
         Ok(())
     })
 }
