@@ -315,6 +315,7 @@ as_user() { # DIR LOG CMD...: CMD as $RUN_USER in DIR, detached, output to LOG; 
     (cd "$dir" && exec setpriv --reuid="$RUN_USER" --regid="$RUN_USER" --init-groups \
         env HOME="$dir" USER="$RUN_USER" LOGNAME="$RUN_USER" "$@" >>"$logf" 2>&1 </dev/null) &
     echo $!
+    disown $!  # killed on purpose later: no "Killed" job notices
 }
 alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f1)" != Z ]; }
 kill_and_wait() { # PID...: SIGKILL, then up to 10 s until they are gone
@@ -420,11 +421,11 @@ sys_switchover() { # FROM TO
     case $SYS in
         raftgres)
             local e=127.0.0.1:$((RG_BASE - 3053)),127.0.0.1:$((RG_BASE - 2953)),127.0.0.1:$((RG_BASE - 2853))
-            timeout 120 "$RAFTCTL" --endpoints "$e" switchover --candidate "node$2" --force >&2
+            timeout 120 "$RAFTCTL" --endpoints "$e" switchover --candidate "node$2" --force >>"$WORK/switchover.$SYS.log" 2>&1
             ;;
         *)
             timeout 120 "$VENV/bin/patronictl" -c "$PDIR/node1.yml" switchover \
-                --leader "node$1" --candidate "node$2" --force >&2
+                --leader "node$1" --candidate "node$2" --force >>"$WORK/switchover.$SYS.log" 2>&1
             ;;
     esac
 }
@@ -437,8 +438,8 @@ sys_agent_roots() { # I: the pids whose process trees are the node's agent and s
 sys_logs() { # the end of every log of $SYS, to stderr
     local f
     case $SYS in
-        raftgres) for f in "$WORK/lab-up.log" "$LAB"/node?/raftgres.log; do [ -r "$f" ] && { echo "---- $f"; tail -n 25 "$f"; }; done ;;
-        *) for f in "$PDIR"/node?.log "$PDIR"/etcd?.log; do [ -r "$f" ] && { echo "---- $f"; tail -n 25 "$f"; }; done ;;
+        raftgres) for f in "$WORK/lab-up.log" "$WORK/switchover.$SYS.log" "$LAB"/node?/raftgres.log; do [ -r "$f" ] && { echo "---- $f"; tail -n 25 "$f"; }; done ;;
+        *) for f in "$WORK/switchover.$SYS.log" "$PDIR"/node?.log "$PDIR"/etcd?.log; do [ -r "$f" ] && { echo "---- $f"; tail -n 25 "$f"; }; done ;;
     esac >&2
     return 0
 }
