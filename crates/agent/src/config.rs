@@ -25,6 +25,37 @@ pub struct AgentConfig {
     /// `bootstrap.dcs`: written to `/config` by the node that initializes the cluster.
     pub bootstrap_dcs: DynamicConfig,
     pub tags: Tags,
+    pub watchdog: WatchdogConfig,
+}
+
+/// `watchdog:` (Patroni's section; see the `watchdog` module).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogConfig {
+    #[serde(default)]
+    pub mode: WatchdogMode,
+    #[serde(default = "default_watchdog_device")]
+    pub device: PathBuf,
+    /// Seconds the device waits without a keep-alive before it resets the machine.
+    #[serde(default = "default_watchdog_timeout")]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchdogMode {
+    #[default]
+    Off,
+    Automatic,
+    Required,
+}
+
+fn default_watchdog_device() -> PathBuf {
+    PathBuf::from("/dev/watchdog")
+}
+
+fn default_watchdog_timeout() -> u64 {
+    1
 }
 
 /// The Patroni-shaped sections as they appear in the YAML file.
@@ -38,6 +69,7 @@ pub struct RawAgentConfig {
     pub bootstrap: Option<Bootstrap>,
     #[serde(default)]
     pub tags: Tags,
+    pub watchdog: Option<WatchdogConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -303,6 +335,16 @@ impl RawAgentConfig {
         }
         let bootstrap_dcs = self.bootstrap.unwrap_or_default().dcs;
         bootstrap_dcs.timing().check().map_err(|e| format!("bootstrap.dcs: {e}"))?;
+        let watchdog = self.watchdog.unwrap_or_default();
+        if watchdog.mode != WatchdogMode::Off {
+            if watchdog.timeout == 0 {
+                return Err("watchdog.timeout must be at least 1 second".into());
+            }
+            bootstrap_dcs
+                .timing()
+                .check_with_watchdog(std::time::Duration::from_secs(watchdog.timeout))
+                .map_err(|e| format!("bootstrap.dcs with the watchdog: {e}"))?;
+        }
         Ok(Some(AgentConfig {
             name: name.to_string(),
             scope,
@@ -311,6 +353,7 @@ impl RawAgentConfig {
             postgresql,
             bootstrap_dcs,
             tags: self.tags,
+            watchdog,
         }))
     }
 }

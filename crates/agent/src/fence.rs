@@ -8,6 +8,11 @@
 //! new backends), kills every child of it and then the postmaster (SIGKILL). If the
 //! agent's end of the pipe closes while armed (the agent died), it fences at once.
 //!
+//! With a hardware watchdog (`--watchdog DEVICE --watchdog-timeout SECONDS`, see
+//! `watchdog`), the fencer opens the device while armed, pets it until the deadline is
+//! closer than the device's timeout, and fences then, that much earlier; so if the
+//! fencer cannot act, the device resets the machine by the deadline.
+//!
 //! The protocol is one line per command on the fencer's stdin:
 //! `arm <postmaster pid> <deadline, ns of CLOCK_MONOTONIC>` or `disarm`.
 
@@ -19,6 +24,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
+
+use crate::watchdog::Watchdog;
 
 /// The first argument that turns the `raftgres` binary into a fencer.
 pub const FENCER_ARG: &str = "__fencer";
@@ -50,9 +57,15 @@ pub struct Fencer {
 }
 
 impl Fencer {
-    /// Starts `exe __fencer` (normally the running `raftgres` binary).
-    pub fn spawn(exe: &std::path::Path) -> std::io::Result<Self> {
-        let mut child = Command::new(exe).arg(FENCER_ARG).stdin(Stdio::piped()).spawn()?;
+    /// Starts `exe __fencer` (normally the running `raftgres` binary), with a watchdog
+    /// device and its timeout in seconds if one is used.
+    pub fn spawn(exe: &std::path::Path, watchdog: Option<(&std::path::Path, u64)>) -> std::io::Result<Self> {
+        let mut cmd = Command::new(exe);
+        cmd.arg(FENCER_ARG);
+        if let Some((device, timeout)) = watchdog {
+            cmd.arg("--watchdog").arg(device).arg("--watchdog-timeout").arg(timeout.to_string());
+        }
+        let mut child = cmd.stdin(Stdio::piped()).spawn()?;
         let stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("fencer has no stdin"))?;
         Ok(Self { child, stdin, armed: None })
     }
@@ -92,6 +105,58 @@ impl Drop for Fencer {
     }
 }
 
+/// The watchdog device and timeout the fencer was started with (`--watchdog DEVICE
+/// --watchdog-timeout SECONDS`).
+fn watchdog_args() -> Option<(std::path::PathBuf, u64)> {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    Some((value("--watchdog")?.into(), value("--watchdog-timeout")?.parse().ok()?))
+}
+
+/// The hardware watchdog while the fencer is armed.
+struct Device {
+    path: std::path::PathBuf,
+    timeout: u64,
+    open: Option<(Watchdog, Instant)>,
+}
+
+impl Device {
+    /// Opens the device if needed and pets it at most every 100 ms.
+    fn keep_alive(&mut self) {
+        if self.open.is_none() {
+            match Watchdog::open(&self.path) {
+                Ok(w) => {
+                    if let Err(e) = w.set_timeout(self.timeout) {
+                        eprintln!("fencer: cannot set the timeout of {} ({e}); using the device's own", self.path.display());
+                    }
+                    self.open = Some((w, Instant::now() - Duration::from_secs(1)));
+                }
+                Err(e) => {
+                    eprintln!("fencer: cannot open the watchdog {}: {e}", self.path.display());
+                    return;
+                }
+            }
+        }
+        if let Some((w, last)) = &mut self.open {
+            if last.elapsed() >= Duration::from_millis(100) {
+                if let Err(e) = w.pet() {
+                    eprintln!("fencer: cannot keep the watchdog alive: {e}");
+                }
+                *last = Instant::now();
+            }
+        }
+    }
+
+    /// Stops the timer (PostgreSQL is no longer a primary).
+    fn stop(&mut self) {
+        if let Some((w, _)) = self.open.take() {
+            if let Err(e) = w.close() {
+                eprintln!("fencer: cannot stop the watchdog cleanly: {e}");
+            }
+        }
+    }
+}
+
 /// The fencer process's main loop. Returns when the agent closes the pipe.
 pub fn run_fencer() {
     let (tx, rx) = mpsc::channel::<String>();
@@ -104,6 +169,8 @@ pub fn run_fencer() {
             }
         }
     });
+    let mut device = watchdog_args().map(|(path, timeout)| Device { path, timeout, open: None });
+    let lead = device.as_ref().map_or(0, |d| u128::from(d.timeout) * 1_000_000_000);
     let mut armed: Option<(i32, u128)> = None;
     loop {
         match rx.recv_timeout(POLL) {
@@ -114,14 +181,30 @@ pub fn run_fencer() {
                     eprintln!("fencer: the agent is gone while PostgreSQL is primary: stopping postmaster {pid}");
                     fence(pid);
                 }
+                if let Some(d) = &mut device {
+                    d.stop();
+                }
                 return;
             }
         }
-        if let Some((pid, deadline)) = armed {
-            if monotonic_ns() >= deadline {
+        match armed {
+            Some((pid, deadline)) if monotonic_ns() + lead >= deadline => {
                 eprintln!("fencer: lease not renewed in time: stopping postmaster {pid} before another node can take the leader key");
                 fence(pid);
                 armed = None;
+                if let Some(d) = &mut device {
+                    d.stop();
+                }
+            }
+            Some(_) => {
+                if let Some(d) = &mut device {
+                    d.keep_alive();
+                }
+            }
+            None => {
+                if let Some(d) = &mut device {
+                    d.stop();
+                }
             }
         }
     }

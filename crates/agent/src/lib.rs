@@ -19,6 +19,7 @@ pub mod postgres;
 pub mod rest;
 pub mod state;
 pub mod timing;
+pub mod watchdog;
 
 /// The agent's version, reported in member keys and `/patroni`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -80,6 +80,23 @@ impl Timing {
         self.ttl.saturating_sub(self.safety_margin)
     }
 
+    /// With a hardware watchdog of `timeout` seconds the fencer acts that much earlier
+    /// (so the device resets a hung machine by the deadline); the same rule must hold
+    /// for the shorter budget.
+    pub fn check_with_watchdog(&self, timeout: Duration) -> Result<(), String> {
+        self.check()?;
+        let needed = self.renew_interval() * 2 + self.retry_timeout;
+        if needed + timeout > self.write_budget() {
+            return Err(format!(
+                "with a watchdog timeout of {}s the primary's write budget ({:.2}s) is too short: need 2 x renew interval + retry_timeout ({:.2}s) + the watchdog timeout; raise ttl",
+                timeout.as_secs(),
+                self.write_budget().as_secs_f64(),
+                needed.as_secs_f64()
+            ));
+        }
+        Ok(())
+    }
+
     /// The safety inequality (module doc); the error says which side to change.
     pub fn check(&self) -> Result<(), String> {
         if self.ttl < Duration::from_secs(1) {
@@ -124,5 +141,8 @@ mod tests {
         assert!(Timing::from_seconds(2, 1.0, 0.5, 2.0).check().is_err());
         assert!(Timing::from_seconds(0, 1.0, 0.5, 0.5).check().is_err());
         Timing::from_seconds(30, 10.0, 10.0, 5.0).check().expect("Patroni-like timing is fine");
+        let t = Timing::from_seconds(2, 1.0, 0.5, 0.5);
+        assert!(t.check_with_watchdog(Duration::from_secs(1)).is_err(), "ttl 2 leaves no room for a 1 s watchdog");
+        Timing::from_seconds(5, 1.0, 0.5, 0.5).check_with_watchdog(Duration::from_secs(1)).expect("ttl 5 does");
     }
 }

@@ -161,7 +161,7 @@ impl Flags {
 }
 
 /// The config file's top-level keys that belong to the agent (Patroni's section names).
-const AGENT_SECTIONS: [&str; 6] = ["scope", "namespace", "restapi", "postgresql", "bootstrap", "tags"];
+const AGENT_SECTIONS: [&str; 7] = ["scope", "namespace", "restapi", "postgresql", "bootstrap", "tags", "watchdog"];
 
 /// Splits the config file into the store's keys and the agent's sections.
 fn split_file(text: &str) -> Result<(FileSettings, Option<RawAgentConfig>), String> {

@@ -195,3 +195,43 @@ fn tags_nofailover_and_replicatefrom_are_honoured() -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn watchdog_is_kept_alive_only_while_primary() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    with_logs(&lab, || {
+        let primary = lab.primary()?;
+        // The watchdog's timeout comes out of the write budget: ttl 5 leaves room for 1 s.
+        lab.ctl(&["edit-config", "-s", "ttl=5", "--force"])?;
+        let node = (primary + 1) % 3;
+        let node_dir = lab.dir.path().join(lab.name(node));
+        let device = node_dir.join("fake-watchdog");
+        std::fs::write(&device, "")?;
+        let owner = std::fs::metadata(&node_dir)?;
+        std::os::unix::fs::chown(&device, Some(std::os::unix::fs::MetadataExt::uid(&owner)), Some(std::os::unix::fs::MetadataExt::gid(&owner)))?;
+        let config = node_dir.join("raftgres.yml");
+        let text = std::fs::read_to_string(&config)?;
+        std::fs::write(&config, format!("{text}\nbootstrap: {{dcs: {{ttl: 5}}}}\nwatchdog: {{mode: required, device: {}, timeout: 1}}\n", device.display()))?;
+        lab.kill(node)?;
+        lab.start(node)?;
+        create_table(&lab, primary)?;
+        lab.psql(primary, "insert into t(v) values ('wd')")?;
+        lab.wait_healthy(HEAL, "wd")?;
+        assert_eq!(std::fs::read_to_string(&device)?, "V", "probed at start, not kept alive as a replica");
+        // Its member key says "running" one HA cycle after PostgreSQL answers.
+        wait_for(Duration::from_secs(10), "a switchover to the watchdog node", || lab.ctl(&["switchover", "--candidate", &lab.name(node), "--force"]))?;
+        wait_for(Duration::from_secs(10), "keep-alives while primary", || {
+            anyhow::ensure!(std::fs::read_to_string(&device)?.matches('1').count() >= 5, "not yet");
+            Ok(())
+        })?;
+        lab.ctl(&["switchover", "--candidate", &lab.name(primary), "--force"])?;
+        wait_for(Duration::from_secs(10), "the magic close after the demotion", || {
+            anyhow::ensure!(std::fs::read_to_string(&device)?.ends_with('V'), "not closed");
+            Ok(())
+        })?;
+        let settled = std::fs::read_to_string(&device)?;
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(std::fs::read_to_string(&device)?, settled, "no keep-alives as a replica");
+        Ok(())
+    })
+}

@@ -14,6 +14,9 @@ impl Agent {
     /// The cluster has no `/initialize`: take it (on our lease, so a crash mid-way frees
     /// it) and create the cluster, or adopt the data dir we already have.
     pub(super) async fn bootstrap_or_wait(&mut self) -> String {
+        if let Some(why) = &self.watchdog_missing {
+            return format!("waiting: the watchdog is required but {why}; another member may initialize the cluster");
+        }
         let Some(lease) = self.lease.get().id else { return "waiting for a lease before initializing".into() };
         let key = self.dcs.keys.initialize();
         match self.dcs.create(&key, "", lease).await {

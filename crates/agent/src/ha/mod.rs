@@ -53,6 +53,28 @@ async fn watch_postmaster(pg: Postgres, wake: mpsc::Sender<()>) {
     }
 }
 
+/// The watchdog device to hand the fencer, and why a `required` one cannot be used.
+fn watchdog_for(config: &crate::config::WatchdogConfig) -> (Option<(std::path::PathBuf, u64)>, Option<String>) {
+    use crate::config::WatchdogMode;
+    if config.mode == WatchdogMode::Off {
+        return (None, None);
+    }
+    match crate::watchdog::probe(&config.device) {
+        Ok(()) => {
+            tracing::info!("watchdog {} in use ({} s)", config.device.display(), config.timeout);
+            (Some((config.device.clone(), config.timeout)), None)
+        }
+        Err(e) if config.mode == WatchdogMode::Required => {
+            tracing::error!("watchdog required but unusable: {e}; this node will not become primary");
+            (None, Some(e))
+        }
+        Err(e) => {
+            tracing::warn!("watchdog not usable ({e}); running without it (mode automatic)");
+            (None, None)
+        }
+    }
+}
+
 /// How often the postmaster's pid is checked (a file read and a /proc lookup).
 const POSTMASTER_POLL: Duration = Duration::from_millis(100);
 
@@ -82,6 +104,10 @@ pub struct Agent {
     scheduled_restart: Option<(SystemTime, bool)>,
     /// `synchronous_standby_names` this primary sets (see `sync`); empty = asynchronous.
     sync_names: String,
+    /// The hardware watchdog's timeout, when one is used (it shortens the write budget).
+    watchdog_timeout: Option<Duration>,
+    /// Why a `required` watchdog is not usable: this node then never takes the key.
+    watchdog_missing: Option<String>,
     last_member_write: Option<(String, Instant)>,
     last_status_write: Option<(u64, Instant)>,
     last_action: String,
@@ -94,7 +120,9 @@ impl Agent {
         let dynamic = config.bootstrap_dcs.clone();
         let timing = dynamic.timing();
         let dcs = Dcs::new(channel, Keys::new(&config.namespace, &config.scope), timing.retry_timeout);
-        let fencer = Arc::new(Mutex::new(Fencer::spawn(fencer_exe)?));
+        let (watchdog, watchdog_missing) = watchdog_for(&config.watchdog);
+        let fencer = Arc::new(Mutex::new(Fencer::spawn(fencer_exe, watchdog.as_ref().map(|(d, t)| (d.as_path(), *t)))?));
+        let watchdog_timeout = watchdog.map(|(_, t)| Duration::from_secs(t));
         let (state, rx) = tokio::sync::watch::channel(NodeState::new(&config.name, &config.scope, config.tags.clone()));
         let pg = Postgres::new(config.postgresql.clone());
         let sql = Sql::new(&config.postgresql);
@@ -116,6 +144,8 @@ impl Agent {
                 last_start: None,
                 scheduled_restart: None,
                 sync_names: String::new(),
+                watchdog_timeout,
+                watchdog_missing,
                 last_member_write: None,
                 last_status_write: None,
                 last_action: String::new(),
@@ -193,7 +223,11 @@ impl Agent {
             Err(e) => return self.store_unreachable(e.to_string()).await,
         };
         if let Some((value, _)) = &view.config {
-            match DynamicConfig::from_json(value) {
+            let checked = DynamicConfig::from_json(value).and_then(|d| match self.watchdog_timeout {
+                Some(t) => d.timing().check_with_watchdog(t).map(|()| d),
+                None => Ok(d),
+            });
+            match checked {
                 Ok(d) if d != self.dynamic => {
                     tracing::info!("dynamic configuration changed: {}", value);
                     self.dynamic = d;

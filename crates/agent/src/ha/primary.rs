@@ -125,6 +125,9 @@ impl Agent {
             }
         }
         let chosen = requested.as_deref() == Some(me.as_str());
+        if let Some(why) = self.watchdog_missing.clone() {
+            return self.refuse(chosen, format!("no leader: I am {me} and may not take over (watchdog required but {why})")).await;
+        }
         if !pg.is_running() && pg.state != "starting" && self.pg.data_dir_valid() && !self.config.tags.nofailover {
             // After a restart of every node nobody runs: start read-only so we can compete.
             return match self.start_read_only().await {
@@ -137,10 +140,11 @@ impl Agent {
         let max_lag = if chosen { u64::MAX } else { self.dynamic.maximum_lag_on_failover };
         let mine = match eligible(pg, &self.config.tags, view, max_lag) {
             Ok(pos) => pos,
-            Err(why) => return format!("no leader: I am {me} and may not take over ({why})"),
+            Err(why) => return self.refuse(chosen, format!("no leader: I am {me} and may not take over ({why})")).await,
         };
         if !self.may_promote_in_sync_mode(view, &me) {
-            return format!("no leader: I am {me}, not a synchronous standby (synchronous_mode): only a member listed in /sync may take over");
+            let why = format!("no leader: I am {me}, not a synchronous standby (synchronous_mode): only a member listed in /sync may take over");
+            return self.refuse(chosen, why).await;
         }
         if !chosen {
             let mut peers = probe_peers(view, &me).await;
@@ -165,6 +169,16 @@ impl Agent {
             Ok(false) => "lost the leader race; will follow the winner".into(),
             Err(e) => format!("cannot race for the leader key: {e}"),
         }
+    }
+
+    /// This node may not take the key. If an operator chose it, the request is dropped,
+    /// so the others (who stand aside for a chosen candidate) race as usual.
+    async fn refuse(&self, chosen: bool, why: String) -> String {
+        if chosen {
+            let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
+            return format!("{why}; dropped the switchover/failover request that named me");
+        }
+        why
     }
 
     /// In synchronous mode only the former primary and the standbys `/sync` lists hold
