@@ -250,6 +250,10 @@ pub struct DynamicConfig {
     pub synchronous_mode_strict: bool,
     #[serde(default = "default_sync_count")]
     pub synchronous_node_count: u32,
+    /// Without the store's quorum, the primary keeps running while every other member
+    /// confirms over REST (and promises not to take over for a ttl).
+    #[serde(default)]
+    pub failsafe_mode: bool,
     #[serde(default)]
     pub postgresql: DynamicPostgres,
 }
@@ -291,7 +295,7 @@ impl DynamicConfig {
         let mut known = serde_json::Map::new();
         if let Some(obj) = value.as_object() {
             for key in ["ttl", "loop_wait", "retry_timeout", "safety_margin", "maximum_lag_on_failover",
-                "primary_start_timeout", "pause", "synchronous_mode", "synchronous_mode_strict", "synchronous_node_count", "postgresql"] {
+                "primary_start_timeout", "pause", "synchronous_mode", "synchronous_mode_strict", "synchronous_node_count", "failsafe_mode", "postgresql"] {
                 if let Some(v) = obj.get(key) {
                     known.insert(key.to_string(), v.clone());
                 }

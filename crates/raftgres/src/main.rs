@@ -123,8 +123,10 @@ async fn start_agent(
         ),
         auth: config.restapi.authentication.clone(),
         commands,
+        promise: Default::default(),
     };
     let (agent, state) = raftgres_agent::ha::Agent::new(config, channel, &exe).context("cannot start the fencer process")?;
+    let control = raftgres_agent::rest::control::Control { promise: agent.promise(), ..control };
     tokio::spawn(async move {
         if let Err(e) = raftgres_agent::rest::serve(rest_listener, state, Some(control)).await {
             tracing::error!("REST API stopped: {e}");

@@ -182,3 +182,54 @@ fn sync_mode_partitioned_primary_loses_no_acknowledged_commit() -> anyhow::Resul
         Ok(())
     })
 }
+
+/// Drops node `i`'s Raft peer traffic only (its REST API and PostgreSQL stay reachable);
+/// with `cut` false, removes those rules again.
+fn cut_raft(lab: &Lab, i: usize, cut: bool) -> anyhow::Result<()> {
+    let ns = format!("{}{}", lab.netns.as_deref().ok_or_else(|| anyhow::anyhow!("a netns lab"))?, i + 1);
+    for node in 0..lab.nodes {
+        let port = (2380 + 100 * node).to_string();
+        let chain = if node == i { "INPUT" } else { "OUTPUT" };
+        let status = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "iptables", if cut { "-I" } else { "-D" }, chain, "-p", "tcp", "--dport", &port, "-j", "DROP"])
+            .status()?;
+        anyhow::ensure!(status.success(), "iptables in {ns} failed");
+    }
+    Ok(())
+}
+
+#[test]
+fn failsafe_keeps_a_primary_cut_from_the_store_while_every_member_confirms() -> anyhow::Result<()> {
+    let lab = Lab::up_netns(3)?;
+    with_logs(&lab, || {
+        let primary = lab.primary()?;
+        create_table(&lab, primary)?;
+        lab.ctl(&["edit-config", "-s", "failsafe_mode=true", "--force"])?;
+        lab.psql(primary, "insert into t(v) values ('before')")?;
+        lab.wait_healthy(HEAL, "before")?;
+        std::thread::sleep(Duration::from_secs(2)); // every agent has read the new /config
+        cut_raft(&lab, primary, true)?;
+        // Well past ttl: the primary still writes (every member confirms over REST) and
+        // nobody else was promoted (they promised not to).
+        for second in 0..8 {
+            std::thread::sleep(Duration::from_secs(1));
+            lab.psql(primary, &format!("insert into t(v) values ('failsafe{second}')"))
+                .map_err(|e| anyhow::anyhow!("after {second} s without the store, the primary stopped: {e:#}"))?;
+            for other in (0..3).filter(|&o| o != primary) {
+                anyhow::ensure!(lab.psql(other, "select pg_is_in_recovery()")? == "t", "{} was promoted", lab.name(other));
+            }
+        }
+        assert!(lab.log(primary).contains("failsafe: the store is unreachable"), "the primary said why it kept running");
+        // Now cut it off completely: no confirmation, so it demotes and another node takes over.
+        lab.partition(primary)?;
+        let new = wait_for(HEAL, "a new primary", || {
+            (0..3).filter(|&i| i != primary).find(|&i| lab.psql(i, "select pg_is_in_recovery()").is_ok_and(|r| r == "f")).ok_or_else(|| anyhow::anyhow!("not yet"))
+        })?;
+        anyhow::ensure!(lab.psql(primary, "select 1").is_err() || lab.psql(primary, "select pg_is_in_recovery()")? == "t", "the old primary still writable");
+        lab.heal()?;
+        cut_raft(&lab, primary, false)?;
+        lab.psql(new, "insert into t(v) values ('after')")?;
+        assert_eq!(lab.wait_healthy(HEAL, "after")?, new);
+        Ok(())
+    })
+}

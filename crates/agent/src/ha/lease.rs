@@ -58,6 +58,16 @@ impl Lease {
         self.update(|i| *i = LeaseInfo::default());
     }
 
+    /// Moves the write deadline to `until` (if later) without the store: failsafe mode,
+    /// when every other member confirmed it will not take over before then.
+    pub fn extend(&self, until: Instant) {
+        self.update(|i| i.valid_until = Some(i.valid_until.map_or(until, |v| v.max(until))));
+        let mut fencer = self.fencer();
+        if let Some((pid, _)) = fencer.armed_target() {
+            fencer.arm(pid, self.get().valid_until.unwrap_or(until));
+        }
+    }
+
     fn renewed(&self, id: i64, r: Renewal, timing: &Timing) {
         let until = r.sent + r.ttl.min(timing.ttl).saturating_sub(timing.safety_margin);
         self.update(|i| {

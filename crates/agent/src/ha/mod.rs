@@ -12,6 +12,7 @@
 //! nobody holds it → race for it if eligible (`election`), else wait.
 
 mod bootstrap;
+pub mod failsafe;
 pub mod commands;
 pub mod election;
 pub mod lease;
@@ -108,6 +109,8 @@ pub struct Agent {
     watchdog_timeout: Option<Duration>,
     /// Why a `required` watchdog is not usable: this node then never takes the key.
     watchdog_missing: Option<String>,
+    /// The failsafe promise this member gave a primary (shared with the REST API).
+    promise: failsafe::Promise,
     last_member_write: Option<(String, Instant)>,
     last_status_write: Option<(u64, Instant)>,
     last_action: String,
@@ -146,6 +149,7 @@ impl Agent {
                 sync_names: String::new(),
                 watchdog_timeout,
                 watchdog_missing,
+                promise: failsafe::Promise::default(),
                 last_member_write: None,
                 last_status_write: None,
                 last_action: String::new(),
@@ -153,6 +157,11 @@ impl Agent {
             },
             rx,
         ))
+    }
+
+    /// The failsafe promise, for the REST API's `POST /failsafe`.
+    pub fn promise(&self) -> failsafe::Promise {
+        self.promise.clone()
     }
 
     fn timing(&self) -> Timing {
@@ -202,7 +211,9 @@ impl Agent {
         let mut wait = self.timing().loop_wait;
         if let Some(until) = self.lease.get().valid_until {
             if self.state.borrow().holds_leader_key {
-                wait = wait.min(until.saturating_duration_since(Instant::now()) + Duration::from_millis(10));
+                // Near the deadline, look again at half the remaining time: a failsafe
+                // confirmation (or a demotion) must come before it.
+                wait = wait.min(until.saturating_duration_since(Instant::now()) / 2 + Duration::from_millis(10));
             }
         }
         wait
@@ -330,6 +341,12 @@ impl Agent {
             self.fence_now().await;
             self.state.send_modify(|s| s.holds_leader_key = false);
             return format!("demoted: the store is unreachable ({error}) and the lease could not be renewed in time");
+        }
+        if holds && self.dynamic.failsafe_mode {
+            return match self.failsafe_confirmed().await {
+                Ok(n) => format!("failsafe: the store is unreachable ({error}) but all {n} other members confirmed; still primary"),
+                Err(e) => format!("failsafe: the store is unreachable ({error}) and {e}; demoting at the deadline"),
+            };
         }
         if holds {
             return format!("store unreachable ({error}); still primary until the lease deadline");

@@ -125,6 +125,9 @@ impl Agent {
             }
         }
         let chosen = requested.as_deref() == Some(me.as_str());
+        if let Some(primary) = self.promise.active() {
+            return format!("no leader key, but {primary} runs in failsafe mode and I confirmed it: not racing until that promise ends");
+        }
         if let Some(why) = self.watchdog_missing.clone() {
             return self.refuse(chosen, format!("no leader: I am {me} and may not take over (watchdog required but {why})")).await;
         }

@@ -17,6 +17,7 @@ use super::{json, text};
 use crate::config::Credentials;
 use crate::dcs::Dcs;
 use crate::ha::commands::{Command, CommandSender};
+use crate::ha::failsafe::Promise;
 use crate::ops::{self, OpsError, SwitchoverRequest};
 
 /// How long `POST /switchover` and `/failover` wait for the new primary.
@@ -28,6 +29,8 @@ pub struct Control {
     pub dcs: Dcs,
     pub auth: Option<Credentials>,
     pub commands: CommandSender,
+    /// What this member promised a primary in failsafe mode (`POST /failsafe`).
+    pub promise: Promise,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -35,6 +38,12 @@ struct SwitchoverBody {
     leader: Option<String>,
     candidate: Option<String>,
     scheduled_at: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FailsafeBody {
+    name: Option<String>,
+    ttl: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +102,23 @@ impl Control {
             ("POST", "reload") => self.command(Command::Reload, StatusCode::ACCEPTED).await,
             ("POST", "reinit") => self.command(Command::Reinit, StatusCode::OK).await,
             _ => super::unsupported(method),
+        }
+    }
+
+    /// `POST /failsafe` from a primary that lost the store's quorum: confirm, and promise
+    /// not to take the leader key for its ttl (see `ha::failsafe`). Refused (412) when
+    /// the cluster's `failsafe_mode` is off.
+    pub fn failsafe(&self, body: &[u8], enabled: bool) -> Response {
+        if !enabled {
+            return text(StatusCode::PRECONDITION_FAILED, "failsafe_mode is off\n");
+        }
+        match parse::<FailsafeBody>(body) {
+            Ok(FailsafeBody { name: Some(name), ttl: Some(ttl) }) if (1..=3600).contains(&ttl) => {
+                self.promise.give(&name, Duration::from_secs(ttl));
+                text(StatusCode::OK, "Accepted\n")
+            }
+            Ok(_) => text(StatusCode::BAD_REQUEST, "failsafe needs {\"name\": PRIMARY, \"ttl\": SECONDS (1..3600)}\n"),
+            Err(r) => r,
         }
     }
 

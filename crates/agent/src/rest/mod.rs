@@ -60,6 +60,10 @@ async fn dispatch(State(app): State<App>, method: Method, uri: Uri, headers: Hea
             return control::unauthorized();
         }
         let endpoint = uri.path().trim_start_matches('/').split('/').next().unwrap_or("").to_string();
+        if method == Method::POST && endpoint == "failsafe" {
+            let enabled = crate::ops::dynamic(&app.state.borrow().cluster).failsafe_mode;
+            return control.failsafe(&body, enabled);
+        }
         return control.handle(&method, &endpoint, &body).await;
     }
     // The borrow is held only while the response is built (no await in between), so the
