@@ -250,6 +250,9 @@ pub struct DynamicConfig {
     pub synchronous_mode_strict: bool,
     #[serde(default = "default_sync_count")]
     pub synchronous_node_count: u32,
+    /// A synchronous standby lagging more bytes than this is replaced (-1: never, Patroni's default).
+    #[serde(default = "minus_one")]
+    pub maximum_lag_on_syncnode: i64,
     /// Without the store's quorum, the primary keeps running while every other member
     /// confirms over REST (and promises not to take over for a ttl).
     #[serde(default)]
@@ -264,6 +267,10 @@ pub struct DynamicPostgres {
     pub parameters: BTreeMap<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_pg_rewind: Option<bool>,
+}
+
+fn minus_one() -> i64 {
+    -1
 }
 
 fn default_sync_count() -> u32 {
@@ -295,7 +302,7 @@ impl DynamicConfig {
         let mut known = serde_json::Map::new();
         if let Some(obj) = value.as_object() {
             for key in ["ttl", "loop_wait", "retry_timeout", "safety_margin", "maximum_lag_on_failover",
-                "primary_start_timeout", "pause", "synchronous_mode", "synchronous_mode_strict", "synchronous_node_count", "failsafe_mode", "postgresql"] {
+                "primary_start_timeout", "pause", "synchronous_mode", "synchronous_mode_strict", "synchronous_node_count", "maximum_lag_on_syncnode", "failsafe_mode", "postgresql"] {
                 if let Some(v) = obj.get(key) {
                     known.insert(key.to_string(), v.clone());
                 }

@@ -26,17 +26,22 @@ pub fn standby_names(wanted: &[String], n: u32, strict: bool) -> String {
     format!("FIRST {n} ({})", quoted.join(", "))
 }
 
-/// The standbys to wait for: streaming, known members, not tagged nosync; those already
-/// synchronous first (no needless churn), then the most advanced; at most `n`.
-pub fn choose(view: &ClusterView, pg: &PgStatus, me: &str, n: u32) -> Vec<String> {
+/// The standbys to wait for: streaming, known members, not tagged nosync, not lagging
+/// more than `max_lag` bytes (`maximum_lag_on_syncnode`: a lagging synchronous standby
+/// is replaced); those already synchronous first (no needless churn), then the most
+/// advanced; at most `n`.
+pub fn choose(view: &ClusterView, pg: &PgStatus, me: &str, n: u32, max_lag: Option<u64>) -> Vec<String> {
     let current = view.sync_standbys();
+    let primary_pos = pg.wal_lsn.unwrap_or(0);
+    let lagging = |pos: u64| max_lag.is_some_and(|m| primary_pos.saturating_sub(pos) > m);
     let mut candidates: Vec<(bool, u64, String)> = pg
         .replication
         .iter()
         .filter(|r| r.state == "streaming" && r.application_name != me)
         .filter_map(|r| {
             let m = view.members.get(&r.application_name)?;
-            (!m.tags.nosync).then(|| (current.contains(&r.application_name), m.xlog_location.unwrap_or(0), r.application_name.clone()))
+            let pos = m.xlog_location.unwrap_or(0);
+            (!m.tags.nosync && !lagging(pos)).then(|| (current.contains(&r.application_name), pos, r.application_name.clone()))
         })
         .collect();
     candidates.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
@@ -59,7 +64,8 @@ impl Agent {
             return;
         }
         let n = self.dynamic.synchronous_node_count;
-        let wanted = choose(view, pg, &me, n);
+        let max_lag = u64::try_from(self.dynamic.maximum_lag_on_syncnode).ok().filter(|m| *m > 0);
+        let wanted = choose(view, pg, &me, n, max_lag);
         let listed = view.sync_standbys();
         // 1. shrink
         let staying: Vec<String> = listed.iter().filter(|s| wanted.contains(s)).cloned().collect();
@@ -135,9 +141,11 @@ mod tests {
         }
         let row = |n: &str| ReplicationRow { application_name: n.into(), state: "streaming".into(), ..Default::default() };
         let pg = PgStatus { replication: vec![row("n2"), row("n3"), row("n4"), row("stranger")], ..Default::default() };
-        assert_eq!(choose(&view, &pg, "n1", 1), vec!["n3".to_string()], "most advanced, nosync skipped");
+        assert_eq!(choose(&view, &pg, "n1", 1, None), vec!["n3".to_string()], "most advanced, nosync skipped");
         view.sync = Some((SyncState { leader: Some("n1".into()), sync_standby: Some("n2".into()) }, 1));
-        assert_eq!(choose(&view, &pg, "n1", 1), vec!["n2".to_string()], "the current one stays");
-        assert_eq!(choose(&view, &pg, "n1", 5).len(), 2);
+        assert_eq!(choose(&view, &pg, "n1", 1, None), vec!["n2".to_string()], "the current one stays");
+        assert_eq!(choose(&view, &pg, "n1", 5, None).len(), 2);
+        let pg = PgStatus { wal_lsn: Some(25), ..pg };
+        assert_eq!(choose(&view, &pg, "n1", 1, Some(10)), vec!["n3".to_string()], "a lagging sync standby is replaced");
     }
 }
