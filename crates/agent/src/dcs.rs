@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use raftgres_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use raftgres_proto::etcdserverpb::kv_client::KvClient;
 use raftgres_proto::etcdserverpb::lease_client::LeaseClient;
+use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use raftgres_proto::etcdserverpb::request_op::Request as Op;
 use raftgres_proto::etcdserverpb::watch_client::WatchClient;
 use raftgres_proto::etcdserverpb::watch_request::RequestUnion;
 use raftgres_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, PutRequest,
-    RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
+    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
+    PutRequest, RangeRequest, RequestOp, StatusRequest, StatusResponse, TxnRequest, WatchCreateRequest, WatchRequest,
 };
 pub use raftgres_etcd_api::prefix_end;
 use tokio_stream::StreamExt;
@@ -177,6 +178,13 @@ impl Dcs {
     /// The leader key race: creates `leader = name` on `lease` if nobody holds it.
     pub async fn acquire_leader(&self, name: &str, lease: i64) -> DcsResult<bool> {
         self.create(&self.keys.leader(), name, lease).await
+    }
+
+    /// This node's Raft view (etcd's Maintenance.Status) and the number of leases.
+    pub async fn store_status(&self) -> DcsResult<(StatusResponse, usize)> {
+        let status = self.timed(MaintenanceClient::new(self.channel.clone()).status(StatusRequest {})).await?.into_inner();
+        let leases = self.timed(self.lease().lease_leases(LeaseLeasesRequest {})).await?.into_inner().leases.len();
+        Ok((status, leases))
     }
 
     /// Sends a notification on `wake` for every change under the cluster prefix, until

@@ -16,6 +16,7 @@
 pub mod control;
 pub mod health;
 pub mod json;
+pub mod metrics;
 
 use std::sync::Arc;
 
@@ -65,6 +66,14 @@ async fn dispatch(State(app): State<App>, method: Method, uri: Uri, headers: Hea
             return control.failsafe(&body, enabled);
         }
         return control.handle(&method, &endpoint, &body).await;
+    }
+    if method == Method::GET && uri.path() == "/metrics" {
+        let store = match &app.control {
+            Some(c) => c.dcs.store_status().await.ok(),
+            None => None,
+        };
+        let body = metrics::render(&app.state.borrow(), store.as_ref());
+        return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response();
     }
     // The borrow is held only while the response is built (no await in between), so the
     // HA loop's next publish never waits on an HTTP client.

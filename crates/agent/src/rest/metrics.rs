@@ -1,0 +1,114 @@
+//! `GET /metrics`: Prometheus text format (version 0.0.4), with Patroni's metric names
+//! where they exist (role, timeline, WAL positions, pending restart, paused, DCS last
+//! seen, ...) and the store's own (Raft term, leader, log and applied index, revision,
+//! database size, leases), each with HELP and TYPE. Labels: `scope` and `name`.
+
+use std::fmt::Write;
+use std::time::UNIX_EPOCH;
+
+use raftgres_proto::etcdserverpb::StatusResponse;
+
+use crate::cluster::Role;
+use crate::state::NodeState;
+
+/// One gauge with HELP and TYPE.
+fn gauge(out: &mut String, name: &str, help: &str, labels: &str, value: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The metrics of this node; `store` is the store's answer, if it gave one.
+pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>) -> String {
+    let labels = format!("scope=\"{}\",name=\"{}\"", escape(&state.scope), escape(&state.name));
+    let pg = &state.postgres;
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let lsn = |v: Option<u64>| v.map_or(0.0, |v| v as f64);
+    let mut out = String::new();
+    let version: f64 = crate::VERSION.split('.').take(3).fold(0.0, |acc, p| acc * 100.0 + p.parse::<f64>().unwrap_or(0.0));
+    gauge(&mut out, "patroni_version", "Version of the agent (raftgres) as one number, e.g. 000100 for 0.1.0.", &labels, version);
+    gauge(&mut out, "patroni_postgres_running", "Value is 1 if PostgreSQL is running, 0 otherwise.", &labels, flag(pg.is_running()));
+    let start = pg.postmaster_start_time.as_deref().and_then(|t| humantime::parse_rfc3339_weak(&t.replace(' ', "T").replace("+00", "Z")).ok());
+    gauge(&mut out, "patroni_postmaster_start_time", "Epoch seconds since PostgreSQL started.", &labels, start.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0.0, |d| d.as_secs_f64()));
+    let primary = pg.role == Role::Primary && state.holds_leader_key;
+    gauge(&mut out, "patroni_primary", "Value is 1 if this node is the leader, 0 otherwise.", &labels, flag(primary));
+    gauge(&mut out, "patroni_xlog_location", "Current location of the PostgreSQL transaction log, 0 for replicas.", &labels, if pg.role == Role::Primary { lsn(pg.wal_lsn) } else { 0.0 });
+    gauge(&mut out, "patroni_standby_leader", "Value is 1 if this node is the standby_leader, 0 otherwise.", &labels, 0.0);
+    gauge(&mut out, "patroni_replica", "Value is 1 if this node is a replica, 0 otherwise.", &labels, flag(pg.role == Role::Replica && pg.is_running()));
+    let sync = state.cluster.sync_standbys().contains(&state.name);
+    gauge(&mut out, "patroni_sync_standby", "Value is 1 if this node is a sync standby replica, 0 otherwise.", &labels, flag(sync));
+    gauge(&mut out, "patroni_xlog_received_location", "Current location of the received transaction log, 0 for the primary.", &labels, if pg.role == Role::Replica { lsn(pg.receive_lsn) } else { 0.0 });
+    gauge(&mut out, "patroni_xlog_replayed_location", "Current location of the replayed transaction log, 0 for the primary.", &labels, if pg.role == Role::Replica { lsn(pg.replay_lsn) } else { 0.0 });
+    gauge(&mut out, "patroni_postgres_server_version", "Version of PostgreSQL (server_version_num).", &labels, pg.server_version.map_or(0.0, f64::from));
+    gauge(&mut out, "patroni_cluster_unlocked", "Value is 1 if the cluster has no leader key, 0 otherwise.", &labels, flag(state.cluster.leader.is_none()));
+    gauge(&mut out, "patroni_postgres_timeline", "PostgreSQL timeline of this node (if running), 0 otherwise.", &labels, pg.timeline.map_or(0.0, f64::from));
+    let seen = state.dcs_last_seen.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0.0, |d| d.as_secs_f64().floor());
+    gauge(&mut out, "patroni_dcs_last_seen", "Epoch seconds when the store was last reached.", &labels, seen);
+    gauge(&mut out, "patroni_pending_restart", "Value is 1 if the node needs a restart, 0 otherwise.", &labels, flag(pg.pending_restart));
+    gauge(&mut out, "patroni_is_paused", "Value is 1 if auto failover is disabled (maintenance mode), 0 otherwise.", &labels, flag(state.paused()));
+    if let Some((s, leases)) = store {
+        let member = s.header.as_ref().map_or(0, |h| h.member_id);
+        gauge(&mut out, "raftgres_raft_term", "Current Raft term of this node's store.", &labels, s.raft_term as f64);
+        gauge(&mut out, "raftgres_raft_is_leader", "Value is 1 if this node's store is the Raft leader, 0 otherwise.", &labels, flag(s.leader != 0 && s.leader == member));
+        gauge(&mut out, "raftgres_raft_has_leader", "Value is 1 if this node knows a Raft leader, 0 otherwise.", &labels, flag(s.leader != 0));
+        gauge(&mut out, "raftgres_raft_log_index", "Last Raft log index of this node.", &labels, s.raft_index as f64);
+        gauge(&mut out, "raftgres_raft_applied_index", "Last Raft log index applied to this node's state machine.", &labels, s.raft_applied_index as f64);
+        gauge(&mut out, "raftgres_store_revision", "Revision of the store (etcd's).", &labels, s.header.as_ref().map_or(0.0, |h| h.revision as f64));
+        gauge(&mut out, "raftgres_store_db_size_bytes", "Bytes of the store on disk (log, snapshots).", &labels, s.db_size as f64);
+        gauge(&mut out, "raftgres_store_leases", "Leases in the store.", &labels, *leases as f64);
+    }
+    gauge(&mut out, "raftgres_store_reachable", "Value is 1 if the store answered this scrape, 0 otherwise.", &labels, flag(store.is_some()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small parser of the text format: every sample line is `name{labels} value`,
+    /// each metric has HELP and TYPE before its sample.
+    fn parse(text: &str) -> Vec<(String, f64)> {
+        let mut samples = Vec::new();
+        let mut described = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                described.insert(rest.split(' ').next().expect("name").to_string());
+            } else if line.starts_with("# TYPE ") {
+                assert!(line.ends_with(" gauge"), "{line}");
+            } else {
+                let (series, value) = line.rsplit_once(' ').expect("sample");
+                let (name, labels) = series.split_once('{').expect("labels");
+                assert!(labels.ends_with('}') && labels.contains("scope=\"demo\""), "{line}");
+                assert!(described.contains(name), "{name} has no HELP");
+                samples.push((name.to_string(), value.parse().expect("number")));
+            }
+        }
+        samples
+    }
+
+    #[test]
+    fn renders_patroni_and_store_metrics() {
+        let mut state = NodeState::new("node1", "demo", Default::default());
+        state.postgres.state = "running".into();
+        state.postgres.role = Role::Primary;
+        state.postgres.wal_lsn = Some(0x3000060);
+        state.postgres.timeline = Some(2);
+        state.holds_leader_key = true;
+        let status = StatusResponse { raft_term: 7, raft_index: 42, raft_applied_index: 41, leader: 5, header: Some(raftgres_proto::etcdserverpb::ResponseHeader { member_id: 5, revision: 9, ..Default::default() }), ..Default::default() };
+        let samples = parse(&render(&state, Some(&(status, 3))));
+        let get = |n: &str| samples.iter().find(|(name, _)| name == n).map(|(_, v)| *v).expect(n);
+        assert_eq!(get("patroni_primary"), 1.0);
+        assert_eq!(get("patroni_xlog_location"), 0x3000060 as f64);
+        assert_eq!(get("patroni_postgres_timeline"), 2.0);
+        assert_eq!(get("patroni_cluster_unlocked"), 1.0);
+        assert_eq!(get("raftgres_raft_term"), 7.0);
+        assert_eq!(get("raftgres_raft_is_leader"), 1.0);
+        assert_eq!(get("raftgres_store_leases"), 3.0);
+        let without_store = parse(&render(&state, None));
+        assert!(without_store.iter().any(|(n, v)| n == "raftgres_store_reachable" && *v == 0.0));
+    }
+}
