@@ -52,6 +52,8 @@ pub struct ListRow {
     pub replay_lsn: Option<String>,
     pub replay_lag_mb: Option<u64>,
     pub raft: String,
+    /// A parameter change waits for a restart of this member.
+    pub pending_restart: bool,
 }
 
 /// `/service/` → `/service/`, `service` → `/service/`, `` → `/`.
@@ -170,6 +172,7 @@ pub fn rows(view: &ClusterView, raft: &BTreeMap<String, String>) -> Vec<ListRow>
                     .get(name)
                     .cloned()
                     .unwrap_or_else(|| "unknown".to_string()),
+                pending_restart: m.pending_restart,
             }
         })
         .collect()
@@ -208,6 +211,16 @@ pub fn render(scope: &str, view: &ClusterView, rows: &[ListRow]) -> String {
         "Lag",
         "Raft",
     ];
+    // As patronictl: a "Pending restart" column only when some member needs one.
+    let pending = rows.iter().any(|r| r.pending_restart);
+    let mut header = header.to_vec();
+    let mut cells = cells;
+    if pending {
+        header.push("Pending restart");
+        for (row, cell) in rows.iter().zip(cells.iter_mut()) {
+            cell.push(if row.pending_restart { "*".to_string() } else { String::new() });
+        }
+    }
     let body = table::render(&header, &cells);
     let sysid = view
         .initialize
@@ -510,6 +523,17 @@ mod tests {
         view.config = Some((serde_json::json!({"pause": true, "ttl": 30}), 3));
         let out = render("demo", &view, &rows(&view, &raft()));
         assert!(out.ends_with("+\n Maintenance mode: on\n"), "{out}");
+    }
+
+    #[test]
+    fn list_shows_pending_restart_only_when_needed() {
+        let mut view = three_nodes();
+        assert!(!render("demo", &view, &rows(&view, &raft())).contains("Pending restart"));
+        if let Some(m) = view.members.values_mut().next() {
+            m.pending_restart = true;
+        }
+        let out = render("demo", &view, &rows(&view, &raft()));
+        assert!(out.contains("Pending restart") && out.contains("| *"), "{out}");
     }
 
     #[test]
