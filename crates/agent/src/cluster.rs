@@ -49,6 +49,13 @@ impl Keys {
     pub fn sync(&self) -> String {
         format!("{}sync", self.prefix)
     }
+    /// `events/`: the HA timeline, one key per event, `<unix ms>-<member>` (time-ordered).
+    pub fn events_prefix(&self) -> String {
+        format!("{}events/", self.prefix)
+    }
+    pub fn event(&self, unix_ms: u128, member: &str) -> String {
+        format!("{}events/{unix_ms:013}-{member}", self.prefix)
+    }
 }
 
 /// PostgreSQL's role as a member reports it.
@@ -156,6 +163,15 @@ impl SyncState {
             .map(|s| s.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect())
             .unwrap_or_default()
     }
+}
+
+/// One HA event in `events/` (what a node decided, and when).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub member: String,
+    pub event: String,
 }
 
 /// The leader key's holder and the key's revision (for compare-and-swap).

@@ -20,7 +20,7 @@ pub use raftgres_etcd_api::prefix_end;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use crate::cluster::{ClusterStatus, ClusterView, FailoverRequest, HistoryEntry, Keys, LeaderKey, Member, SyncState};
+use crate::cluster::{ClusterStatus, ClusterView, Event, FailoverRequest, HistoryEntry, Keys, LeaderKey, Member, SyncState};
 
 /// Why a store request failed.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +178,25 @@ impl Dcs {
     /// The leader key race: creates `leader = name` on `lease` if nobody holds it.
     pub async fn acquire_leader(&self, name: &str, lease: i64) -> DcsResult<bool> {
         self.create(&self.keys.leader(), name, lease).await
+    }
+
+    /// Appends an event to the timeline and forgets events older than `keep`.
+    pub async fn record_event(&self, member: &str, event: &str, keep: Duration) -> DcsResult<()> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let value = serde_json::json!({ "at_ms": now.as_millis() as u64, "member": member, "event": event }).to_string();
+        self.put(&self.keys.event(now.as_millis(), member), &value, 0).await?;
+        let cutoff = now.saturating_sub(keep).as_millis();
+        let req = DeleteRangeRequest { key: self.keys.events_prefix().into(), range_end: self.keys.event(cutoff, "").into(), ..Default::default() };
+        self.timed(self.kv().delete_range(req)).await?;
+        Ok(())
+    }
+
+    /// The timeline, oldest first.
+    pub async fn events(&self) -> DcsResult<Vec<Event>> {
+        let prefix = self.keys.events_prefix().into_bytes();
+        let req = RangeRequest { range_end: prefix_end(&prefix), key: prefix, ..Default::default() };
+        let resp = self.timed(self.kv().range(req)).await?.into_inner();
+        Ok(resp.kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect())
     }
 
     /// This node's Raft view (etcd's Maintenance.Status) and the number of leases.

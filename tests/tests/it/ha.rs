@@ -74,6 +74,11 @@ fn killed_primary_fails_over_and_rejoins_as_replica() -> anyhow::Result<()> {
     let primary = lab.wait_healthy(HEAL, "after")?;
     assert_eq!(primary, new, "the old primary came back as a replica");
     assert_checks(&lab, new)?;
+    let events = lab.ctl(&["events"])?;
+    assert!(
+        events.lines().any(|l| l.contains(&lab.name(new)) && l.contains("promoted: I am")),
+        "the timeline shows the promotion: {events}"
+    );
     let history = std::process::Command::new("curl").args(["-s", &format!("http://127.0.0.1:{}/history", lab.rest_port(new))]).output();
     if let Ok(out) = history {
         let text = String::from_utf8_lossy(&out.stdout);

@@ -37,6 +37,9 @@ use crate::state::{NodeState, PgStatus, StateReceiver, StateSender};
 use crate::timing::Timing;
 use lease::Lease;
 
+/// How long the HA timeline (`events/`) keeps an event.
+const EVENTS_KEPT_FOR: Duration = Duration::from_secs(3600);
+
 /// Shortest pause between two cycles, so a burst of key changes costs one cycle.
 const MIN_CYCLE_GAP: Duration = Duration::from_millis(30);
 
@@ -220,6 +223,16 @@ impl Agent {
     }
 
     fn report(&mut self, action: String) {
+        if action != self.last_action {
+            // Every change of decision goes on the timeline (`raftctl events`), in the
+            // background: a store that cannot take it must not slow the loop.
+            let (dcs, me, event) = (self.dcs.clone(), self.config.name.clone(), action.clone());
+            tokio::spawn(async move {
+                if let Err(e) = dcs.record_event(&me, &event, EVENTS_KEPT_FOR).await {
+                    tracing::debug!("cannot record the event: {e}");
+                }
+            });
+        }
         if action != self.last_action || self.last_logged.elapsed() >= Duration::from_secs(10) {
             tracing::info!("{action}");
             self.last_logged = Instant::now();

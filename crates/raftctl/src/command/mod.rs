@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod events;
 pub mod history;
 pub mod lab;
 pub mod list;
