@@ -46,6 +46,8 @@ pub enum Command {
     ShowConfig(command::config::ShowConfigArgs),
     /// Change the dynamic configuration: -s key=value, -p pg_param=value, or in $EDITOR.
     EditConfig(command::config::EditConfigArgs),
+    /// A refreshing view: the list table and the latest events (like `watch patronictl list`).
+    Watch(command::watch::WatchArgs),
     /// The HA timeline: every agent's decisions, merged in time order (--follow).
     Events(command::events::EventsArgs),
     /// The promotions recorded in `/history`.
@@ -111,6 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topology(args) => command::topology::topology(&connect(&cli.endpoints).await?, args).await,
         Command::Dsn(args) => command::topology::dsn(&connect(&cli.endpoints).await?, args).await,
         Command::Version(args) => command::topology::version(&connect(&cli.endpoints).await?, args).await,
+        Command::Watch(args) => command::watch::run(&connect(&cli.endpoints).await?, args).await,
         Command::Events(args) => command::events::run(&connect(&cli.endpoints).await?, args, cli.output).await,
         Command::History(args) => command::history::run(&connect(&cli.endpoints).await?, args, cli.output).await,
     }

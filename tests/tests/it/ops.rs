@@ -150,6 +150,9 @@ fn rest_api_switches_over_and_nodes_restart_reload_and_reinit() -> anyhow::Resul
         assert!(topology.starts_with(&format!("{} 127.0.0.1:{} Leader", lab.name(candidate), lab.pg_port(candidate))), "{topology}");
         assert_eq!(topology.lines().filter(|l| l.starts_with("+ ")).count(), 2, "{topology}");
         assert_eq!(lab.ctl(&["dsn"])?.trim(), format!("host=127.0.0.1 port={}", lab.pg_port(candidate)));
+        let watch = lab.ctl(&["watch", "--count", "2", "--interval", "0.2"])?;
+        assert_eq!(watch.matches("Every 0.2s: raftctl watch").count(), 2, "{watch}");
+        assert!(watch.contains("| Leader") && watch.contains("Latest events:"), "{watch}");
         wait_for(Duration::from_secs(10), "every member's versions", || {
             let version = lab.ctl(&["version"])?;
             anyhow::ensure!(version.matches("PostgreSQL 15.").count() == 3, "{version}");

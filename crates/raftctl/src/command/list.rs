@@ -245,7 +245,7 @@ pub fn render(scope: &str, view: &ClusterView, rows: &[ListRow]) -> String {
 
 /// Raft column for each Patroni member: MemberList, then each node's Status (1 s each,
 /// all at once). A failing MemberList leaves the column "unknown" rather than failing.
-async fn raft_roles(api: &Api, names: &[String]) -> BTreeMap<String, String> {
+pub async fn raft_roles(api: &Api, names: &[String]) -> BTreeMap<String, String> {
     let list = tokio::time::timeout(
         COMMAND_TIMEOUT,
         api.cluster().member_list(MemberListRequest {

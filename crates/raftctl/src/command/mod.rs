@@ -11,3 +11,4 @@ pub mod node_ops;
 pub mod pause;
 pub mod switchover;
 pub mod topology;
+pub mod watch;
