@@ -416,7 +416,7 @@ impl Agent {
             None => true,
             Some((old, at)) => {
                 let old_m: Option<Member> = serde_json::from_str(old).ok();
-                let shape_changed = old_m.map_or(true, |o| fresh(&o) != fresh(&member));
+                let shape_changed = old_m.is_none_or(|o| fresh(&o) != fresh(&member));
                 (shape_changed || at.elapsed() >= self.timing().loop_wait) && *old != value
             }
         };

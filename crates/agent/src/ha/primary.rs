@@ -82,7 +82,7 @@ impl Agent {
         }
         self.manage_sync(view, pg).await;
         if let Some(optime) = pg.wal_lsn {
-            let due = self.last_status_write.map_or(true, |(old, at)| old != optime && at.elapsed() >= self.timing().loop_wait);
+            let due = self.last_status_write.is_none_or(|(old, at)| old != optime && at.elapsed() >= self.timing().loop_wait);
             if due {
                 let value = serde_json::json!({ "optime": optime }).to_string();
                 if self.dcs.put(&self.dcs.keys.status(), &value, 0).await.is_ok() {
