@@ -17,7 +17,7 @@ psql -h 127.0.0.1 -p 5000 -U postgres -Atc "create table smoke(x int); insert in
 etcdctl --endpoints 127.0.0.1:2379 get --prefix /service/demo/ --keys-only | grep -q /service/demo/leader
 ./target/release/raftctl list | grep -q Leader
 # --- an experiment from the README: kill the primary ---
-primary=$(./target/release/raftctl list -o json | python3 -c 'import json,sys; print(next(r["member"] for r in json.load(sys.stdin) if r["role"] == "Leader"))')
+primary=$(./target/release/raftctl list | awk -F'|' '$4 ~ /Leader/ {gsub(/ /, "", $2); print $2}')
 ./target/release/raftctl lab kill "$primary"
 for _ in $(seq 1 150); do
     psql -h 127.0.0.1 -p 5000 -U postgres -Atc "insert into smoke values (2)" >/dev/null 2>&1 && break
