@@ -3,6 +3,8 @@
 //! compare-and-swap). The REST API and `raftctl` both call these; the HA loops carry
 //! them out. Every refusal says why, in words an operator can act on.
 
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 
 use crate::cluster::{ClusterView, FailoverRequest, Role};
@@ -213,6 +215,39 @@ pub async fn set_pause(dcs: &Dcs, pause: bool) -> Result<String, OpsError> {
     }
     patch_config(dcs, &serde_json::json!({ "pause": if pause { Value::Bool(true) } else { Value::Null } })).await?;
     Ok(if pause { "paused: automatic failover is off, PostgreSQL is left alone" } else { "resumed: the agents manage PostgreSQL again" }.into())
+}
+
+/// How a switchover or failover request ended, as seen from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handover {
+    /// This member now holds the leader key (after this long).
+    NewLeader(String, Duration),
+    /// The request is gone and `before` still leads: refused or aborted.
+    Refused,
+    /// Neither within the wait.
+    TimedOut,
+}
+
+/// How long [`await_handover`] waits.
+pub const HANDOVER_WAIT: Duration = Duration::from_secs(30);
+
+/// After a switchover or failover request was written: polls until a member other than
+/// `before` holds the leader key and `/failover` is gone, or the request was dropped
+/// while `before` still leads.
+pub async fn await_handover(dcs: &Dcs, before: Option<&str>) -> Handover {
+    let started = Instant::now();
+    while started.elapsed() < HANDOVER_WAIT {
+        if let Ok(view) = dcs.read_cluster().await {
+            if let Some(new) = view.leader_name().filter(|n| Some(*n) != before && view.failover.is_none()) {
+                return Handover::NewLeader(new.to_string(), started.elapsed());
+            }
+            if view.failover.is_none() && view.leader_name() == before && started.elapsed() > Duration::from_millis(500) {
+                return Handover::Refused;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Handover::TimedOut
 }
 
 /// RFC 7396 JSON merge patch.

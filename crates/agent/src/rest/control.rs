@@ -5,7 +5,7 @@
 //! HA loop as [`Command`]s. With `restapi.authentication` configured, each needs Basic
 //! auth (401 otherwise, nothing done).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
@@ -18,10 +18,7 @@ use crate::config::Credentials;
 use crate::dcs::Dcs;
 use crate::ha::commands::{Command, CommandSender};
 use crate::ha::failsafe::Promise;
-use crate::ops::{self, OpsError, SwitchoverRequest};
-
-/// How long `POST /switchover` and `/failover` wait for the new primary.
-const WAIT_FOR_RESULT: Duration = Duration::from_secs(30);
+use crate::ops::{self, Handover, OpsError, SwitchoverRequest};
 
 /// What the mutating endpoints need.
 #[derive(Clone)]
@@ -164,23 +161,17 @@ impl Control {
             Action::Switchover => ("switched", "Switchover"),
             Action::Failover => ("failed", "Failover"),
         };
-        let started = Instant::now();
-        while started.elapsed() < WAIT_FOR_RESULT {
-            if let Ok(view) = self.dcs.read_cluster().await {
-                if let Some(new) = view.leader_name().filter(|n| Some(*n) != before && view.failover.is_none()) {
-                    let message = match candidate {
-                        Some(c) if c != new => format!("{} over to \"{new}\" instead of \"{c}\"\n", capitalized(what)),
-                        _ => format!("Successfully {what} over to \"{new}\"\n"),
-                    };
-                    return text(StatusCode::OK, &message);
-                }
-                if view.failover.is_none() && view.leader_name() == before && started.elapsed() > Duration::from_millis(500) {
-                    return text(StatusCode::SERVICE_UNAVAILABLE, &format!("{title} failed: the primary refused or aborted it (see its log)\n"));
-                }
+        match ops::await_handover(&self.dcs, before).await {
+            Handover::NewLeader(new, _) => {
+                let message = match candidate {
+                    Some(c) if c != new => format!("{} over to \"{new}\" instead of \"{c}\"\n", capitalized(what)),
+                    _ => format!("Successfully {what} over to \"{new}\"\n"),
+                };
+                text(StatusCode::OK, &message)
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            Handover::Refused => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{title} failed: the primary refused or aborted it (see its log)\n")),
+            Handover::TimedOut => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{title} status unknown\n")),
         }
-        text(StatusCode::SERVICE_UNAVAILABLE, &format!("{title} status unknown\n"))
     }
 
     async fn command(&self, command: Command, ok: StatusCode) -> Response {

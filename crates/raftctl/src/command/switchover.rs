@@ -2,18 +2,13 @@
 //! agent's own rules in `raftgres_agent::ops`), then wait until another member holds
 //! the leader key and say who, and how long it took.
 
-use std::time::{Duration, Instant};
-
 use anyhow::bail;
 use clap::Args;
 use raftgres_agent::dcs::Dcs;
-use raftgres_agent::ops::{self, SwitchoverRequest};
+use raftgres_agent::ops::{self, Handover, SwitchoverRequest};
 
 use crate::client::Api;
 use crate::command::cluster::{confirm, open, ClusterArgs};
-
-/// How long to wait for the new primary.
-const WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Args)]
 pub struct SwitchoverArgs {
@@ -90,20 +85,14 @@ pub async fn failover(api: &Api, args: FailoverArgs) -> anyhow::Result<()> {
 
 /// Until a member other than `old` holds the leader key (and `/failover` is gone).
 async fn wait_new_primary(dcs: &Dcs, old: &str) -> anyhow::Result<()> {
-    let started = Instant::now();
-    while started.elapsed() < WAIT {
-        if let Ok(view) = dcs.read_cluster().await {
-            if let Some(new) = view.leader_name().filter(|n| *n != old && view.failover.is_none()) {
-                println!("{new} is the new primary ({:.1} s)", started.elapsed().as_secs_f64());
-                return Ok(());
-            }
-            if view.failover.is_none() && view.leader_name() == Some(old) && started.elapsed() > Duration::from_millis(500) {
-                bail!("the switchover was refused or aborted; {old} is still the primary (see its log)");
-            }
+    match ops::await_handover(dcs, Some(old)).await {
+        Handover::NewLeader(new, took) => {
+            println!("{new} is the new primary ({:.1} s)", took.as_secs_f64());
+            Ok(())
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        Handover::Refused => bail!("the switchover was refused or aborted; {old} is still the primary (see its log)"),
+        Handover::TimedOut => bail!("no new primary within {:?}; check `raftctl list` and the logs", ops::HANDOVER_WAIT),
     }
-    bail!("no new primary within {WAIT:?}; check `raftctl list` and the logs")
 }
 
 #[cfg(test)]
