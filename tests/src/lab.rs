@@ -411,8 +411,13 @@ impl Lab {
     /// In a netns lab a statement may run at most 10 s (a fenced node must not hang the
     /// test) and connecting may take 5 s (netem).
     pub fn psql(&self, i: usize, sql: &str) -> anyhow::Result<String> {
-        let port = self.pg_port(i).to_string();
-        let host = self.pg_host(i);
+        self.psql_at(&self.pg_host(i), self.pg_port(i), &self.name(i), sql)
+    }
+
+    /// `psql -Atc SQL` as `postgres` through `host:port` (a node, or HAProxy in front of
+    /// them; `label` names it in errors), with the lab's password file and timeouts.
+    pub fn psql_at(&self, host: &str, port: u16, label: &str, sql: &str) -> anyhow::Result<String> {
+        let port = port.to_string();
         let mut cmd = Command::new("/usr/bin/psql");
         if self.netns.is_some() {
             cmd.env("PGOPTIONS", "-c statement_timeout=10s");
@@ -421,7 +426,7 @@ impl Lab {
             .args([
                 "-X",
                 "-h",
-                &host,
+                host,
                 "-p",
                 &port,
                 "-U",
@@ -444,12 +449,21 @@ impl Lab {
             .context("running /usr/bin/psql")?;
         if !out.status.success() {
             bail!(
-                "psql on {} ({host}:{port}) failed: {}",
-                self.name(i),
+                "psql on {label} ({host}:{port}) failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Waits (up to `timeout`) until a node other than `old` runs as a primary.
+    pub fn wait_new_primary(&self, old: usize, timeout: std::time::Duration) -> anyhow::Result<usize> {
+        wait_for(timeout, "a new primary", || {
+            (0..self.nodes)
+                .filter(|&i| i != old)
+                .find(|&i| self.psql(i, "select pg_is_in_recovery()").is_ok_and(|r| r == "f"))
+                .ok_or_else(|| anyhow::anyhow!("no node but {} is a primary yet", self.name(old)))
+        })
     }
 
     /// The index of the node whose PostgreSQL accepts writes now, if exactly one does.

@@ -64,10 +64,7 @@ fn killed_primary_fails_over_and_rejoins_as_replica() -> anyhow::Result<()> {
     lab.psql(old, "insert into t(v) values ('before')")?;
     lab.wait_healthy(HEAL, "before")?;
     lab.kill(old)?;
-    let new = wait_for(HEAL, "a new primary", || {
-        let p = (0..3).filter(|&i| i != old).find(|&i| lab.psql(i, "select pg_is_in_recovery()").is_ok_and(|r| r == "f"));
-        p.ok_or_else(|| anyhow::anyhow!("no primary yet"))
-    })?;
+    let new = lab.wait_new_primary(old, HEAL)?;
     lab.psql(new, "insert into t(v) values ('after')")?;
     assert_eq!(lab.psql(new, "select count(*) from t where v = 'before'")?, "1", "the acknowledged row survived");
     lab.start(old)?;

@@ -3,10 +3,8 @@
 //! and after the primary crashes the primary port takes writes again, on another node.
 //! Behaviour is asserted, not timing.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use raftgres_tests::lab::{wait_for, Lab};
 
 use crate::writes::with_logs;
@@ -19,31 +17,7 @@ fn primary_port(lab: &Lab) -> u16 {
 
 /// `psql -Atc SQL` as `postgres` through `127.0.0.1:port` (HAProxy); trimmed stdout.
 fn psql_at(lab: &Lab, port: u16, sql: &str) -> anyhow::Result<String> {
-    let out = Command::new("/usr/bin/psql")
-        .args(["-X", "-h", "127.0.0.1", "-p", &port.to_string()])
-        .args([
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-Atc",
-            sql,
-        ])
-        .env("PGPASSFILE", lab.pgpass())
-        .env("PGCONNECT_TIMEOUT", "2")
-        .env_remove("PGPASSWORD")
-        .stdin(Stdio::null())
-        .output()
-        .context("running /usr/bin/psql")?;
-    if !out.status.success() {
-        bail!(
-            "psql through port {port} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    lab.psql_at("127.0.0.1", port, "HAProxy", sql)
 }
 
 #[test]

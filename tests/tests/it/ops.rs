@@ -83,9 +83,7 @@ fn paused_cluster_does_not_fail_over_until_resumed() -> anyhow::Result<()> {
         }
         lab.ctl(&["resume"])?;
         let started = Instant::now();
-        let new = wait_for(HEAL, "a new primary after resume", || {
-            (0..3).filter(|&i| i != old).find(|&i| lab.psql(i, "select pg_is_in_recovery()").is_ok_and(|r| r == "f")).ok_or_else(|| anyhow::anyhow!("not yet"))
-        })?;
+        let new = lab.wait_new_primary(old, HEAL)?;
         assert_ne!(new, old);
         assert!(started.elapsed() < HEAL);
         Ok(())
@@ -189,9 +187,7 @@ fn tags_nofailover_and_replicatefrom_are_honoured() -> anyhow::Result<()> {
         })?;
         assert_eq!(lab.rest_status(b, "OPTIONS", "/replica?tag_nofailover=false")?, 503);
         lab.kill(primary)?;
-        let new = wait_for(HEAL, "a new primary", || {
-            (0..3).filter(|&i| i != primary).find(|&i| lab.psql(i, "select pg_is_in_recovery()").is_ok_and(|r| r == "f")).ok_or_else(|| anyhow::anyhow!("not yet"))
-        })?;
+        let new = lab.wait_new_primary(primary, HEAL)?;
         assert_eq!(new, a, "the nofailover member is never promoted");
         std::thread::sleep(Duration::from_secs(3));
         assert_eq!(lab.psql(b, "select pg_is_in_recovery()")?, "t");

@@ -224,9 +224,7 @@ fn failsafe_keeps_a_primary_cut_from_the_store_while_every_member_confirms() -> 
         assert!(lab.log(primary).contains("failsafe: the store is unreachable"), "the primary said why it kept running");
         // Now cut it off completely: no confirmation, so it demotes and another node takes over.
         lab.partition(primary)?;
-        let new = wait_for(HEAL, "a new primary", || {
-            (0..3).filter(|&i| i != primary).find(|&i| lab.psql(i, "select pg_is_in_recovery()").is_ok_and(|r| r == "f")).ok_or_else(|| anyhow::anyhow!("not yet"))
-        })?;
+        let new = lab.wait_new_primary(primary, HEAL)?;
         anyhow::ensure!(lab.psql(primary, "select 1").is_err() || lab.psql(primary, "select pg_is_in_recovery()")? == "t", "the old primary still writable");
         lab.heal()?;
         cut_raft(&lab, primary, false)?;
