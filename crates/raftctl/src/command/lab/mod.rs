@@ -152,6 +152,25 @@ pub struct LabNode {
 }
 
 impl LabNode {
+    /// `node1`..`nodeN` under `dir` with these ports, on loopback or, with a namespace
+    /// prefix, each in its own namespace.
+    pub fn all(dir: &Path, layout: Vec<NodePorts>, netns_prefix: Option<&str>) -> Vec<LabNode> {
+        layout
+            .into_iter()
+            .enumerate()
+            .map(|(i, ports)| LabNode {
+                name: format!("node{}", i + 1),
+                dir: dir.join(format!("node{}", i + 1)),
+                ports,
+                host: match netns_prefix {
+                    Some(_) => netns::host(i),
+                    None => LOOPBACK.to_string(),
+                },
+                netns: netns_prefix.map(|p| netns::namespace(p, i)),
+            })
+            .collect()
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("raftgres.yml")
     }
@@ -268,18 +287,7 @@ mod tests {
     use clap::Parser;
 
     pub fn sample(dir: &Path) -> Lab {
-        let nodes = ports::layout(3, 5432)
-            .expect("layout")
-            .into_iter()
-            .enumerate()
-            .map(|(i, ports)| LabNode {
-                name: format!("node{}", i + 1),
-                dir: dir.join(format!("node{}", i + 1)),
-                ports,
-                host: LOOPBACK.into(),
-                netns: None,
-            })
-            .collect();
+        let nodes = LabNode::all(dir, ports::layout(3, 5432).expect("layout"), None);
         Lab {
             dir: dir.to_path_buf(),
             scope: SCOPE.into(),

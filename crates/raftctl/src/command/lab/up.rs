@@ -12,7 +12,7 @@ use clap::Args;
 
 use super::config::{self, Passwords};
 use super::{
-    control, haproxy, netns, ports, process, ready, user, DirArg, Lab, LabNode, LOOPBACK, SCOPE,
+    control, haproxy, netns, ports, process, ready, user, DirArg, Lab, LabNode, SCOPE,
 };
 
 /// Where PostgreSQL's programs are unless `--pg-bin-dir` says otherwise.
@@ -166,20 +166,7 @@ fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
         }
     }
     make_dir(dir)?;
-    let nodes: Vec<LabNode> = layout
-        .into_iter()
-        .enumerate()
-        .map(|(i, ports)| LabNode {
-            name: format!("node{}", i + 1),
-            dir: dir.join(format!("node{}", i + 1)),
-            ports,
-            host: match &netns_prefix {
-                Some(_) => netns::host(i),
-                None => LOOPBACK.to_string(),
-            },
-            netns: netns_prefix.as_deref().map(|p| netns::namespace(p, i)),
-        })
-        .collect();
+    let nodes = LabNode::all(dir, layout, netns_prefix.as_deref());
     let raftgres_bin = node_binary(dir, lab_user.as_ref())?;
     let lab = Lab {
         dir: dir.to_path_buf(),
