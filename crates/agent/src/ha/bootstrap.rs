@@ -133,7 +133,8 @@ impl Agent {
         }
     }
 
-    /// Writes the config files for a primary (`upstream` None) or a replica.
+    /// Writes the config files for a primary (`upstream` None) or a replica; true when
+    /// one changed (the caller reloads).
     pub(super) fn configure(&self, upstream: Option<&conf::Upstream>) -> Result<bool, crate::postgres::PgError> {
         let mut dynamic: std::collections::BTreeMap<String, serde_json::Value> = self.dynamic.postgresql.parameters.clone();
         if upstream.is_none() {
@@ -141,8 +142,8 @@ impl Agent {
             dynamic.insert("synchronous_standby_names".into(), serde_json::Value::String(self.sync_names.clone()));
         }
         let params = conf::parameters(&self.config.postgresql, &self.config.name, &dynamic, upstream);
-        conf::write_hba(&self.config.postgresql)?;
-        conf::write_server_conf(self.pg.data_dir(), &params)
+        let hba_changed = conf::write_hba(&self.config.postgresql)?;
+        Ok(conf::write_server_conf(self.pg.data_dir(), &params)? || hba_changed)
     }
 
     /// Configuration + `standby.signal` for streaming from `host:port`.

@@ -114,7 +114,8 @@ pub struct Agent {
     watchdog_missing: Option<String>,
     /// The failsafe promise this member gave a primary (shared with the REST API).
     promise: failsafe::Promise,
-    last_member_write: Option<(String, Instant)>,
+    /// What `members/<me>` last got, on which lease, and when.
+    last_member_write: Option<(Member, i64, Instant)>,
     last_status_write: Option<(u64, Instant)>,
     last_action: String,
     last_logged: Instant,
@@ -392,8 +393,8 @@ impl Agent {
         self.write_member(pg, lease.id).await;
     }
 
-    /// Writes `members/<me>` when it changed (at most once per `loop_wait` for WAL
-    /// positions alone), on the agent's lease.
+    /// Writes `members/<me>` on the agent's lease when it changed (at most once per
+    /// `loop_wait` for WAL positions alone), and again whenever the lease is new.
     async fn write_member(&mut self, pg: &PgStatus, lease: Option<i64>) {
         let Some(lease) = lease else { return };
         let member = Member {
@@ -410,21 +411,22 @@ impl Agent {
             pending_restart: pg.pending_restart,
             tags: self.config.tags.clone(),
         };
-        let Ok(value) = serde_json::to_string(&member) else { return };
-        let fresh = |m: &Member| Member { xlog_location: None, receive_lsn: None, replay_lsn: None, ..m.clone() };
+        let positions_only = |m: &Member| Member { xlog_location: None, receive_lsn: None, replay_lsn: None, ..m.clone() };
         let due = match &self.last_member_write {
             None => true,
-            Some((old, at)) => {
-                let old_m: Option<Member> = serde_json::from_str(old).ok();
-                let shape_changed = old_m.is_none_or(|o| fresh(&o) != fresh(&member));
-                (shape_changed || at.elapsed() >= self.timing().loop_wait) && *old != value
+            // A new lease: the key went away with the old one.
+            Some((_, written_on, _)) if *written_on != lease => true,
+            Some((old, _, at)) => {
+                let shape_changed = positions_only(old) != positions_only(&member);
+                (shape_changed || at.elapsed() >= self.timing().loop_wait) && *old != member
             }
         };
         if !due {
             return;
         }
+        let Ok(value) = serde_json::to_string(&member) else { return };
         match self.dcs.put(&self.dcs.keys.member(&self.config.name), &value, lease).await {
-            Ok(()) => self.last_member_write = Some((value, Instant::now())),
+            Ok(()) => self.last_member_write = Some((member, lease, Instant::now())),
             Err(e) => tracing::debug!("cannot write my member key: {e}"),
         }
     }

@@ -117,11 +117,7 @@ pub fn write_server_conf(data_dir: &Path, parameters: &BTreeMap<String, String>)
     for (k, v) in parameters {
         text.push_str(&format!("{k} = {v}\n"));
     }
-    let path = data_dir.join(AGENT_CONF);
-    let changed = std::fs::read_to_string(&path).map_or(true, |old| old != text);
-    if changed {
-        write_atomic(&path, &text).map_err(|e| io("write raftgres.conf", e))?;
-    }
+    let changed = write_if_changed(&data_dir.join(AGENT_CONF), &text).map_err(|e| io("write raftgres.conf", e))?;
     let main = data_dir.join("postgresql.conf");
     let include = format!("include_if_exists = '{AGENT_CONF}'");
     let current = std::fs::read_to_string(&main).unwrap_or_default();
@@ -133,7 +129,8 @@ pub fn write_server_conf(data_dir: &Path, parameters: &BTreeMap<String, String>)
 
 /// pg_hba.conf: the configured lines, or: local trust (the socket is private to the
 /// node's OS user), scram for replication and everything else over TCP.
-pub fn write_hba(config: &PostgresConfig) -> PgResult<()> {
+/// Returns true when the file changed (the caller reloads).
+pub fn write_hba(config: &PostgresConfig) -> PgResult<bool> {
     let lines = if config.pg_hba.is_empty() {
         let repl = &config.authentication.replication.username;
         vec![
@@ -147,7 +144,7 @@ pub fn write_hba(config: &PostgresConfig) -> PgResult<()> {
         config.pg_hba.clone()
     };
     let text = format!("# Written by raftgres from postgresql.pg_hba.\n{}\n", lines.join("\n"));
-    write_atomic(&config.data_dir.join("pg_hba.conf"), &text).map_err(|e| PgError::Io(format!("cannot write pg_hba.conf: {e}")))
+    write_if_changed(&config.data_dir.join("pg_hba.conf"), &text).map_err(|e| PgError::Io(format!("cannot write pg_hba.conf: {e}")))
 }
 
 /// Replaces `path` with `text` in one step (a temporary file renamed over it), so
@@ -156,6 +153,16 @@ fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("raftgres-tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
+}
+
+/// [`write_atomic`] only when the content differs (the HA loop calls this every cycle);
+/// true when it wrote.
+fn write_if_changed(path: &Path, text: &str) -> std::io::Result<bool> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    write_atomic(path, text)?;
+    Ok(true)
 }
 
 /// Creates or removes `standby.signal`.
