@@ -72,11 +72,7 @@ impl Agent {
 
     /// Replication slots, `/status`, configuration reloads.
     async fn maintain_primary(&mut self, view: &ClusterView, pg: &PgStatus) {
-        if matches!(self.configure(None), Ok(true)) {
-            if let Err(e) = self.pg.reload().await {
-                tracing::warn!("{e}");
-            }
-        }
+        self.reload_primary_conf().await;
         if self.config.postgresql.use_slots {
             self.sync_slots(view).await;
         }
@@ -88,6 +84,15 @@ impl Agent {
                 if self.dcs.put(&self.dcs.keys.status(), &value, 0).await.is_ok() {
                     self.last_status_write = Some((optime, Instant::now()));
                 }
+            }
+        }
+    }
+
+    /// Writes a primary's configuration files and reloads PostgreSQL when one changed.
+    pub(super) async fn reload_primary_conf(&mut self) {
+        if matches!(self.configure(None), Ok(true)) {
+            if let Err(e) = self.pg.reload().await {
+                tracing::warn!("{e}");
             }
         }
     }
@@ -218,9 +223,7 @@ impl Agent {
         // The configuration of a primary (no primary_conninfo) goes in before the
         // promotion, so the first commit already waits as it should.
         self.sync_names = if self.dynamic.synchronous_mode { "*".into() } else { String::new() };
-        if matches!(self.configure(None), Ok(true)) {
-            let _ = self.pg.reload().await;
-        }
+        self.reload_primary_conf().await;
         if let Err(e) = self.promote_and_wait().await {
             return format!("promotion failed: {e}");
         }

@@ -49,7 +49,7 @@ pub fn choose(view: &ClusterView, pg: &PgStatus, me: &str, n: u32, max_lag: Opti
 }
 
 impl Agent {
-    /// Steps 1–3 of the module doc; returns true when PostgreSQL's configuration changed.
+    /// Steps 1–3 of the module doc, one step per cycle at most.
     pub(super) async fn manage_sync(&mut self, view: &ClusterView, pg: &PgStatus) {
         let me = self.config.name.clone();
         let key = self.dcs.keys.sync();
@@ -106,14 +106,6 @@ impl Agent {
             Err(e) => {
                 tracing::warn!("cannot write /sync: {e}");
                 false
-            }
-        }
-    }
-
-    async fn reload_primary_conf(&mut self) {
-        if matches!(self.configure(None), Ok(true)) {
-            if let Err(e) = self.pg.reload().await {
-                tracing::warn!("{e}");
             }
         }
     }
