@@ -49,7 +49,8 @@ pub fn choose(view: &ClusterView, pg: &PgStatus, me: &str, n: u32, max_lag: Opti
 }
 
 impl Agent {
-    /// Steps 1–3 of the module doc, one step per cycle at most.
+    /// Steps 1–3 of the module doc; after a change of synchronous_standby_names, step 3
+    /// waits for a later cycle (PostgreSQL reports the new sync states then).
     pub(super) async fn manage_sync(&mut self, view: &ClusterView, pg: &PgStatus) {
         let me = self.config.name.clone();
         let key = self.dcs.keys.sync();
