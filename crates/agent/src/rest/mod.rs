@@ -14,6 +14,7 @@
 //! the HA loop published on its watch channel, so an answer never waits on either.
 
 pub mod control;
+pub mod dashboard;
 pub mod health;
 pub mod json;
 pub mod metrics;
@@ -74,6 +75,11 @@ async fn dispatch(State(app): State<App>, method: Method, uri: Uri, headers: Hea
         };
         let body = metrics::render(&app.state.borrow(), store.as_ref());
         return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response();
+    }
+    if method == Method::GET {
+        if let Some(response) = dashboard::get(uri.path(), app.control.as_deref()).await {
+            return response;
+        }
     }
     // The borrow is held only while the response is built (no await in between), so the
     // HA loop's next publish never waits on an HTTP client.
