@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod crash;
+mod dashboard;
 mod deploy;
 mod etcdctl;
 mod ha;
