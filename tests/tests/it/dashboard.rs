@@ -42,7 +42,7 @@ impl Browser {
         let virtual_time = format!("--virtual-time-budget={PAGE_TIME_MS}");
         let out = Command::new("timeout")
             .args(["-k", "5s", BROWSER_TIMEOUT, "chromium", "--headless=new", "--no-sandbox", "--disable-gpu"])
-            .args(["--no-first-run", "--no-default-browser-check", "--disable-extensions", "--hide-scrollbars"])
+            .args(["--no-first-run", "--no-default-browser-check", "--disable-extensions", "--hide-scrollbars", "--disable-dev-shm-usage"])
             .args([profile.as_str(), virtual_time.as_str()])
             .args(args)
             .arg(url)
@@ -58,9 +58,11 @@ impl Browser {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// The DOM of `url` after its script ran.
+    /// The DOM of `url` after its script ran (also kept as `last-dom.html`).
     fn dom(&self, url: &str) -> anyhow::Result<String> {
-        self.run(url, &["--dump-dom"])
+        let dom = self.run(url, &["--dump-dom"])?;
+        std::fs::write(self.dir.path().join("last-dom.html"), &dom)?;
+        Ok(dom)
     }
 
     /// A screenshot of `url` at WIDTH x HEIGHT, as `name` in the browser's directory.
@@ -76,7 +78,7 @@ fn dashboard_url(lab: &Lab, i: usize) -> String {
     format!("http://{}:{}/dashboard", lab.rest_host(i), lab.rest_port(i))
 }
 
-/// The members table's rows and the timeline's rows of a dumped DOM.
+/// The rows of class `class` (`member` or `event`) of a dumped DOM, each up to its `</tr>`.
 fn rows<'a>(dom: &'a str, class: &str) -> Vec<&'a str> {
     let start = format!("<tr class=\"{class}");
     dom.match_indices(&start).map(|(at, _)| dom[at..].split("</tr>").next().unwrap_or_default()).collect()
