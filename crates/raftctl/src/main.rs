@@ -66,6 +66,9 @@ pub enum Command {
     Version(command::topology::TopologyArgs),
     /// A local cluster on this machine: up, status, kill, start, pause, resume, logs, down.
     Lab(command::lab::LabArgs),
+    /// Fault injection on a lab of its own: rounds of crashes, partitions, netem, full
+    /// disks under a write load; checks for split brain and lost writes (needs root).
+    Chaos(command::chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command::list::run(&api, args, cli.output).await
         }
         Command::Lab(args) => command::lab::run(args).await,
+        Command::Chaos(args) => command::chaos::run(args).await,
         Command::Switchover(args) => command::switchover::switchover(&connect(&cli.endpoints).await?, args).await,
         Command::Failover(args) => command::switchover::failover(&connect(&cli.endpoints).await?, args).await,
         Command::Pause(args) => command::pause::run(&connect(&cli.endpoints).await?, args, true).await,

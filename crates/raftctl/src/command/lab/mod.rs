@@ -12,13 +12,13 @@
 //! This module owns the arguments and `lab.json`; it never talks to PostgreSQL.
 
 mod config;
-mod control;
+pub mod control;
 mod haproxy;
-mod netns;
+pub mod netns;
 mod ports;
-mod process;
-mod ready;
-mod up;
+pub mod process;
+pub mod ready;
+pub mod up;
 mod user;
 
 use std::path::{Path, PathBuf};
@@ -27,7 +27,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
-pub use ports::NodePorts;
+pub use ports::{NodePorts, DEFAULT_BASE_PORT};
+pub use user::chown_tree;
 
 /// Where the lab lives unless `--dir` says otherwise (any user can traverse /tmp).
 pub const DEFAULT_DIR: &str = "/tmp/raftgres-lab";
