@@ -1,6 +1,7 @@
 //! Integration tests with real `raftgres` processes, one module per topic.
 
 mod bad_input;
+mod chaos;
 mod crash;
 mod dashboard;
 mod deploy;
