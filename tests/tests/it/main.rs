@@ -9,6 +9,7 @@ mod etcdctl;
 mod ha;
 mod haproxy;
 mod lease;
+mod observability;
 mod ops;
 mod partition;
 mod store;

@@ -73,7 +73,8 @@ async fn dispatch(State(app): State<App>, method: Method, uri: Uri, headers: Hea
             Some(c) => c.dcs.store_status().await.ok(),
             None => None,
         };
-        let body = metrics::render(&app.state.borrow(), store.as_ref());
+        let measured = app.control.as_ref().and_then(|c| c.store_metrics.clone());
+        let body = metrics::render(&app.state.borrow(), store.as_ref(), measured.as_deref());
         return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response();
     }
     if method == Method::GET {
