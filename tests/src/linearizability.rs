@@ -158,6 +158,25 @@ pub fn save_history(name: &str, ops: &[Operation]) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// A small deterministic random generator (xorshift64) for workloads that must be
+/// reproducible from a seed.
+pub struct Xorshift(u64);
+
+impl Xorshift {
+    pub fn new(seed: u64) -> Self {
+        // Zero is xorshift's fixed point.
+        Self(seed | 1)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
 /// How far the search may go before giving up as inconclusive.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -778,23 +797,12 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator (xorshift64).
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
-
     /// A random history that is linearizable by construction: each op takes effect at a
     /// random instant inside its window, and its answer is the model's at that instant.
     /// Some writes are indeterminate (half of them take effect).
     fn random_history(seed: u64, clients: usize, per_client: usize, keys: &[&str]) -> Vec<Operation> {
         const US: u64 = 1_000;
-        let mut rng = Rng(seed);
+        let mut rng = Xorshift::new(seed);
         let mut timed = Vec::new();
         let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for client in 0..clients {

@@ -9,6 +9,7 @@ mod etcdctl;
 mod ha;
 mod haproxy;
 mod lease;
+mod linearizability;
 mod observability;
 mod ops;
 mod partition;
