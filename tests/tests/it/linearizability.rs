@@ -14,7 +14,9 @@
 //! Faults: kill -9 of the leader then restart; SIGSTOP of the leader for longer than
 //! the election timeout then SIGCONT; and, as root, a real network partition of the
 //! leader in a network-namespace lab ([`Lab::up_netns`], which also runs PostgreSQL
-//! under the agents) while clients still reach it.
+//! under the agents) while clients still reach it. That last one takes the lab's start
+//! (~100 s on two cores, PostgreSQL included, plus any wait for another netns lab's
+//! lock) and ~15 s of workload; the loopback ones take 3-16 s each.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -315,15 +317,22 @@ fn verify(name: &str, ops: &[Operation], min_ok: usize) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let verdict = check(ops, Limits::default());
     eprintln!(
-        "{name}: {} ops ({ok} ok, {reads} reads of a value, {failed} failed), checked in {:?}: {verdict:?}",
+        "{name}: {} ops ({ok} ok, {reads} reads of a value, {failed} failed), checked in {:?}: {:?}",
         ops.len(),
-        started.elapsed()
+        started.elapsed(),
+        verdict.as_ref().map_err(|_| "see below")
     );
     if let Err(e) = verdict {
         let saved = save_history(name, ops).map_or_else(|e| format!("(not saved: {e:#})"), |p| p.display().to_string());
         anyhow::bail!("{e}\nthe whole history: {saved}");
     }
     anyhow::ensure!(ok >= min_ok && reads > 0, "only {ok} ops succeeded ({reads} reads of a value): too few to mean anything");
+    let revoked = ops.iter().filter(|op| op.outcome == Outcome::Ok(Output::Revoked(true))).count();
+    let leased = ops
+        .iter()
+        .filter(|op| matches!(op.input, Input::Put { lease: Some(_), .. }) && op.outcome == Outcome::Ok(Output::Done))
+        .count();
+    anyhow::ensure!(revoked > 0 && leased > 0, "no lease was exercised: {leased} puts with a lease, {revoked} revokes");
     Ok(())
 }
 
@@ -397,26 +406,34 @@ impl Fault {
     }
 }
 
+/// `rounds` of `fault` to the leader of the moment, 2 s apart; how many of them made
+/// another node leader.
+async fn inject_rounds(nodes: &mut Nodes, endpoints: &[String], fault: Fault, rounds: usize) -> anyhow::Result<usize> {
+    let mut elections = 0;
+    for _ in 0..rounds {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let hit = raft_leader(endpoints).await?;
+        fault.inject(nodes, hit).await?;
+        if raft_leader(endpoints).await? != hit {
+            elections += 1;
+        }
+    }
+    Ok(elections)
+}
+
 /// Runs the workload through `rounds` of `fault` to the leader of the moment, then
 /// checks the history.
 async fn under_faults(name: &str, mut nodes: Nodes, fault: Fault, rounds: usize) -> anyhow::Result<()> {
     let endpoints = nodes.endpoints();
     raft_leader(&endpoints).await?;
     let workload = Workload::start(endpoints.clone());
-    let mut faults = Ok(());
-    for _ in 0..rounds {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        faults = match raft_leader(&endpoints).await {
-            Ok(leader) => fault.inject(&mut nodes, leader).await,
-            Err(e) => Err(e),
-        };
-        if faults.is_err() {
-            break;
-        }
-    }
+    let faults = inject_rounds(&mut nodes, &endpoints, fault, rounds).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ops = workload.finish().await?;
-    let result = faults.and_then(|()| verify(name, &ops, 200 * rounds));
+    let result = faults.and_then(|elections| {
+        anyhow::ensure!(elections > 0, "no {fault:?} of the leader made another node leader in {rounds} rounds");
+        verify(name, &ops, 200 * rounds)
+    });
     if result.is_err() {
         eprintln!("{}", nodes.logs());
     }
@@ -437,7 +454,9 @@ async fn linearizable_through_leader_pauses() -> anyhow::Result<()> {
 /// tests do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_through_a_partitioned_leader() -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let lab = tokio::task::spawn_blocking(|| Lab::up_netns(3)).await??;
+    eprintln!("the netns lab was up in {:?}", started.elapsed());
     under_faults("partition-leader", Nodes::Netns(lab), Fault::Partition, 2).await
 }
 
