@@ -178,7 +178,10 @@ impl ClientLoop {
                     self.seen.insert(k, v.clone());
                 }
             }
-            (Input::Put { key: k, value, .. } | Input::Cas { key: k, value, .. }, Outcome::Ok(Output::Done | Output::Swapped(true))) => {
+            (
+                Input::Put { key: k, value, .. } | Input::Cas { key: k, value, .. },
+                Outcome::Ok(Output::Done | Output::Swapped(true)),
+            ) => {
                 if let Some(k) = key(k) {
                     self.seen.insert(k, Some(value.clone()));
                 }
@@ -292,7 +295,8 @@ async fn raft_leader(endpoints: &[String]) -> anyhow::Result<usize> {
         // (member id, the leader it sees) per endpoint; None when it does not answer.
         let mut views = Vec::new();
         for ep in endpoints {
-            let status = tokio::time::timeout(Duration::from_secs(1), async { Client::connect(ep).await?.status().await });
+            let status = async { Client::connect(ep).await?.status().await };
+            let status = tokio::time::timeout(Duration::from_secs(1), status);
             views.push(match status.await {
                 Ok(Ok(s)) => Some((s.header.map_or(0, |h| h.member_id), s.leader)),
                 _ => None,
@@ -326,7 +330,10 @@ fn verify(name: &str, ops: &[Operation], min_ok: usize) -> anyhow::Result<()> {
         let saved = save_history(name, ops).map_or_else(|e| format!("(not saved: {e:#})"), |p| p.display().to_string());
         anyhow::bail!("{e}\nthe whole history: {saved}");
     }
-    anyhow::ensure!(ok >= min_ok && reads > 0, "only {ok} ops succeeded ({reads} reads of a value): too few to mean anything");
+    anyhow::ensure!(
+        ok >= min_ok && reads > 0,
+        "only {ok} ops succeeded ({reads} reads of a value): too few to mean anything"
+    );
     let revoked = ops.iter().filter(|op| op.outcome == Outcome::Ok(Output::Revoked(true))).count();
     let leased = ops
         .iter()
