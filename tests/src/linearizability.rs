@@ -874,25 +874,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn five_clients_times_two_hundred_ops_on_three_keys_check_quickly() {
-        let ops = random_history(42, 5, 200, &["a", "b", "c"], 50);
+    /// 5 clients × 200 ops on 3 keys, one write in `unknown_in` indeterminate: passes
+    /// within a second.
+    fn checks_quickly(seed: u64, unknown_in: u64) -> Summary {
+        let ops = random_history(seed, 5, 200, &["a", "b", "c"], unknown_in);
         let start = Instant::now();
         let summary = accepted(&ops);
         let took = start.elapsed();
         assert_eq!(summary.partitions, 3);
-        assert!(summary.checked >= 950, "{summary:?}");
         assert!(took < std::time::Duration::from_secs(1), "took {took:?} for {summary:?}");
+        summary
+    }
+
+    #[test]
+    fn five_clients_times_two_hundred_ops_on_three_keys_check_quickly() {
+        let summary = checks_quickly(42, 50);
+        assert!(summary.checked >= 950, "{summary:?}");
     }
 
     #[test]
     fn many_indeterminate_writes_still_check_quickly() {
-        let ops = random_history(9, 5, 200, &["a", "b", "c"], 5);
-        let start = Instant::now();
-        let summary = accepted(&ops);
-        let took = start.elapsed();
+        let summary = checks_quickly(9, 5);
         assert!(summary.indeterminate >= 50, "{summary:?}");
-        assert!(took < std::time::Duration::from_secs(2), "took {took:?} for {summary:?}");
     }
 
     #[test]
