@@ -31,6 +31,11 @@ use crate::types::{NodeId, PeerNode, TypeConfig};
 /// Largest message a peer accepts or sends (snapshots are chunked well below this).
 pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
 
+/// How often an idle peer connection is pinged, and how long an answer may take before
+/// the connection is dropped.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(500);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Shared by all clients: cached channels and what each follower acknowledged.
 #[derive(Clone, Default)]
 pub struct PeerNetwork {
@@ -54,7 +59,12 @@ impl PeerNetwork {
                     .map_err(|e| StoreError::Internal(format!("bad peer address {addr}: {e}")))?
                     .connect_timeout(Duration::from_millis(500))
                     .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(5));
+                    // A connection whose packets were dropped (a partition) would wait for
+                    // TCP's retransmission backoff, seconds after the network healed:
+                    // unanswered pings close it within ~1.5 s, and the next call connects anew.
+                    .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                    .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+                    .keep_alive_while_idle(true);
                 let channel = endpoint.connect_lazy();
                 channels.insert(addr.to_string(), channel.clone());
                 channel
