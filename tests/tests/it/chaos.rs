@@ -24,7 +24,9 @@ fn chaos(extra: &[&str]) -> anyhow::Result<String> {
         .output()?;
     claim.destroy();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    anyhow::ensure!(out.status.success(), "raftctl chaos failed:\n{text}");
+    let mut kept = dir.path().as_os_str().to_os_string();
+    kept.push("-logs");
+    anyhow::ensure!(out.status.success(), "raftctl chaos failed (logs in {}):\n{text}", kept.to_string_lossy());
     for fault in FAULTS {
         let row = text
             .lines()
@@ -33,6 +35,7 @@ fn chaos(extra: &[&str]) -> anyhow::Result<String> {
         let cols: Vec<&str> = row.split_whitespace().collect();
         anyhow::ensure!(cols.last() == Some(&"0"), "{fault} left the cluster unhealed: {row}\n{text}");
     }
+    let _ = std::fs::remove_dir_all(&kept);
     Ok(text)
 }
 

@@ -62,6 +62,24 @@ pub struct ChaosArgs {
     pub keep: bool,
 }
 
+/// Where a run keeps the nodes' logs and its record of writes: `DIR-logs`, next to the
+/// lab's directory (which goes with its disks).
+fn logs_dir(dir: &std::path::Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push("-logs");
+    dir.with_file_name(name)
+}
+
+/// Writes every acknowledged write as CSV: id, node, timeline, LSN, sent and acked (ms
+/// since the run started).
+fn save_writes(path: &std::path::Path, acks: &[verdict::Ack]) -> anyhow::Result<()> {
+    let mut text = String::from("id,node,timeline,lsn,sent_ms,acked_ms\n");
+    for a in acks {
+        text += &format!("{},node{},{},{:X}/{:X},{},{}\n", a.id, a.node + 1, a.timeline, a.lsn >> 32, a.lsn & 0xffff_ffff, a.sent.as_millis(), a.acked.as_millis());
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// How long the cluster may take to heal after a fault.
 const HEAL_TIMEOUT: Duration = Duration::from_secs(90);
 /// Writes before each fault, so the fault hits a working cluster.
@@ -82,6 +100,11 @@ impl Drop for Cleanup {
         if let Err(e) = control::down(&self.lab.dir, false) {
             eprintln!("raftctl chaos: stopping the lab: {e:#}");
         }
+        let kept = logs_dir(&self.lab.dir);
+        for node in &self.lab.nodes {
+            let _ = std::fs::copy(node.log_path(), kept.join(format!("{}.log", node.name)));
+        }
+        println!("chaos: the nodes' logs and the acknowledged writes are in {}", kept.display());
         disk::unmount_all(&self.lab);
         match std::fs::remove_dir_all(&self.lab.dir) {
             Ok(()) => println!("chaos: the lab is gone ({} removed)", self.lab.dir.display()),
@@ -110,6 +133,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         netns_prefix: args.netns_prefix.clone(),
         haproxy: false,
     };
+    let kept = logs_dir(&dir);
+    std::fs::create_dir_all(&kept).with_context(|| format!("cannot create {}", kept.display()))?;
     let lab = up::create(&up_args, &dir)?;
     let cleanup = Cleanup { lab: lab.clone(), keep: args.keep };
     disk::mount_all(&lab)?;
@@ -151,15 +176,13 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
             let (at, what) = faults::inject(&bench, fault, old, replica)?;
             let (healed, restarts) = heal(&lab).await;
             std::thread::sleep(BASELINE);
-            let new = primary(&lab).await.ok();
+            let now = primary(&lab).await.ok();
             let acks = workload.acks();
             let to = t0.elapsed();
-            let failover = match new {
-                Some(n) if n != old => verdict::first_write_on(&acks, n, at),
-                _ => None,
-            };
+            let writer = verdict::first_other_writer(&acks, old, at);
+            let failover = writer.map(|(_, after)| after);
             let r = Round { fault, from, at, to, failover, gap: verdict::longest_gap(&acks, at, to), healed, restarts };
-            println!("{}", describe(&lab, rounds.len() + 1, total, &r, &what, old, new));
+            println!("{}", describe(&lab, rounds.len() + 1, total, &r, &what, old, writer.map(|(n, _)| n), now));
             rounds.push(r);
             if !healed {
                 eprintln!("raftctl chaos: the cluster did not heal within {} s: stopping the run", HEAL_TIMEOUT.as_secs());
@@ -168,6 +191,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         }
     }
     let acks = workload.finish();
+    save_writes(&kept.join("writes.csv"), &acks)?;
     let last = primary(&lab).await?;
     let present = final_ids(&psql, last)?;
     let split_brain = verdict::split_brain(&acks);
@@ -215,16 +239,17 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// "round 3/16 partition: node1 was cut off ...; primary node1 → node2, writable after 2.41 s"
-fn describe(lab: &Lab, n: usize, total: usize, r: &Round, what: &str, old: usize, new: Option<usize>) -> String {
+/// "round 3/16 partition: node1 was cut off ...; node2 took writes 2.41 s after the
+/// fault; primary now node2; ..."
+fn describe(lab: &Lab, n: usize, total: usize, r: &Round, what: &str, old: usize, writer: Option<usize>, now: Option<usize>) -> String {
     let name = |i: usize| lab.nodes[i].name.as_str();
-    let primary = match new {
-        Some(n) if n != old => match r.failover {
-            Some(f) => format!("primary {} → {}, writable after {:.2} s", name(old), name(n), f.as_secs_f64()),
-            None => format!("primary {} → {}", name(old), name(n)),
-        },
-        Some(_) => format!("primary still {}", name(old)),
-        None => "no primary".to_string(),
+    let took = match (writer, r.failover) {
+        (Some(w), Some(f)) => format!("{} took writes {:.2} s after the fault", name(w), f.as_secs_f64()),
+        _ => format!("no node but {} took writes", name(old)),
+    };
+    let primary = match now {
+        Some(p) => format!("{took}; primary now {}", name(p)),
+        None => format!("{took}; no primary"),
     };
     let health = if r.healed { "healthy again" } else { "NOT healed" };
     format!(

@@ -106,9 +106,10 @@ pub fn longest_gap(acks: &[Ack], from: Duration, to: Duration) -> Duration {
     gap
 }
 
-/// From `fault` to the first write `node` acknowledged after it.
-pub fn first_write_on(acks: &[Ack], node: usize, fault: Duration) -> Option<Duration> {
-    acks.iter().filter(|a| a.node == node && a.acked > fault).map(|a| a.acked - fault).min()
+/// The first node other than `old` that acknowledged a write after `fault`, and how
+/// long after the fault: the failover as a client saw it.
+pub fn first_other_writer(acks: &[Ack], old: usize, fault: Duration) -> Option<(usize, Duration)> {
+    acks.iter().filter(|a| a.node != old && a.acked > fault).min_by_key(|a| a.acked).map(|a| (a.node, a.acked - fault))
 }
 
 /// `0/3000148` → 0x3000148.
@@ -188,8 +189,8 @@ mod tests {
         let acks = vec![ack(1, 0, 1, 0, 900), ack(2, 1, 2, 2000, 3000), ack(3, 1, 2, 3000, 3100)];
         assert_eq!(longest_gap(&acks, ms(1000), ms(5000)), ms(2000));
         assert_eq!(longest_gap(&acks, ms(3100), ms(5000)), ms(1900));
-        assert_eq!(first_write_on(&acks, 1, ms(1000)), Some(ms(2000)));
-        assert_eq!(first_write_on(&acks, 0, ms(1000)), None);
+        assert_eq!(first_other_writer(&acks, 0, ms(1000)), Some((1, ms(2000))));
+        assert_eq!(first_other_writer(&acks, 1, ms(1000)), None);
     }
 
     #[test]
