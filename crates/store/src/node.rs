@@ -1,5 +1,5 @@
-//! Starting a store node, as a list of named steps: check the config, bind the peer
-//! port, open the disk state, start Raft, serve peers, form the cluster on first start,
+//! Starting a store node, as a list of named steps: check the config (peer TLS
+//! included), bind the peer port, open the disk state, start Raft, serve peers, form the cluster on first start,
 //! start the background duties.
 
 use std::collections::BTreeMap;
@@ -34,6 +34,8 @@ pub enum StartError {
     StateMachine(String),
     #[error("raft failed to start: {0}")]
     Raft(String),
+    #[error("peer-transport-security: {0}")]
+    PeerTls(String),
 }
 
 /// A running store node: the Raft instance, its applied state and the peer network.
@@ -59,6 +61,12 @@ impl Store {
             .ok_or_else(|| StartError::NotInInitialCluster(config.name.clone()))?
             .to_string();
 
+        // Checked before anything binds or opens, so a bad certificate is the one error.
+        let peer_server = tonic::transport::Server::builder();
+        let peer_server = match &config.peer_tls {
+            Some(tls) => peer_server.tls_config(tls.server.tonic()).map_err(|e| StartError::PeerTls(crate::tls::describe(&e)))?,
+            None => peer_server,
+        };
         let listener = TcpListener::bind(&config.listen_peer)
             .await
             .map_err(|source| StartError::PeerPort { addr: config.listen_peer.clone(), source })?;
@@ -72,7 +80,8 @@ impl Store {
         let state_machine = StateMachine::open(&data_dir.join("snapshot"))
             .map_err(|e| StartError::StateMachine(e.to_string()))?;
         let applied = state_machine.applied();
-        let net = PeerNetwork::new(std::time::Duration::from_millis(config.timing.election_min_ms / 2));
+        let peer_client_tls = config.peer_tls.as_ref().map(|tls| tls.client.tonic());
+        let net = PeerNetwork::new(std::time::Duration::from_millis(config.timing.election_min_ms / 2), peer_client_tls);
         let raft_config = config.timing.openraft_config().validate().map_err(|e| StartError::Raft(e.to_string()))?;
         let raft = Raft::new(id, Arc::new(raft_config), net.clone(), LogStore::new(backend), state_machine)
             .await
@@ -81,7 +90,7 @@ impl Store {
         let batcher = crate::batcher::Batcher::start(raft.clone());
         let heard_from_leader = std::sync::Mutex::new(std::time::Instant::now());
         let store = Arc::new(Store { raft, applied, net, id, config, batcher, stopped: Default::default(), heard_from_leader });
-        store.serve_peers(listener);
+        store.serve_peers(peer_server, listener);
         if fresh && store.config.cluster_state == ClusterState::New {
             store.form_cluster().await?;
         }
@@ -90,7 +99,7 @@ impl Store {
         Ok(store)
     }
 
-    fn serve_peers(self: &Arc<Self>, listener: TcpListener) {
+    fn serve_peers(self: &Arc<Self>, mut server: tonic::transport::Server, listener: TcpListener) {
         let service = RaftPeerServer::new(PeerService { store: self.clone() })
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE);
@@ -103,7 +112,7 @@ impl Store {
                     return;
                 }
             };
-            let result = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await;
+            let result = server.add_service(service).serve_with_incoming(incoming).await;
             if let Err(e) = result {
                 tracing::error!("peer server stopped: {e}");
             }

@@ -78,8 +78,10 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
          listen-peer: {peer}\n\
          listen-client: {client}\n\
          initial-cluster: {initial}\n\
+         {store_tls}\
          scope: {scope}\n\
          restapi:\n  listen: {host}:{rest}\n\
+         {rest_tls}\
          postgresql:\n  listen: {host}:{pg}\n  data_dir: {pgdata}\n  bin_dir: {bin_dir}\n\
          \x20 authentication:\n\
          \x20   superuser: {{username: postgres, password: {su}}}\n\
@@ -90,6 +92,8 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
         peer = node.peer_addr(),
         client = node.client_addr(),
         initial = initial_cluster(lab),
+        store_tls = store_tls(lab, node),
+        rest_tls = rest_tls(lab, node),
         scope = scalar(&lab.scope),
         host = node.host,
         rest = node.ports.rest,
@@ -98,6 +102,30 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
         bin_dir = path(&lab.pg_bin_dir),
         su = scalar(&passwords.superuser),
         repl = scalar(&passwords.replication),
+    )
+}
+
+/// etcd's TLS sections for a `--tls` lab: mutual TLS on both ports.
+fn store_tls(lab: &Lab, node: &LabNode) -> String {
+    let Some(tls) = &lab.tls else { return String::new() };
+    let (cert, key) = tls.node_files(&node.name);
+    let files = format!("cert-file: {}, key-file: {}, trusted-ca-file: {}", path(&cert), path(&key), path(&tls.ca));
+    format!(
+        "client-transport-security: {{{files}, client-cert-auth: true}}\n\
+         peer-transport-security: {{{files}}}\n"
+    )
+}
+
+/// Patroni's HTTPS keys for a `--tls` lab: health checks without a client certificate
+/// (HAProxy, curl), the mutating endpoints with one.
+fn rest_tls(lab: &Lab, node: &LabNode) -> String {
+    let Some(tls) = &lab.tls else { return String::new() };
+    let (cert, key) = tls.node_files(&node.name);
+    format!(
+        "  certfile: {}\n  keyfile: {}\n  cafile: {}\n  verify_client: optional\n",
+        path(&cert),
+        path(&key),
+        path(&tls.ca)
     )
 }
 
