@@ -11,6 +11,7 @@ mod ops;
 mod partition;
 mod store;
 mod sync;
+mod tls;
 mod writes;
 
 use std::time::Duration;
