@@ -95,7 +95,8 @@ impl Store {
             store.form_cluster().await?;
         }
         tasks::spawn_all(&store);
-        tracing::info!(name = %store.config.name, id = %format!("{id:x}"), peer = %own_peer, "store node started");
+        let peer_tls = store.config.peer_tls.is_some();
+        tracing::info!(name = %store.config.name, id = %format!("{id:x}"), peer = %own_peer, peer_tls, "store node started");
         Ok(store)
     }
 

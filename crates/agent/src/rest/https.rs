@@ -46,7 +46,7 @@ pub async fn serve(listener: TcpListener, router: Router, tls: RestTls) -> std::
                 Err(_) => return,
             };
             let anonymous = optional
-                && stream.get_ref().1.peer_certificates().map_or(true, |c| c.is_empty());
+                && stream.get_ref().1.peer_certificates().is_none_or(|c| c.is_empty());
             let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 if anonymous {
                     request.extensions_mut().insert(NoClientCert);

@@ -100,6 +100,7 @@ mod tests {
         let identity = raftgres_agent::tls::Identity::read("cert", &cert, "key", &key).expect("a usable pair");
         let ca = raftgres_agent::tls::Certs::read("ca", &tls.ca).expect("ca");
         assert_eq!((identity.certs.der().len(), ca.der().len()), (1, 1));
+        assert!(!format!("{identity:?}").contains("PRIVATE KEY"), "a key's Debug shows its contents");
         let mode = std::fs::metadata(&key).expect("key").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert!(std::fs::read_to_string(&tls.client_key).expect("client key").contains("PRIVATE KEY"));
