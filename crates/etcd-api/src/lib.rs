@@ -210,10 +210,9 @@ impl EtcdApi {
     }
 }
 
-/// Serves the etcd API on `listener` (h2c, plaintext) until the server fails.
-///
-/// This is how a node starts its client port:
-/// `tokio::spawn(raftgres_etcd_api::serve(store.clone(), listener, ApiLimits::default()))`.
+/// Serves the etcd API on `listener` (h2c, plaintext) until the server fails; a node
+/// starts its client port with [`EtcdApi::with_tls`] and [`EtcdApi::serve_with_shutdown`]
+/// so that `client-transport-security` applies.
 pub async fn serve(store: Arc<Store>, listener: TcpListener, limits: ApiLimits) -> Result<(), ServeError> {
     EtcdApi::new(store, limits).router().serve_with_incoming(incoming(listener)?).await?;
     Ok(())
