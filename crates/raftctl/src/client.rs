@@ -73,5 +73,14 @@ impl Api {
 
 /// Turns a gRPC error into one line a user can act on.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    if matches!(status.message(), "transport error" | "operation was canceled") {
+        // The connection itself failed: plaintext against a TLS port, or no client
+        // certificate where one is required.
+        let what = std::error::Error::source(&status).map_or_else(|| status.message().to_string(), describe);
+        return anyhow::anyhow!(
+            "{what}; if the cluster uses TLS, give --cacert, and --cert and --key when it requires client \
+             certificates (or --lab DIR for a `raftctl lab up --tls` lab)"
+        );
+    }
     anyhow::anyhow!("{}", status.message())
 }
