@@ -13,6 +13,8 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 [ -x /usr/lib/postgresql/15/bin/pg_ctl ] || need+=(postgresql-15)
+# The dashboard test drives a headless browser.
+command -v chromium >/dev/null || need+=(chromium)
 
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}"

@@ -86,6 +86,14 @@ fn netns_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/netns/netns.sh")
 }
 
+/// Removes the namespaces, bridge and rules of `prefix` (best effort).
+fn destroy_netns(prefix: &str) {
+    let _ = Command::new("bash")
+        .arg(netns_script())
+        .args(["--prefix", prefix, "destroy"])
+        .output();
+}
+
 /// Removes the namespaces of test labs whose process died without cleaning up (while
 /// we hold [`NETNS_LOCK`], no live test owns one).
 fn destroy_stale_netns() -> anyhow::Result<()> {
@@ -185,6 +193,42 @@ fn lab_dir() -> anyhow::Result<tempfile::TempDir> {
     Ok(dir)
 }
 
+/// The right to make one network-namespace lab on this machine: holds [`NETNS_LOCK`]
+/// (every such lab uses 10.250.0.0/24) and names a namespace prefix no other lab uses.
+/// For tests whose lab `raftctl` makes itself (`raftctl chaos`); [`Lab::up_netns`] takes
+/// one too.
+pub struct NetnsClaim {
+    pub lock: std::fs::File,
+    pub prefix: String,
+}
+
+impl NetnsClaim {
+    /// Waits for the lock, removes what dead test labs left behind, picks a prefix.
+    pub fn take() -> anyhow::Result<Self> {
+        if !is_root() {
+            bail!(
+                "network-namespace tests need root (ip netns, iptables, tc): run them as root, as CI does \
+                 (e.g. `sudo -E cargo nextest run -p raftgres-tests partition`)"
+            );
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(NETNS_LOCK)
+            .with_context(|| format!("opening {NETNS_LOCK}"))?;
+        lock.lock()
+            .with_context(|| format!("locking {NETNS_LOCK}"))?;
+        destroy_stale_netns()?;
+        Ok(Self { lock, prefix: netns_prefix() })
+    }
+
+    /// Removes this claim's namespaces, whatever state they are in.
+    pub fn destroy(&self) {
+        destroy_netns(&self.prefix);
+    }
+}
+
 impl Lab {
     /// `raftctl lab up` with `nodes` nodes, waiting (up to raftctl's 120 s) for a primary
     /// and streaming replicas.
@@ -228,22 +272,7 @@ impl Lab {
     /// replicas. Needs root; waits for any other netns lab of this machine's tests to be
     /// down first (they share 10.250.0.0/24). The namespaces go when the lab is dropped.
     pub fn up_netns(nodes: usize) -> anyhow::Result<Self> {
-        if !is_root() {
-            bail!(
-                "network-namespace tests need root (ip netns, iptables, tc): run them as root, as CI does \
-                 (e.g. `sudo -E cargo nextest run -p raftgres-tests partition`)"
-            );
-        }
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(NETNS_LOCK)
-            .with_context(|| format!("opening {NETNS_LOCK}"))?;
-        lock.lock()
-            .with_context(|| format!("locking {NETNS_LOCK}"))?;
-        destroy_stale_netns()?;
-        let prefix = netns_prefix();
+        let NetnsClaim { lock, prefix } = NetnsClaim::take()?;
         let lab = Self {
             dir: lab_dir()?,
             base_port: CLASSIC_BASE,
@@ -533,10 +562,7 @@ impl Drop for Lab {
         }
         if let Some(prefix) = &self.netns {
             // `lab down` destroyed them unless it failed; destroying again is harmless.
-            let _ = Command::new("bash")
-                .arg(netns_script())
-                .args(["--prefix", prefix, "destroy"])
-                .output();
+            destroy_netns(prefix);
         }
         // The lock (if any) is released when `_netns_lock` is dropped, after this.
     }

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod lab;
+pub mod linearizability;
 
 use std::fs::File;
 use std::net::TcpListener;

@@ -17,6 +17,7 @@
 //! receiving events, as with etcd.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use prost::Message;
 use raftgres_proto::etcdserverpb::watch_request::RequestUnion;
@@ -64,11 +65,13 @@ impl Watch for WatchService {
         let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
         // Subscribe before anything else: every revision applied from here on reaches us.
         let live = self.api.store.applied().subscribe();
+        self.api.store.store_metrics().watch_streams.fetch_add(1, Ordering::Relaxed);
         let stream = WatchStream {
             synced_rev: self.api.current_revision(),
             api: self.api.clone(),
             out: tx,
             watchers: BTreeMap::new(),
+            counted: 0,
             ids: WatchIds::default(),
         };
         tokio::spawn(stream.run(req.into_inner(), live, monitor));
@@ -81,9 +84,19 @@ struct WatchStream {
     api: EtcdApi,
     out: Outbound,
     watchers: BTreeMap<i64, Watcher>,
+    /// How many of `watchers` the store's watch gauge counts now.
+    counted: i64,
     ids: WatchIds,
     /// Every watch of the stream has been given every event up to this revision.
     synced_rev: i64,
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        let metrics = self.api.store.store_metrics();
+        metrics.watches.fetch_sub(self.counted, Ordering::Relaxed);
+        metrics.watch_streams.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl WatchStream {
@@ -119,10 +132,18 @@ impl WatchStream {
                 }
                 () = out.closed() => false,
             };
+            self.count_watches();
             if !keep_going {
                 return;
             }
         }
+    }
+
+    /// Brings the store's watch gauge up to date with this stream's watches.
+    fn count_watches(&mut self) {
+        let now = i64::try_from(self.watchers.len()).unwrap_or(i64::MAX);
+        self.api.store.store_metrics().watches.fetch_add(now - self.counted, Ordering::Relaxed);
+        self.counted = now;
     }
 
     /// Handles every live batch already received, so answers reflect them.

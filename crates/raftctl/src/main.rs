@@ -69,6 +69,9 @@ pub enum Command {
     Version(command::topology::TopologyArgs),
     /// A local cluster on this machine: up, status, kill, start, pause, resume, logs, down.
     Lab(command::lab::LabArgs),
+    /// Fault injection on a lab of its own: rounds of crashes, partitions, netem, full
+    /// disks under a write load; checks for split brain and lost writes (needs root).
+    Chaos(command::chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -106,6 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command::list::run(&api, args, cli.output).await
         }
         Command::Lab(args) => command::lab::run(args).await,
+        Command::Chaos(args) => command::chaos::run(args).await,
         Command::Switchover(args) => command::switchover::switchover(&connect(&cli.endpoints, &cli.tls).await?, args).await,
         Command::Failover(args) => command::switchover::failover(&connect(&cli.endpoints, &cli.tls).await?, args).await,
         Command::Pause(args) => command::pause::run(&connect(&cli.endpoints, &cli.tls).await?, args, true).await,

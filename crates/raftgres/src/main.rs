@@ -128,6 +128,7 @@ async fn start_agent(
         auth: config.restapi.authentication.clone(),
         commands,
         promise: Default::default(),
+        store_metrics: Some(store.store_metrics().clone()),
     };
     let (agent, state) = raftgres_agent::ha::Agent::new(config, channel, &exe).context("cannot start the fencer process")?;
     let control = raftgres_agent::rest::control::Control { promise: agent.promise(), ..control };

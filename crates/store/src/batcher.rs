@@ -6,11 +6,13 @@
 //! append + fsync + replication round commit every write that was waiting.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::StoreError;
+use crate::metrics::StoreMetrics;
 use crate::types::{Raft, Request, Response};
 
 /// Most requests in one log entry (keeps an entry well below the peer message limit).
@@ -24,20 +26,25 @@ type Reply = oneshot::Sender<Result<Response, StoreError>>;
 #[derive(Clone)]
 pub struct Batcher {
     queue: mpsc::UnboundedSender<(Request, Reply)>,
+    metrics: Arc<StoreMetrics>,
 }
 
 impl Batcher {
-    pub fn start(raft: Raft) -> Self {
+    /// Starts the batching task; each write's time to its result goes to `metrics`.
+    pub fn start(raft: Raft, metrics: Arc<StoreMetrics>) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, rx));
-        Self { queue }
+        Self { queue, metrics }
     }
 
     /// Proposes `request` (possibly together with others) and waits for its result.
     pub async fn write(&self, request: Request) -> Result<Response, StoreError> {
         let (tx, rx) = oneshot::channel();
+        let started = Instant::now();
         self.queue.send((request, tx)).map_err(|_| StoreError::Stopped)?;
-        rx.await.map_err(|_| StoreError::Stopped)?
+        let result = rx.await.map_err(|_| StoreError::Stopped)?;
+        self.metrics.proposal.observe(started.elapsed());
+        result
     }
 }
 

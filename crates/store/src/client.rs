@@ -2,6 +2,7 @@
 //! keep-alive and time-to-live, status. Whatever only the leader can do is done
 //! locally when this node leads, and forwarded to the leader otherwise.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::error::RaftError;
@@ -10,6 +11,7 @@ use raftgres_mvcc::{Command, CommandResponse, MvccError};
 
 use crate::error::StoreError;
 use crate::forward::{ForwardRequest, ForwardResponse, NodeStatus};
+use crate::metrics::StoreMetrics;
 use crate::state_machine::Applied;
 use crate::types::{NodeId, PeerNode, RaftMetrics, Request, Response};
 use crate::Store;
@@ -33,6 +35,11 @@ impl Store {
 
     pub fn applied(&self) -> &Applied {
         &self.applied
+    }
+
+    /// The store's latency histograms and watch gauges (for `/metrics`).
+    pub fn store_metrics(&self) -> &Arc<StoreMetrics> {
+        &self.metrics
     }
 
     pub fn metrics(&self) -> RaftMetrics {

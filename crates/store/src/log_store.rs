@@ -14,9 +14,13 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
 use tokio::sync::mpsc;
 
 use crate::backend::{BackendError, LogBackend};
+use crate::metrics::StoreMetrics;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 const VOTE: &str = "vote";
@@ -31,10 +35,11 @@ pub struct LogStore<B: LogBackend> {
 }
 
 impl<B: LogBackend> LogStore<B> {
-    /// Wraps `backend` and starts its flusher (needs a tokio runtime).
-    pub fn new(backend: B) -> Self {
+    /// Wraps `backend` and starts its flusher (needs a tokio runtime), which records
+    /// each fsync's duration in `metrics`.
+    pub fn new(backend: B, metrics: Arc<StoreMetrics>) -> Self {
         let (flusher, pending) = mpsc::unbounded_channel();
-        tokio::spawn(flush_loop(backend.clone(), pending));
+        tokio::spawn(flush_loop(backend.clone(), pending, metrics));
         Self { backend, flusher }
     }
 
@@ -70,17 +75,23 @@ impl<B: LogBackend> LogStore<B> {
 }
 
 /// Waits for appends, makes all of those waiting durable with one sync, acknowledges them.
-async fn flush_loop<B: LogBackend>(backend: B, mut pending: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
+async fn flush_loop<B: LogBackend>(
+    backend: B,
+    mut pending: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>,
+    metrics: Arc<StoreMetrics>,
+) {
     while let Some(first) = pending.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = pending.try_recv() {
             batch.push(more);
         }
         let b = backend.clone();
+        let started = Instant::now();
         let result = match tokio::task::spawn_blocking(move || b.sync()).await {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(join) => Err(join.to_string()),
         };
+        metrics.fsync.observe(started.elapsed());
         for callback in batch {
             callback.log_io_completed(result.clone().map_err(std::io::Error::other));
         }

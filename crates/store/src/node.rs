@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::backend::{BackendError, LogBackend, SledBackend};
 use crate::config::{ClusterState, StoreConfig};
 use crate::log_store::LogStore;
+use crate::metrics::StoreMetrics;
 use crate::network::{PeerNetwork, MAX_PEER_MESSAGE};
 use crate::peer_service::PeerService;
 use crate::state_machine::{Applied, StateMachine};
@@ -46,6 +47,7 @@ pub struct Store {
     pub(crate) id: NodeId,
     pub(crate) config: StoreConfig,
     pub(crate) batcher: crate::batcher::Batcher,
+    pub(crate) metrics: Arc<StoreMetrics>,
     stopped: std::sync::atomic::AtomicBool,
     /// When this node last accepted an AppendEntries (a heartbeat) from a leader.
     pub(crate) heard_from_leader: std::sync::Mutex<std::time::Instant>,
@@ -83,13 +85,14 @@ impl Store {
         let peer_client_tls = config.peer_tls.as_ref().map(|tls| tls.client.tonic());
         let net = PeerNetwork::new(std::time::Duration::from_millis(config.timing.election_min_ms / 2), peer_client_tls);
         let raft_config = config.timing.openraft_config().validate().map_err(|e| StartError::Raft(e.to_string()))?;
-        let raft = Raft::new(id, Arc::new(raft_config), net.clone(), LogStore::new(backend), state_machine)
+        let metrics = Arc::new(StoreMetrics::default());
+        let raft = Raft::new(id, Arc::new(raft_config), net.clone(), LogStore::new(backend, metrics.clone()), state_machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
-        let batcher = crate::batcher::Batcher::start(raft.clone());
+        let batcher = crate::batcher::Batcher::start(raft.clone(), metrics.clone());
         let heard_from_leader = std::sync::Mutex::new(std::time::Instant::now());
-        let store = Arc::new(Store { raft, applied, net, id, config, batcher, stopped: Default::default(), heard_from_leader });
+        let store = Arc::new(Store { raft, applied, net, id, config, batcher, metrics, stopped: Default::default(), heard_from_leader });
         store.serve_peers(peer_server, listener);
         if fresh && store.config.cluster_state == ClusterState::New {
             store.form_cluster().await?;

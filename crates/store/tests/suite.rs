@@ -14,7 +14,7 @@ impl StoreBuilder<TypeConfig, LogStore<SledBackend>, StateMachine, tempfile::Tem
         let dir = tempfile::tempdir().map_err(|e| io_error(&e))?;
         let backend = SledBackend::open(&dir.path().join("raft")).map_err(|e| io_error(&e))?;
         let sm = StateMachine::open(&dir.path().join("snapshot"))?;
-        Ok((dir, LogStore::new(backend), sm))
+        Ok((dir, LogStore::new(backend, Default::default()), sm))
     }
 }
 

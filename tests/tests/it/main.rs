@@ -1,12 +1,16 @@
 //! Integration tests with real `raftgres` processes, one module per topic.
 
 mod bad_input;
+mod chaos;
 mod crash;
+mod dashboard;
 mod deploy;
 mod etcdctl;
 mod ha;
 mod haproxy;
 mod lease;
+mod linearizability;
+mod observability;
 mod ops;
 mod partition;
 mod store;

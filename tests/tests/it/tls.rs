@@ -1,7 +1,8 @@
 //! A lab with TLS everywhere (`raftctl lab up --tls`): raftctl, the real etcdctl and curl
 //! work with the lab's certificates, and every port refuses what lacks one: etcdctl
 //! without a client certificate, a plaintext gRPC client, plain HTTP on the REST API,
-//! a REST write without a client certificate, and a peer-port client without one.
+//! a REST write without a client certificate, and a peer-port client without one. No
+//! private key shows in the REST API's answers or the log.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
@@ -94,6 +95,13 @@ fn a_tls_lab_serves_certified_clients_and_refuses_the_others() -> anyhow::Result
         ensure!(String::from_utf8_lossy(&reload.stdout).ends_with("\n403"), "POST without a certificate: {}", text(&reload));
         let reload = curl(&["--cert", &cert, "--key", &key, "-X", "POST", &format!("{rest}/reload")])?;
         ensure!(String::from_utf8_lossy(&reload.stdout).ends_with("\n202") || String::from_utf8_lossy(&reload.stdout).ends_with("\n200"), "POST with a certificate: {}", text(&reload));
+        let key_pem = std::fs::read_to_string(lab.tls_file("node1.key"))?;
+        let key_body = key_pem.lines().find(|l| !l.starts_with("-----")).context("an empty key file")?;
+        for path in ["patroni", "config", "cluster", "metrics"] {
+            let out = curl(&[&format!("{rest}/{path}")])?;
+            ensure!(!String::from_utf8_lossy(&out.stdout).contains(key_body), "node1's private key appears in /{path}");
+        }
+        ensure!(!lab.log(0).contains(key_body), "node1's private key appears in its log");
         let plain = run("curl", &strings(&["-s", "-m", "5", &format!("http://127.0.0.1:{}/patroni", lab.rest_port(0))]))?;
         ensure!(!String::from_utf8_lossy(&plain.stdout).contains("running"), "plain HTTP on the REST port: {}", text(&plain));
 

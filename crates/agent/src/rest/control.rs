@@ -28,6 +28,8 @@ pub struct Control {
     pub commands: CommandSender,
     /// What this member promised a primary in failsafe mode (`POST /failsafe`).
     pub promise: Promise,
+    /// The node's store measurements, for `GET /metrics` (latency histograms, watches).
+    pub store_metrics: Option<std::sync::Arc<raftgres_store::StoreMetrics>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

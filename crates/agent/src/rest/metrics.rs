@@ -1,12 +1,16 @@
 //! `GET /metrics`: Prometheus text format (version 0.0.4), with Patroni's metric names
 //! where they exist (role, timeline, WAL positions, pending restart, paused, DCS last
 //! seen, ...) and the store's own (Raft term, leader, log and applied index, revision,
-//! database size, leases), each with HELP and TYPE. Labels: `scope` and `name`.
+//! database size, leases, watch streams and watches; proposal and log fsync latency
+//! histograms), each with HELP and TYPE. Labels: `scope` and `name`.
 
 use std::fmt::Write;
+use std::sync::atomic::Ordering;
 use std::time::UNIX_EPOCH;
 
 use raftgres_proto::etcdserverpb::StatusResponse;
+use raftgres_store::metrics::HistogramSnapshot;
+use raftgres_store::StoreMetrics;
 
 use crate::cluster::Role;
 use crate::state::NodeState;
@@ -18,12 +22,25 @@ fn gauge(out: &mut String, name: &str, help: &str, labels: &str, value: f64) {
     let _ = writeln!(out, "{name}{{{labels}}} {value}");
 }
 
+/// One histogram with HELP and TYPE: cumulative `_bucket`s, `+Inf`, `_sum`, `_count`.
+fn histogram(out: &mut String, name: &str, help: &str, labels: &str, h: &HistogramSnapshot) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (bound, count) in &h.buckets {
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_seconds);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+}
+
 fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// The metrics of this node; `store` is the store's answer, if it gave one.
-pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>) -> String {
+/// The metrics of this node; `store` is the store's answer, if it gave one, and
+/// `measured` what the store measured of itself.
+pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>, measured: Option<&StoreMetrics>) -> String {
     let labels = format!("scope=\"{}\",name=\"{}\"", escape(&state.scope), escape(&state.name));
     let pg = &state.postgres;
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
@@ -62,32 +79,40 @@ pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>) -> Str
         gauge(&mut out, "raftgres_store_leases", "Leases in the store.", &labels, *leases as f64);
     }
     gauge(&mut out, "raftgres_store_reachable", "Value is 1 if the store answered this scrape, 0 otherwise.", &labels, flag(store.is_some()));
+    if let Some(m) = measured {
+        gauge(&mut out, "raftgres_watch_streams", "Open etcd API watch streams on this node.", &labels, m.watch_streams.load(Ordering::Relaxed) as f64);
+        gauge(&mut out, "raftgres_watches", "Watches on this node's etcd API watch streams.", &labels, m.watches.load(Ordering::Relaxed) as f64);
+        histogram(&mut out, "raftgres_proposal_duration_seconds", "Time from proposing a write on the Raft leader to its applied result.", &labels, &m.proposal.snapshot());
+        histogram(&mut out, "raftgres_log_fsync_duration_seconds", "Time one fsync of the Raft log took.", &labels, &m.fsync.snapshot());
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use prometheus_parse::{Scrape, Value};
+
     use super::*;
 
-    /// A small parser of the text format: every sample line is `name{labels} value`,
-    /// each metric has HELP and TYPE before its sample.
-    fn parse(text: &str) -> Vec<(String, f64)> {
-        let mut samples = Vec::new();
-        let mut described = std::collections::HashSet::new();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# HELP ") {
-                described.insert(rest.split(' ').next().expect("name").to_string());
-            } else if line.starts_with("# TYPE ") {
-                assert!(line.ends_with(" gauge"), "{line}");
-            } else {
-                let (series, value) = line.rsplit_once(' ').expect("sample");
-                let (name, labels) = series.split_once('{').expect("labels");
-                assert!(labels.ends_with('}') && labels.contains("scope=\"demo\""), "{line}");
-                assert!(described.contains(name), "{name} has no HELP");
-                samples.push((name.to_string(), value.parse().expect("number")));
-            }
+    /// Parses `text` with a Prometheus text-format parser; checks every sample has HELP
+    /// and the cluster's labels.
+    fn parse(text: &str) -> Scrape {
+        let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid text format");
+        for s in &scrape.samples {
+            let family = ["_sum", "_count"].iter().find_map(|x| s.metric.strip_suffix(x)).filter(|f| scrape.docs.contains_key(*f));
+            assert!(scrape.docs.contains_key(family.unwrap_or(&s.metric)), "{} has no HELP", s.metric);
+            assert_eq!(s.labels.get("scope"), Some("demo"), "{}", s.metric);
         }
-        samples
+        scrape
+    }
+
+    fn gauge_of(scrape: &Scrape, name: &str) -> f64 {
+        match scrape.samples.iter().find(|s| s.metric == name).map(|s| &s.value) {
+            Some(Value::Gauge(v)) => *v,
+            other => panic!("{name}: {other:?}"),
+        }
     }
 
     #[test]
@@ -99,16 +124,26 @@ mod tests {
         state.postgres.timeline = Some(2);
         state.holds_leader_key = true;
         let status = StatusResponse { raft_term: 7, raft_index: 42, raft_applied_index: 41, leader: 5, header: Some(raftgres_proto::etcdserverpb::ResponseHeader { member_id: 5, revision: 9, ..Default::default() }), ..Default::default() };
-        let samples = parse(&render(&state, Some(&(status, 3))));
-        let get = |n: &str| samples.iter().find(|(name, _)| name == n).map(|(_, v)| *v).expect(n);
-        assert_eq!(get("patroni_primary"), 1.0);
-        assert_eq!(get("patroni_xlog_location"), 0x3000060 as f64);
-        assert_eq!(get("patroni_postgres_timeline"), 2.0);
-        assert_eq!(get("patroni_cluster_unlocked"), 1.0);
-        assert_eq!(get("raftgres_raft_term"), 7.0);
-        assert_eq!(get("raftgres_raft_is_leader"), 1.0);
-        assert_eq!(get("raftgres_store_leases"), 3.0);
-        let without_store = parse(&render(&state, None));
-        assert!(without_store.iter().any(|(n, v)| n == "raftgres_store_reachable" && *v == 0.0));
+        let measured = StoreMetrics::default();
+        measured.fsync.observe(Duration::from_micros(700));
+        measured.fsync.observe(Duration::from_millis(30));
+        measured.watches.store(4, Ordering::Relaxed);
+        let scrape = parse(&render(&state, Some(&(status, 3)), Some(&measured)));
+        assert_eq!(gauge_of(&scrape, "patroni_primary"), 1.0);
+        assert_eq!(gauge_of(&scrape, "patroni_xlog_location"), 0x3000060 as f64);
+        assert_eq!(gauge_of(&scrape, "patroni_postgres_timeline"), 2.0);
+        assert_eq!(gauge_of(&scrape, "patroni_cluster_unlocked"), 1.0);
+        assert_eq!(gauge_of(&scrape, "raftgres_raft_term"), 7.0);
+        assert_eq!(gauge_of(&scrape, "raftgres_raft_is_leader"), 1.0);
+        assert_eq!(gauge_of(&scrape, "raftgres_store_leases"), 3.0);
+        assert_eq!(gauge_of(&scrape, "raftgres_watches"), 4.0);
+        let fsync = scrape.samples.iter().find(|s| s.metric == "raftgres_log_fsync_duration_seconds").expect("fsync histogram");
+        let Value::Histogram(buckets) = &fsync.value else { panic!("{:?}", fsync.value) };
+        let le = |bound: f64| buckets.iter().find(|b| b.less_than == bound).map(|b| b.count);
+        assert_eq!((le(0.0005), le(0.001), le(0.032), le(f64::INFINITY)), (Some(0.0), Some(1.0), Some(2.0), Some(2.0)));
+        assert!(scrape.samples.iter().any(|s| s.metric == "raftgres_proposal_duration_seconds"));
+        let without_store = parse(&render(&state, None, None));
+        assert_eq!(gauge_of(&without_store, "raftgres_store_reachable"), 0.0);
+        assert!(!without_store.samples.iter().any(|s| s.metric.starts_with("raftgres_log_fsync")));
     }
 }

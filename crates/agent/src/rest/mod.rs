@@ -16,6 +16,7 @@
 //! the HA loop published on its watch channel, so an answer never waits on either.
 
 pub mod control;
+pub mod dashboard;
 pub mod health;
 pub mod https;
 pub mod json;
@@ -94,8 +95,14 @@ async fn dispatch(
             Some(c) => c.dcs.store_status().await.ok(),
             None => None,
         };
-        let body = metrics::render(&app.state.borrow(), store.as_ref());
+        let measured = app.control.as_ref().and_then(|c| c.store_metrics.clone());
+        let body = metrics::render(&app.state.borrow(), store.as_ref(), measured.as_deref());
         return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response();
+    }
+    if method == Method::GET {
+        if let Some(response) = dashboard::get(uri.path(), app.control.as_deref()).await {
+            return response;
+        }
     }
     // The borrow is held only while the response is built (no await in between), so the
     // HA loop's next publish never waits on an HTTP client.

@@ -1,5 +1,6 @@
 //! One module per `raftctl` subcommand: parse, request, print, and a parse test.
 
+pub mod chaos;
 pub mod cluster;
 pub mod config;
 pub mod events;

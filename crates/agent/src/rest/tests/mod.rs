@@ -5,6 +5,7 @@
 
 mod bodies;
 mod control;
+mod dashboard;
 mod health;
 
 use std::time::{Duration, UNIX_EPOCH};

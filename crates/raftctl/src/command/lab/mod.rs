@@ -15,13 +15,13 @@
 
 mod certs;
 mod config;
-mod control;
+pub mod control;
 mod haproxy;
-mod netns;
+pub mod netns;
 mod ports;
-mod process;
-mod ready;
-mod up;
+pub mod process;
+pub mod ready;
+pub mod up;
 mod user;
 
 use std::path::{Path, PathBuf};
@@ -30,7 +30,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
-pub use ports::NodePorts;
+pub use ports::{NodePorts, DEFAULT_BASE_PORT};
+pub use user::chown_tree;
 
 use crate::tls::{Security, TlsFiles};
 

@@ -197,15 +197,7 @@ fn ns_of<'a>(lab: &'a Lab, name: &str) -> anyhow::Result<&'a str> {
 
 pub fn partition(args: &PartitionArgs) -> anyhow::Result<()> {
     let lab = Lab::load(&args.node.dir.dir)?;
-    let ns = ns_of(&lab, &args.node.node)?;
-    let mut script_args = vec!["partition", ns];
-    if let Some(from) = &args.from {
-        script_args.extend(["--from", ns_of(&lab, from)?]);
-    }
-    if args.oneway {
-        script_args.push("--oneway");
-    }
-    println!("{}", run_script(&lab, &script_args)?);
+    println!("{}", isolate(&lab, &args.node.node, args.from.as_deref(), args.oneway)?);
     let others = match &args.from {
         Some(from) => from.clone(),
         None => "the other nodes".to_string(),
@@ -222,21 +214,37 @@ pub fn partition(args: &PartitionArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Cuts node `name` off from every other node (or only `from`); `oneway` drops only
+/// what it sends. Returns the script's line.
+pub fn isolate(lab: &Lab, name: &str, from: Option<&str>, oneway: bool) -> anyhow::Result<String> {
+    let ns = ns_of(lab, name)?;
+    let mut script_args = vec!["partition", ns];
+    if let Some(from) = from {
+        script_args.extend(["--from", ns_of(lab, from)?]);
+    }
+    if oneway {
+        script_args.push("--oneway");
+    }
+    run_script(lab, &script_args)
+}
+
 pub fn heal(args: &HealArgs) -> anyhow::Result<()> {
     let lab = Lab::load(&args.dir.dir)?;
-    let line = match &args.node {
-        Some(name) => run_script(&lab, &["heal", ns_of(&lab, name)?])?,
-        None => run_script(&lab, &["heal"])?,
-    };
-    println!("{line}");
+    println!("{}", heal_nodes(&lab, args.node.as_deref())?);
     Ok(())
+}
+
+/// Removes the partition rules of node `name`, or of every node.
+pub fn heal_nodes(lab: &Lab, name: Option<&str>) -> anyhow::Result<String> {
+    match name {
+        Some(name) => run_script(lab, &["heal", ns_of(lab, name)?]),
+        None => run_script(lab, &["heal"]),
+    }
 }
 
 pub fn netem(args: &NetemArgs) -> anyhow::Result<()> {
     let lab = Lab::load(&args.node.dir.dir)?;
-    let ns = ns_of(&lab, &args.node.node)?;
-    let spec = args.spec.join(" ");
-    println!("{}", run_script(&lab, &["netem", ns, &spec])?);
+    println!("{}", apply_netem(&lab, &args.node.node, &args.spec.join(" "))?);
     println!(
         "`raftctl lab clear {}` restores its network",
         args.node.node
@@ -244,11 +252,20 @@ pub fn netem(args: &NetemArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// tc netem `spec` on node `name`'s link (packet loss by iptables without netem).
+pub fn apply_netem(lab: &Lab, name: &str, spec: &str) -> anyhow::Result<String> {
+    run_script(lab, &["netem", ns_of(lab, name)?, spec])
+}
+
 pub fn clear(args: &NodeArg) -> anyhow::Result<()> {
     let lab = Lab::load(&args.dir.dir)?;
-    let ns = ns_of(&lab, &args.node)?;
-    println!("{}", run_script(&lab, &["clear", ns])?);
+    println!("{}", clear_netem(&lab, &args.node)?);
     Ok(())
+}
+
+/// Removes node `name`'s netem settings.
+pub fn clear_netem(lab: &Lab, name: &str) -> anyhow::Result<String> {
+    run_script(lab, &["clear", ns_of(lab, name)?])
 }
 
 #[cfg(test)]

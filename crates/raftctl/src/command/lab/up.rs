@@ -63,12 +63,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    start(&lab, Duration::from_secs(args.timeout)).await?;
+    if let Some(bin) = &haproxy_bin {
+        haproxy::start(&lab, bin)?;
+    }
+    print_howto(&lab);
+    if haproxy_bin.is_some() {
+        haproxy::print_howto(&lab);
+    }
+    Ok(())
+}
+
+/// Starts every node of `lab` (in its namespace, for `--netns` labs) and waits up to
+/// `timeout` for a primary and streaming replicas; on failure prints the logs' ends.
+pub async fn start(lab: &Lab, timeout: Duration) -> anyhow::Result<()> {
     if lab.netns_prefix.is_some() {
-        netns::create(&lab)?;
+        netns::create(lab)?;
     }
     for node in &lab.nodes {
         println!("starting {} ({})", node.name, node.ports_line());
-        let pid = process::spawn(&lab, node)?;
+        let pid = process::spawn(lab, node)?;
         println!("  pid {pid}, log {}", node.log_path().display());
     }
     let replicas = lab.nodes.len() - 1;
@@ -76,20 +90,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "waiting for a primary and {replicas} streaming replica{}...",
         if replicas == 1 { "" } else { "s" }
     );
-    if let Err(e) = ready::wait(&lab, Duration::from_secs(args.timeout)).await {
+    if let Err(e) = ready::wait(lab, timeout).await {
         for node in &lab.nodes {
             eprintln!("---- last 20 lines of {} ----", node.log_path().display());
             eprintln!("{}", control::tail(&node.log_path(), 20));
         }
-        let d = dir.display();
+        let d = lab.dir.display();
         bail!("{e:#}\nthe nodes are left as they are: `raftctl lab status --dir {d}`, `raftctl lab down --dir {d}`");
-    }
-    if let Some(bin) = &haproxy_bin {
-        haproxy::start(&lab, bin)?;
-    }
-    print_howto(&lab);
-    if haproxy_bin.is_some() {
-        haproxy::print_howto(&lab);
     }
     Ok(())
 }
@@ -134,7 +141,7 @@ fn reuse(dir: &Path, args: &UpArgs) -> anyhow::Result<Lab> {
 }
 
 /// A new lab in `dir`: checks, then every file the nodes read.
-fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
+pub fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
     let netns_prefix = if args.netns {
         netns::require_root("--netns")?;
         netns::check_prefix(&args.netns_prefix)?;
@@ -204,7 +211,7 @@ fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
     Ok(lab)
 }
 
-fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
     if dir.is_absolute() {
         Ok(dir.to_path_buf())
     } else {

@@ -1,0 +1,302 @@
+//! `raftctl chaos`: the fault-injection runner. It makes a three-node lab in network
+//! namespaces (each node on a small disk of its own), runs a client workload that
+//! writes unique ids through whichever node accepts writes, and goes through rounds of
+//! faults. After the run it checks what the clients saw: never two nodes accepting
+//! writes at once (by PostgreSQL timelines, see [`verdict`]), no acknowledged write
+//! missing on the final primary (none at all with `--sync`; in async mode within
+//! `maximum_lag_on_failover`), and the cluster healed to one primary with every replica
+//! streaming after every round. It prints a table per fault kind and one summary line,
+//! and exits non-zero when a check failed.
+//!
+//! One job per file: `faults` (inject and undo), `workload` (the writers), `disk` (the
+//! nodes' small disks), `verdict` (the pure checks), `report` (table and summary).
+
+mod disk;
+mod faults;
+mod report;
+mod verdict;
+mod workload;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use raftgres_agent::ops;
+
+use crate::client::Api;
+use crate::command::cluster::{open, ClusterArgs};
+use crate::command::lab::{control, netns, process, ready, up, DirArg, Lab};
+use faults::{Bench, Fault};
+use report::{Outcome, Round};
+use workload::{Psql, Workload};
+
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// Rounds of every fault.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// The faults, comma separated (default: all of them, in this order).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = faults::ALL)]
+    pub faults: Vec<Fault>,
+    /// Synchronous mode: no acknowledged write may be lost.
+    #[arg(long)]
+    pub sync: bool,
+    /// How long a fault lasts (a stopped agent, a partition, netem, a full disk);
+    /// default: 3 × ttl.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub hold: Option<Duration>,
+    /// The netem fault's parameters (only the loss applies on a kernel without netem).
+    #[arg(long, default_value = "delay 50ms 20ms loss 5%")]
+    pub netem: String,
+    /// The lab's directory; it must not hold a lab yet.
+    #[arg(long, default_value = "/tmp/raftgres-chaos")]
+    pub dir: PathBuf,
+    /// The network namespaces' prefix (node1 in <prefix>1).
+    #[arg(long, default_value = "rgc")]
+    pub netns_prefix: String,
+    /// Leave the lab running afterwards (stop it with `raftctl lab down --dir DIR`,
+    /// then `umount DIR/node*`).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// How long the cluster may take to heal after a fault.
+const HEAL_TIMEOUT: Duration = Duration::from_secs(90);
+/// Writes before each fault, so the fault hits a working cluster.
+const BASELINE: Duration = Duration::from_secs(1);
+
+/// Stops the lab and unmounts its disks when the run ends, however it ends.
+struct Cleanup {
+    lab: Lab,
+    keep: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.keep {
+            println!("the lab stays up in {} (--keep)", self.lab.dir.display());
+            return;
+        }
+        if let Err(e) = control::down(&self.lab.dir, false) {
+            eprintln!("raftctl chaos: stopping the lab: {e:#}");
+        }
+        disk::unmount_all(&self.lab);
+        match std::fs::remove_dir_all(&self.lab.dir) {
+            Ok(()) => println!("chaos: the lab is gone ({} removed)", self.lab.dir.display()),
+            Err(e) => eprintln!("raftctl chaos: cannot remove {}: {e}", self.lab.dir.display()),
+        }
+    }
+}
+
+pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
+    netns::require_root("raftctl chaos")?;
+    if args.rounds == 0 || args.faults.is_empty() {
+        bail!("nothing to do: give at least one round and one fault");
+    }
+    let dir = up::absolute(&args.dir)?;
+    if Lab::exists(&dir) {
+        let d = dir.display();
+        bail!("{d} holds a lab already: `raftctl lab down --clean --dir {d}` first, or choose another --dir");
+    }
+    let up_args = up::UpArgs {
+        nodes: 3,
+        dir: DirArg { dir: dir.clone() },
+        base_port: crate::command::lab::DEFAULT_BASE_PORT,
+        timeout: 120,
+        pg_bin_dir: None,
+        netns: true,
+        netns_prefix: args.netns_prefix.clone(),
+        haproxy: false,
+        tls: false,
+    };
+    let lab = up::create(&up_args, &dir)?;
+    let cleanup = Cleanup { lab: lab.clone(), keep: args.keep };
+    disk::mount_all(&lab)?;
+    up::start(&lab, Duration::from_secs(120)).await?;
+
+    let api = Api::connect(&lab.endpoints(), &lab.security()?).await?;
+    let cluster = ClusterArgs { scope: Some(lab.scope.clone()), namespace: "/service/".into() };
+    let (dcs, view) = open(&api, &cluster).await?;
+    let dynamic = ops::dynamic(&view);
+    if args.sync {
+        let mut config = view.config.clone().map(|(c, _)| c).unwrap_or_else(|| serde_json::json!({}));
+        ops::merge(&mut config, &serde_json::json!({ "synchronous_mode": true }));
+        ops::replace_config(&dcs, &config).await?;
+        wait_sync_standby(&api, &cluster).await?;
+    }
+    let hold = args.hold.unwrap_or(Duration::from_secs(3 * dynamic.ttl.max(1)));
+    let psql = Psql::new(&lab);
+    let first = primary(&lab).await?;
+    workload::create_table(&psql, first)?;
+
+    let total = args.rounds * args.faults.len();
+    println!(
+        "chaos: {total} rounds ({} × {}), {} mode, faults held {:.1} s",
+        args.rounds,
+        args.faults.iter().map(|f| f.name()).collect::<Vec<_>>().join(","),
+        if args.sync { "synchronous" } else { "asynchronous" },
+        hold.as_secs_f64()
+    );
+    let t0 = Instant::now();
+    let workload = Workload::start(&psql, t0, Duration::from_secs(180) * total as u32 + Duration::from_secs(60));
+    let bench = Bench { lab: &lab, hold, netem: &args.netem, workload: &workload, t0 };
+    let mut rounds: Vec<Round> = Vec::new();
+    'run: for _ in 0..args.rounds {
+        for &fault in &args.faults {
+            let from = rounds.last().map_or(Duration::ZERO, |r| r.to);
+            std::thread::sleep(BASELINE);
+            let old = primary(&lab).await?;
+            let replica = (old + 1) % lab.nodes.len();
+            let (at, what) = faults::inject(&bench, fault, old, replica)?;
+            let (healed, restarts) = heal(&lab).await;
+            std::thread::sleep(BASELINE);
+            let new = primary(&lab).await.ok();
+            let acks = workload.acks();
+            let to = t0.elapsed();
+            let failover = match new {
+                Some(n) if n != old => verdict::first_write_on(&acks, n, at),
+                _ => None,
+            };
+            let r = Round { fault, from, at, to, failover, gap: verdict::longest_gap(&acks, at, to), healed, restarts };
+            println!("{}", describe(&lab, rounds.len() + 1, total, &r, &what, old, new));
+            rounds.push(r);
+            if !healed {
+                eprintln!("raftctl chaos: the cluster did not heal within {} s: stopping the run", HEAL_TIMEOUT.as_secs());
+                break 'run;
+            }
+        }
+    }
+    let acks = workload.finish();
+    let last = primary(&lab).await?;
+    let present = final_ids(&psql, last)?;
+    let split_brain = verdict::split_brain(&acks);
+    let lost = verdict::lost(&acks, &present);
+    let lost_wal = verdict::lost_wal_bytes(&lost);
+    let outcome = Outcome { rounds: &rounds, split_brain: &split_brain, lost: &lost };
+    println!();
+    print!("{}", report::table(&outcome));
+    println!("{} writes acknowledged; the final primary {} holds {} rows", acks.len(), lab.nodes[last].name, present.len());
+    for w in &split_brain {
+        println!(
+            "split brain: node{} (timeline {}) took a write sent at {:.2} s after node{} (timeline {}) had acknowledged one",
+            w.old.0 + 1,
+            w.old.1,
+            w.at.as_secs_f64(),
+            w.new.0 + 1,
+            w.new.1
+        );
+    }
+    if !lost.is_empty() {
+        println!(
+            "lost: {} acknowledged writes spanning {lost_wal} bytes of WAL (maximum_lag_on_failover {})",
+            lost.len(),
+            dynamic.maximum_lag_on_failover
+        );
+    }
+    println!("{}", report::summary(&outcome));
+    drop(cleanup);
+    let mut failures = Vec::new();
+    if !split_brain.is_empty() {
+        failures.push(format!("{} split-brain windows", split_brain.len()));
+    }
+    if args.sync && !lost.is_empty() {
+        failures.push(format!("{} acknowledged writes lost in synchronous mode", lost.len()));
+    }
+    if lost_wal > dynamic.maximum_lag_on_failover {
+        failures.push(format!("lost {lost_wal} bytes of WAL, more than maximum_lag_on_failover"));
+    }
+    if rounds.len() < total || rounds.iter().any(|r| !r.healed) {
+        failures.push("the cluster did not heal after every round".to_string());
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("; "));
+    }
+    Ok(())
+}
+
+/// "round 3/16 partition: node1 was cut off ...; primary node1 → node2, writable after 2.41 s"
+fn describe(lab: &Lab, n: usize, total: usize, r: &Round, what: &str, old: usize, new: Option<usize>) -> String {
+    let name = |i: usize| lab.nodes[i].name.as_str();
+    let primary = match new {
+        Some(n) if n != old => match r.failover {
+            Some(f) => format!("primary {} → {}, writable after {:.2} s", name(old), name(n), f.as_secs_f64()),
+            None => format!("primary {} → {}", name(old), name(n)),
+        },
+        Some(_) => format!("primary still {}", name(old)),
+        None => "no primary".to_string(),
+    };
+    let health = if r.healed { "healthy again" } else { "NOT healed" };
+    format!(
+        "round {n}/{total} {}: {what}; {primary}; longest write gap {:.2} s; {health} {:.1} s after the fault",
+        r.fault.name(),
+        r.gap.as_secs_f64(),
+        (r.to - r.at).as_secs_f64()
+    )
+}
+
+/// The index of the node holding the leader key.
+async fn primary(lab: &Lab) -> anyhow::Result<usize> {
+    let snapshot = ready::read(lab).await?;
+    let leader = snapshot.leader.context("no node holds the leader key")?;
+    lab.nodes.iter().position(|n| n.name == leader).with_context(|| format!("the leader {leader} is not a lab node"))
+}
+
+/// Starts nodes that exited (as systemd's `Restart=` would) and waits for a primary and
+/// streaming replicas. Returns whether that happened in time, and how many nodes were
+/// started again.
+async fn heal(lab: &Lab) -> (bool, usize) {
+    let deadline = Instant::now() + HEAL_TIMEOUT;
+    let mut restarts = 0;
+    for _ in 0..5 {
+        for node in lab.nodes.iter().filter(|n| process::agent(n).is_none()) {
+            println!("{} had exited; its log ends with:\n{}", node.name, control::tail(&node.log_path(), 5));
+            if process::postmaster(node).is_some() {
+                let _ = control::kill(node);
+            }
+            match control::start(lab, node) {
+                Ok(()) => restarts += 1,
+                Err(e) => eprintln!("raftctl chaos: {e:#}"),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ready::wait(lab, left).await {
+            Ok(()) => return (true, restarts),
+            Err(e) if Instant::now() >= deadline => {
+                eprintln!("raftctl chaos: {e:#}");
+                return (false, restarts);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+    (false, restarts)
+}
+
+/// Waits until `/sync` names a synchronous standby.
+async fn wait_sync_standby(api: &Api, cluster: &ClusterArgs) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, view) = open(api, cluster).await?;
+        if view.sync.as_ref().is_some_and(|(s, _)| s.sync_standby.as_deref().is_some_and(|n| !n.is_empty())) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("synchronous mode is on but no synchronous standby was chosen within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The ids on the final primary (a few tries: it may have just been promoted).
+fn final_ids(psql: &Psql, node: usize) -> anyhow::Result<BTreeSet<u64>> {
+    let mut last = None;
+    for _ in 0..10 {
+        match workload::ids_on(psql, node) {
+            Ok(ids) => return Ok(ids),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no answer")).context("reading the writes back from the final primary"))
+}
