@@ -217,6 +217,31 @@ mod tests {
     }
 
     #[test]
+    fn tls_labs_configure_both_ports_and_the_rest_api() {
+        let mut lab = sample(Path::new("/tmp/raftgres-lab"));
+        let dir = Path::new("/tmp/raftgres-lab/tls");
+        lab.tls = Some(super::super::certs::LabTls {
+            ca: dir.join("ca.crt"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+        });
+        let yml = render(&lab, &lab.nodes[1], &Passwords::random());
+        let files = "cert-file: /tmp/raftgres-lab/tls/node2.crt, key-file: /tmp/raftgres-lab/tls/node2.key, \
+                     trusted-ca-file: /tmp/raftgres-lab/tls/ca.crt";
+        for line in [
+            format!("client-transport-security: {{{files}, client-cert-auth: true}}\n"),
+            format!("peer-transport-security: {{{files}}}\n"),
+            "  listen: 127.0.0.1:8009\n  certfile: /tmp/raftgres-lab/tls/node2.crt\n  keyfile: /tmp/raftgres-lab/tls/node2.key\n\
+             \x20 cafile: /tmp/raftgres-lab/tls/ca.crt\n  verify_client: optional\n"
+                .to_string(),
+        ] {
+            assert!(yml.contains(&line), "missing {line:?} in\n{yml}");
+        }
+        let plain = render(&sample(Path::new("/tmp/raftgres-lab")), &lab.nodes[1], &Passwords::random());
+        assert!(!plain.contains("transport-security") && !plain.contains("certfile"), "{plain}");
+    }
+
+    #[test]
     fn odd_paths_are_quoted_and_passwords_random() {
         assert_eq!(scalar("/tmp/my lab"), "\"/tmp/my lab\"");
         assert_eq!(scalar("127.0.0.1:2380"), "127.0.0.1:2380");
