@@ -5,6 +5,7 @@ set -euo pipefail
 
 need=()
 command -v etcdctl >/dev/null || need+=(etcd-client)
+command -v curl >/dev/null || need+=(curl)   # the TLS test checks HTTPS with it
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v ip >/dev/null || need+=(iproute2)

@@ -403,13 +403,20 @@ impl Lab {
     pub fn pgpass(&self) -> PathBuf {
         self.dir.path().join("pgpass")
     }
+    /// A `--tls` lab's CA certificate, and the client certificate and key (`DIR/tls/`).
+    pub fn tls_file(&self, name: &str) -> PathBuf {
+        self.dir.path().join("tls").join(name)
+    }
 
-    /// `raftctl --endpoints <this lab> ARGS` (not a `lab` subcommand); stdout on success,
-    /// an error with stderr otherwise.
+    /// `raftctl --endpoints <this lab> --lab DIR ARGS` (not a `lab` subcommand; `--lab`
+    /// makes it use a `--tls` lab's certificates); stdout on success, an error with
+    /// stderr otherwise.
     pub fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = Command::new(crate::bin("raftctl"))
             .arg("--endpoints")
             .arg(self.endpoints().join(","))
+            .arg("--lab")
+            .arg(self.dir.path())
             .args(args)
             .stdin(Stdio::null())
             .output()

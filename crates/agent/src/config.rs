@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::timing::Timing;
+use crate::tls::{RestTls, RestTlsFiles, VerifyClient};
 
 /// Where PostgreSQL 15's programs live on Debian.
 pub const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -26,6 +27,16 @@ pub struct AgentConfig {
     pub bootstrap_dcs: DynamicConfig,
     pub tags: Tags,
     pub watchdog: WatchdogConfig,
+    /// HTTPS of the REST API (`restapi.certfile`, ...), loaded and checked.
+    pub rest_tls: Option<RestTls>,
+}
+
+impl AgentConfig {
+    /// The client for calls to the other members' REST APIs (HTTPS with `restapi.cafile`
+    /// and this node's certificate when the REST API uses TLS).
+    pub fn rest_client(&self) -> crate::http::Client {
+        crate::http::Client::new(self.rest_tls.as_ref().map(|t| t.client.clone()))
+    }
 }
 
 /// `watchdog:` (Patroni's section; see the `watchdog` module).
@@ -89,15 +100,36 @@ pub struct RestApiConfig {
     pub connect_address: Option<String>,
     /// Basic auth required by the mutating endpoints.
     pub authentication: Option<Credentials>,
+    /// HTTPS: the server certificate (PEM; may hold the key too).
+    pub certfile: Option<PathBuf>,
+    /// The certificate's private key (default: in `certfile`).
+    pub keyfile: Option<PathBuf>,
+    /// The CA client certificates and the other members' certificates must chain to.
+    pub cafile: Option<PathBuf>,
+    /// Whether clients must present a certificate (`none`, `optional`, `required`).
+    #[serde(default)]
+    pub verify_client: VerifyClient,
 }
 
 impl RestApiConfig {
     pub fn connect_address(&self) -> &str {
         self.connect_address.as_deref().unwrap_or(&self.listen)
     }
-    /// `http://host:port/patroni`, as member keys carry it.
+    /// `http://host:port/patroni` (`https://` with `certfile`), as member keys carry it.
     pub fn api_url(&self) -> String {
-        format!("http://{}/patroni", self.connect_address())
+        let scheme = if self.certfile.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/patroni", self.connect_address())
+    }
+
+    /// The HTTPS settings, read and checked (`None`: plain HTTP).
+    fn tls(&self) -> Result<Option<RestTls>, String> {
+        RestTlsFiles {
+            certfile: self.certfile.as_deref(),
+            keyfile: self.keyfile.as_deref(),
+            cafile: self.cafile.as_deref(),
+            verify_client: self.verify_client,
+        }
+        .load()
     }
 }
 
@@ -334,6 +366,7 @@ impl RawAgentConfig {
         let restapi = self.restapi.ok_or("restapi.listen is required with a postgresql section (e.g. 127.0.0.1:8008)")?;
         check_host_port("restapi.listen", &restapi.listen)?;
         check_host_port("restapi.connect_address", restapi.connect_address())?;
+        let rest_tls = restapi.tls()?;
         check_host_port("postgresql.listen", &postgresql.listen)?;
         check_host_port("postgresql.connect_address", postgresql.connect_address())?;
         if !postgresql.data_dir.is_absolute() {
@@ -365,6 +398,7 @@ impl RawAgentConfig {
             bootstrap_dcs,
             tags: self.tags,
             watchdog,
+            rest_tls,
         }))
     }
 }
@@ -414,6 +448,10 @@ postgresql:
         let raw: RawAgentConfig = serde_yaml::from_str(&format!("{MINIMAL}bootstrap: {{dcs: {{ttl: 1, retry_timeout: 5}}}}\n")).expect("yaml");
         assert!(raw.validate("n").expect_err("timing").contains("bootstrap.dcs"));
         assert!(serde_yaml::from_str::<RawAgentConfig>(&format!("{MINIMAL}tags: {{nofailvoer: true}}\n")).is_err());
+        let https = MINIMAL.replace(r#"listen: "127.0.0.1:8008""#, r#"listen: "127.0.0.1:8008", certfile: /nonexistent/n.pem"#);
+        let raw: RawAgentConfig = serde_yaml::from_str(&https).expect("yaml");
+        assert_eq!(raw.restapi.as_ref().map(RestApiConfig::api_url).as_deref(), Some("https://127.0.0.1:8008/patroni"));
+        assert!(raw.validate("n").expect_err("no file").starts_with("restapi.certfile /nonexistent/n.pem: cannot read it"));
     }
 
     #[test]

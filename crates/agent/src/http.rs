@@ -1,38 +1,83 @@
 //! A minimal HTTP/1.0 client for talking to other members' REST APIs (the election's
-//! probes, `raftctl`'s restart/reload/reinit and `--wait`): one request per connection,
-//! bodies up to 1 MiB. No TLS yet.
+//! probes, the failsafe confirmations, `raftctl`'s restart/reload/reinit and `--wait`):
+//! one request per connection, bodies up to 1 MiB; `https://` URLs with the
+//! [`Client`]'s TLS config (the CA to trust, the certificate to present).
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
 
-/// Sends `METHOD url` with an optional JSON body and Basic credentials (`user:password`);
-/// returns the status code and the body.
-pub async fn request(method: &str, url: &str, body: Option<&str>, basic: Option<&str>) -> std::io::Result<(u16, String)> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| std::io::Error::other(format!("only http:// URLs, not {url}")))?;
-    let (hostport, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let mut stream = tokio::net::TcpStream::connect(hostport).await?;
-    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nConnection: close\r\n");
-    if let Some(credentials) = basic {
-        head.push_str(&format!("Authorization: Basic {}\r\n", base64(credentials.as_bytes())));
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::TlsConnector;
+
+/// The largest answer read.
+const MAX_ANSWER: u64 = 1 << 20;
+
+/// Plain HTTP, plus HTTPS when built with a TLS config.
+#[derive(Clone, Default)]
+pub struct Client {
+    tls: Option<TlsConnector>,
+}
+
+impl Client {
+    pub fn new(tls: Option<Arc<ClientConfig>>) -> Self {
+        Self { tls: tls.map(TlsConnector::from) }
     }
-    let body = body.unwrap_or("");
-    if !body.is_empty() {
-        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+
+    /// Sends `METHOD url` with an optional JSON body and Basic credentials
+    /// (`user:password`); returns the status code and the body.
+    pub async fn request(&self, method: &str, url: &str, body: Option<&str>, basic: Option<&str>) -> std::io::Result<(u16, String)> {
+        let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            _ => return Err(std::io::Error::other(format!("only http:// and https:// URLs, not {url}"))),
+        };
+        let (hostport, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+        let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nConnection: close\r\n");
+        if let Some(credentials) = basic {
+            head.push_str(&format!("Authorization: Basic {}\r\n", base64(credentials.as_bytes())));
+        }
+        let body = body.unwrap_or("");
+        if !body.is_empty() {
+            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let stream = tokio::net::TcpStream::connect(hostport).await?;
+        if !https {
+            return exchange(stream, &head, body).await;
+        }
+        let connector = self.tls.as_ref().ok_or_else(|| {
+            std::io::Error::other(format!("{url}: HTTPS needs the CA that signed the server's certificate (raftctl --cacert)"))
+        })?;
+        let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_string()).map_err(|e| std::io::Error::other(format!("{url}: {e}")))?;
+        exchange(connector.connect(name, stream).await?, &head, body).await
     }
-    head.push_str("\r\n");
+
+    /// `GET url`: the body of any answer.
+    pub async fn get(&self, url: &str) -> std::io::Result<String> {
+        self.request("GET", url, None, None).await.map(|(_, body)| body)
+    }
+}
+
+/// Writes the request, reads the answer until the server closes the connection.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, head: &str, body: &str) -> std::io::Result<(u16, String)> {
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
+    stream.flush().await?;
     let mut raw = Vec::new();
-    stream.take(1 << 20).read_to_end(&mut raw).await?;
+    match stream.take(MAX_ANSWER).read_to_end(&mut raw).await {
+        // A TLS server may close without close_notify after a complete answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        result => {
+            result?;
+        }
+    }
     let text = String::from_utf8_lossy(&raw);
     let (status_line, rest) = text.split_once("\r\n").ok_or_else(|| std::io::Error::other("malformed HTTP answer"))?;
     let code = status_line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| std::io::Error::other("malformed HTTP status line"))?;
     let body = rest.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
     Ok((code, body))
-}
-
-/// `GET url`: the body of any answer.
-pub async fn get(url: &str) -> std::io::Result<String> {
-    request("GET", url, None, None).await.map(|(_, body)| body)
 }
 
 /// Standard base64 (for Basic auth).

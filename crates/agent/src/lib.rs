@@ -3,7 +3,7 @@
 //!
 //! Owns: the agent's configuration ([`config`]) and timing rule ([`timing`]), the
 //! Patroni-shaped keys and values ([`cluster`]), the published node state ([`state`]),
-//! and the REST API ([`rest`]).
+//! and the REST API ([`rest`], HTTPS from [`tls`]).
 //!
 //! Must not touch: Raft or the store's internals — everything goes through etcd v3
 //! requests on a gRPC channel, so the agent would work against any etcd v3 endpoint.
@@ -19,6 +19,7 @@ pub mod postgres;
 pub mod rest;
 pub mod state;
 pub mod timing;
+pub mod tls;
 pub mod watchdog;
 
 /// The agent's version, reported in member keys and `/patroni`.

@@ -1,6 +1,7 @@
 //! `etcdserverpb.Cluster`: the member list (Raft membership joined with the attributes
 //! members publish), and membership changes (add, remove, promote) done by the store on
-//! the leader, one at a time. Peer URLs are `http://HOST:PORT` (see `peer_url`).
+//! the leader, one at a time. URLs are `http://HOST:PORT`, `https://` with TLS (see
+//! `peer_url`); this node's TLS settings stand for the cluster's.
 //!
 //! A change is committed when the store answers, but a follower may not have applied it
 //! yet: the member list in the answer waits briefly for this node to see it.
@@ -37,6 +38,7 @@ impl ClusterService {
     /// client URLs appear once the member published them.
     fn members(&self) -> Vec<Member> {
         let raft_members = self.api.store.members();
+        let (peer_tls, client_tls) = (self.api.store.peer_tls(), self.api.tls.is_some());
         let data = self.api.store.applied().read();
         raft_members
             .into_iter()
@@ -45,9 +47,10 @@ impl ClusterService {
                 let name = attrs.map(|a| a.name.clone()).filter(|n| !n.is_empty()).unwrap_or(m.node.name);
                 let client_ur_ls = attrs
                     .filter(|a| !a.client_addr.is_empty())
-                    .map(|a| vec![url_from_addr(&a.client_addr)])
+                    .map(|a| vec![url_from_addr(&a.client_addr, client_tls)])
                     .unwrap_or_default();
-                Member { id: m.id, name, peer_ur_ls: vec![url_from_addr(&m.node.peer_addr)], client_ur_ls, is_learner: m.is_learner }
+                let peer_ur_ls = vec![url_from_addr(&m.node.peer_addr, peer_tls)];
+                Member { id: m.id, name, peer_ur_ls, client_ur_ls, is_learner: m.is_learner }
             })
             .collect()
     }
@@ -73,7 +76,7 @@ impl ClusterService {
 impl Cluster for ClusterService {
     async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
         let req = req.into_inner();
-        let peer_addr = single_peer_addr(&req.peer_ur_ls).map_err(|e| bad_member_url(&e))?;
+        let peer_addr = single_peer_addr(&req.peer_ur_ls, self.api.store.peer_tls()).map_err(|e| bad_member_url(&e))?;
         let change = MembershipChange::Add { name: String::new(), peer_addr: peer_addr.clone(), as_voter: !req.is_learner };
         let id = self.change(change).await?;
         let mut members = self.members_when(|ms| ms.iter().any(|m| m.id == id)).await;
@@ -83,7 +86,7 @@ impl Cluster for ClusterService {
                 // Committed, not yet visible here: answer with what was committed.
                 let m = Member {
                     id,
-                    peer_ur_ls: vec![url_from_addr(&peer_addr)],
+                    peer_ur_ls: vec![url_from_addr(&peer_addr, self.api.store.peer_tls())],
                     is_learner: req.is_learner,
                     ..Default::default()
                 };
@@ -103,7 +106,7 @@ impl Cluster for ClusterService {
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
         let req = req.into_inner();
-        let peer_addr = single_peer_addr(&req.peer_ur_ls).map_err(|e| bad_member_url(&e))?;
+        let peer_addr = single_peer_addr(&req.peer_ur_ls, self.api.store.peer_tls()).map_err(|e| bad_member_url(&e))?;
         self.change(MembershipChange::Update { id: req.id, peer_addr }).await?;
         Ok(Response::new(MemberUpdateResponse { header: self.api.header_now(), members: self.members() }))
     }

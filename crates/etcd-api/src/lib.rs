@@ -2,8 +2,10 @@
 //! `etcdctl` and etcd client libraries work unchanged. Every answer comes from the
 //! replicated store (`raftgres_store::Store`).
 //!
-//! One tonic service per module, all served on the node's client port (h2c, plaintext)
-//! by one router ([`EtcdApi::router`], [`serve`]):
+//! One tonic service per module, all served on the node's client port (h2c, or TLS with
+//! [`EtcdApi::with_tls`]: etcd's `client-transport-security`, client certificates
+//! required with `client-cert-auth`) by one router ([`EtcdApi::router`], [`serve`]); the
+//! in-process channel the agent uses stays plaintext (it never touches the network):
 //!
 //! | module        | gRPC service               |
 //! |---------------|----------------------------|
@@ -50,6 +52,8 @@ mod watcher;
 pub use keys::{prefix_end, KeyRange};
 pub use maintenance::ETCD_VERSION;
 pub use peer_url::peer_addr_from_url;
+/// TLS from files (etcd's `*-transport-security` sections), for the layers above.
+pub use raftgres_store::tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -108,11 +112,20 @@ pub struct EtcdApi {
     store: Arc<Store>,
     limits: ApiLimits,
     progress_notify_interval: Duration,
+    /// TLS of the client port (`client-transport-security`).
+    tls: Option<tls::ServerTls>,
 }
 
 impl EtcdApi {
     pub fn new(store: Arc<Store>, limits: ApiLimits) -> Self {
-        Self { store, limits, progress_notify_interval: DEFAULT_PROGRESS_NOTIFY_INTERVAL }
+        Self { store, limits, progress_notify_interval: DEFAULT_PROGRESS_NOTIFY_INTERVAL, tls: None }
+    }
+
+    /// Serves the client port over TLS (client certificates required when the config
+    /// has a client CA); member lists then show `https://` client URLs.
+    pub fn with_tls(mut self, tls: Option<tls::ServerTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Changes how often `progress_notify` watches get progress responses (tests).
@@ -133,6 +146,22 @@ impl EtcdApi {
     /// requests carrying `hasleader: true` while this node knows no leader, and decodes
     /// messages up to [`ApiLimits::max_decoding_bytes`].
     pub fn router(&self) -> Router {
+        self.router_on(tonic::transport::Server::builder())
+    }
+
+    /// [`EtcdApi::router`] with the client port's TLS, when configured.
+    fn client_port_router(&self) -> Result<Router, ServeError> {
+        let server = tonic::transport::Server::builder();
+        let server = match &self.tls {
+            Some(tls) => server
+                .tls_config(tls.tonic())
+                .map_err(|e| format!("client-transport-security: {}", tls::describe(&e)))?,
+            None => server,
+        };
+        Ok(self.router_on(server))
+    }
+
+    fn router_on(&self, server: tonic::transport::Server) -> Router {
         let max = self.limits.max_decoding_bytes();
         let guard = RequireLeader::new(self.store.clone());
         let kv = KvServer::new(kv::KvService::new(self.clone())).max_decoding_message_size(max);
@@ -144,7 +173,7 @@ impl EtcdApi {
         let auth = AuthServer::new(auth::AuthService::new(self.clone())).max_decoding_message_size(max);
         let lock = LockServer::new(lock::LockService::new(self.clone())).max_decoding_message_size(max);
         let election = ElectionServer::new(election::ElectionService::new(self.clone())).max_decoding_message_size(max);
-        tonic::transport::Server::builder()
+        server
             // Reap connections of vanished clients (their watches hold resources).
             .http2_keepalive_interval(Some(Duration::from_secs(60)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -169,22 +198,21 @@ fn incoming(listener: TcpListener) -> Result<TcpIncoming, ServeError> {
 }
 
 impl EtcdApi {
-    /// Serves every service on `listener` (h2c, plaintext) until `shutdown` completes,
-    /// then stops gracefully.
+    /// Serves every service on `listener` (h2c, or TLS when configured) until
+    /// `shutdown` completes, then stops gracefully.
     pub async fn serve_with_shutdown(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        self.router().serve_with_incoming_shutdown(incoming(listener)?, shutdown).await?;
+        self.client_port_router()?.serve_with_incoming_shutdown(incoming(listener)?, shutdown).await?;
         Ok(())
     }
 }
 
-/// Serves the etcd API on `listener` (h2c, plaintext) until the server fails.
-///
-/// This is how a node starts its client port:
-/// `tokio::spawn(raftgres_etcd_api::serve(store.clone(), listener, ApiLimits::default()))`.
+/// Serves the etcd API on `listener` (h2c, plaintext) until the server fails; a node
+/// starts its client port with [`EtcdApi::with_tls`] and [`EtcdApi::serve_with_shutdown`]
+/// so that `client-transport-security` applies.
 pub async fn serve(store: Arc<Store>, listener: TcpListener, limits: ApiLimits) -> Result<(), ServeError> {
     EtcdApi::new(store, limits).router().serve_with_incoming(incoming(listener)?).await?;
     Ok(())

@@ -1,18 +1,24 @@
-//! Member URLs: etcd names a member's peer endpoint `http://HOST:PORT`; the store knows
-//! it as `HOST:PORT`. Parsing is strict enough to catch typos (a missing port, a path,
-//! TLS that the peer transport does not speak) and says what to write instead.
+//! Member URLs: etcd names a member's peer endpoint `http://HOST:PORT`, or
+//! `https://HOST:PORT` when peers use TLS; the store knows it as `HOST:PORT`. Parsing is
+//! strict enough to catch typos (a missing port, a path, a scheme that does not match
+//! the peer transport) and says what to write instead.
 
-/// `http://HOST:PORT` (or a bare `HOST:PORT`) → `HOST:PORT`. IPv6 hosts are written in
-/// brackets (`http://[::1]:2380`). Err: what is wrong, for the client.
-pub fn peer_addr_from_url(url: &str) -> Result<String, String> {
+use raftgres_store::tls::scheme;
+
+/// `http://HOST:PORT` (`https://` when `tls`, or a bare `HOST:PORT`) → `HOST:PORT`. IPv6
+/// hosts are written in brackets (`http://[::1]:2380`). Err: what is wrong, for the client.
+pub fn peer_addr_from_url(url: &str, tls: bool) -> Result<String, String> {
     let url = url.trim();
-    let expected = "expected http://HOST:PORT";
+    let want = scheme(tls);
+    let expected = format!("expected {want}://HOST:PORT");
+    let expected = expected.as_str();
     let rest = match url.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
-            return Err(format!("{url:?}: raftgres peers do not use TLS yet; {expected}"));
+        Some((s, rest)) if s.eq_ignore_ascii_case(want) => rest,
+        Some((s, _)) if s.eq_ignore_ascii_case(scheme(!tls)) => {
+            let why = if tls { "this cluster's peers use TLS" } else { "this cluster's peers do not use TLS (no peer-transport-security)" };
+            return Err(format!("{url:?}: {why}; {expected}"));
         }
-        Some((scheme, _)) => return Err(format!("{url:?}: unsupported scheme {scheme:?}; {expected}")),
+        Some((s, _)) => return Err(format!("{url:?}: unsupported scheme {s:?}; {expected}")),
         None => url,
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -39,23 +45,23 @@ pub fn peer_addr_from_url(url: &str) -> Result<String, String> {
     }
 }
 
-/// `HOST:PORT` → the URL etcd shows (`http://HOST:PORT`).
-pub fn url_from_addr(addr: &str) -> String {
-    format!("http://{addr}")
+/// `HOST:PORT` → the URL etcd shows (`http://HOST:PORT`, `https://` when `tls`).
+pub fn url_from_addr(addr: &str, tls: bool) -> String {
+    format!("{}://{addr}", scheme(tls))
 }
 
 /// The one peer address of a member given as a list of URLs (etcd allows several; a
 /// raftgres member has exactly one, duplicates aside).
-pub fn single_peer_addr(urls: &[String]) -> Result<String, String> {
+pub fn single_peer_addr(urls: &[String], tls: bool) -> Result<String, String> {
     let mut addrs = Vec::new();
     for url in urls {
-        let addr = peer_addr_from_url(url)?;
+        let addr = peer_addr_from_url(url, tls)?;
         if !addrs.contains(&addr) {
             addrs.push(addr);
         }
     }
     match addrs.len() {
-        0 => Err("no peer URL given; expected http://HOST:PORT".to_string()),
+        0 => Err(format!("no peer URL given; expected {}://HOST:PORT", scheme(tls))),
         1 => Ok(addrs.remove(0)),
         _ => Err(format!("{} different peer URLs given; a raftgres member has exactly one", addrs.len())),
     }
@@ -67,11 +73,20 @@ mod tests {
 
     #[test]
     fn accepts_http_and_bare_host_port() {
-        assert_eq!(peer_addr_from_url("http://127.0.0.1:2380"), Ok("127.0.0.1:2380".into()));
-        assert_eq!(peer_addr_from_url("HTTP://node2:2380/"), Ok("node2:2380".into()));
-        assert_eq!(peer_addr_from_url(" 10.0.0.1:2380 "), Ok("10.0.0.1:2380".into()));
-        assert_eq!(peer_addr_from_url("http://[::1]:2380"), Ok("[::1]:2380".into()));
-        assert_eq!(url_from_addr("10.0.0.1:2380"), "http://10.0.0.1:2380");
+        assert_eq!(peer_addr_from_url("http://127.0.0.1:2380", false), Ok("127.0.0.1:2380".into()));
+        assert_eq!(peer_addr_from_url("HTTP://node2:2380/", false), Ok("node2:2380".into()));
+        assert_eq!(peer_addr_from_url(" 10.0.0.1:2380 ", false), Ok("10.0.0.1:2380".into()));
+        assert_eq!(peer_addr_from_url("http://[::1]:2380", false), Ok("[::1]:2380".into()));
+        assert_eq!(url_from_addr("10.0.0.1:2380", false), "http://10.0.0.1:2380");
+    }
+
+    #[test]
+    fn the_scheme_follows_peer_tls() {
+        assert_eq!(peer_addr_from_url("https://10.0.0.1:2380", true), Ok("10.0.0.1:2380".into()));
+        assert_eq!(peer_addr_from_url("10.0.0.1:2380", true), Ok("10.0.0.1:2380".into()));
+        let err = peer_addr_from_url("http://10.0.0.1:2380", true).expect_err("http with TLS");
+        assert!(err.contains("use TLS; expected https://"), "{err}");
+        assert_eq!(url_from_addr("10.0.0.1:2380", true), "https://10.0.0.1:2380");
     }
 
     #[test]
@@ -94,7 +109,7 @@ mod tests {
             ("http://[]:1", "malformed host"),
         ];
         for (url, why) in bad {
-            let err = peer_addr_from_url(url).expect_err(url);
+            let err = peer_addr_from_url(url, false).expect_err(url);
             assert!(err.contains(why), "{url}: {err}");
         }
     }
@@ -102,9 +117,9 @@ mod tests {
     #[test]
     fn one_peer_url_per_member() {
         let one = vec!["http://a:1".to_string(), "a:1".to_string()];
-        assert_eq!(single_peer_addr(&one), Ok("a:1".into()));
-        assert!(single_peer_addr(&[]).is_err());
-        assert!(single_peer_addr(&["http://a:1".into(), "http://b:1".into()]).is_err());
-        assert!(single_peer_addr(&["http://a:1".into(), "bad".into()]).is_err());
+        assert_eq!(single_peer_addr(&one, false), Ok("a:1".into()));
+        assert!(single_peer_addr(&[], false).is_err());
+        assert!(single_peer_addr(&["http://a:1".into(), "http://b:1".into()], false).is_err());
+        assert!(single_peer_addr(&["http://a:1".into(), "bad".into()], false).is_err());
     }
 }

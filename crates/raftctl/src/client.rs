@@ -1,51 +1,69 @@
 //! A connection to the etcd v3 API of any raftgres node: the first of `--endpoints`
-//! that answers.
+//! that answers, over TLS when [`Security`] says so.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use raftgres_proto::etcdserverpb::cluster_client::ClusterClient;
+use raftgres_agent::tls::describe;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::tls::Security;
 
 /// How long to wait for a node to accept a connection.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one command may take (etcdctl's default).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `127.0.0.1:2379` or `http://127.0.0.1:2379` → a URL tonic accepts.
-pub fn endpoint_url(endpoint: &str) -> String {
+/// `127.0.0.1:2379` or `http://127.0.0.1:2379` → a URL tonic accepts (`https://` for a
+/// bare address when `tls`).
+pub fn endpoint_url(endpoint: &str, tls: bool) -> String {
     if endpoint.contains("://") {
         endpoint.to_string()
     } else {
-        format!("http://{endpoint}")
+        format!("{}://{endpoint}", if tls { "https" } else { "http" })
     }
 }
 
-/// Opens a channel to one endpoint.
-pub async fn connect_one(endpoint: &str) -> anyhow::Result<Channel> {
-    let url = endpoint_url(endpoint);
-    let ep = Endpoint::from_shared(url.clone())
+/// Opens a channel to one endpoint (over TLS when `security` says so).
+pub async fn connect_one(endpoint: &str, security: &Security) -> anyhow::Result<Channel> {
+    let url = endpoint_url(endpoint, security.grpc.is_some());
+    let mut ep = Endpoint::from_shared(url.clone())
         .with_context(|| format!("invalid endpoint {endpoint:?}"))?
         .connect_timeout(DIAL_TIMEOUT)
         .timeout(COMMAND_TIMEOUT);
-    ep.connect().await.with_context(|| format!("cannot reach {url}"))
+    if let Some(tls) = &security.grpc {
+        ep = ep.tls_config(tls.clone()).map_err(|e| anyhow::anyhow!("{url}: {}", describe(&e)))?;
+    }
+    ep.connect().await.map_err(|e| anyhow::anyhow!("cannot reach {url}: {}", describe(&e)))
 }
 
-/// The API of the first endpoint that answers.
+/// The API of the first endpoint that answers, and how to reach the members.
 pub struct Api {
     pub channel: Channel,
+    pub security: Security,
 }
 
 impl Api {
-    pub async fn connect(endpoints: &[String]) -> anyhow::Result<Self> {
+    pub async fn connect(endpoints: &[String], security: &Security) -> anyhow::Result<Self> {
         let mut errors = Vec::new();
         for endpoint in endpoints {
-            match connect_one(endpoint).await {
-                Ok(channel) => return Ok(Self { channel }),
+            match connect_one(endpoint, security).await {
+                Ok(channel) => return Ok(Self { channel, security: security.clone() }),
                 Err(e) => errors.push(format!("{e:#}")),
             }
         }
         bail!("no endpoint answered: {} (is the cluster running? see `raftctl lab status`)", errors.join("; "))
+    }
+
+    /// A channel to another member's client URL, with the same TLS settings.
+    pub async fn connect_member(&self, url: &str) -> anyhow::Result<Channel> {
+        connect_one(url, &self.security).await
+    }
+
+    /// The client for the members' REST APIs.
+    pub fn rest(&self) -> &raftgres_agent::http::Client {
+        &self.security.rest
     }
 
     pub fn cluster(&self) -> ClusterClient<Channel> {
@@ -55,5 +73,14 @@ impl Api {
 
 /// Turns a gRPC error into one line a user can act on.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    if matches!(status.message(), "transport error" | "operation was canceled") {
+        // The connection itself failed: plaintext against a TLS port, or no client
+        // certificate where one is required.
+        let what = std::error::Error::source(&status).map_or_else(|| status.message().to_string(), describe);
+        return anyhow::anyhow!(
+            "{what}; if the cluster uses TLS, give --cacert, and --cert and --key when it requires client \
+             certificates (or --lab DIR for a `raftctl lab up --tls` lab)"
+        );
+    }
     anyhow::anyhow!("{}", status.message())
 }

@@ -4,6 +4,7 @@
 mod client;
 mod command;
 mod table;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,8 @@ pub struct Cli {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
     pub output: Output,
+    #[command(flatten)]
+    pub tls: tls::TlsArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -89,36 +92,38 @@ fn main() -> ExitCode {
     }
 }
 
-async fn connect(endpoints: &[String]) -> anyhow::Result<client::Api> {
-    client::Api::connect(endpoints).await
+/// The API through the first of `--endpoints` that answers, with the TLS settings.
+async fn connect(endpoints: &[String], tls: &tls::TlsArgs) -> anyhow::Result<client::Api> {
+    let files = tls.files(endpoints)?;
+    client::Api::connect(endpoints, &tls::Security::load(files.as_ref())?).await
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Members(args) => {
-            let api = client::Api::connect(&cli.endpoints).await?;
+            let api = connect(&cli.endpoints, &cli.tls).await?;
             command::members::run(&api, args, cli.output).await
         }
         Command::List(args) => {
-            let api = client::Api::connect(&cli.endpoints).await?;
+            let api = connect(&cli.endpoints, &cli.tls).await?;
             command::list::run(&api, args, cli.output).await
         }
         Command::Lab(args) => command::lab::run(args).await,
         Command::Chaos(args) => command::chaos::run(args).await,
-        Command::Switchover(args) => command::switchover::switchover(&connect(&cli.endpoints).await?, args).await,
-        Command::Failover(args) => command::switchover::failover(&connect(&cli.endpoints).await?, args).await,
-        Command::Pause(args) => command::pause::run(&connect(&cli.endpoints).await?, args, true).await,
-        Command::Resume(args) => command::pause::run(&connect(&cli.endpoints).await?, args, false).await,
-        Command::ShowConfig(args) => command::config::show(&connect(&cli.endpoints).await?, args).await,
-        Command::EditConfig(args) => command::config::edit(&connect(&cli.endpoints).await?, args).await,
-        Command::Restart(args) => command::node_ops::restart(&connect(&cli.endpoints).await?, args).await,
-        Command::Reload(args) => command::node_ops::reload(&connect(&cli.endpoints).await?, args).await,
-        Command::Reinit(args) => command::node_ops::reinit(&connect(&cli.endpoints).await?, args).await,
-        Command::Topology(args) => command::topology::topology(&connect(&cli.endpoints).await?, args).await,
-        Command::Dsn(args) => command::topology::dsn(&connect(&cli.endpoints).await?, args).await,
-        Command::Version(args) => command::topology::version(&connect(&cli.endpoints).await?, args).await,
-        Command::Watch(args) => command::watch::run(&connect(&cli.endpoints).await?, args).await,
-        Command::Events(args) => command::events::run(&connect(&cli.endpoints).await?, args, cli.output).await,
-        Command::History(args) => command::history::run(&connect(&cli.endpoints).await?, args, cli.output).await,
+        Command::Switchover(args) => command::switchover::switchover(&connect(&cli.endpoints, &cli.tls).await?, args).await,
+        Command::Failover(args) => command::switchover::failover(&connect(&cli.endpoints, &cli.tls).await?, args).await,
+        Command::Pause(args) => command::pause::run(&connect(&cli.endpoints, &cli.tls).await?, args, true).await,
+        Command::Resume(args) => command::pause::run(&connect(&cli.endpoints, &cli.tls).await?, args, false).await,
+        Command::ShowConfig(args) => command::config::show(&connect(&cli.endpoints, &cli.tls).await?, args).await,
+        Command::EditConfig(args) => command::config::edit(&connect(&cli.endpoints, &cli.tls).await?, args).await,
+        Command::Restart(args) => command::node_ops::restart(&connect(&cli.endpoints, &cli.tls).await?, args).await,
+        Command::Reload(args) => command::node_ops::reload(&connect(&cli.endpoints, &cli.tls).await?, args).await,
+        Command::Reinit(args) => command::node_ops::reinit(&connect(&cli.endpoints, &cli.tls).await?, args).await,
+        Command::Topology(args) => command::topology::topology(&connect(&cli.endpoints, &cli.tls).await?, args).await,
+        Command::Dsn(args) => command::topology::dsn(&connect(&cli.endpoints, &cli.tls).await?, args).await,
+        Command::Version(args) => command::topology::version(&connect(&cli.endpoints, &cli.tls).await?, args).await,
+        Command::Watch(args) => command::watch::run(&connect(&cli.endpoints, &cli.tls).await?, args).await,
+        Command::Events(args) => command::events::run(&connect(&cli.endpoints, &cli.tls).await?, args, cli.output).await,
+        Command::History(args) => command::history::run(&connect(&cli.endpoints, &cli.tls).await?, args, cli.output).await,
     }
 }

@@ -65,8 +65,10 @@ async fn run(settings: settings::Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for clients on {} (is another node using this port?)", settings.listen_client))?;
     let store = Store::start(settings.store.clone()).await?;
     let limits = ApiLimits { max_request_bytes: settings.max_request_bytes, max_txn_ops: settings.max_txn_ops };
-    let api = tokio::spawn(raftgres_etcd_api::serve(store.clone(), client_listener, limits));
-    tracing::info!(client = %settings.listen_client, "etcd v3 API listening");
+    let tls = settings.client_tls.is_some();
+    let api = raftgres_etcd_api::EtcdApi::new(store.clone(), limits).with_tls(settings.client_tls.clone());
+    let api = tokio::spawn(api.serve_with_shutdown(client_listener, std::future::pending()));
+    tracing::info!(client = %settings.listen_client, tls, "etcd v3 API listening");
 
     let agent = match settings.agent.clone() {
         Some(config) => Some(start_agent(config, &store, limits).await?),
@@ -113,6 +115,8 @@ async fn start_agent(
     let channel = raftgres_etcd_api::EtcdApi::new(store.clone(), limits).in_process_channel();
     let exe = std::env::current_exe().context("cannot find the raftgres binary (for the fencer)")?;
     let rest_addr = config.restapi.listen.clone();
+    let rest_tls = config.rest_tls.clone();
+    let rest_tls_on = rest_tls.is_some();
     let scope = config.scope.clone();
     let (commands, command_rx) = raftgres_agent::ha::commands::channel();
     let control = raftgres_agent::rest::control::Control {
@@ -129,11 +133,11 @@ async fn start_agent(
     let (agent, state) = raftgres_agent::ha::Agent::new(config, channel, &exe).context("cannot start the fencer process")?;
     let control = raftgres_agent::rest::control::Control { promise: agent.promise(), ..control };
     tokio::spawn(async move {
-        if let Err(e) = raftgres_agent::rest::serve(rest_listener, state, Some(control)).await {
+        if let Err(e) = raftgres_agent::rest::serve(rest_listener, state, Some(control), rest_tls).await {
             tracing::error!("REST API stopped: {e}");
         }
     });
-    tracing::info!(rest = %rest_addr, scope = %scope, "PostgreSQL agent and REST API started");
+    tracing::info!(rest = %rest_addr, scope = %scope, https = rest_tls_on, "PostgreSQL agent and REST API started");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(agent.run(command_rx, async move {
         let _ = stopped.await;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use raftgres_agent::config::{AgentConfig, RawAgentConfig};
+use raftgres_etcd_api::tls::{ServerTls, TransportSecurity};
 use raftgres_store::{ClusterState, RaftTiming, StoreConfig};
 use serde::Deserialize;
 
@@ -56,6 +57,12 @@ pub struct Flags {
     /// The Patroni-shaped sections of the config file (only from `--config`).
     #[arg(skip)]
     pub agent: Option<RawAgentConfig>,
+    /// etcd's `client-transport-security` (only from `--config`).
+    #[arg(skip)]
+    pub client_transport_security: Option<TransportSecurity>,
+    /// etcd's `peer-transport-security` (only from `--config`).
+    #[arg(skip)]
+    pub peer_transport_security: Option<TransportSecurity>,
 }
 
 /// The same keys as [`Flags`], from the config file.
@@ -74,6 +81,8 @@ struct FileSettings {
     snapshot_count: Option<u64>,
     max_request_bytes: Option<usize>,
     max_txn_ops: Option<usize>,
+    client_transport_security: Option<TransportSecurity>,
+    peer_transport_security: Option<TransportSecurity>,
 }
 
 /// Validated settings.
@@ -83,6 +92,8 @@ pub struct Settings {
     pub listen_client: String,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// TLS of the etcd API's client port (`client-transport-security`).
+    pub client_tls: Option<ServerTls>,
     /// The PostgreSQL supervisor's settings, when the file has a `postgresql` section.
     pub agent: Option<AgentConfig>,
 }
@@ -103,7 +114,7 @@ impl Flags {
         self.agent = agent;
         merge!(self, file, name, data_dir, listen_peer, listen_client, advertise_client, initial_cluster,
             initial_cluster_state, heartbeat_interval, election_timeout, snapshot_count, max_request_bytes,
-            max_txn_ops);
+            max_txn_ops, client_transport_security, peer_transport_security);
         Ok(self)
     }
 
@@ -134,6 +145,14 @@ impl Flags {
             snapshot_every: f.snapshot_count.unwrap_or(defaults.snapshot_every),
         };
         timing.validate()?;
+        let peer_tls = match &f.peer_transport_security {
+            Some(s) => Some(s.peer("peer-transport-security").map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let client_tls = match &f.client_transport_security {
+            Some(s) => Some(s.client_port("client-transport-security").map_err(|e| e.to_string())?),
+            None => None,
+        };
         let store = StoreConfig {
             name,
             data_dir,
@@ -142,6 +161,7 @@ impl Flags {
             initial_cluster,
             cluster_state,
             timing,
+            peer_tls,
         };
         if store.own_peer_addr().is_none() {
             return Err(format!("--name {} does not appear in --initial-cluster {initial}", store.name));
@@ -154,6 +174,7 @@ impl Flags {
             agent,
             store,
             listen_client,
+            client_tls,
             max_request_bytes: f.max_request_bytes.unwrap_or(1024 * 1024 * 3 / 2),
             max_txn_ops: f.max_txn_ops.unwrap_or(128),
         })
@@ -195,14 +216,15 @@ fn check_host_port(what: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `n1=127.0.0.1:2380,n2=...` → [(name, addr)]. Accepts `http://` prefixes as etcd does.
+/// `n1=127.0.0.1:2380,n2=...` → [(name, addr)]. Accepts `http://` and `https://`
+/// prefixes as etcd does.
 pub fn parse_initial_cluster(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut members: Vec<(String, String)> = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, addr) = part
             .split_once('=')
             .ok_or_else(|| format!("--initial-cluster entry {part:?} must be NAME=HOST:PORT"))?;
-        let addr = addr.trim_start_matches("http://");
+        let addr = addr.trim_start_matches("http://").trim_start_matches("https://");
         if name.is_empty() {
             return Err(format!("--initial-cluster entry {part:?} has an empty name"));
         }
@@ -261,5 +283,26 @@ mod tests {
         std::fs::write(&path, "nmae: n1\n").expect("write");
         let err = flags(&["--config", path.to_str().expect("utf8")]).validate().expect_err("typo");
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn tls_sections_report_bad_files_by_setting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.yml");
+        let base = "name: n1\ndata-dir: /tmp/a\nlisten-peer: 127.0.0.1:2380\nlisten-client: 127.0.0.1:2379\n";
+        let run = |extra: &str| {
+            std::fs::write(&path, format!("{base}{extra}")).expect("write");
+            flags(&["--config", path.to_str().expect("utf8")]).validate().expect_err("bad TLS")
+        };
+        let err = run("peer-transport-security: {cert-file: /nonexistent/n.crt, key-file: /nonexistent/n.key, trusted-ca-file: /nonexistent/ca.crt}\n");
+        assert!(err.starts_with("peer-transport-security.trusted-ca-file /nonexistent/ca.crt: cannot read it"), "{err}");
+        let err = run("peer-transport-security: {cert-file: /a, key-file: /b}\n");
+        assert!(err.contains("trusted-ca-file is required"), "{err}");
+        std::fs::write(dir.path().join("junk.pem"), "not a certificate\n").expect("write");
+        let junk = dir.path().join("junk.pem").display().to_string();
+        let err = run(&format!("client-transport-security: {{cert-file: {junk}, key-file: {junk}}}\n"));
+        assert!(err.starts_with("client-transport-security.cert-file") && err.contains("holds no certificate"), "{err}");
+        let err = run("client-transport-security: {cert-file: /a, key-file: /b, certfile: /c}\n");
+        assert!(err.contains("unknown field `certfile`"), "{err}");
     }
 }

@@ -28,6 +28,11 @@ impl Store {
         &self.config.name
     }
 
+    /// Whether peers talk over (mutual) TLS, so member peer URLs are `https://`.
+    pub fn peer_tls(&self) -> bool {
+        self.config.peer_tls.is_some()
+    }
+
     pub fn applied(&self) -> &Applied {
         &self.applied
     }

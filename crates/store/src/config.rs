@@ -93,6 +93,8 @@ pub struct StoreConfig {
     pub initial_cluster: Vec<(String, String)>,
     pub cluster_state: ClusterState,
     pub timing: RaftTiming,
+    /// Mutual TLS between peers (`peer-transport-security`); plaintext when `None`.
+    pub peer_tls: Option<crate::tls::PeerTls>,
 }
 
 impl StoreConfig {

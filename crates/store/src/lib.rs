@@ -3,7 +3,8 @@
 //! Owns: the openraft instance and its type config ([`types`]), the durable Raft log
 //! on sled ([`backend`], [`log_store`]), the in-memory etcd-style state machine with
 //! file snapshots ([`state_machine`]), lease deadlines ([`lease_clock`]), the peer
-//! transport over tonic ([`network`], [`peer_service`], [`forward`]), group commit
+//! transport over tonic ([`network`], [`peer_service`], [`forward`]; TLS from files in
+//! [`tls`]), group commit
 //! of concurrent writes (`batcher`), membership
 //! changes and the background duties of a node ([`tasks`]).
 //!
@@ -26,6 +27,7 @@ mod node;
 mod peer_service;
 pub mod state_machine;
 mod tasks;
+pub mod tls;
 pub mod types;
 
 pub use config::{ClusterState, RaftTiming, StoreConfig};

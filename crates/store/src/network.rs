@@ -1,7 +1,8 @@
 //! Outgoing peer traffic: openraft's `RaftNetwork` over tonic, plus request forwarding.
 //!
 //! One lazily connected tonic channel per peer address is cached and shared by every
-//! client openraft creates (it creates them often). Transport failures map to
+//! client openraft creates (it creates them often); with peer TLS it is `https` and
+//! presents this node's certificate. Transport failures map to
 //! openraft's `Unreachable` (which backs off exponentially, capped below the election
 //! timeout); a remote Raft error travels back typed. A follower that acknowledged log
 //! entries and later answers that it lacks them lost its data dir: that is reported as
@@ -22,7 +23,7 @@ use raftgres_proto::peer::raft_peer_client::RaftPeerClient;
 use raftgres_proto::peer::Payload;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::StoreError;
 use crate::forward::{ForwardRequest, ForwardResponse};
@@ -42,11 +43,13 @@ pub struct PeerNetwork {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     matched: Arc<Mutex<HashMap<NodeId, u64>>>,
     backoff_cap: Duration,
+    /// Peer TLS (mutual): the CA peers must chain to and this node's certificate.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl PeerNetwork {
-    pub fn new(backoff_cap: Duration) -> Self {
-        Self { backoff_cap, ..Self::default() }
+    pub fn new(backoff_cap: Duration, tls: Option<ClientTlsConfig>) -> Self {
+        Self { backoff_cap, tls, ..Self::default() }
     }
 
     /// The client for the peer at `addr` (connects lazily, on first use).
@@ -55,8 +58,13 @@ impl PeerNetwork {
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| StoreError::Internal(format!("bad peer address {addr}: {e}")))?
+                let bad = |e: tonic::transport::Error| StoreError::Internal(format!("bad peer address {addr}: {e}"));
+                let scheme = crate::tls::scheme(self.tls.is_some());
+                let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(bad)?;
+                if let Some(tls) = &self.tls {
+                    endpoint = endpoint.tls_config(tls.clone()).map_err(bad)?;
+                }
+                let endpoint = endpoint
                     .connect_timeout(Duration::from_millis(500))
                     .tcp_nodelay(true)
                     // A connection whose packets were dropped (a partition) would wait for

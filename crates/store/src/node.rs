@@ -1,5 +1,5 @@
-//! Starting a store node, as a list of named steps: check the config, bind the peer
-//! port, open the disk state, start Raft, serve peers, form the cluster on first start,
+//! Starting a store node, as a list of named steps: check the config (peer TLS
+//! included), bind the peer port, open the disk state, start Raft, serve peers, form the cluster on first start,
 //! start the background duties.
 
 use std::collections::BTreeMap;
@@ -35,6 +35,8 @@ pub enum StartError {
     StateMachine(String),
     #[error("raft failed to start: {0}")]
     Raft(String),
+    #[error("peer-transport-security: {0}")]
+    PeerTls(String),
 }
 
 /// A running store node: the Raft instance, its applied state and the peer network.
@@ -61,6 +63,12 @@ impl Store {
             .ok_or_else(|| StartError::NotInInitialCluster(config.name.clone()))?
             .to_string();
 
+        // Checked before anything binds or opens, so a bad certificate is the one error.
+        let peer_server = tonic::transport::Server::builder();
+        let peer_server = match &config.peer_tls {
+            Some(tls) => peer_server.tls_config(tls.server.tonic()).map_err(|e| StartError::PeerTls(crate::tls::describe(&e)))?,
+            None => peer_server,
+        };
         let listener = TcpListener::bind(&config.listen_peer)
             .await
             .map_err(|source| StartError::PeerPort { addr: config.listen_peer.clone(), source })?;
@@ -74,7 +82,8 @@ impl Store {
         let state_machine = StateMachine::open(&data_dir.join("snapshot"))
             .map_err(|e| StartError::StateMachine(e.to_string()))?;
         let applied = state_machine.applied();
-        let net = PeerNetwork::new(std::time::Duration::from_millis(config.timing.election_min_ms / 2));
+        let peer_client_tls = config.peer_tls.as_ref().map(|tls| tls.client.tonic());
+        let net = PeerNetwork::new(std::time::Duration::from_millis(config.timing.election_min_ms / 2), peer_client_tls);
         let raft_config = config.timing.openraft_config().validate().map_err(|e| StartError::Raft(e.to_string()))?;
         let metrics = Arc::new(StoreMetrics::default());
         let raft = Raft::new(id, Arc::new(raft_config), net.clone(), LogStore::new(backend, metrics.clone()), state_machine)
@@ -84,16 +93,17 @@ impl Store {
         let batcher = crate::batcher::Batcher::start(raft.clone(), metrics.clone());
         let heard_from_leader = std::sync::Mutex::new(std::time::Instant::now());
         let store = Arc::new(Store { raft, applied, net, id, config, batcher, metrics, stopped: Default::default(), heard_from_leader });
-        store.serve_peers(listener);
+        store.serve_peers(peer_server, listener);
         if fresh && store.config.cluster_state == ClusterState::New {
             store.form_cluster().await?;
         }
         tasks::spawn_all(&store);
-        tracing::info!(name = %store.config.name, id = %format!("{id:x}"), peer = %own_peer, "store node started");
+        let peer_tls = store.config.peer_tls.is_some();
+        tracing::info!(name = %store.config.name, id = %format!("{id:x}"), peer = %own_peer, peer_tls, "store node started");
         Ok(store)
     }
 
-    fn serve_peers(self: &Arc<Self>, listener: TcpListener) {
+    fn serve_peers(self: &Arc<Self>, mut server: tonic::transport::Server, listener: TcpListener) {
         let service = RaftPeerServer::new(PeerService { store: self.clone() })
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE);
@@ -106,7 +116,7 @@ impl Store {
                     return;
                 }
             };
-            let result = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await;
+            let result = server.add_service(service).serve_with_incoming(incoming).await;
             if let Err(e) = result {
                 tracing::error!("peer server stopped: {e}");
             }

@@ -15,6 +15,7 @@ mod ops;
 mod partition;
 mod store;
 mod sync;
+mod tls;
 mod writes;
 
 use std::time::Duration;

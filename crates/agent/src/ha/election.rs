@@ -55,11 +55,11 @@ pub fn healthiest(mine: u64, priority: i64, peers: &[PeerReport]) -> Result<(), 
 }
 
 /// Asks every other member for its state, concurrently.
-pub async fn probe_peers(view: &ClusterView, me: &str) -> Vec<PeerReport> {
+pub async fn probe_peers(view: &ClusterView, me: &str, client: &crate::http::Client) -> Vec<PeerReport> {
     let probes = view.members.iter().filter(|(name, _)| name.as_str() != me).map(|(name, m)| {
         let (name, url) = (name.clone(), m.api_url.clone());
         async move {
-            let body = tokio::time::timeout(PROBE_TIMEOUT, crate::http::get(&url)).await.ok()?.ok()?;
+            let body = tokio::time::timeout(PROBE_TIMEOUT, client.get(&url)).await.ok()?.ok()?;
             parse_report(&name, &body)
         }
     });

@@ -52,11 +52,12 @@ impl Agent {
         let body = serde_json::json!({ "name": me, "ttl": timing.ttl.as_secs() }).to_string();
         let auth = self.config.restapi.authentication.as_ref().map(|c| format!("{}:{}", c.username, c.password));
         let sent = Instant::now();
+        let client = self.config.rest_client();
         let asks = members.iter().map(|(name, api_url)| {
             let url = format!("{}/failsafe", api_url.trim_end_matches("/patroni"));
-            let (body, auth) = (body.clone(), auth.clone());
+            let (body, auth, client) = (body.clone(), auth.clone(), client.clone());
             async move {
-                let answer = tokio::time::timeout(timing.retry_timeout, crate::http::request("POST", &url, Some(&body), auth.as_deref())).await;
+                let answer = tokio::time::timeout(timing.retry_timeout, client.request("POST", &url, Some(&body), auth.as_deref())).await;
                 match answer {
                     Ok(Ok((200, _))) => Ok(()),
                     Ok(Ok((code, text))) => Err(format!("{name} answered {code} {}", text.trim())),

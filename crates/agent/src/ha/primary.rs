@@ -155,7 +155,7 @@ impl Agent {
             return self.refuse(chosen, why).await;
         }
         if !chosen {
-            let mut peers = probe_peers(view, &me).await;
+            let mut peers = probe_peers(view, &me, &self.config.rest_client()).await;
             peers.retain(|p| self.may_promote_in_sync_mode(view, &p.name));
             if let Some(p) = peers.iter().find(|p| p.primary && p.running) {
                 return format!("no leader, but {} still runs as primary: not racing", p.name);

@@ -8,7 +8,9 @@
 //! node status JSON with 200 or 503; HEAD and OPTIONS (what HAProxy sends) answer the
 //! status line only — on any path but `/liveness` and `/readiness`, as in Patroni
 //! (so `HEAD /patroni` is a failing health check). Mutating methods go to [`control`]
-//! (Basic auth when configured); on unknown paths they get 501.
+//! (Basic auth when configured); on unknown paths they get 501. Over HTTPS ([`https`],
+//! `restapi.certfile`) with `verify_client: optional`, they also need a client
+//! certificate (403 without one).
 //!
 //! Must not touch: PostgreSQL or the store. Handlers read only the latest [`NodeState`]
 //! the HA loop published on its watch channel, so an answer never waits on either.
@@ -16,6 +18,7 @@
 pub mod control;
 pub mod dashboard;
 pub mod health;
+pub mod https;
 pub mod json;
 pub mod metrics;
 
@@ -23,6 +26,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
+use axum::Extension;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -50,14 +54,32 @@ pub fn router(state: StateReceiver, control: Option<Control>) -> Router {
     Router::new().fallback(dispatch).layer(DefaultBodyLimit::max(MAX_BODY)).with_state(app)
 }
 
-/// Serves the REST API on `listener`. Serves until the listener fails.
-pub async fn serve(listener: tokio::net::TcpListener, state: StateReceiver, control: Option<Control>) -> std::io::Result<()> {
-    axum::serve(listener, router(state, control)).await
+/// Serves the REST API on `listener` (HTTPS with `tls`). Serves until the listener fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: StateReceiver,
+    control: Option<Control>,
+    tls: Option<crate::tls::RestTls>,
+) -> std::io::Result<()> {
+    match tls {
+        Some(tls) => https::serve(listener, router(state, control), tls).await,
+        None => axum::serve(listener, router(state, control)).await,
+    }
 }
 
-async fn dispatch(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn dispatch(
+    State(app): State<App>,
+    no_cert: Option<Extension<https::NoClientCert>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
         let Some(control) = &app.control else { return unsupported(&method) };
+        if no_cert.is_some() {
+            return text(StatusCode::FORBIDDEN, "this request needs a client certificate (restapi.verify_client: optional)\n");
+        }
         if !control.authorized(&headers) {
             return control::unauthorized();
         }

@@ -66,6 +66,7 @@ impl Node {
             initial_cluster: vec![("n1".into(), peer)],
             cluster_state: ClusterState::New,
             timing: RaftTiming::default(),
+            peer_tls: None,
         };
         let store = Store::start(config).await.expect("store starts");
         store.wait_leader(PATIENCE).await.expect("a leader");

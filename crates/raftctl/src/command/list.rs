@@ -20,7 +20,7 @@ use raftgres_proto::etcdserverpb::{
 };
 use serde::Serialize;
 
-use crate::client::{connect_one, status_error, Api, COMMAND_TIMEOUT};
+use crate::client::{status_error, Api, COMMAND_TIMEOUT};
 use crate::table;
 use crate::Output;
 
@@ -261,7 +261,7 @@ pub async fn raft_roles(api: &Api, names: &[String]) -> BTreeMap<String, String>
         let node = raft_members.iter().find(|m| &m.name == name);
         async move {
             let status = match node {
-                Some(n) => node_status(n).await,
+                Some(n) => node_status(api, n).await,
                 None => None,
             };
             (name.clone(), raft_cell(node, status.as_ref()))
@@ -273,10 +273,10 @@ pub async fn raft_roles(api: &Api, names: &[String]) -> BTreeMap<String, String>
         .collect()
 }
 
-async fn node_status(node: &RaftMember) -> Option<StatusResponse> {
+async fn node_status(api: &Api, node: &RaftMember) -> Option<StatusResponse> {
     let url = node.client_ur_ls.first()?;
     let ask = async {
-        let channel = connect_one(url).await.ok()?;
+        let channel = api.connect_member(url).await.ok()?;
         MaintenanceClient::new(channel)
             .status(StatusRequest {})
             .await

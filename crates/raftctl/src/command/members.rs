@@ -11,7 +11,7 @@ use raftgres_proto::etcdserverpb::{
 };
 use serde::Serialize;
 
-use crate::client::{connect_one, status_error, Api};
+use crate::client::{status_error, Api};
 use crate::table;
 use crate::Output;
 
@@ -72,9 +72,9 @@ pub fn row(member: &Member, status: Option<&StatusResponse>) -> MemberRow {
     }
 }
 
-async fn member_status(member: &Member) -> Option<StatusResponse> {
+async fn member_status(api: &Api, member: &Member) -> Option<StatusResponse> {
     let url = member.client_ur_ls.first()?;
-    let channel = connect_one(url).await.ok()?;
+    let channel = api.connect_member(url).await.ok()?;
     let mut client = raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient::new(channel);
     client.status(StatusRequest {}).await.ok().map(|r| r.into_inner())
 }
@@ -95,7 +95,7 @@ pub async fn run(api: &Api, args: MembersArgs, output: Output) -> anyhow::Result
     match args.action.unwrap_or(MembersAction::List) {
         MembersAction::List => {
             let members = list_members(api).await?;
-            let statuses = futures::future::join_all(members.iter().map(member_status)).await;
+            let statuses = futures::future::join_all(members.iter().map(|m| member_status(api, m))).await;
             let rows: Vec<MemberRow> = members.iter().zip(&statuses).map(|(m, s)| row(m, s.as_ref())).collect();
             print_rows(&rows, output)?;
         }
@@ -103,7 +103,8 @@ pub async fn run(api: &Api, args: MembersArgs, output: Output) -> anyhow::Result
             if peer_addr.contains("://") || !peer_addr.contains(':') {
                 bail!("PEER_ADDR must be HOST:PORT, not {peer_addr:?}");
             }
-            let req = MemberAddRequest { peer_ur_ls: vec![format!("http://{peer_addr}")], is_learner: true };
+            // A bare HOST:PORT: the node knows whether its peers speak http or https.
+            let req = MemberAddRequest { peer_ur_ls: vec![peer_addr.clone()], is_learner: true };
             let resp = api.cluster().member_add(req).await.map_err(status_error)?.into_inner();
             let id = resp.member.map_or(0, |m| m.id);
             let initial: Vec<String> = resp

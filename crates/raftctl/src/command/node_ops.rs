@@ -47,7 +47,7 @@ async fn call(api: &Api, node: &NodeArgs, method: &str, path: &str, body: Option
     })?;
     let base = member.api_url.trim_end_matches("/patroni");
     let url = format!("{base}{path}");
-    let (code, answer) = raftgres_agent::http::request(method, &url, body.as_deref(), node.rest_auth.as_deref())
+    let (code, answer) = api.rest().request(method, &url, body.as_deref(), node.rest_auth.as_deref())
         .await
         .with_context(|| format!("cannot reach {}'s REST API at {base}", node.member))?;
     let answer = answer.trim();
@@ -57,6 +57,7 @@ async fn call(api: &Api, node: &NodeArgs, method: &str, path: &str, body: Option
             Ok(())
         }
         401 => bail!("{}'s REST API needs credentials: --rest-auth USER:PASSWORD", node.member),
+        403 => bail!("{}: {answer} (HTTP 403: give a client certificate with --cert/--key)", node.member),
         _ => bail!("{}: {answer} (HTTP {code})", node.member),
     }
 }

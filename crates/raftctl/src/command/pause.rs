@@ -31,7 +31,7 @@ pub async fn run(api: &Api, args: PauseArgs, pause: bool) -> anyhow::Result<()> 
     while !waiting.is_empty() && started.elapsed() < Duration::from_secs(30) {
         let mut still = Vec::new();
         for (name, url) in urls.iter().filter(|(n, _)| waiting.contains(n)) {
-            let body = raftgres_agent::http::get(url).await.unwrap_or_default();
+            let body = api.rest().get(url).await.unwrap_or_default();
             let paused = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v.get("pause").and_then(serde_json::Value::as_bool))

@@ -79,7 +79,7 @@ pub async fn version(api: &Api, args: TopologyArgs) -> anyhow::Result<()> {
     println!("raftctl version {}", env!("CARGO_PKG_VERSION"));
     let (_, view) = open(api, &args.cluster).await?;
     for (name, m) in &view.members {
-        let body = raftgres_agent::http::get(&m.api_url).await.unwrap_or_default();
+        let body = api.rest().get(&m.api_url).await.unwrap_or_default();
         let pg = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.get("server_version").and_then(serde_json::Value::as_u64))

@@ -143,7 +143,7 @@ async fn serve_answers_over_tcp() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (_tx, rx) = tokio::sync::watch::channel(primary());
-    let server = tokio::spawn(crate::rest::serve(listener, rx, None));
+    let server = tokio::spawn(crate::rest::serve(listener, rx, None, None));
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream

@@ -132,6 +132,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         netns: true,
         netns_prefix: args.netns_prefix.clone(),
         haproxy: false,
+        tls: false,
     };
     let kept = logs_dir(&dir);
     std::fs::create_dir_all(&kept).with_context(|| format!("cannot create {}", kept.display()))?;
@@ -140,7 +141,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     disk::mount_all(&lab)?;
     up::start(&lab, Duration::from_secs(120)).await?;
 
-    let api = Api::connect(&lab.endpoints()).await?;
+    let api = Api::connect(&lab.endpoints(), &lab.security()?).await?;
     let cluster = ClusterArgs { scope: Some(lab.scope.clone()), namespace: "/service/".into() };
     let (dcs, view) = open(&api, &cluster).await?;
     let dynamic = ops::dynamic(&view);

@@ -78,8 +78,10 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
          listen-peer: {peer}\n\
          listen-client: {client}\n\
          initial-cluster: {initial}\n\
+         {store_tls}\
          scope: {scope}\n\
          restapi:\n  listen: {host}:{rest}\n\
+         {rest_tls}\
          postgresql:\n  listen: {host}:{pg}\n  data_dir: {pgdata}\n  bin_dir: {bin_dir}\n\
          \x20 authentication:\n\
          \x20   superuser: {{username: postgres, password: {su}}}\n\
@@ -90,6 +92,8 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
         peer = node.peer_addr(),
         client = node.client_addr(),
         initial = initial_cluster(lab),
+        store_tls = store_tls(lab, node),
+        rest_tls = rest_tls(lab, node),
         scope = scalar(&lab.scope),
         host = node.host,
         rest = node.ports.rest,
@@ -98,6 +102,30 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
         bin_dir = path(&lab.pg_bin_dir),
         su = scalar(&passwords.superuser),
         repl = scalar(&passwords.replication),
+    )
+}
+
+/// etcd's TLS sections for a `--tls` lab: mutual TLS on both ports.
+fn store_tls(lab: &Lab, node: &LabNode) -> String {
+    let Some(tls) = &lab.tls else { return String::new() };
+    let (cert, key) = tls.node_files(&node.name);
+    let files = format!("cert-file: {}, key-file: {}, trusted-ca-file: {}", path(&cert), path(&key), path(&tls.ca));
+    format!(
+        "client-transport-security: {{{files}, client-cert-auth: true}}\n\
+         peer-transport-security: {{{files}}}\n"
+    )
+}
+
+/// Patroni's HTTPS keys for a `--tls` lab: health checks without a client certificate
+/// (HAProxy, curl), the mutating endpoints with one.
+fn rest_tls(lab: &Lab, node: &LabNode) -> String {
+    let Some(tls) = &lab.tls else { return String::new() };
+    let (cert, key) = tls.node_files(&node.name);
+    format!(
+        "  certfile: {}\n  keyfile: {}\n  cafile: {}\n  verify_client: optional\n",
+        path(&cert),
+        path(&key),
+        path(&tls.ca)
     )
 }
 
@@ -186,6 +214,31 @@ mod tests {
             assert!(yml.contains(line), "missing {line:?} in\n{yml}");
         }
         assert!(render_pgpass(&lab, &pw).contains("\n10.250.0.2:*:*:postgres:"));
+    }
+
+    #[test]
+    fn tls_labs_configure_both_ports_and_the_rest_api() {
+        let mut lab = sample(Path::new("/tmp/raftgres-lab"));
+        let dir = Path::new("/tmp/raftgres-lab/tls");
+        lab.tls = Some(super::super::certs::LabTls {
+            ca: dir.join("ca.crt"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+        });
+        let yml = render(&lab, &lab.nodes[1], &Passwords::random());
+        let files = "cert-file: /tmp/raftgres-lab/tls/node2.crt, key-file: /tmp/raftgres-lab/tls/node2.key, \
+                     trusted-ca-file: /tmp/raftgres-lab/tls/ca.crt";
+        for line in [
+            format!("client-transport-security: {{{files}, client-cert-auth: true}}\n"),
+            format!("peer-transport-security: {{{files}}}\n"),
+            "  listen: 127.0.0.1:8009\n  certfile: /tmp/raftgres-lab/tls/node2.crt\n  keyfile: /tmp/raftgres-lab/tls/node2.key\n\
+             \x20 cafile: /tmp/raftgres-lab/tls/ca.crt\n  verify_client: optional\n"
+                .to_string(),
+        ] {
+            assert!(yml.contains(&line), "missing {line:?} in\n{yml}");
+        }
+        let plain = render(&sample(Path::new("/tmp/raftgres-lab")), &lab.nodes[1], &Passwords::random());
+        assert!(!plain.contains("transport-security") && !plain.contains("certfile"), "{plain}");
     }
 
     #[test]

@@ -110,7 +110,8 @@ fn shift_numbers(line: &str, classic: &[u16], base_port: u16) -> String {
 
 /// `DIR/haproxy.cfg`: the template with the lab's ports, and in each section one
 /// `server` line per node (made from the template's `node1` line), at the node's
-/// address. For the default three-node lab the body is the template unchanged.
+/// address (health checks over TLS in a `--tls` lab). For the default three-node lab the
+/// body is the template unchanged.
 pub fn render(lab: &Lab) -> String {
     let mut out = format!(
         "# Rendered by `raftctl lab up --haproxy` from deploy/haproxy.cfg for the lab in {}\n\
@@ -141,6 +142,11 @@ pub fn render(lab: &Lab) -> String {
                 if i + 1 < t.len() {
                     t[i + 1] = node.ports.rest.to_string();
                 }
+            }
+            if let Some(tls) = &lab.tls {
+                // The REST API speaks HTTPS: check over TLS, trusting the lab's CA.
+                t.extend(["check-ssl", "verify", "required", "ca-file"].map(String::from));
+                t.push(tls.ca.display().to_string());
             }
             out.push_str(indent);
             out.push_str(&t.join(" "));

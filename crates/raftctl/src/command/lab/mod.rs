@@ -8,9 +8,12 @@
 //! `/proc`), `ready` (waiting for a primary and streaming replicas through the etcd API),
 //! `up`, `control` (every subcommand that acts on existing nodes), `netns` (`--netns`:
 //! one network namespace per node, partitions and netem, through
-//! `deploy/netns/netns.sh`) and `haproxy` (`--haproxy`: HAProxy in front of the nodes).
+//! `deploy/netns/netns.sh`), `haproxy` (`--haproxy`: HAProxy in front of the nodes) and
+//! `certs` (`--tls`: a CA and certificates; `lab.json` records them, so every command
+//! run against the lab uses them).
 //! This module owns the arguments and `lab.json`; it never talks to PostgreSQL.
 
+mod certs;
 mod config;
 pub mod control;
 mod haproxy;
@@ -29,6 +32,8 @@ use serde::{Deserialize, Serialize};
 
 pub use ports::{NodePorts, DEFAULT_BASE_PORT};
 pub use user::chown_tree;
+
+use crate::tls::{Security, TlsFiles};
 
 /// Where the lab lives unless `--dir` says otherwise (any user can traverse /tmp).
 pub const DEFAULT_DIR: &str = "/tmp/raftgres-lab";
@@ -223,6 +228,9 @@ pub struct Lab {
     /// (`raftctl lab up --netns`): node i in `<prefix>i`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns_prefix: Option<String>,
+    /// The lab's certificates when made with `raftctl lab up --tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<certs::LabTls>,
     pub nodes: Vec<LabNode>,
 }
 
@@ -280,6 +288,16 @@ impl Lab {
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes.iter().map(LabNode::client_addr).collect()
     }
+
+    /// The CA and client certificate of a TLS lab.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        self.tls.as_ref().map(|t| TlsFiles { cacert: t.ca.clone(), identity: Some((t.client_cert.clone(), t.client_key.clone())) })
+    }
+
+    /// How to connect to this lab's nodes (TLS with the lab's certificates, if any).
+    pub fn security(&self) -> anyhow::Result<Security> {
+        Security::load(self.tls_files().as_ref())
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +315,7 @@ mod tests {
             pg_bin_dir: "/usr/lib/postgresql/15/bin".into(),
             user: None,
             netns_prefix: None,
+            tls: None,
             nodes,
         }
     }

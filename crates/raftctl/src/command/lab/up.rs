@@ -12,7 +12,7 @@ use clap::Args;
 
 use super::config::{self, Passwords};
 use super::{
-    control, haproxy, netns, ports, process, ready, user, DirArg, Lab, LabNode, SCOPE,
+    certs, control, haproxy, netns, ports, process, ready, user, DirArg, Lab, LabNode, SCOPE,
 };
 
 /// Where PostgreSQL's programs are unless `--pg-bin-dir` says otherwise.
@@ -45,12 +45,16 @@ pub struct UpArgs {
     /// replicas on 5001, stats on 7000. Needs `apt-get install haproxy`.
     #[arg(long)]
     pub haproxy: bool,
+    /// TLS everywhere: a CA and certificates in DIR/tls/, mutual TLS between peers and on
+    /// the etcd API (client certificates required), HTTPS for the REST API.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let dir = absolute(&args.dir.dir)?;
     let lab = if Lab::exists(&dir) {
-        reuse(&dir, args.netns)?
+        reuse(&dir, &args)?
     } else {
         create(&args, &dir)?
     };
@@ -98,11 +102,13 @@ pub async fn start(lab: &Lab, timeout: Duration) -> anyhow::Result<()> {
 }
 
 /// A stopped lab in `dir`: the same nodes, started again. Refuses a running one.
-fn reuse(dir: &Path, netns_asked: bool) -> anyhow::Result<Lab> {
+fn reuse(dir: &Path, args: &UpArgs) -> anyhow::Result<Lab> {
     let mut lab = Lab::load(dir)?;
-    if netns_asked && lab.netns_prefix.is_none() {
-        let d = dir.display();
-        bail!("the lab in {d} was made without --netns: `raftctl lab down --clean --dir {d}` first, or use another --dir");
+    for (asked, has, flag) in [(args.netns, lab.netns_prefix.is_some(), "--netns"), (args.tls, lab.tls.is_some(), "--tls")] {
+        if asked && !has {
+            let d = dir.display();
+            bail!("the lab in {d} was made without {flag}: `raftctl lab down --clean --dir {d}` first, or use another --dir");
+        }
     }
     if let Some((node, pid)) = lab.nodes.iter().find_map(|n| {
         process::agent(n)
@@ -175,6 +181,7 @@ pub fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
     make_dir(dir)?;
     let nodes = LabNode::all(dir, layout, netns_prefix.as_deref());
     let raftgres_bin = node_binary(dir, lab_user.as_ref())?;
+    let tls = if args.tls { Some(certs::create(dir, &nodes)?) } else { None };
     let lab = Lab {
         dir: dir.to_path_buf(),
         scope: SCOPE.into(),
@@ -183,6 +190,7 @@ pub fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
         pg_bin_dir,
         user: lab_user,
         netns_prefix,
+        tls,
         nodes,
     };
     let passwords = Passwords::random();
@@ -286,19 +294,32 @@ fn print_howto(lab: &Lab) {
     };
     let n1 = &lab.nodes[0];
     let endpoints = lab.endpoints().join(",");
+    // A TLS lab outside the default directory is found with --lab.
+    let lab_flag = match &lab.tls {
+        Some(_) if !f.is_empty() => format!(" --lab {d}"),
+        _ => String::new(),
+    };
+    let (scheme, etcdctl_tls, curl_tls) = match &lab.tls {
+        Some(t) => (
+            "https",
+            format!(" --cacert {} --cert {} --key {}", t.ca.display(), t.client_cert.display(), t.client_key.display()),
+            format!(" --cacert {}", t.ca.display()),
+        ),
+        None => ("http", String::new(), String::new()),
+    };
     println!();
     println!("The lab is up. Connect with:");
     println!("  export PGPASSFILE={}", lab.pgpass_path().display());
     println!("  psql -h {} -p {} -U postgres", n1.host, n1.ports.postgres);
     println!(
-        "  etcdctl --endpoints {} get --prefix /service/{}/",
+        "  etcdctl --endpoints {scheme}://{}{etcdctl_tls} get --prefix /service/{}/",
         n1.client_addr(),
         lab.scope
     );
-    println!("  raftctl --endpoints {endpoints} list");
-    println!("  raftctl --endpoints {endpoints} members");
+    println!("  raftctl --endpoints {endpoints}{lab_flag} list");
+    println!("  raftctl --endpoints {endpoints}{lab_flag} members");
     println!(
-        "REST API: curl -s http://{}:{}/patroni",
+        "REST API: curl -s{curl_tls} {scheme}://{}:{}/patroni",
         n1.host, n1.ports.rest
     );
     println!(
