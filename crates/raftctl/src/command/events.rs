@@ -45,7 +45,10 @@ pub async fn run(api: &Api, args: EventsArgs, output: Output) -> anyhow::Result<
         println!("{}", line(e, t0));
         seen.insert((e.at_ms, e.member.clone()));
     }
-    while args.follow {
+    if !args.follow {
+        return Ok(());
+    }
+    loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let Ok(events) = dcs.events().await else { continue };
         let t0 = if t0 == 0 { events.first().map_or(0, |e| e.at_ms) } else { t0 };
@@ -55,7 +58,6 @@ pub async fn run(api: &Api, args: EventsArgs, output: Output) -> anyhow::Result<
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -181,9 +181,21 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
             let acks = workload.acks();
             let to = t0.elapsed();
             let writer = verdict::first_other_writer(&acks, old, at);
-            let failover = writer.map(|(_, after)| after);
-            let r = Round { fault, from, at, to, failover, gap: verdict::longest_gap(&acks, at, to), healed, restarts };
-            println!("{}", describe(&lab, rounds.len() + 1, total, &r, &what, old, writer.map(|(n, _)| n), now));
+            let r = Round {
+                fault,
+                what,
+                old,
+                writer: writer.map(|(n, _)| n),
+                primary_after: now,
+                from,
+                at,
+                to,
+                failover: writer.map(|(_, after)| after),
+                gap: verdict::longest_gap(&acks, at, to),
+                healed,
+                restarts,
+            };
+            println!("{}", describe(&lab, rounds.len() + 1, total, &r));
             rounds.push(r);
             if !healed {
                 eprintln!("raftctl chaos: the cluster did not heal within {} s: stopping the run", HEAL_TIMEOUT.as_secs());
@@ -242,20 +254,21 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
 
 /// "round 3/16 partition: node1 was cut off ...; node2 took writes 2.41 s after the
 /// fault; primary now node2; ..."
-fn describe(lab: &Lab, n: usize, total: usize, r: &Round, what: &str, old: usize, writer: Option<usize>, now: Option<usize>) -> String {
+fn describe(lab: &Lab, n: usize, total: usize, r: &Round) -> String {
     let name = |i: usize| lab.nodes[i].name.as_str();
-    let took = match (writer, r.failover) {
+    let took = match (r.writer, r.failover) {
         (Some(w), Some(f)) => format!("{} took writes {:.2} s after the fault", name(w), f.as_secs_f64()),
-        _ => format!("no node but {} took writes", name(old)),
+        _ => format!("no node but {} took writes", name(r.old)),
     };
-    let primary = match now {
+    let primary = match r.primary_after {
         Some(p) => format!("{took}; primary now {}", name(p)),
         None => format!("{took}; no primary"),
     };
     let health = if r.healed { "healthy again" } else { "NOT healed" };
     format!(
-        "round {n}/{total} {}: {what}; {primary}; longest write gap {:.2} s; {health} {:.1} s after the fault",
+        "round {n}/{total} {}: {}; {primary}; longest write gap {:.2} s; {health} {:.1} s after the fault",
         r.fault.name(),
+        r.what,
         r.gap.as_secs_f64(),
         (r.to - r.at).as_secs_f64()
     )

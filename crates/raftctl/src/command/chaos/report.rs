@@ -10,6 +10,13 @@ use super::verdict::{p50_max, Ack, SplitBrain};
 #[derive(Debug, Clone)]
 pub struct Round {
     pub fault: Fault,
+    /// What was done, in a few words.
+    pub what: String,
+    /// The primary before the fault, the first other node that took a write after it,
+    /// and the primary once healed (node indexes).
+    pub old: usize,
+    pub writer: Option<usize>,
+    pub primary_after: Option<usize>,
     /// Since the run started: the round's window (from the previous round's end), and
     /// when the fault hit.
     pub from: Duration,
@@ -94,7 +101,7 @@ mod tests {
     #[test]
     fn rows_count_per_fault() {
         let s = Duration::from_secs;
-        let round = |fault, from, to, failover| Round { fault, from: s(from), at: s(from + 1), to: s(to), failover, gap: s(2), healed: true, restarts: 0 };
+        let round = |fault, from, to, failover| Round { fault, what: String::new(), old: 0, writer: None, primary_after: None, from: s(from), at: s(from + 1), to: s(to), failover, gap: s(2), healed: true, restarts: 0 };
         let rounds = vec![round(Fault::Kill, 0, 10, Some(s(3))), round(Fault::Pause, 10, 20, None), round(Fault::Kill, 20, 30, Some(s(5)))];
         let lost_ack = Ack { id: 7, node: 0, timeline: 1, lsn: 0, sent: s(21), acked: s(22) };
         let lost = vec![&lost_ack];

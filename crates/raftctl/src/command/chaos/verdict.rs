@@ -25,20 +25,23 @@ pub struct Ack {
     pub acked: Duration,
 }
 
-/// Two writable primaries at once: `old` (node, timeline) acknowledged a write sent
-/// at `at` although `new` (node, timeline) had already acknowledged one.
+/// A node writing on a timeline: (node, timeline).
+pub type Writer = (usize, u32);
+
+/// Two writable primaries at once: `old` acknowledged a write sent at `at` although
+/// `new` had already acknowledged one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SplitBrain {
-    pub old: (usize, u32),
-    pub new: (usize, u32),
+    pub old: Writer,
+    pub new: Writer,
     pub at: Duration,
 }
 
 /// Every split-brain window in `acks`, one per pair of (node, timeline) writers.
 pub fn split_brain(acks: &[Ack]) -> Vec<SplitBrain> {
     // The earliest acknowledgement and send of each (node, timeline) writer.
-    let mut first_acked: BTreeMap<(usize, u32), Duration> = BTreeMap::new();
-    let mut first_sent: BTreeMap<(usize, u32), Duration> = BTreeMap::new();
+    let mut first_acked: BTreeMap<Writer, Duration> = BTreeMap::new();
+    let mut first_sent: BTreeMap<Writer, Duration> = BTreeMap::new();
     for a in acks {
         let key = (a.node, a.timeline);
         let e = first_acked.entry(key).or_insert(a.acked);
@@ -46,7 +49,7 @@ pub fn split_brain(acks: &[Ack]) -> Vec<SplitBrain> {
         let s = first_sent.entry(key).or_insert(a.sent);
         *s = (*s).min(a.sent);
     }
-    let mut windows: BTreeMap<((usize, u32), (usize, u32)), Duration> = BTreeMap::new();
+    let mut windows: BTreeMap<(Writer, Writer), Duration> = BTreeMap::new();
     // Two nodes on one timeline: both promoted from the same parent.
     let mut by_timeline: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for &(node, tl) in first_acked.keys() {
