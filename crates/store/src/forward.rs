@@ -31,6 +31,14 @@ pub enum ForwardRequest {
     Status,
 }
 
+impl ForwardRequest {
+    /// Whether sending it twice does no harm (reads, renewals, status): a write or a
+    /// membership change sent again could be applied twice.
+    pub fn may_repeat(&self) -> bool {
+        !matches!(self, ForwardRequest::Write(_) | ForwardRequest::Membership(_))
+    }
+}
+
 /// A node's own view of Raft, for `raftctl members` and etcd's Status.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NodeStatus {

@@ -100,12 +100,32 @@ impl PeerNetwork {
         let call = client.forward(payload);
         let reply = match tokio::time::timeout(timeout, call).await {
             Err(_) => return Err(StoreError::Timeout),
+            // Never reached the peer: safe to try again, on whichever node leads by then.
+            Ok(Err(status)) if never_delivered(&status) => return Err(StoreError::NoLeader),
+            // A write may have reached the old leader and be committed by the next one:
+            // sending it again could apply it twice, so its fate is left unknown.
+            Ok(Err(_)) if !request.may_repeat() => return Err(StoreError::LeaderChanged),
             Ok(Err(status)) if status.code() == tonic::Code::Unavailable => return Err(StoreError::NoLeader),
             Ok(Err(status)) => return Err(StoreError::Internal(status.message().to_string())),
             Ok(Ok(reply)) => reply.into_inner(),
         };
         decode::<Result<ForwardResponse, StoreError>>(&reply).map_err(StoreError::internal)?
     }
+}
+
+/// Whether a failed call provably never reached the peer: its connection could not be
+/// made (refused, unreachable, or the connect timeout passed). Any other failure may
+/// have happened after the request was delivered.
+fn never_delivered(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        let debug = format!("{e:?}");
+        if debug.starts_with("ConnectError(") || debug.starts_with("TimeoutExpired") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Payload, bincode::Error> {
@@ -247,5 +267,53 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             next = (next * 2).min(cap);
             current
         }))
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    use crate::types::Request;
+
+    fn write() -> ForwardRequest {
+        ForwardRequest::Write(Request::Batch(Vec::new()))
+    }
+
+    /// A peer that accepts connections, reads what arrives, then hangs up.
+    async fn hanging_up_peer() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    for _ in 0..2 {
+                        let _ = tokio::time::timeout(Duration::from_millis(200), socket.read(&mut buf)).await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_may_be_retried() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        let net = PeerNetwork::new(Duration::from_millis(100), None);
+        let err = net.forward(&format!("127.0.0.1:{port}"), &write(), Duration::from_secs(2)).await.expect_err("refused");
+        assert!(matches!(err, StoreError::NoLeader), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_write_lost_in_flight_is_never_sent_again() {
+        let addr = hanging_up_peer().await;
+        let net = PeerNetwork::new(Duration::from_millis(100), None);
+        let err = net.forward(&addr, &write(), Duration::from_secs(2)).await.expect_err("hung up");
+        assert!(matches!(err, StoreError::LeaderChanged), "{err:?}");
+        let err = net.forward(&addr, &ForwardRequest::ReadIndex, Duration::from_secs(2)).await.expect_err("hung up");
+        assert!(!matches!(err, StoreError::LeaderChanged), "a read index may be asked again: {err:?}");
     }
 }
