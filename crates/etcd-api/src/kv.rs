@@ -4,8 +4,8 @@
 //! the local applied state answers — and served from the local state at once when
 //! `serializable` is set. Writes: size limit, the data model's stateless checks
 //! (`raftgres_mvcc::validate`), then one replicated command; the answer is what applying
-//! it gave. Txns always go through the log, read-only ones included (they create no
-//! revision; etcd would serve them as reads).
+//! it gave. A txn whose ops all read is served as etcd serves it: like a Range (a read
+//! barrier unless every range is serializable, then the local state), off the log.
 //!
 //! The helpers [`EtcdApi::propose`] and [`EtcdApi::read_range`] are what the lease,
 //! lock and election services build on too.
@@ -36,10 +36,7 @@ fn request_size(cmd: &Command) -> usize {
 impl EtcdApi {
     /// Checks and replicates one write; the data model's answer with a full header.
     pub(crate) async fn propose(&self, cmd: Command) -> Result<CommandResponse, Status> {
-        if request_size(&cmd) > self.limits.max_request_bytes {
-            return Err(request_too_large());
-        }
-        validate(&cmd, &Limits { max_txn_ops: self.limits.max_txn_ops }).or_status()?;
+        self.check(&cmd)?;
         let resp = self.store.kv(cmd).await.or_status()?.or_status()?;
         Ok(match resp {
             CommandResponse::Put(r) => CommandResponse::Put(PutResponse { header: self.stamp(r.header), ..r }),
@@ -59,6 +56,28 @@ impl EtcdApi {
         })
     }
 
+    /// The size limit and the data model's stateless checks.
+    fn check(&self, cmd: &Command) -> Result<(), Status> {
+        if request_size(cmd) > self.limits.max_request_bytes {
+            return Err(request_too_large());
+        }
+        validate(cmd, &Limits { max_txn_ops: self.limits.max_txn_ops }).or_status()
+    }
+
+    /// A txn that only reads, answered from the local state after a read barrier
+    /// (none when every range is serializable).
+    async fn read_txn(&self, req: TxnRequest) -> Result<TxnResponse, Status> {
+        let cmd = Command::Txn(req);
+        self.check(&cmd)?;
+        let Command::Txn(req) = cmd else { return Err(unexpected_response("Txn")) };
+        if !raftgres_mvcc::is_serializable(&req) {
+            self.store.read_barrier().await.or_status()?;
+        }
+        let answer = self.store.applied().read().mvcc.read_txn(&req);
+        let resp = answer.ok_or_else(|| unexpected_response("Txn"))?.or_status()?;
+        Ok(TxnResponse { header: self.stamp(resp.header), ..resp })
+    }
+
     /// A Range: linearizable unless `serializable`, answered from the local state.
     pub(crate) async fn read_range(&self, req: &RangeRequest) -> Result<RangeResponse, Status> {
         if !req.serializable {
@@ -70,6 +89,9 @@ impl EtcdApi {
     }
 
     pub(crate) async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, Status> {
+        if raftgres_mvcc::is_read_only(&req) {
+            return self.read_txn(req).await;
+        }
         match self.propose(Command::Txn(req)).await? {
             CommandResponse::Txn(r) => Ok(r),
             _ => Err(unexpected_response("Txn")),

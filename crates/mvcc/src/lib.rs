@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ErrorCode, MvccError};
 pub use keyspace::in_interval;
+pub use txn::{is_read_only, is_serializable};
 pub use validate::{validate, Limits};
 
 use keyspace::KeySpace;

@@ -7,6 +7,10 @@
 //! 3. the ops run in order, every write at the same new revision, each read seeing the
 //!    writes before it.
 //!
+//! A txn whose ops (nested ones included, in both branches) are all ranges writes
+//! nothing: [`Mvcc::read_txn`] answers it from the current state, off the log, as etcd
+//! serves read-only txns.
+//!
 //! Compares with an unknown target or result are false (etcd would treat an unknown
 //! result as true; failing closed is safer for locks and elections).
 
@@ -34,7 +38,61 @@ fn branch(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
     }
 }
 
+/// Whether every op of both branches, nested txns included, only reads.
+pub fn is_read_only(req: &TxnRequest) -> bool {
+    req.success.iter().chain(&req.failure).all(|op| match &op.request {
+        Some(Request::RequestRange(_)) | None => true,
+        Some(Request::RequestTxn(nested)) => is_read_only(nested),
+        Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => false,
+    })
+}
+
+/// Whether every range of a read-only txn asked for a serializable read.
+pub fn is_serializable(req: &TxnRequest) -> bool {
+    req.success.iter().chain(&req.failure).all(|op| match &op.request {
+        Some(Request::RequestRange(r)) => r.serializable,
+        Some(Request::RequestTxn(nested)) => is_serializable(nested),
+        _ => true,
+    })
+}
+
 impl Mvcc {
+    /// Runs `req` against the current state when it only reads (see [`is_read_only`]),
+    /// with the current revision in the header; `None` for a txn that writes (it must
+    /// go through the log).
+    pub fn read_txn(&self, req: &TxnRequest) -> Option<Result<TxnResponse, MvccError>> {
+        if !is_read_only(req) {
+            return None;
+        }
+        let answer = self.path(req, 0).and_then(|path| {
+            self.check_reads(req, &path)?;
+            Ok(TxnResponse { header: crate::header(self.revision), ..self.reads(req, &path) })
+        });
+        Some(answer)
+    }
+
+    /// The answers of a read-only txn's chosen ops.
+    fn reads(&self, req: &TxnRequest, path: &Path) -> TxnResponse {
+        let responses = branch(req, path.succeeded)
+            .iter()
+            .zip(&path.ops)
+            .map(|(op, sub)| ResponseOp {
+                response: match (&op.request, sub) {
+                    (Some(Request::RequestRange(r)), _) => Some(self.range_op(r, self.revision)),
+                    (Some(Request::RequestTxn(nested)), Some(sub)) => Some(Response::ResponseTxn(self.reads(nested, sub))),
+                    _ => None,
+                },
+            })
+            .collect();
+        TxnResponse { header: Some(ResponseHeader::default()), succeeded: path.succeeded, responses }
+    }
+
+    /// One range op of a txn, at the revision it asked for or `current`.
+    fn range_op(&self, r: &raftgres_proto::etcdserverpb::RangeRequest, current: i64) -> Response {
+        let rev = if r.revision > 0 { r.revision } else { current };
+        Response::ResponseRange(range::run(&self.keys, r, rev, current))
+    }
+
     pub(crate) fn txn(&mut self, w: &mut Write, req: &TxnRequest) -> Result<TxnResponse, MvccError> {
         let path = self.path(req, 0)?;
         self.check_writes(req, &path)?;
@@ -103,11 +161,7 @@ impl Mvcc {
         let mut responses = Vec::with_capacity(path.ops.len());
         for (op, sub) in branch(req, path.succeeded).iter().zip(&path.ops) {
             let response = match (&op.request, sub) {
-                (Some(Request::RequestRange(r)), _) => {
-                    let current = w.read_rev();
-                    let rev = if r.revision > 0 { r.revision } else { current };
-                    Some(Response::ResponseRange(range::run(&self.keys, r, rev, current)))
-                }
+                (Some(Request::RequestRange(r)), _) => Some(self.range_op(r, w.read_rev())),
                 (Some(Request::RequestPut(put)), _) => Some(Response::ResponsePut(self.put(w, put))),
                 (Some(Request::RequestDeleteRange(del)), _) => Some(Response::ResponseDeleteRange(self.delete_range(w, del))),
                 (Some(Request::RequestTxn(nested)), Some(sub)) => Some(Response::ResponseTxn(self.run(w, nested, sub))),

@@ -211,3 +211,33 @@ fn an_empty_txn_succeeds_without_a_revision() {
     assert!(resp.succeeded && resp.responses.is_empty());
     assert_eq!((applied.revision, header_rev(&resp.header)), (4, 4));
 }
+
+#[test]
+fn a_read_only_txn_is_answered_off_the_log_as_the_log_would() {
+    let mut m = store();
+    let old = RangeRequest { revision: 2, ..range_req("k", "") };
+    let nested = TxnRequest {
+        compare: vec![cmp("other", CompareTarget::Value, Equal, TargetUnion::Value(b"x".to_vec()))],
+        success: vec![op_range("a", "z")],
+        failure: vec![op_range("k", "")],
+    };
+    let reads = TxnRequest {
+        compare: vec![cmp("k", CompareTarget::Version, Equal, TargetUnion::Version(2))],
+        success: vec![op_range("k", ""), RequestOp { request: Some(Request::RequestRange(old)) }, op_txn(nested)],
+        failure: vec![op_range("other", "")],
+    };
+    assert!(raftgres_mvcc::is_read_only(&reads));
+    let off_log = m.read_txn(&reads).expect("read-only").expect("answered");
+    let (through_log, applied) = txn(&mut m, reads.clone());
+    assert_eq!(off_log, through_log);
+    assert_eq!(header_rev(&off_log.header), applied.revision);
+    assert_eq!(resp_range(&off_log, 1).kvs[0].value, b"v1");
+
+    let writes = TxnRequest { failure: vec![op_put("k", "v3")], ..reads.clone() };
+    assert!(!raftgres_mvcc::is_read_only(&writes), "a write in the branch not taken still counts");
+    assert!(m.read_txn(&writes).is_none());
+    let future = TxnRequest { success: vec![RequestOp { request: Some(Request::RequestRange(RangeRequest { revision: 99, ..range_req("k", "") })) }], ..Default::default() };
+    assert_eq!(m.read_txn(&future).expect("read-only").expect_err("future"), txn_err(&mut m, future));
+    let serial = TxnRequest { success: vec![RequestOp { request: Some(Request::RequestRange(RangeRequest { serializable: true, ..range_req("k", "") })) }], ..Default::default() };
+    assert!(raftgres_mvcc::is_serializable(&serial) && !raftgres_mvcc::is_serializable(&reads));
+}
