@@ -4,7 +4,6 @@
 
 pub mod client;
 pub mod lab;
-pub mod linearizability;
 
 use std::fs::File;
 use std::net::TcpListener;

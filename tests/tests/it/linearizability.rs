@@ -1,15 +1,10 @@
-//! Linearizability of the etcd KV and lease API under faults: several concurrent
-//! clients run a bounded random mix of put, linearizable get, CAS (a Txn on the value
-//! or on `create_revision == 0`), delete, and lease grant / put-with-lease / revoke on a
-//! few keys, each op with a 2 s deadline, while the test kills, pauses or partitions the
-//! Raft leader. Every op is recorded with its invoke and return times and checked with
-//! [`raftgres_tests::linearizability`]; a violation (or an inconclusive check) fails the
-//! test and saves the history as JSON under `target/linearizability/`.
-//!
-//! Clients: even-numbered ones stick to one node (so a paused or partitioned old leader
-//! keeps getting requests the moment it comes back), odd-numbered ones move to the next
-//! node after an error, as etcd's client balancer does. Leases get a TTL far beyond the
-//! test's length so they never expire (expiry is not in the model); they end by revoke.
+//! Linearizability of the etcd KV and lease API under faults: the client workload of
+//! [`raftgres_linearizability`] (5 clients, a bounded random mix of put, linearizable
+//! get, CAS, delete and lease grant / put-with-lease / revoke, each op with a 2 s
+//! deadline) runs while the test kills, pauses or partitions the Raft leader; the
+//! recorded history is then checked by that crate's checker. A violation (or an
+//! inconclusive check) fails the test and saves the history as JSON under
+//! `target/linearizability/`.
 //!
 //! Faults: kill -9 of the leader then restart; SIGSTOP of the leader for longer than
 //! the election timeout then SIGCONT; and, as root, a real network partition of the
@@ -18,274 +13,31 @@
 //! (~100 s on two cores, PostgreSQL included, plus any wait for another netns lab's
 //! lock) and ~15 s of workload; the loopback ones take 3-16 s each.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use raftgres_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use raftgres_proto::etcdserverpb::request_op::Request;
-use raftgres_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp,
-    TxnRequest,
+use raftgres_linearizability::{
+    check, save_history, CheckError, Config, Input, Limits, Operation, Outcome, Output, Workload,
 };
 use raftgres_tests::client::Client;
 use raftgres_tests::lab::Lab;
-use raftgres_tests::linearizability::{
-    check, save_history, CheckError, History, Input, Limits, Operation, Outcome, Output, Xorshift,
-};
 use raftgres_tests::{eventually, Cluster};
-use tonic::Code;
 
-const CLIENTS: usize = 5;
-/// Each op's deadline: past it the op is indeterminate.
-const OP_DEADLINE: Duration = Duration::from_secs(2);
-/// A client stops after this many ops whatever happens.
-const MAX_OPS_PER_CLIENT: u64 = 3_000;
-/// Pause between a client's ops (two cores; keeps histories a few thousand ops long).
-const THINK: Duration = Duration::from_millis(5);
-const KEYS: [&str; 3] = ["/lin/a", "/lin/b", "/lin/c"];
-const LEASE_KEYS: [&str; 2] = ["/lin/lease/a", "/lin/lease/b"];
-/// Far longer than any test here: leases end by revoke, never by expiry.
-const LEASE_TTL: i64 = 600;
-
-/// Clients running in the background, recording into one history.
-struct Workload {
-    history: Arc<History>,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+/// Starts the workload (5 clients, `/lin/` keys) over one channel per endpoint.
+async fn start_workload(endpoints: &[String]) -> anyhow::Result<Workload> {
+    let mut channels = Vec::new();
+    for ep in endpoints {
+        channels.push(Client::connect(ep).await?.channel);
+    }
+    Workload::start(channels, &Config::default())
 }
 
-impl Workload {
-    fn start(endpoints: Vec<String>) -> Self {
-        let history = Arc::new(History::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks = (0..CLIENTS)
-            .map(|id| {
-                let c = ClientLoop::new(id, endpoints.clone(), history.clone(), stop.clone());
-                tokio::spawn(c.run())
-            })
-            .collect();
-        Self { history, stop, tasks }
-    }
-
-    /// Stops the clients (each finishes its op in flight, at most [`OP_DEADLINE`]) and
-    /// returns the history.
-    async fn finish(self) -> anyhow::Result<Vec<Operation>> {
-        self.stop.store(true, Ordering::SeqCst);
-        for task in self.tasks {
-            task.await.context("a client task panicked")?;
-        }
-        Ok(self.history.operations())
-    }
-}
-
-/// One client's loop and the little it remembers (what it last saw, its lease).
-struct ClientLoop {
-    id: usize,
-    endpoints: Vec<String>,
-    node: usize,
-    history: Arc<History>,
-    stop: Arc<AtomicBool>,
-    rng: Xorshift,
-    lease: Option<i64>,
-    seen: HashMap<&'static str, Option<String>>,
-}
-
-impl ClientLoop {
-    fn new(id: usize, endpoints: Vec<String>, history: Arc<History>, stop: Arc<AtomicBool>) -> Self {
-        let node = id % endpoints.len();
-        let rng = Xorshift::new(0x9e37_79b9_7f4a_7c15 ^ id as u64);
-        Self { id, endpoints, node, history, stop, rng, lease: None, seen: HashMap::new() }
-    }
-
-    /// Sticky clients stay on their node through errors; the others move on.
-    fn sticky(&self) -> bool {
-        self.id.is_multiple_of(2)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        self.rng.below(n as u64) as usize
-    }
-
-    async fn run(mut self) {
-        let mut conn: Option<Client> = None;
-        for n in 0..MAX_OPS_PER_CLIENT {
-            if self.stop.load(Ordering::SeqCst) {
-                break;
-            }
-            tokio::time::sleep(THINK).await;
-            let client = match conn.clone() {
-                Some(c) => c,
-                None => match tokio::time::timeout(OP_DEADLINE, Client::connect(&self.endpoints[self.node])).await {
-                    Ok(Ok(c)) => conn.insert(c).clone(),
-                    _ => {
-                        self.next_node();
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let input = self.choose(n);
-            let call = self.history.now();
-            let outcome = match tokio::time::timeout(OP_DEADLINE, execute(&client, &input)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Outcome::Indeterminate(format!("no answer within {OP_DEADLINE:?}")),
-            };
-            self.learn(&input, &outcome);
-            if !matches!(outcome, Outcome::Ok(_)) {
-                conn = None;
-                self.next_node();
-            }
-            self.history.record(self.id, input, call, outcome);
-        }
-    }
-
-    fn next_node(&mut self) {
-        if !self.sticky() {
-            self.node = (self.node + 1) % self.endpoints.len();
-        }
-    }
-
-    /// The `n`th op: a random one of the mix, with a value unique to this client and op.
-    fn choose(&mut self, n: u64) -> Input {
-        let value = format!("c{}-{n}", self.id);
-        let key = KEYS[self.below(KEYS.len())];
-        let lease_key = LEASE_KEYS[self.below(LEASE_KEYS.len())];
-        let new_lease = (self.id as i64 + 1) * 1_000_000_000 + n as i64;
-        match (self.below(100), self.lease) {
-            (0..30, _) => Input::Get { key: key.into() },
-            (30..50, _) => Input::Put { key: key.into(), value, lease: None },
-            (50..65, _) => Input::Cas { key: key.into(), expected: self.seen.get(key).cloned().flatten(), value },
-            (65..70, _) => Input::Delete { key: key.into() },
-            (70..80, _) => Input::Get { key: lease_key.into() },
-            (80..93, Some(lease)) => Input::Put { key: lease_key.into(), value, lease: Some(lease) },
-            (93.., Some(lease)) => Input::Revoke { lease },
-            (_, None) => Input::Grant { lease: new_lease },
-        }
-    }
-
-    /// Remembers what an answer says about the keys and this client's lease.
-    fn learn(&mut self, input: &Input, outcome: &Outcome) {
-        let key = |k: &str| KEYS.into_iter().find(|&known| known == k);
-        match (input, outcome) {
-            (Input::Grant { lease }, Outcome::Ok(_) | Outcome::Indeterminate(_)) => self.lease = Some(*lease),
-            (Input::Revoke { .. }, Outcome::Ok(_) | Outcome::Indeterminate(_)) => self.lease = None,
-            (Input::Put { .. }, Outcome::Ok(Output::NoLease)) => self.lease = None,
-            (Input::Get { key: k }, Outcome::Ok(Output::Value(v))) => {
-                if let Some(k) = key(k) {
-                    self.seen.insert(k, v.clone());
-                }
-            }
-            (
-                Input::Put { key: k, value, .. } | Input::Cas { key: k, value, .. },
-                Outcome::Ok(Output::Done | Output::Swapped(true)),
-            ) => {
-                if let Some(k) = key(k) {
-                    self.seen.insert(k, Some(value.clone()));
-                }
-            }
-            (Input::Delete { key: k }, Outcome::Ok(_)) => {
-                if let Some(k) = key(k) {
-                    self.seen.insert(k, None);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Runs one op against the store and classifies the answer.
-async fn execute(c: &Client, input: &Input) -> Outcome {
-    let answer = match input {
-        Input::Put { key, value, lease } => {
-            let req = PutRequest {
-                key: key.clone().into(),
-                value: value.clone().into(),
-                lease: lease.unwrap_or(0),
-                ..Default::default()
-            };
-            match c.kv().put(req).await {
-                Err(s) if lease.is_some() && s.code() == Code::NotFound => Ok(Output::NoLease),
-                r => r.map(|_| Output::Done),
-            }
-        }
-        Input::Get { key } => {
-            let req = RangeRequest { key: key.clone().into(), ..Default::default() };
-            c.kv().range(req).await.map(|r| {
-                Output::Value(r.into_inner().kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
-            })
-        }
-        Input::Cas { key, expected, value } => {
-            let compare = match expected {
-                Some(v) => Compare {
-                    result: CompareResult::Equal as i32,
-                    target: CompareTarget::Value as i32,
-                    key: key.clone().into(),
-                    target_union: Some(TargetUnion::Value(v.clone().into())),
-                    range_end: vec![],
-                },
-                None => Compare {
-                    result: CompareResult::Equal as i32,
-                    target: CompareTarget::Create as i32,
-                    key: key.clone().into(),
-                    target_union: Some(TargetUnion::CreateRevision(0)),
-                    range_end: vec![],
-                },
-            };
-            let put = PutRequest { key: key.clone().into(), value: value.clone().into(), ..Default::default() };
-            let req = TxnRequest {
-                compare: vec![compare],
-                success: vec![RequestOp { request: Some(Request::RequestPut(put)) }],
-                failure: vec![],
-            };
-            c.kv().txn(req).await.map(|r| Output::Swapped(r.into_inner().succeeded))
-        }
-        Input::Delete { key } => {
-            let req = DeleteRangeRequest { key: key.clone().into(), ..Default::default() };
-            c.kv().delete_range(req).await.map(|r| Output::Deleted(r.into_inner().deleted > 0))
-        }
-        Input::Grant { lease } => match c.lease().lease_grant(LeaseGrantRequest { ttl: LEASE_TTL, id: *lease }).await {
-            Err(s) if s.code() == Code::FailedPrecondition => Ok(Output::Granted(false)),
-            r => r.map(|_| Output::Granted(true)),
-        },
-        Input::Revoke { lease } => match c.lease().lease_revoke(LeaseRevokeRequest { id: *lease }).await {
-            Err(s) if s.code() == Code::NotFound => Ok(Output::Revoked(false)),
-            r => r.map(|_| Output::Revoked(true)),
-        },
-    };
-    match answer {
-        Ok(output) => Outcome::Ok(output),
-        Err(status) => classify(&status),
-    }
-}
-
-/// An error is definite (the op took no effect) only when the store refused the request
-/// as such, or when the connection was refused before anything was sent; anything else
-/// (unavailable, timeout, a connection lost mid-call) may have taken effect.
-fn classify(status: &tonic::Status) -> Outcome {
-    let text = format!("{:?}: {}", status.code(), status.message());
-    let refused_by_store = matches!(
-        status.code(),
-        Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::OutOfRange | Code::Unimplemented
-    );
-    if refused_by_store || connection_refused(status) {
-        Outcome::Failed(text)
-    } else {
-        Outcome::Indeterminate(text)
-    }
-}
-
-fn connection_refused(status: &tonic::Status) -> bool {
-    let mut source = std::error::Error::source(status);
-    while let Some(e) = source {
-        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+/// `target/linearizability/`, next to the test binaries (`target/debug/deps/<test>`).
+fn history_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the test binary")?;
+    let target = exe.ancestors().nth(3).context("the test binary is not under target/<profile>/deps")?;
+    Ok(target.join("linearizability"))
 }
 
 /// The index of the endpoint whose node is the Raft leader, once a majority of all
@@ -327,7 +79,9 @@ fn verify(name: &str, ops: &[Operation], min_ok: usize) -> anyhow::Result<()> {
         verdict.as_ref().map_err(|_| "see below")
     );
     if let Err(e) = verdict {
-        let saved = save_history(name, ops).map_or_else(|e| format!("(not saved: {e:#})"), |p| p.display().to_string());
+        let saved = history_dir()
+            .and_then(|dir| save_history(&dir, name, ops))
+            .map_or_else(|e| format!("(not saved: {e:#})"), |p| p.display().to_string());
         anyhow::bail!("{e}\nthe whole history: {saved}");
     }
     anyhow::ensure!(
@@ -433,7 +187,7 @@ async fn inject_rounds(nodes: &mut Nodes, endpoints: &[String], fault: Fault, ro
 async fn under_faults(name: &str, mut nodes: Nodes, fault: Fault, rounds: usize) -> anyhow::Result<()> {
     let endpoints = nodes.endpoints();
     raft_leader(&endpoints).await?;
-    let workload = Workload::start(endpoints.clone());
+    let workload = start_workload(&endpoints).await?;
     let faults = inject_rounds(&mut nodes, &endpoints, fault, rounds).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ops = workload.finish().await?;
@@ -473,7 +227,7 @@ async fn linearizable_through_a_partitioned_leader() -> anyhow::Result<()> {
 async fn a_real_history_with_one_stale_read_is_rejected() -> anyhow::Result<()> {
     let cluster = Cluster::start(3)?;
     raft_leader(&cluster.endpoints()).await?;
-    let workload = Workload::start(cluster.endpoints());
+    let workload = start_workload(&cluster.endpoints()).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut ops = workload.finish().await?;
     verify("no-faults", &ops, 100)?;
