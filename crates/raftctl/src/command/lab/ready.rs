@@ -1,5 +1,6 @@
 //! Waiting for the lab to be usable: a primary and a streaming replica on every other
-//! node, as the members' own keys say it, read through the etcd API. The judgement
+//! node, on the primary's timeline (a replica still on an older one has yet to rewind),
+//! as the members' own keys say it, read through the etcd API. The judgement
 //! ([`assess`]) is pure; [`wait`] polls it and reports each change on one line.
 
 use std::collections::BTreeMap;
@@ -34,12 +35,15 @@ pub fn assess(snapshot: &Snapshot, nodes: &[String]) -> Result<(), String> {
         ));
     };
     let mut waiting = Vec::new();
+    let timeline = snapshot.members.get(leader).and_then(|m| m.timeline);
     for name in nodes {
         let ok = snapshot.members.get(name).is_some_and(|m| {
             if name == leader {
                 m.role == Role::Primary && m.state == "running"
             } else {
-                m.role == Role::Replica && m.replication_state.as_deref() == Some("streaming")
+                m.role == Role::Replica
+                    && m.replication_state.as_deref() == Some("streaming")
+                    && (timeline.is_none() || m.timeline == timeline)
             }
         });
         if !ok {
@@ -189,6 +193,13 @@ mod tests {
             "node3".into(),
             member(Role::Replica, "running", Some("streaming")),
         );
+        assert_eq!(assess(&s, &names), Ok(()));
+        let on = |tl: u32, role, state, repl| Member { timeline: Some(tl), ..member(role, state, repl) };
+        s.members.insert("node2".into(), on(3, Role::Primary, "running", None));
+        s.members.insert("node1".into(), on(3, Role::Replica, "running", Some("streaming")));
+        s.members.insert("node3".into(), on(2, Role::Replica, "running", Some("streaming")));
+        assert!(assess(&s, &names).expect_err("node3 on an old timeline").contains("waiting for node3"));
+        s.members.insert("node3".into(), on(3, Role::Replica, "running", Some("streaming")));
         assert_eq!(assess(&s, &names), Ok(()));
         s.members
             .insert("node2".into(), member(Role::Primary, "starting", None));
