@@ -1,8 +1,9 @@
 //! `raftctl chaos` in its short form: one round of every fault (kill, postmaster,
 //! pause, partition, one-way partition, netem, a full disk, restart of all nodes) on a
 //! lab in network namespaces under a write load. The runner's own checks must pass,
-//! every fault must have its row with the cluster healed, and the summary line must say
-//! no split brain (and, in synchronous mode, no lost write).
+//! every fault must have its row with the cluster healed, the KV clients' history of
+//! the etcd API must be linearizable, and the summary line must say no split brain
+//! (and, in synchronous mode, no lost write).
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -35,6 +36,11 @@ fn chaos(extra: &[&str]) -> anyhow::Result<String> {
         let cols: Vec<&str> = row.split_whitespace().collect();
         anyhow::ensure!(cols.last() == Some(&"0"), "{fault} left the cluster unhealed: {row}\n{text}");
     }
+    let kv = text.lines().find(|l| l.starts_with("kv: "));
+    anyhow::ensure!(
+        kv.is_some_and(|l| l.contains("through every fault: linearizable")),
+        "no `kv: ... linearizable` line:\n{text}"
+    );
     let _ = std::fs::remove_dir_all(&kept);
     Ok(text)
 }

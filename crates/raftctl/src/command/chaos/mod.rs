@@ -6,13 +6,16 @@
 //! missing on the final primary (none at all with `--sync`; in async mode within
 //! `maximum_lag_on_failover`), and the cluster healed to one primary with every replica
 //! streaming after every round. It prints a table per fault kind and one summary line,
-//! and exits non-zero when a check failed.
+//! and exits non-zero when a check failed. Alongside, KV clients check that the etcd
+//! API stays linearizable through the same faults (see [`kv`]).
 //!
-//! One job per file: `faults` (inject and undo), `workload` (the writers), `disk` (the
-//! nodes' small disks), `verdict` (the pure checks), `report` (table and summary).
+//! One job per file: `faults` (inject and undo), `workload` (the writers), `kv` (the KV
+//! clients and their check), `disk` (the nodes' small disks), `verdict` (the pure
+//! checks), `report` (table and summary).
 
 mod disk;
 mod faults;
+mod kv;
 mod report;
 mod verdict;
 mod workload;
@@ -60,6 +63,9 @@ pub struct ChaosArgs {
     /// then `umount DIR/node*`).
     #[arg(long)]
     pub keep: bool,
+    /// KV clients checking the etcd API's linearizability through the faults (0: none).
+    #[arg(long, default_value_t = 5)]
+    pub kv_clients: usize,
 }
 
 /// Where a run keeps the nodes' logs and its record of writes: `DIR-logs`, next to the
@@ -165,7 +171,12 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         hold.as_secs_f64()
     );
     let t0 = Instant::now();
-    let workload = Workload::start(&psql, t0, Duration::from_secs(180) * total as u32 + Duration::from_secs(60));
+    let limit = Duration::from_secs(180) * total as u32 + Duration::from_secs(60);
+    let kv = match args.kv_clients {
+        0 => None,
+        clients => Some(kv::KvLoad::start(&lab, clients, limit).await?),
+    };
+    let workload = Workload::start(&psql, t0, limit);
     let bench = Bench { lab: &lab, hold, netem: &args.netem, workload: &workload, t0 };
     let mut rounds: Vec<Round> = Vec::new();
     'run: for _ in 0..args.rounds {
@@ -211,6 +222,10 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let lost = verdict::lost(&acks, &present);
     let lost_wal = verdict::lost_wal_bytes(&lost);
     let outcome = Outcome { rounds: &rounds, split_brain: &split_brain, lost: &lost };
+    let kv_failure = match kv {
+        Some(kv) => kv.finish(&kept).await,
+        None => None,
+    };
     println!();
     print!("{}", report::table(&outcome));
     println!("{} writes acknowledged; the final primary {} holds {} rows", acks.len(), lab.nodes[last].name, present.len());
@@ -233,7 +248,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     }
     println!("{}", report::summary(&outcome));
     drop(cleanup);
-    let mut failures = Vec::new();
+    let mut failures: Vec<String> = kv_failure.into_iter().collect();
     if !split_brain.is_empty() {
         failures.push(format!("{} split-brain windows", split_brain.len()));
     }
