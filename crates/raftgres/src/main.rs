@@ -96,9 +96,15 @@ async fn run(settings: settings::Settings) -> anyhow::Result<()> {
             tracing::warn!("the agent did not stop within {AGENT_STOP_TIMEOUT:?}");
         }
     }
-    store.shutdown().await;
+    if tokio::time::timeout(STORE_STOP_TIMEOUT, store.shutdown()).await.is_err() {
+        // Raft may be stuck on a failed disk: exit anyway, so a supervisor restarts us.
+        tracing::warn!("the store did not stop within {STORE_STOP_TIMEOUT:?}: exiting without it");
+    }
     outcome
 }
+
+/// How long the store may take to stop.
+const STORE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the agent may take to stop PostgreSQL and release the leader key.
 const AGENT_STOP_TIMEOUT: Duration = Duration::from_secs(40);

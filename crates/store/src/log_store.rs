@@ -15,13 +15,31 @@ use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use crate::backend::{BackendError, LogBackend};
 use crate::metrics::StoreMetrics;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+
+/// A disk call that takes longer than this counts as failed: a full or dead disk can
+/// leave sled blocked for good, and a node must then stop (to be restarted) rather than
+/// hang with Raft waiting on it.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a blocking disk call off the async workers, failing it after [`IO_TIMEOUT`].
+async fn off_thread<T, F>(f: F) -> Result<T, BackendError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, BackendError> + Send + 'static,
+{
+    match tokio::time::timeout(IO_TIMEOUT, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(BackendError::Sync(std::io::Error::other(join.to_string()))),
+        Err(_) => Err(BackendError::Sync(std::io::Error::other(format!("the disk did not answer within {IO_TIMEOUT:?}")))),
+    }
+}
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
@@ -50,10 +68,7 @@ impl<B: LogBackend> LogStore<B> {
         F: FnOnce(B) -> Result<T, BackendError> + Send + 'static,
     {
         let backend = self.backend.clone();
-        match tokio::task::spawn_blocking(move || f(backend)).await {
-            Ok(result) => result,
-            Err(join) => Err(BackendError::Sync(std::io::Error::other(join.to_string()))),
-        }
+        off_thread(move || f(backend)).await
     }
 
     fn read_meta<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError> {
@@ -87,10 +102,7 @@ async fn flush_loop<B: LogBackend>(
         }
         let b = backend.clone();
         let started = Instant::now();
-        let result = match tokio::task::spawn_blocking(move || b.sync()).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(join) => Err(join.to_string()),
-        };
+        let result = off_thread(move || b.sync()).await.map_err(|e| e.to_string());
         metrics.fsync.observe(started.elapsed());
         for callback in batch {
             callback.log_io_completed(result.clone().map_err(std::io::Error::other));
