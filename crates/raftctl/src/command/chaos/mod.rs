@@ -109,8 +109,9 @@ impl Drop for Cleanup {
         let kept = logs_dir(&self.lab.dir);
         for node in &self.lab.nodes {
             let _ = std::fs::copy(node.log_path(), kept.join(format!("{}.log", node.name)));
+            let _ = std::fs::copy(node.dir.join("postgresql.log"), kept.join(format!("{}-postgresql.log", node.name)));
         }
-        println!("chaos: the nodes' logs and the acknowledged writes are in {}", kept.display());
+        println!("chaos: the nodes' logs (raftgres and PostgreSQL) and the acknowledged writes are in {}", kept.display());
         disk::unmount_all(&self.lab);
         match std::fs::remove_dir_all(&self.lab.dir) {
             Ok(()) => println!("chaos: the lab is gone ({} removed)", self.lab.dir.display()),
