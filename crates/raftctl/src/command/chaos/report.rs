@@ -32,7 +32,8 @@ pub struct Round {
 }
 
 impl Round {
-    fn holds(&self, t: Duration) -> bool {
+    /// Whether `t` falls in this round's window.
+    pub fn holds(&self, t: Duration) -> bool {
         t > self.from && t <= self.to
     }
 }
