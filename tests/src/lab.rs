@@ -153,7 +153,9 @@ fn pick_base_port(nodes: usize) -> anyhow::Result<u16> {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let base = 20000 + ((seed >> 33) % 30000) as u16;
+        // Every port of the block stays below Linux's ephemeral range (32768 up), where an
+        // outgoing connection could take one between this probe and the node's bind.
+        let base = 8000 + ((seed >> 33) % 22000) as u16;
         let ports = all_ports(base, nodes);
         let taken = reserved
             .iter()
@@ -168,7 +170,7 @@ fn pick_base_port(nodes: usize) -> anyhow::Result<u16> {
             return Ok(base);
         }
     }
-    bail!("no free block of lab ports found in 20000..50000")
+    bail!("no free block of lab ports found for base ports 8000..30000")
 }
 
 /// A running lab; `lab down` when dropped.
@@ -255,8 +257,9 @@ impl Lab {
                 return Ok(lab);
             }
             let text = describe(&out);
-            // Another process took a port between our probe and raftctl's: try another block.
-            if !text.contains("is not free") {
+            // Another process took a port between our probe and raftctl's, or before a node
+            // bound it: try another block.
+            if !text.contains("is not free") && !text.contains("Address already in use") {
                 bail!("raftctl lab up failed:\n{text}");
             }
             last_error = Some(text);
@@ -680,7 +683,8 @@ mod tests {
         );
         let a = pick_base_port(3).expect("base");
         let b = pick_base_port(3).expect("base");
-        assert!((20000..50000).contains(&a));
+        assert!((8000..30000).contains(&a));
+        assert!(all_ports(a, 3).iter().all(|p| (1024..32768).contains(p)), "below the ephemeral range");
         assert!(all_ports(a, 3).iter().all(|p| !all_ports(b, 3).contains(p)));
     }
 }
