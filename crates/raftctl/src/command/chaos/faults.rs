@@ -82,7 +82,7 @@ pub fn inject(bench: &Bench, fault: Fault, primary: usize, replica: usize) -> an
         Fault::Kill => {
             control::kill(p)?;
             let deadline = Instant::now() + KILLED_FOR_AT_MOST;
-            while Instant::now() < deadline && !bench.workload.acks().iter().any(|a| a.node != primary && a.acked > at) {
+            while Instant::now() < deadline && !bench.workload.any(|a| a.node != primary && a.acked > at) {
                 std::thread::sleep(Duration::from_millis(100));
             }
             control::start(lab, p)?;

@@ -35,9 +35,8 @@ pub struct Psql {
 
 impl Psql {
     pub fn new(lab: &Lab) -> Self {
-        let bundled = lab.pg_bin_dir.join("psql");
         Self {
-            bin: if bundled.is_file() { bundled } else { PathBuf::from("psql") },
+            bin: lab.psql_bin(),
             pgpass: lab.pgpass_path(),
             targets: lab.nodes.iter().map(|n| (n.host.clone(), n.ports.postgres)).collect(),
         }
@@ -137,6 +136,11 @@ impl Workload {
             })
             .collect();
         Self { stop, acks, threads }
+    }
+
+    /// Whether a write recorded so far passes `test` (looked at in place, not copied).
+    pub fn any(&self, test: impl Fn(&Ack) -> bool) -> bool {
+        self.acks.lock().unwrap_or_else(|e| e.into_inner()).iter().any(test)
     }
 
     /// What the writers recorded so far.

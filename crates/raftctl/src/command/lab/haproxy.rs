@@ -286,12 +286,7 @@ fn validate(bin: &Path, cfg: &Path) -> anyhow::Result<()> {
 
 /// `select pg_is_in_recovery()` through HAProxy's primary port answers `f`.
 fn primary_via(lab: &Lab, port: u16) -> anyhow::Result<()> {
-    let psql = lab.pg_bin_dir.join("psql");
-    let psql = if psql.is_file() {
-        psql
-    } else {
-        PathBuf::from("psql")
-    };
+    let psql = lab.psql_bin();
     let out = Command::new(&psql)
         .args(["-X", "-h", "127.0.0.1", "-p", &port.to_string()])
         .args(["-U", "postgres", "-d", "postgres", "-Atc"])

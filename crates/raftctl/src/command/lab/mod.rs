@@ -284,6 +284,16 @@ impl Lab {
         self.dir.join("pgpass")
     }
 
+    /// `psql` from the lab's PostgreSQL, else the one on the PATH.
+    pub fn psql_bin(&self) -> PathBuf {
+        let bundled = self.pg_bin_dir.join("psql");
+        if bundled.is_file() {
+            bundled
+        } else {
+            PathBuf::from("psql")
+        }
+    }
+
     /// Every node's etcd API address.
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes.iter().map(LabNode::client_addr).collect()
