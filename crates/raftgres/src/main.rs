@@ -8,6 +8,7 @@
 
 mod settings;
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -40,14 +41,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
+    let outcome = runtime.block_on(run(settings));
+    // A task stuck in a blocking call must not keep the process from exiting, or no
+    // supervisor restarts it: after a disk error sled's drop waits for good for a flush
+    // thread that is gone (seen on a full disk: the node hung here, alive and idle).
+    runtime.shutdown_timeout(RUNTIME_STOP_TIMEOUT);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("raftgres: {e:#}");
+            // Not eprintln!: it panics when stderr cannot be written (a full disk).
+            let _ = writeln!(std::io::stderr(), "raftgres: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
+
+/// How long the runtime's tasks may take to stop once `run` returned.
+const RUNTIME_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTGRES_LOG")
@@ -56,6 +66,10 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        // A line that cannot be written (a full disk) is lost. Reporting that failure
+        // would use eprintln!, which panics when stderr (the same file) cannot be
+        // written either: the task that logged would die, the HA loop with it.
+        .log_internal_errors(false)
         .init();
 }
 
