@@ -27,6 +27,14 @@ use nix::unistd::Pid;
 
 use crate::watchdog::Watchdog;
 
+/// Writes one line to stderr (the node's log). Not `eprintln!`, which panics when the
+/// line cannot be written: on a full disk that would kill the fencer before it fences.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// The first argument that turns the `raftgres` binary into a fencer.
 pub const FENCER_ARG: &str = "__fencer";
 
@@ -127,12 +135,12 @@ impl Device {
             match Watchdog::open(&self.path) {
                 Ok(w) => {
                     if let Err(e) = w.set_timeout(self.timeout) {
-                        eprintln!("fencer: cannot set the timeout of {} ({e}); using the device's own", self.path.display());
+                        say!("fencer: cannot set the timeout of {} ({e}); using the device's own", self.path.display());
                     }
                     self.open = Some((w, Instant::now() - Duration::from_secs(1)));
                 }
                 Err(e) => {
-                    eprintln!("fencer: cannot open the watchdog {}: {e}", self.path.display());
+                    say!("fencer: cannot open the watchdog {}: {e}", self.path.display());
                     return;
                 }
             }
@@ -140,7 +148,7 @@ impl Device {
         if let Some((w, last)) = &mut self.open {
             if last.elapsed() >= Duration::from_millis(100) {
                 if let Err(e) = w.pet() {
-                    eprintln!("fencer: cannot keep the watchdog alive: {e}");
+                    say!("fencer: cannot keep the watchdog alive: {e}");
                 }
                 *last = Instant::now();
             }
@@ -151,7 +159,7 @@ impl Device {
     fn stop(&mut self) {
         if let Some((w, _)) = self.open.take() {
             if let Err(e) = w.close() {
-                eprintln!("fencer: cannot stop the watchdog cleanly: {e}");
+                say!("fencer: cannot stop the watchdog cleanly: {e}");
             }
         }
     }
@@ -178,7 +186,7 @@ pub fn run_fencer() {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 if let Some((pid, _)) = armed {
-                    eprintln!("fencer: the agent is gone while PostgreSQL is primary: stopping postmaster {pid}");
+                    say!("fencer: the agent is gone while PostgreSQL is primary: stopping postmaster {pid}");
                     fence(pid);
                 }
                 if let Some(d) = &mut device {
@@ -189,7 +197,7 @@ pub fn run_fencer() {
         }
         match armed {
             Some((pid, deadline)) if monotonic_ns() + lead >= deadline => {
-                eprintln!("fencer: lease not renewed in time: stopping postmaster {pid} before another node can take the leader key");
+                say!("fencer: lease not renewed in time: stopping postmaster {pid} before another node can take the leader key");
                 fence(pid);
                 armed = None;
                 if let Some(d) = &mut device {
