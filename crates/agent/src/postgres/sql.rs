@@ -10,6 +10,9 @@ use crate::cluster::{parse_lsn, Role};
 use crate::config::PostgresConfig;
 use crate::state::{PgStatus, ReplicationRow};
 
+/// The longest a local query may take, connecting included.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn sql_error(e: tokio_postgres::Error) -> PgError {
     PgError::Sql(e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string()))
 }
@@ -52,9 +55,15 @@ impl Sql {
         self.client = None;
     }
 
+    /// Runs `f` on the connection, (re)connecting first; both within [`QUERY_TIMEOUT`]
+    /// (a connection's `connect_timeout` bounds only the socket, not the startup
+    /// handshake, which a struggling server can leave unanswered).
     async fn timed<T>(&mut self, f: impl FnOnce(&Client) -> futures::future::BoxFuture<'_, PgResult<T>>) -> PgResult<T> {
-        let client = self.client().await?;
-        let result = tokio::time::timeout(Duration::from_secs(5), f(client)).await;
+        let result = tokio::time::timeout(QUERY_TIMEOUT, async {
+            let client = self.client().await?;
+            f(client).await
+        })
+        .await;
         match result {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
@@ -205,11 +214,14 @@ impl Sql {
             .dbname("postgres")
             .application_name("raftgres")
             .connect_timeout(Duration::from_secs(2));
-        let (client, connection) = config.connect(NoTls).await.map_err(sql_error)?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let row = client.query_one("SELECT pg_last_wal_receive_lsn()::text", &[]).await.map_err(sql_error)?;
-        Ok(row.get::<_, Option<String>>(0).as_deref().and_then(parse_lsn))
+        let ask = async {
+            let (client, connection) = config.connect(NoTls).await.map_err(sql_error)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let row = client.query_one("SELECT pg_last_wal_receive_lsn()::text", &[]).await.map_err(sql_error)?;
+            Ok(row.get::<_, Option<String>>(0).as_deref().and_then(parse_lsn))
+        };
+        tokio::time::timeout(QUERY_TIMEOUT, ask).await.unwrap_or_else(|_| Err(PgError::Sql(format!("{host}:{port} did not answer within {QUERY_TIMEOUT:?}"))))
     }
 }
