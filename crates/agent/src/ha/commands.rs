@@ -84,10 +84,7 @@ impl Agent {
                     return Err("this node is the primary: reinit only re-clones replicas".into());
                 }
                 tracing::info!("re-initializing: stopping PostgreSQL and removing the data directory to clone the primary again");
-                self.pg.stop(StopMode::Immediate, Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
-                self.sql.disconnect();
-                self.expect_running = false;
-                self.pg.remove_data_dir().map_err(|e| e.to_string())?;
+                self.remove_data_to_reclone().await?;
                 Ok("data directory removed; cloning the primary in the next cycle".into())
             }
         }

@@ -18,6 +18,7 @@ pub mod election;
 pub mod lease;
 mod primary;
 mod replica;
+pub mod stuck;
 mod switchover;
 mod sync;
 
@@ -100,8 +101,12 @@ pub struct Agent {
     last_in_sync: Instant,
     /// This data dir may hold WAL the leader does not have (it was a primary).
     needs_rewind: bool,
-    /// Consecutive exits of PostgreSQL started as a replica (3 → rewind again).
+    /// Consecutive exits of PostgreSQL started as a replica (see `stuck::after_crash`).
     replica_crashes: u32,
+    /// This run of replica crashes already had its rewind.
+    crash_rewound: bool,
+    /// How long this replica has run without streaming (see `stuck`).
+    stall: stuck::Stall,
     /// When the agent last started PostgreSQL as a replica (restarts are spaced by loop_wait).
     last_start: Option<Instant>,
     /// A restart an operator scheduled on this node: (when, only if pending).
@@ -148,6 +153,8 @@ impl Agent {
                 last_in_sync: Instant::now(),
                 needs_rewind: false,
                 replica_crashes: 0,
+                crash_rewound: false,
+                stall: stuck::Stall::default(),
                 last_start: None,
                 scheduled_restart: None,
                 sync_names: String::new(),
@@ -190,6 +197,9 @@ impl Agent {
         loop {
             let started = Instant::now();
             let action = self.cycle().await;
+            if started.elapsed() > self.timing().ttl {
+                tracing::warn!("this HA cycle took {:.1} s, longer than ttl: {action}", started.elapsed().as_secs_f64());
+            }
             self.report(action);
             self.run_due_restart().await;
             let wait = self.next_wait();

@@ -1,12 +1,18 @@
 //! Following the primary: demote if this node still runs as primary, rewind a data dir
 //! that was a primary (or that diverged), point `primary_conninfo` and the slot at the
-//! leader (or at the member named by the `replicatefrom` tag), and start or reload.
+//! leader (or at the member named by the `replicatefrom` tag), and start or reload. A
+//! replica that crash-loops or stops streaming for good is handled as `stuck` decides.
 
 use std::time::{Duration, Instant};
 
+use super::stuck::{self, AfterCrash, StallRemedy};
 use super::Agent;
-use crate::cluster::{ClusterView, Role};
+use crate::cluster::{ClusterView, Member, Role};
+use crate::postgres::StopMode;
 use crate::state::PgStatus;
+
+/// How long the check that the upstream's PostgreSQL port accepts connections may take.
+const REACHABLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A replica on an older timeline than the leader that has not streamed for this long
 /// has diverged (its WAL went past the promotion point) and is rewound.
@@ -48,13 +54,15 @@ impl Agent {
             if pg.replication_state.is_some() || !on_old_timeline {
                 self.last_in_sync = Instant::now();
                 self.replica_crashes = 0;
+                self.crash_rewound = false;
             } else if self.last_in_sync.elapsed() > DIVERGED_AFTER {
                 tracing::warn!("not streaming from {leader} for {:?} and on an older timeline: rewinding", DIVERGED_AFTER);
-                let _ = self.pg.stop(crate::postgres::StopMode::Fast, Duration::from_secs(30)).await;
-                self.sql.disconnect();
-                self.expect_running = false;
+                self.stop_replica().await;
                 self.needs_rewind = true;
                 return format!("stopped: I am {me}, a replica that diverged from {leader}; will rewind");
+            }
+            if let Some(action) = self.check_stall(pg, leader, leader_member, &host, port).await {
+                return action;
             }
             return match self.configure_replica(&host, port, source_name != leader) {
                 Ok(true) => match self.pg.reload().await {
@@ -70,17 +78,8 @@ impl Agent {
             return format!("PostgreSQL is {}; waiting a moment before starting it again", pg.state);
         }
         if pg.state == "crashed" {
-            self.replica_crashes += 1;
-            if self.replica_crashes >= 6 && self.config.postgresql.remove_data_directory_on_rewind_failure {
-                self.replica_crashes = 0;
-                return match self.pg.remove_data_dir() {
-                    Ok(()) => format!("PostgreSQL keeps exiting even after a rewind: removed the data directory to clone {leader} again"),
-                    Err(e) => format!("PostgreSQL keeps exiting, and {e}"),
-                };
-            }
-            if self.replica_crashes >= 3 && !self.needs_rewind {
-                tracing::warn!("PostgreSQL exited {} times in a row as a replica of {leader}: rewinding", self.replica_crashes);
-                self.needs_rewind = true;
+            if let Some(action) = self.after_crash(leader, leader_member).await {
+                return action;
             }
         }
         // A fresh base backup carries the primary's control file ("in production") and a
@@ -108,6 +107,105 @@ impl Agent {
             }
             Err(e) => format!("cannot start PostgreSQL: {e}"),
         }
+    }
+
+    /// PostgreSQL of this replica exited again: count it, and rewind or re-clone as
+    /// `stuck::after_crash` says. Some(action) when this cycle must not start it.
+    async fn after_crash(&mut self, leader: &str, leader_member: &Member) -> Option<String> {
+        self.replica_crashes += 1;
+        let crashes = self.replica_crashes;
+        let timeline = self.controldata().await.map(|c| c.latest_timeline());
+        match stuck::after_crash(crashes, timeline, leader_member.timeline, self.crash_rewound) {
+            AfterCrash::Restart if crashes >= 3 => {
+                tracing::warn!(
+                    "PostgreSQL exited {crashes} times in a row as a replica of {leader}, on its timeline: starting it again (a rewind cannot repair that); see {}",
+                    self.pg.log_file().display()
+                );
+                None
+            }
+            AfterCrash::Restart => None,
+            AfterCrash::Rewind => {
+                tracing::warn!("PostgreSQL exited {crashes} times in a row as a replica of {leader}, on an older timeline: rewinding");
+                self.needs_rewind = true;
+                self.crash_rewound = true;
+                None
+            }
+            AfterCrash::Reclone if self.config.postgresql.remove_data_directory_on_rewind_failure => {
+                self.replica_crashes = 0;
+                self.crash_rewound = false;
+                Some(match self.remove_data_to_reclone().await {
+                    Ok(()) => format!("PostgreSQL keeps exiting even after a rewind: removed the data directory to clone {leader} again"),
+                    Err(e) => format!("PostgreSQL keeps exiting even after a rewind, and {e}"),
+                })
+            }
+            AfterCrash::Reclone => {
+                tracing::warn!("PostgreSQL keeps exiting even after a rewind; not removing the data directory (remove_data_directory_on_rewind_failure is off)");
+                None
+            }
+        }
+    }
+
+    /// A running replica that has neither streamed nor replayed for a while although
+    /// it could: restart it, then re-clone it (see `stuck`). Some(action) when done.
+    async fn check_stall(&mut self, pg: &PgStatus, leader: &str, leader_member: &Member, host: &str, port: u16) -> Option<String> {
+        if !pg.is_running() || pg.role != Role::Replica {
+            return None;
+        }
+        let mut seen = stuck::Seen {
+            streaming: pg.replication_state.is_some(),
+            replay_lsn: pg.replay_lsn,
+            on_leader_timeline: pg.timeline.is_some() && pg.timeline == leader_member.timeline,
+            leader_healthy: leader_member.role == Role::Primary && leader_member.state == "running",
+            upstream_reachable: false,
+        };
+        if seen.could_stream() {
+            seen.upstream_reachable = reachable(host, port).await;
+        }
+        let patience = stuck::patience(&self.timing());
+        let me = self.config.name.clone();
+        let stalled = format!(
+            "PostgreSQL of {me} has neither streamed nor replayed WAL for {}s, on the timeline of {leader}, which runs as primary and whose PostgreSQL ({host}:{port}) is reachable",
+            patience.as_secs()
+        );
+        match self.stall.observe(&seen, Instant::now(), patience) {
+            StallRemedy::Wait => None,
+            StallRemedy::Restart => {
+                tracing::warn!("{stalled}: restarting it (see {})", self.pg.log_file().display());
+                self.stop_replica().await;
+                Some(format!("stopped: {stalled}; starting it again"))
+            }
+            StallRemedy::Reclone if self.config.postgresql.remove_data_directory_on_rewind_failure => {
+                tracing::warn!("{stalled}, even after a restart: its WAL cannot be replayed any more; removing the data directory to clone {leader} again");
+                Some(match self.remove_data_to_reclone().await {
+                    Ok(()) => format!("removed the data directory: {stalled}, even after a restart; cloning {leader} again"),
+                    Err(e) => format!("{stalled}, even after a restart, and the data directory could not be removed: {e}"),
+                })
+            }
+            StallRemedy::Reclone => Some(format!(
+                "{stalled}, even after a restart; not re-cloning (remove_data_directory_on_rewind_failure is off): `raftctl reinit` does"
+            )),
+        }
+    }
+
+    /// Stops this replica's PostgreSQL; the next cycle starts (or rewinds) it.
+    async fn stop_replica(&mut self) {
+        if let Err(e) = self.pg.stop(StopMode::Fast, Duration::from_secs(30)).await {
+            tracing::warn!("{e}");
+        }
+        self.sql.disconnect();
+        self.expect_running = false;
+    }
+
+    /// Stops PostgreSQL at once and removes the data directory: the next cycle clones
+    /// the leader again (`raftctl reinit`, and a replica that cannot recover).
+    pub(super) async fn remove_data_to_reclone(&mut self) -> Result<(), String> {
+        self.pg.stop(StopMode::Immediate, Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
+        self.sql.disconnect();
+        self.expect_running = false;
+        self.replica_crashes = 0;
+        self.crash_rewound = false;
+        self.stall = stuck::Stall::default();
+        self.pg.remove_data_dir().map_err(|e| e.to_string())
     }
 
     /// pg_rewind against the leader; on failure the data dir is removed (so the next
@@ -140,4 +238,9 @@ impl Agent {
             Err(e) => Some(format!("rewind failed ({e}); not starting PostgreSQL (remove_data_directory_on_rewind_failure is off)")),
         }
     }
+}
+
+/// Whether PostgreSQL at `host:port` accepts TCP connections from here.
+async fn reachable(host: &str, port: u16) -> bool {
+    matches!(tokio::time::timeout(REACHABLE_TIMEOUT, tokio::net::TcpStream::connect((host, port))).await, Ok(Ok(_)))
 }

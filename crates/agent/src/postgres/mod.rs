@@ -41,6 +41,9 @@ pub struct ControlData {
     /// e.g. "in production", "shut down", "shut down in recovery", "in archive recovery".
     pub cluster_state: String,
     pub timeline: u32,
+    /// "Min recovery ending loc's timeline" (0 unless in recovery): a standby's
+    /// restartpoints can lag behind the timeline it replays.
+    pub min_recovery_timeline: u32,
     /// "Latest checkpoint location": after a clean shutdown, the shutdown checkpoint.
     pub checkpoint_lsn: Option<u64>,
 }
@@ -50,6 +53,11 @@ impl ControlData {
     /// node has, so it must be rewound before it follows anyone.
     pub fn was_primary(&self) -> bool {
         matches!(self.cluster_state.as_str(), "in production" | "shut down" | "shutting down")
+    }
+
+    /// The newest timeline the data dir is known to be on.
+    pub fn latest_timeline(&self) -> u32 {
+        self.timeline.max(self.min_recovery_timeline)
     }
 }
 
@@ -133,6 +141,7 @@ impl Postgres {
             system_identifier: field("Database system identifier").ok_or_else(|| bad("system identifier"))?,
             cluster_state: field("Database cluster state").ok_or_else(|| bad("cluster state"))?,
             timeline: field("Latest checkpoint's TimeLineID").and_then(|t| t.parse().ok()).ok_or_else(|| bad("timeline"))?,
+            min_recovery_timeline: field("Min recovery ending loc's timeline").and_then(|t| t.parse().ok()).unwrap_or(0),
             checkpoint_lsn: field("Latest checkpoint location").as_deref().and_then(crate::cluster::parse_lsn),
         })
     }
