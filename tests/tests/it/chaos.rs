@@ -1,8 +1,6 @@
-//! `raftctl chaos` in its short form: one round of every fault but a full disk (kill,
-//! postmaster, pause, partition, one-way partition, netem, restart of all nodes) on a
-//! lab in network namespaces under a write load. The full disk runs in the long form
-//! only: after one, a replica can (rarely) stay running without streaming until it is
-//! reinitialized, a known issue the README describes. The runner's own checks must pass,
+//! `raftctl chaos` in its short form: one round of every fault (kill, postmaster, pause,
+//! partition, one-way partition, netem, a replica's full disk, restart of all nodes) on
+//! a lab in network namespaces under a write load. The runner's own checks must pass,
 //! every fault must have its row with the cluster healed, the KV clients' history of
 //! the etcd API must be linearizable, and the summary line must say no split brain
 //! (and, in synchronous mode, no lost write).
@@ -13,7 +11,7 @@ use std::process::Command;
 use raftgres_tests::bin;
 use raftgres_tests::lab::NetnsClaim;
 
-const FAULTS: [&str; 7] = ["kill", "postmaster", "pause", "partition", "partition-oneway", "netem", "restart-all"];
+const FAULTS: [&str; 8] = ["kill", "postmaster", "pause", "partition", "partition-oneway", "netem", "diskfull", "restart-all"];
 
 /// Runs `raftctl chaos --rounds 1 EXTRA...` on a lab of its own; returns its output.
 fn chaos(extra: &[&str]) -> anyhow::Result<String> {
@@ -54,7 +52,7 @@ fn summary(text: &str) -> Option<&str> {
 #[test]
 fn chaos_in_sync_mode_loses_no_acknowledged_write() -> anyhow::Result<()> {
     let text = chaos(&["--sync"])?;
-    assert_eq!(summary(&text), Some("chaos: 7 rounds, 0 split-brain windows, 0 acknowledged writes lost"), "{text}");
+    assert_eq!(summary(&text), Some("chaos: 8 rounds, 0 split-brain windows, 0 acknowledged writes lost"), "{text}");
     Ok(())
 }
 
@@ -62,6 +60,6 @@ fn chaos_in_sync_mode_loses_no_acknowledged_write() -> anyhow::Result<()> {
 fn chaos_in_async_mode_never_has_two_primaries() -> anyhow::Result<()> {
     let text = chaos(&[])?;
     let line = summary(&text).unwrap_or_default();
-    assert!(line.starts_with("chaos: 7 rounds, 0 split-brain windows, "), "{text}");
+    assert!(line.starts_with("chaos: 8 rounds, 0 split-brain windows, "), "{text}");
     Ok(())
 }
