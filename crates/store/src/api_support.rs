@@ -4,16 +4,17 @@
 //!
 //! Must not change any state: it only borrows Raft metrics and the configuration.
 
+use openraft::async_runtime::watch::WatchReceiver;
 use std::time::Duration;
 
-use openraft::ServerState;
+use openraft::{Instant, ServerState};
 
 use crate::Store;
 
 impl Store {
     /// The Raft term this node is in (for etcd response headers).
     pub fn current_term(&self) -> u64 {
-        self.raft.metrics().borrow().current_term
+        self.raft.metrics().borrow_watched().current_term
     }
 
     /// The longest election timeout: how long followers wait before campaigning.
@@ -22,17 +23,17 @@ impl Store {
     }
 
     /// True if this node knows a leader. A node that thinks it leads also needs a quorum
-    /// acknowledgement within the last election timeout: an openraft 0.9 leader never
+    /// acknowledgement within the last election timeout: an openraft leader never
     /// steps down by itself, while an etcd leader would have (check-quorum).
     pub fn has_leader(&self) -> bool {
         let metrics = self.raft.metrics();
-        let m = metrics.borrow();
+        let m = metrics.borrow_watched();
         match m.current_leader {
             None => false,
             Some(leader) if leader == self.id => {
-                let max_ms = u64::try_from(self.election_timeout().as_millis()).unwrap_or(u64::MAX);
-                let quorum_recent = match m.millis_since_quorum_ack {
-                    Some(ms) => ms <= max_ms,
+                // An absolute time: stale metrics cannot make an old acknowledgement look recent.
+                let quorum_recent = match &m.last_quorum_acked {
+                    Some(acked) => acked.elapsed() <= self.election_timeout(),
                     None => true,
                 };
                 m.state == ServerState::Leader && quorum_recent

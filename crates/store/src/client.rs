@@ -2,6 +2,7 @@
 //! keep-alive and time-to-live, status. Whatever only the leader can do is done
 //! locally when this node leads, and forwarded to the leader otherwise.
 
+use openraft::async_runtime::watch::WatchReceiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,7 +44,7 @@ impl Store {
     }
 
     pub fn metrics(&self) -> RaftMetrics {
-        self.raft.metrics().borrow().clone()
+        self.raft.metrics().borrow_watched().clone()
     }
 
     pub fn min_lease_ttl(&self) -> i64 {
@@ -56,7 +57,7 @@ impl Store {
 
     fn is_leader(&self) -> bool {
         let m = self.raft.metrics();
-        let m = m.borrow();
+        let m = m.borrow_watched();
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
@@ -109,7 +110,7 @@ impl Store {
     /// Serves a request that needs the leader. Answers `NotLeader` when this node is not.
     pub async fn serve_forwarded(&self, request: ForwardRequest) -> Result<ForwardResponse, StoreError> {
         if !matches!(request, ForwardRequest::Status) && !self.is_leader() {
-            return Err(StoreError::NotLeader { leader: self.raft.metrics().borrow().current_leader });
+            return Err(StoreError::NotLeader { leader: self.raft.metrics().borrow_watched().current_leader });
         }
         match request {
             ForwardRequest::Status => Ok(ForwardResponse::Status(self.status())),
@@ -132,13 +133,13 @@ impl Store {
 
     /// A quorum confirms this node still leads; returns the read index.
     async fn confirm_leadership(&self) -> Result<u64, StoreError> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.raft.ensure_linearizable()).await {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex)).await {
             Err(_) => Err(StoreError::Timeout),
-            Ok(Ok(log_id)) => Ok(log_id.map_or(0, |l| l.index)),
-            Ok(Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)))) => {
+            Ok(Ok(read)) => Ok(read.index()),
+            Ok(Err(RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(f)))) => {
                 Err(StoreError::NotLeader { leader: f.leader_id })
             }
-            Ok(Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_)))) => {
+            Ok(Err(RaftError::APIError(openraft::error::LinearizableReadError::QuorumNotEnough(_)))) => {
                 Err(StoreError::NoLeader)
             }
             Ok(Err(e)) => Err(StoreError::internal(e)),

@@ -6,7 +6,7 @@ use std::time::Duration;
 /// Raft timing. Every timing knob of the store lives here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RaftTiming {
-    /// Leader heartbeat period; also the AppendEntries timeout (openraft 0.9).
+    /// Leader heartbeat period; also the AppendEntries timeout.
     pub heartbeat_ms: u64,
     /// A follower campaigns after a random timeout in [min, max) without a leader.
     pub election_min_ms: u64,
@@ -67,6 +67,12 @@ impl RaftTiming {
             purge_batch_size: 256,
             max_in_snapshot_log_to_keep: self.snapshot_every.min(1000),
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            // A restarted leader campaigns like anyone else instead of resuming its term
+            // unasked: plain Raft, and every lease gets its fresh TTL from an election.
+            enable_leader_restore: Some(false),
+            // Hand new entries to replication as soon as the leader's own append is
+            // submitted, so the leader's fsync and the followers' run at the same time.
+            broadcast_submitted_on_append: Some(true),
             ..Default::default()
         }
     }

@@ -10,8 +10,8 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::backend::{BackendError, LogBackend};
 use crate::metrics::StoreMetrics;
-use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 /// A disk call that takes longer than this counts as failed: a full or dead disk can
 /// leave sled blocked for good, and a node must then stop (to be restarted) rather than
@@ -49,7 +49,7 @@ const LAST_PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore<B: LogBackend> {
     backend: B,
-    flusher: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+    flusher: mpsc::UnboundedSender<IOFlushed<TypeConfig>>,
 }
 
 impl<B: LogBackend> LogStore<B> {
@@ -71,28 +71,28 @@ impl<B: LogBackend> LogStore<B> {
         off_thread(move || f(backend)).await
     }
 
-    fn read_meta<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError> {
-        let Some(bytes) = self.backend.get_meta(name).map_err(read_err)? else {
+    fn read_meta<T: DeserializeOwned>(&self, name: &str) -> std::io::Result<Option<T>> {
+        let Some(bytes) = self.backend.get_meta(name).map_err(io_err)? else {
             return Ok(None);
         };
-        bincode::deserialize(&bytes).map(Some).map_err(read_err)
+        bincode::deserialize(&bytes).map(Some).map_err(io_err)
     }
 
-    async fn write_meta<T: Serialize>(&self, name: &'static str, value: &T) -> Result<(), StorageError> {
-        let bytes = bincode::serialize(value).map_err(write_err)?;
+    async fn write_meta<T: Serialize>(&self, name: &'static str, value: &T) -> std::io::Result<()> {
+        let bytes = bincode::serialize(value).map_err(io_err)?;
         self.blocking(move |b| {
             b.put_meta(name, bytes)?;
             b.sync()
         })
         .await
-        .map_err(write_err)
+        .map_err(io_err)
     }
 }
 
 /// Waits for appends, makes all of those waiting durable with one sync, acknowledges them.
 async fn flush_loop<B: LogBackend>(
     backend: B,
-    mut pending: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>,
+    mut pending: mpsc::UnboundedReceiver<IOFlushed<TypeConfig>>,
     metrics: Arc<StoreMetrics>,
 ) {
     while let Some(first) = pending.recv().await {
@@ -105,28 +105,25 @@ async fn flush_loop<B: LogBackend>(
         let result = off_thread(move || b.sync()).await.map_err(|e| e.to_string());
         metrics.fsync.observe(started.elapsed());
         for callback in batch {
-            callback.log_io_completed(result.clone().map_err(std::io::Error::other));
+            callback.io_completed(result.clone().map_err(std::io::Error::other));
         }
     }
 }
 
-fn read_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::<NodeId>::read_logs(AnyError::new(&e)).into()
+/// openraft's storage traits speak `io::Error`; the backend's message is kept.
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
 }
 
-fn write_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::<NodeId>::write_logs(AnyError::new(&e)).into()
-}
-
-fn decode(bytes: &[u8]) -> Result<Entry, StorageError> {
-    bincode::deserialize(bytes).map_err(read_err)
+fn decode(bytes: &[u8]) -> std::io::Result<Entry> {
+    bincode::deserialize(bytes).map_err(io_err)
 }
 
 impl<B: LogBackend> RaftLogReader<TypeConfig> for LogStore<B> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
+    ) -> std::io::Result<Vec<Entry>> {
         let start = match range.start_bound() {
             Bound::Included(i) => *i,
             Bound::Excluded(i) => i.saturating_add(1),
@@ -137,17 +134,21 @@ impl<B: LogBackend> RaftLogReader<TypeConfig> for LogStore<B> {
             Bound::Excluded(i) => *i,
             Bound::Unbounded => u64::MAX,
         };
-        let rows = self.backend.range(start, end).map_err(read_err)?;
+        let rows = self.backend.range(start, end).map_err(io_err)?;
         rows.iter().map(|(_, bytes)| decode(bytes)).collect()
+    }
+
+    async fn read_vote(&mut self) -> std::io::Result<Option<Vote>> {
+        self.read_meta(VOTE)
     }
 }
 
 impl<B: LogBackend> RaftLogStorage<TypeConfig> for LogStore<B> {
     type LogReader = Self;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+    async fn get_log_state(&mut self) -> std::io::Result<LogState<TypeConfig>> {
         let last_purged_log_id: Option<LogId> = self.read_meta(LAST_PURGED)?;
-        let last = match self.backend.last().map_err(read_err)? {
+        let last = match self.backend.last().map_err(io_err)? {
             Some((_, bytes)) => Some(decode(&bytes)?.log_id),
             None => None,
         };
@@ -158,55 +159,51 @@ impl<B: LogBackend> RaftLogStorage<TypeConfig> for LogStore<B> {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+    async fn save_vote(&mut self, vote: &Vote) -> std::io::Result<()> {
         self.write_meta(VOTE, vote).await
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.read_meta(VOTE)
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> std::io::Result<()> {
         self.write_meta(COMMITTED, &committed).await
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+    async fn read_committed(&mut self) -> std::io::Result<Option<LogId>> {
         Ok(self.read_meta::<Option<LogId>>(COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> std::io::Result<()>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut rows = Vec::new();
         for entry in entries {
-            rows.push((entry.log_id.index, bincode::serialize(&entry).map_err(write_err)?));
+            rows.push((entry.log_id.index, bincode::serialize(&entry).map_err(io_err)?));
         }
         // Readable when this returns; acknowledged by the flusher once durable.
         if let Err(e) = self.backend.append(rows) {
-            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-            return Err(write_err(e));
+            callback.io_completed(Err(std::io::Error::other(e.to_string())));
+            return Err(io_err(e));
         }
         if let Err(mpsc::error::SendError(callback)) = self.flusher.send(callback) {
-            callback.log_io_completed(Err(std::io::Error::other("log flusher stopped")));
+            callback.io_completed(Err(std::io::Error::other("log flusher stopped")));
         }
         Ok(())
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let from = log_id.index;
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> std::io::Result<()> {
+        let from = last_log_id.map_or(0, |l| l.index + 1);
         self.blocking(move |b| {
             b.truncate_from(from)?;
             b.sync()
         })
         .await
-        .map_err(write_err)
+        .map_err(io_err)
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    async fn purge(&mut self, log_id: LogId) -> std::io::Result<()> {
         self.write_meta(LAST_PURGED, &log_id).await?;
         let upto = log_id.index;
-        self.blocking(move |b| b.purge_upto(upto)).await.map_err(write_err)
+        self.blocking(move |b| b.purge_upto(upto)).await.map_err(io_err)
     }
 }

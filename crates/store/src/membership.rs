@@ -2,6 +2,7 @@
 //! voter, remove a member. openraft runs each as joint consensus and `change_membership`
 //! returns once it is committed, so the next change never overlaps.
 
+use openraft::async_runtime::watch::WatchReceiver;
 use std::collections::BTreeSet;
 
 use openraft::ChangeMembers;
@@ -26,7 +27,7 @@ impl Store {
     /// Every member (voters and learners), ordered by id.
     pub fn members(&self) -> Vec<MemberInfo> {
         let m = self.raft.metrics();
-        let m = m.borrow();
+        let m = m.borrow_watched();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         membership

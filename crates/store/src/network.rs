@@ -12,24 +12,25 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::error::{NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::network::Backoff;
 use raftgres_proto::peer::raft_peer_client::RaftPeerClient;
 use raftgres_proto::peer::Payload;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use openraft::OptionalSend;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::StoreError;
 use crate::forward::{ForwardRequest, ForwardResponse};
-use crate::types::{NodeId, PeerNode, TypeConfig};
+use crate::types::{NodeId, PeerNode, Snapshot, SnapshotMeta, TypeConfig, Vote};
 
-/// Largest message a peer accepts or sends (snapshots are chunked well below this).
+/// Largest message a peer accepts or sends; a snapshot travels whole, so this also
+/// bounds the size of the key space a new member can receive.
 pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// How often an idle peer connection is pinged, and how long an answer may take before
@@ -151,14 +152,22 @@ pub struct PeerClient {
     net: PeerNetwork,
 }
 
-type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, PeerNode, RaftError<NodeId, E>>>;
+/// A whole snapshot as it travels to a follower (openraft's `Snapshot` holds a reader).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SnapshotMessage {
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    pub data: Vec<u8>,
+}
+
+/// What a peer's service answers: a Raft error travels back typed.
+type RemoteResult<T> = Result<T, RaftError<TypeConfig>>;
 
 impl PeerClient {
-    async fn call<Req, Resp, E>(&self, method: Method, req: &Req, option: &RPCOption) -> RpcResult<Resp, E>
+    async fn call<Req, Resp>(&self, method: Method, req: &Req, timeout: Duration) -> Result<Resp, RPCError<TypeConfig>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
     {
         let mut client = self.net.client(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
@@ -167,20 +176,21 @@ impl PeerClient {
                 Method::Append => client.append_entries(payload).await,
                 Method::Vote => client.vote(payload).await,
                 Method::Snapshot => client.install_snapshot(payload).await,
+                Method::TransferLeader => client.transfer_leader(payload).await,
             }
         };
-        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
+        let reply = match tokio::time::timeout(timeout, call).await {
             Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
             Ok(Err(status)) => return Err(map_status(status)),
             Ok(Ok(reply)) => reply.into_inner(),
         };
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+        let result: RemoteResult<Resp> = decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // The peer's Raft stopped (fatal): to this node it is unreachable.
+        result.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
     }
 
     /// Records how far the follower acknowledged; refuses a follower that went back.
-    fn check_revert(&self, rpc_last: Option<u64>, prev: Option<u64>, resp: &AppendEntriesResponse<NodeId>) -> bool {
+    fn check_revert(&self, rpc_last: Option<u64>, prev: Option<u64>, resp: &AppendEntriesResponse<TypeConfig>) -> bool {
         let mut matched = self.net.matched.lock().unwrap_or_else(|p| p.into_inner());
         let known = matched.get(&self.target).copied();
         match resp {
@@ -217,9 +227,10 @@ enum Method {
     Append,
     Vote,
     Snapshot,
+    TransferLeader,
 }
 
-fn map_status<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId, PeerNode, RaftError<NodeId, E>> {
+fn map_status(status: tonic::Status) -> RPCError<TypeConfig> {
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
             RPCError::Unreachable(Unreachable::new(&status))
@@ -228,15 +239,17 @@ fn map_status<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId, P
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerClient {
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = crate::types::SnapshotData;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let rpc_last = rpc.entries.last().map(|e| e.log_id.index);
         let prev = rpc.prev_log_id.map(|l| l.index);
-        let resp: AppendEntriesResponse<NodeId> = self.call(Method::Append, &rpc, &option).await?;
+        let resp: AppendEntriesResponse<TypeConfig> = self.call(Method::Append, &rpc, option.hard_ttl()).await?;
         if self.check_revert(rpc_last, prev, &resp) {
             Ok(resp)
         } else {
@@ -247,29 +260,52 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         }
     }
 
-    async fn install_snapshot(
+    async fn vote(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call(Method::Snapshot, &rpc, &option).await
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::Vote, &rpc, option.hard_ttl()).await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
-        self.call(Method::Vote, &rpc, &option).await
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let message = SnapshotMessage { vote, meta: snapshot.meta, data: snapshot.snapshot.into_inner() };
+        let send = self.call::<_, SnapshotResponse<TypeConfig>>(Method::Snapshot, &message, option.hard_ttl());
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            sent = send => sent.map_err(|e| match e {
+                RPCError::Unreachable(e) => StreamingError::Unreachable(e),
+                RPCError::Timeout(e) => StreamingError::Timeout(e),
+                RPCError::Network(e) => StreamingError::Network(e),
+                RPCError::RemoteError(e) => StreamingError::Network(NetworkError::new(&e)),
+            }),
+        }
     }
 
-    fn backoff(&self) -> Backoff {
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::TransferLeader, &req, option.hard_ttl()).await
+    }
+
+    fn backoff(&self) -> Option<Backoff> {
         let cap = self.net.backoff_cap;
         let mut next = Duration::from_millis(20);
-        Backoff::new(std::iter::repeat_with(move || {
+        Some(Backoff::new(std::iter::repeat_with(move || {
             let current = next;
             next = (next * 2).min(cap);
             current
-        }))
+        })))
     }
 }
-
 
 #[cfg(test)]
 mod tests {

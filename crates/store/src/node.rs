@@ -2,6 +2,7 @@
 //! included), bind the peer port, open the disk state, start Raft, serve peers, form the cluster on first start,
 //! start the background duties.
 
+use openraft::async_runtime::watch::WatchReceiver;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -151,7 +152,7 @@ impl Store {
 impl Store {
     /// True once Raft was stopped (shutdown, removal from the cluster, storage failure).
     pub fn is_stopped(&self) -> bool {
-        self.stopped.load(std::sync::atomic::Ordering::SeqCst) || self.raft.metrics().borrow().running_state.is_err()
+        self.stopped.load(std::sync::atomic::Ordering::SeqCst) || self.raft.metrics().borrow_watched().running_state.is_err()
     }
 }
 

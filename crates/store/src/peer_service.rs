@@ -11,7 +11,9 @@ use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
 use crate::forward::ForwardRequest;
-use crate::network::{decode, encode};
+use crate::network::{decode, encode, SnapshotMessage};
+use crate::types::{Snapshot, TypeConfig};
+use openraft::error::RaftError;
 use crate::Store;
 
 pub struct PeerService {
@@ -45,8 +47,16 @@ impl RaftPeer for PeerService {
     }
 
     async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let message: SnapshotMessage = parse(&req)?;
+        let snapshot = Snapshot { meta: message.meta, snapshot: std::io::Cursor::new(message.data) };
+        let answer = self.store.raft.install_full_snapshot(message.vote, snapshot).await;
+        reply(&answer.map_err(RaftError::<TypeConfig>::Fatal))
+    }
+
+    async fn transfer_leader(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let rpc = parse(&req)?;
-        reply(&self.store.raft.install_snapshot(rpc).await)
+        let answer = self.store.raft.handle_transfer_leader(rpc).await;
+        reply(&answer.map_err(RaftError::<TypeConfig>::Fatal))
     }
 
     async fn forward(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {

@@ -12,18 +12,16 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use openraft::storage::RaftStateMachine;
-use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use raftgres_mvcc::{Command, CommandResponse, Mvcc};
 use raftgres_proto::mvccpb::Event;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use crate::lease_clock::LeaseClock;
-use crate::types::{
-    Entry, LogId, NodeId, Request, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership,
-    TypeConfig,
-};
+use crate::types::{Entry, LogId, NodeId, Request, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// A member's published attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,18 +101,15 @@ struct SnapshotFile {
     data: Vec<u8>,
 }
 
-fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::<NodeId>::write_state_machine(AnyError::new(&e)).into()
-}
-
-fn snap_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::<NodeId>::write_snapshot(None, AnyError::new(&e)).into()
+/// openraft's storage traits speak `io::Error`; the cause's message is kept.
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
 }
 
 impl StateMachine {
     /// Opens the state machine of `dir`, loading the last snapshot if there is one.
-    pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(dir).map_err(snap_err)?;
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir).map_err(io_err)?;
         let (events, _) = broadcast::channel(4096);
         let applied = Arc::new(Applied {
             data: RwLock::new(StateData::default()),
@@ -124,7 +119,7 @@ impl StateMachine {
         });
         let sm = Self { applied, snapshot_path: dir.join("snapshot.bin") };
         if let Some(file) = sm.read_snapshot_file()? {
-            let data: StateData = bincode::deserialize(&file.data).map_err(snap_err)?;
+            let data: StateData = bincode::deserialize(&file.data).map_err(io_err)?;
             sm.applied.replace(data);
         }
         Ok(sm)
@@ -134,17 +129,17 @@ impl StateMachine {
         self.applied.clone()
     }
 
-    fn read_snapshot_file(&self) -> Result<Option<SnapshotFile>, StorageError> {
+    fn read_snapshot_file(&self) -> std::io::Result<Option<SnapshotFile>> {
         match std::fs::read(&self.snapshot_path) {
-            Ok(bytes) => bincode::deserialize(&bytes).map(Some).map_err(snap_err),
+            Ok(bytes) => bincode::deserialize(&bytes).map(Some).map_err(io_err),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(snap_err(e)),
+            Err(e) => Err(e),
         }
     }
 
-    fn write_snapshot_file(&self, file: &SnapshotFile) -> Result<(), StorageError> {
-        let bytes = bincode::serialize(file).map_err(snap_err)?;
-        write_durably(&self.snapshot_path, &bytes).map_err(snap_err)
+    fn write_snapshot_file(&self, file: &SnapshotFile) -> std::io::Result<()> {
+        let bytes = bincode::serialize(file).map_err(io_err)?;
+        write_durably(&self.snapshot_path, &bytes).map_err(io_err)
     }
 
     fn apply_one(&self, entry: Entry) -> Response {
@@ -221,65 +216,54 @@ pub struct SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let data = bincode::serialize(&self.data).map_err(snap_err)?;
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> std::io::Result<Snapshot> {
+        let data = bincode::serialize(&self.data).map_err(io_err)?;
         let last = self.data.last_applied;
-        let meta = SnapshotMeta {
-            last_log_id: last,
-            last_membership: self.data.membership.clone(),
-            snapshot_id: last.map_or_else(|| "empty".to_string(), |l| format!("{}-{}", l.leader_id, l.index)),
-        };
+        let meta = SnapshotMeta { last_log_id: last, last_membership: self.data.membership.clone() };
         let file = SnapshotFile { meta: meta.clone(), data };
-        let bytes = bincode::serialize(&file).map_err(snap_err)?;
+        let bytes = bincode::serialize(&file).map_err(io_err)?;
         let target = self.target.clone();
         tokio::task::spawn_blocking(move || write_durably(&target, &bytes))
             .await
-            .map_err(|e| snap_err(std::io::Error::other(e.to_string())))?
-            .map_err(snap_err)?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(file.data)) })
+            .map_err(io_err)??;
+        Ok(Snapshot { meta, snapshot: Cursor::new(file.data) })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    async fn applied_state(&mut self) -> std::io::Result<(Option<LogId>, StoredMembership)> {
         let data = self.applied.read();
         Ok((data.last_applied, data.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> std::io::Result<()>
     where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
+        Strm: Stream<Item = std::io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
-        let mut responses = Vec::new();
-        let mut last_index = None;
-        for entry in entries {
-            last_index = Some(entry.log_id.index);
-            responses.push(self.apply_one(entry));
-        }
-        if let Some(index) = last_index {
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let index = entry.log_id.index;
+            let response = self.apply_one(entry);
+            // Published before the answer, so whoever sees the answer sees the index applied.
             self.applied.applied_index.send_replace(index);
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
         }
-        Ok(responses)
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder { data: self.applied.read().clone(), target: self.snapshot_path.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> std::io::Result<()> {
         let bytes = snapshot.into_inner();
-        let mut data: StateData = bincode::deserialize(&bytes).map_err(sm_err)?;
+        let mut data: StateData = bincode::deserialize(&bytes).map_err(io_err)?;
         data.last_applied = meta.last_log_id;
         data.membership = meta.last_membership.clone();
         self.write_snapshot_file(&SnapshotFile { meta: meta.clone(), data: bytes })?;
@@ -287,9 +271,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(self
-            .read_snapshot_file()?
-            .map(|f| Snapshot { meta: f.meta, snapshot: Box::new(Cursor::new(f.data)) }))
+    async fn get_current_snapshot(&mut self) -> std::io::Result<Option<Snapshot>> {
+        Ok(self.read_snapshot_file()?.map(|f| Snapshot { meta: f.meta, snapshot: Cursor::new(f.data) }))
     }
 }

@@ -46,6 +46,16 @@ pub enum Response {
     Batch(Vec<Response>),
 }
 
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Kv(command) => write!(f, "kv {command:?}"),
+            Request::PublishMember { id, name, client_addr } => write!(f, "publish {name} ({id:x}) at {client_addr}"),
+            Request::Batch(requests) => write!(f, "batch of {}", requests.len()),
+        }
+    }
+}
+
 openraft::declare_raft_types!(
     /// The raftgres Raft types.
     pub TypeConfig:
@@ -53,20 +63,20 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = NodeId,
         Node = PeerNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
-pub type Vote = openraft::Vote<NodeId>;
-pub type StorageError = openraft::StorageError<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, PeerNode>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, PeerNode>;
-pub type Snapshot = openraft::Snapshot<TypeConfig>;
-pub type RaftMetrics = openraft::RaftMetrics<NodeId, PeerNode>;
+/// The data of a snapshot: the serialized [`crate::state_machine::StateData`].
+pub type SnapshotData = Cursor<Vec<u8>>;
+
+pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachine>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
 
 /// The id of a member, derived from its peer address the way every node derives it,
 /// so all nodes agree on the ids of `--initial-cluster` without talking.

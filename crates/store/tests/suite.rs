@@ -1,28 +1,31 @@
 //! openraft's own storage test suite, run against the sled log store and the state
 //! machine, each test on a fresh temporary directory.
 
-use openraft::testing::{StoreBuilder, Suite};
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::{ErrorSubject, ErrorVerb, StorageError};
 use raftgres_store::backend::SledBackend;
 use raftgres_store::log_store::LogStore;
 use raftgres_store::state_machine::StateMachine;
-use raftgres_store::types::{NodeId, StorageError, TypeConfig};
+use raftgres_store::types::TypeConfig;
 
 struct Builder;
 
 impl StoreBuilder<TypeConfig, LogStore<SledBackend>, StateMachine, tempfile::TempDir> for Builder {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore<SledBackend>, StateMachine), StorageError> {
-        let dir = tempfile::tempdir().map_err(|e| io_error(&e))?;
-        let backend = SledBackend::open(&dir.path().join("raft")).map_err(|e| io_error(&e))?;
-        let sm = StateMachine::open(&dir.path().join("snapshot"))?;
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore<SledBackend>, StateMachine), StorageError<TypeConfig>> {
+        let dir = tempfile::tempdir().map_err(store_error)?;
+        let backend = SledBackend::open(&dir.path().join("raft")).map_err(|e| store_error(std::io::Error::other(e)))?;
+        let sm = StateMachine::open(&dir.path().join("snapshot")).map_err(store_error)?;
         Ok((dir, LogStore::new(backend, Default::default()), sm))
     }
 }
 
-fn io_error(e: &(impl std::error::Error + 'static)) -> StorageError {
-    openraft::StorageIOError::<NodeId>::write(openraft::AnyError::new(e)).into()
+fn store_error(e: std::io::Error) -> StorageError<TypeConfig> {
+    StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e)
 }
 
-#[test]
-fn openraft_storage_suite() -> Result<(), StorageError> {
-    Suite::test_all(Builder)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite() -> Result<(), StorageError<TypeConfig>> {
+    Suite::test_all(Builder).await
 }
