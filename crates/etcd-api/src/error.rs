@@ -43,7 +43,9 @@ pub fn store_status(e: &StoreError) -> Status {
         StoreError::PeerAddrExists
         | StoreError::LearnerNotReady
         | StoreError::NotALearner
-        | StoreError::NotEnoughStarted => Status::failed_precondition(e.to_string()),
+        | StoreError::NotEnoughStarted
+        | StoreError::BadLeaderTransferee => Status::failed_precondition(e.to_string()),
+        StoreError::LeaderTransferTimeout => Status::unavailable(e.to_string()),
         // etcd answers errors it does not know with codes.Unknown and their text.
         StoreError::Internal(_) => Status::unknown(e.to_string()),
     }
@@ -132,6 +134,12 @@ mod tests {
             (StoreError::Stopped, Code::Unavailable, "etcdserver: server stopped"),
             (StoreError::NotLeader { leader: Some(3) }, Code::Unavailable, "etcdserver: no leader"),
             (StoreError::MemberNotFound, Code::NotFound, "etcdserver: member not found"),
+            (StoreError::BadLeaderTransferee, Code::FailedPrecondition, "etcdserver: bad leader transferee"),
+            (
+                StoreError::LeaderTransferTimeout,
+                Code::Unavailable,
+                "etcdserver: request timed out, leader transfer took too long",
+            ),
             (StoreError::PeerAddrExists, Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
             (StoreError::NotALearner, Code::FailedPrecondition, "etcdserver: can only promote a learner member"),
             (

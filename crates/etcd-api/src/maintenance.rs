@@ -1,6 +1,7 @@
 //! `etcdserverpb.Maintenance`: Status (what `etcdctl endpoint status` prints), Alarm (no
 //! alarm is ever raised: the list is empty), Hash and HashKV (a CRC-32C of the live key
-//! space, see `hash`), Defragment (nothing to do; answered OK). Snapshot, MoveLeader and
+//! space, see `hash`), Defragment (nothing to do; answered OK), MoveLeader (Raft
+//! leadership transfer, forwarded to the leader from any member). Snapshot and
 //! Downgrade answer Unimplemented saying what to do instead.
 //!
 //! `etcdctl endpoint health` is not served here: it is a linearizable Get of the key
@@ -16,7 +17,7 @@ use raftgres_proto::etcdserverpb::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::error::{unsupported, OrStatus};
+use crate::error::{store_status, unsupported, OrStatus};
 use crate::hash::hash_kvs;
 use crate::EtcdApi;
 
@@ -60,7 +61,7 @@ impl Maintenance for MaintenanceService {
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let s = self.api.store.status();
-        // An openraft 0.9 leader cut off from its quorum still calls itself leader; etcd's
+        // An openraft leader cut off from its quorum still calls itself leader; etcd's
         // would have stepped down. Show no leader, and say why.
         let mut errors = Vec::new();
         let mut leader = s.leader.unwrap_or(0);
@@ -106,10 +107,11 @@ impl Maintenance for MaintenanceService {
         ))
     }
 
-    async fn move_leader(&self, _req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(unsupported(
-            "MoveLeader is not supported (openraft 0.9 cannot transfer leadership); restart the leader's process to move it",
-        ))
+    /// Hands Raft leadership to a voter. etcd answers "not leader" on a follower;
+    /// here any member forwards it to the leader, as it does writes.
+    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.api.store.move_leader(req.into_inner().target_id).await.map_err(|e| store_status(&e))?;
+        Ok(Response::new(MoveLeaderResponse { header: self.api.header_now() }))
     }
 
     async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {

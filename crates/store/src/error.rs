@@ -23,6 +23,10 @@ pub enum StoreError {
     NotALearner,
     #[error("etcdserver: re-configuration failed due to not enough started members")]
     NotEnoughStarted,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
     #[error("etcdserver: server stopped")]
     Stopped,
     /// This node is not the leader (internal: the forwarder retries on the leader).

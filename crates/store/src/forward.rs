@@ -1,7 +1,8 @@
 //! Requests a follower hands to the leader, and what the leader answers.
 //!
 //! Any node serves any client request: what only the leader can do (propose a write,
-//! confirm a read index, renew a lease deadline, change membership) is forwarded over
+//! confirm a read index, renew a lease deadline, change membership, hand leadership
+//! over) is forwarded over
 //! the peer connection. A `NotLeader` answer makes the forwarder retry on the new leader.
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,8 @@ pub enum ForwardRequest {
     LeaseKeepAlive { id: i64 },
     LeaseTimeToLive { id: i64 },
     Membership(MembershipChange),
+    /// Hand Raft leadership to the voter `target` (etcd's MoveLeader).
+    MoveLeader { target: NodeId },
     /// This node's Raft status (any node answers, leader or not).
     Status,
 }
@@ -66,5 +69,7 @@ pub enum ForwardResponse {
     LeaseTimeToLive(Option<(i64, i64)>),
     /// The id of the member added / changed.
     Membership(NodeId),
+    /// Leadership moved to the requested member.
+    MoveLeader,
     Status(NodeStatus),
 }

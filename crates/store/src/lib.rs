@@ -14,6 +14,7 @@
 mod api_support;
 pub mod backend;
 mod batcher;
+mod flusher;
 mod client;
 pub mod config;
 pub mod error;

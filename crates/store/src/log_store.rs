@@ -1,9 +1,9 @@
 //! The Raft log and vote, on a [`LogBackend`]: openraft's `RaftLogStorage`.
 //!
 //! Durability rules (see REFERENCE.md): an append is acknowledged to openraft only
-//! after it is fsynced — by a background flusher that makes every append waiting at
+//! after it is fsynced — by the [`Flusher`] thread, which makes every append waiting at
 //! that moment durable with one fsync (group commit), so the Raft core never waits on
-//! the disk while it batches the next entries; the vote, truncations and the purge point are fsynced before
+//! the disk (a leader replicates while its own fsync runs); the vote, truncations and the purge point are fsynced before
 //! the call returns; the purge point is persisted before entries are deleted; the
 //! committed log id is saved so a restart re-applies everything committed.
 
@@ -15,11 +15,11 @@ use openraft::{OptionalSend, RaftLogReader};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
 
 use crate::backend::{BackendError, LogBackend};
+use crate::flusher::Flusher;
 use crate::metrics::StoreMetrics;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
@@ -49,16 +49,15 @@ const LAST_PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore<B: LogBackend> {
     backend: B,
-    flusher: mpsc::UnboundedSender<IOFlushed<TypeConfig>>,
+    flusher: Flusher,
 }
 
 impl<B: LogBackend> LogStore<B> {
-    /// Wraps `backend` and starts its flusher (needs a tokio runtime), which records
-    /// each fsync's duration in `metrics`.
-    pub fn new(backend: B, metrics: Arc<StoreMetrics>) -> Self {
-        let (flusher, pending) = mpsc::unbounded_channel();
-        tokio::spawn(flush_loop(backend.clone(), pending, metrics));
-        Self { backend, flusher }
+    /// Wraps `backend` and starts its flusher thread (needs a tokio runtime for the
+    /// flusher's watchdog), which records each fsync's duration in `metrics`.
+    pub fn new(backend: B, metrics: Arc<StoreMetrics>) -> std::io::Result<Self> {
+        let flusher = Flusher::start(backend.clone(), metrics, IO_TIMEOUT)?;
+        Ok(Self { backend, flusher })
     }
 
     /// Runs a blocking backend call (they fsync) off the async workers.
@@ -86,27 +85,6 @@ impl<B: LogBackend> LogStore<B> {
         })
         .await
         .map_err(io_err)
-    }
-}
-
-/// Waits for appends, makes all of those waiting durable with one sync, acknowledges them.
-async fn flush_loop<B: LogBackend>(
-    backend: B,
-    mut pending: mpsc::UnboundedReceiver<IOFlushed<TypeConfig>>,
-    metrics: Arc<StoreMetrics>,
-) {
-    while let Some(first) = pending.recv().await {
-        let mut batch = vec![first];
-        while let Ok(more) = pending.try_recv() {
-            batch.push(more);
-        }
-        let b = backend.clone();
-        let started = Instant::now();
-        let result = off_thread(move || b.sync()).await.map_err(|e| e.to_string());
-        metrics.fsync.observe(started.elapsed());
-        for callback in batch {
-            callback.io_completed(result.clone().map_err(std::io::Error::other));
-        }
     }
 }
 
@@ -185,9 +163,7 @@ impl<B: LogBackend> RaftLogStorage<TypeConfig> for LogStore<B> {
             callback.io_completed(Err(std::io::Error::other(e.to_string())));
             return Err(io_err(e));
         }
-        if let Err(mpsc::error::SendError(callback)) = self.flusher.send(callback) {
-            callback.io_completed(Err(std::io::Error::other("log flusher stopped")));
-        }
+        self.flusher.flush(callback);
         Ok(())
     }
 

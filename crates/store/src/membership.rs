@@ -15,6 +15,10 @@ use crate::Store;
 /// A learner may be promoted when it is at most this many entries behind the leader.
 const PROMOTE_MAX_LAG: u64 = 1000;
 
+/// How long a leadership transfer may take before MoveLeader gives up (a caught-up
+/// target wins within one election round; etcd allows its request timeout).
+const LEADER_TRANSFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One member as the membership config sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberInfo {
@@ -96,6 +100,34 @@ impl Store {
                     "changing a member's peer address is not supported: remove the member and add it again".into(),
                 ))
             }
+        }
+    }
+
+    /// Moves Raft leadership to the voter `target` and waits until it leads (etcd's
+    /// MoveLeader). Asked of any node; done by the leader.
+    pub async fn move_leader(&self, target: NodeId) -> Result<(), StoreError> {
+        match self.on_leader(ForwardRequest::MoveLeader { target }).await? {
+            ForwardResponse::MoveLeader => Ok(()),
+            other => Err(StoreError::Internal(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// On the leader: asks `target` to campaign now (it wins: the leader stops
+    /// answering as leader for it) and waits for this node to see it lead.
+    pub(crate) async fn transfer_leadership(&self, target: NodeId) -> Result<(), StoreError> {
+        if target == self.id {
+            return Ok(());
+        }
+        if self.members().iter().all(|m| m.id != target || m.is_learner) {
+            return Err(StoreError::BadLeaderTransferee);
+        }
+        self.raft.trigger().transfer_leader(target).await.map_err(|_| StoreError::Stopped)?;
+        let mut rx = self.raft.metrics();
+        let moved = rx.wait_until(|m| m.current_leader == Some(target));
+        match tokio::time::timeout(LEADER_TRANSFER_TIMEOUT, moved).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::Stopped),
+            Err(_) => Err(StoreError::LeaderTransferTimeout),
         }
     }
 

@@ -87,7 +87,9 @@ impl Store {
         let net = PeerNetwork::new(std::time::Duration::from_millis(config.timing.election_min_ms / 2), peer_client_tls);
         let raft_config = config.timing.openraft_config().validate().map_err(|e| StartError::Raft(e.to_string()))?;
         let metrics = Arc::new(StoreMetrics::default());
-        let raft = Raft::new(id, Arc::new(raft_config), net.clone(), LogStore::new(backend, metrics.clone()), state_machine)
+        let log_store = LogStore::new(backend, metrics.clone())
+            .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
+        let raft = Raft::new(id, Arc::new(raft_config), net.clone(), log_store, state_machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 

@@ -17,7 +17,8 @@ impl StoreBuilder<TypeConfig, LogStore<SledBackend>, StateMachine, tempfile::Tem
         let dir = tempfile::tempdir().map_err(store_error)?;
         let backend = SledBackend::open(&dir.path().join("raft")).map_err(|e| store_error(std::io::Error::other(e)))?;
         let sm = StateMachine::open(&dir.path().join("snapshot")).map_err(store_error)?;
-        Ok((dir, LogStore::new(backend, Default::default()), sm))
+        let log = LogStore::new(backend, Default::default()).map_err(store_error)?;
+        Ok((dir, log, sm))
     }
 }
 

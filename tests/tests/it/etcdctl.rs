@@ -4,6 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use raftgres_tests::client::Client;
 use raftgres_tests::{eventually, Cluster};
 
 use crate::wait_leader;
@@ -163,5 +164,28 @@ async fn etcdctl_member_add_promote_remove() -> anyhow::Result<()> {
     let removed = ok(&ep, &["member", "remove", &id]);
     assert_eq!(removed.split_whitespace().take(5).collect::<Vec<_>>(), ["Member", id.as_str(), "removed", "from", "cluster"]);
     assert_eq!(ok(&ep, &["member", "list"]).lines().count(), 3);
+    Ok(())
+}
+
+/// `etcdctl move-leader` hands Raft leadership to a follower; a learner or a stranger
+/// is refused with etcd's message.
+#[tokio::test]
+async fn etcdctl_move_leader() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3)?;
+    let from = wait_leader(&cluster, &[]).await?;
+    let to = (from + 1) % 3;
+    let all = cluster.endpoints().join(",");
+    let member_id = |i: usize| {
+        let addr = cluster.nodes[i].client_addr();
+        async move { anyhow::Ok(Client::connect(&addr).await?.status().await?.header.map_or(0, |h| h.member_id)) }
+    };
+    let (from_id, to_id) = (member_id(from).await?, member_id(to).await?);
+    let out = ok(&all, &["move-leader", &format!("{to_id:x}")]);
+    assert_eq!(out, format!("Leadership transferred from {from_id:x} to {to_id:x}\n"));
+    assert_eq!(wait_leader(&cluster, &[]).await?, to, "the new leader is the one asked for");
+    assert_eq!(ok(&all, &["put", "/after-move", "1"]), "OK\n");
+
+    let (success, _, err) = etcdctl(&all, &["move-leader", "1234"], None);
+    assert!(!success && err.contains("bad leader transferee"), "{err}");
     Ok(())
 }

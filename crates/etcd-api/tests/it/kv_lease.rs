@@ -112,8 +112,9 @@ async fn cluster_maintenance_and_auth() {
     let h1 = within(maintenance.hash_kv(HashKvRequest { revision: 0 })).await.expect("hashkv").into_inner();
     let h2 = within(maintenance.hash_kv(HashKvRequest { revision: h1.hash_revision })).await.expect("hashkv");
     assert_eq!(h1.hash, h2.into_inner().hash);
-    let moved = within(maintenance.move_leader(MoveLeaderRequest { target_id: 1 })).await.expect_err("unsupported");
-    assert_eq!(moved.code(), Code::Unimplemented);
+    let stranger = within(maintenance.move_leader(MoveLeaderRequest { target_id: 1 })).await.expect_err("no such member");
+    assert_eq!((stranger.code(), stranger.message()), (Code::FailedPrecondition, "etcdserver: bad leader transferee"));
+    within(maintenance.move_leader(MoveLeaderRequest { target_id: node.store.id() })).await.expect("already leads");
 
     let mut auth = AuthClient::new(node.channel.clone());
     assert!(!within(auth.auth_status(AuthStatusRequest {})).await.expect("status").into_inner().enabled);
