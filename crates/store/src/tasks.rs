@@ -1,7 +1,7 @@
 //! The background duties of a store node:
-//! - **election nudge**: openraft 0.9 samples its election timeout once per process, so
-//!   two survivors can split the vote again and again; after 2 x election_timeout_max
-//!   without a leader, a voter triggers an election after a random delay;
+//! - **election nudge**: a safety net against split votes that repeat: after
+//!   2 x election_timeout_max without a leader, a voter triggers an election after a
+//!   random delay;
 //! - **dead leader detection**: voters refuse to vote while their leader lease
 //!   (election_timeout_max since the last heartbeat) runs, so openraft's own timer
 //!   (sampled in [min, max]) usually fires too early, is refused, and waits a second
