@@ -73,6 +73,10 @@ impl RaftTiming {
             // Hand new entries to replication as soon as the leader's own append is
             // submitted, so the leader's fsync and the followers' run at the same time.
             broadcast_submitted_on_append: Some(true),
+            // A node that hears no leader but cannot win (partitioned, or cut off from
+            // answers) asks first and keeps its term: it does not depose the leader
+            // with an inflated term once the network heals.
+            enable_pre_vote: Some(true),
             ..Default::default()
         }
     }

@@ -81,7 +81,7 @@ async fn nudge_elections(store: Arc<Store>) {
             tokio::time::sleep(Duration::from_millis(jitter)).await;
             if store.metrics().current_leader.is_none() {
                 tracing::info!("no leader for {:?}: starting an election", since.elapsed());
-                if store.raft.trigger().elect(false).await.is_err() {
+                if store.raft.trigger().elect(true).await.is_err() {
                     return;
                 }
             }
@@ -106,7 +106,7 @@ async fn detect_dead_leader(store: Arc<Store>) {
         let silent = store.heard_from_leader.lock().map(|h| h.elapsed()).unwrap_or_default();
         if follower && is_voter && silent > patience {
             tracing::info!("no heartbeat from leader {:x} for {} ms: starting an election", m.current_leader.unwrap_or(0), silent.as_millis());
-            if store.raft.trigger().elect(false).await.is_err() {
+            if store.raft.trigger().elect(true).await.is_err() {
                 return;
             }
             if let Ok(mut heard) = store.heard_from_leader.lock() {

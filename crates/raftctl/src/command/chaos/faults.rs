@@ -1,14 +1,19 @@
 //! The faults a chaos round injects, each done and undone here: kill -9 of the primary
 //! node, kill -9 of its postmaster, SIGSTOP of its agent, symmetric and one-way
-//! partitions of the primary, netem (delay and loss, or loss alone without netem) on
+//! partitions of the primary (both directions; the inbound one first makes the
+//! primary's node the Raft leader), netem (delay and loss, or loss alone without netem) on
 //! every link, a replica's disk filling up, and every node killed and restarted at once.
 
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 
+use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use raftgres_proto::etcdserverpb::{MoveLeaderRequest, StatusRequest};
+
 use super::disk;
 use super::workload::Workload;
+use crate::client::{connect_one, status_error};
 use crate::command::lab::{control, netns, process, Lab};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -23,6 +28,9 @@ pub enum Fault {
     Partition,
     /// The primary cannot send to the other nodes (they can send to it).
     PartitionOneway,
+    /// The primary receives nothing from the other nodes (it can still send to them):
+    /// a Raft leader there keeps sending heartbeats it never hears answered.
+    PartitionInbound,
     /// netem on every node's link for the hold time.
     Netem,
     /// A replica's disk full for the hold time.
@@ -32,12 +40,13 @@ pub enum Fault {
 }
 
 /// Every fault, in the order a run goes through them.
-pub const ALL: [Fault; 8] = [
+pub const ALL: [Fault; 9] = [
     Fault::Kill,
     Fault::Postmaster,
     Fault::Pause,
     Fault::Partition,
     Fault::PartitionOneway,
+    Fault::PartitionInbound,
     Fault::Netem,
     Fault::Diskfull,
     Fault::RestartAll,
@@ -54,6 +63,7 @@ impl Fault {
             Fault::Pause => "pause",
             Fault::Partition => "partition",
             Fault::PartitionOneway => "partition-oneway",
+            Fault::PartitionInbound => "partition-inbound",
             Fault::Netem => "netem",
             Fault::Diskfull => "diskfull",
             Fault::RestartAll => "restart-all",
@@ -69,6 +79,23 @@ pub struct Bench<'a> {
     pub netem: &'a str,
     pub workload: &'a Workload,
     pub t0: Instant,
+}
+
+/// What a fault needs done first: the inbound partition hits hardest when the
+/// primary's node also leads Raft (its heartbeats still arrive, no answer comes
+/// back), so Raft leadership is moved there (etcd's MoveLeader).
+pub async fn prepare(lab: &Lab, fault: Fault, primary: usize) -> anyhow::Result<()> {
+    if fault != Fault::PartitionInbound {
+        return Ok(());
+    }
+    let channel = connect_one(&lab.nodes[primary].client_addr(), &lab.security()?).await?;
+    let mut maintenance = MaintenanceClient::new(channel);
+    let status = maintenance.status(StatusRequest {}).await.map_err(status_error)?.into_inner();
+    let id = status.header.map_or(0, |h| h.member_id);
+    if status.leader != id {
+        maintenance.move_leader(MoveLeaderRequest { target_id: id }).await.map_err(status_error)?;
+    }
+    Ok(())
 }
 
 /// Injects `fault` against `primary` (or `replica`, for a full disk), holds it, and
@@ -106,6 +133,14 @@ pub fn inject(bench: &Bench, fault: Fault, primary: usize, replica: usize) -> an
             netns::heal_nodes(lab, None)?;
             let how = if oneway { "could not send to" } else { "was cut off from" };
             format!("{} {how} the others for {:.1} s", p.name, bench.hold.as_secs_f64())
+        }
+        Fault::PartitionInbound => {
+            for other in lab.nodes.iter().filter(|n| n.name != p.name) {
+                netns::isolate(lab, &other.name, Some(&p.name), true)?;
+            }
+            std::thread::sleep(bench.hold);
+            netns::heal_nodes(lab, None)?;
+            format!("{} could not receive from the others for {:.1} s", p.name, bench.hold.as_secs_f64())
         }
         Fault::Netem => {
             // The script says what it applied (loss alone on a kernel without netem).

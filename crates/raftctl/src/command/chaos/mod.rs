@@ -186,6 +186,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
             std::thread::sleep(BASELINE);
             let old = primary(&lab).await?;
             let replica = (old + 1) % lab.nodes.len();
+            faults::prepare(&lab, fault, old).await?;
             let (at, what) = faults::inject(&bench, fault, old, replica)?;
             let (healed, restarts) = heal(&lab).await;
             std::thread::sleep(BASELINE);
