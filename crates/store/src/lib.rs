@@ -1,12 +1,12 @@
 //! The replicated store of a raftgres node.
 //!
-//! Owns: the openraft instance and its type config ([`types`]), the durable Raft log
-//! on sled ([`backend`], [`log_store`]), the in-memory etcd-style state machine with
-//! file snapshots ([`state_machine`]), lease deadlines ([`lease_clock`]), the peer
-//! transport over tonic ([`network`], [`peer_service`], [`forward`]; TLS from files in
-//! [`tls`]), group commit
-//! of concurrent writes (`batcher`), membership
-//! changes and the background duties of a node ([`tasks`]).
+//! Owns: the openraft (0.10) instance and its type config ([`types`]), the durable Raft
+//! log on sled ([`backend`], [`log_store`], its fsync thread `flusher`), the in-memory
+//! etcd-style state machine with file snapshots ([`state_machine`]), lease deadlines
+//! ([`lease_clock`]), the peer transport over tonic ([`network`], [`peer_service`],
+//! [`forward`]; TLS from files in [`tls`]), group commit of concurrent writes
+//! (`batcher`), membership changes and leadership transfer (`membership`) and the
+//! background duties of a node ([`tasks`]).
 //!
 //! Does not own: the etcd gRPC surface (crate `raftgres-etcd-api`) or anything about
 //! PostgreSQL. The data model itself (revisions, txn, leases) is `raftgres-mvcc`.
