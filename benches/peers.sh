@@ -261,7 +261,7 @@ agent_pids() { # ROOTPID...: them and their descendants, without PostgreSQL and 
 ticks() { # PID...: utime + stime of them all
     local t=0 pid
     for pid in "$@"; do
-        if [ -r "/proc/$pid/stat" ]; then t=$(( t + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}') )); fi
+        if [ -r "/proc/$pid/stat" ]; then t=$(( t + $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13} END {if (!NR) print 0}') )); fi
     done
     echo "$t"
 }
@@ -317,7 +317,7 @@ as_user() { # DIR LOG CMD...: CMD as $RUN_USER in DIR, detached, output to LOG; 
     echo $!
     disown $!  # killed on purpose later: no "Killed" job notices
 }
-alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f1)" != Z ]; }
+alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]; }
 kill_and_wait() { # PID...: SIGKILL, then up to 10 s until they are gone
     local pid deadline=$(( $(now_ms) + 10000 ))
     for pid in "$@"; do kill -9 "$pid" 2>/dev/null || true; done
