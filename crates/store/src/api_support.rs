@@ -4,9 +4,9 @@
 //!
 //! Must not change any state: it only borrows Raft metrics and the configuration.
 
-use openraft::async_runtime::watch::WatchReceiver;
 use std::time::Duration;
 
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{Instant, ServerState};
 
 use crate::Store;

@@ -2,10 +2,10 @@
 //! keep-alive and time-to-live, status. Whatever only the leader can do is done
 //! locally when this node leads, and forwarded to the leader otherwise.
 
-use openraft::async_runtime::watch::WatchReceiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::RaftError;
 use openraft::ServerState;
 use raftgres_mvcc::{Command, CommandResponse, MvccError};

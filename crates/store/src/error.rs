@@ -41,3 +41,8 @@ impl StoreError {
         StoreError::Internal(e.to_string())
     }
 }
+
+/// openraft's storage traits speak `io::Error`: other errors become one, message kept.
+pub(crate) fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}

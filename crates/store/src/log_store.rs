@@ -17,8 +17,8 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use crate::backend::{BackendError, LogBackend};
+use crate::error::io_err;
 use crate::flusher::Flusher;
 use crate::metrics::StoreMetrics;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
@@ -88,11 +88,6 @@ impl<B: LogBackend> LogStore<B> {
     }
 }
 
-/// openraft's storage traits speak `io::Error`; the backend's message is kept.
-fn io_err(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(e.to_string())
-}
-
 fn decode(bytes: &[u8]) -> std::io::Result<Entry> {
     bincode::deserialize(bytes).map_err(io_err)
 }
@@ -160,7 +155,7 @@ impl<B: LogBackend> RaftLogStorage<TypeConfig> for LogStore<B> {
         }
         // Readable when this returns; acknowledged by the flusher once durable.
         if let Err(e) = self.backend.append(rows) {
-            callback.io_completed(Err(std::io::Error::other(e.to_string())));
+            callback.io_completed(Err(io_err(&e)));
             return Err(io_err(e));
         }
         self.flusher.flush(callback);

@@ -2,9 +2,9 @@
 //! voter, remove a member. openraft runs each as joint consensus and `change_membership`
 //! returns once it is committed, so the next change never overlaps.
 
-use openraft::async_runtime::watch::WatchReceiver;
 use std::collections::BTreeSet;
 
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::ChangeMembers;
 
 use crate::error::StoreError;
@@ -118,7 +118,7 @@ impl Store {
         if target == self.id {
             return Ok(());
         }
-        if self.members().iter().all(|m| m.id != target || m.is_learner) {
+        if !self.members().iter().any(|m| m.id == target && !m.is_learner) {
             return Err(StoreError::BadLeaderTransferee);
         }
         self.raft.trigger().transfer_leader(target).await.map_err(|_| StoreError::Stopped)?;

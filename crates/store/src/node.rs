@@ -2,10 +2,10 @@
 //! included), bind the peer port, open the disk state, start Raft, serve peers, form the cluster on first start,
 //! start the background duties.
 
-use openraft::async_runtime::watch::WatchReceiver;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use openraft::async_runtime::watch::WatchReceiver;
 use raftgres_proto::peer::raft_peer_server::RaftPeerServer;
 use tokio::net::TcpListener;
 

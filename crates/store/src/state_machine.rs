@@ -20,6 +20,7 @@ use raftgres_proto::mvccpb::Event;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
+use crate::error::io_err;
 use crate::lease_clock::LeaseClock;
 use crate::types::{Entry, LogId, NodeId, Request, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 
@@ -101,15 +102,10 @@ struct SnapshotFile {
     data: Vec<u8>,
 }
 
-/// openraft's storage traits speak `io::Error`; the cause's message is kept.
-fn io_err(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(e.to_string())
-}
-
 impl StateMachine {
     /// Opens the state machine of `dir`, loading the last snapshot if there is one.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir).map_err(io_err)?;
+        std::fs::create_dir_all(dir)?;
         let (events, _) = broadcast::channel(4096);
         let applied = Arc::new(Applied {
             data: RwLock::new(StateData::default()),
@@ -139,7 +135,7 @@ impl StateMachine {
 
     fn write_snapshot_file(&self, file: &SnapshotFile) -> std::io::Result<()> {
         let bytes = bincode::serialize(file).map_err(io_err)?;
-        write_durably(&self.snapshot_path, &bytes).map_err(io_err)
+        write_durably(&self.snapshot_path, &bytes)
     }
 
     fn apply_one(&self, entry: Entry) -> Response {

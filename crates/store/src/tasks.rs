@@ -12,10 +12,10 @@
 //! - **publish**: a member announces its name and client address;
 //! - **removal**: a member removed from the cluster stops Raft instead of campaigning.
 
-use openraft::async_runtime::watch::WatchReceiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::ServerState;
 use rand::Rng;
 use raftgres_mvcc::Command;
