@@ -35,7 +35,7 @@ if [ "$(id -u)" -eq 0 ] && ! id raftgres >/dev/null 2>&1; then
     useradd --system --create-home --shell /bin/bash raftgres
 fi
 # Debian's postgresql package starts a cluster of its own on 5432; the lab needs the port.
-if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
+if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep online >/dev/null; then
     echo "setup: stopping the Debian-managed PostgreSQL clusters (the lab uses port 5432)"
     pg_lsclusters -h | awk '$4 == "online" {print $1, $2}' | while read -r v c; do pg_ctlcluster "$v" "$c" stop || true; done
 fi

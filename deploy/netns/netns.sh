@@ -97,7 +97,7 @@ parse_node() {
 # Sets NODE_I for NODE and checks that its namespace exists.
 resolve() {
     parse_node "$1"
-    ip netns list | awk '{print $1}' | grep -qx "$(ns_name "$NODE_I")" ||
+    ip netns list | awk '{print $1}' | grep -x "$(ns_name "$NODE_I")" >/dev/null ||
         die "no namespace $(ns_name "$NODE_I") (create it with: $(basename "$0") create N $PREFIX)"
 }
 
@@ -135,7 +135,7 @@ create() {
         ns=$(ns_name "$i")
         hv=$(host_veth "$i")
         pv=$(peer_veth "$i")
-        ip netns list | awk '{print $1}' | grep -qx "$ns" || ip netns add "$ns"
+        ip netns list | awk '{print $1}' | grep -x "$ns" >/dev/null || ip netns add "$ns"
         ip -n "$ns" link set lo up
         if ! ip -n "$ns" link show "$INNER_DEV" >/dev/null 2>&1; then
             # A host end without its peer (left by a crashed run) is useless: replace it.
