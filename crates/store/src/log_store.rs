@@ -3,9 +3,10 @@
 //! Durability rules (see REFERENCE.md): an append is acknowledged to openraft only
 //! after it is fsynced — by the [`Flusher`] thread, which makes every append waiting at
 //! that moment durable with one fsync (group commit), so the Raft core never waits on
-//! the disk (a leader replicates while its own fsync runs); the vote, truncations and the purge point are fsynced before
-//! the call returns; the purge point is persisted before entries are deleted; the
-//! committed log id is saved so a restart re-applies everything committed.
+//! the disk (a leader replicates while its own fsync runs); the vote, truncations and
+//! the purge point are fsynced before the call returns; the purge point is persisted
+//! before entries are deleted; the committed log id is saved without a sync of its own
+//! (durable with the next log sync), so a restart re-applies what was committed.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -136,8 +137,16 @@ impl<B: LogBackend> RaftLogStorage<TypeConfig> for LogStore<B> {
         self.write_meta(VOTE, vote).await
     }
 
+    /// Written, not synced: it becomes durable with the next log sync, as etcd persists
+    /// its commit index lazily. A sync here sat between commit and apply on every write
+    /// (measured: a third of a single client's put latency). A crash can lose only the
+    /// last few advances; the restarted node then re-applies a little less at start and
+    /// the rest once the leader's commit reaches it. Entries are written before the
+    /// commit point that covers them, so a persisted commit point never runs past the
+    /// persisted log.
     async fn save_committed(&mut self, committed: Option<LogId>) -> std::io::Result<()> {
-        self.write_meta(COMMITTED, &committed).await
+        let bytes = bincode::serialize(&committed).map_err(io_err)?;
+        self.backend.put_meta(COMMITTED, bytes).map_err(io_err)
     }
 
     async fn read_committed(&mut self) -> std::io::Result<Option<LogId>> {
