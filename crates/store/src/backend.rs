@@ -22,6 +22,14 @@ pub enum BackendError {
     Sled(#[from] sled::Error),
     #[error("fsync of the log store failed: {0}")]
     Sync(std::io::Error),
+    #[error("Raft log I/O on {path} failed: {source}")]
+    Wal { path: PathBuf, source: std::io::Error },
+    #[error("the Raft log in {path} is damaged: {what}")]
+    Corrupt { path: PathBuf, what: String },
+    #[error("the Raft log in {path} is in use by another process (is another raftgres running on this data dir?)")]
+    Locked { path: PathBuf },
+    #[error("the Raft log stopped after an earlier write failed: {0}")]
+    Failed(String),
 }
 
 /// An ordered map of log index → entry bytes plus a few named metadata values.
@@ -67,6 +75,11 @@ impl SledBackend {
         let db_file = File::open(&file_path)
             .map_err(|source| BackendError::OpenFile { path: file_path, source })?;
         Ok(Self { db, logs, meta, db_file: Arc::new(db_file) })
+    }
+
+    /// Whether `dir` holds a sled log.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("db").is_file()
     }
 
 }

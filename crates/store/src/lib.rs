@@ -30,6 +30,7 @@ pub mod state_machine;
 mod tasks;
 pub mod tls;
 pub mod types;
+pub mod wal;
 
 pub use config::{ClusterState, RaftTiming, StoreConfig};
 pub use error::StoreError;

@@ -10,6 +10,7 @@ use raftgres_proto::peer::raft_peer_server::RaftPeerServer;
 use tokio::net::TcpListener;
 
 use crate::backend::{BackendError, LogBackend, SledBackend};
+use crate::wal::WalBackend;
 use crate::config::{ClusterState, StoreConfig};
 use crate::log_store::LogStore;
 use crate::metrics::StoreMetrics;
@@ -77,21 +78,21 @@ impl Store {
         let data_dir = &config.data_dir;
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
-        let backend = SledBackend::open(&data_dir.join("raft"))?;
-        let (id, fresh) = identity(&backend, &own_peer)?;
-
         let state_machine = StateMachine::open(&data_dir.join("snapshot"))
             .map_err(|e| StartError::StateMachine(e.to_string()))?;
         let applied = state_machine.applied();
         let peer_client_tls = config.peer_tls.as_ref().map(|tls| tls.client.tonic());
         let net = PeerNetwork::new(std::time::Duration::from_millis(config.timing.election_min_ms / 2), peer_client_tls);
-        let raft_config = config.timing.openraft_config().validate().map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft_config = Arc::new(config.timing.openraft_config().validate().map_err(|e| StartError::Raft(e.to_string()))?);
         let metrics = Arc::new(StoreMetrics::default());
-        let log_store = LogStore::new(backend, metrics.clone())
-            .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
-        let raft = Raft::new(id, Arc::new(raft_config), net.clone(), log_store, state_machine)
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let log_dir = data_dir.join("raft");
+        let opened = OpenRaft { own_peer: &own_peer, data_dir, config: raft_config, net: net.clone(), state_machine, metrics: metrics.clone() };
+        // Data dirs made before the write-ahead log keep their sled log.
+        let (raft, id, fresh) = if SledBackend::exists(&log_dir) {
+            opened.start(SledBackend::open(&log_dir)?).await?
+        } else {
+            opened.start(WalBackend::open(&log_dir)?).await?
+        };
 
         let batcher = crate::batcher::Batcher::start(raft.clone(), metrics.clone());
         let heard_from_leader = std::sync::Mutex::new(std::time::Instant::now());
@@ -158,8 +159,31 @@ impl Store {
     }
 }
 
+/// What starting Raft on a log backend needs besides the backend.
+struct OpenRaft<'a> {
+    own_peer: &'a str,
+    data_dir: &'a std::path::Path,
+    config: Arc<openraft::Config>,
+    net: PeerNetwork,
+    state_machine: StateMachine,
+    metrics: Arc<StoreMetrics>,
+}
+
+impl OpenRaft<'_> {
+    /// Starts Raft on `backend`: this node's id and whether the store is brand new.
+    async fn start<B: LogBackend>(self, backend: B) -> Result<(Raft, NodeId, bool), StartError> {
+        let (id, fresh) = identity(&backend, self.own_peer)?;
+        let log_store = LogStore::new(backend, self.metrics)
+            .map_err(|source| StartError::DataDir { path: self.data_dir.display().to_string(), source })?;
+        let raft = Raft::new(id, self.config, self.net, log_store, self.state_machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        Ok((raft, id, fresh))
+    }
+}
+
 /// This node's id (persisted at first start) and whether the store is brand new.
-fn identity(backend: &SledBackend, own_peer: &str) -> Result<(NodeId, bool), StartError> {
+fn identity(backend: &impl LogBackend, own_peer: &str) -> Result<(NodeId, bool), StartError> {
     let fresh = backend.last()?.is_none() && backend.get_meta("vote")?.is_none();
     if let Some(bytes) = backend.get_meta(NODE_ID)? {
         let mut buf = [0u8; 8];
