@@ -72,13 +72,18 @@ impl Cluster {
     }
 
     pub fn start_with(n: usize, extra_args: &[&str]) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let nodes = (1..=n).map(|i| Self::new_node(dir.path(), &format!("node{i}"))).collect();
-        let mut cluster = Self { dir, nodes, extra_args: extra_args.iter().map(|s| s.to_string()).collect() };
+        let mut cluster = Self::prepare(n, extra_args)?;
         for i in 0..n {
             cluster.spawn(i, "new")?;
         }
         Ok(cluster)
+    }
+
+    /// `n` nodes of a new cluster, none started yet.
+    pub fn prepare(n: usize, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let nodes = (1..=n).map(|i| Self::new_node(dir.path(), &format!("node{i}"))).collect();
+        Ok(Self { dir, nodes, extra_args: extra_args.iter().map(|s| s.to_string()).collect() })
     }
 
     fn new_node(dir: &Path, name: &str) -> Node {

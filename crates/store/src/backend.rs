@@ -1,5 +1,6 @@
 //! The durable bytes under the Raft log: a small trait of our own, and its sled
-//! implementation.
+//! implementation, which data dirs made before the write-ahead log ([`crate::wal`])
+//! keep using.
 //!
 //! The Raft log store ([`crate::log_store`]) speaks only [`LogBackend`], so the engine
 //! under it can change without touching Raft code. Writes are durable once `sync`

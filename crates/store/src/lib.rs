@@ -1,7 +1,8 @@
 //! The replicated store of a raftgres node.
 //!
 //! Owns: the openraft (0.10) instance and its type config ([`types`]), the durable Raft
-//! log on sled ([`backend`], [`log_store`], its fsync thread `flusher`), the in-memory
+//! log on its own write-ahead log ([`wal`]; sled for data dirs made before it,
+//! [`backend`]) behind [`log_store`] and its fsync thread `flusher`, the in-memory
 //! etcd-style state machine with file snapshots ([`state_machine`]), lease deadlines
 //! ([`lease_clock`]), the peer transport over tonic ([`network`], [`peer_service`],
 //! [`forward`]; TLS from files in [`tls`]), group commit of concurrent writes

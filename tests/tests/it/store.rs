@@ -48,6 +48,45 @@ async fn killing_the_leader_elects_another_and_the_node_catches_up() -> anyhow::
     Ok(())
 }
 
+/// The `.wal` segment files in a node's Raft log directory.
+fn wal_segments(cluster: &Cluster, i: usize) -> anyhow::Result<usize> {
+    let dir = cluster.nodes[i].data_dir.join("raft");
+    Ok(std::fs::read_dir(dir)?.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "wal")).count())
+}
+
+#[tokio::test]
+async fn new_data_dirs_get_the_write_ahead_log_and_sled_ones_keep_sled() -> anyhow::Result<()> {
+    // Node 3's data dir was made by a version before the write-ahead log: a sled log.
+    let mut cluster = Cluster::prepare(3, &[])?;
+    drop(raftgres_store::backend::SledBackend::open(&cluster.nodes[2].data_dir.join("raft"))?);
+    for i in 0..3 {
+        cluster.spawn(i, "new")?;
+    }
+    let leader = wait_leader(&cluster, &[]).await?;
+    let c = Client::connect(&cluster.nodes[leader].client_addr()).await?;
+    for i in 0..30 {
+        c.put(&format!("/engine/{i}"), "v").await?;
+    }
+    cluster.kill(2);
+    c.put("/engine/while-down", "v").await?;
+    cluster.restart(2)?;
+    let back = cluster.nodes[2].client_addr();
+    eventually(Duration::from_secs(15), "the sled node catches up after kill -9", || async {
+        let c = Client::connect(&back).await?;
+        anyhow::ensure!(c.get_with("/engine/while-down", true).await?.is_some(), "not caught up yet");
+        anyhow::ensure!(c.get_with("/engine/29", true).await?.is_some(), "lost an entry");
+        Ok(())
+    })
+    .await?;
+    assert!(cluster.nodes[2].data_dir.join("raft/db").is_file(), "node3 keeps its sled database");
+    assert_eq!(wal_segments(&cluster, 2)?, 0, "node3 has no write-ahead log");
+    for i in 0..2 {
+        assert!(wal_segments(&cluster, i)? >= 1, "{} has a write-ahead log", cluster.nodes[i].name);
+        assert!(!cluster.nodes[i].data_dir.join("raft/db").exists(), "{} has no sled database", cluster.nodes[i].name);
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_learner_is_added_promoted_and_a_member_removed() -> anyhow::Result<()> {
     let mut cluster = Cluster::start(3)?;
