@@ -94,7 +94,7 @@ impl Store {
             opened.start(WalBackend::open(&log_dir)?).await?
         };
 
-        let batcher = crate::batcher::Batcher::start(raft.clone(), metrics.clone());
+        let batcher = crate::batcher::Batcher::new(raft.clone(), metrics.clone());
         let heard_from_leader = std::sync::Mutex::new(std::time::Instant::now());
         let store = Arc::new(Store { raft, applied, net, id, config, batcher, metrics, stopped: Default::default(), heard_from_leader });
         store.serve_peers(peer_server, listener);
