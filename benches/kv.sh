@@ -4,7 +4,8 @@
 # Starts a 3-member etcd 3.4 (Debian's etcd-server, installed if missing) and a 3-node
 # raftgres on loopback, both fsyncing before they acknowledge, runs put (1/16/256
 # clients) and linearizable / serializable range phases against each, and prints one
-# table with raftgres/etcd ratios plus each member's RSS.
+# table with raftgres/etcd ratios plus each member's RSS. Ports stay below Linux's
+# ephemeral range (32768+), so no client connection can hold one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
@@ -20,9 +21,9 @@ rss_of() { # total RSS in MiB of the given pids
 }
 
 ETCD_PIDS=()
-ETCD_CLUSTER="e1=http://127.0.0.1:32380,e2=http://127.0.0.1:32480,e3=http://127.0.0.1:32580"
+ETCD_CLUSTER="e1=http://127.0.0.1:12380,e2=http://127.0.0.1:12480,e3=http://127.0.0.1:12580"
 for i in 1 2 3; do
-    peer=$((32280 + i * 100)); client=$((32279 + i * 100))
+    peer=$((12280 + i * 100)); client=$((12279 + i * 100))
     etcd --name e$i --data-dir "$WORK/etcd$i" --listen-peer-urls http://127.0.0.1:$peer \
         --initial-advertise-peer-urls http://127.0.0.1:$peer --listen-client-urls http://127.0.0.1:$client \
         --advertise-client-urls http://127.0.0.1:$client --initial-cluster "$ETCD_CLUSTER" \
@@ -30,9 +31,9 @@ for i in 1 2 3; do
     ETCD_PIDS+=($!)
 done
 RG_PIDS=()
-RG_CLUSTER="n1=127.0.0.1:42380,n2=127.0.0.1:42480,n3=127.0.0.1:42580"
+RG_CLUSTER="n1=127.0.0.1:14380,n2=127.0.0.1:14480,n3=127.0.0.1:14580"
 for i in 1 2 3; do
-    peer=$((42280 + i * 100)); client=$((42279 + i * 100))
+    peer=$((14280 + i * 100)); client=$((14279 + i * 100))
     RAFTGRES_LOG=warn ./target/release/raftgres --name n$i --data-dir "$WORK/rg$i" --listen-peer 127.0.0.1:$peer \
         --listen-client 127.0.0.1:$client --initial-cluster "$RG_CLUSTER" >"$WORK/rg$i.log" 2>&1 &
     RG_PIDS+=($!)
@@ -44,14 +45,14 @@ wait_ready() { # until every endpoint answers a linearizable read (at most 30 s)
     done
     echo "kv.sh: $1 did not become healthy" >&2; exit 1
 }
-wait_ready 127.0.0.1:32379,127.0.0.1:32479,127.0.0.1:32579
-wait_ready 127.0.0.1:42379,127.0.0.1:42479,127.0.0.1:42579
+wait_ready 127.0.0.1:12379,127.0.0.1:12479,127.0.0.1:12579
+wait_ready 127.0.0.1:14379,127.0.0.1:14479,127.0.0.1:14579
 
 run() { ./target/release/kvbench --endpoints "$1" --seconds "$SECS" > "$2"; }
 echo "kv.sh: etcd $(etcd --version | head -1 | awk '{print $3}') vs raftgres, ${SECS}s per phase" >&2
-run 127.0.0.1:32379,127.0.0.1:32479,127.0.0.1:32579 "$WORK/etcd.jsonl"
+run 127.0.0.1:12379,127.0.0.1:12479,127.0.0.1:12579 "$WORK/etcd.jsonl"
 ETCD_RSS=$(rss_of "${ETCD_PIDS[@]}")
-run 127.0.0.1:42379,127.0.0.1:42479,127.0.0.1:42579 "$WORK/rg.jsonl"
+run 127.0.0.1:14379,127.0.0.1:14479,127.0.0.1:14579 "$WORK/rg.jsonl"
 RG_RSS=$(rss_of "${RG_PIDS[@]}")
 
 python3 - "$WORK/etcd.jsonl" "$WORK/rg.jsonl" "$ETCD_RSS" "$RG_RSS" <<'PY'

@@ -7,10 +7,11 @@
 #                            validator accepts; it raises or refuses anything lower)
 #   raftgres:                `raftctl lab up` at its defaults (ttl 2, loop_wait 1, retry 0.5);
 #                            no separate tight profile: the default is already the tight one
-# Patroni side: a 3-member etcd 3.4 (clients 32379/32479/32579, peers +1), 3 Patroni nodes
-# (REST 38008-38010, PostgreSQL 35432-35434, scope peers, etcd3 DCS, config template
+# Patroni side: a 3-member etcd 3.4 (clients 12379/12479/12579, peers +1), 3 Patroni nodes
+# (REST 18008-18010, PostgreSQL 15432-15434, scope peers, etcd3 DCS, config template
 # benches/peers/patroni.yml.in), Patroni 4 in a venv under /opt/raftgres-peers/venv.
-# raftgres side: the lab at --base-port 45432.
+# raftgres side: the lab at --base-port 25432. Every port is below Linux's ephemeral range
+# (32768+), so no outgoing connection (the writer makes one every 20 ms) can hold one.
 # Probes, the same shell functions for every cluster (they take the host and the ports):
 #   bootstrap -> all streaming   start of the 3 nodes (Patroni: once etcd is healthy) until
 #                                one node takes an INSERT and both others stream
@@ -47,8 +48,8 @@ PG_BIN=/usr/lib/postgresql/15/bin
 PEERS=/opt/raftgres-peers
 VENV=$PEERS/venv
 RAFTCTL=$ROOT/target/release/raftctl
-RG_BASE=45432
-PATRONI_PORTS=(35432 35433 35434)
+RG_BASE=25432
+PATRONI_PORTS=(15432 15433 15434)
 OUT=$ROOT/benches/peers-last.txt
 CLK_TCK=$(getconf CLK_TCK)
 SYS=setup
@@ -307,7 +308,7 @@ record() { # PROBE VALUE: one sample of $SYS for PROBE
 }
 
 # ------------------------------------------------------- Patroni + etcd helpers ----
-etcd_client() { echo $((32279 + 100 * $1)); }
+etcd_client() { echo $((12279 + 100 * $1)); }
 etcd_hosts() { echo "127.0.0.1:$(etcd_client 1),127.0.0.1:$(etcd_client 2),127.0.0.1:$(etcd_client 3)"; }
 as_user() { # DIR LOG CMD...: CMD as $RUN_USER in DIR, detached, output to LOG; prints its pid
     local dir=$1 logf=$2
@@ -351,7 +352,7 @@ start_etcd() { # DIR
 patroni_config() { # DIR I TTL LOOP_WAIT RETRY_TIMEOUT
     local d=$1 i=$2
     install -d -o "$RUN_USER" -m 700 "$d/node$i"
-    sed -e "s|@NAME@|node$i|g" -e "s|@REST@|$((38007 + i))|g" -e "s|@PG@|${PATRONI_PORTS[i - 1]}|g" \
+    sed -e "s|@NAME@|node$i|g" -e "s|@REST@|$((18007 + i))|g" -e "s|@PG@|${PATRONI_PORTS[i - 1]}|g" \
         -e "s|@ETCD_HOSTS@|$(etcd_hosts)|g" -e "s|@DIR@|$d/node$i|g" -e "s|@PG_BIN@|$PG_BIN|g" \
         -e "s|@TTL@|$3|g" -e "s|@LOOP_WAIT@|$4|g" -e "s|@RETRY_TIMEOUT@|$5|g" \
         -e "s|@SU_PW@|$SU_PW|g" -e "s|@REPL_PW@|$REPL_PW|g" \
@@ -530,7 +531,7 @@ table() {
 
 # ----------------------------------------------------------------------- main ----
 install_deps
-for port in "${PATRONI_PORTS[@]}" 38008 38009 38010 32379 32380 32479 32480 32579 32580; do
+for port in "${PATRONI_PORTS[@]}" 18008 18009 18010 12379 12380 12479 12480 12579 12580; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is busy: stop what listens there" >&2; exit 1; fi
 done
 WORK=$(mktemp -d /tmp/raftgres-peers-XXXX)

@@ -502,6 +502,33 @@ mod tests {
     }
 
     #[test]
+    fn a_log_cut_anywhere_opens_as_a_prefix_of_what_was_written() {
+        // A crash can stop the last segment's bytes at any offset: every cut must open,
+        // hold entries 1..=m for some m, and keep every record that was whole.
+        let written = tempfile::tempdir().expect("tempdir");
+        let mut ends = Vec::new();
+        {
+            let wal = WalBackend::open(written.path()).expect("open");
+            for i in 1..=40u64 {
+                wal.append(vec![(i, vec![i as u8; 10 + (i as usize * 7) % 50])]).expect("append");
+                ends.push(wal.lock().expect("lock").current.len);
+            }
+            wal.sync().expect("sync");
+        }
+        let segment = segment_files(written.path()).pop().expect("a segment");
+        let bytes = std::fs::read(&segment).expect("read");
+        for cut in (0..=ends[ends.len() - 1] as usize).step_by(13) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut torn = bytes[..cut].to_vec();
+            torn.resize(bytes.len(), 0);
+            std::fs::write(dir.path().join(segment.file_name().expect("name")), &torn).expect("write");
+            let wal = WalBackend::open(dir.path()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+            let whole = ends.iter().filter(|end| **end as usize <= cut).count() as u64;
+            assert_eq!(indexes(&wal), (1..=whole).collect::<Vec<_>>(), "cut at {cut}");
+        }
+    }
+
+    #[test]
     fn damage_inside_a_closed_segment_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
