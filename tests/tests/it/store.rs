@@ -62,13 +62,17 @@ async fn new_data_dirs_get_the_write_ahead_log_and_sled_ones_keep_sled() -> anyh
     for i in 0..3 {
         cluster.spawn(i, "new")?;
     }
-    let leader = wait_leader(&cluster, &[]).await?;
-    let c = Client::connect(&cluster.nodes[leader].client_addr()).await?;
+    wait_leader(&cluster, &[]).await?;
+    // Node 1 stays up throughout (node 3, possibly the Raft leader, is killed).
+    let c = Client::connect(&cluster.nodes[0].client_addr()).await?;
     for i in 0..30 {
         c.put(&format!("/engine/{i}"), "v").await?;
     }
     cluster.kill(2);
-    c.put("/engine/while-down", "v").await?;
+    eventually(Duration::from_secs(15), "a write with node3 down", || async {
+        c.put("/engine/while-down", "v").await.map(|_| ())
+    })
+    .await?;
     cluster.restart(2)?;
     let back = cluster.nodes[2].client_addr();
     eventually(Duration::from_secs(15), "the sled node catches up after kill -9", || async {
