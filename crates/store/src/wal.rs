@@ -7,8 +7,8 @@
 //! file-size change; records carry a CRC, so a torn write at the end of the last segment
 //! is found and cut off when the log is opened. A full segment is synced and closed
 //! before the next one is started, and the next one begins with every metadata value
-//! and the purge point, so whole old segments can be deleted once every entry they hold
-//! is purged. The entries since the last purge stay in memory (openraft reads them back
+//! and the purge point (written again at every open, in case a crash cut that short),
+//! so whole old segments can be deleted once every entry they hold is purged. The entries since the last purge stay in memory (openraft reads them back
 //! to apply and to replicate), as etcd keeps its unsnapshotted log in memory.
 //!
 //! Record layout: body length (u32 LE), CRC-32 of the body (u32 LE), body = kind byte
@@ -285,11 +285,18 @@ impl WalBackend {
             }
             segments.push(Segment { seq, path, file: Arc::new(file), len: at as u64, last_index });
         }
-        let current = match segments.pop() {
-            Some(segment) => segment,
-            None => Segment::create(dir, 1, &contents.checkpoint())?,
+        let Some(current) = segments.pop() else {
+            let current = Segment::create(dir, 1, &contents.checkpoint())?;
+            let wal = Wal { dir: dir.to_path_buf(), contents, closed: segments, current, failed: None, _lock: lock };
+            return Ok(Self { wal: Arc::new(Mutex::new(wal)) });
         };
-        let wal = Wal { dir: dir.to_path_buf(), contents, closed: segments, current, failed: None, _lock: lock };
+        let mut wal = Wal { dir: dir.to_path_buf(), contents, closed: segments, current, failed: None, _lock: lock };
+        // A crash while a segment was being started can leave it without its whole
+        // checkpoint; the metadata would then live only in older segments, which purging
+        // deletes. Written again here, the current segment always holds it.
+        let checkpoint = wal.contents.checkpoint();
+        wal.write(checkpoint)?;
+        wal.current.file.sync_data().map_err(io(&wal.current.path))?;
         Ok(Self { wal: Arc::new(Mutex::new(wal)) })
     }
 
@@ -568,6 +575,32 @@ mod tests {
         assert_eq!(wal.get_meta("vote").expect("meta"), Some(b"kept".to_vec()));
         wal.append(entries(13..14)).expect("append");
         assert_eq!(indexes(&wal), vec![11, 12, 13]);
+    }
+
+    #[test]
+    fn metadata_survives_a_crash_while_a_segment_was_started() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let wal = WalBackend::open(dir.path()).expect("open");
+            wal.put_meta("vote", b"term 7".to_vec()).expect("meta");
+            wal.append(entries(1..4)).expect("append");
+            wal.sync().expect("sync");
+        }
+        // The next segment's file was made, but its checkpoint never reached the disk.
+        let last = segment_files(dir.path()).pop().expect("a segment");
+        let seq = u64::from_str_radix(last.file_stem().and_then(|s| s.to_str()).expect("stem"), 16).expect("seq");
+        std::fs::write(segment_path(dir.path(), seq + 1), vec![0u8; 4096]).expect("empty segment");
+        {
+            let wal = WalBackend::open(dir.path()).expect("reopen");
+            wal.append(entries(4..6)).expect("append");
+            // Purging deletes the first segment, the only one that held the vote before.
+            wal.purge_upto(3).expect("purge");
+            wal.sync().expect("sync");
+            assert_eq!(segment_files(dir.path()).len(), 1);
+        }
+        let wal = WalBackend::open(dir.path()).expect("reopen");
+        assert_eq!(wal.get_meta("vote").expect("meta"), Some(b"term 7".to_vec()));
+        assert_eq!(indexes(&wal), vec![4, 5]);
     }
 
     #[test]
