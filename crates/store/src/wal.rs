@@ -111,8 +111,8 @@ struct Contents {
     first: u64,
     entries: VecDeque<Vec<u8>>,
     meta: BTreeMap<String, Vec<u8>>,
-    /// The highest purge point applied (0: none).
-    purged: u64,
+    /// The highest purge point applied.
+    purged: Option<u64>,
 }
 
 impl Contents {
@@ -136,7 +136,7 @@ impl Contents {
             }
             Record::Truncate(from) => self.truncate(from),
             Record::Purge(upto) => {
-                self.purged = self.purged.max(upto);
+                self.purged = self.purged.max(Some(upto));
                 while !self.entries.is_empty() && self.first <= upto {
                     self.entries.pop_front();
                     self.first += 1;
@@ -157,7 +157,7 @@ impl Contents {
     /// What a new segment starts with: every metadata value and the purge point.
     fn checkpoint(&self) -> Vec<Record> {
         let mut records: Vec<Record> = self.meta.iter().map(|(n, v)| Record::Meta(n.clone(), v.clone())).collect();
-        records.push(Record::Purge(self.purged));
+        records.extend(self.purged.map(Record::Purge));
         records
     }
 }
@@ -458,7 +458,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let wal = WalBackend::open(dir.path()).expect("open");
-            wal.append(entries(1..11)).expect("append");
+            wal.append(entries(0..11)).expect("append");
             wal.truncate_from(8).expect("truncate");
             wal.append(entries(8..9)).expect("append");
             wal.put_meta("vote", b"v1".to_vec()).expect("meta");
@@ -472,6 +472,21 @@ mod tests {
         assert_eq!(wal.range(5, 7).expect("range"), entries(5..7));
         assert_eq!(wal.get_meta("vote").expect("meta"), Some(b"v2".to_vec()));
         assert_eq!(wal.get_meta("other").expect("meta"), None);
+    }
+
+    #[test]
+    fn entry_zero_survives_reopens() {
+        // openraft's first entry has index 0; nothing was purged, so nothing may go.
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let wal = WalBackend::open(dir.path()).expect("open");
+            wal.append(entries(0..3)).expect("append");
+            wal.sync().expect("sync");
+        }
+        for _ in 0..2 {
+            let wal = WalBackend::open(dir.path()).expect("reopen");
+            assert_eq!(indexes(&wal), vec![0, 1, 2]);
+        }
     }
 
     #[test]
