@@ -338,15 +338,19 @@ impl Wal {
 
     /// Refuses entries that would leave a gap, before anything is written.
     fn check_order(&self, records: &[Record]) -> Result<(), String> {
+        // The same rules as `Contents::apply`: an empty log starts at any index.
         let c = &self.contents;
+        let mut first = c.first;
         let mut next = (!c.entries.is_empty()).then(|| c.next_index());
         for record in records {
             if let Record::Entry(index, _) = record {
                 match next {
                     Some(n) if *index > n => return Err(format!("entry {index} would follow entry {}: a gap", n - 1)),
-                    Some(_) if *index < c.first => return Err(format!("entry {index} comes before the first entry {}", c.first)),
-                    _ => next = Some(index + 1),
+                    Some(_) if *index < first => return Err(format!("entry {index} comes before the first entry {first}")),
+                    Some(_) => {}
+                    None => first = *index,
                 }
+                next = Some(index + 1);
             }
         }
         Ok(())
