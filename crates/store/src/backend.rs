@@ -82,7 +82,6 @@ impl SledBackend {
     pub fn exists(dir: &Path) -> bool {
         dir.join("db").is_file()
     }
-
 }
 
 fn index_of(key: &[u8]) -> u64 {

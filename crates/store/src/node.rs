@@ -10,7 +10,6 @@ use raftgres_proto::peer::raft_peer_server::RaftPeerServer;
 use tokio::net::TcpListener;
 
 use crate::backend::{BackendError, LogBackend, SledBackend};
-use crate::wal::WalBackend;
 use crate::config::{ClusterState, StoreConfig};
 use crate::log_store::LogStore;
 use crate::metrics::StoreMetrics;
@@ -19,6 +18,7 @@ use crate::peer_service::PeerService;
 use crate::state_machine::{Applied, StateMachine};
 use crate::types::{member_id, NodeId, PeerNode, Raft};
 use crate::tasks;
+use crate::wal::WalBackend;
 
 /// Why a node could not start. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]

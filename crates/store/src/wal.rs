@@ -120,18 +120,17 @@ impl Contents {
         self.first + self.entries.len() as u64
     }
 
+    /// The index after the last entry, or `None` when the log holds none.
+    fn next(&self) -> Option<u64> {
+        (!self.entries.is_empty()).then(|| self.next_index())
+    }
+
     fn apply(&mut self, record: Record) -> Result<(), String> {
         match record {
             Record::Entry(index, bytes) => {
-                if self.entries.is_empty() {
-                    self.first = index;
-                } else if index > self.next_index() {
-                    return Err(format!("entry {index} follows entry {}: the log has a gap", self.next_index() - 1));
-                } else if index < self.first {
-                    return Err(format!("entry {index} comes before the first entry {}", self.first));
-                } else {
-                    self.truncate(index);
-                }
+                self.first = admit(self.first, self.next(), index)?;
+                // An entry at an index already held replaces it and everything after.
+                self.truncate(index);
                 self.entries.push_back(bytes);
             }
             Record::Truncate(from) => self.truncate(from),
@@ -159,6 +158,18 @@ impl Contents {
         let mut records: Vec<Record> = self.meta.iter().map(|(n, v)| Record::Meta(n.clone(), v.clone())).collect();
         records.extend(self.purged.map(Record::Purge));
         records
+    }
+}
+
+/// The log's first index once entry `index` is added to a log holding `first..next`
+/// (`next` is `None` when it holds nothing: it then starts at any index), or why the
+/// entry cannot go there.
+fn admit(first: u64, next: Option<u64>, index: u64) -> Result<u64, String> {
+    match next {
+        None => Ok(index),
+        Some(n) if index > n => Err(format!("entry {index} follows entry {}: the log has a gap", n - 1)),
+        Some(_) if index < first => Err(format!("entry {index} comes before the first entry {first}")),
+        Some(_) => Ok(first),
     }
 }
 
@@ -279,16 +290,15 @@ impl WalBackend {
                 tracing::warn!(path = %path.display(), at, "cutting off a torn write at the end of the Raft log");
             }
             if is_last {
-                // Whatever follows the last good record (a torn write) becomes zeros.
+                // Whatever follows the last good record (a torn write) becomes zeros
+                // (synced below, with the checkpoint).
                 preallocate(&file, &path, at as u64)?;
-                file.sync_all().map_err(io(&path))?;
             }
             segments.push(Segment { seq, path, file: Arc::new(file), len: at as u64, last_index });
         }
-        let Some(current) = segments.pop() else {
-            let current = Segment::create(dir, 1, &contents.checkpoint())?;
-            let wal = Wal { dir: dir.to_path_buf(), contents, closed: segments, current, failed: None, _lock: lock };
-            return Ok(Self { wal: Arc::new(Mutex::new(wal)) });
+        let current = match segments.pop() {
+            Some(segment) => segment,
+            None => Segment::create(dir, 1, &[])?,
         };
         let mut wal = Wal { dir: dir.to_path_buf(), contents, closed: segments, current, failed: None, _lock: lock };
         // A crash while a segment was being started can leave it without its whole
@@ -296,7 +306,7 @@ impl WalBackend {
         // deletes. Written again here, the current segment always holds it.
         let checkpoint = wal.contents.checkpoint();
         wal.write(checkpoint)?;
-        wal.current.file.sync_data().map_err(io(&wal.current.path))?;
+        wal.current.file.sync_all().map_err(io(&wal.current.path))?;
         Ok(Self { wal: Arc::new(Mutex::new(wal)) })
     }
 
@@ -336,20 +346,13 @@ impl Wal {
         Ok(())
     }
 
-    /// Refuses entries that would leave a gap, before anything is written.
+    /// Refuses entries that would leave a gap, before anything is written (the rules of
+    /// `Contents::apply`, run ahead).
     fn check_order(&self, records: &[Record]) -> Result<(), String> {
-        // The same rules as `Contents::apply`: an empty log starts at any index.
-        let c = &self.contents;
-        let mut first = c.first;
-        let mut next = (!c.entries.is_empty()).then(|| c.next_index());
+        let (mut first, mut next) = (self.contents.first, self.contents.next());
         for record in records {
             if let Record::Entry(index, _) = record {
-                match next {
-                    Some(n) if *index > n => return Err(format!("entry {index} would follow entry {}: a gap", n - 1)),
-                    Some(_) if *index < first => return Err(format!("entry {index} comes before the first entry {first}")),
-                    Some(_) => {}
-                    None => first = *index,
-                }
+                first = admit(first, next, *index)?;
                 next = Some(index + 1);
             }
         }
