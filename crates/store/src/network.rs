@@ -4,9 +4,11 @@
 //! client openraft creates (it creates them often); with peer TLS it is `https` and
 //! presents this node's certificate. Transport failures map to
 //! openraft's `Unreachable` (which backs off exponentially, capped below the election
-//! timeout); a remote Raft error travels back typed. A follower that acknowledged log
-//! entries and later answers that it lacks them lost its data dir: that is reported as
-//! unreachable with a clear log line instead of letting the leader panic on it.
+//! timeout); a remote Raft error travels back typed. Pre-Vote is a real round trip (a
+//! peer that cannot be reached grants nothing), so a node cut off keeps its term. A
+//! follower that acknowledged log entries and later answers that it lacks them lost its
+//! data dir: that is reported as unreachable with a clear log line instead of letting
+//! the leader panic on it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -175,6 +177,7 @@ impl PeerClient {
             match method {
                 Method::Append => client.append_entries(payload).await,
                 Method::Vote => client.vote(payload).await,
+                Method::PreVote => client.pre_vote(payload).await,
                 Method::Snapshot => client.install_snapshot(payload).await,
                 Method::TransferLeader => client.transfer_leader(payload).await,
             }
@@ -226,6 +229,7 @@ impl PeerClient {
 enum Method {
     Append,
     Vote,
+    PreVote,
     Snapshot,
     TransferLeader,
 }
@@ -266,6 +270,16 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(Method::Vote, &rpc, option.hard_ttl()).await
+    }
+
+    /// A real Pre-Vote: openraft's default answers "granted" without asking, which lets
+    /// a node that reaches nobody raise its term on every election timeout.
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::PreVote, &rpc, option.hard_ttl()).await
     }
 
     async fn full_snapshot(

@@ -46,6 +46,11 @@ impl RaftPeer for PeerService {
         reply(&self.store.raft.vote(rpc).await)
     }
 
+    async fn pre_vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc = parse(&req)?;
+        reply(&self.store.raft.pre_vote(rpc).await)
+    }
+
     async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let message: SnapshotMessage = parse(&req)?;
         let snapshot = Snapshot { meta: message.meta, snapshot: std::io::Cursor::new(message.data) };

@@ -1,7 +1,9 @@
 //! The background duties of a store node:
 //! - **election nudge**: a safety net against split votes that repeat: after
 //!   2 x election_timeout_max without a leader, a voter triggers an election after a
-//!   random delay;
+//!   random delay. Both nudges start with Pre-Vote (`elect(true)`, answered for real by
+//!   the peers, see `network`): the term rises only when a quorum would vote, so a node
+//!   cut off keeps its term and cannot depose a healthy leader when it comes back;
 //! - **dead leader detection**: voters refuse to vote while their leader lease
 //!   (election_timeout_max since the last heartbeat) runs, so openraft's own timer
 //!   (sampled in [min, max]) usually fires too early, is refused, and waits a second
