@@ -12,13 +12,14 @@ use raftgres_mvcc::{Command, CommandResponse, MvccError};
 
 use crate::error::StoreError;
 use crate::forward::{ForwardRequest, ForwardResponse, NodeStatus};
+use crate::lease_clock::Renewal;
 use crate::metrics::StoreMetrics;
 use crate::state_machine::Applied;
 use crate::types::{NodeId, PeerNode, RaftMetrics, Request, Response};
 use crate::Store;
 
 /// How long a request may wait for a leader and an answer (etcdctl's command timeout is 5 s).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
 
 impl Store {
     pub fn id(&self) -> NodeId {
@@ -117,13 +118,22 @@ impl Store {
             ForwardRequest::Write(req) => self.batcher.write(req).await.map(ForwardResponse::Write),
             ForwardRequest::ReadIndex => self.confirm_leadership().await.map(ForwardResponse::ReadIndex),
             ForwardRequest::LeaseKeepAlive { id } => {
+                let term = self.lease_authority().await?;
                 // Renew first, then prove we still lead: any later leader is elected after
-                // this confirmation and refreshes every lease from its election on.
-                let ttl = self.applied.leases.renew(id);
+                // this confirmation and refreshes every lease once it applied its log.
+                let ttl = match self.applied.leases.renew(id) {
+                    Renewal::Renewed(ttl) => Some(ttl),
+                    Renewal::Unknown => None,
+                    Renewal::Expired => {
+                        self.await_revoked(id, term).await?;
+                        None
+                    }
+                };
                 self.confirm_leadership().await?;
                 Ok(ForwardResponse::LeaseKeepAlive(ttl))
             }
             ForwardRequest::LeaseTimeToLive { id } => {
+                self.lease_authority().await?;
                 self.confirm_leadership().await?;
                 Ok(ForwardResponse::LeaseTimeToLive(self.applied.leases.remaining(id)))
             }

@@ -1,10 +1,12 @@
 //! When each lease expires, as seen from this node's monotonic clock.
 //!
 //! Lease *existence* is replicated state (in the MVCC store); lease *deadlines* are not.
-//! Only the Raft leader acts on them: it renews a deadline on keep-alive and proposes a
-//! revoke through the log when one passes. A node that becomes leader first resets every
-//! deadline to a full TTL from now (as etcd does), so a leader change can make a lease
-//! live longer, never shorter.
+//! Only the Raft leader acts on them (see `lease_leader`): it renews a deadline on
+//! keep-alive and revokes a lease through the log once its deadline passed. A lease
+//! whose deadline passed is never renewed again (as etcd's lessor): its revoke may
+//! already be on its way through the log. A node that starts leading first gives every
+//! lease a full TTL from now (as etcd does), so a leader change can make a lease live
+//! longer, never shorter.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,12 +16,38 @@ use std::time::{Duration, Instant};
 struct Deadline {
     ttl: i64,
     at: Instant,
+    /// Its revoke was proposed and has not failed.
+    revoking: bool,
+}
+
+impl Deadline {
+    fn fresh(ttl: i64, now: Instant) -> Self {
+        Deadline { ttl, at: now + ttl_duration(ttl), revoking: false }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Leases {
+    deadlines: HashMap<i64, Deadline>,
+    /// The term in which every deadline was last restarted by [`LeaseClock::lead`].
+    led_term: Option<u64>,
+}
+
+/// What a keep-alive finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// Renewed: the lease lives this many seconds from now.
+    Renewed(i64),
+    /// No such lease.
+    Unknown,
+    /// Its deadline passed: it is (being) revoked and nothing brings it back.
+    Expired,
 }
 
 /// Deadlines of all known leases.
 #[derive(Debug, Default)]
 pub struct LeaseClock {
-    leases: Mutex<HashMap<i64, Deadline>>,
+    leases: Mutex<Leases>,
 }
 
 fn ttl_duration(ttl: i64) -> Duration {
@@ -27,65 +55,96 @@ fn ttl_duration(ttl: i64) -> Duration {
 }
 
 impl LeaseClock {
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<i64, Deadline>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut Leases) -> T) -> T {
         let mut guard = self.leases.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
     }
 
     /// A lease was granted (applied): it lives a full TTL from now.
     pub fn granted(&self, id: i64, ttl: i64) {
-        self.with(|m| m.insert(id, Deadline { ttl, at: Instant::now() + ttl_duration(ttl) }));
+        self.with(|l| l.deadlines.insert(id, Deadline::fresh(ttl, Instant::now())));
     }
 
     /// A lease was revoked or expired (applied).
     pub fn removed(&self, id: i64) {
-        self.with(|m| m.remove(&id));
+        self.with(|l| l.deadlines.remove(&id));
+    }
+
+    /// Whether the lease exists (granted and not yet revoked here).
+    pub fn contains(&self, id: i64) -> bool {
+        self.with(|l| l.deadlines.contains_key(&id))
     }
 
     /// Replaces all deadlines (after a snapshot install), each a full TTL from now.
     pub fn reset(&self, leases: impl IntoIterator<Item = (i64, i64)>) {
         let now = Instant::now();
-        self.with(|m| {
-            m.clear();
-            for (id, ttl) in leases {
-                m.insert(id, Deadline { ttl, at: now + ttl_duration(ttl) });
-            }
-        });
+        self.with(|l| l.deadlines = leases.into_iter().map(|(id, ttl)| (id, Deadline::fresh(ttl, now))).collect());
     }
 
-    /// This node just became leader: every lease gets a full TTL from now.
-    pub fn refresh_all(&self) {
+    /// This node leads in `term` and has applied everything committed before it. The
+    /// first call of a term gives every lease a full TTL from now, expired ones
+    /// included (their revoke, if any, was not committed: it would have been applied);
+    /// returns whether it did.
+    pub fn lead(&self, term: u64) -> bool {
         let now = Instant::now();
-        self.with(|m| {
-            for d in m.values_mut() {
-                d.at = now + ttl_duration(d.ttl);
+        self.with(|l| {
+            if l.led_term == Some(term) {
+                return false;
             }
-        });
+            l.led_term = Some(term);
+            for d in l.deadlines.values_mut() {
+                *d = Deadline::fresh(d.ttl, now);
+            }
+            true
+        })
     }
 
-    /// A keep-alive: returns the lease's TTL, or None if it does not exist.
-    pub fn renew(&self, id: i64) -> Option<i64> {
-        self.with(|m| {
-            let d = m.get_mut(&id)?;
-            d.at = Instant::now() + ttl_duration(d.ttl);
-            Some(d.ttl)
+    /// A keep-alive: renews a lease whose deadline has not passed.
+    pub fn renew(&self, id: i64) -> Renewal {
+        let now = Instant::now();
+        self.with(|l| match l.deadlines.get_mut(&id) {
+            None => Renewal::Unknown,
+            Some(d) if d.at <= now => Renewal::Expired,
+            Some(d) => {
+                d.at = now + ttl_duration(d.ttl);
+                Renewal::Renewed(d.ttl)
+            }
         })
     }
 
     /// (granted TTL, seconds left, rounded up as etcd does) or None if unknown.
     pub fn remaining(&self, id: i64) -> Option<(i64, i64)> {
-        self.with(|m| {
-            let d = m.get(&id)?;
+        self.with(|l| {
+            let d = l.deadlines.get(&id)?;
             let left = d.at.saturating_duration_since(Instant::now());
             let secs = i64::try_from(left.as_millis().div_ceil(1000)).unwrap_or(i64::MAX);
             Some((d.ttl, secs))
         })
     }
 
-    /// Leases whose deadline has passed.
-    pub fn expired(&self) -> Vec<i64> {
+    /// Leases whose deadline has passed and whose revoke is not under way yet; each is
+    /// marked as being revoked, so it is handed out once.
+    pub fn take_expired(&self) -> Vec<i64> {
         let now = Instant::now();
-        self.with(|m| m.iter().filter(|(_, d)| d.at <= now).map(|(id, _)| *id).collect())
+        self.with(|l| {
+            let mut expired = Vec::new();
+            for (id, d) in l.deadlines.iter_mut().filter(|(_, d)| d.at <= now && !d.revoking) {
+                d.revoking = true;
+                expired.push(*id);
+            }
+            expired
+        })
+    }
+
+    /// Revoking these leases failed: hand them out again (they stay expired).
+    pub fn revoke_failed(&self, ids: &[i64]) {
+        self.with(|l| {
+            for id in ids {
+                if let Some(d) = l.deadlines.get_mut(id) {
+                    d.revoking = false;
+                }
+            }
+        });
     }
 }
 
@@ -94,16 +153,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renew_and_refresh_never_shorten() {
+    fn renew_and_lead_never_shorten() {
         let clock = LeaseClock::default();
         clock.granted(7, 0);
-        assert_eq!(clock.expired(), vec![7]);
+        assert_eq!(clock.take_expired(), vec![7]);
         clock.granted(8, 60);
-        assert_eq!(clock.renew(8), Some(60));
+        assert_eq!(clock.renew(8), Renewal::Renewed(60));
         assert_eq!(clock.remaining(8), Some((60, 60)));
-        clock.refresh_all();
-        assert!(!clock.expired().contains(&8));
+        assert!(clock.lead(3));
+        assert!(!clock.lead(3), "once per term");
+        assert!(!clock.take_expired().contains(&8));
         clock.removed(8);
-        assert_eq!(clock.renew(8), None);
+        assert_eq!(clock.renew(8), Renewal::Unknown);
+    }
+
+    /// A keep-alive that arrives after the deadline (the revoke may already be on its
+    /// way through the log) does not bring the lease back.
+    #[test]
+    fn an_expired_lease_is_never_renewed() {
+        let clock = LeaseClock::default();
+        clock.granted(9, 1);
+        std::thread::sleep(Duration::from_millis(1050));
+        assert_eq!(clock.renew(9), Renewal::Expired, "renewed after its deadline");
+        assert_eq!(clock.take_expired(), vec![9], "still expired");
+        assert_eq!(clock.renew(9), Renewal::Expired, "renewed while its revoke is under way");
+        assert!(clock.lead(2));
+        assert_eq!(clock.renew(9), Renewal::Renewed(1), "a new leader restarts every lease its log still holds");
+    }
+
+    #[test]
+    fn an_expired_lease_is_handed_out_once_until_its_revoke_fails() {
+        let clock = LeaseClock::default();
+        clock.granted(1, 0);
+        clock.granted(2, 0);
+        let mut expired = clock.take_expired();
+        expired.sort_unstable();
+        assert_eq!(expired, vec![1, 2]);
+        assert!(clock.take_expired().is_empty(), "both revokes are under way");
+        clock.revoke_failed(&[2]);
+        assert_eq!(clock.take_expired(), vec![2]);
     }
 }

@@ -4,7 +4,7 @@
 //! log on its own write-ahead log ([`wal`]; sled for data dirs made before it,
 //! [`backend`]) behind [`log_store`] and its fsync thread `flusher`, the in-memory
 //! etcd-style state machine with file snapshots ([`state_machine`]), lease deadlines
-//! ([`lease_clock`]), the peer transport over tonic ([`network`], [`peer_service`],
+//! ([`lease_clock`]) and what the leader does with them (`lease_leader`), the peer transport over tonic ([`network`], [`peer_service`],
 //! [`forward`]; TLS from files in [`tls`]), group commit of concurrent writes
 //! (`batcher`), membership changes and leadership transfer (`membership`) and the
 //! background duties of a node ([`tasks`]).
@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod lease_clock;
+mod lease_leader;
 pub mod log_store;
 pub mod metrics;
 mod membership;

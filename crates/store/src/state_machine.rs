@@ -82,6 +82,11 @@ impl Applied {
         *self.applied_index.borrow()
     }
 
+    /// The term of the leader that wrote the last applied entry.
+    pub fn applied_term(&self) -> Option<u64> {
+        self.read().last_applied.map(|l| l.committed_leader_id().term)
+    }
+
     fn replace(&self, data: StateData) {
         self.leases.reset(data.mvcc.leases().into_iter().map(|l| (l.id, l.ttl)));
         let index = data.last_applied.map_or(0, |l| l.index);

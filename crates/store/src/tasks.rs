@@ -9,8 +9,8 @@
 //!   (sampled in [min, max]) usually fires too early, is refused, and waits a second
 //!   full timeout. A follower that heard no heartbeat for the lease plus a small random
 //!   delay starts the election itself, right when the others can vote for it;
-//! - **lease expiry** (leader only): on becoming leader every deadline is reset to a full
-//!   TTL; afterwards each expired lease is revoked through the log;
+//! - **lease expiry** (leader only, `lease_leader`): once the log is applied every
+//!   deadline is reset to a full TTL; afterwards expired leases are revoked through the log;
 //! - **publish**: a member announces its name and client address;
 //! - **removal**: a member removed from the cluster stops Raft instead of campaigning.
 
@@ -20,19 +20,16 @@ use std::time::{Duration, Instant};
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::ServerState;
 use rand::Rng;
-use raftgres_mvcc::Command;
 
 use crate::types::Request;
 use crate::Store;
 
 const TICK: Duration = Duration::from_millis(100);
-/// How often the leader looks for expired leases (a failover waits for this, too).
-const LEASE_TICK: Duration = Duration::from_millis(20);
 
 pub(crate) fn spawn_all(store: &Arc<Store>) {
     tokio::spawn(nudge_elections(store.clone()));
     tokio::spawn(detect_dead_leader(store.clone()));
-    tokio::spawn(expire_leases(store.clone()));
+    tokio::spawn(crate::lease_leader::expire_leases(store.clone()));
     tokio::spawn(publish_member(store.clone()));
     tokio::spawn(log_leader_changes(store.clone()));
 }
@@ -115,36 +112,6 @@ async fn detect_dead_leader(store: Arc<Store>) {
                 *heard = Instant::now();
             }
             patience = lease + Duration::from_millis(rand::thread_rng().gen_range(0..jitter_ms));
-        }
-    }
-}
-
-async fn expire_leases(store: Arc<Store>) {
-    let mut refreshed_term: Option<u64> = None;
-    loop {
-        tokio::time::sleep(LEASE_TICK).await;
-        let m = store.metrics();
-        if m.running_state.is_err() {
-            return;
-        }
-        if m.state != ServerState::Leader {
-            refreshed_term = None;
-            continue;
-        }
-        if refreshed_term != Some(m.current_term) {
-            store.applied.leases.refresh_all();
-            refreshed_term = Some(m.current_term);
-            tracing::info!(term = m.current_term, "became leader: every lease gets a full TTL");
-            continue;
-        }
-        for id in store.applied.leases.expired() {
-            tracing::info!(lease = %format!("{id:x}"), "lease expired: revoking it");
-            let revoke = Request::Kv(Command::LeaseRevoke { id });
-            match tokio::time::timeout(Duration::from_secs(2), store.raft.client_write(revoke)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!("revoking expired lease {id:x} failed: {e}"),
-                Err(_) => tracing::warn!("revoking expired lease {id:x} timed out"),
-            }
         }
     }
 }

@@ -1,8 +1,9 @@
 //! In-process clusters of store nodes on loopback, each behind a [`proxy::Proxy`] that
 //! the test uses to cut, mute or slow what reaches a node. One module per topic:
-//! elections (terms and failover speed).
+//! elections (terms and failover speed) and leases (expiry, keep-alive on a new leader).
 
 mod elections;
+mod leases;
 mod proxy;
 
 use std::future::Future;
@@ -91,8 +92,16 @@ impl Cluster {
         for i in 0..n {
             cluster.start_member(i).await;
         }
-        cluster.leader().await;
-        cluster
+        // The first elections of a new cluster may still move leadership once.
+        let mut leader = cluster.leader().await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = cluster.leader().await;
+            if now == leader {
+                return cluster;
+            }
+            leader = now;
+        }
     }
 
     pub async fn start_member(&mut self, i: usize) {
