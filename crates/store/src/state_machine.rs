@@ -3,7 +3,8 @@
 //! The state (the MVCC key space, leases, member attributes) lives in memory and is
 //! rebuilt at start from the last snapshot plus the committed log, which openraft
 //! re-applies. Snapshots are one file, written to a temporary name, fsynced, then
-//! renamed, so a crash leaves either the old or the new snapshot, never half of one.
+//! renamed, so a crash leaves either the old or the new snapshot, never half of one;
+//! that file work runs on tokio's blocking pool, never on an async worker.
 //! Applying a write publishes its events to watchers and its lease changes to the
 //! [`LeaseClock`].
 
@@ -119,7 +120,7 @@ impl StateMachine {
             leases: LeaseClock::default(),
         });
         let sm = Self { applied, snapshot_path: dir.join("snapshot.bin") };
-        if let Some(file) = sm.read_snapshot_file()? {
+        if let Some(file) = read_snapshot_file(&sm.snapshot_path)? {
             let data: StateData = bincode::deserialize(&file.data).map_err(io_err)?;
             sm.applied.replace(data);
         }
@@ -128,19 +129,6 @@ impl StateMachine {
 
     pub fn applied(&self) -> Arc<Applied> {
         self.applied.clone()
-    }
-
-    fn read_snapshot_file(&self) -> std::io::Result<Option<SnapshotFile>> {
-        match std::fs::read(&self.snapshot_path) {
-            Ok(bytes) => bincode::deserialize(&bytes).map(Some).map_err(io_err),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn write_snapshot_file(&self, file: &SnapshotFile) -> std::io::Result<()> {
-        let bytes = bincode::serialize(file).map_err(io_err)?;
-        write_durably(&self.snapshot_path, &bytes)
     }
 
     fn apply_one(&self, entry: Entry) -> Response {
@@ -196,6 +184,30 @@ impl StateMachine {
     }
 }
 
+fn read_snapshot_file(path: &Path) -> std::io::Result<Option<SnapshotFile>> {
+    match std::fs::read(path) {
+        Ok(bytes) => bincode::deserialize(&bytes).map(Some).map_err(io_err),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs blocking file work (reads, fsyncs) on tokio's blocking pool, never on an async
+/// worker: a slow disk must not stall Raft's heartbeats or the API.
+async fn off_the_runtime<T: Send + 'static>(work: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(io_err)?
+}
+
+/// Writes `file` to `path` durably; gives it back.
+async fn write_snapshot_file(path: PathBuf, file: SnapshotFile) -> std::io::Result<SnapshotFile> {
+    off_the_runtime(move || {
+        let bytes = bincode::serialize(&file).map_err(io_err)?;
+        write_durably(&path, &bytes)?;
+        Ok(file)
+    })
+    .await
+}
+
 /// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync dir).
 pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -223,12 +235,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let data = bincode::serialize(&self.data).map_err(io_err)?;
         let last = self.data.last_applied;
         let meta = SnapshotMeta { last_log_id: last, last_membership: self.data.membership.clone() };
-        let file = SnapshotFile { meta: meta.clone(), data };
-        let bytes = bincode::serialize(&file).map_err(io_err)?;
-        let target = self.target.clone();
-        tokio::task::spawn_blocking(move || write_durably(&target, &bytes))
-            .await
-            .map_err(io_err)??;
+        let file = write_snapshot_file(self.target.clone(), SnapshotFile { meta: meta.clone(), data }).await?;
         Ok(Snapshot { meta, snapshot: Cursor::new(file.data) })
     }
 }
@@ -267,12 +274,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut data: StateData = bincode::deserialize(&bytes).map_err(io_err)?;
         data.last_applied = meta.last_log_id;
         data.membership = meta.last_membership.clone();
-        self.write_snapshot_file(&SnapshotFile { meta: meta.clone(), data: bytes })?;
+        write_snapshot_file(self.snapshot_path.clone(), SnapshotFile { meta: meta.clone(), data: bytes }).await?;
         self.applied.replace(data);
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> std::io::Result<Option<Snapshot>> {
-        Ok(self.read_snapshot_file()?.map(|f| Snapshot { meta: f.meta, snapshot: Cursor::new(f.data) }))
+        let path = self.snapshot_path.clone();
+        let file = off_the_runtime(move || read_snapshot_file(&path)).await?;
+        Ok(file.map(|f| Snapshot { meta: f.meta, snapshot: Cursor::new(f.data) }))
     }
 }
