@@ -79,7 +79,7 @@ async fn nudge_elections(store: Arc<Store>) {
             let jitter = rand::thread_rng().gen_range(0..store.config.timing.election_max_ms.max(1));
             tokio::time::sleep(Duration::from_millis(jitter)).await;
             if store.metrics().current_leader.is_none() {
-                tracing::info!("no leader for {:?}: starting an election", since.elapsed());
+                tracing::info!("no leader for {:?}: asking the voters for an election (pre-vote)", since.elapsed());
                 if store.raft.trigger().elect(true).await.is_err() {
                     return;
                 }
@@ -104,7 +104,11 @@ async fn detect_dead_leader(store: Arc<Store>) {
         let is_voter = m.membership_config.membership().voter_ids().any(|id| id == store.id);
         let silent = store.heard_from_leader.lock().map(|h| h.elapsed()).unwrap_or_default();
         if follower && is_voter && silent > patience {
-            tracing::info!("no heartbeat from leader {:x} for {} ms: starting an election", m.current_leader.unwrap_or(0), silent.as_millis());
+            tracing::info!(
+                "no heartbeat from leader {:x} for {} ms: asking the voters for an election (pre-vote)",
+                m.current_leader.unwrap_or(0),
+                silent.as_millis()
+            );
             if store.raft.trigger().elect(true).await.is_err() {
                 return;
             }
