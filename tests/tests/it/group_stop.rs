@@ -82,6 +82,7 @@ fn group_stopped_primary_is_fenced_before_another_node_promotes() -> anyhow::Res
         let acks = writer.finish()?;
         let new = new?;
         let story = timeline(&acks, t0);
+        eprintln!("group stop at 0 ms: {story}");
         assert!(fenced, "postmaster {postmaster} of node{} still ran when node{} took writes ({story})", old + 1, new + 1);
         assert_one_writer_at_a_time(&acks, old, new, t0);
         lab.psql(new, "insert into t(v) values ('continued')")?;

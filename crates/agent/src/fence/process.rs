@@ -18,11 +18,13 @@ use super::target::{fence_target, Target};
 use super::monotonic_ns;
 use crate::watchdog::Watchdog;
 
-/// Writes one line to stderr (the node's log). Not `eprintln!`, which panics when the
-/// line cannot be written: on a full disk that would kill the fencer before it fences.
+/// Writes one line to stderr (the node's log), timestamped like the agent's lines. Not
+/// `eprintln!`, which panics when the line cannot be written: on a full disk that would
+/// kill the fencer before it fences.
 macro_rules! say {
     ($($arg:tt)*) => {{
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+        let _ = writeln!(std::io::stderr(), "{now}  WARN {}", format_args!($($arg)*));
     }};
 }
 
