@@ -113,3 +113,26 @@ fn a_fencer_that_stops_reading_never_blocks_the_agent() {
     let _ = victim.kill();
     assert!(fencer.is_ok(), "arming blocked on a fencer that does not read its pipe");
 }
+
+#[test]
+fn a_replaced_fencer_leaves_no_watchdog_timer_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let device = dir.path().join("fake-watchdog");
+    std::fs::write(&device, "").expect("fake device");
+    let petted = || std::fs::read_to_string(&device).unwrap_or_default();
+    let mut fencer = Fencer::spawn(&bin("raftgres"), Some((&device, 1))).expect("fencer");
+    let (mut victim, pid) = postmaster();
+    fencer.arm(pid, Instant::now() + Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !petted().contains('1') && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(petted().contains('1'), "the armed fencer keeps the watchdog alive");
+    // Killed while armed: the device is closed without the magic `V`, its timer runs on.
+    signal(fencer.pid(), "KILL");
+    await_state(fencer.pid(), |s| s == 'Z');
+    fencer.disarm();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = victim.kill();
+    assert!(petted().ends_with('V'), "the timer was stopped once the fencer was replaced: {:?}", petted());
+}

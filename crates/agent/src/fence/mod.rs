@@ -94,6 +94,17 @@ impl Recipe {
             }
         }
     }
+
+    /// Stops the watchdog's timer, which a fencer killed while armed leaves running
+    /// (closed without the magic `V`): the new fencer reopens it if it is armed, and
+    /// otherwise the machine would be reset for a primary that no longer is one.
+    fn release_watchdog(&self) {
+        if let Some((device, _)) = &self.watchdog {
+            if let Err(e) = crate::watchdog::probe(device) {
+                tracing::warn!("cannot stop the watchdog's timer after the fencer was replaced: {e}");
+            }
+        }
+    }
 }
 
 /// Kills a fencer (SIGKILL: it does not fence) and reaps it.
@@ -139,18 +150,21 @@ impl Fencer {
     }
 
     /// Makes sure a working fencer holds the armed state: one that exited, whose pipe
-    /// broke or that is stopped is killed and replaced, and the new one is sent the armed
-    /// state at once. If no fencer can be started while armed, the agent fences the
-    /// postmaster itself, now: a primary must not run unfenced, or nothing stops it once
-    /// the agent freezes. Costs a `waitpid` and a read of /proc: `arm` and `disarm` call
-    /// it, and the HA loop may call it every cycle.
+    /// broke or that is stopped is killed and replaced (stopping the watchdog timer it
+    /// may have left running), and the new one is sent the armed state at once. If no
+    /// fencer can be started while armed, the agent fences the postmaster itself, now: a
+    /// primary must not run unfenced, or nothing stops it once the agent freezes. Costs a
+    /// `waitpid` and a read of /proc: `arm` and `disarm` call it, and the HA loop may call
+    /// it every cycle.
     pub fn check(&mut self) {
         let Some(trouble) = self.trouble() else { return };
         tracing::error!("the fencer (pid {}) cannot act: {trouble}; starting a new one", self.pid());
+        // Killed before its pipe closes, or it would fence on seeing the pipe close; and
+        // before the new one starts, which needs the watchdog device it may hold.
+        stop(&mut self.child);
+        self.recipe.release_watchdog();
         match self.recipe.start() {
             Ok((child, pipe)) => {
-                // Killed before its pipe closes, or it would fence on seeing the pipe close.
-                stop(&mut self.child);
                 self.child = child;
                 self.pipe = pipe;
                 self.send_state();

@@ -132,7 +132,7 @@ pub fn run_fencer() {
         }
         match armed {
             Some((target, deadline)) if monotonic_ns() + lead >= deadline => {
-                fence_now(target, "lease not renewed in time, before another node can take the leader key");
+                fence_now(target, "lease not renewed in time");
                 armed = None;
                 if let Some(d) = &mut device {
                     d.stop();
