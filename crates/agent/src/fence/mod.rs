@@ -70,6 +70,25 @@ struct Armed {
     deadline: Instant,
 }
 
+/// Which process an `arm` of a pid names, from the target already armed with that pid
+/// (`recorded`) and the process that has the pid now (`now`, and whether it runs
+/// PostgreSQL):
+/// - the recorded process while it still has the pid: re-arms keep their identity (the
+///   lease task re-arms with the pid it reads back from [`Fencer::armed_target`]);
+/// - a PostgreSQL process that has the pid instead: a postmaster restarted in place that
+///   got the same pid back;
+/// - still the recorded one when a stranger or nothing has the pid: the fencer then
+///   finds it reused or gone, and signals nothing;
+/// - with nothing recorded, whatever has the pid (the caller just read it from
+///   postmaster.pid); None when nothing has it.
+fn identify(recorded: Option<Target>, now: Option<(Target, bool)>) -> Option<Target> {
+    match (recorded, now) {
+        (Some(r), Some((n, true))) if n != r => Some(n),
+        (Some(r), _) => Some(r),
+        (None, now) => now.map(|(n, _)| n),
+    }
+}
+
 /// How to start a fencer: `exe __fencer [--watchdog DEVICE --watchdog-timeout SECONDS]`.
 struct Recipe {
     exe: PathBuf,
@@ -188,20 +207,15 @@ impl Fencer {
     }
 
     /// Arms (or re-arms) the fencer: `postmaster` must not accept writes after `deadline`.
-    /// The process is identified when its pid is first armed; if no process has that pid,
-    /// there is nothing to stop and the fencer is disarmed.
+    /// The process is identified when its pid is first armed (see [`identify`]); if no
+    /// process has that pid, there is nothing to stop and the fencer is disarmed.
     pub fn arm(&mut self, postmaster: i32, deadline: Instant) {
         self.check();
-        let target = match self.armed {
-            Some(a) if a.target.pid == postmaster => a.target,
-            _ => match Target::of(postmaster) {
-                Some(t) => t,
-                None => {
-                    tracing::warn!("not arming the fencer: postmaster {postmaster} is not running");
-                    self.disarm();
-                    return;
-                }
-            },
+        let recorded = self.armed.map(|a| a.target).filter(|t| t.pid == postmaster);
+        let Some(target) = identify(recorded, Target::named(postmaster)) else {
+            tracing::warn!("not arming the fencer: postmaster {postmaster} is not running");
+            self.disarm();
+            return;
         };
         let armed = Some(Armed { target, deadline });
         if self.armed != armed {
@@ -234,6 +248,23 @@ impl Drop for Fencer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_arm_names_the_recorded_process_unless_a_postmaster_took_its_pid() {
+        let old = Target { pid: 7, start: 100 };
+        let new = Target { pid: 7, start: 200 };
+        let table = [
+            (Some(old), Some((old, true)), Some(old), "a re-arm keeps its process"),
+            (Some(old), Some((new, true)), Some(new), "a postmaster restarted with the same pid"),
+            (Some(old), Some((new, false)), Some(old), "a stranger with the pid is never the target"),
+            (Some(old), None, Some(old), "gone: the fencer will find nothing to stop"),
+            (None, Some((new, false)), Some(new), "a first arm trusts the caller"),
+            (None, None, None, "nothing to arm"),
+        ];
+        for (recorded, now, expected, why) in table {
+            assert_eq!(identify(recorded, now), expected, "{why}");
+        }
+    }
 
     #[test]
     fn deadlines_map_to_the_monotonic_clock() {

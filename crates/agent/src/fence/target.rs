@@ -14,12 +14,19 @@ const STATE: usize = 3;
 const PPID: usize = 4;
 const START_TIME: usize = 22;
 
-/// Field `n` (from [`STATE`] on) of /proc/PID/stat. The command name before it may hold
-/// spaces and parentheses, so the fields start after its last `)`.
-fn stat_field(pid: i32, n: usize) -> Option<String> {
+/// /proc/PID/stat split into the command name (field 2) and the fields from [`STATE`]
+/// on. The name is in parentheses and may hold spaces and parentheses itself, so the
+/// fields start after the last `)`.
+fn stat(pid: i32) -> Option<(String, Vec<String>)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = text.rsplit_once(')')?;
-    rest.split_whitespace().nth(n.checked_sub(STATE)?).map(str::to_owned)
+    let (head, rest) = text.rsplit_once(')')?;
+    let (_, name) = head.split_once('(')?;
+    Some((name.to_owned(), rest.split_whitespace().map(str::to_owned).collect()))
+}
+
+/// Field `n` (from [`STATE`] on) of /proc/PID/stat.
+fn stat_field(pid: i32, n: usize) -> Option<String> {
+    stat(pid)?.1.into_iter().nth(n.checked_sub(STATE)?)
 }
 
 /// The state letter of process `pid` (R, S, D, T, t, Z, ...), if it exists.
@@ -38,7 +45,15 @@ pub struct Target {
 impl Target {
     /// The process that has `pid` now, if any.
     pub fn of(pid: i32) -> Option<Self> {
-        Some(Self { pid, start: stat_field(pid, START_TIME)?.parse().ok()? })
+        Self::named(pid).map(|(t, _)| t)
+    }
+
+    /// The process that has `pid` now and whether it runs PostgreSQL (its command name
+    /// is `postgres`, or `postmaster` on old versions).
+    pub fn named(pid: i32) -> Option<(Self, bool)> {
+        let (name, fields) = stat(pid)?;
+        let start = fields.get(START_TIME - STATE)?.parse().ok()?;
+        Some((Self { pid, start }, name == "postgres" || name == "postmaster"))
     }
 }
 
