@@ -6,6 +6,8 @@ mod crash;
 mod dashboard;
 mod deploy;
 mod etcdctl;
+mod fencer;
+mod group_stop;
 mod ha;
 mod haproxy;
 mod lease;
