@@ -1,0 +1,83 @@
+//! A model check of raftgres's leader-lease protocol: across every interleaving of the
+//! agents, their fencers, the store and the network, with bounded clock skew, **at most
+//! one node runs PostgreSQL as a primary (accepts writes) at any instant**.
+//!
+//! `checker` is a small explicit-state breadth-first checker (shortest counterexample,
+//! symmetry reduction, state counts); `lease` is the model. The tests in `tests/lease.rs`
+//! run it. Why not `stateright`: it has no optional features, so it always builds its web
+//! explorer (`tiny_http`), `dashmap`, `parking_lot` and a second `rand` major version;
+//! the model needs only a BFS with traces, about 150 lines here, whose state counts and
+//! replayed traces we control.
+//!
+//! # Time and clocks
+//! Time is discrete: a `Tick` advances real time (the store leader's clock) by one tick.
+//! Between ticks any number of instantaneous actions interleave in any order. Each node's
+//! clock (its agent, lease task and fencer share `CLOCK_MONOTONIC`) advances 0, 1 or 2
+//! ticks per real tick, chosen by the adversary, as long as the node's offset from real
+//! time stays within ±`max_skew` ticks. So an interval the node measures as `d` lasts
+//! between `d − 2·max_skew` and `d + 2·max_skew` real ticks: an over-approximation of a
+//! rate drift ρ with `2·max_skew ≥ ρ·ttl` (more adversarial on short intervals).
+//!
+//! # What is modelled (actions)
+//! - **Renewal task** (`Send`, `Receive`): with no request in flight it sends a grant (no
+//!   lease) or keep-alive. An OK answer moves the write deadline to the later of the old
+//!   one and *send time* + `ttl − safety_margin` (on the node's clock), and re-arms an
+//!   armed fencer; "lease gone" forgets lease and deadline (the fencer keeps its arming).
+//!   Renewal interval and `retry_timeout` matter only for liveness: the task may send or
+//!   give up at any time (a timeout is a `Lose`).
+//! - **HA loop** (`Cycle`, `Promote`, `Arm`): one cycle reads the leader key
+//!   (linearizably) and acts as `ha/mod.rs` `decide` does: holding the key on its own
+//!   lease → fence itself if the deadline passed, else arm the fencer, promote a
+//!   replica, or restart PostgreSQL in place; the key is someone else's (or on a lease
+//!   this run does not own) → stop a primary at once (`fence_now`), else disarm and run
+//!   as replica; no key → start PostgreSQL read-only if it is down, else race with a CAS
+//!   on its lease while the deadline is ahead. After winning, `Promote` arms the fencer
+//!   and promotes. No HA step is ever forced: an agent may be arbitrarily slow or
+//!   stopped between any two steps (a SIGSTOP of the agent alone is this).
+//! - **Fencer** (`Fence`): armed with (deadline, postmaster); once the deadline passed on
+//!   its node's clock it must kill PostgreSQL within `fence_latency` ticks: real time
+//!   cannot advance further until it did. With `fencer_in_agent_group`, `Freeze`/`Thaw`
+//!   stop and resume agent and fencer together (a process-group SIGSTOP), and a frozen
+//!   fencer is not forced; PostgreSQL runs on (its own session).
+//! - **Store** (`Serve`, `Expire`, `Revoke`, `StoreLeaderChange`): a linearizable KV
+//!   with the leader key and leases. A grant creates a lease with a full TTL; a
+//!   keep-alive resets it to a full TTL; the CAS takes the key if free and the lease
+//!   exists. A lease whose TTL ran out is seen expired (`Expire`, queues the revoke) and
+//!   later revoked (`Revoke`, deletes the lease and the key on it), so a request can be
+//!   served in between. A new store leader gives every lease a full TTL.
+//! - **Network** (`Lose`): requests and answers are delivered after any delay or lost; a
+//!   message whose deadline budget ran out on the sender's clock is gone (its answer
+//!   could only set a deadline already passed).
+//!
+//! # What is abstracted away
+//! PostgreSQL is three states (replica, primary, down): "accepts writes" = primary; a
+//! promotion or start is instantaneous (a slow one is a delay before the step). No
+//! switchover, pause, failsafe, sync mode, member keys, health comparisons between
+//! candidates (any replica with a live lease may race: more behaviours, not fewer),
+//! explicit lease revokes by clients, agent crashes (the fencer fences at once then). A
+//! grant answer that is lost leaves a lease nobody knows: it is dropped from the store.
+//! Lease ids are (node, small generation), renumbered canonically; nodes are symmetric.
+//!
+//! # The timing inequality
+//! A keep-alive sent at real time `t` is accepted at or after `t`, so the store cannot
+//! expire the lease before `t + ttl`; the primary's fencer kills PostgreSQL by
+//! `t + (ttl − margin) + 2·skew + latency`. The model is safe exactly when
+//!
+//! ```text
+//!     safety_margin  >  fence_latency + 2 · max_skew        (Config::timing_is_safe)
+//! ```
+//!
+//! and the tests show both sides: with the rule met no two-writer state is reachable;
+//! with `safety_margin` one tick short (of the latency, or of the skew share) the checker
+//! finds a trace. `timing.rs` checks only `safety_margin ≥ FENCE_LATENCY` (100 ms, for a
+//! fencer that polls every 20 ms): the 80 ms between must cover the clock drift over a
+//! TTL, which it does for ordinary clocks (500 ppm × 2 s = 1 ms), but not for every `ttl`
+//! it accepts (500 ppm × 3600 s = 1.8 s).
+//!
+//! # Behaviours in question
+//! `lease::Behaviour` switches each of today's behaviours the model found or was asked
+//! about (items of issue 16) on or off; `Behaviour::FIXED` is the protocol that checks
+//! safe, `Behaviour::TODAY` the code as of this crate's writing.
+
+pub mod checker;
+pub mod lease;
