@@ -112,6 +112,13 @@ async fn detect_dead_leader(store: Arc<Store>) {
             if store.raft.trigger().elect(true).await.is_err() {
                 return;
             }
+            // A removed follower hears no more heartbeats, and with a real pre-vote
+            // it never wins one either, so it keeps its old leader forever: ask.
+            if removed_per_peers(&store, &m).await {
+                tracing::warn!("this member was removed from the cluster: stopping Raft");
+                store.shutdown().await;
+                return;
+            }
             if let Ok(mut heard) = store.heard_from_leader.lock() {
                 *heard = Instant::now();
             }
