@@ -164,8 +164,15 @@ impl Fencer {
         if let Some(e) = self.pipe.broken() {
             return Some(format!("its pipe broke: {e}"));
         }
+        // A killed multi-threaded process shows `Z` for its main thread while the others
+        // are still exiting, and `waitpid` finds nothing to reap until they are gone: a
+        // fencer in that state is dead all the same.
         let pid = i32::try_from(self.pid()).ok()?;
-        matches!(target::state(pid), Some('T' | 't')).then(|| "it is stopped".to_string())
+        match target::state(pid) {
+            Some('T' | 't') => Some("it is stopped".to_string()),
+            Some('Z' | 'X') | None => Some("it is exiting".to_string()),
+            Some(_) => None,
+        }
     }
 
     /// Makes sure a working fencer holds the armed state: one that exited, whose pipe
