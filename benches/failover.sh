@@ -52,9 +52,9 @@ P=$(primary); sql "$P" "create table if not exists bench(id bigserial primary ke
 wait_healthy
 NODE_KILL=()
 for r in $(seq 1 "$ROUNDS"); do
-    P=$(primary); others=$(for n in 1 2 3; do [ $n = "$P" ] || echo $n; done)
+    P=$(primary); others=(); for n in 1 2 3; do [ "$n" = "$P" ] || others+=("$n"); done
     T0=$(now_ms); "$RAFTCTL" lab kill "node$P" --dir "$DIR" >/dev/null
-    ms=$(wait_writable $others); NODE_KILL+=("$ms")
+    ms=$(wait_writable "${others[@]}"); NODE_KILL+=("$ms")
     echo "round $r: node kill of node$P -> writable after $ms ms"
     "$RAFTCTL" lab start "node$P" --dir "$DIR" >/dev/null; wait_healthy
 done

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what building and testing raftgres needs on a fresh Debian 12 machine.
+# Installs what building and running raftgres needs on a fresh Debian 12 machine; with
+# --tests also what only the tests need (a headless browser, shellcheck).
 # Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -13,8 +14,14 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 [ -x /usr/lib/postgresql/15/bin/pg_ctl ] || need+=(postgresql-15)
-# The dashboard test drives a headless browser.
-command -v chromium >/dev/null || need+=(chromium)
+if [ "${1:-}" = "--tests" ]; then
+    # The dashboard test drives a headless browser; the test command checks the scripts.
+    command -v chromium >/dev/null || need+=(chromium)
+    command -v shellcheck >/dev/null || need+=(shellcheck)
+elif [ -n "${1:-}" ]; then
+    echo "setup: unknown argument $1 (the only one is --tests)" >&2
+    exit 2
+fi
 
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}"

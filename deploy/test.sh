@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash deploy/setup.sh
+bash deploy/setup.sh --tests
+echo "test: shell scripts (shellcheck)"
+find deploy benches -name '*.sh' -exec shellcheck {} +
 echo "test: building"
 cargo build --workspace --bins --tests --quiet
 if cargo nextest --version >/dev/null 2>&1; then

@@ -109,8 +109,9 @@ in_ns() {
 
 # The iptables rule in the root namespace that lets bridged traffic through FORWARD
 # (needed when br_netfilter is loaded and FORWARD's policy is DROP, as with Docker).
+# The iptables rule that lets the lab's namespaces talk over the bridge, as words in FORWARD_RULE.
 forward_rule() {
-    echo "FORWARD -i $(bridge) -o $(bridge) -m comment --comment raftgres-netns:${PREFIX} -j ACCEPT"
+    FORWARD_RULE=(FORWARD -i "$(bridge)" -o "$(bridge)" -m comment --comment "raftgres-netns:${PREFIX}" -j ACCEPT)
 }
 
 create() {
@@ -129,7 +130,8 @@ create() {
     fi
     ip addr replace "$BRIDGE_ADDR/24" dev "$br"
     ip link set "$br" up
-    iptables -C $(forward_rule) 2>/dev/null || iptables -I $(forward_rule)
+    forward_rule
+    iptables -C "${FORWARD_RULE[@]}" 2>/dev/null || iptables -I "${FORWARD_RULE[@]}"
     local i ns hv pv
     for ((i = 1; i <= n; i++)); do
         ns=$(ns_name "$i")
@@ -176,8 +178,9 @@ destroy() {
         ip link del "$(host_veth "$i")" >/dev/null 2>&1 || true
         ip link del "$(peer_veth "$i")" >/dev/null 2>&1 || true
     done
-    while iptables -C $(forward_rule) 2>/dev/null; do
-        iptables -D $(forward_rule)
+    forward_rule
+    while iptables -C "${FORWARD_RULE[@]}" 2>/dev/null; do
+        iptables -D "${FORWARD_RULE[@]}"
     done
     ip link del "$(bridge)" >/dev/null 2>&1 || true
     echo "destroyed the namespaces, veths, bridge and rules of prefix $PREFIX"

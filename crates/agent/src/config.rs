@@ -170,7 +170,7 @@ pub struct PostgresConfig {
     pub authentication: PgAuthentication,
     /// Parameters for postgresql.conf (on top of the ones replication needs).
     #[serde(default)]
-    pub parameters: BTreeMap<String, serde_yaml::Value>,
+    pub parameters: BTreeMap<String, serde_norway::Value>,
     /// pg_hba.conf lines; default: local trust for the OS user, scram for TCP.
     #[serde(default)]
     pub pg_hba: Vec<String>,
@@ -429,7 +429,7 @@ postgresql:
 
     #[test]
     fn minimal_config_takes_defaults() {
-        let raw: RawAgentConfig = serde_yaml::from_str(MINIMAL).expect("yaml");
+        let raw: RawAgentConfig = serde_norway::from_str(MINIMAL).expect("yaml");
         let c = raw.validate("node1").expect("valid").expect("agent");
         assert_eq!(c.namespace, "/service/");
         assert_eq!(c.postgresql.bin_dir, PathBuf::from(DEFAULT_BIN_DIR));
@@ -441,15 +441,15 @@ postgresql:
 
     #[test]
     fn bad_configs_say_what_is_wrong() {
-        let raw: RawAgentConfig = serde_yaml::from_str(&MINIMAL.replace("scope: demo", "")).expect("yaml");
+        let raw: RawAgentConfig = serde_norway::from_str(&MINIMAL.replace("scope: demo", "")).expect("yaml");
         assert!(raw.validate("n").expect_err("no scope").contains("scope is required"));
-        let raw: RawAgentConfig = serde_yaml::from_str(&MINIMAL.replace("/tmp/x/pgdata", "pgdata")).expect("yaml");
+        let raw: RawAgentConfig = serde_norway::from_str(&MINIMAL.replace("/tmp/x/pgdata", "pgdata")).expect("yaml");
         assert!(raw.validate("n").expect_err("relative").contains("absolute"));
-        let raw: RawAgentConfig = serde_yaml::from_str(&format!("{MINIMAL}bootstrap: {{dcs: {{ttl: 1, retry_timeout: 5}}}}\n")).expect("yaml");
+        let raw: RawAgentConfig = serde_norway::from_str(&format!("{MINIMAL}bootstrap: {{dcs: {{ttl: 1, retry_timeout: 5}}}}\n")).expect("yaml");
         assert!(raw.validate("n").expect_err("timing").contains("bootstrap.dcs"));
-        assert!(serde_yaml::from_str::<RawAgentConfig>(&format!("{MINIMAL}tags: {{nofailvoer: true}}\n")).is_err());
+        assert!(serde_norway::from_str::<RawAgentConfig>(&format!("{MINIMAL}tags: {{nofailvoer: true}}\n")).is_err());
         let https = MINIMAL.replace(r#"listen: "127.0.0.1:8008""#, r#"listen: "127.0.0.1:8008", certfile: /nonexistent/n.pem"#);
-        let raw: RawAgentConfig = serde_yaml::from_str(&https).expect("yaml");
+        let raw: RawAgentConfig = serde_norway::from_str(&https).expect("yaml");
         assert_eq!(raw.restapi.as_ref().map(RestApiConfig::api_url).as_deref(), Some("https://127.0.0.1:8008/patroni"));
         assert!(raw.validate("n").expect_err("no file").starts_with("restapi.certfile /nonexistent/n.pem: cannot read it"));
     }

@@ -2,8 +2,11 @@
 //! the node's own Raft store as its DCS, reached through the etcd v3 API in-process.
 //!
 //! Owns: the agent's configuration ([`config`]) and timing rule ([`timing`]), the
-//! Patroni-shaped keys and values ([`cluster`]), the published node state ([`state`]),
-//! and the REST API ([`rest`], HTTPS from [`tls`]).
+//! Patroni-shaped keys and values ([`cluster`]) read and written through the etcd API
+//! ([`dcs`]), the HA loop ([`ha`]), PostgreSQL's control ([`postgres`]), the fencer that
+//! stops a primary past its write deadline even when the agent is frozen ([`fence`],
+//! with the optional [`watchdog`]), operator operations ([`ops`]), the published node
+//! state ([`state`]), and the REST API ([`rest`], HTTPS from [`tls`], its client [`http`]).
 //!
 //! Must not touch: Raft or the store's internals — everything goes through etcd v3
 //! requests on a gRPC channel, so the agent would work against any etcd v3 endpoint.

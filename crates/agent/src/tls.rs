@@ -4,19 +4,19 @@
 //! `required`: for every request). The same CA and certificate serve the agent's own
 //! calls to the other members' REST APIs ([`crate::http::Client`]).
 //!
-//! Owns: turning the checked PEM material (`raftgres_etcd_api::tls`) into rustls server
-//! and client configs, with the ring provider. Must not touch: the files' contents
+//! Owns: turning the checked PEM material (`raftgres_tls`) into the REST API's rustls
+//! server config and its client config, with the ring provider. Must not touch: the files' contents
 //! beyond that; keys are never printed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use raftgres_etcd_api::tls::provider;
+use raftgres_tls::{client_config, provider, root_store};
 use serde::{Deserialize, Serialize};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 
-pub use raftgres_etcd_api::tls::{describe, Certs, ClientTls, Identity};
+use raftgres_tls::{Certs, ClientTls, Identity};
 
 /// Patroni's `restapi.verify_client`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -75,14 +75,6 @@ impl RestTlsFiles<'_> {
     }
 }
 
-fn roots(ca: &Certs) -> Result<rustls::RootCertStore, rustls::Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in ca.der() {
-        roots.add(cert.clone())?;
-    }
-    Ok(roots)
-}
-
 /// The REST API's server config, HTTP/1.1 only (what axum serves here).
 fn server_config(identity: &Identity, ca: &Certs, verify: VerifyClient) -> Result<Arc<rustls::ServerConfig>, String> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
@@ -91,7 +83,7 @@ fn server_config(identity: &Identity, ca: &Certs, verify: VerifyClient) -> Resul
     let builder = match verify {
         VerifyClient::None => builder.with_no_client_auth(),
         VerifyClient::Optional | VerifyClient::Required => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca).map_err(|e| e.to_string())?), provider());
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(ca).map_err(|e| e.to_string())?), provider());
             let verifier = if verify == VerifyClient::Optional { verifier.allow_unauthenticated() } else { verifier };
             builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
         }
@@ -99,23 +91,6 @@ fn server_config(identity: &Identity, ca: &Certs, verify: VerifyClient) -> Resul
     let key = identity.key.der().map_err(|e| e.to_string())?;
     let mut config = builder.with_single_cert(identity.certs.der().to_vec(), key).map_err(|e| e.to_string())?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// A client config trusting `tls.ca`, presenting `tls.identity` when there is one (for
-/// the REST calls of the agent and of `raftctl`).
-pub fn client_config(tls: &ClientTls) -> Result<Arc<rustls::ClientConfig>, String> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots(&tls.ca).map_err(|e| e.to_string())?);
-    let config = match &tls.identity {
-        Some(identity) => {
-            let key = identity.key.der().map_err(|e| e.to_string())?;
-            builder.with_client_auth_cert(identity.certs.der().to_vec(), key).map_err(|e| e.to_string())?
-        }
-        None => builder.with_no_client_auth(),
-    };
     Ok(Arc::new(config))
 }
 
@@ -138,8 +113,8 @@ mod tests {
         assert!(err.contains("need restapi.certfile"), "{err}");
         let err = files(Some("/nonexistent/node.crt"), Some("/ca.crt"), VerifyClient::None).load().expect_err("missing");
         assert!(err.starts_with("restapi.certfile /nonexistent/node.crt: cannot read it"), "{err}");
-        let parsed: VerifyClient = serde_yaml::from_str("optional").expect("yaml");
+        let parsed: VerifyClient = serde_norway::from_str("optional").expect("yaml");
         assert_eq!(parsed, VerifyClient::Optional);
-        assert!(serde_yaml::from_str::<VerifyClient>("sometimes").is_err());
+        assert!(serde_norway::from_str::<VerifyClient>("sometimes").is_err());
     }
 }

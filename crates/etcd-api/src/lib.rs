@@ -52,8 +52,6 @@ mod watcher;
 pub use keys::{prefix_end, KeyRange};
 pub use maintenance::ETCD_VERSION;
 pub use peer_url::peer_addr_from_url;
-/// TLS from files (etcd's `*-transport-security` sections), for the layers above.
-pub use raftgres_store::tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -113,7 +111,7 @@ pub struct EtcdApi {
     limits: ApiLimits,
     progress_notify_interval: Duration,
     /// TLS of the client port (`client-transport-security`).
-    tls: Option<tls::ServerTls>,
+    tls: Option<raftgres_tls::ServerTls>,
 }
 
 impl EtcdApi {
@@ -123,7 +121,7 @@ impl EtcdApi {
 
     /// Serves the client port over TLS (client certificates required when the config
     /// has a client CA); member lists then show `https://` client URLs.
-    pub fn with_tls(mut self, tls: Option<tls::ServerTls>) -> Self {
+    pub fn with_tls(mut self, tls: Option<raftgres_tls::ServerTls>) -> Self {
         self.tls = tls;
         self
     }
@@ -155,7 +153,7 @@ impl EtcdApi {
         let server = match &self.tls {
             Some(tls) => server
                 .tls_config(tls.tonic())
-                .map_err(|e| format!("client-transport-security: {}", tls::describe(&e)))?,
+                .map_err(|e| format!("client-transport-security: {}", raftgres_tls::describe(&e)))?,
             None => server,
         };
         Ok(self.router_on(server))

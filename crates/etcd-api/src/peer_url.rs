@@ -3,7 +3,7 @@
 //! strict enough to catch typos (a missing port, a path, a scheme that does not match
 //! the peer transport) and says what to write instead.
 
-use raftgres_store::tls::scheme;
+use raftgres_tls::scheme;
 
 /// `http://HOST:PORT` (`https://` when `tls`, or a bare `HOST:PORT`) → `HOST:PORT`. IPv6
 /// hosts are written in brackets (`http://[::1]:2380`). Err: what is wrong, for the client.

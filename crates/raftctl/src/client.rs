@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use raftgres_proto::etcdserverpb::cluster_client::ClusterClient;
-use raftgres_agent::tls::describe;
+use raftgres_tls::describe;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::tls::Security;

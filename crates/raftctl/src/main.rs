@@ -1,5 +1,7 @@
-//! `raftctl`: the command-line tool for raftgres clusters. `raftctl members` shows and
-//! changes the Raft half; later subcommands drive PostgreSQL and the local lab.
+//! `raftctl`: the command-line tool for raftgres clusters, patronictl's and etcdctl's
+//! jobs in one: the Raft half (`members`), PostgreSQL's half (`list`,
+//! `switchover`, `failover`, `restart`, `reinit`, `pause`, `edit-config`, `history`,
+//! `events`, `topology`, `dsn`, ...), and the learning lab and fault runner (`lab`, `chaos`).
 
 mod client;
 mod command;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use clap::Args;
 use raftgres_agent::http;
-use raftgres_agent::tls::{client_config, Certs, ClientTls, Identity};
+use raftgres_tls::{client_config, Certs, ClientTls, Identity};
 use tonic::transport::ClientTlsConfig;
 
 use crate::command::lab::{Lab, DEFAULT_DIR};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use raftgres_agent::config::{AgentConfig, RawAgentConfig};
-use raftgres_etcd_api::tls::{ServerTls, TransportSecurity};
+use raftgres_tls::{ServerTls, TransportSecurity};
 use raftgres_store::{ClusterState, RaftTiming, StoreConfig};
 use serde::Deserialize;
 
@@ -186,23 +186,23 @@ const AGENT_SECTIONS: [&str; 7] = ["scope", "namespace", "restapi", "postgresql"
 
 /// Splits the config file into the store's keys and the agent's sections.
 fn split_file(text: &str) -> Result<(FileSettings, Option<RawAgentConfig>), String> {
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let value: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
     let mut store = match value {
-        serde_yaml::Value::Mapping(m) => m,
-        serde_yaml::Value::Null => serde_yaml::Mapping::new(),
+        serde_norway::Value::Mapping(m) => m,
+        serde_norway::Value::Null => serde_norway::Mapping::new(),
         _ => return Err("expected a mapping of settings (key: value)".into()),
     };
-    let mut agent = serde_yaml::Mapping::new();
+    let mut agent = serde_norway::Mapping::new();
     for key in AGENT_SECTIONS {
         if let Some(v) = store.remove(key) {
             agent.insert(key.into(), v);
         }
     }
-    let file: FileSettings = serde_yaml::from_value(serde_yaml::Value::Mapping(store)).map_err(|e| e.to_string())?;
+    let file: FileSettings = serde_norway::from_value(serde_norway::Value::Mapping(store)).map_err(|e| e.to_string())?;
     let agent = if agent.is_empty() {
         None
     } else {
-        Some(serde_yaml::from_value(serde_yaml::Value::Mapping(agent)).map_err(|e| e.to_string())?)
+        Some(serde_norway::from_value(serde_norway::Value::Mapping(agent)).map_err(|e| e.to_string())?)
     };
     Ok((file, agent))
 }

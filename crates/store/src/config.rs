@@ -104,7 +104,7 @@ pub struct StoreConfig {
     pub cluster_state: ClusterState,
     pub timing: RaftTiming,
     /// Mutual TLS between peers (`peer-transport-security`); plaintext when `None`.
-    pub peer_tls: Option<crate::tls::PeerTls>,
+    pub peer_tls: Option<raftgres_tls::PeerTls>,
 }
 
 impl StoreConfig {

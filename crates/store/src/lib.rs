@@ -5,7 +5,7 @@
 //! [`backend`]) behind [`log_store`] and its fsync thread `flusher`, the in-memory
 //! etcd-style state machine with file snapshots ([`state_machine`]), lease deadlines
 //! ([`lease_clock`]) and what the leader does with them (`lease_leader`), the peer transport over tonic ([`network`], [`peer_service`],
-//! [`forward`]; TLS from files in [`tls`]), group commit of concurrent writes
+//! [`forward`]; TLS from files via `raftgres_tls`), group commit of concurrent writes
 //! (`batcher`), membership changes and leadership transfer (`membership`) and the
 //! background duties of a node ([`tasks`]).
 //!
@@ -30,7 +30,6 @@ mod node;
 mod peer_service;
 pub mod state_machine;
 mod tasks;
-pub mod tls;
 pub mod types;
 pub mod wal;
 

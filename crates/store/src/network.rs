@@ -62,7 +62,7 @@ impl PeerNetwork {
             Some(c) => c.clone(),
             None => {
                 let bad = |e: tonic::transport::Error| StoreError::Internal(format!("bad peer address {addr}: {e}"));
-                let scheme = crate::tls::scheme(self.tls.is_some());
+                let scheme = raftgres_tls::scheme(self.tls.is_some());
                 let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(bad)?;
                 if let Some(tls) = &self.tls {
                     endpoint = endpoint.tls_config(tls.clone()).map_err(bad)?;

@@ -68,7 +68,7 @@ impl Store {
         // Checked before anything binds or opens, so a bad certificate is the one error.
         let peer_server = tonic::transport::Server::builder();
         let peer_server = match &config.peer_tls {
-            Some(tls) => peer_server.tls_config(tls.server.tonic()).map_err(|e| StartError::PeerTls(crate::tls::describe(&e)))?,
+            Some(tls) => peer_server.tls_config(tls.server.tonic()).map_err(|e| StartError::PeerTls(raftgres_tls::describe(&e)))?,
             None => peer_server,
         };
         let listener = TcpListener::bind(&config.listen_peer)

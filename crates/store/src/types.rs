@@ -1,7 +1,8 @@
 //! The openraft type configuration and the aliases the rest of the store uses.
 //!
 //! What travels through the Raft log is a [`Request`]; what applying it yields is a
-//! [`Response`]. Both are serde types so they can be written to sled and sent to peers.
+//! [`Response`]. Both are serde types so they can be written to the Raft log (the write-ahead log, or sled for older data
+//! dirs) and sent to peers.
 
 use std::io::Cursor;
 

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context};
 use raftgres_agent::config::RawAgentConfig;
-use serde_yaml::Value;
+use serde_norway::Value;
 
 /// The node's store keys (`raftgres --help`, with dashes), as its config file accepts them.
 const STORE_KEYS: [&str; 12] = [
@@ -46,7 +46,7 @@ fn example(i: usize) -> PathBuf {
 fn load(path: &Path) -> anyhow::Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))
+    serde_norway::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))
 }
 
 fn str_at<'a>(v: &'a Value, key: &str) -> anyhow::Result<&'a str> {
@@ -60,7 +60,7 @@ fn check_node_config(i: usize) -> anyhow::Result<()> {
     let path = example(i);
     let value = load(&path)?;
     let map = value.as_mapping().context("not a mapping")?;
-    let mut agent = serde_yaml::Mapping::new();
+    let mut agent = serde_norway::Mapping::new();
     for (k, v) in map {
         let key = k.as_str().context("a key that is not a string")?;
         if AGENT_SECTIONS.contains(&key) {
@@ -94,7 +94,7 @@ fn check_node_config(i: usize) -> anyhow::Result<()> {
         "data-dir"
     );
     let raw: RawAgentConfig =
-        serde_yaml::from_value(Value::Mapping(agent)).context("the agent sections do not parse")?;
+        serde_norway::from_value(Value::Mapping(agent)).context("the agent sections do not parse")?;
     let config = raw
         .validate(name)
         .map_err(|e| anyhow::anyhow!("the agent refuses it: {e}"))?

@@ -177,7 +177,7 @@ mod tests {
     use super::*;
 
     fn config() -> PostgresConfig {
-        serde_yaml::from_str(
+        serde_norway::from_str(
             "listen: 127.0.0.1:5433\ndata_dir: /x/node2/pgdata\nparameters: {max_connections: 50, shared_buffers: 64MB}\n\
              authentication: {superuser: {username: postgres, password: a}, replication: {username: rep, password: 'p:w'}}\n",
         )

@@ -37,7 +37,7 @@ pub struct EditConfigArgs {
 pub async fn show(api: &Api, args: ShowConfigArgs) -> anyhow::Result<()> {
     let (_, view) = open(api, &args.cluster).await?;
     let config = view.config.map(|(c, _)| c).unwrap_or(Value::Object(Default::default()));
-    print!("{}", serde_yaml::to_string(&config)?);
+    print!("{}", serde_norway::to_string(&config)?);
     Ok(())
 }
 
@@ -50,7 +50,7 @@ pub fn patch_from(set: &[String], pg: &[String]) -> anyhow::Result<Value> {
         if key.trim().is_empty() {
             bail!("{item:?} has an empty key");
         }
-        let value: Value = serde_yaml::from_str(value).with_context(|| format!("value of {key}"))?;
+        let value: Value = serde_norway::from_str(value).with_context(|| format!("value of {key}"))?;
         let path = format!("{prefix}{}", key.trim());
         let mut node = &mut patch;
         let parts: Vec<&str> = path.split('.').collect();
@@ -92,17 +92,17 @@ pub async fn edit(api: &Api, args: EditConfigArgs) -> anyhow::Result<()> {
 fn edit_in_editor(current: &Value) -> anyhow::Result<Value> {
     let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".into());
     let mut file = tempfile::Builder::new().suffix(".yaml").tempfile()?;
-    file.write_all(serde_yaml::to_string(current)?.as_bytes())?;
+    file.write_all(serde_norway::to_string(current)?.as_bytes())?;
     let status = std::process::Command::new(&editor).arg(file.path()).status().with_context(|| format!("running {editor}"))?;
     if !status.success() {
         bail!("{editor} exited with {status}; nothing changed");
     }
     let text = std::fs::read_to_string(file.path())?;
-    serde_yaml::from_str(&text).context("the edited configuration is not valid YAML; nothing changed")
+    serde_norway::from_str(&text).context("the edited configuration is not valid YAML; nothing changed")
 }
 
 fn print_diff(old: &Value, new: &Value) -> anyhow::Result<()> {
-    let (old, new) = (serde_yaml::to_string(old)?, serde_yaml::to_string(new)?);
+    let (old, new) = (serde_norway::to_string(old)?, serde_norway::to_string(new)?);
     for line in old.lines().filter(|l| !new.lines().any(|n| n == *l)) {
         println!("- {line}");
     }

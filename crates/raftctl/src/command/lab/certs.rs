@@ -97,8 +97,8 @@ mod tests {
         let nodes = LabNode::all(dir.path(), super::super::ports::layout(2, 5432).expect("layout"), None);
         let tls = create(dir.path(), &nodes).expect("certs");
         let (cert, key) = tls.node_files("node2");
-        let identity = raftgres_agent::tls::Identity::read("cert", &cert, "key", &key).expect("a usable pair");
-        let ca = raftgres_agent::tls::Certs::read("ca", &tls.ca).expect("ca");
+        let identity = raftgres_tls::Identity::read("cert", &cert, "key", &key).expect("a usable pair");
+        let ca = raftgres_tls::Certs::read("ca", &tls.ca).expect("ca");
         assert_eq!((identity.certs.der().len(), ca.der().len()), (1, 1));
         assert!(!format!("{identity:?}").contains("PRIVATE KEY"), "a key's Debug shows its contents");
         let mode = std::fs::metadata(&key).expect("key").permissions().mode() & 0o777;

@@ -5,13 +5,17 @@
 //! one clear error naming the setting, never a panic later.
 //!
 //! Owns: reading and checking PEM files, and turning them into tonic's server and client
-//! TLS configs (rustls with the ring provider). The private key's bytes are never
-//! printed: [`Key`]'s `Debug` shows only where it came from.
+//! TLS configs and rustls client configs (rustls with the ring provider). The private
+//! key's bytes are never printed: [`Key`]'s `Debug` shows only where it came from.
+//!
+//! A leaf crate on purpose: the store (peer port), the etcd API (client port), the agent
+//! (REST HTTPS and its calls to other members) and `raftctl` each use it directly.
 
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use tokio_rustls::rustls;
@@ -62,7 +66,7 @@ impl Certs {
     /// Reads `path` (the value of `setting`); it must hold at least one certificate.
     pub fn read(setting: &str, path: &Path) -> Result<Self, TlsError> {
         let pem = read(setting, path)?;
-        let der = rustls_pemfile::certs(&mut pem.as_slice())
+        let der = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid(setting, path, format!("not a PEM certificate file: {e}")))?;
         if der.is_empty() {
@@ -97,19 +101,18 @@ impl Key {
     /// Reads `path` (the value of `setting`); it must hold a PKCS#8, PKCS#1 or SEC1 key.
     pub fn read(setting: &str, path: &Path) -> Result<Self, TlsError> {
         let pem = read(setting, path)?;
-        match rustls_pemfile::private_key(&mut pem.as_slice()) {
-            Ok(Some(_)) => Ok(Self { pem, path: path.to_path_buf() }),
-            Ok(None) => Err(invalid(setting, path, "holds no private key (expected -----BEGIN PRIVATE KEY-----)".into())),
+        match PrivateKeyDer::from_pem_slice(&pem) {
+            Ok(_) => Ok(Self { pem, path: path.to_path_buf() }),
+            Err(rustls_pki_types::pem::Error::NoItemsFound) => {
+                Err(invalid(setting, path, "holds no private key (expected -----BEGIN PRIVATE KEY-----)".into()))
+            }
             Err(e) => Err(invalid(setting, path, format!("not a PEM private key: {e}"))),
         }
     }
 
     /// The key in DER form (checked by [`Key::read`]).
     pub fn der(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
-        match rustls_pemfile::private_key(&mut self.pem.as_slice()) {
-            Ok(Some(key)) => Ok(key),
-            _ => Err(invalid("key", &self.path, "holds no private key".into())),
-        }
+        PrivateKeyDer::from_pem_slice(&self.pem).map_err(|_| invalid("key", &self.path, "holds no private key".into()))
     }
 }
 
@@ -235,6 +238,35 @@ fn invalid(setting: &str, path: &Path, why: String) -> TlsError {
     TlsError::Invalid { setting: setting.to_string(), path: path.to_path_buf(), why }
 }
 
+fn roots(ca: &Certs) -> Result<rustls::RootCertStore, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in ca.der() {
+        roots.add(cert.clone())?;
+    }
+    Ok(roots)
+}
+
+/// The trust anchors of `ca`, for a rustls verifier.
+pub fn root_store(ca: &Certs) -> Result<rustls::RootCertStore, TlsError> {
+    roots(ca).map_err(|e| TlsError::Config(format!("{}: {e}", ca.path.display())))
+}
+
+/// A rustls client config trusting `tls.ca`, presenting `tls.identity` when there is one
+/// (for the REST calls of the agent and of `raftctl`).
+pub fn client_config(tls: &ClientTls) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(root_store(&tls.ca)?);
+    let config = match &tls.identity {
+        Some(identity) => builder
+            .with_client_auth_cert(identity.certs.der().to_vec(), identity.key.der()?)
+            .map_err(|e| TlsError::Config(format!("{}: {e}", identity.certs.path.display())))?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
 /// An error with its causes (tonic's TLS errors say only "transport error" at the top).
 pub fn describe(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -294,6 +326,6 @@ mod tests {
         let err = section(dir.path(), Some("ca.crt"), Some(false)).peer("p").expect_err("not mutual").to_string();
         assert!(err.contains("always mutual"), "{err}");
         let yaml = "cert-file: /a\nkey-file: /b\ncert_file: /c\n";
-        assert!(serde_yaml::from_str::<TransportSecurity>(yaml).is_err(), "unknown key accepted");
+        assert!(serde_norway::from_str::<TransportSecurity>(yaml).is_err(), "unknown key accepted");
     }
 }
