@@ -16,7 +16,7 @@ use raftgres_proto::etcdserverpb::{
     Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
     PutRequest, RangeRequest, RequestOp, StatusRequest, StatusResponse, TxnRequest, WatchCreateRequest, WatchRequest,
 };
-pub use raftgres_etcd_api::prefix_end;
+pub use raftgres_proto::prefix_end;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 

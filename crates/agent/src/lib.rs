@@ -15,15 +15,19 @@ pub mod cluster;
 pub mod config;
 pub mod dcs;
 pub mod fence;
-pub mod ha;
+pub(crate) mod ha;
 pub mod http;
 pub mod ops;
-pub mod postgres;
-pub mod rest;
-pub mod state;
+pub(crate) mod postgres;
+pub(crate) mod rest;
+mod start;
+pub(crate) mod state;
+pub mod store_stats;
 pub mod timing;
-pub mod tls;
-pub mod watchdog;
+pub(crate) mod tls;
+pub(crate) mod watchdog;
+
+pub use start::{start, Running, StartError};
 
 /// The agent's version, reported in member keys and `/patroni`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

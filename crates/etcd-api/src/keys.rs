@@ -3,19 +3,7 @@
 //! else the half-open `[key, range_end)`; a prefix is `[prefix, prefix_end(prefix))`.
 //! Watches add one rule: an empty key means `"\0"`.
 
-/// etcd's `GetPrefixRangeEnd`: the smallest key greater than every key starting with
-/// `prefix` (the last byte below 0xff incremented, the rest dropped); `"\0"` (all keys)
-/// when there is none (empty prefix, or only 0xff bytes).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    match prefix.iter().rposition(|b| *b < 0xff) {
-        Some(i) => {
-            let mut end = prefix[..=i].to_vec();
-            end[i] += 1;
-            end
-        }
-        None => vec![0],
-    }
-}
+pub use raftgres_proto::prefix_end;
 
 /// Why a watch's interval is refused (etcd's `mvcc.ErrEmptyWatcherRange`).
 pub const EMPTY_WATCHER_RANGE: &str = "mvcc: watcher range is empty";

@@ -1,4 +1,5 @@
-//! Wire types of raftgres, generated at build time from `proto/` (no logic lives here):
+//! Wire types of raftgres, generated at build time from `proto/` (no logic lives here
+//! but etcd's one rule for prefix ranges, [`prefix_end`], which every client of the API needs):
 //!
 //! * the etcd v3 API — `etcdserverpb` (KV, Watch, Lease, Cluster, Maintenance, Auth),
 //!   `mvccpb`, `authpb`, `v3lockpb` and `v3electionpb` — with etcd's package names,
@@ -41,6 +42,20 @@ pub mod v3electionpb {
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod peer {
     tonic::include_proto!("raftgrespb");
+}
+
+/// etcd's `GetPrefixRangeEnd`: the smallest key greater than every key starting with
+/// `prefix` (the last byte below 0xff incremented, the rest dropped); `"\0"` (all keys)
+/// when there is none (empty prefix, or only 0xff bytes).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    match prefix.iter().rposition(|b| *b < 0xff) {
+        Some(i) => {
+            let mut end = prefix[..=i].to_vec();
+            end[i] += 1;
+            end
+        }
+        None => vec![0],
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! The same binary started as `raftgres __fencer` is the agent's fencer process.
 
 mod settings;
+mod store_stats;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -85,7 +86,11 @@ async fn run(settings: settings::Settings) -> anyhow::Result<()> {
     tracing::info!(client = %settings.listen_client, tls, "etcd v3 API listening");
 
     let agent = match settings.agent.clone() {
-        Some(config) => Some(start_agent(config, &store, limits).await?),
+        Some(config) => {
+            let channel = raftgres_etcd_api::EtcdApi::new(store.clone(), limits).in_process_channel();
+            let measured = std::sync::Arc::new(store_stats::Measured(store.store_metrics().clone()));
+            Some(raftgres_agent::start(config, channel, Some(measured)).await?)
+        }
         None => None,
     };
 
@@ -104,9 +109,8 @@ async fn run(settings: settings::Settings) -> anyhow::Result<()> {
         _ = removed => Err(anyhow::anyhow!("raft stopped (this member was removed from the cluster, or its storage failed)")),
         result = api => result.map_err(anyhow::Error::from).and_then(|r| r.map_err(|e| anyhow::anyhow!("etcd API server stopped: {e}"))),
     };
-    if let Some((stop, task)) = agent {
-        let _ = stop.send(());
-        if tokio::time::timeout(AGENT_STOP_TIMEOUT, task).await.is_err() {
+    if let Some(agent) = agent {
+        if !agent.stop(AGENT_STOP_TIMEOUT).await {
             tracing::warn!("the agent did not stop within {AGENT_STOP_TIMEOUT:?}");
         }
     }
@@ -122,48 +126,6 @@ const STORE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the agent may take to stop PostgreSQL and release the leader key.
 const AGENT_STOP_TIMEOUT: Duration = Duration::from_secs(40);
-
-/// Starts the REST API and the HA loop; returns the loop's stop switch and task.
-async fn start_agent(
-    config: raftgres_agent::config::AgentConfig,
-    store: &std::sync::Arc<Store>,
-    limits: ApiLimits,
-) -> anyhow::Result<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)> {
-    let rest_listener = tokio::net::TcpListener::bind(&config.restapi.listen)
-        .await
-        .with_context(|| format!("cannot listen for the REST API on {} (is another node using this port?)", config.restapi.listen))?;
-    let channel = raftgres_etcd_api::EtcdApi::new(store.clone(), limits).in_process_channel();
-    let exe = std::env::current_exe().context("cannot find the raftgres binary (for the fencer)")?;
-    let rest_addr = config.restapi.listen.clone();
-    let rest_tls = config.rest_tls.clone();
-    let rest_tls_on = rest_tls.is_some();
-    let scope = config.scope.clone();
-    let (commands, command_rx) = raftgres_agent::ha::commands::channel();
-    let control = raftgres_agent::rest::control::Control {
-        dcs: raftgres_agent::dcs::Dcs::new(
-            channel.clone(),
-            raftgres_agent::cluster::Keys::new(&config.namespace, &config.scope),
-            Duration::from_secs(5),
-        ),
-        auth: config.restapi.authentication.clone(),
-        commands,
-        promise: Default::default(),
-        store_metrics: Some(store.store_metrics().clone()),
-    };
-    let (agent, state) = raftgres_agent::ha::Agent::new(config, channel, &exe).context("cannot start the fencer process")?;
-    let control = raftgres_agent::rest::control::Control { promise: agent.promise(), ..control };
-    tokio::spawn(async move {
-        if let Err(e) = raftgres_agent::rest::serve(rest_listener, state, Some(control), rest_tls).await {
-            tracing::error!("REST API stopped: {e}");
-        }
-    });
-    tracing::info!(rest = %rest_addr, scope = %scope, https = rest_tls_on, "PostgreSQL agent and REST API started");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(agent.run(command_rx, async move {
-        let _ = stopped.await;
-    }));
-    Ok((stop, task))
-}
 
 /// True when this process runs as root (the owner of /proc/self is the effective uid).
 fn running_as_root() -> bool {

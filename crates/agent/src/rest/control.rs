@@ -29,7 +29,7 @@ pub struct Control {
     /// What this member promised a primary in failsafe mode (`POST /failsafe`).
     pub promise: Promise,
     /// The node's store measurements, for `GET /metrics` (latency histograms, watches).
-    pub store_metrics: Option<std::sync::Arc<raftgres_store::StoreMetrics>>,
+    pub store_metrics: Option<std::sync::Arc<dyn crate::store_stats::StoreStats>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

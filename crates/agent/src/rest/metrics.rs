@@ -5,15 +5,13 @@
 //! histograms), each with HELP and TYPE. Labels: `scope` and `name`.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
 use std::time::UNIX_EPOCH;
 
 use raftgres_proto::etcdserverpb::StatusResponse;
-use raftgres_store::metrics::HistogramSnapshot;
-use raftgres_store::StoreMetrics;
 
 use crate::cluster::Role;
 use crate::state::NodeState;
+use crate::store_stats::{Histogram, StoreSnapshot};
 
 /// One gauge with HELP and TYPE.
 fn gauge(out: &mut String, name: &str, help: &str, labels: &str, value: f64) {
@@ -23,7 +21,7 @@ fn gauge(out: &mut String, name: &str, help: &str, labels: &str, value: f64) {
 }
 
 /// One histogram with HELP and TYPE: cumulative `_bucket`s, `+Inf`, `_sum`, `_count`.
-fn histogram(out: &mut String, name: &str, help: &str, labels: &str, h: &HistogramSnapshot) {
+fn histogram(out: &mut String, name: &str, help: &str, labels: &str, h: &Histogram) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} histogram");
     for (bound, count) in &h.buckets {
@@ -40,7 +38,7 @@ fn escape(value: &str) -> String {
 
 /// The metrics of this node; `store` is the store's answer, if it gave one, and
 /// `measured` what the store measured of itself.
-pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>, measured: Option<&StoreMetrics>) -> String {
+pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>, measured: Option<&StoreSnapshot>) -> String {
     let labels = format!("scope=\"{}\",name=\"{}\"", escape(&state.scope), escape(&state.name));
     let pg = &state.postgres;
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
@@ -80,18 +78,16 @@ pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>, measur
     }
     gauge(&mut out, "raftgres_store_reachable", "Value is 1 if the store answered this scrape, 0 otherwise.", &labels, flag(store.is_some()));
     if let Some(m) = measured {
-        gauge(&mut out, "raftgres_watch_streams", "Open etcd API watch streams on this node.", &labels, m.watch_streams.load(Ordering::Relaxed) as f64);
-        gauge(&mut out, "raftgres_watches", "Watches on this node's etcd API watch streams.", &labels, m.watches.load(Ordering::Relaxed) as f64);
-        histogram(&mut out, "raftgres_proposal_duration_seconds", "Time from proposing a write on the Raft leader to its applied result.", &labels, &m.proposal.snapshot());
-        histogram(&mut out, "raftgres_log_fsync_duration_seconds", "Time one fsync of the Raft log took.", &labels, &m.fsync.snapshot());
+        gauge(&mut out, "raftgres_watch_streams", "Open etcd API watch streams on this node.", &labels, m.watch_streams as f64);
+        gauge(&mut out, "raftgres_watches", "Watches on this node's etcd API watch streams.", &labels, m.watches as f64);
+        histogram(&mut out, "raftgres_proposal_duration_seconds", "Time from proposing a write on the Raft leader to its applied result.", &labels, &m.proposal);
+        histogram(&mut out, "raftgres_log_fsync_duration_seconds", "Time one fsync of the Raft log took.", &labels, &m.fsync);
     }
     out
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use prometheus_parse::{Scrape, Value};
 
     use super::*;
@@ -124,10 +120,9 @@ mod tests {
         state.postgres.timeline = Some(2);
         state.holds_leader_key = true;
         let status = StatusResponse { raft_term: 7, raft_index: 42, raft_applied_index: 41, leader: 5, header: Some(raftgres_proto::etcdserverpb::ResponseHeader { member_id: 5, revision: 9, ..Default::default() }), ..Default::default() };
-        let measured = StoreMetrics::default();
-        measured.fsync.observe(Duration::from_micros(700));
-        measured.fsync.observe(Duration::from_millis(30));
-        measured.watches.store(4, Ordering::Relaxed);
+        // Two fsyncs, 0.7 ms and 30 ms.
+        let fsync = Histogram { buckets: vec![(0.0005, 0), (0.001, 1), (0.032, 2)], count: 2, sum_seconds: 0.0307 };
+        let measured = StoreSnapshot { watches: 4, fsync, ..Default::default() };
         let scrape = parse(&render(&state, Some(&(status, 3)), Some(&measured)));
         assert_eq!(gauge_of(&scrape, "patroni_primary"), 1.0);
         assert_eq!(gauge_of(&scrape, "patroni_xlog_location"), 0x3000060 as f64);

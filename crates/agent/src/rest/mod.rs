@@ -95,8 +95,8 @@ async fn dispatch(
             Some(c) => c.dcs.store_status().await.ok(),
             None => None,
         };
-        let measured = app.control.as_ref().and_then(|c| c.store_metrics.clone());
-        let body = metrics::render(&app.state.borrow(), store.as_ref(), measured.as_deref());
+        let measured = app.control.as_ref().and_then(|c| c.store_metrics.as_ref()).map(|m| m.snapshot());
+        let body = metrics::render(&app.state.borrow(), store.as_ref(), measured.as_ref());
         return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response();
     }
     if method == Method::GET {
