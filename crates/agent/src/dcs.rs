@@ -27,13 +27,25 @@ use crate::cluster::{ClusterStatus, ClusterView, Event, FailoverRequest, History
 pub enum DcsError {
     #[error("store did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("store error: {0}")]
-    Status(String),
+    /// The store answered with an error; `code` is its gRPC code (etcd's errors map to
+    /// them: `Unavailable` for no leader, `FailedPrecondition` for a bad revision, ...).
+    #[error("store error: {message}")]
+    Status { code: tonic::Code, message: String },
+}
+
+impl DcsError {
+    /// The gRPC code of the store's answer; `DeadlineExceeded` when it gave none in time.
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            DcsError::Timeout(_) => tonic::Code::DeadlineExceeded,
+            DcsError::Status { code, .. } => *code,
+        }
+    }
 }
 
 impl From<tonic::Status> for DcsError {
     fn from(s: tonic::Status) -> Self {
-        DcsError::Status(s.message().to_string())
+        DcsError::Status { code: s.code(), message: s.message().to_string() }
     }
 }
 
@@ -118,7 +130,8 @@ impl Dcs {
         let req = LeaseGrantRequest { ttl: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX), id: 0 };
         let resp = self.timed(self.lease().lease_grant(req)).await?.into_inner();
         if !resp.error.is_empty() {
-            return Err(DcsError::Status(resp.error));
+            // etcd puts a refused grant (e.g. a duplicate id) in the answer, not the status.
+            return Err(DcsError::Status { code: tonic::Code::FailedPrecondition, message: resp.error });
         }
         Ok((resp.id, Renewal { sent, ttl: Duration::from_secs(u64::try_from(resp.ttl).unwrap_or(0)) }))
     }
@@ -266,4 +279,17 @@ fn op_put(key: &str, value: &str, lease: i64) -> RequestOp {
 
 fn op_delete(key: &str) -> RequestOp {
     RequestOp { request: Some(Op::RequestDeleteRange(DeleteRangeRequest { key: key.into(), ..Default::default() })) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_keeps_its_grpc_code() {
+        let e = DcsError::from(tonic::Status::unavailable("etcdserver: no leader"));
+        assert_eq!(e.code(), tonic::Code::Unavailable);
+        assert_eq!(e.to_string(), "store error: etcdserver: no leader");
+        assert_eq!(DcsError::Timeout(Duration::from_secs(1)).code(), tonic::Code::DeadlineExceeded);
+    }
 }
