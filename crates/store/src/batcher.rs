@@ -14,7 +14,8 @@ use tokio::sync::oneshot;
 
 use crate::error::StoreError;
 use crate::metrics::StoreMetrics;
-use crate::types::{Raft, Request, Response};
+use crate::state_machine::Raft;
+use crate::types::{Request, Response};
 
 /// Most requests in one log entry (keeps an entry well below the peer message limit).
 const MAX_BATCH: usize = 256;

@@ -16,7 +16,8 @@ use crate::metrics::StoreMetrics;
 use crate::network::{PeerNetwork, MAX_PEER_MESSAGE};
 use crate::peer_service::PeerService;
 use crate::state_machine::{Applied, StateMachine};
-use crate::types::{member_id, NodeId, PeerNode, Raft};
+use crate::state_machine::Raft;
+use crate::types::{member_id, NodeId, PeerNode};
 use crate::tasks;
 use crate::wal::WalBackend;
 

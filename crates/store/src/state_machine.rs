@@ -25,6 +25,9 @@ use crate::error::io_err;
 use crate::lease_clock::LeaseClock;
 use crate::types::{Entry, LogId, NodeId, Request, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 
+/// The node's openraft instance over this state machine.
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
 /// A member's published attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberAttrs {

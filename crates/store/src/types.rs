@@ -67,10 +67,9 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-/// The data of a snapshot: the serialized [`crate::state_machine::StateData`].
+/// The data of a snapshot: the serialized state machine (`state_machine::StateData`).
 pub type SnapshotData = Cursor<Vec<u8>>;
 
-pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachine>;
 pub type Entry = openraft::alias::EntryOf<TypeConfig>;
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::alias::VoteOf<TypeConfig>;
