@@ -104,7 +104,7 @@ impl Frozen {
     fn tree(postmaster: i32) -> anyhow::Result<Self> {
         signal(postmaster, "STOP")?;
         let mut frozen = Self(vec![postmaster]);
-        frozen.0.extend(Self::backends(postmaster)?.0.drain(..));
+        frozen.0.append(&mut Self::backends(postmaster)?.0);
         Ok(frozen)
     }
 
