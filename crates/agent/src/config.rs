@@ -291,6 +291,77 @@ pub struct DynamicConfig {
     pub failsafe_mode: bool,
     #[serde(default)]
     pub postgresql: DynamicPostgres,
+    #[serde(default)]
+    pub liveness: LivenessConfig,
+}
+
+/// `liveness:` in `/config`: how often a fresh connection probes PostgreSQL, how long one
+/// probe may take, and after how many failed probes in a row PostgreSQL counts as hung
+/// (see `postgres::liveness` and `ha::hung`). Seconds. The defaults (1 s, 2 s, 3) find a
+/// frozen server within about 7 s and leave a busy one alone: on a healthy server a
+/// probe (a connection, one read, one tiny commit) takes milliseconds even under
+/// `pgbench -c 32` on two cores, far from 2 s, and three must fail in a row.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LivenessConfig {
+    /// `false` turns the probe and its decisions off.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Seconds from the start of one probe to the start of the next.
+    #[serde(default = "default_liveness_interval")]
+    pub interval: f64,
+    /// Seconds each step of a probe (connect and read; the primary's write) may take.
+    #[serde(default = "default_liveness_timeout")]
+    pub timeout: f64,
+    /// Failed probes in a row that make PostgreSQL hung.
+    #[serde(default = "default_liveness_max_failures")]
+    pub max_failures: u32,
+}
+
+fn default_liveness_interval() -> f64 {
+    1.0
+}
+
+fn default_liveness_timeout() -> f64 {
+    2.0
+}
+
+fn default_liveness_max_failures() -> u32 {
+    3
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: default_liveness_interval(),
+            timeout: default_liveness_timeout(),
+            max_failures: default_liveness_max_failures(),
+        }
+    }
+}
+
+impl LivenessConfig {
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.interval)
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.timeout)
+    }
+
+    /// One clear error per bad value.
+    fn check(&self) -> Result<(), String> {
+        for (name, value) in [("interval", self.interval), ("timeout", self.timeout)] {
+            if !(value.is_finite() && (0.05..=3600.0).contains(&value)) {
+                return Err(format!("liveness.{name} must be between 0.05 and 3600 seconds, not {value}"));
+            }
+        }
+        if self.max_failures == 0 {
+            return Err("liveness.max_failures must be at least 1 (use liveness.enabled: false to turn the probe off)".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -334,7 +405,7 @@ impl DynamicConfig {
         let mut known = serde_json::Map::new();
         if let Some(obj) = value.as_object() {
             for key in ["ttl", "loop_wait", "retry_timeout", "safety_margin", "maximum_lag_on_failover",
-                "primary_start_timeout", "pause", "synchronous_mode", "synchronous_mode_strict", "synchronous_node_count", "maximum_lag_on_syncnode", "failsafe_mode", "postgresql"] {
+                "primary_start_timeout", "pause", "synchronous_mode", "synchronous_mode_strict", "synchronous_node_count", "maximum_lag_on_syncnode", "failsafe_mode", "postgresql", "liveness"] {
                 if let Some(v) = obj.get(key) {
                     known.insert(key.to_string(), v.clone());
                 }
@@ -342,6 +413,7 @@ impl DynamicConfig {
         }
         let config: DynamicConfig = serde_json::from_value(serde_json::Value::Object(known)).map_err(|e| e.to_string())?;
         config.timing().check()?;
+        config.liveness.check()?;
         if config.synchronous_node_count == 0 {
             return Err("synchronous_node_count must be at least 1".into());
         }
@@ -379,6 +451,7 @@ impl RawAgentConfig {
         }
         let bootstrap_dcs = self.bootstrap.unwrap_or_default().dcs;
         bootstrap_dcs.timing().check().map_err(|e| format!("bootstrap.dcs: {e}"))?;
+        bootstrap_dcs.liveness.check().map_err(|e| format!("bootstrap.dcs: {e}"))?;
         let watchdog = self.watchdog.unwrap_or_default();
         if watchdog.mode != WatchdogMode::Off {
             if watchdog.timeout == 0 {
@@ -460,5 +533,18 @@ postgresql:
         assert_eq!(c.ttl, 3);
         assert!(c.pause);
         assert!(DynamicConfig::from_json(&serde_json::json!({"ttl": 1, "safety_margin": 2})).is_err());
+    }
+
+    #[test]
+    fn liveness_is_on_by_default_and_checked() {
+        let c = DynamicConfig::from_json(&serde_json::json!({})).expect("valid");
+        assert_eq!(c.liveness, LivenessConfig { enabled: true, interval: 1.0, timeout: 2.0, max_failures: 3 });
+        let c = DynamicConfig::from_json(&serde_json::json!({"liveness": {"timeout": 5, "max_failures": 4}})).expect("valid");
+        assert_eq!((c.liveness.interval, c.liveness.timeout, c.liveness.max_failures), (1.0, 5.0, 4));
+        let bad = |v: serde_json::Value| DynamicConfig::from_json(&serde_json::json!({ "liveness": v })).expect_err("invalid");
+        assert!(bad(serde_json::json!({"max_failures": 0})).contains("liveness.max_failures must be at least 1"));
+        assert!(bad(serde_json::json!({"interval": 0})).contains("liveness.interval must be between"));
+        assert!(bad(serde_json::json!({"timeout": -1})).contains("liveness.timeout must be between"));
+        assert!(bad(serde_json::json!({"timout": 1})).contains("unknown field `timout`"));
     }
 }

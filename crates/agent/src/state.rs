@@ -80,6 +80,10 @@ pub struct NodeState {
     pub dcs_last_seen: Option<SystemTime>,
     /// The agent's latest decision, as logged ("no action: I am node2, a replica, following node1").
     pub last_action: String,
+    /// The liveness probe's verdict (see `ha::hung`).
+    pub liveness: crate::ha::hung::Verdict,
+    /// Liveness probes that failed since the agent started.
+    pub liveness_failures_total: u64,
 }
 
 impl NodeState {
@@ -93,6 +97,8 @@ impl NodeState {
             cluster: ClusterView::default(),
             dcs_last_seen: None,
             last_action: "starting".into(),
+            liveness: crate::ha::hung::Verdict::Healthy,
+            liveness_failures_total: 0,
         }
     }
 

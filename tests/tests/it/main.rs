@@ -10,6 +10,7 @@ mod fencer;
 mod group_stop;
 mod ha;
 mod haproxy;
+mod hung;
 mod lease;
 mod linearizability;
 mod observability;

@@ -41,7 +41,33 @@ use nix::time::{clock_gettime, ClockId};
 
 use pipe::Pipe;
 pub use process::run_fencer;
-pub use target::{children_of, fence, fence_target, Fenced, Target};
+pub use target::{children_of, fence, fence_target, running_state, Fenced, Target};
+
+/// Kills postmaster `pid` and every backend of it ([`fence`]: SIGKILL, which ends
+/// stopped processes too) and waits up to `within` for all of them to be gone or
+/// zombies. Err names those still running after that (a process in uninterruptible I/O,
+/// state D, dies only when its I/O returns): until they are gone PostgreSQL might still
+/// write, so the caller must not let another node take over.
+pub async fn kill_and_confirm(pid: i32, within: Duration) -> Result<(), String> {
+    let killed = fence(pid);
+    let deadline = Instant::now() + within;
+    loop {
+        let running: Vec<String> = killed.iter().filter_map(|t| running_state(*t).map(|s| format!("{} ({s})", t.pid))).collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{} of {} PostgreSQL processes still run {:.1} s after SIGKILL: {}",
+                running.len(),
+                killed.len(),
+                within.as_secs_f64(),
+                running.join(", ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// The first argument that turns the `raftgres` binary into a fencer.
 pub const FENCER_ARG: &str = "__fencer";
@@ -271,6 +297,37 @@ mod tests {
         for (recorded, now, expected, why) in table {
             assert_eq!(identify(recorded, now), expected, "{why}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_stopped_process_tree_is_killed_and_confirmed_dead() {
+        let mut parent = Command::new("sh").args(["-c", "sleep 30 & sleep 30 & wait"]).spawn().expect("sh");
+        let pid = i32::try_from(parent.id()).expect("pid");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while children_of(pid).len() < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let children = children_of(pid);
+        assert_eq!(children.len(), 2);
+        // Frozen, as a hung PostgreSQL may be: SIGKILL must still end every process.
+        for p in children.iter().chain([&pid]) {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), nix::sys::signal::Signal::SIGSTOP).expect("stop");
+        }
+        let targets: Vec<Target> = children.iter().chain([&pid]).filter_map(|p| Target::of(*p)).collect();
+        assert_eq!(kill_and_confirm(pid, Duration::from_secs(2)).await, Ok(()));
+        assert!(targets.iter().all(|t| running_state(*t).is_none()), "{targets:?}");
+        assert!(!parent.wait().expect("wait").success());
+    }
+
+    #[test]
+    fn a_running_process_is_not_confirmed_dead() {
+        let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let target = Target::of(i32::try_from(child.id()).expect("pid")).expect("sleep runs");
+        assert!(running_state(target).is_some());
+        assert_eq!(running_state(Target { start: target.start + 1, ..target }), None, "another process with its pid");
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        assert_eq!(running_state(target), None);
     }
 
     #[test]

@@ -97,14 +97,28 @@ pub fn fence_target(target: Target) -> Fenced {
 }
 
 /// Stops the postmaster `pid` and every backend it started, at once, without checking
-/// who `pid` is (the caller just read it; the fencer uses [`fence_target`]).
-pub fn fence(pid: i32) {
+/// who `pid` is (the caller just read it; the fencer uses [`fence_target`]). Returns the
+/// processes it killed (see [`running_state`]).
+pub fn fence(pid: i32) -> Vec<Target> {
     let postmaster = Pid::from_raw(pid);
     let _ = kill(postmaster, Signal::SIGSTOP);
+    let mut killed = Vec::new();
     for child in children_of(pid) {
+        killed.extend(Target::of(child));
         let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
     }
+    killed.extend(Target::of(pid));
     let _ = kill(postmaster, Signal::SIGKILL);
+    killed
+}
+
+/// The state letter of `target` while it still runs: None once it is gone, a zombie
+/// (it will never run again) or its pid names another process.
+pub fn running_state(target: Target) -> Option<char> {
+    let (_, fields) = stat(target.pid)?;
+    let start: u64 = fields.get(START_TIME - STATE)?.parse().ok()?;
+    let state = fields.first()?.chars().next()?;
+    (start == target.start && !matches!(state, 'Z' | 'X')).then_some(state)
 }
 
 /// Pids whose parent is `pid` (from /proc).

@@ -13,6 +13,7 @@
 
 mod bootstrap;
 pub mod failsafe;
+pub mod hung;
 pub mod commands;
 pub mod election;
 pub mod lease;
@@ -32,6 +33,7 @@ use crate::cluster::{ClusterView, Keys, Member, Role};
 use crate::config::{AgentConfig, DynamicConfig};
 use crate::dcs::Dcs;
 use crate::fence::Fencer;
+use crate::postgres::liveness::Liveness;
 use crate::postgres::sql::Sql;
 use crate::postgres::{ControlData, Postgres};
 use crate::state::{NodeState, PgStatus, StateReceiver, StateSender};
@@ -124,6 +126,10 @@ pub struct Agent {
     last_status_write: Option<(u64, Instant)>,
     last_action: String,
     last_logged: Instant,
+    /// The liveness probe of PostgreSQL (see `hung`).
+    liveness: Liveness,
+    /// When this node last fenced its own hung primary (it then stands aside a while).
+    hung_fenced_at: Option<Instant>,
 }
 
 impl Agent {
@@ -145,7 +151,7 @@ impl Agent {
                 pg,
                 sql,
                 lease: Lease::new(fencer),
-                dynamic,
+                dynamic: dynamic.clone(),
                 timing: Arc::new(Mutex::new(timing)),
                 state,
                 expect_running: false,
@@ -165,6 +171,8 @@ impl Agent {
                 last_status_write: None,
                 last_action: String::new(),
                 last_logged: Instant::now(),
+                liveness: Liveness::new(dynamic.liveness.clone()),
+                hung_fenced_at: None,
             },
             rx,
         ))
@@ -192,6 +200,7 @@ impl Agent {
         let (wake_tx, mut wake) = mpsc::channel::<()>(16);
         tokio::spawn(self.dcs.clone().watch_prefix(wake_tx.clone()));
         tokio::spawn(self.lease.clone().keep(self.dcs.clone(), self.timing.clone(), wake_tx.clone()));
+        self.liveness.spawn(self.pg.clone(), wake_tx.clone());
         tokio::spawn(watch_postmaster(self.pg.clone(), wake_tx));
         tokio::pin!(shutdown);
         loop {
@@ -270,6 +279,7 @@ impl Agent {
                         *t = self.dynamic.timing();
                     }
                     self.dcs.set_timeout(self.dynamic.timing().retry_timeout);
+                    self.liveness.configure(self.dynamic.liveness.clone());
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!("ignoring /config: {e}"),
@@ -285,10 +295,12 @@ impl Agent {
     /// What PostgreSQL is doing right now.
     async fn observe(&mut self) -> PgStatus {
         match self.pg.postmaster_pid() {
-            Some(_) => match self.sql.status().await {
+            // A hung PostgreSQL would hold the loop for the query's whole timeout.
+            Some(_) => match self.liveness.unless_hung(self.sql.status()).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::debug!("PostgreSQL not answering: {e}");
+                    self.sql.disconnect();
                     PgStatus { state: "starting".into(), role: self.state.borrow().postgres.role, ..Default::default() }
                 }
             },
@@ -389,6 +401,8 @@ impl Agent {
     }
 
     async fn publish(&mut self, view: &ClusterView, pg: &PgStatus) {
+        let verdict = self.liveness.verdict();
+        let pg = &hung::published(pg.clone(), verdict);
         let lease = self.lease.get();
         let holds = view.leader.as_ref().is_some_and(|l| l.name == self.config.name && Some(l.lease) == lease.id)
             && lease.valid()
@@ -399,6 +413,8 @@ impl Agent {
             s.holds_leader_key = holds;
             s.cluster = view.clone();
             s.dcs_last_seen = Some(SystemTime::now());
+            s.liveness = verdict;
+            s.liveness_failures_total = self.liveness.history().failures_total;
         });
         self.write_member(pg, lease.id).await;
     }

@@ -6,10 +6,14 @@
 use std::time::{Duration, Instant};
 
 use super::election::{eligible, healthiest, probe_peers};
+use super::hung::Verdict;
 use super::Agent;
 use crate::cluster::{ClusterView, HistoryEntry, Role};
 use crate::postgres::conf;
 use crate::state::PgStatus;
+
+/// How long the processes of a fenced hung PostgreSQL may take to die after SIGKILL.
+const CONFIRM_DEAD_WITHIN: Duration = Duration::from_secs(2);
 
 impl Agent {
     /// Arms the fencer on the running postmaster with the lease's write deadline.
@@ -25,6 +29,9 @@ impl Agent {
         if !self.lease.get().valid() {
             self.fence_now().await;
             return format!("demoted: I am {me}; my lease was not renewed before its write deadline");
+        }
+        if let (Verdict::Hung { failing_for }, Some(pid)) = (self.liveness.verdict(), self.pg.postmaster_pid()) {
+            return self.replace_hung_primary(pid, failing_for).await;
         }
         match (pg.is_running(), pg.role) {
             (true, Role::Primary) => {
@@ -45,6 +52,42 @@ impl Agent {
             (false, _) if pg.state == "starting" => "waiting for PostgreSQL to accept connections (I hold the leader key)".into(),
             (false, _) => self.restart_in_place().await,
         }
+    }
+
+    /// PostgreSQL of this primary is hung (see `hung`): kill it, and release the leader
+    /// key only once every process of it is confirmed dead, so it can never write again;
+    /// until then the key stays, and the reason is the cycle's sentence.
+    async fn replace_hung_primary(&mut self, postmaster: i32, failing_for: Duration) -> String {
+        let history = self.liveness.history();
+        let why = format!("{} liveness probes failed in a row, the last: {}", history.failures, history.last_error.unwrap_or_default());
+        self.lease.fencer().disarm();
+        self.sql.disconnect();
+        let hung_for = failing_for.as_secs_f64();
+        if let Err(e) = crate::fence::kill_and_confirm(postmaster, CONFIRM_DEAD_WITHIN).await {
+            return format!("primary hung for {hung_for:.1} s ({why}): fenced, but {e}; keeping the leader key while PostgreSQL might still write");
+        }
+        self.expect_running = false;
+        self.hung_fenced_at = Some(Instant::now());
+        // Nobody may see this node as a running primary once the key is free.
+        self.state.send_modify(|s| {
+            s.holds_leader_key = false;
+            s.postgres.state = "hung".into();
+        });
+        match self.dcs.delete_if_value(&self.dcs.keys.leader(), &self.config.name).await {
+            Ok(_) => format!("primary hung for {hung_for:.1} s: fenced and released the leader key ({why})"),
+            Err(e) => format!("primary hung for {hung_for:.1} s: fenced, but cannot release the leader key ({e}); it expires with my lease"),
+        }
+    }
+
+    /// Why this node may not race for the key because of liveness: its PostgreSQL is
+    /// hung, or it fenced its own hung primary a short while ago.
+    fn hung_refusal(&self) -> Option<String> {
+        if let Verdict::Hung { failing_for } = self.liveness.verdict() {
+            return Some(format!("PostgreSQL is hung: every liveness probe failed for {:.1} s", failing_for.as_secs_f64()));
+        }
+        let fenced = self.hung_fenced_at?.elapsed();
+        (fenced < super::hung::stand_aside_after_fencing(&self.timing()))
+            .then(|| format!("I fenced my hung primary {:.0} s ago", fenced.as_secs_f64()))
     }
 
     /// PostgreSQL of the primary is down: start it again, or give the key up after
@@ -135,6 +178,9 @@ impl Agent {
         }
         if let Some(why) = self.watchdog_missing.clone() {
             return self.refuse(chosen, format!("no leader: I am {me} and may not take over (watchdog required but {why})")).await;
+        }
+        if let Some(why) = self.hung_refusal() {
+            return self.refuse(chosen, format!("no leader: I am {me} and may not take over ({why})")).await;
         }
         if !pg.is_running() && pg.state != "starting" && self.pg.data_dir_valid() && !self.config.tags.nofailover {
             // After a restart of every node nobody runs: start read-only so we can compete.

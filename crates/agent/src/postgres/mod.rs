@@ -3,6 +3,7 @@
 //! function does one thing and reports a clear error; the decisions are the HA loop's.
 
 pub mod conf;
+pub mod liveness;
 pub mod sql;
 
 use std::path::{Path, PathBuf};

@@ -13,8 +13,21 @@ use crate::state::{PgStatus, ReplicationRow};
 /// The longest a local query may take, connecting included.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn sql_error(e: tokio_postgres::Error) -> PgError {
+pub(super) fn sql_error(e: tokio_postgres::Error) -> PgError {
     PgError::Sql(e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string()))
+}
+
+/// How the agent connects to its own PostgreSQL: the private unix socket, as the superuser.
+pub fn local_config(pg: &PostgresConfig, application_name: &str) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(pg.socket_dir())
+        .port(pg.port())
+        .user(&pg.authentication.superuser.username)
+        .dbname("postgres")
+        .application_name(application_name)
+        .connect_timeout(Duration::from_secs(2));
+    config
 }
 
 /// A lazily (re)opened connection to the local PostgreSQL.
@@ -25,15 +38,7 @@ pub struct Sql {
 
 impl Sql {
     pub fn new(pg: &PostgresConfig) -> Self {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host_path(pg.socket_dir())
-            .port(pg.port())
-            .user(&pg.authentication.superuser.username)
-            .dbname("postgres")
-            .application_name("raftgres")
-            .connect_timeout(Duration::from_secs(2));
-        Self { config, client: None }
+        Self { config: local_config(pg, "raftgres"), client: None }
     }
 
     async fn client(&mut self) -> PgResult<&Client> {

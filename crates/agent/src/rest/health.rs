@@ -137,7 +137,9 @@ fn code(ok: bool) -> StatusCode {
 /// Like Patroni, the path is matched by substring in this order: `standby-leader`,
 /// `leader`, `master`/`primary`/`read-write`, `replica`, `read-only`, `health`, then the
 /// exact synchronous-replication paths. Anything else is 503. `tag_*` filters apply to
-/// every path except the leader and primary ones.
+/// every path except the leader and primary ones. A node whose PostgreSQL failed its
+/// liveness probes is published with state "hung" (`ha::hung::published`), which is not
+/// running: every check answers 503.
 pub fn check(state: &NodeState, path: &str, params: &Params) -> StatusCode {
     let path = if path == "/" { "/primary" } else { path };
     let pg = &state.postgres;

@@ -10,6 +10,7 @@ use std::time::UNIX_EPOCH;
 use raftgres_proto::etcdserverpb::StatusResponse;
 
 use crate::cluster::Role;
+use crate::ha::hung::Verdict;
 use crate::state::NodeState;
 use crate::store_stats::{Histogram, StoreSnapshot};
 
@@ -30,6 +31,13 @@ fn histogram(out: &mut String, name: &str, help: &str, labels: &str, h: &Histogr
     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
     let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_seconds);
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+}
+
+/// One counter with HELP and TYPE.
+fn counter(out: &mut String, name: &str, help: &str, labels: &str, value: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name}{{{labels}}} {value}");
 }
 
 fn escape(value: &str) -> String {
@@ -65,6 +73,13 @@ pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>, measur
     gauge(&mut out, "patroni_dcs_last_seen", "Epoch seconds when the store was last reached.", &labels, seen);
     gauge(&mut out, "patroni_pending_restart", "Value is 1 if the node needs a restart, 0 otherwise.", &labels, flag(pg.pending_restart));
     gauge(&mut out, "patroni_is_paused", "Value is 1 if auto failover is disabled (maintenance mode), 0 otherwise.", &labels, flag(state.paused()));
+    counter(&mut out, "raftgres_liveness_failures_total", "Liveness probes of PostgreSQL (fresh connection, read, primary's write) that failed.", &labels, state.liveness_failures_total as f64);
+    let liveness = match state.liveness {
+        Verdict::Healthy => 0.0,
+        Verdict::Suspect { .. } => 1.0,
+        Verdict::Hung { .. } => 2.0,
+    };
+    gauge(&mut out, "raftgres_liveness_state", "PostgreSQL's liveness: 0 healthy, 1 suspect (some probes in a row failed), 2 hung (liveness.max_failures in a row).", &labels, liveness);
     if let Some((s, leases)) = store {
         let member = s.header.as_ref().map_or(0, |h| h.member_id);
         gauge(&mut out, "raftgres_raft_term", "Current Raft term of this node's store.", &labels, s.raft_term as f64);
@@ -132,11 +147,18 @@ mod tests {
         assert_eq!(gauge_of(&scrape, "raftgres_raft_is_leader"), 1.0);
         assert_eq!(gauge_of(&scrape, "raftgres_store_leases"), 3.0);
         assert_eq!(gauge_of(&scrape, "raftgres_watches"), 4.0);
+        assert_eq!(gauge_of(&scrape, "raftgres_liveness_state"), 0.0);
         let fsync = scrape.samples.iter().find(|s| s.metric == "raftgres_log_fsync_duration_seconds").expect("fsync histogram");
         let Value::Histogram(buckets) = &fsync.value else { panic!("{:?}", fsync.value) };
         let le = |bound: f64| buckets.iter().find(|b| b.less_than == bound).map(|b| b.count);
         assert_eq!((le(0.0005), le(0.001), le(0.032), le(f64::INFINITY)), (Some(0.0), Some(1.0), Some(2.0), Some(2.0)));
         assert!(scrape.samples.iter().any(|s| s.metric == "raftgres_proposal_duration_seconds"));
+        state.liveness = Verdict::Hung { failing_for: Duration::from_secs(7) };
+        state.liveness_failures_total = 3;
+        let hung = parse(&render(&state, None, None));
+        assert_eq!(gauge_of(&hung, "raftgres_liveness_state"), 2.0);
+        let failures = hung.samples.iter().find(|s| s.metric == "raftgres_liveness_failures_total").map(|s| &s.value);
+        assert!(matches!(failures, Some(Value::Counter(v)) if *v == 3.0), "{failures:?}");
         let without_store = parse(&render(&state, None, None));
         assert_eq!(gauge_of(&without_store, "raftgres_store_reachable"), 0.0);
         assert!(!without_store.samples.iter().any(|s| s.metric.starts_with("raftgres_log_fsync")));

@@ -68,6 +68,15 @@ async fn stopped_node_fails_everything() {
 }
 
 #[tokio::test]
+async fn hung_replica_fails_everything() {
+    // A streaming replica whose PostgreSQL failed every liveness probe (see `ha::hung`).
+    let mut state = lagging_replica();
+    let hung = crate::ha::hung::Verdict::Hung { failing_for: std::time::Duration::from_secs(7) };
+    state.postgres = crate::ha::hung::published(state.postgres, hung);
+    expect_all(&state, [503; 15]).await;
+}
+
+#[tokio::test]
 async fn unlocked_cluster_still_has_replicas() {
     expect_all(
         &unlocked(),
