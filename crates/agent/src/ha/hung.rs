@@ -65,17 +65,6 @@ pub enum Verdict {
     },
 }
 
-impl Verdict {
-    /// The state's name, as the metric and the REST API show it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Verdict::Healthy => "healthy",
-            Verdict::Suspect { .. } => "suspect",
-            Verdict::Hung { .. } => "hung",
-        }
-    }
-}
-
 /// The verdict at `now` on `history` under `config`.
 pub fn judge(history: &History, config: &LivenessConfig, now: Instant) -> Verdict {
     if !config.enabled || history.failures == 0 {

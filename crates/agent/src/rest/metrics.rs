@@ -103,6 +103,8 @@ pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>, measur
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use prometheus_parse::{Scrape, Value};
 
     use super::*;
