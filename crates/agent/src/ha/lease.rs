@@ -64,6 +64,8 @@ struct Held {
     armed_for: Option<i64>,
     /// The lease the node's keys are being moved to (a ttl change), until the move ends.
     moving_to: Option<i64>,
+    /// The lease they were moved from: a view read before the move still shows it.
+    moved_from: Option<i64>,
 }
 
 /// Shared between the renewal task and the HA loop.
@@ -127,11 +129,12 @@ impl<F: Arm> Lease<F> {
         }
     }
 
-    /// True when `id` is this run's lease, or the one its keys are moving to right now
-    /// (so a leader key seen on either is this run's own, and no demotion is due).
+    /// True when `id` is this run's lease, the one its keys are moving to right now, or
+    /// the one they were moved from (a view read before the move): a leader key seen on
+    /// any of them is this run's own, and no demotion is due.
     pub fn owns(&self, id: i64) -> bool {
         let held = self.held();
-        held.info.id == Some(id) || held.moving_to == Some(id)
+        [held.info.id, held.moving_to, held.moved_from].contains(&Some(id))
     }
 
     /// Forgets the lease (the store said it is gone, or it was revoked). The fencer keeps
@@ -140,6 +143,7 @@ impl<F: Arm> Lease<F> {
         let mut held = self.held();
         held.info = LeaseInfo::default();
         held.granted_ttl = None;
+        held.moved_from = None;
     }
 
     /// Moves the write deadline to `until` (if later) without the store: failsafe mode,
@@ -184,6 +188,7 @@ impl<F: Arm> Lease<F> {
         {
             let mut held = self.held();
             let was_armed = held.armed_for.is_some() && held.armed_for == held.info.id;
+            held.moved_from = held.info.id;
             held.info = LeaseInfo { id: Some(new), valid_until: Some(deadline(&r, timing)) };
             held.moving_to = None;
             held.granted_ttl = Some(timing.ttl);
@@ -359,12 +364,14 @@ mod tests {
         lease.held().moving_to = Some(2);
         assert!(lease.owns(1) && lease.owns(2), "while the leader key moves, it is ours on either lease");
         lease.replaced(2, renewal(0, 2), &short);
-        assert!(!lease.owns(1) && lease.owns(2));
+        assert!(lease.owns(1) && lease.owns(2), "a view read before the move still shows the key on lease 1");
         assert_eq!(lease.get().id, Some(2));
         assert!(!lease.ttl_changed(&short));
         let until = armed(&lease);
         assert!(until <= Instant::now() + Duration::from_millis(1500), "the shorter lease's deadline, not the old later one");
         lease.renewed(2, renewal(0, 2), &short);
         assert!(armed(&lease) >= until, "the fencer follows the new lease");
+        lease.lost();
+        assert!(!lease.owns(1) && !lease.owns(2), "after the lease is lost, neither is ours");
     }
 }
