@@ -400,6 +400,16 @@ impl DynamicConfig {
         Timing::from_seconds(self.ttl, self.loop_wait, self.retry_timeout, self.safety_margin)
     }
 
+    /// Every timing rule this configuration relies on (`timing`): failsafe's too when on.
+    pub fn check_timing(&self) -> Result<(), String> {
+        let timing = self.timing();
+        timing.check()?;
+        if self.failsafe_mode {
+            timing.check_failsafe()?;
+        }
+        Ok(())
+    }
+
     /// Reads `/config`; unknown keys are kept out (Patroni writes many we do not use).
     pub fn from_json(value: &serde_json::Value) -> Result<Self, String> {
         let mut known = serde_json::Map::new();
@@ -412,7 +422,7 @@ impl DynamicConfig {
             }
         }
         let config: DynamicConfig = serde_json::from_value(serde_json::Value::Object(known)).map_err(|e| e.to_string())?;
-        config.timing().check()?;
+        config.check_timing()?;
         config.liveness.check()?;
         if config.synchronous_node_count == 0 {
             return Err("synchronous_node_count must be at least 1".into());
@@ -450,7 +460,7 @@ impl RawAgentConfig {
             }
         }
         let bootstrap_dcs = self.bootstrap.unwrap_or_default().dcs;
-        bootstrap_dcs.timing().check().map_err(|e| format!("bootstrap.dcs: {e}"))?;
+        bootstrap_dcs.check_timing().map_err(|e| format!("bootstrap.dcs: {e}"))?;
         bootstrap_dcs.liveness.check().map_err(|e| format!("bootstrap.dcs: {e}"))?;
         let watchdog = self.watchdog.unwrap_or_default();
         if watchdog.mode != WatchdogMode::Off {
@@ -546,5 +556,16 @@ postgresql:
         assert!(bad(serde_json::json!({"interval": 0})).contains("liveness.interval must be between"));
         assert!(bad(serde_json::json!({"timeout": -1})).contains("liveness.timeout must be between"));
         assert!(bad(serde_json::json!({"timout": 1})).contains("unknown field `timout`"));
+    }
+
+    #[test]
+    fn failsafe_mode_needs_its_round_inside_the_safety_margin() {
+        let patroni_like = serde_json::json!({"failsafe_mode": true, "ttl": 30, "loop_wait": 10, "retry_timeout": 10, "safety_margin": 5});
+        let e = DynamicConfig::from_json(&patroni_like).expect_err("Patroni-like timing with failsafe");
+        assert!(e.starts_with("failsafe_mode needs") && e.contains("retry_timeout (10.000s)"), "{e}");
+        DynamicConfig::from_json(&serde_json::json!({"failsafe_mode": true, "retry_timeout": 0.4})).expect("fits the default margin");
+        let raw: RawAgentConfig = serde_norway::from_str(&format!("{MINIMAL}bootstrap: {{dcs: {{failsafe_mode: true}}}}\n")).expect("yaml");
+        let e = raw.validate("n").expect_err("default timing leaves no room");
+        assert!(e.starts_with("bootstrap.dcs: failsafe_mode needs"), "{e}");
     }
 }

@@ -193,11 +193,19 @@ impl Dcs {
         self.create(&self.keys.leader(), name, lease).await
     }
 
-    /// Appends an event to the timeline and forgets events older than `keep`.
-    pub async fn record_event(&self, member: &str, event: &str, keep: Duration) -> DcsResult<()> {
+    /// Moves the leader key `name` to `lease`, only if it is still the key put at
+    /// `mod_revision` (a ttl change: see `ha::lease`). True when it moved.
+    pub async fn move_leader(&self, name: &str, mod_revision: i64, lease: i64) -> DcsResult<bool> {
+        let key = self.keys.leader();
+        self.txn(vec![mod_revision_is(&key, mod_revision)], vec![op_put(&key, name, lease)]).await
+    }
+
+    /// Writes an event of the timeline under its time `at` and forgets events older than `keep`.
+    pub async fn record_event(&self, member: &str, event: &str, at: std::time::SystemTime, keep: Duration) -> DcsResult<()> {
+        let at = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let value = serde_json::json!({ "at_ms": at.as_millis() as u64, "member": member, "event": event }).to_string();
+        self.put(&self.keys.event(at.as_millis(), member), &value, 0).await?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let value = serde_json::json!({ "at_ms": now.as_millis() as u64, "member": member, "event": event }).to_string();
-        self.put(&self.keys.event(now.as_millis(), member), &value, 0).await?;
         let cutoff = now.saturating_sub(keep).as_millis();
         let req = DeleteRangeRequest { key: self.keys.events_prefix().into(), range_end: self.keys.event(cutoff, "").into(), ..Default::default() };
         self.timed(self.kv().delete_range(req)).await?;

@@ -14,24 +14,39 @@
 //! where `t_sent` is the send time of the last keep-alive that succeeded. The primary's
 //! agent demotes when it gets close to that deadline, and the fencer process (see
 //! `fence`) kills PostgreSQL at the deadline even when the agent is frozen or dead.
-//! The margin covers the fencer's own latency ([`FENCE_LATENCY`]) and clock-rate
-//! differences between machines.
+//! The margin covers the fencer's own latency ([`FENCE_LATENCY`]) and the clock-rate
+//! difference between the primary's and the Raft leader's monotonic clocks over one
+//! ttl ([`Timing::drift_allowance`]: [`CLOCK_RATE_ALLOWANCE`] of ttl).
 //!
 //! For the primary not to fence itself on one lost request, two renewal intervals plus
 //! one request timeout must fit in the budget:
 //!
 //! ```text
 //!     2 * renew_interval + retry_timeout  <=  ttl - safety_margin
-//!     safety_margin                       >=  FENCE_LATENCY
+//!     safety_margin                       >=  FENCE_LATENCY + drift_allowance
 //! ```
 //!
-//! [`Timing::check`] enforces both at startup and before any `/config` change is used.
+//! With `failsafe_mode`, a primary asks the members to confirm before its deadline and
+//! waits at most `retry_timeout` for them; every confirmation must be given before the
+//! lease can expire in the store (`deadline + safety_margin`), when a member could
+//! take the key, so a member never confirms a primary after a new one may exist:
+//!
+//! ```text
+//!     retry_timeout + drift_allowance     <=  safety_margin        (failsafe_mode only)
+//! ```
+//!
+//! [`Timing::check`] enforces the first two and [`Timing::check_failsafe`] the third, at
+//! startup and before any `/config` change is used (`DynamicConfig::from_json`).
 
 use std::time::Duration;
 
 /// The most the fencer needs to stop PostgreSQL once its deadline passes (it polls
 /// every 20 ms and kills with SIGSTOP + SIGKILL, which take microseconds).
 pub const FENCE_LATENCY: Duration = Duration::from_millis(100);
+
+/// How much faster one machine's monotonic clock may run than another's: NTP slews a
+/// clock by at most 500 ppm, so two clocks by at most 1000 ppm between them.
+pub const CLOCK_RATE_ALLOWANCE: f64 = 0.001;
 
 /// The timing of one cluster.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,6 +95,26 @@ impl Timing {
         self.ttl.saturating_sub(self.safety_margin)
     }
 
+    /// How far two clocks may drift apart over one ttl ([`CLOCK_RATE_ALLOWANCE`]).
+    pub fn drift_allowance(&self) -> Duration {
+        self.ttl.mul_f64(CLOCK_RATE_ALLOWANCE)
+    }
+
+    /// The failsafe rule (module doc): a confirmation round ends inside the safety margin.
+    pub fn check_failsafe(&self) -> Result<(), String> {
+        let needed = self.retry_timeout + self.drift_allowance();
+        if needed > self.safety_margin {
+            return Err(format!(
+                "failsafe_mode needs a confirmation round to end before the lease can expire: retry_timeout ({:.3}s) + clock drift allowance ({:.3}s) = {:.3}s must be <= safety_margin ({:.3}s); lower retry_timeout or raise safety_margin",
+                self.retry_timeout.as_secs_f64(),
+                self.drift_allowance().as_secs_f64(),
+                needed.as_secs_f64(),
+                self.safety_margin.as_secs_f64()
+            ));
+        }
+        Ok(())
+    }
+
     /// With a hardware watchdog of `timeout` seconds the fencer acts that much earlier
     /// (so the device resets a hung machine by the deadline); the same rule must hold
     /// for the shorter budget.
@@ -105,8 +140,16 @@ impl Timing {
         if self.loop_wait < Duration::from_millis(100) || self.retry_timeout < Duration::from_millis(100) {
             return Err("loop_wait and retry_timeout must be at least 0.1 seconds".into());
         }
-        if self.safety_margin < FENCE_LATENCY {
-            return Err(format!("safety_margin must be at least {:.1}s (the fencer's latency)", FENCE_LATENCY.as_secs_f64()));
+        let margin_needed = FENCE_LATENCY + self.drift_allowance();
+        if self.safety_margin < margin_needed {
+            return Err(format!(
+                "safety_margin ({:.3}s) must be at least the fencer's latency ({:.3}s) + clock drift allowance ({:.3}s, {} of ttl) = {:.3}s",
+                self.safety_margin.as_secs_f64(),
+                FENCE_LATENCY.as_secs_f64(),
+                self.drift_allowance().as_secs_f64(),
+                CLOCK_RATE_ALLOWANCE,
+                margin_needed.as_secs_f64()
+            ));
         }
         let needed = self.renew_interval() * 2 + self.retry_timeout;
         if self.safety_margin >= self.ttl || needed > self.write_budget() {
@@ -144,5 +187,26 @@ mod tests {
         let t = Timing::from_seconds(2, 1.0, 0.5, 0.5);
         assert!(t.check_with_watchdog(Duration::from_secs(1)).is_err(), "ttl 2 leaves no room for a 1 s watchdog");
         Timing::from_seconds(5, 1.0, 0.5, 0.5).check_with_watchdog(Duration::from_secs(1)).expect("ttl 5 does");
+    }
+
+    #[test]
+    fn the_margin_covers_the_fencer_and_clock_drift() {
+        // ttl 300 s: 0.3 s of drift on top of the fencer's 0.1 s.
+        let e = Timing::from_seconds(300, 10.0, 10.0, 0.35).check().expect_err("drift not covered");
+        assert!(e.contains("clock drift allowance (0.300s") && e.contains("0.400s"), "{e}");
+        Timing::from_seconds(300, 10.0, 10.0, 0.4).check().expect("covered");
+    }
+
+    #[test]
+    fn a_failsafe_round_must_end_inside_the_safety_margin() {
+        // Patroni-like timing: a 10 s round cannot end inside a 5 s margin.
+        let patroni = Timing::from_seconds(30, 10.0, 10.0, 5.0);
+        patroni.check().expect("fine without failsafe");
+        let e = patroni.check_failsafe().expect_err("the round outlasts the margin");
+        assert!(e.contains("retry_timeout (10.000s)") && e.contains("safety_margin (5.000s)") && e.contains("10.030s"), "{e}");
+        Timing::from_seconds(30, 10.0, 4.0, 5.0).check_failsafe().expect("a 4 s round fits a 5 s margin");
+        // The defaults leave no room for the drift allowance.
+        assert!(Timing::from_seconds(2, 1.0, 0.5, 0.5).check_failsafe().is_err());
+        Timing::from_seconds(2, 1.0, 0.4, 0.5).check_failsafe().expect("fits");
     }
 }

@@ -234,3 +234,35 @@ fn watchdog_is_kept_alive_only_while_primary() -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// Raising `ttl` (with a longer retry_timeout and margin) through `/config`, and lowering
+/// it back, must not fence a healthy primary: each node's lease is replaced by one with
+/// the new TTL and the leader key moves to it (issue 16 item 9). Before, the live lease
+/// kept TTL 2 while the deadline took the new 1 s margin: 2 s − 1 s is shorter than the
+/// new 1.25 s renewal interval, so the primary demoted between two renewals.
+#[test]
+fn changing_ttl_keeps_a_healthy_primary() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    with_logs(&lab, || {
+        let primary = lab.primary()?;
+        create_table(&lab, primary)?;
+        for (step, settings) in [("raised", ["ttl=10", "retry_timeout=3", "safety_margin=1"]), ("lowered", ["ttl=2", "retry_timeout=0.5", "safety_margin=0.5"])] {
+            let mut args = vec!["edit-config"];
+            for s in settings {
+                args.extend(["-s", s]);
+            }
+            args.push("--force");
+            lab.ctl(&args)?;
+            for second in 0..8 {
+                std::thread::sleep(Duration::from_secs(1));
+                lab.psql(primary, &format!("insert into t(v) values ('{step}{second}')"))
+                    .map_err(|e| anyhow::anyhow!("{second} s after ttl was {step}, the primary stopped: {e:#}"))?;
+            }
+            anyhow::ensure!(lab.primary()? == primary, "ttl {step}: another node became primary");
+        }
+        let log = lab.log(primary);
+        anyhow::ensure!(!log.contains("demoted"), "the primary demoted itself");
+        anyhow::ensure!(log.contains("ttl is now 10s") && log.contains("ttl is now 2s"), "the primary moved to leases with the new ttl");
+        Ok(())
+    })
+}

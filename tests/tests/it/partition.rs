@@ -58,6 +58,16 @@ fn partitioned_primary_is_fenced_and_rejoins() -> anyhow::Result<()> {
             old + 1,
             new + 1
         );
+        // The cut-off node demoted while it could not reach the store: its timeline
+        // event was kept locally and is published once the store answers (issue 16 item 11).
+        wait_for(Duration::from_secs(20), "the old primary's demotion on the timeline", || {
+            let events = lab.ctl(&["events"])?;
+            anyhow::ensure!(
+                events.lines().any(|l| l.contains(&lab.name(old)) && l.contains("demoted:")),
+                "not in raftctl events: {events}"
+            );
+            Ok(())
+        })?;
         Ok(())
     })
 }

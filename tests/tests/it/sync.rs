@@ -200,16 +200,23 @@ fn cut_raft(lab: &Lab, i: usize, cut: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Turns `failsafe_mode` on (with a `retry_timeout` that fits the safety margin, as the
+/// timing check requires) once a first write replicated; returns the primary.
+fn enable_failsafe(lab: &Lab) -> anyhow::Result<usize> {
+    let primary = lab.primary()?;
+    create_table(lab, primary)?;
+    lab.ctl(&["edit-config", "-s", "failsafe_mode=true", "-s", "retry_timeout=0.4", "--force"])?;
+    lab.psql(primary, "insert into t(v) values ('before')")?;
+    lab.wait_healthy(HEAL, "before")?;
+    std::thread::sleep(Duration::from_secs(2)); // every agent has read the new /config
+    Ok(primary)
+}
+
 #[test]
 fn failsafe_keeps_a_primary_cut_from_the_store_while_every_member_confirms() -> anyhow::Result<()> {
     let lab = Lab::up_netns(3)?;
     with_logs(&lab, || {
-        let primary = lab.primary()?;
-        create_table(&lab, primary)?;
-        lab.ctl(&["edit-config", "-s", "failsafe_mode=true", "--force"])?;
-        lab.psql(primary, "insert into t(v) values ('before')")?;
-        lab.wait_healthy(HEAL, "before")?;
-        std::thread::sleep(Duration::from_secs(2)); // every agent has read the new /config
+        let primary = enable_failsafe(&lab)?;
         cut_raft(&lab, primary, true)?;
         // Well past ttl: the primary still writes (every member confirms over REST) and
         // nobody else was promoted (they promised not to).
@@ -228,6 +235,47 @@ fn failsafe_keeps_a_primary_cut_from_the_store_while_every_member_confirms() -> 
         anyhow::ensure!(lab.psql(primary, "select 1").is_err() || lab.psql(primary, "select pg_is_in_recovery()")? == "t", "the old primary still writable");
         lab.heal()?;
         cut_raft(&lab, primary, false)?;
+        lab.psql(new, "insert into t(v) values ('after')")?;
+        assert_eq!(lab.wait_healthy(HEAL, "after")?, new);
+        Ok(())
+    })
+}
+
+/// Failsafe with the Raft port of every node cut (no store anywhere, REST reachable):
+/// the primary keeps writing while both replicas confirm it; then one replica's node is
+/// restarted: it knows no leader, so it confirms nobody, and the primary stops at its
+/// deadline. At no check do two nodes accept a write; after the heal, one primary.
+#[test]
+fn failsafe_without_any_store_keeps_one_writer_through_a_member_restart() -> anyhow::Result<()> {
+    let lab = Lab::up_netns(3)?;
+    with_logs(&lab, || {
+        let primary = enable_failsafe(&lab)?;
+        for i in 0..lab.nodes {
+            cut_raft(&lab, i, true)?;
+        }
+        let writers = |round: &str| -> Vec<usize> {
+            (0..lab.nodes).filter(|&i| lab.psql(i, &format!("insert into t(v) values ('{round}-{i}')")).is_ok()).collect()
+        };
+        for second in 0..6 {
+            std::thread::sleep(Duration::from_secs(1));
+            let w = writers(&format!("cut{second}"));
+            anyhow::ensure!(w == [primary], "{second} s without any store: nodes {w:?} accepted writes, expected only {primary}");
+        }
+        assert!(lab.log(primary).contains("failsafe: the store is unreachable"), "the primary said why it kept running");
+        let restarted = (primary + 1) % lab.nodes;
+        lab.kill(restarted)?;
+        lab.start(restarted)?;
+        let mut last = vec![primary];
+        for second in 0..12 {
+            std::thread::sleep(Duration::from_secs(1));
+            last = writers(&format!("restarted{second}"));
+            anyhow::ensure!(last.len() <= 1, "{second} s after {} restarted: nodes {last:?} all accepted writes", lab.name(restarted));
+        }
+        anyhow::ensure!(last.is_empty(), "a member that restarted knows no leader and confirms nobody: the primary must stop, but {last:?} writes");
+        for i in 0..lab.nodes {
+            cut_raft(&lab, i, false)?;
+        }
+        let new = wait_for(HEAL, "one primary after the heal", || lab.primary())?;
         lab.psql(new, "insert into t(v) values ('after')")?;
         assert_eq!(lab.wait_healthy(HEAL, "after")?, new);
         Ok(())

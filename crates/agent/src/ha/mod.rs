@@ -22,6 +22,7 @@ mod replica;
 pub mod stuck;
 mod switchover;
 mod sync;
+pub mod timeline;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -39,9 +40,6 @@ use crate::postgres::{ControlData, Postgres};
 use crate::state::{NodeState, PgStatus, StateReceiver, StateSender};
 use crate::timing::Timing;
 use lease::Lease;
-
-/// How long the HA timeline (`events/`) keeps an event.
-const EVENTS_KEPT_FOR: Duration = Duration::from_secs(3600);
 
 /// Shortest pause between two cycles, so a burst of key changes costs one cycle.
 const MIN_CYCLE_GAP: Duration = Duration::from_millis(30);
@@ -121,6 +119,10 @@ pub struct Agent {
     watchdog_missing: Option<String>,
     /// The failsafe promise this member gave a primary (shared with the REST API).
     promise: failsafe::Promise,
+    /// Every other member seen in this run: whom a primary in failsafe mode asks.
+    failsafe_members: failsafe::Members,
+    /// This node's HA timeline events not yet in the store.
+    timeline: timeline::Timeline,
     /// What `members/<me>` last got, on which lease, and when.
     last_member_write: Option<(Member, i64, Instant)>,
     last_status_write: Option<(u64, Instant)>,
@@ -167,6 +169,8 @@ impl Agent {
                 watchdog_timeout,
                 watchdog_missing,
                 promise: failsafe::Promise::default(),
+                failsafe_members: failsafe::Members::default(),
+                timeline: timeline::Timeline::default(),
                 last_member_write: None,
                 last_status_write: None,
                 last_action: String::new(),
@@ -199,9 +203,10 @@ impl Agent {
         }
         let (wake_tx, mut wake) = mpsc::channel::<()>(16);
         tokio::spawn(self.dcs.clone().watch_prefix(wake_tx.clone()));
-        tokio::spawn(self.lease.clone().keep(self.dcs.clone(), self.timing.clone(), wake_tx.clone()));
+        tokio::spawn(self.lease.clone().keep(self.dcs.clone(), self.config.name.clone(), self.timing.clone(), wake_tx.clone()));
         self.liveness.spawn(self.pg.clone(), wake_tx.clone());
         tokio::spawn(watch_postmaster(self.pg.clone(), wake_tx));
+        self.timeline.spawn_publisher(self.dcs.clone(), self.config.name.clone());
         tokio::pin!(shutdown);
         loop {
             let started = Instant::now();
@@ -246,12 +251,7 @@ impl Agent {
         if action != self.last_action {
             // Every change of decision goes on the timeline (`raftctl events`), in the
             // background: a store that cannot take it must not slow the loop.
-            let (dcs, me, event) = (self.dcs.clone(), self.config.name.clone(), action.clone());
-            tokio::spawn(async move {
-                if let Err(e) = dcs.record_event(&me, &event, EVENTS_KEPT_FOR).await {
-                    tracing::debug!("cannot record the event: {e}");
-                }
-            });
+            self.timeline.record(&action);
         }
         if action != self.last_action || self.last_logged.elapsed() >= Duration::from_secs(10) {
             tracing::info!("{action}");
@@ -329,14 +329,16 @@ impl Agent {
             self.lease.fencer().disarm();
             return format!("paused: not managing PostgreSQL (I am {me}, {})", pg.state);
         }
-        let lease = self.lease.get();
         match &view.leader {
-            Some(l) if l.name == me && Some(l.lease) == lease.id => self.be_primary(view, pg).await,
+            Some(l) if l.name == me && self.lease.owns(l.lease) => self.be_primary(view, pg).await,
             Some(l) if l.name == me => {
                 self.demote_if_primary(pg, "the leader key is on a lease this run does not own").await;
                 "waiting: the leader key is held by an earlier run of this node; waiting for its lease to expire".into()
             }
-            Some(l) => self.follow(view, pg, &l.name.clone()).await,
+            Some(l) => {
+                self.promise.unclaim();
+                self.follow(view, pg, &l.name.clone()).await
+            }
             None => self.race(view, pg).await,
         }
     }
@@ -403,8 +405,10 @@ impl Agent {
     async fn publish(&mut self, view: &ClusterView, pg: &PgStatus) {
         let verdict = self.liveness.verdict();
         let pg = &hung::published(pg.clone(), verdict);
+        self.promise.saw(view);
+        self.failsafe_members.saw(view, &self.config.name);
         let lease = self.lease.get();
-        let holds = view.leader.as_ref().is_some_and(|l| l.name == self.config.name && Some(l.lease) == lease.id)
+        let holds = view.leader.as_ref().is_some_and(|l| l.name == self.config.name && self.lease.owns(l.lease))
             && lease.valid()
             && pg.role == Role::Primary
             && pg.is_running();

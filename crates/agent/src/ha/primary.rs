@@ -18,8 +18,8 @@ const CONFIRM_DEAD_WITHIN: Duration = Duration::from_secs(2);
 impl Agent {
     /// Arms the fencer on the running postmaster with the lease's write deadline.
     pub(super) fn arm_fencer(&self) {
-        if let (Some(pid), Some(until)) = (self.pg.postmaster_pid(), self.lease.get().valid_until) {
-            self.lease.fencer().arm(pid, until);
+        if let Some(pid) = self.pg.postmaster_pid() {
+            self.lease.arm(pid);
         }
     }
 
@@ -174,7 +174,7 @@ impl Agent {
         }
         let chosen = requested.as_deref() == Some(me.as_str());
         if let Some(primary) = self.promise.active() {
-            return format!("no leader key, but {primary} runs in failsafe mode and I confirmed it: not racing until that promise ends");
+            return super::failsafe::not_racing(&primary);
         }
         if let Some(why) = self.watchdog_missing.clone() {
             return self.refuse(chosen, format!("no leader: I am {me} and may not take over (watchdog required but {why})")).await;
@@ -214,7 +214,14 @@ impl Agent {
         let Some(lease) = self.lease.get().id.filter(|_| self.lease.get().valid()) else {
             return "no leader: waiting for my lease to be renewed before racing".into();
         };
-        match self.dcs.acquire_leader(&me, lease).await {
+        if let Err(primary) = self.promise.claim() {
+            return super::failsafe::not_racing(&primary);
+        }
+        let acquired = self.dcs.acquire_leader(&me, lease).await;
+        if !matches!(acquired, Ok(true)) {
+            self.promise.unclaim();
+        }
+        match acquired {
             Ok(true) if pg.role == Role::Primary => {
                 self.arm_fencer();
                 format!("took the leader key: I am {me}, the primary")

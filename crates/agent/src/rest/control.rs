@@ -17,7 +17,7 @@ use super::{json, text};
 use crate::config::Credentials;
 use crate::dcs::Dcs;
 use crate::ha::commands::{Command, CommandSender};
-use crate::ha::failsafe::Promise;
+use crate::ha::failsafe::{Local, Promise, Refusal};
 use crate::ops::{self, Handover, OpsError, SwitchoverRequest};
 
 /// What the mutating endpoints need.
@@ -80,7 +80,11 @@ impl Control {
             },
             ("PATCH", "config") | ("PUT", "config") => match parse::<Value>(body) {
                 Ok(v) => {
-                    let result = if method == Method::PATCH { ops::patch_config(&self.dcs, &v).await } else { ops::replace_config(&self.dcs, &v).await };
+                    let result = if method == Method::PATCH {
+                        ops::patch_config(&self.dcs, &v).await
+                    } else {
+                        ops::replace_config(&self.dcs, &v).await
+                    };
                     match result {
                         Ok(config) => json(StatusCode::OK, &config),
                         Err(OpsError::Refused(m)) => text(StatusCode::BAD_REQUEST, &format!("{m}\n")),
@@ -92,7 +96,9 @@ impl Control {
             ("POST", "restart") => match parse::<RestartBody>(body) {
                 Ok(RestartBody { schedule: Some(at), restart_pending }) => match humantime::parse_rfc3339_weak(&at) {
                     Ok(at) => self.command(Command::ScheduleRestart { at, only_pending: restart_pending }, StatusCode::ACCEPTED).await,
-                    Err(_) => text(StatusCode::BAD_REQUEST, &format!("cannot parse the schedule {at:?} (RFC 3339, e.g. 2026-12-01T03:00:00Z)\n")),
+                    Err(_) => {
+                        text(StatusCode::BAD_REQUEST, &format!("cannot parse the schedule {at:?} (RFC 3339, e.g. 2026-12-01T03:00:00Z)\n"))
+                    }
                 },
                 Ok(b) => self.command(Command::Restart { only_pending: b.restart_pending }, StatusCode::OK).await,
                 Err(r) => r,
@@ -105,19 +111,19 @@ impl Control {
     }
 
     /// `POST /failsafe` from a primary that lost the store's quorum: confirm, and promise
-    /// not to take the leader key for its ttl (see `ha::failsafe`). Refused (412) when
-    /// the cluster's `failsafe_mode` is off.
-    pub fn failsafe(&self, body: &[u8], enabled: bool) -> Response {
-        if !enabled {
-            return text(StatusCode::PRECONDITION_FAILED, "failsafe_mode is off\n");
-        }
-        match parse::<FailsafeBody>(body) {
-            Ok(FailsafeBody { name: Some(name), ttl: Some(ttl) }) if (1..=3600).contains(&ttl) => {
-                self.promise.give(&name, Duration::from_secs(ttl));
-                text(StatusCode::OK, "Accepted\n")
-            }
-            Ok(_) => text(StatusCode::BAD_REQUEST, "failsafe needs {\"name\": PRIMARY, \"ttl\": SECONDS (1..3600)}\n"),
-            Err(r) => r,
+    /// not to take the leader key for its ttl (see `ha::failsafe` for who may be
+    /// confirmed). 412 when the cluster's `failsafe_mode` is off, 400 on a bad request,
+    /// 409 with the reason when this member may not confirm that caller.
+    pub fn failsafe(&self, body: &[u8], local: &Local) -> Response {
+        let request = match parse::<FailsafeBody>(body) {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        match self.promise.confirm(request.name.as_deref(), request.ttl, local) {
+            Ok(()) => text(StatusCode::OK, "Accepted\n"),
+            Err(Refusal::Off) => text(StatusCode::PRECONDITION_FAILED, "failsafe_mode is off\n"),
+            Err(Refusal::BadRequest(why)) => text(StatusCode::BAD_REQUEST, &format!("{why}\n")),
+            Err(Refusal::Conflict(why)) => text(StatusCode::CONFLICT, &format!("not confirming: {why}\n")),
         }
     }
 
@@ -171,7 +177,9 @@ impl Control {
                 };
                 text(StatusCode::OK, &message)
             }
-            Handover::Refused => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{title} failed: the primary refused or aborted it (see its log)\n")),
+            Handover::Refused => {
+                text(StatusCode::SERVICE_UNAVAILABLE, &format!("{title} failed: the primary refused or aborted it (see its log)\n"))
+            }
             Handover::TimedOut => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{title} status unknown\n")),
         }
     }

@@ -85,8 +85,8 @@ async fn dispatch(
         }
         let endpoint = uri.path().trim_start_matches('/').split('/').next().unwrap_or("").to_string();
         if method == Method::POST && endpoint == "failsafe" {
-            let enabled = crate::ops::dynamic(&app.state.borrow().cluster).failsafe_mode;
-            return control.failsafe(&body, enabled);
+            let local = crate::ha::failsafe::Local::of(&app.state.borrow());
+            return control.failsafe(&body, &local);
         }
         return control.handle(&method, &endpoint, &body).await;
     }

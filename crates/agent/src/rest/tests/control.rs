@@ -74,3 +74,40 @@ async fn node_commands_need_a_running_agent() {
     drop(rx);
     assert_eq!(send(c, Method::POST, "/reload", None, "").await.0, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// `POST /failsafe` to a member in `state` (with `failsafe_mode` on), as `auth`.
+async fn failsafe(state: crate::state::NodeState, auth: Option<&str>, body: &str) -> StatusCode {
+    let (c, _rx) = control(true);
+    let (_tx, rx) = tokio::sync::watch::channel(state);
+    let mut request = Request::builder().method(Method::POST).uri("/failsafe");
+    if let Some(a) = auth {
+        request = request.header(header::AUTHORIZATION, format!("Basic {}", crate::http::base64(a.as_bytes())));
+    }
+    router(rx, Some(c)).oneshot(request.body(Body::from(body.to_string())).expect("request")).await.expect("infallible").status()
+}
+
+fn with_failsafe(mut state: crate::state::NodeState) -> crate::state::NodeState {
+    if let Some((config, _)) = &mut state.cluster.config {
+        config["failsafe_mode"] = serde_json::json!(true);
+        config["retry_timeout"] = serde_json::json!(4);
+        config["safety_margin"] = serde_json::json!(5);
+    }
+    state
+}
+
+#[tokio::test]
+async fn failsafe_confirms_only_the_known_leader_from_a_replica_with_credentials() {
+    const ADMIN: Option<&str> = Some("admin:s3cr:t");
+    let replica = with_failsafe(super::noloadbalance_replica());
+    let ask = r#"{"name": "node1", "ttl": 30}"#;
+    assert_eq!(failsafe(replica.clone(), None, ask).await, StatusCode::UNAUTHORIZED, "anyone could block failover");
+    assert_eq!(failsafe(replica.clone(), ADMIN, ask).await, StatusCode::OK);
+    assert_eq!(failsafe(replica.clone(), ADMIN, r#"{"name": "node2", "ttl": 30}"#).await, StatusCode::CONFLICT, "not the leader");
+    assert_eq!(failsafe(replica.clone(), ADMIN, r#"{"name": "node1", "ttl": 3600}"#).await, StatusCode::BAD_REQUEST, "above the cluster's ttl");
+    assert_eq!(failsafe(replica, ADMIN, r#"{"name": "node1"}"#).await, StatusCode::BAD_REQUEST);
+    assert_eq!(failsafe(with_failsafe(super::primary()), ADMIN, r#"{"name": "node3", "ttl": 30}"#).await, StatusCode::CONFLICT, "the primary confirms nobody");
+    let mut demoting = with_failsafe(super::noloadbalance_replica());
+    demoting.postgres.role = crate::cluster::Role::Primary;
+    assert_eq!(failsafe(demoting, ADMIN, ask).await, StatusCode::CONFLICT, "a member running as primary confirms nobody");
+    assert_eq!(failsafe(super::noloadbalance_replica(), ADMIN, ask).await, StatusCode::PRECONDITION_FAILED, "failsafe_mode off");
+}
