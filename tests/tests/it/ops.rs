@@ -223,7 +223,10 @@ fn watchdog_is_kept_alive_only_while_primary() -> anyhow::Result<()> {
             anyhow::ensure!(std::fs::read_to_string(&device)?.matches('1').count() >= 5, "not yet");
             Ok(())
         })?;
-        lab.ctl(&["switchover", "--candidate", &lab.name(primary), "--force"])?;
+        // The old primary must first be back as a running replica to be a candidate.
+        wait_for(Duration::from_secs(20), "a switchover back to the old primary", || {
+            lab.ctl(&["switchover", "--candidate", &lab.name(primary), "--force"])
+        })?;
         wait_for(Duration::from_secs(10), "the magic close after the demotion", || {
             anyhow::ensure!(std::fs::read_to_string(&device)?.ends_with('V'), "not closed");
             Ok(())
