@@ -214,6 +214,9 @@ pub async fn inject(bench: &Bench<'_>, fault: Fault, primary: usize, replica: us
     let (p, r) = (&lab.nodes[primary], &lab.nodes[replica]);
     let held = bench.hold.as_secs_f64();
     let mut at = bench.t0.elapsed();
+    // When the undo began, where a check needs it exact (the heal takes effect while
+    // the script still runs); otherwise when the injection returned.
+    let mut undone = None;
     let mut evidence = Evidence::None;
     let what = match fault {
         Fault::Kill => {
@@ -303,14 +306,17 @@ pub async fn inject(bench: &Bench<'_>, fault: Fault, primary: usize, replica: us
         Fault::IsolateTwo => {
             netns::isolate(lab, &p.name, None, false, None)?;
             netns::isolate(lab, &r.name, None, false, None)?;
+            // The write deadline counts from when both were cut off.
+            at = bench.t0.elapsed();
             tokio::time::sleep(bench.hold).await;
+            undone = Some(bench.t0.elapsed());
             netns::heal_nodes(lab, None)?;
             format!("{} and {} each cut off from everyone for {held:.1} s", p.name, r.name)
         }
         Fault::Failsafe => {
             // The fault starts with the cut, once failsafe mode is on.
             let (cut, what) = reconfigure::failsafe(bench, replica).await?;
-            at = cut;
+            (at, undone) = (cut.start, Some(cut.end));
             what
         }
         Fault::TtlChange => {
@@ -329,7 +335,7 @@ pub async fn inject(bench: &Bench<'_>, fault: Fault, primary: usize, replica: us
             what
         }
     };
-    let undone = bench.t0.elapsed();
+    let undone = undone.unwrap_or_else(|| bench.t0.elapsed());
     Ok(Injected { at, undone, what, evidence })
 }
 

@@ -4,6 +4,7 @@
 //! was afterwards) and `ttl-change` (the ttl doubled under load, then set back, which
 //! must not disturb the healthy primary).
 
+use std::ops::Range;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -19,8 +20,8 @@ fn restore(key: &str, before: Option<Value>) -> Value {
 
 /// Failsafe mode on; the Raft port of every node cut for the hold time, a replica
 /// restarted half-way; healed; failsafe mode put back. Returns when the cut started
-/// (since the run started) and what was done.
-pub async fn failsafe(bench: &Bench<'_>, replica: usize) -> anyhow::Result<(Duration, String)> {
+/// and when its heal began (since the run started), and what was done.
+pub async fn failsafe(bench: &Bench<'_>, replica: usize) -> anyhow::Result<(Range<Duration>, String)> {
     let lab = bench.lab;
     let before = store::config_value(lab, "failsafe_mode").await?;
     store::patch_config(lab, &json!({ "failsafe_mode": true })).await?;
@@ -35,10 +36,11 @@ pub async fn failsafe(bench: &Bench<'_>, replica: usize) -> anyhow::Result<(Dura
     control::kill(r)?;
     control::start(lab, r)?;
     tokio::time::sleep(bench.hold / 2).await;
+    let healed = bench.t0.elapsed();
     netns::heal_nodes(lab, None)?;
     store::patch_config(lab, &restore("failsafe_mode", before)).await?;
     Ok((
-        at,
+        at..healed,
         format!("failsafe_mode on, the Raft port of every node cut for {:.1} s, {} restarted meanwhile", bench.hold.as_secs_f64(), r.name),
     ))
 }
