@@ -30,10 +30,12 @@ commands:
   create N [PREFIX]            namespaces PREFIX1..PREFIXN, veths, the bridge (N <= $MAX_NODES)
   destroy [PREFIX]             remove the namespaces, the bridge and the iptables rules
   exec NODE CMD [ARGS...]      run CMD inside NODE's namespace
-  partition NODE [--from OTHER] [--oneway]
+  partition NODE [--from OTHER] [--oneway] [--port PORT]
                                drop traffic between NODE and every other node (or only
-                               OTHER); --oneway drops only what NODE sends. The bridge
-                               address stays reachable, so clients see both sides.
+                               OTHER); --oneway drops only what NODE sends; --port drops
+                               only TCP to PORT (e.g. the Raft port, REST still
+                               answering). The bridge address stays reachable, so
+                               clients see both sides.
   heal [NODE]                  remove the partition rules (of NODE, or of every node)
   netem NODE "SPEC"            tc netem on NODE's link, e.g. "delay 200ms 50ms loss 3%"
   clear NODE                   remove NODE's netem qdisc
@@ -49,6 +51,7 @@ examples:
   $(basename "$0") create 3
   $(basename "$0") partition 1             # node1 cut off from node2 and node3
   $(basename "$0") partition 2 --from 3 --oneway
+  $(basename "$0") partition 1 --port 2380  # only node1's Raft traffic
   $(basename "$0") heal
   $(basename "$0") netem 1 "delay 100ms 20ms loss 2%"
   $(basename "$0") --prefix rgt1- destroy
@@ -190,7 +193,7 @@ partition() {
     [[ $# -ge 1 ]] || die "partition needs a NODE (see: netns.sh help)"
     resolve "$1"
     shift
-    local node=$NODE_I from="" oneway=0
+    local node=$NODE_I from="" oneway=0 port=()
     while [[ $# -gt 0 ]]; do
         case $1 in
         --from)
@@ -205,7 +208,12 @@ partition() {
             oneway=1
             shift
             ;;
-        *) die "partition: unknown argument '$1' (expected --from NODE or --oneway)" ;;
+        --port)
+            [[ $# -ge 2 && $2 =~ ^[0-9]+$ && $2 -ge 1 && $2 -le 65535 ]] || die "--port needs a TCP port number (1-65535)"
+            port=(-p tcp --dport "$2")
+            shift 2
+            ;;
+        *) die "partition: unknown argument '$1' (expected --from NODE, --oneway or --port PORT)" ;;
         esac
     done
     local others
@@ -218,15 +226,16 @@ partition() {
     ensure_chains "$node"
     local o
     for o in $others; do
-        in_ns "$node" iptables -C "$CHAIN_OUT" -d "$SUBNET.$o" -j DROP 2>/dev/null ||
-            in_ns "$node" iptables -A "$CHAIN_OUT" -d "$SUBNET.$o" -j DROP
+        in_ns "$node" iptables -C "$CHAIN_OUT" -d "$SUBNET.$o" "${port[@]}" -j DROP 2>/dev/null ||
+            in_ns "$node" iptables -A "$CHAIN_OUT" -d "$SUBNET.$o" "${port[@]}" -j DROP
         if [[ $oneway == 0 ]]; then
-            in_ns "$node" iptables -C "$CHAIN_IN" -s "$SUBNET.$o" -j DROP 2>/dev/null ||
-                in_ns "$node" iptables -A "$CHAIN_IN" -s "$SUBNET.$o" -j DROP
+            in_ns "$node" iptables -C "$CHAIN_IN" -s "$SUBNET.$o" "${port[@]}" -j DROP 2>/dev/null ||
+                in_ns "$node" iptables -A "$CHAIN_IN" -s "$SUBNET.$o" "${port[@]}" -j DROP
         fi
     done
     local what="to and from"
     [[ $oneway == 0 ]] || what="from"
+    [[ ${#port[@]} -eq 0 ]] || what="TCP port ${port[3]} $what"
     echo "$(ns_name "$node"): dropping traffic $what ${others//$'\n'/ } ($SUBNET.254 stays reachable)"
 }
 

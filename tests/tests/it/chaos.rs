@@ -1,9 +1,15 @@
 //! `raftctl chaos` in its short form: one round of every fault (kill, postmaster, pause,
-//! partition, one-way partition, netem, a replica's full disk, restart of all nodes) on
-//! a lab in network namespaces under a write load. The runner's own checks must pass,
-//! every fault must have its row with the cluster healed, the KV clients' history of
-//! the etcd API must be linearizable, and the summary line must say no split brain
-//! (and, in synchronous mode, no lost write).
+//! partition, one-way and inbound partition, netem, a replica's full disk, restart of
+//! all nodes, a stop of the primary's process group, the primary cut off from the Raft
+//! leader, two nodes cut off, failsafe mode with the Raft port cut, a ttl change) on a
+//! lab in network namespaces under a write load. The runner's own checks must pass,
+//! every fault must have its row with the cluster healed and the outcome its kind
+//! expects, the KV clients' history of the etcd API must be linearizable, and the
+//! summary line must say no split brain (and, in synchronous mode, no lost write).
+//! `pg-stall`, `pg-hang` and `double-failover` run only in the long form for now: the
+//! last because today's agent does not bring the first primary back after it (its
+//! pg_rewind needs WAL the third primary already removed, and it rewinds again every
+//! 5 s instead of cloning anew).
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -11,8 +17,22 @@ use std::process::Command;
 use raftgres_tests::bin;
 use raftgres_tests::lab::NetnsClaim;
 
-const FAULTS: [&str; 9] =
-    ["kill", "postmaster", "pause", "partition", "partition-oneway", "partition-inbound", "netem", "diskfull", "restart-all"];
+const FAULTS: [&str; 14] = [
+    "kill",
+    "postmaster",
+    "pause",
+    "partition",
+    "partition-oneway",
+    "partition-inbound",
+    "netem",
+    "diskfull",
+    "restart-all",
+    "group-stop",
+    "bridge",
+    "isolate-two",
+    "failsafe",
+    "ttl-change",
+];
 
 /// Runs `raftctl chaos --rounds 1 EXTRA...` on a lab of its own; returns its output.
 fn chaos(extra: &[&str]) -> anyhow::Result<String> {
@@ -36,6 +56,7 @@ fn chaos(extra: &[&str]) -> anyhow::Result<String> {
             .ok_or_else(|| anyhow::anyhow!("no table row for {fault}:\n{text}"))?;
         let cols: Vec<&str> = row.split_whitespace().collect();
         anyhow::ensure!(cols.last() == Some(&"0"), "{fault} left the cluster unhealed: {row}\n{text}");
+        anyhow::ensure!(cols.iter().rev().nth(1) == Some(&"0"), "{fault} did not end as expected: {row}\n{text}");
     }
     let kv = text.lines().find(|l| l.starts_with("kv: "));
     anyhow::ensure!(

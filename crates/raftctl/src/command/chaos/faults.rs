@@ -2,17 +2,26 @@
 //! node, kill -9 of its postmaster, SIGSTOP of its agent, symmetric and one-way
 //! partitions of the primary (both directions; the inbound one first makes the
 //! primary's node the Raft leader), netem (delay and loss, or loss alone without netem) on
-//! every link, a replica's disk filling up, and every node killed and restarted at once.
+//! every link, a replica's disk filling up, every node killed and restarted at once,
+//! the primary cut off from the Raft leader only (`bridge`), the primary and a replica
+//! each cut off from everyone (`isolate-two`), its process group or its PostgreSQL
+//! frozen (`group-stop`, `pg-hang`, with [`freeze`](super::freeze)). The kinds that
+//! go through `/config` are in [`reconfigure`](super::reconfigure), the double
+//! failover and the switchover onto a stalled PostgreSQL in
+//! [`handover`](super::handover).
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::ValueEnum;
 
 use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use raftgres_proto::etcdserverpb::{MoveLeaderRequest, StatusRequest};
 
-use super::disk;
+use super::expect::Evidence;
+use super::freeze::Frozen;
 use super::workload::Workload;
+use super::{disk, handover, reconfigure};
 use crate::client::{connect_one, status_error};
 use crate::command::lab::{control, netns, process, Lab};
 
@@ -37,10 +46,29 @@ pub enum Fault {
     Diskfull,
     /// Every node killed at once, then started again.
     RestartAll,
+    /// SIGSTOP of the primary node's whole process group (Ctrl-Z of the job), then SIGCONT.
+    GroupStop,
+    /// The primary killed, then the node that took over killed as soon as it took a
+    /// write (the first one restarted just before, so Raft keeps 2 of 3).
+    DoubleFailover,
+    /// The primary cut off from the Raft leader only; every other link works.
+    Bridge,
+    /// The primary and one replica each cut off from everyone at once.
+    IsolateTwo,
+    /// `failsafe_mode` on, only the Raft port of every node cut (REST answers), a
+    /// replica restarted meanwhile.
+    Failsafe,
+    /// The primary's backends stopped (the postmaster still accepts connections) while
+    /// a switchover is requested.
+    PgStall,
+    /// `ttl` doubled through `/config`, then set back, under load.
+    TtlChange,
+    /// SIGSTOP of the primary's postmaster and all its children (a hung PostgreSQL).
+    PgHang,
 }
 
 /// Every fault, in the order a run goes through them.
-pub const ALL: [Fault; 9] = [
+pub const ALL: [Fault; 17] = [
     Fault::Kill,
     Fault::Postmaster,
     Fault::Pause,
@@ -50,6 +78,14 @@ pub const ALL: [Fault; 9] = [
     Fault::Netem,
     Fault::Diskfull,
     Fault::RestartAll,
+    Fault::GroupStop,
+    Fault::DoubleFailover,
+    Fault::Bridge,
+    Fault::IsolateTwo,
+    Fault::Failsafe,
+    Fault::TtlChange,
+    Fault::PgStall,
+    Fault::PgHang,
 ];
 
 /// How long a killed primary stays down at most while we wait for a new one.
@@ -67,51 +103,125 @@ impl Fault {
             Fault::Netem => "netem",
             Fault::Diskfull => "diskfull",
             Fault::RestartAll => "restart-all",
+            Fault::GroupStop => "group-stop",
+            Fault::DoubleFailover => "double-failover",
+            Fault::Bridge => "bridge",
+            Fault::IsolateTwo => "isolate-two",
+            Fault::Failsafe => "failsafe",
+            Fault::PgStall => "pg-stall",
+            Fault::TtlChange => "ttl-change",
+            Fault::PgHang => "pg-hang",
         }
     }
 }
 
-/// What a fault needs: the lab, how long to hold a fault, the netem spec, and the
-/// workload (a killed primary stays down until another node took a write).
+/// What a fault needs: the lab, how long to hold a fault, the netem spec, the workload
+/// (a killed primary stays down until another node took a write), the lease's ttl, and
+/// whether the run is in synchronous mode.
 pub struct Bench<'a> {
     pub lab: &'a Lab,
     pub hold: Duration,
     pub netem: &'a str,
     pub workload: &'a Workload,
     pub t0: Instant,
+    pub ttl: Duration,
+    pub sync: bool,
 }
 
-/// What a fault needs done first: the inbound partition hits hardest when the
-/// primary's node also leads Raft (its heartbeats still arrive, no answer comes
-/// back), so Raft leadership is moved there (etcd's MoveLeader).
-pub async fn prepare(lab: &Lab, fault: Fault, primary: usize) -> anyhow::Result<()> {
-    if fault != Fault::PartitionInbound {
+impl Bench<'_> {
+    /// Waits (at most [`KILLED_FOR_AT_MOST`]) until a node other than `node` took a
+    /// write acknowledged after `since`; returns that node.
+    pub async fn other_writer(&self, node: usize, since: Duration) -> Option<usize> {
+        let deadline = Instant::now() + KILLED_FOR_AT_MOST;
+        loop {
+            let found = self.workload.first_node(|a| a.node != node && a.acked > since);
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// What an injection did: when the fault hit and when it was undone (since the run
+/// started), a few words about it, and what its expectation needs to know.
+pub struct Injected {
+    pub at: Duration,
+    pub undone: Duration,
+    pub what: String,
+    pub evidence: Evidence,
+}
+
+/// How long Raft leadership may take to move where a fault needs it.
+const MOVE_LEADER_WAIT: Duration = Duration::from_secs(5);
+
+/// (this member's id, the leader it knows) from node `i`'s status.
+async fn raft_status(lab: &Lab, i: usize) -> anyhow::Result<(u64, u64)> {
+    let channel = connect_one(&lab.nodes[i].client_addr(), &lab.security()?).await?;
+    let status = MaintenanceClient::new(channel).status(StatusRequest {}).await.map_err(status_error)?.into_inner();
+    Ok((status.header.map_or(0, |h| h.member_id), status.leader))
+}
+
+/// The node index of the Raft leader, as node `asked` knows it.
+async fn raft_leader(lab: &Lab, asked: usize) -> anyhow::Result<usize> {
+    let (_, leader) = raft_status(lab, asked).await?;
+    for i in 0..lab.nodes.len() {
+        if raft_status(lab, i).await?.0 == leader {
+            return Ok(i);
+        }
+    }
+    anyhow::bail!("{} knows no Raft leader among the lab's nodes", lab.nodes[asked].name)
+}
+
+/// Makes node `target` the Raft leader (etcd's MoveLeader, sent to it) and waits until
+/// it is.
+async fn lead_raft(lab: &Lab, target: usize) -> anyhow::Result<()> {
+    let (id, leader) = raft_status(lab, target).await?;
+    if leader == id {
         return Ok(());
     }
-    let channel = connect_one(&lab.nodes[primary].client_addr(), &lab.security()?).await?;
-    let mut maintenance = MaintenanceClient::new(channel);
-    let status = maintenance.status(StatusRequest {}).await.map_err(status_error)?.into_inner();
-    let id = status.header.map_or(0, |h| h.member_id);
-    if status.leader != id {
-        maintenance.move_leader(MoveLeaderRequest { target_id: id }).await.map_err(status_error)?;
+    let channel = connect_one(&lab.nodes[target].client_addr(), &lab.security()?).await?;
+    MaintenanceClient::new(channel).move_leader(MoveLeaderRequest { target_id: id }).await.map_err(status_error)?;
+    let deadline = Instant::now() + MOVE_LEADER_WAIT;
+    while raft_leader(lab, target).await? != target {
+        anyhow::ensure!(Instant::now() < deadline, "Raft leadership did not move to {} within {} s", lab.nodes[target].name, MOVE_LEADER_WAIT.as_secs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
 }
 
-/// Injects `fault` against `primary` (or `replica`, for a full disk), holds it, and
-/// undoes it. Returns when the fault hit, relative to the run's start, and a few words
-/// about what was done.
-pub fn inject(bench: &Bench, fault: Fault, primary: usize, replica: usize) -> anyhow::Result<(Duration, String)> {
+/// What a fault needs done first, so that it hits where it hurts most: the inbound
+/// partition when the primary's node also leads Raft (its heartbeats still arrive, no
+/// answer comes back), the bridge when it does not (the primary must be cut off from
+/// another node's leader). Raft leadership is moved with etcd's MoveLeader.
+pub async fn prepare(lab: &Lab, fault: Fault, primary: usize) -> anyhow::Result<()> {
+    match fault {
+        Fault::PartitionInbound => lead_raft(lab, primary).await,
+        Fault::Bridge => {
+            if raft_leader(lab, primary).await? == primary {
+                lead_raft(lab, (primary + 1) % lab.nodes.len()).await?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Injects `fault` against `primary` (or `replica`, for a full disk and the second
+/// node cut off), holds it, and undoes it.
+pub async fn inject(bench: &Bench<'_>, fault: Fault, primary: usize, replica: usize) -> anyhow::Result<Injected> {
     let lab = bench.lab;
     let (p, r) = (&lab.nodes[primary], &lab.nodes[replica]);
-    let at = bench.t0.elapsed();
+    let held = bench.hold.as_secs_f64();
+    let mut at = bench.t0.elapsed();
+    // When the undo began, where a check needs it exact (the heal takes effect while
+    // the script still runs); otherwise when the injection returned.
+    let mut undone = None;
+    let mut evidence = Evidence::None;
     let what = match fault {
         Fault::Kill => {
             control::kill(p)?;
-            let deadline = Instant::now() + KILLED_FOR_AT_MOST;
-            while Instant::now() < deadline && !bench.workload.any(|a| a.node != primary && a.acked > at) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            bench.other_writer(primary, at).await;
             control::start(lab, p)?;
             format!("{} killed, started again", p.name)
         }
@@ -122,25 +232,25 @@ pub fn inject(bench: &Bench, fault: Fault, primary: usize, replica: usize) -> an
         }
         Fault::Pause => {
             control::pause(p, true)?;
-            std::thread::sleep(bench.hold);
+            tokio::time::sleep(bench.hold).await;
             control::pause(p, false)?;
-            format!("{}'s agent stopped for {:.1} s", p.name, bench.hold.as_secs_f64())
+            format!("{}'s agent stopped for {held:.1} s", p.name)
         }
         Fault::Partition | Fault::PartitionOneway => {
             let oneway = fault == Fault::PartitionOneway;
-            netns::isolate(lab, &p.name, None, oneway)?;
-            std::thread::sleep(bench.hold);
+            netns::isolate(lab, &p.name, None, oneway, None)?;
+            tokio::time::sleep(bench.hold).await;
             netns::heal_nodes(lab, None)?;
             let how = if oneway { "could not send to" } else { "was cut off from" };
-            format!("{} {how} the others for {:.1} s", p.name, bench.hold.as_secs_f64())
+            format!("{} {how} the others for {held:.1} s", p.name)
         }
         Fault::PartitionInbound => {
             for other in lab.nodes.iter().filter(|n| n.name != p.name) {
-                netns::isolate(lab, &other.name, Some(&p.name), true)?;
+                netns::isolate(lab, &other.name, Some(&p.name), true, None)?;
             }
-            std::thread::sleep(bench.hold);
+            tokio::time::sleep(bench.hold).await;
             netns::heal_nodes(lab, None)?;
-            format!("{} could not receive from the others for {:.1} s", p.name, bench.hold.as_secs_f64())
+            format!("{} could not receive from the others for {held:.1} s", p.name)
         }
         Fault::Netem => {
             // The script says what it applied (loss alone on a kernel without netem).
@@ -148,29 +258,88 @@ pub fn inject(bench: &Bench, fault: Fault, primary: usize, replica: usize) -> an
             for n in &lab.nodes {
                 applied = netns::apply_netem(lab, &n.name, bench.netem)?;
             }
-            std::thread::sleep(bench.hold);
+            tokio::time::sleep(bench.hold).await;
             for n in &lab.nodes {
                 netns::clear_netem(lab, &n.name)?;
             }
             let applied = applied.split_once(": ").map_or(applied.as_str(), |(_, a)| a).to_string();
-            format!("{applied} on every link for {:.1} s", bench.hold.as_secs_f64())
+            format!("{applied} on every link for {held:.1} s")
         }
         Fault::Diskfull => {
             let filler = disk::fill(r)?;
-            std::thread::sleep(bench.hold);
+            tokio::time::sleep(bench.hold).await;
             disk::free(&filler)?;
-            format!("{}'s disk full for {:.1} s", r.name, bench.hold.as_secs_f64())
+            format!("{}'s disk full for {held:.1} s", r.name)
         }
         Fault::RestartAll => {
             for n in &lab.nodes {
                 control::kill(n)?;
             }
-            std::thread::sleep(Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_secs(1)).await;
             for n in &lab.nodes {
                 control::start(lab, n)?;
             }
             "every node killed and started again".to_string()
         }
+        Fault::GroupStop => {
+            let frozen = Frozen::group(p)?;
+            tokio::time::sleep(bench.hold).await;
+            drop(frozen);
+            format!("{}'s process group stopped for {held:.1} s", p.name)
+        }
+        Fault::PgHang => {
+            let frozen = Frozen::postgres(p, false)?;
+            let count = frozen.count();
+            tokio::time::sleep(bench.hold).await;
+            drop(frozen);
+            format!("{}'s postmaster and {} children stopped for {held:.1} s", p.name, count.saturating_sub(1))
+        }
+        Fault::Bridge => {
+            let leader = raft_leader(lab, replica).await?;
+            anyhow::ensure!(leader != primary, "the Raft leader is still the primary's node {}", p.name);
+            let l = &lab.nodes[leader];
+            netns::isolate(lab, &p.name, Some(&l.name), false, None)?;
+            tokio::time::sleep(bench.hold).await;
+            netns::heal_nodes(lab, None)?;
+            format!("{} cut off from the Raft leader {} only for {held:.1} s", p.name, l.name)
+        }
+        Fault::IsolateTwo => {
+            netns::isolate(lab, &p.name, None, false, None)?;
+            netns::isolate(lab, &r.name, None, false, None)?;
+            // The write deadline counts from when both were cut off.
+            at = bench.t0.elapsed();
+            tokio::time::sleep(bench.hold).await;
+            undone = Some(bench.t0.elapsed());
+            netns::heal_nodes(lab, None)?;
+            format!("{} and {} each cut off from everyone for {held:.1} s", p.name, r.name)
+        }
+        Fault::Failsafe => {
+            // The fault starts with the cut, once failsafe mode is on.
+            let (cut, what) = reconfigure::failsafe(bench, replica).await?;
+            (at, undone) = (cut.start, Some(cut.end));
+            what
+        }
+        Fault::TtlChange => {
+            let (what, kept) = reconfigure::ttl_change(bench, primary).await?;
+            evidence = Evidence::PostmasterKept(kept);
+            what
+        }
+        Fault::DoubleFailover => {
+            let (what, kill) = handover::double_failover(bench, primary, at).await?;
+            evidence = kill;
+            what
+        }
+        Fault::PgStall => {
+            let (what, outcome) = handover::pg_stall(bench, primary).await?;
+            evidence = outcome;
+            what
+        }
     };
-    Ok((at, what))
+    let undone = undone.unwrap_or_else(|| bench.t0.elapsed());
+    Ok(Injected { at, undone, what, evidence })
+}
+
+/// The postmaster of `node` now, for comparing before and after a fault.
+pub fn postmaster_pid(lab: &Lab, node: usize) -> anyhow::Result<u32> {
+    process::postmaster(&lab.nodes[node]).map(|p| p.pid).with_context(|| format!("{} has no running postmaster", lab.nodes[node].name))
 }

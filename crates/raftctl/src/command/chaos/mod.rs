@@ -9,14 +9,26 @@
 //! and exits non-zero when a check failed. Alongside, KV clients check that the etcd
 //! API stays linearizable through the same faults (see [`kv`]).
 //!
-//! One job per file: `faults` (inject and undo), `workload` (the writers), `kv` (the KV
-//! clients and their check), `disk` (the nodes' small disks), `verdict` (the pure
-//! checks), `report` (table and summary).
+//! Each fault kind also has its own expected outcome (a failover, none, no writes
+//! past the lease, ...; see [`expect`]), checked per round from the same writes. In
+//! synchronous mode every fault waits first until `/sync` names the leader and a
+//! standby.
+//!
+//! One job per file: `faults` (inject and undo), `freeze`, `reconfigure` and
+//! `handover` (the faults that stop processes, change `/config`, or fail over twice or
+//! switch over), `store` (the cluster's keys and `/config` during faults), `workload`
+//! (the writers), `kv` (the KV clients and their check), `disk` (the nodes' small
+//! disks), `verdict` and `expect` (the pure checks), `report` (table and summary).
 
 mod disk;
+mod expect;
 mod faults;
+mod freeze;
+mod handover;
 mod kv;
+mod reconfigure;
 mod report;
+mod store;
 mod verdict;
 mod workload;
 
@@ -156,7 +168,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         let mut config = view.config.clone().map(|(c, _)| c).unwrap_or_else(|| serde_json::json!({}));
         ops::merge(&mut config, &serde_json::json!({ "synchronous_mode": true }));
         ops::replace_config(&dcs, &config).await?;
-        wait_sync_standby(&api, &cluster).await?;
+        store::wait_sync_standby(&lab).await?;
     }
     let hold = args.hold.unwrap_or(Duration::from_secs(3 * dynamic.ttl.max(1)));
     let psql = Psql::new(&lab);
@@ -178,25 +190,38 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         clients => Some(kv::KvLoad::start(&lab, clients, limit).await?),
     };
     let workload = Workload::start(&psql, t0, limit);
-    let bench = Bench { lab: &lab, hold, netem: &args.netem, workload: &workload, t0 };
+    let ttl = Duration::from_secs(dynamic.ttl);
+    let bench = Bench { lab: &lab, hold, netem: &args.netem, workload: &workload, t0, ttl, sync: args.sync };
     let mut rounds: Vec<Round> = Vec::new();
     'run: for _ in 0..args.rounds {
         for &fault in &args.faults {
             let from = rounds.last().map_or(Duration::ZERO, |r| r.to);
-            std::thread::sleep(BASELINE);
+            tokio::time::sleep(BASELINE).await;
+            if args.sync {
+                store::wait_sync_standby(&lab).await.with_context(|| format!("before the {} round", fault.name()))?;
+            }
             let old = primary(&lab).await?;
             let replica = (old + 1) % lab.nodes.len();
             faults::prepare(&lab, fault, old).await?;
-            let (at, what) = faults::inject(&bench, fault, old, replica)?;
+            let injected = faults::inject(&bench, fault, old, replica).await?;
+            let at = injected.at;
             let (healed, restarts) = heal(&lab).await;
-            std::thread::sleep(BASELINE);
+            tokio::time::sleep(BASELINE).await;
             let now = primary(&lab).await.ok();
             let acks = workload.acks();
             let to = t0.elapsed();
             let writer = verdict::first_other_writer(&acks, old, at);
+            let expect = expect::of(fault);
+            let facts = expect::Facts { old, at, undone: injected.undone, to, ttl, evidence: injected.evidence };
+            let expected = expect::check(expect, &facts, &acks);
+            if expected.is_err() && matches!(expect, expect::Expect::Failover | expect::Expect::SecondFailover) {
+                for node in lab.nodes.iter().filter(|n| n.name != lab.nodes[old].name) {
+                    println!("{}'s log ends with:\n{}", node.name, control::tail(&node.log_path(), 12));
+                }
+            }
             let r = Round {
                 fault,
-                what,
+                what: injected.what,
                 old,
                 writer: writer.map(|(n, _)| n),
                 primary_after: now,
@@ -207,6 +232,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
                 gap: verdict::longest_gap(&acks, at, to),
                 healed,
                 restarts,
+                expected,
             };
             println!("{}", describe(&lab, rounds.len() + 1, total, &r));
             rounds.push(r);
@@ -265,6 +291,10 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     if lost_wal > dynamic.maximum_lag_on_failover {
         failures.push(format!("lost {lost_wal} bytes of WAL, more than maximum_lag_on_failover"));
     }
+    let unexpected = rounds.iter().filter(|r| r.expected.is_err()).count();
+    if unexpected > 0 {
+        failures.push(format!("{unexpected} rounds did not end as their fault kind expects"));
+    }
     if rounds.len() < total || rounds.iter().any(|r| !r.healed) {
         failures.push("the cluster did not heal after every round".to_string());
     }
@@ -287,8 +317,12 @@ fn describe(lab: &Lab, n: usize, total: usize, r: &Round) -> String {
         None => format!("{took}; no primary"),
     };
     let health = if r.healed { "healthy again" } else { "NOT healed" };
+    let expected = match &r.expected {
+        Ok(seen) => format!("as expected ({seen})"),
+        Err(why) => format!("UNEXPECTED: {why}"),
+    };
     format!(
-        "round {n}/{total} {}: {}; {primary}; longest write gap {:.2} s; {health} {:.1} s after the fault",
+        "round {n}/{total} {}: {}; {primary}; longest write gap {:.2} s; {health} {:.1} s after the fault; {expected}",
         r.fault.name(),
         r.what,
         r.gap.as_secs_f64(),
@@ -331,21 +365,6 @@ async fn heal(lab: &Lab) -> (bool, usize) {
         }
     }
     (false, restarts)
-}
-
-/// Waits until `/sync` names a synchronous standby.
-async fn wait_sync_standby(api: &Api, cluster: &ClusterArgs) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, view) = open(api, cluster).await?;
-        if view.sync.as_ref().is_some_and(|(s, _)| s.sync_standby.as_deref().is_some_and(|n| !n.is_empty())) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("synchronous mode is on but no synchronous standby was chosen within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The ids on the final primary (a few tries: it may have just been promoted).

@@ -1,5 +1,6 @@
-//! The chaos run's table, one row per fault kind, and its summary line
-//! `chaos: N rounds, S split-brain windows, L acknowledged writes lost`.
+//! The chaos run's table, one row per fault kind (the last two columns count the
+//! rounds that did not end as the kind expects and those that did not heal), and its
+//! summary line `chaos: N rounds, S split-brain windows, L acknowledged writes lost`.
 
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct Round {
     pub healed: bool,
     /// Nodes found exited after the fault and started again (as systemd would).
     pub restarts: usize,
+    /// The fault kind's own expectation: what was seen, or why it failed.
+    pub expected: Result<String, String>,
 }
 
 impl Round {
@@ -58,8 +61,8 @@ pub fn table(outcome: &Outcome) -> String {
         }
     }
     let mut out = format!(
-        "{:<28} {:>6} {:>9} {:>18} {:>18} {:>11} {:>11} {:>8}\n",
-        "fault", "rounds", "failovers", "failover s p50/max", "write gap s p50/max", "split-brain", "writes lost", "unhealed"
+        "{:<28} {:>6} {:>9} {:>18} {:>18} {:>11} {:>11} {:>10} {:>8}\n",
+        "fault", "rounds", "failovers", "failover s p50/max", "write gap s p50/max", "split-brain", "writes lost", "unexpected", "unhealed"
     );
     for kind in kinds {
         let rounds: Vec<&Round> = outcome.rounds.iter().filter(|r| r.fault == kind).collect();
@@ -67,11 +70,12 @@ pub fn table(outcome: &Outcome) -> String {
         let gaps: Vec<Duration> = rounds.iter().map(|r| r.gap).collect();
         let split = outcome.split_brain.iter().filter(|w| rounds.iter().any(|r| r.holds(w.at))).count();
         let lost = outcome.lost.iter().filter(|a| rounds.iter().any(|r| r.holds(a.acked))).count();
+        let unexpected = rounds.iter().filter(|r| r.expected.is_err()).count();
         let unhealed = rounds.iter().filter(|r| !r.healed).count();
         let restarts: usize = rounds.iter().map(|r| r.restarts).sum();
         let name = if restarts > 0 { format!("{} (+{restarts} restarts)", kind.name()) } else { kind.name().to_string() };
         out += &format!(
-            "{:<28} {:>6} {:>9} {:>18} {:>18} {:>11} {:>11} {:>8}\n",
+            "{:<28} {:>6} {:>9} {:>18} {:>18} {:>11} {:>11} {:>10} {:>8}\n",
             name,
             rounds.len(),
             failovers.len(),
@@ -79,6 +83,7 @@ pub fn table(outcome: &Outcome) -> String {
             seconds(p50_max(&gaps)),
             split,
             lost,
+            unexpected,
             unhealed
         );
     }
@@ -102,8 +107,9 @@ mod tests {
     #[test]
     fn rows_count_per_fault() {
         let s = Duration::from_secs;
-        let round = |fault, from, to, failover| Round { fault, what: String::new(), old: 0, writer: None, primary_after: None, from: s(from), at: s(from + 1), to: s(to), failover, gap: s(2), healed: true, restarts: 0 };
-        let rounds = vec![round(Fault::Kill, 0, 10, Some(s(3))), round(Fault::Pause, 10, 20, None), round(Fault::Kill, 20, 30, Some(s(5)))];
+        let round = |fault, from, to, failover| Round { fault, what: String::new(), old: 0, writer: None, primary_after: None, from: s(from), at: s(from + 1), to: s(to), failover, gap: s(2), healed: true, restarts: 0, expected: Ok(String::new()) };
+        let mut rounds = vec![round(Fault::Kill, 0, 10, Some(s(3))), round(Fault::Pause, 10, 20, None), round(Fault::Kill, 20, 30, Some(s(5)))];
+        rounds[1].expected = Err("no failover".into());
         let lost_ack = Ack { id: 7, node: 0, timeline: 1, lsn: 0, sent: s(21), acked: s(22) };
         let lost = vec![&lost_ack];
         let windows = vec![SplitBrain { old: (0, 1), new: (1, 2), at: s(15) }];
@@ -113,10 +119,11 @@ mod tests {
         assert!(kill.contains("3.00 / 5.00"), "{kill}");
         let cols: Vec<&str> = kill.split_whitespace().collect();
         assert_eq!(&cols[1..3], &["2", "2"], "{kill}");
-        assert_eq!(cols[cols.len() - 3..], ["0", "1", "0"], "{kill}");
+        assert_eq!(cols[cols.len() - 4..], ["0", "1", "0", "0"], "{kill}");
         let pause = table.lines().find(|l| l.starts_with("pause")).expect("pause row");
         assert!(pause.contains(" - "), "{pause}");
-        assert_eq!(pause.split_whitespace().rev().nth(2), Some("1"), "{pause}");
+        let cols: Vec<&str> = pause.split_whitespace().collect();
+        assert_eq!(cols[cols.len() - 4..], ["1", "0", "1", "0"], "{pause}");
         assert_eq!(summary(&outcome), "chaos: 3 rounds, 1 split-brain windows, 1 acknowledged writes lost");
     }
 }

@@ -138,9 +138,10 @@ impl Workload {
         Self { stop, acks, threads }
     }
 
-    /// Whether a write recorded so far passes `test` (looked at in place, not copied).
-    pub fn any(&self, test: impl Fn(&Ack) -> bool) -> bool {
-        self.acks.lock().unwrap_or_else(|e| e.into_inner()).iter().any(test)
+    /// The node of the earliest acknowledged write recorded so far that passes `test`
+    /// (looked at in place, not copied).
+    pub fn first_node(&self, test: impl Fn(&Ack) -> bool) -> Option<usize> {
+        self.acks.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|a| test(a)).min_by_key(|a| a.acked).map(|a| a.node)
     }
 
     /// What the writers recorded so far.

@@ -197,7 +197,7 @@ fn ns_of<'a>(lab: &'a Lab, name: &str) -> anyhow::Result<&'a str> {
 
 pub fn partition(args: &PartitionArgs) -> anyhow::Result<()> {
     let lab = Lab::load(&args.node.dir.dir)?;
-    println!("{}", isolate(&lab, &args.node.node, args.from.as_deref(), args.oneway)?);
+    println!("{}", isolate(&lab, &args.node.node, args.from.as_deref(), args.oneway, None)?);
     let others = match &args.from {
         Some(from) => from.clone(),
         None => "the other nodes".to_string(),
@@ -215,15 +215,20 @@ pub fn partition(args: &PartitionArgs) -> anyhow::Result<()> {
 }
 
 /// Cuts node `name` off from every other node (or only `from`); `oneway` drops only
-/// what it sends. Returns the script's line.
-pub fn isolate(lab: &Lab, name: &str, from: Option<&str>, oneway: bool) -> anyhow::Result<String> {
+/// what it sends; `port` only TCP to that port (the Raft port, say). Returns the
+/// script's line.
+pub fn isolate(lab: &Lab, name: &str, from: Option<&str>, oneway: bool, port: Option<u16>) -> anyhow::Result<String> {
     let ns = ns_of(lab, name)?;
+    let port = port.map(|p| p.to_string());
     let mut script_args = vec!["partition", ns];
     if let Some(from) = from {
         script_args.extend(["--from", ns_of(lab, from)?]);
     }
     if oneway {
         script_args.push("--oneway");
+    }
+    if let Some(port) = &port {
+        script_args.extend(["--port", port.as_str()]);
     }
     run_script(lab, &script_args)
 }

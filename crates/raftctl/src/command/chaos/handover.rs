@@ -1,0 +1,69 @@
+//! The faults about who takes over: `double-failover` (the primary killed, then the
+//! node that took over killed as soon as it took a write, the first node restarted just
+//! before so Raft keeps two of three; in synchronous mode only a standby `/sync` named
+//! may take over) and `pg-stall` (the primary's backends stopped while a switchover is
+//! requested: it must complete or be refused, never hang).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use raftgres_agent::ops::{self, Handover, SwitchoverRequest};
+
+use super::expect::Evidence;
+use super::faults::Bench;
+use super::freeze::Frozen;
+use super::store;
+use crate::command::lab::control;
+
+/// Kills `primary`, waits for another node's first write, starts `primary` again and
+/// kills that node at once; waits for a third writer, then starts the second node again.
+pub async fn double_failover(bench: &Bench<'_>, primary: usize, at: Duration) -> anyhow::Result<(String, Evidence)> {
+    let lab = bench.lab;
+    let a = &lab.nodes[primary];
+    control::kill(a)?;
+    let second = bench.other_writer(primary, at).await;
+    let second = second.with_context(|| format!("no node took a write within 20 s after {} was killed", a.name))?;
+    let b = &lab.nodes[second];
+    let standbys = if bench.sync { Some(store::wait_sync_standby(lab).await?) } else { None };
+    control::start(lab, a)?;
+    let killed_at = bench.t0.elapsed();
+    control::kill(b)?;
+    let third = bench.other_writer(second, killed_at).await;
+    control::start(lab, b)?;
+    let third = third.map_or_else(|| "no node".to_string(), |i| lab.nodes[i].name.clone());
+    let what = format!(
+        "{} killed; {} took over and was killed {:.1} s later, {} started again just before; {third} took over",
+        a.name,
+        b.name,
+        (killed_at - at).as_secs_f64(),
+        a.name
+    );
+    Ok((what, Evidence::SecondKill { at: killed_at, node: second, standbys }))
+}
+
+/// Stops the primary's backends, requests a switchover, holds, continues them, and
+/// waits for the request to end.
+pub async fn pg_stall(bench: &Bench<'_>, primary: usize) -> anyhow::Result<(String, Evidence)> {
+    let lab = bench.lab;
+    let p = &lab.nodes[primary];
+    let (dcs, _) = store::view(lab).await?;
+    let frozen = Frozen::postgres(p, true)?;
+    let stopped = frozen.count();
+    let req = SwitchoverRequest { leader: Some(p.name.clone()), candidate: None, scheduled_at: None };
+    let requested = ops::switchover(&dcs, &req).await;
+    tokio::time::sleep(bench.hold).await;
+    drop(frozen);
+    let (resolved, how) = match requested {
+        Err(e) => (true, format!("switchover refused at once: {e}")),
+        Ok(_) => match ops::await_handover(&dcs, Some(&p.name)).await {
+            Handover::NewLeader(new, _) => (true, format!("switchover to {new} completed")),
+            Handover::Refused => (true, format!("switchover refused; {} stayed the primary", p.name)),
+            Handover::TimedOut => {
+                (false, format!("neither completed nor refused {} s after the backends resumed", ops::HANDOVER_WAIT.as_secs()))
+            }
+        },
+    };
+    let what =
+        format!("{stopped} backends of {} stopped for {:.1} s while a switchover was requested: {how}", p.name, bench.hold.as_secs_f64());
+    Ok((what, Evidence::Switchover { resolved, how }))
+}
