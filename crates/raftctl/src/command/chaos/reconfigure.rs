@@ -13,6 +13,9 @@ use super::faults::{postmaster_pid, Bench};
 use super::store;
 use crate::command::lab::{control, netns};
 
+/// The retry_timeout (s) the failsafe round runs with: it fits the default safety margin.
+const FAILSAFE_RETRY_TIMEOUT: f64 = 0.4;
+
 /// `{key: value}`, or `{key: null}` (removed) when it was unset before.
 fn restore(key: &str, before: Option<Value>) -> Value {
     json!({ (key): before.unwrap_or(Value::Null) })
@@ -24,7 +27,10 @@ fn restore(key: &str, before: Option<Value>) -> Value {
 pub async fn failsafe(bench: &Bench<'_>, replica: usize) -> anyhow::Result<(Range<Duration>, String)> {
     let lab = bench.lab;
     let before = store::config_value(lab, "failsafe_mode").await?;
-    store::patch_config(lab, &json!({ "failsafe_mode": true })).await?;
+    let retry_before = store::config_value(lab, "retry_timeout").await?;
+    // A confirmation round must fit inside the safety margin (the agent's timing rule):
+    // with the default timings that means a short retry_timeout.
+    store::patch_config(lab, &json!({ "failsafe_mode": true, "retry_timeout": FAILSAFE_RETRY_TIMEOUT })).await?;
     // Every agent reads /config each cycle: give them a ttl to see it.
     tokio::time::sleep(bench.ttl).await;
     let at = bench.t0.elapsed();
@@ -38,7 +44,9 @@ pub async fn failsafe(bench: &Bench<'_>, replica: usize) -> anyhow::Result<(Rang
     tokio::time::sleep(bench.hold / 2).await;
     let healed = bench.t0.elapsed();
     netns::heal_nodes(lab, None)?;
-    store::patch_config(lab, &restore("failsafe_mode", before)).await?;
+    let mut put_back = restore("failsafe_mode", before);
+    put_back["retry_timeout"] = retry_before.unwrap_or(Value::Null);
+    store::patch_config(lab, &put_back).await?;
     Ok((
         at..healed,
         format!("failsafe_mode on, the Raft port of every node cut for {:.1} s, {} restarted meanwhile", bench.hold.as_secs_f64(), r.name),
