@@ -101,8 +101,8 @@ pub struct Agent {
     last_in_sync: Instant,
     /// This data dir may hold WAL the leader does not have (it was a primary).
     needs_rewind: bool,
-    /// The newest timeline the running postmaster (pid) reported.
-    seen_timeline: Option<(i32, u32)>,
+    /// What the running postmaster (pid) last answered: its role and the newest timeline.
+    last_answer: Option<(i32, Role, Option<u32>)>,
     /// The system identifier this node bootstrapped the cluster with, while `/initialize`
     /// still holds "" on its lease (the put failed): written again before anything else.
     unrecorded_sysid: Option<String>,
@@ -157,7 +157,7 @@ impl Agent {
                 primary_down_since: None,
                 last_in_sync: Instant::now(),
                 needs_rewind: false,
-                seen_timeline: None,
+                last_answer: None,
                 unrecorded_sysid: None,
                 replica_crashes: 0,
                 crash_rewound: false,
@@ -297,17 +297,19 @@ impl Agent {
                     // A replica whose WAL receiver disconnected reports its last
                     // restartpoint's timeline, which can be older than the one it
                     // replays: the timeline of one postmaster never goes back.
-                    if let Some((seen_pid, seen)) = self.seen_timeline {
+                    if let Some((seen_pid, _, Some(seen))) = self.last_answer {
                         if seen_pid == pid && s.timeline.is_some_and(|t| t < seen) {
                             s.timeline = Some(seen);
                         }
                     }
-                    self.seen_timeline = s.timeline.map(|t| (pid, t));
+                    self.last_answer = Some((pid, s.role, s.timeline));
                     s
                 }
                 Err(e) => {
                     tracing::debug!("PostgreSQL not answering: {e}");
-                    PgStatus { state: "starting".into(), role: self.state.borrow().postgres.role, ..Default::default() }
+                    // The role this postmaster last answered with; a new one has none yet.
+                    let role = self.last_answer.filter(|(p, _, _)| *p == pid).map_or(Role::Uninitialized, |(_, r, _)| r);
+                    PgStatus { state: "starting".into(), role, ..Default::default() }
                 }
             },
             None => {
