@@ -27,13 +27,29 @@ impl Agent {
         let result = if self.pg.data_dir_valid() { self.adopt_data_dir().await } else { self.initialize_new().await };
         match result {
             Ok(sysid) => {
-                let _ = self.dcs.put(&key, &sysid, 0).await;
+                // Left on this node's lease, "" would vanish with it and let another
+                // member initialize a second cluster: the next cycles write it again.
+                if let Err(e) = self.dcs.put(&key, &sysid, 0).await {
+                    tracing::warn!("cannot record the system identifier {sysid} in /initialize: {e}; retrying in the next cycle");
+                    self.unrecorded_sysid = Some(sysid.clone());
+                }
                 let config = serde_json::to_string(&self.config.bootstrap_dcs).unwrap_or_else(|_| "{}".into());
                 let _ = self.dcs.create(&self.dcs.keys.config(), &config, 0).await;
                 let _ = self.dcs.create(&self.dcs.keys.history(), "[]", 0).await;
                 format!("initialized a new cluster (system identifier {sysid}); I am {}, the primary", self.config.name)
             }
             Err(e) => {
+                // The key was taken before PostgreSQL started: it goes only with a
+                // stopped PostgreSQL (else the fencer stops it at the lease's deadline).
+                match self.pg.stop(crate::postgres::StopMode::Fast, Duration::from_secs(30)).await {
+                    Ok(()) => {
+                        self.sql.disconnect();
+                        self.expect_running = false;
+                        self.lease.fencer().disarm();
+                        let _ = self.dcs.delete_if_value(&self.dcs.keys.leader(), &self.config.name).await;
+                    }
+                    Err(stop) => tracing::error!("{stop}; keeping the leader key until my lease expires"),
+                }
                 let _ = self.dcs.delete_if_value(&key, "").await;
                 format!("initialization failed: {e}; another member may try")
             }
@@ -47,19 +63,23 @@ impl Agent {
         self.pg.remove_data_dir().map_err(|e| e.to_string())?;
         self.pg.initdb().await.map_err(|e| e.to_string())?;
         self.configure(None).map_err(|e| e.to_string())?;
+        self.take_leader_key_after_bootstrap().await?;
         self.start_and_wait().await?;
+        self.arm_fencer();
         let repl = self.config.postgresql.authentication.replication.clone();
         self.sql.ensure_replication_user(&repl.username, &repl.password).await.map_err(|e| e.to_string())?;
-        self.take_leader_key_after_bootstrap().await?;
         let status = self.sql.status().await.map_err(|e| e.to_string())?;
         status.system_identifier.ok_or_else(|| "no system identifier".into())
     }
 
     /// A data dir exists but the cluster has no `/initialize` (the store was recreated):
-    /// start it as a primary and claim the cluster with its system identifier.
+    /// take the leader key, then start it as a primary (or promote it) and claim the
+    /// cluster with its system identifier. The key comes first: PostgreSQL never
+    /// accepts writes here without it.
     async fn adopt_data_dir(&mut self) -> Result<String, String> {
         let control = self.pg.controldata().await.map_err(|e| e.to_string())?;
         tracing::info!("adopting the existing data directory (system identifier {})", control.system_identifier);
+        self.take_leader_key_after_bootstrap().await?;
         if self.pg.postmaster_pid().is_none() {
             self.configure(None).map_err(|e| e.to_string())?;
             conf::set_standby(self.pg.data_dir(), false).map_err(|e| e.to_string())?;
@@ -69,16 +89,17 @@ impl Agent {
         if status.role == Role::Replica {
             self.promote_and_wait().await?;
         }
-        self.take_leader_key_after_bootstrap().await?;
+        self.arm_fencer();
         Ok(control.system_identifier)
     }
 
+    /// The leader key on this node's lease, before its PostgreSQL may accept writes
+    /// (the caller arms the fencer once the postmaster runs as primary).
     async fn take_leader_key_after_bootstrap(&mut self) -> Result<(), String> {
         let lease = self.lease.get().id.ok_or("lost the lease while initializing")?;
         if !self.dcs.acquire_leader(&self.config.name, lease).await.map_err(|e| e.to_string())? {
             return Err("another member took the leader key".into());
         }
-        self.arm_fencer();
         Ok(())
     }
 
@@ -160,11 +181,7 @@ impl Agent {
     }
 
     pub(super) fn upstream(&self, host: &str, port: u16) -> conf::Upstream {
-        conf::Upstream {
-            host: host.to_string(),
-            port,
-            slot: self.config.postgresql.use_slots.then(|| conf::slot_name(&self.config.name)),
-        }
+        conf::Upstream { host: host.to_string(), port, slot: self.config.postgresql.use_slots.then(|| conf::slot_name(&self.config.name)) }
     }
 
     /// Publishes a transient PostgreSQL state ("creating replica") while a long step runs.

@@ -22,32 +22,94 @@ pub struct PeerReport {
     /// Runs as a primary (not in recovery).
     pub primary: bool,
     pub wal_position: u64,
+    /// The timeline it runs on (None when it did not say).
+    pub timeline: Option<u32>,
     pub nofailover: bool,
     pub priority: i64,
 }
 
-/// Why this node may not take the key, or Ok.
-pub fn eligible(pg: &PgStatus, tags: &Tags, view: &ClusterView, max_lag: u64) -> Result<u64, String> {
+/// Why this node may not take the leader key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ineligible {
+    NoFailover,
+    /// PostgreSQL is not running (its state as shown).
+    NotRunning(String),
+    /// Its timeline is older than the cluster's: it may hold WAL nobody else has, and
+    /// it lacks what the newer timeline's primary acknowledged (Patroni's `check_timeline`).
+    BehindTimeline {
+        mine: u32,
+        cluster: u32,
+    },
+    /// Its timeline is not known while the cluster's is.
+    UnknownTimeline {
+        cluster: u32,
+    },
+    Lagging {
+        lag: u64,
+        max_lag: u64,
+    },
+}
+
+impl std::fmt::Display for Ineligible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ineligible::NoFailover => write!(f, "tagged nofailover"),
+            Ineligible::NotRunning(state) => write!(f, "PostgreSQL is {state}"),
+            Ineligible::BehindTimeline { mine, cluster } => {
+                write!(f, "my timeline {mine} is behind the cluster's timeline {cluster}; a rewind or a re-clone must come first")
+            }
+            Ineligible::UnknownTimeline { cluster } => write!(f, "my timeline is unknown and the cluster is on timeline {cluster}"),
+            Ineligible::Lagging { lag, max_lag } => {
+                write!(f, "lagging {lag} bytes behind the last known primary position (maximum_lag_on_failover {max_lag})")
+            }
+        }
+    }
+}
+
+/// The newest timeline the cluster is known to have reached: the one after `/history`'s
+/// latest switch, or a higher one another member reports in its member key.
+pub fn cluster_timeline(view: &ClusterView, me: &str) -> Option<u32> {
+    let from_history = view.history.last().map(|h| h.0.saturating_add(1));
+    let from_members = view.members.iter().filter(|(name, _)| name.as_str() != me).filter_map(|(_, m)| m.timeline).max();
+    from_history.max(from_members)
+}
+
+/// This node's WAL position if it may take the key, or why not. LSNs are compared only
+/// once the node is known to be on the cluster's newest timeline.
+pub fn eligible(pg: &PgStatus, tags: &Tags, view: &ClusterView, me: &str, max_lag: u64) -> Result<u64, Ineligible> {
     if tags.nofailover {
-        return Err("tagged nofailover".into());
+        return Err(Ineligible::NoFailover);
     }
     if !pg.is_running() {
-        return Err(format!("PostgreSQL is {}", pg.state));
+        return Err(Ineligible::NotRunning(pg.state.clone()));
+    }
+    if let Some(cluster) = cluster_timeline(view, me) {
+        match pg.timeline {
+            None => return Err(Ineligible::UnknownTimeline { cluster }),
+            Some(mine) if mine < cluster => return Err(Ineligible::BehindTimeline { mine, cluster }),
+            Some(_) => {}
+        }
     }
     let mine = pg.wal_position().unwrap_or(0);
     if let Some(status) = &view.status {
         let lag = status.optime.saturating_sub(mine);
         if lag > max_lag {
-            return Err(format!("lagging {lag} bytes behind the last known primary position (maximum_lag_on_failover {max_lag})"));
+            return Err(Ineligible::Lagging { lag, max_lag });
         }
     }
     Ok(mine)
 }
 
-/// Ok when no reachable member is healthier than (`mine`, `priority`); otherwise the name of one that is.
-pub fn healthiest(mine: u64, priority: i64, peers: &[PeerReport]) -> Result<(), String> {
+/// Ok when no reachable member is healthier than this node (on `timeline` at `mine`,
+/// with `priority`); otherwise the name of one that is. A newer timeline is healthier
+/// whatever its position; positions are compared only within one timeline.
+pub fn healthiest(timeline: Option<u32>, mine: u64, priority: i64, peers: &[PeerReport]) -> Result<(), String> {
     for p in peers.iter().filter(|p| p.running && !p.nofailover) {
-        if p.wal_position > mine || (p.wal_position == mine && p.priority > priority) {
+        let healthier = match (p.timeline, timeline) {
+            (Some(theirs), Some(mine_tli)) if theirs != mine_tli => theirs > mine_tli,
+            _ => p.wal_position > mine || (p.wal_position == mine && p.priority > priority),
+        };
+        if healthier {
             return Err(p.name.clone());
         }
     }
@@ -77,6 +139,7 @@ fn parse_report(name: &str, body: &str) -> Option<PeerReport> {
         running: v.get("state").and_then(serde_json::Value::as_str) == Some("running"),
         primary: v.get("role").and_then(serde_json::Value::as_str) == Some("primary"),
         wal_position: pos("location").max(pos("received_location")).max(pos("replayed_location")),
+        timeline: v.get("timeline").and_then(serde_json::Value::as_u64).and_then(|t| u32::try_from(t).ok()),
         nofailover: tags.and_then(|t| t.get("nofailover")).and_then(serde_json::Value::as_bool).unwrap_or(false),
         priority: tags.and_then(|t| t.get("failover_priority")).and_then(serde_json::Value::as_i64).unwrap_or(1),
     })
@@ -85,38 +148,101 @@ fn parse_report(name: &str, body: &str) -> Option<PeerReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{ClusterStatus, Role};
+    use crate::cluster::{ClusterStatus, HistoryEntry, Member, Role};
 
     fn replica(pos: u64) -> PgStatus {
-        PgStatus { state: "running".into(), role: Role::Replica, receive_lsn: Some(pos), replay_lsn: Some(pos - 10), ..Default::default() }
+        PgStatus {
+            state: "running".into(),
+            role: Role::Replica,
+            timeline: Some(1),
+            receive_lsn: Some(pos),
+            replay_lsn: Some(pos - 10),
+            ..Default::default()
+        }
+    }
+
+    fn promoted_to(timeline: u32) -> HistoryEntry {
+        HistoryEntry(timeline - 1, 0x300_0000, "no recovery target specified".into(), String::new(), "n2".into())
     }
 
     #[test]
     fn eligibility() {
         let view = ClusterView { status: Some(ClusterStatus { optime: 5000, ..Default::default() }), ..Default::default() };
-        assert_eq!(eligible(&replica(4000), &Tags::default(), &view, 1024), Ok(4000));
-        assert!(eligible(&replica(1000), &Tags::default(), &view, 1024).expect_err("lag").contains("lagging 4000"));
-        assert!(eligible(&replica(4000), &Tags { nofailover: true, ..Default::default() }, &view, 1024).is_err());
+        assert_eq!(eligible(&replica(4000), &Tags::default(), &view, "n1", 1024), Ok(4000));
+        assert_eq!(eligible(&replica(1000), &Tags::default(), &view, "n1", 1024), Err(Ineligible::Lagging { lag: 4000, max_lag: 1024 }));
+        assert!(eligible(&replica(1000), &Tags::default(), &view, "n1", 1024).expect_err("lag").to_string().contains("lagging 4000"));
+        assert_eq!(
+            eligible(&replica(4000), &Tags { nofailover: true, ..Default::default() }, &view, "n1", 1024),
+            Err(Ineligible::NoFailover)
+        );
         let stopped = PgStatus { state: "stopped".into(), ..Default::default() };
-        assert!(eligible(&stopped, &Tags::default(), &view, 1024).is_err());
+        assert_eq!(eligible(&stopped, &Tags::default(), &view, "n1", 1024), Err(Ineligible::NotRunning("stopped".into())));
+    }
+
+    /// Issue 16 item 5: a former primary on timeline 1 with WAL nobody received (a
+    /// higher LSN than the new primary's) must not race once `/history` says timeline 2.
+    #[test]
+    fn a_node_behind_the_cluster_timeline_may_not_race() {
+        let view = ClusterView {
+            history: vec![promoted_to(2)],
+            status: Some(ClusterStatus { optime: 5000, ..Default::default() }),
+            ..Default::default()
+        };
+        let diverged = PgStatus { role: Role::Replica, ..replica(9000) };
+        assert_eq!(eligible(&diverged, &Tags::default(), &view, "n1", 1024), Err(Ineligible::BehindTimeline { mine: 1, cluster: 2 }));
+        let on_new = PgStatus { timeline: Some(2), ..replica(5000) };
+        assert_eq!(eligible(&on_new, &Tags::default(), &view, "n1", 1024), Ok(5000));
+        let unknown = PgStatus { timeline: None, ..replica(5000) };
+        assert_eq!(eligible(&unknown, &Tags::default(), &view, "n1", 1024), Err(Ineligible::UnknownTimeline { cluster: 2 }));
+    }
+
+    #[test]
+    fn a_peer_on_a_newer_timeline_raises_the_cluster_timeline() {
+        let mut view = ClusterView { history: vec![promoted_to(2)], ..Default::default() };
+        view.members.insert("n3".into(), Member { timeline: Some(3), ..Default::default() });
+        view.members.insert("n1".into(), Member { timeline: Some(7), ..Default::default() });
+        assert_eq!(cluster_timeline(&view, "n1"), Some(3), "my own member key does not count");
+        let on_two = PgStatus { timeline: Some(2), ..replica(5000) };
+        assert_eq!(eligible(&on_two, &Tags::default(), &view, "n1", u64::MAX), Err(Ineligible::BehindTimeline { mine: 2, cluster: 3 }));
+        assert_eq!(cluster_timeline(&ClusterView::default(), "n1"), None);
+    }
+
+    fn peer(name: &str, timeline: u32, pos: u64, priority: i64) -> PeerReport {
+        PeerReport {
+            name: name.into(),
+            running: true,
+            primary: false,
+            wal_position: pos,
+            timeline: Some(timeline),
+            nofailover: false,
+            priority,
+        }
     }
 
     #[test]
     fn healthiest_compares_position_then_priority() {
-        let p = |name: &str, pos, prio| PeerReport { name: name.into(), running: true, primary: false, wal_position: pos, nofailover: false, priority: prio };
-        assert!(healthiest(100, 1, &[p("b", 90, 1), p("c", 100, 1)]).is_ok(), "ties race");
-        assert_eq!(healthiest(100, 1, &[p("b", 101, 1)]), Err("b".into()));
-        assert_eq!(healthiest(100, 1, &[p("b", 100, 2)]), Err("b".into()));
-        let mut skip = p("b", 500, 1);
+        assert!(healthiest(Some(1), 100, 1, &[peer("b", 1, 90, 1), peer("c", 1, 100, 1)]).is_ok(), "ties race");
+        assert_eq!(healthiest(Some(1), 100, 1, &[peer("b", 1, 101, 1)]), Err("b".into()));
+        assert_eq!(healthiest(Some(1), 100, 1, &[peer("b", 1, 100, 2)]), Err("b".into()));
+        let mut skip = peer("b", 1, 500, 1);
         skip.nofailover = true;
-        assert!(healthiest(100, 1, &[skip]).is_ok());
+        assert!(healthiest(Some(1), 100, 1, &[skip]).is_ok());
+    }
+
+    /// Issue 16 item 5: LSNs of two timelines say nothing about who has more.
+    #[test]
+    fn healthiest_compares_positions_only_within_one_timeline() {
+        assert_eq!(healthiest(Some(1), 9000, 1, &[peer("b", 2, 100, 1)]), Err("b".into()), "a newer timeline wins");
+        assert!(healthiest(Some(2), 100, 1, &[peer("b", 1, 9000, 1)]).is_ok(), "an older timeline never wins");
+        let silent = PeerReport { timeline: None, ..peer("b", 1, 200, 1) };
+        assert_eq!(healthiest(Some(1), 100, 1, &[silent]), Err("b".into()), "no timeline: positions decide");
     }
 
     #[test]
     fn parses_patroni_json() {
-        let r = parse_report("n2", r#"{"state":"running","role":"replica","xlog":{"received_location":10,"replayed_location":8},"tags":{"failover_priority":3}}"#)
+        let r = parse_report("n2", r#"{"state":"running","role":"replica","timeline":2,"xlog":{"received_location":10,"replayed_location":8},"tags":{"failover_priority":3}}"#)
             .expect("report");
-        assert_eq!((r.running, r.wal_position, r.priority), (true, 10, 3));
+        assert_eq!((r.running, r.wal_position, r.priority, r.timeline), (true, 10, 3, Some(2)));
         assert!(parse_report("n2", "not json").is_none());
     }
 }

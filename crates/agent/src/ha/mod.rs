@@ -12,10 +12,10 @@
 //! nobody holds it → race for it if eligible (`election`), else wait.
 
 mod bootstrap;
-pub mod failsafe;
 pub mod hung;
 pub mod commands;
 pub mod election;
+pub mod failsafe;
 pub mod lease;
 mod primary;
 mod replica;
@@ -101,6 +101,11 @@ pub struct Agent {
     last_in_sync: Instant,
     /// This data dir may hold WAL the leader does not have (it was a primary).
     needs_rewind: bool,
+    /// What the running postmaster (pid) last answered: its role and the newest timeline.
+    last_answer: Option<(i32, Role, Option<u32>)>,
+    /// The system identifier this node bootstrapped the cluster with, while `/initialize`
+    /// still holds "" on its lease (the put failed): written again before anything else.
+    unrecorded_sysid: Option<String>,
     /// Consecutive exits of PostgreSQL started as a replica (see `stuck::after_crash`).
     replica_crashes: u32,
     /// This run of replica crashes already had its rewind.
@@ -160,6 +165,8 @@ impl Agent {
                 primary_down_since: None,
                 last_in_sync: Instant::now(),
                 needs_rewind: false,
+                last_answer: None,
+                unrecorded_sysid: None,
                 replica_crashes: 0,
                 crash_rewound: false,
                 stall: stuck::Stall::default(),
@@ -296,12 +303,25 @@ impl Agent {
     async fn observe(&mut self) -> PgStatus {
         match self.pg.postmaster_pid() {
             // A hung PostgreSQL would hold the loop for the query's whole timeout.
-            Some(_) => match self.liveness.unless_hung(self.sql.status()).await {
-                Ok(s) => s,
+            Some(pid) => match self.liveness.unless_hung(self.sql.status()).await {
+                Ok(mut s) => {
+                    // A replica whose WAL receiver disconnected reports its last
+                    // restartpoint's timeline, which can be older than the one it
+                    // replays: the timeline of one postmaster never goes back.
+                    if let Some((seen_pid, _, Some(seen))) = self.last_answer {
+                        if seen_pid == pid && s.timeline.is_some_and(|t| t < seen) {
+                            s.timeline = Some(seen);
+                        }
+                    }
+                    self.last_answer = Some((pid, s.role, s.timeline));
+                    s
+                }
                 Err(e) => {
                     tracing::debug!("PostgreSQL not answering: {e}");
                     self.sql.disconnect();
-                    PgStatus { state: "starting".into(), role: self.state.borrow().postgres.role, ..Default::default() }
+                    // The role this postmaster last answered with; a new one has none yet.
+                    let role = self.last_answer.filter(|(p, _, _)| *p == pid).map_or(Role::Uninitialized, |(_, r, _)| r);
+                    PgStatus { state: "starting".into(), role, ..Default::default() }
                 }
             },
             None => {
@@ -316,7 +336,15 @@ impl Agent {
         let me = self.name().to_string();
         match view.initialize.as_deref() {
             None => return self.bootstrap_or_wait().await,
-            Some("") => return "waiting: another member is initializing the cluster".into(),
+            Some("") => match self.unrecorded_sysid.clone() {
+                Some(sysid) => {
+                    if let Err(e) = self.dcs.put(&self.dcs.keys.initialize(), &sysid, 0).await {
+                        return format!("cannot record the system identifier {sysid} in /initialize: {e}; retrying");
+                    }
+                    self.unrecorded_sysid = None;
+                }
+                None => return "waiting: another member is initializing the cluster".into(),
+            },
             Some(_) => {}
         }
         if self.pg.data_dir_empty() {
@@ -466,7 +494,21 @@ impl Agent {
     async fn shutdown(&mut self) {
         tracing::info!("shutting down: stopping PostgreSQL and releasing the leader key if I hold it");
         if let Err(e) = self.pg.stop(crate::postgres::StopMode::Fast, Duration::from_secs(30)).await {
-            tracing::error!("{e}");
+            tracing::error!("{e}; killing it");
+            if let Some(pid) = self.pg.postmaster_pid() {
+                crate::fence::fence(pid);
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while self.pg.postmaster_pid().is_some() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        if let Some(pid) = self.pg.postmaster_pid() {
+            // The key goes only with a stopped PostgreSQL: a replica promoted while this
+            // one still accepts writes would make two primaries. The armed fencer stops
+            // it when the agent exits; the key expires with the lease.
+            tracing::error!("PostgreSQL (pid {pid}) did not stop: keeping the leader key until my lease expires");
+            return;
         }
         self.lease.fencer().disarm();
         if let Err(e) = self.dcs.delete_if_value(&self.dcs.keys.leader(), &self.config.name).await {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::election::{eligible, healthiest, probe_peers};
+use super::election::{cluster_timeline, eligible, healthiest, probe_peers, Ineligible};
 use super::hung::Verdict;
 use super::Agent;
 use crate::cluster::{ClusterView, HistoryEntry, Role};
@@ -183,6 +183,11 @@ impl Agent {
             return self.refuse(chosen, format!("no leader: I am {me} and may not take over ({why})")).await;
         }
         if !pg.is_running() && pg.state != "starting" && self.pg.data_dir_valid() && !self.config.tags.nofailover {
+            if let Some(why) = self.behind_cluster_timeline(view).await {
+                // Started read-only, a former primary would lose the control file's
+                // "was primary" mark that makes it rewind before following.
+                return format!("no leader: I am {me} and may not take over ({why})");
+            }
             // After a restart of every node nobody runs: start read-only so we can compete.
             return match self.start_read_only().await {
                 Ok(()) => "no leader: starting PostgreSQL read-only to take part in the election".into(),
@@ -192,12 +197,18 @@ impl Agent {
         // The chosen candidate of a switchover or manual failover skips the lag and
         // healthiest checks: the operator picked it (and the old primary checked it).
         let max_lag = if chosen { u64::MAX } else { self.dynamic.maximum_lag_on_failover };
-        let mine = match eligible(pg, &self.config.tags, view, max_lag) {
+        let mine = match eligible(pg, &self.config.tags, view, &me, max_lag) {
             Ok(pos) => pos,
-            Err(why) => return self.refuse(chosen, format!("no leader: I am {me} and may not take over ({why})")).await,
+            Err(why) => {
+                if matches!(why, Ineligible::BehindTimeline { .. }) && pg.role == Role::Primary {
+                    self.needs_rewind = true;
+                }
+                return self.refuse(chosen, format!("no leader: I am {me} and may not take over ({why})")).await;
+            }
         };
         if !self.may_promote_in_sync_mode(view, &me) {
-            let why = format!("no leader: I am {me}, not a synchronous standby (synchronous_mode): only a member listed in /sync may take over");
+            let why =
+                format!("no leader: I am {me}, not a synchronous standby (synchronous_mode): only a member listed in /sync may take over");
             return self.refuse(chosen, why).await;
         }
         if !chosen {
@@ -207,7 +218,7 @@ impl Agent {
                 return format!("no leader, but {} still runs as primary: not racing", p.name);
             }
             let priority = self.config.tags.failover_priority.unwrap_or(1);
-            if let Err(better) = healthiest(mine, priority, &peers) {
+            if let Err(better) = healthiest(pg.timeline, mine, priority, &peers) {
                 return format!("no leader: {better} is healthier than me ({me}); letting it take over");
             }
         }
@@ -242,20 +253,20 @@ impl Agent {
         why
     }
 
-    /// In synchronous mode only the former primary and the standbys `/sync` lists hold
-    /// every acknowledged commit. Without `/sync` (never synchronous yet), or with nobody
-    /// listed in the non-strict mode (it had fallen back to asynchronous), anyone may.
+    /// In synchronous mode, whether `/sync` lets `name` take over (see `sync::sync_allows`).
     fn may_promote_in_sync_mode(&self, view: &ClusterView, name: &str) -> bool {
-        if !self.dynamic.synchronous_mode {
-            return true;
-        }
-        match view.sync.as_ref().map(|(s, _)| s) {
-            None => !self.dynamic.synchronous_mode_strict,
-            Some(s) => {
-                let listed = s.members();
-                s.leader.as_deref() == Some(name) || listed.iter().any(|m| m == name) || (listed.is_empty() && !self.dynamic.synchronous_mode_strict)
-            }
-        }
+        !self.dynamic.synchronous_mode || super::sync::sync_allows(view, name, self.dynamic.synchronous_mode_strict)
+    }
+
+    /// A stopped data dir whose control file is on an older timeline than the cluster's
+    /// (it needs a rewind or a re-clone from the new primary before it may run).
+    async fn behind_cluster_timeline(&mut self, view: &ClusterView) -> Option<Ineligible> {
+        let cluster = cluster_timeline(view, &self.config.name)?;
+        let mine = self.controldata().await?.latest_timeline();
+        (mine < cluster).then(|| {
+            self.needs_rewind = true;
+            Ineligible::BehindTimeline { mine, cluster }
+        })
     }
 
     async fn start_read_only(&mut self) -> Result<(), String> {
@@ -276,6 +287,12 @@ impl Agent {
         // The configuration of a primary (no primary_conninfo) goes in before the
         // promotion, so the first commit already waits as it should.
         self.sync_names = if self.dynamic.synchronous_mode { "*".into() } else { String::new() };
+        // `/sync` names this node before it accepts writes (Patroni does the same), so the
+        // old primary and its standbys, which may miss what this one acknowledges, stop
+        // being eligible by it. Someone else changed it meanwhile: not now.
+        if self.dynamic.synchronous_mode && !self.write_sync(view, &[]).await {
+            return format!("postponing the promotion: /sync could not be written (I am {me}, holding the leader key)");
+        }
         self.reload_primary_conf().await;
         if let Err(e) = self.promote_and_wait().await {
             return format!("promotion failed: {e}");
@@ -316,7 +333,13 @@ impl Agent {
         let Some(entry) = std::fs::read_to_string(&file).ok().and_then(|t| last_switch(&t)) else { return };
         let mut history = view.history.clone();
         let (old_tli, lsn, why) = entry;
-        history.push(HistoryEntry(old_tli, lsn, why, humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(), self.config.name.clone()));
+        history.push(HistoryEntry(
+            old_tli,
+            lsn,
+            why,
+            humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            self.config.name.clone(),
+        ));
         if let Ok(value) = serde_json::to_string(&history) {
             let _ = self.dcs.put(&self.dcs.keys.history(), &value, 0).await;
         }

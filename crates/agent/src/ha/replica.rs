@@ -19,9 +19,11 @@ const REACHABLE_TIMEOUT: Duration = Duration::from_secs(1);
 const DIVERGED_AFTER: Duration = Duration::from_secs(5);
 
 impl Agent {
-    /// PostgreSQL must not run as a primary: stop it at once.
+    /// PostgreSQL must not run as a primary: stop it at once. The fencer is disarmed
+    /// only once PostgreSQL is known not to run as a primary.
     pub(super) async fn demote_if_primary(&mut self, pg: &PgStatus, why: &str) -> bool {
-        if pg.is_running() && pg.role == Role::Primary {
+        let alive = self.pg.postmaster_pid().is_some();
+        if may_run_as_primary(pg, alive, self.pg.is_standby_configured()) {
             tracing::warn!("demoting: {why}");
             self.fence_now().await;
             self.needs_rewind = true;
@@ -240,7 +242,48 @@ impl Agent {
     }
 }
 
+/// Whether a live postmaster (`alive`) may be serving writes: it answered as a primary,
+/// or it does not answer (the status query failed or timed out) and either was a
+/// primary when it last answered or was not started as a standby (`standby_configured`:
+/// `standby.signal` is there). Such a server must be stopped before anything else: it is
+/// never reconfigured to follow, and the fencer is not disarmed under it.
+pub(super) fn may_run_as_primary(pg: &PgStatus, alive: bool, standby_configured: bool) -> bool {
+    alive && (pg.role == Role::Primary || (!pg.is_running() && !standby_configured))
+}
+
 /// Whether PostgreSQL at `host:port` accepts TCP connections from here.
 async fn reachable(host: &str, port: u16) -> bool {
     matches!(tokio::time::timeout(REACHABLE_TIMEOUT, tokio::net::TcpStream::connect((host, port))).await, Ok(Ok(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: &str, role: Role) -> PgStatus {
+        PgStatus { state: state.into(), role, ..Default::default() }
+    }
+
+    /// Issue 16 item 4: the status query failed ("starting", old role kept) while the
+    /// role was primary: PostgreSQL may still accept writes, so it is stopped, never
+    /// reconfigured as a replica with the fencer disarmed.
+    #[test]
+    fn an_unanswering_primary_may_still_run_as_primary() {
+        assert!(may_run_as_primary(&status("starting", Role::Primary), true, false));
+        assert!(
+            may_run_as_primary(&status("starting", Role::Primary), true, true),
+            "standby.signal written while it ran as primary proves nothing"
+        );
+        assert!(may_run_as_primary(&status("starting", Role::Uninitialized), true, false), "never answered, not started as a standby");
+        assert!(may_run_as_primary(&status("running", Role::Primary), true, false));
+    }
+
+    #[test]
+    fn replicas_and_dead_postmasters_are_not_primaries() {
+        assert!(!may_run_as_primary(&status("running", Role::Replica), true, false));
+        assert!(!may_run_as_primary(&status("starting", Role::Uninitialized), true, true), "started as a standby, not answering yet");
+        assert!(!may_run_as_primary(&status("starting", Role::Replica), true, true));
+        assert!(!may_run_as_primary(&status("crashed", Role::Primary), false, false), "no postmaster");
+        assert!(!may_run_as_primary(&status("stopped", Role::Uninitialized), false, false));
+    }
 }

@@ -48,6 +48,26 @@ pub fn choose(view: &ClusterView, pg: &PgStatus, me: &str, n: u32, max_lag: Opti
     candidates.into_iter().take(n as usize).map(|(_, _, name)| name).collect()
 }
 
+/// In synchronous mode, whether `name` may take the leader key by `/sync`: only the
+/// primary `/sync` belongs to and the standbys it lists hold every acknowledged commit.
+/// Without `/sync` (never synchronous yet), or with nobody listed in the non-strict mode
+/// (it had fallen back to asynchronous), anyone may.
+///
+/// A `/sync` whose leader is not the newest primary in `/history` is stale (that
+/// primary promoted without writing it, so the old leader may miss what it
+/// acknowledged) or ahead of a `/history` write that failed: which one is newer is
+/// unknown, so its leader is not eligible by it; the standbys it lists still are.
+pub fn sync_allows(view: &ClusterView, name: &str, strict: bool) -> bool {
+    let Some((sync, _)) = view.sync.as_ref() else { return !strict };
+    let newest_primary = view.history.last().map(|h| h.4.as_str());
+    let leader = match (sync.leader.as_deref(), newest_primary) {
+        (Some(l), Some(newest)) if l != newest => None,
+        (l, _) => l,
+    };
+    let listed = sync.members();
+    leader == Some(name) || listed.iter().any(|m| m == name) || (listed.is_empty() && !strict)
+}
+
 impl Agent {
     /// Steps 1–3 of the module doc; after a change of synchronous_standby_names, step 3
     /// waits for a later cycle (PostgreSQL reports the new sync states then).
@@ -70,7 +90,9 @@ impl Agent {
         let listed = view.sync_standbys();
         // 1. shrink
         let staying: Vec<String> = listed.iter().filter(|s| wanted.contains(s)).cloned().collect();
-        if staying != listed && !self.write_sync(&staying).await {
+        if staying != listed {
+            // The next cycle goes on from the revision this write made.
+            self.write_sync(view, &staying).await;
             return;
         }
         // 2. PostgreSQL waits for the wanted standbys
@@ -89,20 +111,32 @@ impl Agent {
             .collect();
         let in_key = view.sync.as_ref().map(|(s, _)| s.leader.as_deref() == Some(me.as_str())).unwrap_or(false);
         if confirmed != staying || !in_key {
-            self.write_sync(&confirmed).await;
+            self.write_sync(view, &confirmed).await;
         }
     }
 
-    async fn write_sync(&self, standbys: &[String]) -> bool {
-        let value = SyncState {
-            leader: Some(self.config.name.clone()),
-            sync_standby: (!standbys.is_empty()).then(|| standbys.join(",")),
-        };
+    /// Writes `/sync` = {leader: me, sync_standby: standbys} only if nobody changed it
+    /// since `view` was read (compare-and-swap on its mod revision), so a deposed
+    /// primary's late cycle cannot overwrite what the new primary wrote. True when written.
+    pub(super) async fn write_sync(&self, view: &ClusterView, standbys: &[String]) -> bool {
+        let value = SyncState { leader: Some(self.config.name.clone()), sync_standby: (!standbys.is_empty()).then(|| standbys.join(",")) };
         let Ok(json) = serde_json::to_string(&value) else { return false };
-        match self.dcs.put(&self.dcs.keys.sync(), &json, 0).await {
-            Ok(()) => {
-                tracing::info!("/sync: synchronous standbys {}", if standbys.is_empty() { "none".to_string() } else { standbys.join(", ") });
+        let key = self.dcs.keys.sync();
+        let written = match &view.sync {
+            Some((_, revision)) => self.dcs.put_if_unchanged(&key, &json, *revision).await,
+            None => self.dcs.create(&key, &json, 0).await,
+        };
+        match written {
+            Ok(true) => {
+                tracing::info!(
+                    "/sync: synchronous standbys {}",
+                    if standbys.is_empty() { "none".to_string() } else { standbys.join(", ") }
+                );
                 true
+            }
+            Ok(false) => {
+                tracing::warn!("cannot write /sync: another member changed it since this cycle read it");
+                false
             }
             Err(e) => {
                 tracing::warn!("cannot write /sync: {e}");
@@ -130,7 +164,10 @@ mod tests {
     fn chooses_streaming_non_nosync_current_first() {
         let mut view = ClusterView { leader: Some(LeaderKey { name: "n1".into(), lease: 1, mod_revision: 1 }), ..Default::default() };
         for (name, pos, nosync) in [("n2", 10, false), ("n3", 20, false), ("n4", 30, true)] {
-            view.members.insert(name.into(), Member { role: Role::Replica, xlog_location: Some(pos), tags: Tags { nosync, ..Default::default() }, ..Default::default() });
+            view.members.insert(
+                name.into(),
+                Member { role: Role::Replica, xlog_location: Some(pos), tags: Tags { nosync, ..Default::default() }, ..Default::default() },
+            );
         }
         let row = |n: &str| ReplicationRow { application_name: n.into(), state: "streaming".into(), ..Default::default() };
         let pg = PgStatus { replication: vec![row("n2"), row("n3"), row("n4"), row("stranger")], ..Default::default() };
@@ -140,5 +177,36 @@ mod tests {
         assert_eq!(choose(&view, &pg, "n1", 5, None).len(), 2);
         let pg = PgStatus { wal_lsn: Some(25), ..pg };
         assert_eq!(choose(&view, &pg, "n1", 1, Some(10)), vec!["n3".to_string()], "a lagging sync standby is replaced");
+    }
+
+    fn view_with_sync(leader: &str, standbys: Option<&str>) -> ClusterView {
+        let sync = SyncState { leader: Some(leader.into()), sync_standby: standbys.map(str::to_string) };
+        ClusterView { sync: Some((sync, 7)), ..Default::default() }
+    }
+
+    #[test]
+    fn only_the_sync_leader_and_listed_standbys_may_take_over() {
+        let view = view_with_sync("n1", Some("n2"));
+        assert!(sync_allows(&view, "n1", false));
+        assert!(sync_allows(&view, "n2", true));
+        assert!(!sync_allows(&view, "n3", false));
+        let fallen_back = view_with_sync("n1", None);
+        assert!(sync_allows(&fallen_back, "n3", false), "asynchronous fallback");
+        assert!(!sync_allows(&fallen_back, "n3", true), "strict: nobody listed, nobody but the leader");
+        assert!(sync_allows(&ClusterView::default(), "n3", false));
+        assert!(!sync_allows(&ClusterView::default(), "n3", true));
+    }
+
+    /// Issue 16 item 6: n2 promoted (it is the newest primary in `/history`) but `/sync`
+    /// still names n1 and n2: n1 never received what n2 acknowledged and may not take over.
+    #[test]
+    fn a_stale_sync_key_does_not_make_its_old_leader_eligible() {
+        use crate::cluster::HistoryEntry;
+        let mut view = view_with_sync("n1", Some("n2"));
+        view.history = vec![HistoryEntry(1, 0x300_0000, String::new(), String::new(), "n2".into())];
+        assert!(!sync_allows(&view, "n1", false), "the stale leader");
+        assert!(sync_allows(&view, "n2", false), "a listed standby");
+        view.history[0].4 = "n1".into();
+        assert!(sync_allows(&view, "n1", false), "not stale: n1 is the newest primary");
     }
 }

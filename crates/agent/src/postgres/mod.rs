@@ -101,6 +101,11 @@ impl Postgres {
         self.data_dir().join("PG_VERSION").is_file() && self.data_dir().join("global/pg_control").is_file()
     }
 
+    /// True when the data dir is set up to start as a standby (`standby.signal`).
+    pub fn is_standby_configured(&self) -> bool {
+        self.data_dir().join("standby.signal").exists()
+    }
+
     async fn run(&self, name: &str, args: &[&str], timeout: Duration) -> PgResult<String> {
         let mut cmd = Command::new(self.program(name));
         cmd.args(args)
