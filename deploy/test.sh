@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash deploy/setup.sh --tests
-echo "test: shell scripts (shellcheck)"
+echo "test: formatting (cargo fmt --check) and shell scripts (shellcheck)"
+cargo fmt --all --check
 find deploy benches -name '*.sh' -exec shellcheck {} +
 echo "test: building"
 cargo build --workspace --bins --tests --quiet

@@ -74,7 +74,9 @@ async fn run_phase(phase: &str, clients: usize, chans: &[Channel], args: &Args) 
             let mut errors = 0usize;
             let mut i = 0u64;
             while Instant::now() < deadline
-                && budget.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |b| b.checked_sub(1)).is_ok()
+                && budget
+                    .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |b| b.checked_sub(1))
+                    .is_ok()
             {
                 i += 1;
                 let key = format!("/bench/{c}/{}", i % 1000).into_bytes();

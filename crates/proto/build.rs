@@ -8,14 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc);
     // Package-prefix paths match every message, enum and oneof enum in the package.
     let serde = "#[derive(serde::Serialize, serde::Deserialize)]";
-    let files = [
-        "etcd/kv.proto",
-        "etcd/auth.proto",
-        "etcd/rpc.proto",
-        "etcd/lock.proto",
-        "etcd/election.proto",
-        "raftgres/peer.proto",
-    ];
+    let files = ["etcd/kv.proto", "etcd/auth.proto", "etcd/rpc.proto", "etcd/lock.proto", "etcd/election.proto", "raftgres/peer.proto"];
     let paths: Vec<_> = files.iter().map(|f| root.join(f)).collect();
     tonic_build::configure()
         .build_server(true)

@@ -58,13 +58,7 @@ fn netns_prefix() -> String {
 fn test_prefix_of_bridge(name: &str) -> Option<&str> {
     let prefix = name.strip_suffix("br0")?;
     let mut parts = prefix.strip_prefix("rg-")?.strip_suffix('-')?.split('-');
-    let ok = |p: Option<&str>| {
-        p.is_some_and(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-        })
-    };
+    let ok = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()));
     (ok(parts.next()) && ok(parts.next()) && parts.next().is_none()).then_some(prefix)
 }
 
@@ -72,12 +66,7 @@ fn test_prefix_of_bridge(name: &str) -> Option<&str> {
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2))
-                .map(|u| u == "0")
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)).map(|u| u == "0"))
         .unwrap_or(false)
 }
 
@@ -88,37 +77,21 @@ fn netns_script() -> PathBuf {
 
 /// Removes the namespaces, bridge and rules of `prefix` (best effort).
 fn destroy_netns(prefix: &str) {
-    let _ = Command::new("bash")
-        .arg(netns_script())
-        .args(["--prefix", prefix, "destroy"])
-        .output();
+    let _ = Command::new("bash").arg(netns_script()).args(["--prefix", prefix, "destroy"]).output();
 }
 
 /// Removes the namespaces of test labs whose process died without cleaning up (while
 /// we hold [`NETNS_LOCK`], no live test owns one).
 fn destroy_stale_netns() -> anyhow::Result<()> {
-    let out = Command::new("ip")
-        .args(["-o", "link", "show", "type", "bridge"])
-        .output()
-        .context("running ip link")?;
+    let out = Command::new("ip").args(["-o", "link", "show", "type", "bridge"]).output().context("running ip link")?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    for name in text
-        .lines()
-        .filter_map(|l| l.split(':').nth(1))
-        .map(str::trim)
-    {
+    for name in text.lines().filter_map(|l| l.split(':').nth(1)).map(str::trim) {
         if let Some(prefix) = test_prefix_of_bridge(name) {
             eprintln!("removing the network namespaces of a dead test lab ({prefix})");
-            let out = Command::new("bash")
-                .arg(netns_script())
-                .args(["--prefix", prefix, "destroy"])
-                .output()
-                .context("running netns.sh")?;
+            let out =
+                Command::new("bash").arg(netns_script()).args(["--prefix", prefix, "destroy"]).output().context("running netns.sh")?;
             if !out.status.success() {
-                bail!(
-                    "netns.sh --prefix {prefix} destroy failed:\n{}",
-                    describe(&out)
-                );
+                bail!("netns.sh --prefix {prefix} destroy failed:\n{}", describe(&out));
             }
         }
     }
@@ -127,14 +100,8 @@ fn destroy_stale_netns() -> anyhow::Result<()> {
 
 /// Every port of node `i` (PostgreSQL, REST, etcd API, Raft peer) for a base port.
 pub fn node_ports(base_port: u16, i: usize) -> [u16; 4] {
-    let shift =
-        |classic: usize| (classic + usize::from(base_port) - usize::from(CLASSIC_BASE)) as u16;
-    [
-        shift(5432 + i),
-        shift(8008 + i),
-        shift(2379 + 100 * i),
-        shift(2380 + 100 * i),
-    ]
+    let shift = |classic: usize| (classic + usize::from(base_port) - usize::from(CLASSIC_BASE)) as u16;
+    [shift(5432 + i), shift(8008 + i), shift(2379 + 100 * i), shift(2380 + 100 * i)]
 }
 
 fn all_ports(base_port: u16, nodes: usize) -> Vec<u16> {
@@ -144,28 +111,16 @@ fn all_ports(base_port: u16, nodes: usize) -> Vec<u16> {
 /// A base port in 20000..50000 whose ports are all free now and not used by another lab
 /// of this process; reserved until the process ends.
 fn pick_base_port(nodes: usize) -> anyhow::Result<u16> {
-    let mut seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-        ^ u64::from(std::process::id());
+    let mut seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64) ^ u64::from(std::process::id());
     let mut reserved = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..200 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         // Every port of the block stays below Linux's ephemeral range (32768 up), where an
         // outgoing connection could take one between this probe and the node's bind.
         let base = 8000 + ((seed >> 33) % 22000) as u16;
         let ports = all_ports(base, nodes);
-        let taken = reserved
-            .iter()
-            .flat_map(|(b, n)| all_ports(*b, *n))
-            .any(|p| ports.contains(&p));
-        if !taken
-            && ports
-                .iter()
-                .all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        {
+        let taken = reserved.iter().flat_map(|(b, n)| all_ports(*b, *n)).any(|p| ports.contains(&p));
+        if !taken && ports.iter().all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok()) {
             reserved.push((base, nodes));
             return Ok(base);
         }
@@ -187,10 +142,7 @@ pub struct Lab {
 /// A temporary directory for a lab: under /tmp and 0755, because when the tests run as
 /// root the nodes run as `raftgres`, which must traverse it.
 fn lab_dir() -> anyhow::Result<tempfile::TempDir> {
-    let dir = tempfile::Builder::new()
-        .prefix("raftgres-lab-")
-        .tempdir_in("/tmp")
-        .context("creating the lab's directory")?;
+    let dir = tempfile::Builder::new().prefix("raftgres-lab-").tempdir_in("/tmp").context("creating the lab's directory")?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
     Ok(dir)
 }
@@ -219,8 +171,7 @@ impl NetnsClaim {
             .write(true)
             .open(NETNS_LOCK)
             .with_context(|| format!("opening {NETNS_LOCK}"))?;
-        lock.lock()
-            .with_context(|| format!("locking {NETNS_LOCK}"))?;
+        lock.lock().with_context(|| format!("locking {NETNS_LOCK}"))?;
         destroy_stale_netns()?;
         Ok(Self { lock, prefix: netns_prefix() })
     }
@@ -242,13 +193,7 @@ impl Lab {
     pub fn up_with(nodes: usize, extra_args: &[&str]) -> anyhow::Result<Self> {
         let mut last_error = None;
         for _ in 0..3 {
-            let lab = Self {
-                dir: lab_dir()?,
-                base_port: pick_base_port(nodes)?,
-                nodes,
-                netns: None,
-                _netns_lock: None,
-            };
+            let lab = Self { dir: lab_dir()?, base_port: pick_base_port(nodes)?, nodes, netns: None, _netns_lock: None };
             let (n, base) = (nodes.to_string(), lab.base_port.to_string());
             let mut args = vec!["up", "--nodes", &n, "--base-port", &base];
             args.extend_from_slice(extra_args);
@@ -264,10 +209,7 @@ impl Lab {
             }
             last_error = Some(text);
         }
-        bail!(
-            "raftctl lab up failed three times on busy ports:\n{}",
-            last_error.unwrap_or_default()
-        )
+        bail!("raftctl lab up failed three times on busy ports:\n{}", last_error.unwrap_or_default())
     }
 
     /// `raftctl lab up --netns` with `nodes` nodes, each in its own network namespace
@@ -276,21 +218,8 @@ impl Lab {
     /// down first (they share 10.250.0.0/24). The namespaces go when the lab is dropped.
     pub fn up_netns(nodes: usize) -> anyhow::Result<Self> {
         let NetnsClaim { lock, prefix } = NetnsClaim::take()?;
-        let lab = Self {
-            dir: lab_dir()?,
-            base_port: CLASSIC_BASE,
-            nodes,
-            netns: Some(prefix.clone()),
-            _netns_lock: Some(lock),
-        };
-        let out = lab.raftctl(&[
-            "up",
-            "--netns",
-            "--netns-prefix",
-            &prefix,
-            "--nodes",
-            &nodes.to_string(),
-        ])?;
+        let lab = Self { dir: lab_dir()?, base_port: CLASSIC_BASE, nodes, netns: Some(prefix.clone()), _netns_lock: Some(lock) };
+        let out = lab.raftctl(&["up", "--netns", "--netns-prefix", &prefix, "--nodes", &nodes.to_string()])?;
         if !out.status.success() {
             bail!("raftctl lab up --netns failed:\n{}", describe(&out));
         }
@@ -341,7 +270,11 @@ impl Lab {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect((self.rest_host(i).as_str(), self.rest_port(i)))?;
         stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
-        write!(stream, "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
         let mut answer = String::new();
         stream.read_to_string(&mut answer)?;
         let code = answer.split_whitespace().nth(1).context("empty HTTP answer")?.parse()?;
@@ -399,9 +332,7 @@ impl Lab {
     }
     /// Every node's etcd API address.
     pub fn endpoints(&self) -> Vec<String> {
-        (0..self.nodes)
-            .map(|i| format!("{}:{}", self.host(i), self.client_port(i)))
-            .collect()
+        (0..self.nodes).map(|i| format!("{}:{}", self.host(i), self.client_port(i))).collect()
     }
     pub fn pgpass(&self) -> PathBuf {
         self.dir.path().join("pgpass")
@@ -462,35 +393,15 @@ impl Lab {
             cmd.env("PGOPTIONS", "-c statement_timeout=10s");
         }
         let out = cmd
-            .args([
-                "-X",
-                "-h",
-                host,
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-Atc",
-                sql,
-            ])
+            .args(["-X", "-h", host, "-p", &port, "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-Atc", sql])
             .env("PGPASSFILE", self.pgpass())
-            .env(
-                "PGCONNECT_TIMEOUT",
-                if self.netns.is_some() { "5" } else { "2" },
-            )
+            .env("PGCONNECT_TIMEOUT", if self.netns.is_some() { "5" } else { "2" })
             .env_remove("PGPASSWORD")
             .stdin(Stdio::null())
             .output()
             .context("running /usr/bin/psql")?;
         if !out.status.success() {
-            bail!(
-                "psql on {label} ({host}:{port}) failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            bail!("psql on {label} ({host}:{port}) failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
@@ -507,12 +418,8 @@ impl Lab {
 
     /// The index of the node whose PostgreSQL accepts writes now, if exactly one does.
     pub fn primary(&self) -> anyhow::Result<usize> {
-        let primaries: Vec<usize> = (0..self.nodes)
-            .filter(|&i| {
-                self.psql(i, "select pg_is_in_recovery()")
-                    .is_ok_and(|r| r == "f")
-            })
-            .collect();
+        let primaries: Vec<usize> =
+            (0..self.nodes).filter(|&i| self.psql(i, "select pg_is_in_recovery()").is_ok_and(|r| r == "f")).collect();
         match primaries.as_slice() {
             [one] => Ok(*one),
             [] => bail!("no node's PostgreSQL is a primary"),
@@ -523,9 +430,7 @@ impl Lab {
     /// Node `i`'s whole log.
     pub fn log(&self, i: usize) -> String {
         let path = self.dir.path().join(self.name(i)).join("raftgres.log");
-        std::fs::read(path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
     /// The last 40 lines of every node's log, for failure messages.
@@ -535,22 +440,14 @@ impl Lab {
             let text = self.log(i);
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(40)..];
-            out.push_str(&format!(
-                "---- {} ----\n{}\n",
-                self.name(i),
-                tail.join("\n")
-            ));
+            out.push_str(&format!("---- {} ----\n{}\n", self.name(i), tail.join("\n")));
         }
         out
     }
 }
 
 fn describe(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 impl Drop for Lab {
@@ -573,11 +470,7 @@ impl Drop for Lab {
 
 /// Retries `f` every 100 ms until it succeeds or `timeout` passes (synchronous twin of
 /// [`crate::eventually`], for tests that drive processes).
-pub fn wait_for<T>(
-    timeout: std::time::Duration,
-    what: &str,
-    mut f: impl FnMut() -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
+pub fn wait_for<T>(timeout: std::time::Duration, what: &str, mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         match f() {
@@ -599,61 +492,33 @@ pub fn http_status(port: u16, method: &str, path: &str) -> anyhow::Result<u16> {
 /// [`http_status`] on the REST API at `host:port` (see [`Lab::rest_status`]).
 pub fn http_status_at(host: &str, port: u16, method: &str, path: &str) -> anyhow::Result<u16> {
     use std::io::{Read, Write};
-    let addr: std::net::SocketAddr = format!("{host}:{port}")
-        .parse()
-        .with_context(|| format!("bad address {host}:{port}"))?;
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3))?;
+    let addr: std::net::SocketAddr = format!("{host}:{port}").parse().with_context(|| format!("bad address {host}:{port}"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3))?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(3)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n\r\n"
-    )?;
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
-    let code = answer
-        .split_whitespace()
-        .nth(1)
-        .context("empty HTTP answer")?;
+    let code = answer.split_whitespace().nth(1).context("empty HTTP answer")?;
     Ok(code.parse()?)
 }
 
 impl Lab {
     /// The postmaster pid of node `i` (from its postmaster.pid).
     pub fn postmaster_pid(&self, i: usize) -> anyhow::Result<i32> {
-        let path = self
-            .dir
-            .path()
-            .join(self.name(i))
-            .join("pgdata/postmaster.pid");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        Ok(text
-            .lines()
-            .next()
-            .context("empty postmaster.pid")?
-            .trim()
-            .parse()?)
+        let path = self.dir.path().join(self.name(i)).join("pgdata/postmaster.pid");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(text.lines().next().context("empty postmaster.pid")?.trim().parse()?)
     }
 
     /// Waits until exactly one node is primary and every other one is a streaming
     /// replica that has replayed `marker` (a row in table `t`); returns the primary.
-    pub fn wait_healthy(
-        &self,
-        timeout: std::time::Duration,
-        marker: &str,
-    ) -> anyhow::Result<usize> {
+    pub fn wait_healthy(&self, timeout: std::time::Duration, marker: &str) -> anyhow::Result<usize> {
         wait_for(timeout, "one primary and every replica streaming", || {
             let primary = self.primary()?;
             for i in (0..self.nodes).filter(|&i| i != primary) {
                 let state = self.psql(i, "select status from pg_stat_wal_receiver")?;
-                anyhow::ensure!(
-                    state == "streaming",
-                    "{} is not streaming ({state:?})",
-                    self.name(i)
-                );
-                let found =
-                    self.psql(i, &format!("select count(*) from t where v = '{marker}'"))?;
+                anyhow::ensure!(state == "streaming", "{} is not streaming ({state:?})", self.name(i));
+                let found = self.psql(i, &format!("select count(*) from t where v = '{marker}'"))?;
                 anyhow::ensure!(found == "1", "{} has not replayed {marker}", self.name(i));
             }
             Ok(primary)
@@ -673,14 +538,8 @@ mod tests {
         assert_eq!(test_prefix_of_bridge("rgbr0"), None);
         assert_eq!(test_prefix_of_bridge("rg-x-br0"), None);
         let p = netns_prefix();
-        assert!(
-            p.len() <= 12 && test_prefix_of_bridge(&format!("{p}br0")).is_some(),
-            "{p}"
-        );
-        assert_eq!(
-            (base36(0), base36(35), base36(36)),
-            ("0".into(), "z".into(), "10".into())
-        );
+        assert!(p.len() <= 12 && test_prefix_of_bridge(&format!("{p}br0")).is_some(), "{p}");
+        assert_eq!((base36(0), base36(35), base36(36)), ("0".into(), "z".into(), "10".into()));
         let a = pick_base_port(3).expect("base");
         let b = pick_base_port(3).expect("base");
         assert!((8000..30000).contains(&a));

@@ -274,6 +274,9 @@ mod tests {
         assert!(json.get("tags").is_none());
         assert_eq!(m.host_port(), Some(("127.0.0.1".to_string(), 5432)));
         let h = HistoryEntry(1, 0x3000060, "no recovery target specified".into(), "2026-01-01T00:00:00+00:00".into(), "node2".into());
-        assert_eq!(serde_json::to_string(&h).expect("json"), r#"[1,50331744,"no recovery target specified","2026-01-01T00:00:00+00:00","node2"]"#);
+        assert_eq!(
+            serde_json::to_string(&h).expect("json"),
+            r#"[1,50331744,"no recovery target specified","2026-01-01T00:00:00+00:00","node2"]"#
+        );
     }
 }

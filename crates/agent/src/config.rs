@@ -244,10 +244,9 @@ impl Tags {
     /// The tags as `name -> value` strings (for `tag_<name>=<value>` health-check filters).
     pub fn as_map(&self) -> BTreeMap<String, String> {
         match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(m)) => m
-                .into_iter()
-                .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
-                .collect(),
+            Ok(serde_json::Value::Object(m)) => {
+                m.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect()
+            }
             _ => BTreeMap::new(),
         }
     }
@@ -414,8 +413,22 @@ impl DynamicConfig {
     pub fn from_json(value: &serde_json::Value) -> Result<Self, String> {
         let mut known = serde_json::Map::new();
         if let Some(obj) = value.as_object() {
-            for key in ["ttl", "loop_wait", "retry_timeout", "safety_margin", "maximum_lag_on_failover",
-                "primary_start_timeout", "pause", "synchronous_mode", "synchronous_mode_strict", "synchronous_node_count", "maximum_lag_on_syncnode", "failsafe_mode", "postgresql", "liveness"] {
+            for key in [
+                "ttl",
+                "loop_wait",
+                "retry_timeout",
+                "safety_margin",
+                "maximum_lag_on_failover",
+                "primary_start_timeout",
+                "pause",
+                "synchronous_mode",
+                "synchronous_mode_strict",
+                "synchronous_node_count",
+                "maximum_lag_on_syncnode",
+                "failsafe_mode",
+                "postgresql",
+                "liveness",
+            ] {
                 if let Some(v) = obj.get(key) {
                     known.insert(key.to_string(), v.clone());
                 }
@@ -454,7 +467,8 @@ impl RawAgentConfig {
         if !postgresql.data_dir.is_absolute() {
             return Err(format!("postgresql.data_dir must be an absolute path, not {}", postgresql.data_dir.display()));
         }
-        for (what, creds) in [("superuser", &postgresql.authentication.superuser), ("replication", &postgresql.authentication.replication)] {
+        for (what, creds) in [("superuser", &postgresql.authentication.superuser), ("replication", &postgresql.authentication.replication)]
+        {
             if creds.username.is_empty() || creds.password.is_empty() {
                 return Err(format!("postgresql.authentication.{what} needs a username and a password"));
             }
@@ -528,7 +542,8 @@ postgresql:
         assert!(raw.validate("n").expect_err("no scope").contains("scope is required"));
         let raw: RawAgentConfig = serde_norway::from_str(&MINIMAL.replace("/tmp/x/pgdata", "pgdata")).expect("yaml");
         assert!(raw.validate("n").expect_err("relative").contains("absolute"));
-        let raw: RawAgentConfig = serde_norway::from_str(&format!("{MINIMAL}bootstrap: {{dcs: {{ttl: 1, retry_timeout: 5}}}}\n")).expect("yaml");
+        let raw: RawAgentConfig =
+            serde_norway::from_str(&format!("{MINIMAL}bootstrap: {{dcs: {{ttl: 1, retry_timeout: 5}}}}\n")).expect("yaml");
         assert!(raw.validate("n").expect_err("timing").contains("bootstrap.dcs"));
         assert!(serde_norway::from_str::<RawAgentConfig>(&format!("{MINIMAL}tags: {{nofailvoer: true}}\n")).is_err());
         let https = MINIMAL.replace(r#"listen: "127.0.0.1:8008""#, r#"listen: "127.0.0.1:8008", certfile: /nonexistent/n.pem"#);

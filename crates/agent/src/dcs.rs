@@ -13,8 +13,8 @@ use raftgres_proto::etcdserverpb::request_op::Request as Op;
 use raftgres_proto::etcdserverpb::watch_client::WatchClient;
 use raftgres_proto::etcdserverpb::watch_request::RequestUnion;
 use raftgres_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
-    PutRequest, RangeRequest, RequestOp, StatusRequest, StatusResponse, TxnRequest, WatchCreateRequest, WatchRequest,
+    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest, PutRequest,
+    RangeRequest, RequestOp, StatusRequest, StatusResponse, TxnRequest, WatchCreateRequest, WatchRequest,
 };
 pub use raftgres_proto::prefix_end;
 use tokio_stream::StreamExt;
@@ -207,7 +207,11 @@ impl Dcs {
         self.put(&self.keys.event(at.as_millis(), member), &value, 0).await?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let cutoff = now.saturating_sub(keep).as_millis();
-        let req = DeleteRangeRequest { key: self.keys.events_prefix().into(), range_end: self.keys.event(cutoff, "").into(), ..Default::default() };
+        let req = DeleteRangeRequest {
+            key: self.keys.events_prefix().into(),
+            range_end: self.keys.event(cutoff, "").into(),
+            ..Default::default()
+        };
         self.timed(self.kv().delete_range(req)).await?;
         Ok(())
     }
@@ -260,13 +264,7 @@ impl Dcs {
 }
 
 fn compare(key: &str, target: CompareTarget, union: TargetUnion) -> Compare {
-    Compare {
-        result: CompareResult::Equal as i32,
-        target: target as i32,
-        key: key.into(),
-        range_end: vec![],
-        target_union: Some(union),
-    }
+    Compare { result: CompareResult::Equal as i32, target: target as i32, key: key.into(), range_end: vec![], target_union: Some(union) }
 }
 
 fn create_revision_is(key: &str, rev: i64) -> Compare {

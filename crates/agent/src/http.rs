@@ -75,7 +75,11 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, head: &str, 
     }
     let text = String::from_utf8_lossy(&raw);
     let (status_line, rest) = text.split_once("\r\n").ok_or_else(|| std::io::Error::other("malformed HTTP answer"))?;
-    let code = status_line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| std::io::Error::other("malformed HTTP status line"))?;
+    let code = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("malformed HTTP status line"))?;
     let body = rest.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
     Ok((code, body))
 }
@@ -102,7 +106,9 @@ pub fn base64(bytes: &[u8]) -> String {
 mod tests {
     #[test]
     fn base64_matches_rfc4648() {
-        for (plain, encoded) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy"), ("admin:s3cr:t", "YWRtaW46czNjcjp0")] {
+        for (plain, encoded) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy"), ("admin:s3cr:t", "YWRtaW46czNjcjp0")]
+        {
             assert_eq!(super::base64(plain.as_bytes()), encoded);
         }
     }

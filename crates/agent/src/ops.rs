@@ -68,7 +68,9 @@ pub fn check_switchover(view: &ClusterView, req: &SwitchoverRequest, max_lag: u6
             if any {
                 Ok(())
             } else {
-                Err(OpsError::Refused("no replica is a suitable candidate (running, not nofailover, within maximum_lag_on_failover)".into()))
+                Err(OpsError::Refused(
+                    "no replica is a suitable candidate (running, not nofailover, within maximum_lag_on_failover)".into(),
+                ))
             }
         }
     }
@@ -111,7 +113,11 @@ pub async fn switchover(dcs: &Dcs, req: &SwitchoverRequest) -> Result<String, Op
     write_failover(dcs, &value).await?;
     Ok(match &req.scheduled_at {
         Some(at) => format!("switchover from {} scheduled at {at}", leader.unwrap_or_default()),
-        None => format!("switchover from {} to {} requested", leader.unwrap_or_default(), req.candidate.as_deref().unwrap_or("the healthiest replica")),
+        None => format!(
+            "switchover from {} to {} requested",
+            leader.unwrap_or_default(),
+            req.candidate.as_deref().unwrap_or("the healthiest replica")
+        ),
     })
 }
 
@@ -214,7 +220,8 @@ pub async fn set_pause(dcs: &Dcs, pause: bool) -> Result<String, OpsError> {
         return Err(OpsError::Refused(format!("the cluster is already {}", if pause { "paused" } else { "resumed" })));
     }
     patch_config(dcs, &serde_json::json!({ "pause": if pause { Value::Bool(true) } else { Value::Null } })).await?;
-    Ok(if pause { "paused: automatic failover is off, PostgreSQL is left alone" } else { "resumed: the agents manage PostgreSQL again" }.into())
+    Ok(if pause { "paused: automatic failover is off, PostgreSQL is left alone" } else { "resumed: the agents manage PostgreSQL again" }
+        .into())
 }
 
 /// How a switchover or failover request ended, as seen from the store.

@@ -77,9 +77,8 @@ impl RestTlsFiles<'_> {
 
 /// The REST API's server config, HTTP/1.1 only (what axum serves here).
 fn server_config(identity: &Identity, ca: &Certs, verify: VerifyClient) -> Result<Arc<rustls::ServerConfig>, String> {
-    let builder = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+    let builder =
+        rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
     let builder = match verify {
         VerifyClient::None => builder.with_no_client_auth(),
         VerifyClient::Optional | VerifyClient::Required => {

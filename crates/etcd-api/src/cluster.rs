@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use raftgres_proto::etcdserverpb::cluster_server::Cluster;
 use raftgres_proto::etcdserverpb::{
-    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
-    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest, MemberPromoteResponse,
+    MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
 use raftgres_store::{MembershipChange, NodeId};
 use tonic::{Request, Response, Status};

@@ -14,8 +14,8 @@ use raftgres_proto::mvccpb::event::EventType;
 use raftgres_proto::mvccpb::KeyValue;
 use raftgres_proto::v3electionpb::election_server::Election;
 use raftgres_proto::v3electionpb::{
-    CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest, ProclaimResponse,
-    ResignRequest, ResignResponse,
+    CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest, ProclaimResponse, ResignRequest,
+    ResignResponse,
 };
 use raftgres_store::WatchBatch;
 use tokio::sync::broadcast::error::RecvError;
@@ -25,9 +25,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::{recipe_error, store_status, unexpected_response};
 use crate::keys::KeyRange;
-use crate::recipe::{
-    create_revision_is, first_created, op_delete, op_get, op_put, range_at, session_key, with_slash, Cleanup,
-};
+use crate::recipe::{create_revision_is, first_created, op_delete, op_get, op_put, range_at, session_key, with_slash, Cleanup};
 use crate::EtcdApi;
 
 const NOT_LEADER: &str = "election: not leader";

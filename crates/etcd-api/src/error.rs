@@ -33,9 +33,7 @@ pub fn mvcc_status(e: &MvccError) -> Status {
 /// The status etcd answers a store error with.
 pub fn store_status(e: &StoreError) -> Status {
     match e {
-        StoreError::NoLeader | StoreError::Timeout | StoreError::LeaderChanged | StoreError::Stopped => {
-            Status::unavailable(e.to_string())
-        }
+        StoreError::NoLeader | StoreError::Timeout | StoreError::LeaderChanged | StoreError::Stopped => Status::unavailable(e.to_string()),
         // Forwarding gave up finding the leader before the deadline: to the client that
         // is "no leader" (retryable), not etcd's internal "not leader".
         StoreError::NotLeader { .. } => Status::unavailable(NO_LEADER),
@@ -135,11 +133,7 @@ mod tests {
             (StoreError::NotLeader { leader: Some(3) }, Code::Unavailable, "etcdserver: no leader"),
             (StoreError::MemberNotFound, Code::NotFound, "etcdserver: member not found"),
             (StoreError::BadLeaderTransferee, Code::FailedPrecondition, "etcdserver: bad leader transferee"),
-            (
-                StoreError::LeaderTransferTimeout,
-                Code::Unavailable,
-                "etcdserver: request timed out, leader transfer took too long",
-            ),
+            (StoreError::LeaderTransferTimeout, Code::Unavailable, "etcdserver: request timed out, leader transfer took too long"),
             (StoreError::PeerAddrExists, Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
             (StoreError::NotALearner, Code::FailedPrecondition, "etcdserver: can only promote a learner member"),
             (

@@ -14,8 +14,8 @@ use prost::Message;
 use raftgres_mvcc::{validate, Command, CommandResponse, Limits};
 use raftgres_proto::etcdserverpb::kv_server::Kv;
 use raftgres_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    TxnRequest, TxnResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -40,9 +40,7 @@ impl EtcdApi {
         let resp = self.store.kv(cmd).await.or_status()?.or_status()?;
         Ok(match resp {
             CommandResponse::Put(r) => CommandResponse::Put(PutResponse { header: self.stamp(r.header), ..r }),
-            CommandResponse::DeleteRange(r) => {
-                CommandResponse::DeleteRange(DeleteRangeResponse { header: self.stamp(r.header), ..r })
-            }
+            CommandResponse::DeleteRange(r) => CommandResponse::DeleteRange(DeleteRangeResponse { header: self.stamp(r.header), ..r }),
             CommandResponse::Txn(r) => CommandResponse::Txn(TxnResponse { header: self.stamp(r.header), ..r }),
             CommandResponse::Compact(r) => CommandResponse::Compact(CompactionResponse { header: self.stamp(r.header) }),
             CommandResponse::LeaseGrant(mut r) => {

@@ -7,14 +7,13 @@
 //! unknown lease answers TTL 0 without error; time-to-live of an unknown lease answers
 //! TTL -1 without error.
 
-use rand::Rng;
 use raftgres_mvcc::{Command, CommandResponse};
 use raftgres_proto::etcdserverpb::lease_server::Lease;
 use raftgres_proto::etcdserverpb::{
-    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
-    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
+use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -83,10 +82,7 @@ impl Lease for LeaseService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn lease_time_to_live(
-        &self,
-        req: Request<LeaseTimeToLiveRequest>,
-    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+    async fn lease_time_to_live(&self, req: Request<LeaseTimeToLiveRequest>) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = req.into_inner();
         let Some((granted_ttl, ttl)) = self.api.store.lease_time_to_live(req.id).await.or_status()? else {
             let header = self.api.header_now();

@@ -37,13 +37,13 @@ mod election;
 mod error;
 mod hash;
 mod header;
+mod in_process;
 mod keys;
 mod kv;
 mod leader;
 mod lease;
 mod lock;
 mod maintenance;
-mod in_process;
 mod peer_url;
 mod recipe;
 mod watch;
@@ -151,9 +151,9 @@ impl EtcdApi {
     fn client_port_router(&self) -> Result<Router, ServeError> {
         let server = tonic::transport::Server::builder();
         let server = match &self.tls {
-            Some(tls) => server
-                .tls_config(tls.tonic())
-                .map_err(|e| format!("client-transport-security: {}", raftgres_tls::describe(&e)))?,
+            Some(tls) => {
+                server.tls_config(tls.tonic()).map_err(|e| format!("client-transport-security: {}", raftgres_tls::describe(&e)))?
+            }
             None => server,
         };
         Ok(self.router_on(server))
@@ -166,8 +166,7 @@ impl EtcdApi {
         let watch = WatchServer::new(watch::WatchService::new(self.clone())).max_decoding_message_size(max);
         let lease = LeaseServer::new(lease::LeaseService::new(self.clone())).max_decoding_message_size(max);
         let cluster = ClusterServer::new(cluster::ClusterService::new(self.clone())).max_decoding_message_size(max);
-        let maintenance =
-            MaintenanceServer::new(maintenance::MaintenanceService::new(self.clone())).max_decoding_message_size(max);
+        let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(self.clone())).max_decoding_message_size(max);
         let auth = AuthServer::new(auth::AuthService::new(self.clone())).max_decoding_message_size(max);
         let lock = LockServer::new(lock::LockService::new(self.clone())).max_decoding_message_size(max);
         let election = ElectionServer::new(election::ElectionService::new(self.clone())).max_decoding_message_size(max);
@@ -198,11 +197,7 @@ fn incoming(listener: TcpListener) -> Result<TcpIncoming, ServeError> {
 impl EtcdApi {
     /// Serves every service on `listener` (h2c, or TLS when configured) until
     /// `shutdown` completes, then stops gracefully.
-    pub async fn serve_with_shutdown(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<(), ServeError> {
+    pub async fn serve_with_shutdown(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         self.client_port_router()?.serve_with_incoming_shutdown(incoming(listener)?, shutdown).await?;
         Ok(())
     }

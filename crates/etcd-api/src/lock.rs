@@ -17,8 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::unexpected_response;
 use crate::recipe::{
-    create_revision_is, first_created, op_get, op_put, op_range, range_at, session_expired, session_key, with_slash,
-    Cleanup,
+    create_revision_is, first_created, op_get, op_put, op_range, range_at, session_expired, session_key, with_slash, Cleanup,
 };
 use crate::EtcdApi;
 

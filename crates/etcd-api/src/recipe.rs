@@ -16,9 +16,7 @@ use raftgres_proto::etcdserverpb::compare::{CompareResult, CompareTarget, Target
 use raftgres_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use raftgres_proto::etcdserverpb::request_op::Request as Op;
 use raftgres_proto::etcdserverpb::response_op::Response as OpResponse;
-use raftgres_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, ResponseOp,
-};
+use raftgres_proto::etcdserverpb::{Compare, DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, ResponseOp};
 use raftgres_proto::mvccpb::event::EventType;
 use raftgres_store::WatchBatch;
 use tokio::sync::broadcast::error::RecvError;
@@ -145,9 +143,10 @@ impl EtcdApi {
             match live.recv().await {
                 Ok(batch) => {
                     let deleted = batch.revision > after
-                        && batch.events.iter().any(|e| {
-                            e.r#type == EventType::Delete as i32 && e.kv.as_ref().is_some_and(|kv| kv.key == key)
-                        });
+                        && batch
+                            .events
+                            .iter()
+                            .any(|e| e.r#type == EventType::Delete as i32 && e.kv.as_ref().is_some_and(|kv| kv.key == key));
                     if deleted {
                         return Ok(());
                     }

@@ -212,8 +212,7 @@ impl WatchStream {
         let (id, watcher) = match created {
             Ok(created) => created,
             Err(reason) => {
-                let resp =
-                    WatchResponse { created: true, canceled: true, cancel_reason: reason.to_string(), ..self.reply(-1, current) };
+                let resp = WatchResponse { created: true, canceled: true, cancel_reason: reason.to_string(), ..self.reply(-1, current) };
                 return self.send(resp).await;
             }
         };
@@ -351,9 +350,7 @@ mod tests {
     #[test]
     fn history_chunks_keep_revisions_whole() {
         let events = vec![at(2), at(2), at(3), at(4), at(4), at(4), at(5)];
-        let revs = |chunks: Vec<Vec<Event>>| -> Vec<Vec<i64>> {
-            chunks.iter().map(|c| c.iter().map(event_revision).collect()).collect()
-        };
+        let revs = |chunks: Vec<Vec<Event>>| -> Vec<Vec<i64>> { chunks.iter().map(|c| c.iter().map(event_revision).collect()).collect() };
         assert_eq!(revs(by_revisions(events.clone(), 2, usize::MAX)), vec![vec![2, 2, 3], vec![4, 4, 4, 5]]);
         // A byte budget of about one event: one revision per chunk, never split.
         let one = at(2).encoded_len() + 8;

@@ -40,11 +40,19 @@ pub struct Behaviour {
 
 impl Behaviour {
     /// The code as of this crate's writing.
-    pub const TODAY: Behaviour =
-        Behaviour { fencer_in_agent_group: true, store_renews_expired_lease: true, fencer_rearmed_by_any_lease: true, writes_before_arming: true };
+    pub const TODAY: Behaviour = Behaviour {
+        fencer_in_agent_group: true,
+        store_renews_expired_lease: true,
+        fencer_rearmed_by_any_lease: true,
+        writes_before_arming: true,
+    };
     /// All of them fixed.
-    pub const FIXED: Behaviour =
-        Behaviour { fencer_in_agent_group: false, store_renews_expired_lease: false, fencer_rearmed_by_any_lease: false, writes_before_arming: false };
+    pub const FIXED: Behaviour = Behaviour {
+        fencer_in_agent_group: false,
+        store_renews_expired_lease: false,
+        fencer_rearmed_by_any_lease: false,
+        writes_before_arming: false,
+    };
 }
 
 /// The bounds of one check. Every duration is in ticks.
@@ -66,7 +74,15 @@ pub struct Config {
 impl Config {
     /// Two nodes, ttl 4, safety_margin 2, fencer latency 1, no skew, everything fixed.
     pub fn small() -> Config {
-        Config { nodes: 2, ttl: 4, safety_margin: 2, fence_latency: 1, max_skew: 0, store_leader_changes: false, behaviour: Behaviour::FIXED }
+        Config {
+            nodes: 2,
+            ttl: 4,
+            safety_margin: 2,
+            fence_latency: 1,
+            max_skew: 0,
+            store_leader_changes: false,
+            behaviour: Behaviour::FIXED,
+        }
     }
 
     /// The write budget after a renewal was sent: `ttl − safety_margin`.
@@ -662,7 +678,10 @@ impl Model for LeaseModel {
                 }
             }
             for slot in 0..2 {
-                for (step, action) in [(Self::expire as fn(&Self, &State, usize, usize) -> Option<State>, Action::Expire(id, slot as u8)), (Self::revoke, Action::Revoke(id, slot as u8))] {
+                for (step, action) in [
+                    (Self::expire as fn(&Self, &State, usize, usize) -> Option<State>, Action::Expire(id, slot as u8)),
+                    (Self::revoke, Action::Revoke(id, slot as u8)),
+                ] {
                     if let Some(t) = step(self, s, n, slot) {
                         out.push((action, t));
                     }

@@ -169,8 +169,7 @@ mod tests {
         let ops = history.operations();
         let dir = std::env::temp_dir().join(format!("raftgres-linearizability-{}", std::process::id()));
         let path = save_history(&dir, "unit-round-trip", &ops).expect("saved");
-        let back: Vec<Operation> =
-            serde_json::from_slice(&std::fs::read(&path).expect("read back")).expect("parses");
+        let back: Vec<Operation> = serde_json::from_slice(&std::fs::read(&path).expect("read back")).expect("parses");
         std::fs::remove_dir_all(&dir).expect("removed");
         assert_eq!(back, ops);
     }

@@ -26,8 +26,7 @@ use raftgres_proto::etcdserverpb::kv_client::KvClient;
 use raftgres_proto::etcdserverpb::lease_client::LeaseClient;
 use raftgres_proto::etcdserverpb::request_op::Request;
 use raftgres_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp,
-    TxnRequest,
+    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use tonic::transport::Channel;
 use tonic::Code;
@@ -123,14 +122,7 @@ struct ClientLoop {
 }
 
 impl ClientLoop {
-    fn new(
-        id: usize,
-        channels: Vec<Channel>,
-        config: &Config,
-        history: Arc<History>,
-        stop: Arc<AtomicBool>,
-        deadline: Instant,
-    ) -> Self {
+    fn new(id: usize, channels: Vec<Channel>, config: &Config, history: Arc<History>, stop: Arc<AtomicBool>, deadline: Instant) -> Self {
         let node = id % channels.len();
         let rng = Xorshift::new(config.seed ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let keys = ["a", "b", "c"].map(|k| format!("{}{k}", config.prefix)).to_vec();
@@ -213,16 +205,14 @@ impl ClientLoop {
                 self.lease = Some(*lease);
                 None
             }
-            (Input::Revoke { .. }, Outcome::Ok(_) | Outcome::Indeterminate(_))
-            | (Input::Put { .. }, Outcome::Ok(Output::NoLease)) => {
+            (Input::Revoke { .. }, Outcome::Ok(_) | Outcome::Indeterminate(_)) | (Input::Put { .. }, Outcome::Ok(Output::NoLease)) => {
                 self.lease = None;
                 None
             }
             (Input::Get { key }, Outcome::Ok(Output::Value(v))) => Some((key, v.clone())),
-            (
-                Input::Put { key, value, .. } | Input::Cas { key, value, .. },
-                Outcome::Ok(Output::Done | Output::Swapped(true)),
-            ) => Some((key, Some(value.clone()))),
+            (Input::Put { key, value, .. } | Input::Cas { key, value, .. }, Outcome::Ok(Output::Done | Output::Swapped(true))) => {
+                Some((key, Some(value.clone())))
+            }
             (Input::Delete { key }, Outcome::Ok(_)) => Some((key, None)),
             _ => None,
         };
@@ -238,12 +228,7 @@ async fn execute(channel: Channel, input: &Input, lease_ttl: i64) -> Outcome {
     let mut leases = LeaseClient::new(channel);
     let answer = match input {
         Input::Put { key, value, lease } => {
-            let req = PutRequest {
-                key: key.clone().into(),
-                value: value.clone().into(),
-                lease: lease.unwrap_or(0),
-                ..Default::default()
-            };
+            let req = PutRequest { key: key.clone().into(), value: value.clone().into(), lease: lease.unwrap_or(0), ..Default::default() };
             match kv.put(req).await {
                 Err(s) if lease.is_some() && s.code() == Code::NotFound => Ok(Output::NoLease),
                 r => r.map(|_| Output::Done),
@@ -251,9 +236,7 @@ async fn execute(channel: Channel, input: &Input, lease_ttl: i64) -> Outcome {
         }
         Input::Get { key } => {
             let req = RangeRequest { key: key.clone().into(), ..Default::default() };
-            kv.range(req).await.map(|r| {
-                Output::Value(r.into_inner().kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
-            })
+            kv.range(req).await.map(|r| Output::Value(r.into_inner().kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())))
         }
         Input::Cas { key, expected, value } => {
             let (target, target_union) = match expected {
@@ -299,10 +282,8 @@ async fn execute(channel: Channel, input: &Input, lease_ttl: i64) -> Outcome {
 /// (unavailable, timeout, a connection lost mid-call) may have taken effect.
 fn classify(status: &tonic::Status) -> Outcome {
     let text = format!("{:?}: {}", status.code(), status.message());
-    let refused_by_store = matches!(
-        status.code(),
-        Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::OutOfRange | Code::Unimplemented
-    );
+    let refused_by_store =
+        matches!(status.code(), Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::OutOfRange | Code::Unimplemented);
     if refused_by_store || connection_refused(status) {
         Outcome::Failed(text)
     } else {

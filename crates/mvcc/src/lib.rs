@@ -19,9 +19,8 @@ mod write;
 use std::collections::{BTreeMap, BTreeSet};
 
 use raftgres_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse,
-    LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest,
-    TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use raftgres_proto::mvccpb::Event;
 use serde::{Deserialize, Serialize};
@@ -50,9 +49,14 @@ pub enum Command {
     Txn(TxnRequest),
     Compact(CompactionRequest),
     /// `id` is chosen by the proposer (non-zero); `ttl` already raised to the minimum.
-    LeaseGrant { id: i64, ttl: i64 },
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
     /// An explicit revoke, or an expiry decided by the Raft leader.
-    LeaseRevoke { id: i64 },
+    LeaseRevoke {
+        id: i64,
+    },
 }
 
 /// The answer to an applied command. Headers carry only the store revision; the caller

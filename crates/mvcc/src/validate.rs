@@ -122,7 +122,8 @@ impl Deleted {
             start = s.clone();
             end = end.max(e.clone());
         }
-        let merged: Vec<Vec<u8>> = self.spans.range::<[u8], _>((Included(start.as_slice()), Included(end.as_slice()))).map(|(s, _)| s.clone()).collect();
+        let merged: Vec<Vec<u8>> =
+            self.spans.range::<[u8], _>((Included(start.as_slice()), Included(end.as_slice()))).map(|(s, _)| s.clone()).collect();
         for s in merged {
             if let Some(e) = self.spans.remove(&s) {
                 end = end.max(e);

@@ -5,8 +5,7 @@
 use std::collections::BTreeSet;
 
 use raftgres_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutRequest,
-    PutResponse,
+    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutRequest, PutResponse,
 };
 use raftgres_proto::mvccpb::{event::EventType, Event, KeyValue};
 

@@ -93,7 +93,11 @@ fn snapshots_round_trip_through_bincode() {
     assert_eq!(back.events_between(3, 100), m.events_between(3, 100));
     assert_eq!(back.leases(), m.leases());
     // Both copies go on identically.
-    for cmd in [Command::Put(put_req("x", "1")), Command::LeaseRevoke { id: 9 }, Command::Compact(CompactionRequest { revision: 8, physical: false })] {
+    for cmd in [
+        Command::Put(put_req("x", "1")),
+        Command::LeaseRevoke { id: 9 },
+        Command::Compact(CompactionRequest { revision: 8, physical: false }),
+    ] {
         assert_eq!(back.apply(&cmd), m.apply(&cmd));
     }
     assert_eq!(back, m);

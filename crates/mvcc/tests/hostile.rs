@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use raftgres_mvcc::{validate, Command, CommandResponse, Limits, Mvcc, MvccError};
 use raftgres_proto::etcdserverpb::request_op::Request;
-use raftgres_proto::etcdserverpb::{Compare, CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use raftgres_proto::etcdserverpb::{CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use raftgres_proto::mvccpb::event::EventType;
 
 #[test]
@@ -95,7 +95,8 @@ fn unvalidated_overlapping_txns_stay_consistent() {
     let mut m = Mvcc::new();
     m.apply(&Command::LeaseGrant { id: 1, ttl: 10 }).response.expect("grant");
     put_resp(&mut m, PutRequest { lease: 1, ..put_req("k", "old") }); // 2
-    let keep_value = RequestOp { request: Some(Request::RequestPut(PutRequest { ignore_value: true, ignore_lease: true, ..put_req("k", "") })) };
+    let keep_value =
+        RequestOp { request: Some(Request::RequestPut(PutRequest { ignore_value: true, ignore_lease: true, ..put_req("k", "") })) };
     let t = TxnRequest {
         success: vec![op_del("k", ""), keep_value, op_put("n", "1"), op_put("n", "2"), op_del("n", ""), op_put("k", "again")],
         ..Default::default()
@@ -152,7 +153,11 @@ impl Rng {
             0 => None,
             1 => Some(Request::RequestRange(self.range())),
             2 | 3 => Some(Request::RequestPut(self.put())),
-            4 => Some(Request::RequestDeleteRange(DeleteRangeRequest { key: self.key(), range_end: self.end(), prev_kv: self.below(2) == 0 })),
+            4 => Some(Request::RequestDeleteRange(DeleteRangeRequest {
+                key: self.key(),
+                range_end: self.end(),
+                prev_kv: self.below(2) == 0,
+            })),
             _ => Some(Request::RequestTxn(self.txn(depth + 1))),
         };
         RequestOp { request }
@@ -184,7 +189,13 @@ impl Rng {
     }
     fn txn(&mut self, depth: u32) -> TxnRequest {
         let compare = (0..self.below(3))
-            .map(|_| Compare { key: self.key(), range_end: self.end(), target: self.below(6) as i32, result: self.below(5) as i32, target_union: None })
+            .map(|_| Compare {
+                key: self.key(),
+                range_end: self.end(),
+                target: self.below(6) as i32,
+                result: self.below(5) as i32,
+                target_union: None,
+            })
             .collect();
         let success = (0..self.below(4)).map(|_| self.op(depth)).collect();
         let failure = (0..self.below(3)).map(|_| self.op(depth)).collect();

@@ -120,20 +120,13 @@ fn lease_puts_inside_txns() {
     let mut m = Mvcc::new();
     grant(&mut m, 1, 10).expect("grant");
     let t = TxnRequest {
-        success: vec![
-            RequestOp {
-                request: Some(Request::RequestPut(PutRequest { lease: 1, ..put_req("a", "v") })),
-            },
-            op_put("b", "v"),
-        ],
+        success: vec![RequestOp { request: Some(Request::RequestPut(PutRequest { lease: 1, ..put_req("a", "v") })) }, op_put("b", "v")],
         ..Default::default()
     };
     txn(&mut m, t);
     assert_eq!(lease_keys(&m, 1), ["a"]);
     let bad = TxnRequest {
-        success: vec![RequestOp {
-            request: Some(Request::RequestPut(PutRequest { lease: 2, ..put_req("c", "v") })),
-        }],
+        success: vec![RequestOp { request: Some(Request::RequestPut(PutRequest { lease: 2, ..put_req("c", "v") })) }],
         ..Default::default()
     };
     assert_eq!(txn_err(&mut m, bad), MvccError::LeaseNotFound);

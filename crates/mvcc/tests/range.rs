@@ -50,7 +50,8 @@ fn range_end_forms() {
 fn limit_count_and_more() {
     let m = store();
     let base = range_req("p/", "p0");
-    for (limit, n, more) in [(0, 4, false), (1, 1, true), (3, 3, true), (4, 4, false), (5, 4, false), (-3, 4, false), (i64::MAX, 4, false)] {
+    for (limit, n, more) in [(0, 4, false), (1, 1, true), (3, 3, true), (4, 4, false), (5, 4, false), (-3, 4, false), (i64::MAX, 4, false)]
+    {
         let r = m.range(&RangeRequest { limit, ..base.clone() }).expect("range");
         assert_eq!((r.kvs.len(), r.more, r.count), (n, more, 4), "limit {limit}");
     }
@@ -87,12 +88,8 @@ fn sorting_by_every_target_both_ways() {
 #[test]
 fn sort_then_limit() {
     let m = store();
-    let req = RangeRequest {
-        sort_order: SortOrder::Descend as i32,
-        sort_target: SortTarget::Create as i32,
-        limit: 2,
-        ..range_req("p/", "p0")
-    };
+    let req =
+        RangeRequest { sort_order: SortOrder::Descend as i32, sort_target: SortTarget::Create as i32, limit: 2, ..range_req("p/", "p0") };
     let r = m.range(&req).expect("range");
     assert_eq!((keys(&r), r.more, r.count), (vec!["p/b".to_string(), "p/d".to_string()], true, 4));
 }

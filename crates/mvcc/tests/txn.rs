@@ -95,7 +95,14 @@ fn branches_one_revision_and_reads_that_see_writes() {
     let mut m = store();
     let t = TxnRequest {
         compare: vec![cmp("k", CompareTarget::Value, Equal, TargetUnion::Value(b"v2".to_vec()))],
-        success: vec![op_range("k", ""), op_put("k", "v3"), op_put("new", "n"), op_range("k", ""), op_del("other", ""), op_range("\0", "\0")],
+        success: vec![
+            op_range("k", ""),
+            op_put("k", "v3"),
+            op_put("new", "n"),
+            op_range("k", ""),
+            op_del("other", ""),
+            op_range("\0", "\0"),
+        ],
         failure: vec![op_put("failed", "x")],
     };
     let (resp, applied) = txn(&mut m, t.clone());
@@ -125,14 +132,20 @@ fn branches_one_revision_and_reads_that_see_writes() {
 fn past_reads_inside_a_txn() {
     let mut m = store();
     let t = TxnRequest {
-        success: vec![op_put("k", "v3"), RequestOp { request: Some(Request::RequestRange(RangeRequest { revision: 2, ..range_req("k", "") })) }],
+        success: vec![
+            op_put("k", "v3"),
+            RequestOp { request: Some(Request::RequestRange(RangeRequest { revision: 2, ..range_req("k", "") })) },
+        ],
         ..Default::default()
     };
     let (resp, _) = txn(&mut m, t);
     let r = resp_range(&resp, 1);
     assert_eq!((r.kvs[0].value.as_slice(), header_rev(&r.header)), (&b"v1"[..], 5));
     let future = TxnRequest {
-        success: vec![op_put("k", "v4"), RequestOp { request: Some(Request::RequestRange(RangeRequest { revision: 6, ..range_req("k", "") })) }],
+        success: vec![
+            op_put("k", "v4"),
+            RequestOp { request: Some(Request::RequestRange(RangeRequest { revision: 6, ..range_req("k", "") })) },
+        ],
         ..Default::default()
     };
     assert_eq!(txn_err(&mut m, future), MvccError::FutureRevision, "checked against the revision before the txn");
@@ -236,8 +249,14 @@ fn a_read_only_txn_is_answered_off_the_log_as_the_log_would() {
     let writes = TxnRequest { failure: vec![op_put("k", "v3")], ..reads.clone() };
     assert!(!raftgres_mvcc::is_read_only(&writes), "a write in the branch not taken still counts");
     assert!(m.read_txn(&writes).is_none());
-    let future = TxnRequest { success: vec![RequestOp { request: Some(Request::RequestRange(RangeRequest { revision: 99, ..range_req("k", "") })) }], ..Default::default() };
+    let future = TxnRequest {
+        success: vec![RequestOp { request: Some(Request::RequestRange(RangeRequest { revision: 99, ..range_req("k", "") })) }],
+        ..Default::default()
+    };
     assert_eq!(m.read_txn(&future).expect("read-only").expect_err("future"), txn_err(&mut m, future));
-    let serial = TxnRequest { success: vec![RequestOp { request: Some(Request::RequestRange(RangeRequest { serializable: true, ..range_req("k", "") })) }], ..Default::default() };
+    let serial = TxnRequest {
+        success: vec![RequestOp { request: Some(Request::RequestRange(RangeRequest { serializable: true, ..range_req("k", "") })) }],
+        ..Default::default()
+    };
     assert!(raftgres_mvcc::is_serializable(&serial) && !raftgres_mvcc::is_serializable(&reads));
 }

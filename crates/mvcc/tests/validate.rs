@@ -7,7 +7,7 @@ use common::*;
 use raftgres_mvcc::{validate, Command, ErrorCode, Limits, MvccError, MAX_LEASE_TTL};
 use raftgres_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use raftgres_proto::etcdserverpb::request_op::Request;
-use raftgres_proto::etcdserverpb::{Compare, CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use raftgres_proto::etcdserverpb::{CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 
 fn check(t: TxnRequest) -> Result<(), MvccError> {
     validate(&Command::Txn(t), &Limits::default())
@@ -92,7 +92,10 @@ fn malformed_ops() {
     assert_eq!(check(success(vec![op_put("", "v")])), Err(MvccError::KeyNotProvided));
     assert_eq!(check(TxnRequest { compare: vec![Compare::default()], ..Default::default() }), Err(MvccError::KeyNotProvided));
     let sort = RangeRequest { sort_order: 7, ..range_req("k", "") };
-    assert_eq!(check(TxnRequest { failure: vec![op(Request::RequestRange(sort))], ..Default::default() }), Err(MvccError::InvalidSortOption));
+    assert_eq!(
+        check(TxnRequest { failure: vec![op(Request::RequestRange(sort))], ..Default::default() }),
+        Err(MvccError::InvalidSortOption)
+    );
     let iv = PutRequest { ignore_value: true, ..put_req("k", "v") };
     let nested = TxnRequest { success: vec![op(Request::RequestPut(iv))], ..Default::default() };
     assert_eq!(check(success(vec![op_txn(nested)])), Err(MvccError::ValueProvided));
@@ -125,7 +128,10 @@ fn duplicate_keys_across_nested_txns() {
     assert_eq!(check(success(vec![op_del("a", "z"), nested(vec![], vec![op_put("k", "1")])])), Err(MvccError::DuplicateKey));
     assert_eq!(check(success(vec![nested(vec![op_del("a", "z")], vec![]), op_put("k", "0")])), Err(MvccError::DuplicateKey));
     // Two sibling nested txns writing the same key.
-    assert_eq!(check(success(vec![nested(vec![op_put("k", "1")], vec![]), nested(vec![op_put("k", "2")], vec![])])), Err(MvccError::DuplicateKey));
+    assert_eq!(
+        check(success(vec![nested(vec![op_put("k", "1")], vec![]), nested(vec![op_put("k", "2")], vec![])])),
+        Err(MvccError::DuplicateKey)
+    );
     // Inside one nested branch.
     assert_eq!(check(success(vec![nested(vec![op_put("k", "1"), op_put("k", "2")], vec![])])), Err(MvccError::DuplicateKey));
     // Deeper nesting reports upward.

@@ -31,7 +31,9 @@ fn main() -> ExitCode {
         }
     };
     if settings.agent.is_some() && running_as_root() {
-        eprintln!("raftgres: PostgreSQL refuses to run as root: start raftgres as an unprivileged user (`raftctl lab up` does this for you)");
+        eprintln!(
+            "raftgres: PostgreSQL refuses to run as root: start raftgres as an unprivileged user (`raftctl lab up` does this for you)"
+        );
         return ExitCode::from(2);
     }
     init_logging();

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use raftgres_agent::config::{AgentConfig, RawAgentConfig};
-use raftgres_tls::{ServerTls, TransportSecurity};
 use raftgres_store::{ClusterState, RaftTiming, StoreConfig};
+use raftgres_tls::{ServerTls, TransportSecurity};
 use serde::Deserialize;
 
 /// Command-line flags; every one can also be given in the `--config` file under the
@@ -108,13 +108,27 @@ impl Flags {
     /// Fills every flag not given on the command line from the config file.
     fn merge_file(mut self) -> Result<Self, String> {
         let Some(path) = self.config.clone() else { return Ok(self) };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
         let (mut file, agent) = split_file(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
         self.agent = agent;
-        merge!(self, file, name, data_dir, listen_peer, listen_client, advertise_client, initial_cluster,
-            initial_cluster_state, heartbeat_interval, election_timeout, snapshot_count, max_request_bytes,
-            max_txn_ops, client_transport_security, peer_transport_security);
+        merge!(
+            self,
+            file,
+            name,
+            data_dir,
+            listen_peer,
+            listen_client,
+            advertise_client,
+            initial_cluster,
+            initial_cluster_state,
+            heartbeat_interval,
+            election_timeout,
+            snapshot_count,
+            max_request_bytes,
+            max_txn_ops,
+            client_transport_security,
+            peer_transport_security
+        );
         Ok(self)
     }
 
@@ -153,16 +167,8 @@ impl Flags {
             Some(s) => Some(s.client_port("client-transport-security").map_err(|e| e.to_string())?),
             None => None,
         };
-        let store = StoreConfig {
-            name,
-            data_dir,
-            listen_peer,
-            client_addr: advertise_client,
-            initial_cluster,
-            cluster_state,
-            timing,
-            peer_tls,
-        };
+        let store =
+            StoreConfig { name, data_dir, listen_peer, client_addr: advertise_client, initial_cluster, cluster_state, timing, peer_tls };
         if store.own_peer_addr().is_none() {
             return Err(format!("--name {} does not appear in --initial-cluster {initial}", store.name));
         }
@@ -221,9 +227,7 @@ fn check_host_port(what: &str, value: &str) -> Result<(), String> {
 pub fn parse_initial_cluster(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut members: Vec<(String, String)> = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, addr) = part
-            .split_once('=')
-            .ok_or_else(|| format!("--initial-cluster entry {part:?} must be NAME=HOST:PORT"))?;
+        let (name, addr) = part.split_once('=').ok_or_else(|| format!("--initial-cluster entry {part:?} must be NAME=HOST:PORT"))?;
         let addr = addr.trim_start_matches("http://").trim_start_matches("https://");
         if name.is_empty() {
             return Err(format!("--initial-cluster entry {part:?} has an empty name"));
@@ -261,14 +265,37 @@ mod tests {
 
     #[test]
     fn validates_flags() {
-        let ok = flags(&["--name", "n1", "--data-dir", "/tmp/x", "--listen-peer", "127.0.0.1:2380",
-            "--listen-client", "127.0.0.1:2379"]).validate().expect("valid");
+        let ok = flags(&["--name", "n1", "--data-dir", "/tmp/x", "--listen-peer", "127.0.0.1:2380", "--listen-client", "127.0.0.1:2379"])
+            .validate()
+            .expect("valid");
         assert_eq!(ok.store.initial_cluster.len(), 1);
-        let err = flags(&["--name", "n9", "--data-dir", "/tmp/x", "--listen-peer", "127.0.0.1:2380",
-            "--listen-client", "127.0.0.1:2379", "--initial-cluster", "n1=127.0.0.1:2380"]).validate();
+        let err = flags(&[
+            "--name",
+            "n9",
+            "--data-dir",
+            "/tmp/x",
+            "--listen-peer",
+            "127.0.0.1:2380",
+            "--listen-client",
+            "127.0.0.1:2379",
+            "--initial-cluster",
+            "n1=127.0.0.1:2380",
+        ])
+        .validate();
         assert!(err.expect_err("n9 missing").contains("does not appear"));
-        let err = flags(&["--name", "n1", "--data-dir", "/tmp/x", "--listen-peer", "127.0.0.1:2380",
-            "--listen-client", "127.0.0.1:2379", "--heartbeat-interval", "500"]).validate();
+        let err = flags(&[
+            "--name",
+            "n1",
+            "--data-dir",
+            "/tmp/x",
+            "--listen-peer",
+            "127.0.0.1:2380",
+            "--listen-client",
+            "127.0.0.1:2379",
+            "--heartbeat-interval",
+            "500",
+        ])
+        .validate();
         assert!(err.expect_err("timing").contains("election timeout"));
     }
 
@@ -276,8 +303,7 @@ mod tests {
     fn file_values_are_overridden_by_flags() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.yml");
-        std::fs::write(&path, "name: n1\ndata-dir: /tmp/a\nlisten-peer: 127.0.0.1:2380\nlisten-client: 127.0.0.1:2379\n")
-            .expect("write");
+        std::fs::write(&path, "name: n1\ndata-dir: /tmp/a\nlisten-peer: 127.0.0.1:2380\nlisten-client: 127.0.0.1:2379\n").expect("write");
         let s = flags(&["--config", path.to_str().expect("utf8"), "--data-dir", "/tmp/b"]).validate().expect("valid");
         assert_eq!(s.store.data_dir, PathBuf::from("/tmp/b"));
         std::fs::write(&path, "nmae: n1\n").expect("write");

@@ -73,8 +73,7 @@ impl SledBackend {
         let logs = db.open_tree("raft_log")?;
         let meta = db.open_tree("raft_meta")?;
         let file_path = dir.join("db");
-        let db_file = File::open(&file_path)
-            .map_err(|source| BackendError::OpenFile { path: file_path, source })?;
+        let db_file = File::open(&file_path).map_err(|source| BackendError::OpenFile { path: file_path, source })?;
         Ok(Self { db, logs, meta, db_file: Arc::new(db_file) })
     }
 

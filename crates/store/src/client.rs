@@ -150,9 +150,7 @@ impl Store {
             Ok(Err(RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(f)))) => {
                 Err(StoreError::NotLeader { leader: f.leader_id })
             }
-            Ok(Err(RaftError::APIError(openraft::error::LinearizableReadError::QuorumNotEnough(_)))) => {
-                Err(StoreError::NoLeader)
-            }
+            Ok(Err(RaftError::APIError(openraft::error::LinearizableReadError::QuorumNotEnough(_)))) => Err(StoreError::NoLeader),
             Ok(Err(e)) => Err(StoreError::internal(e)),
         }
     }
@@ -178,9 +176,7 @@ impl Store {
         let ForwardResponse::ReadIndex(index) = self.on_leader(ForwardRequest::ReadIndex).await? else {
             return Err(StoreError::Internal("unexpected answer to read index".into()));
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, self.applied.wait_applied(index))
-            .await
-            .map_err(|_| StoreError::Timeout)
+        tokio::time::timeout(REQUEST_TIMEOUT, self.applied.wait_applied(index)).await.map_err(|_| StoreError::Timeout)
     }
 
     /// Renews a lease on the leader. Ok(None): no such lease.

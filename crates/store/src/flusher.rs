@@ -88,9 +88,7 @@ async fn watchdog(in_flight: InFlight, io_timeout: Duration) {
         if let Some((_, batch)) = stuck {
             tracing::error!("the disk did not answer a log sync within {io_timeout:?}: failing the write");
             for callback in batch {
-                callback.io_completed(Err(std::io::Error::other(format!(
-                    "the disk did not answer within {io_timeout:?}"
-                ))));
+                callback.io_completed(Err(std::io::Error::other(format!("the disk did not answer within {io_timeout:?}"))));
             }
         }
     }

@@ -13,11 +13,22 @@ use crate::types::{NodeId, Request, Response};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MembershipChange {
     /// Add a member (as a learner first; `as_voter` promotes it once it caught up).
-    Add { name: String, peer_addr: String, as_voter: bool },
-    Promote { id: NodeId },
-    Remove { id: NodeId },
+    Add {
+        name: String,
+        peer_addr: String,
+        as_voter: bool,
+    },
+    Promote {
+        id: NodeId,
+    },
+    Remove {
+        id: NodeId,
+    },
     /// Change a member's peer address (etcd's MemberUpdate).
-    Update { id: NodeId, peer_addr: String },
+    Update {
+        id: NodeId,
+        peer_addr: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,11 +36,17 @@ pub enum ForwardRequest {
     Write(Request),
     /// The leader confirms its leadership and returns the index a read must wait for.
     ReadIndex,
-    LeaseKeepAlive { id: i64 },
-    LeaseTimeToLive { id: i64 },
+    LeaseKeepAlive {
+        id: i64,
+    },
+    LeaseTimeToLive {
+        id: i64,
+    },
     Membership(MembershipChange),
     /// Hand Raft leadership to the voter `target` (etcd's MoveLeader).
-    MoveLeader { target: NodeId },
+    MoveLeader {
+        target: NodeId,
+    },
     /// This node's Raft status (any node answers, leader or not).
     Status,
 }

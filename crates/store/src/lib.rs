@@ -15,16 +15,16 @@
 mod api_support;
 pub mod backend;
 mod batcher;
-mod flusher;
 mod client;
 pub mod config;
 pub mod error;
+mod flusher;
 pub mod forward;
 pub mod lease_clock;
 mod lease_leader;
 pub mod log_store;
-pub mod metrics;
 mod membership;
+pub mod metrics;
 pub mod network;
 mod node;
 mod peer_service;

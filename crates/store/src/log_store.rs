@@ -94,10 +94,7 @@ fn decode(bytes: &[u8]) -> std::io::Result<Entry> {
 }
 
 impl<B: LogBackend> RaftLogReader<TypeConfig> for LogStore<B> {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> std::io::Result<Vec<Entry>> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(&mut self, range: RB) -> std::io::Result<Vec<Entry>> {
         let start = match range.start_bound() {
             Bound::Included(i) => *i,
             Bound::Excluded(i) => i.saturating_add(1),

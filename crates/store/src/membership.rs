@@ -34,10 +34,7 @@ impl Store {
         let m = m.borrow_watched();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        membership
-            .nodes()
-            .map(|(id, node)| MemberInfo { id: *id, node: node.clone(), is_learner: !voters.contains(id) })
-            .collect()
+        membership.nodes().map(|(id, node)| MemberInfo { id: *id, node: node.clone(), is_learner: !voters.contains(id) }).collect()
     }
 
     /// Asks the leader to change the membership; returns the member's id.
@@ -71,11 +68,7 @@ impl Store {
                 }
                 let m = self.metrics();
                 let leader_last = m.last_log_index.unwrap_or(0);
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).cloned().flatten())
-                    .map_or(0, |l| l.index);
+                let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map_or(0, |l| l.index);
                 if leader_last.saturating_sub(matched) > PROMOTE_MAX_LAG || matched == 0 {
                     return Err(StoreError::LearnerNotReady);
                 }
@@ -85,20 +78,14 @@ impl Store {
             MembershipChange::Remove { id } => {
                 let member = find(id)?;
                 let ids = BTreeSet::from([id]);
-                let change = if member.is_learner {
-                    ChangeMembers::RemoveNodes(ids)
-                } else {
-                    ChangeMembers::RemoveVoters(ids)
-                };
+                let change = if member.is_learner { ChangeMembers::RemoveNodes(ids) } else { ChangeMembers::RemoveVoters(ids) };
                 self.raft.change_membership(change, false).await.map_err(StoreError::internal)?;
                 self.net.forget(id);
                 Ok(id)
             }
             MembershipChange::Update { id, .. } => {
                 find(id)?;
-                Err(StoreError::Internal(
-                    "changing a member's peer address is not supported: remove the member and add it again".into(),
-                ))
+                Err(StoreError::Internal("changing a member's peer address is not supported: remove the member and add it again".into()))
             }
         }
     }
@@ -132,10 +119,6 @@ impl Store {
     }
 
     async fn set_voter(&self, id: NodeId) -> Result<(), StoreError> {
-        self.raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map(|_| ())
-            .map_err(StoreError::internal)
+        self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map(|_| ()).map_err(StoreError::internal)
     }
 }

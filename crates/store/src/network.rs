@@ -17,14 +17,13 @@ use std::time::Duration;
 use openraft::error::{NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
+use openraft::OptionalSend;
 use raftgres_proto::peer::raft_peer_client::RaftPeerClient;
 use raftgres_proto::peer::Payload;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use openraft::OptionalSend;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::StoreError;
@@ -81,9 +80,7 @@ impl PeerNetwork {
                 channel
             }
         };
-        Ok(RaftPeerClient::new(channel)
-            .max_decoding_message_size(MAX_PEER_MESSAGE)
-            .max_encoding_message_size(MAX_PEER_MESSAGE))
+        Ok(RaftPeerClient::new(channel).max_decoding_message_size(MAX_PEER_MESSAGE).max_encoding_message_size(MAX_PEER_MESSAGE))
     }
 
     /// Forgets what `id` acknowledged (it was removed and may come back empty).
@@ -92,12 +89,7 @@ impl PeerNetwork {
     }
 
     /// Sends a forwarded request to the peer at `addr` and waits at most `timeout`.
-    pub async fn forward(
-        &self,
-        addr: &str,
-        request: &ForwardRequest,
-        timeout: Duration,
-    ) -> Result<ForwardResponse, StoreError> {
+    pub async fn forward(&self, addr: &str, request: &ForwardRequest, timeout: Duration) -> Result<ForwardResponse, StoreError> {
         let mut client = self.client(addr)?;
         let payload = encode(request).map_err(StoreError::internal)?;
         let call = client.forward(payload);
@@ -236,9 +228,7 @@ enum Method {
 
 fn map_status(status: tonic::Status) -> RPCError<TypeConfig> {
     match status.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
-            RPCError::Unreachable(Unreachable::new(&status))
-        }
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => RPCError::Unreachable(Unreachable::new(&status)),
         _ => RPCError::Network(NetworkError::new(&status)),
     }
 }
@@ -257,18 +247,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         if self.check_revert(rpc_last, prev, &resp) {
             Ok(resp)
         } else {
-            Err(RPCError::Unreachable(Unreachable::new(&StoreError::Internal(format!(
-                "member {:x} lost its data",
-                self.target
-            )))))
+            Err(RPCError::Unreachable(Unreachable::new(&StoreError::Internal(format!("member {:x} lost its data", self.target)))))
         }
     }
 
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+    async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(Method::Vote, &rpc, option.hard_ttl()).await
     }
 

@@ -15,10 +15,10 @@ use crate::log_store::LogStore;
 use crate::metrics::StoreMetrics;
 use crate::network::{PeerNetwork, MAX_PEER_MESSAGE};
 use crate::peer_service::PeerService;
-use crate::state_machine::{Applied, StateMachine};
 use crate::state_machine::Raft;
-use crate::types::{member_id, NodeId, PeerNode};
+use crate::state_machine::{Applied, StateMachine};
 use crate::tasks;
+use crate::types::{member_id, NodeId, PeerNode};
 use crate::wal::WalBackend;
 
 /// Why a node could not start. Each message says what to fix.
@@ -61,10 +61,7 @@ const NODE_ID: &str = "node_id";
 impl Store {
     pub async fn start(config: StoreConfig) -> Result<Arc<Store>, StartError> {
         config.timing.validate().map_err(StartError::Timing)?;
-        let own_peer = config
-            .own_peer_addr()
-            .ok_or_else(|| StartError::NotInInitialCluster(config.name.clone()))?
-            .to_string();
+        let own_peer = config.own_peer_addr().ok_or_else(|| StartError::NotInInitialCluster(config.name.clone()))?.to_string();
 
         // Checked before anything binds or opens, so a bad certificate is the one error.
         let peer_server = tonic::transport::Server::builder();
@@ -77,17 +74,16 @@ impl Store {
             .map_err(|source| StartError::PeerPort { addr: config.listen_peer.clone(), source })?;
 
         let data_dir = &config.data_dir;
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
-        let state_machine = StateMachine::open(&data_dir.join("snapshot"))
-            .map_err(|e| StartError::StateMachine(e.to_string()))?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
+        let state_machine = StateMachine::open(&data_dir.join("snapshot")).map_err(|e| StartError::StateMachine(e.to_string()))?;
         let applied = state_machine.applied();
         let peer_client_tls = config.peer_tls.as_ref().map(|tls| tls.client.tonic());
         let net = PeerNetwork::new(std::time::Duration::from_millis(config.timing.election_min_ms / 2), peer_client_tls);
         let raft_config = Arc::new(config.timing.openraft_config().validate().map_err(|e| StartError::Raft(e.to_string()))?);
         let metrics = Arc::new(StoreMetrics::default());
         let log_dir = data_dir.join("raft");
-        let opened = OpenRaft { own_peer: &own_peer, data_dir, config: raft_config, net: net.clone(), state_machine, metrics: metrics.clone() };
+        let opened =
+            OpenRaft { own_peer: &own_peer, data_dir, config: raft_config, net: net.clone(), state_machine, metrics: metrics.clone() };
         // Data dirs made before the write-ahead log keep their sled log.
         let (raft, id, fresh) = if SledBackend::exists(&log_dir) {
             opened.start(SledBackend::open(&log_dir)?).await?
@@ -176,9 +172,8 @@ impl OpenRaft<'_> {
         let (id, fresh) = identity(&backend, self.own_peer)?;
         let log_store = LogStore::new(backend, self.metrics)
             .map_err(|source| StartError::DataDir { path: self.data_dir.display().to_string(), source })?;
-        let raft = Raft::new(id, self.config, self.net, log_store, self.state_machine)
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft =
+            Raft::new(id, self.config, self.net, log_store, self.state_machine).await.map_err(|e| StartError::Raft(e.to_string()))?;
         Ok((raft, id, fresh))
     }
 }

@@ -13,8 +13,8 @@ use crate::error::StoreError;
 use crate::forward::ForwardRequest;
 use crate::network::{decode, encode, SnapshotMessage};
 use crate::types::{Snapshot, TypeConfig};
-use openraft::error::RaftError;
 use crate::Store;
+use openraft::error::RaftError;
 
 pub struct PeerService {
     pub store: Arc<Store>,

@@ -168,13 +168,7 @@ impl StateMachine {
     }
 
     /// Side effects of an applied write outside the replicated state.
-    fn after_kv(
-        &self,
-        command: &Command,
-        response: &Result<CommandResponse, raftgres_mvcc::MvccError>,
-        revision: i64,
-        events: Vec<Event>,
-    ) {
+    fn after_kv(&self, command: &Command, response: &Result<CommandResponse, raftgres_mvcc::MvccError>, revision: i64, events: Vec<Event>) {
         match (command, response) {
             (Command::LeaseGrant { id, ttl }, Ok(_)) => self.applied.leases.granted(*id, *ttl),
             (Command::LeaseRevoke { id }, _) => self.applied.leases.removed(*id),

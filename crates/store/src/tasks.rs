@@ -41,9 +41,7 @@ async fn log_leader_changes(store: Arc<Store>) {
     loop {
         let (leader, term, name) = {
             let m = rx.borrow_and_update();
-            let name = m
-                .current_leader
-                .and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.name.clone()));
+            let name = m.current_leader.and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.name.clone()));
             (m.current_leader, m.current_term, name)
         };
         if last != Some((leader, term)) {
@@ -170,11 +168,8 @@ async fn publish_member(store: Arc<Store>) {
             data.members.get(&store.id).is_some_and(|a| (a.name.as_str(), a.client_addr.as_str()) == want)
         };
         if !published {
-            let req = Request::PublishMember {
-                id: store.id,
-                name: store.config.name.clone(),
-                client_addr: store.config.client_addr.clone(),
-            };
+            let req =
+                Request::PublishMember { id: store.id, name: store.config.name.clone(), client_addr: store.config.client_addr.clone() };
             if let Err(e) = store.write(req).await {
                 tracing::debug!("publishing member attributes: {e}");
             }

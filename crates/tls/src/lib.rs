@@ -189,12 +189,7 @@ pub struct PeerTls {
 
 impl TransportSecurity {
     fn identity(&self, section: &str) -> Result<Identity, TlsError> {
-        Identity::read(
-            &format!("{section}.cert-file"),
-            &self.cert_file,
-            &format!("{section}.key-file"),
-            &self.key_file,
-        )
+        Identity::read(&format!("{section}.cert-file"), &self.cert_file, &format!("{section}.key-file"), &self.key_file)
     }
 
     fn ca(&self, section: &str, why: &str) -> Result<Certs, TlsError> {

@@ -12,8 +12,14 @@ fn run(args: &[&str]) -> (i32, String) {
 
 fn base(dir: &str, peer: u16, client: u16) -> Vec<String> {
     vec![
-        "--name".into(), "n1".into(), "--data-dir".into(), dir.into(),
-        "--listen-peer".into(), format!("127.0.0.1:{peer}"), "--listen-client".into(), format!("127.0.0.1:{client}"),
+        "--name".into(),
+        "n1".into(),
+        "--data-dir".into(),
+        dir.into(),
+        "--listen-peer".into(),
+        format!("127.0.0.1:{peer}"),
+        "--listen-client".into(),
+        format!("127.0.0.1:{client}"),
     ]
 }
 

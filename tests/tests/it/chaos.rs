@@ -59,10 +59,7 @@ fn chaos(extra: &[&str]) -> anyhow::Result<String> {
         anyhow::ensure!(cols.iter().rev().nth(1) == Some(&"0"), "{fault} did not end as expected: {row}\n{text}");
     }
     let kv = text.lines().find(|l| l.starts_with("kv: "));
-    anyhow::ensure!(
-        kv.is_some_and(|l| l.contains("through every fault: linearizable")),
-        "no `kv: ... linearizable` line:\n{text}"
-    );
+    anyhow::ensure!(kv.is_some_and(|l| l.contains("through every fault: linearizable")), "no `kv: ... linearizable` line:\n{text}");
     let _ = std::fs::remove_dir_all(&kept);
     Ok(text)
 }

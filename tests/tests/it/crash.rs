@@ -57,13 +57,16 @@ async fn acknowledged_writes_survive_twenty_kill_nines() -> anyhow::Result<()> {
         let c = Client::connect(&node.client_addr()).await?;
         let req = RangeRequest { key: b"/crash/".to_vec(), range_end: b"/crash0".to_vec(), keys_only: true, ..Default::default() };
         let resp = c.kv().range(req).await?.into_inner();
-        let present: BTreeSet<u64> = resp
-            .kvs
-            .iter()
-            .filter_map(|kv| std::str::from_utf8(&kv.key).ok()?.strip_prefix("/crash/")?.parse().ok())
-            .collect();
+        let present: BTreeSet<u64> =
+            resp.kvs.iter().filter_map(|kv| std::str::from_utf8(&kv.key).ok()?.strip_prefix("/crash/")?.parse().ok()).collect();
         let missing: Vec<&u64> = acked.difference(&present).collect();
-        assert!(missing.is_empty(), "{}: {} acknowledged writes lost, e.g. {:?}", node.name, missing.len(), &missing[..missing.len().min(5)]);
+        assert!(
+            missing.is_empty(),
+            "{}: {} acknowledged writes lost, e.g. {:?}",
+            node.name,
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
     }
     Ok(())
 }

@@ -49,12 +49,7 @@ impl Browser {
             .stdin(Stdio::null())
             .output()
             .context("running chromium (apt-get install chromium; deploy/setup.sh does)")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "chromium on {url} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        anyhow::ensure!(out.status.success(), "chromium on {url} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
@@ -140,10 +135,9 @@ fn serve_page_only(page: String) -> anyhow::Result<u16> {
                 continue;
             }
             let answer = match request_line.split_whitespace().nth(1) {
-                Some("/dashboard") => format!(
-                    "HTTP/1.0 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n{page}",
-                    page.len()
-                ),
+                Some("/dashboard") => {
+                    format!("HTTP/1.0 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n{page}", page.len())
+                }
                 _ => "HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_string(),
             };
             let _ = stream.write_all(answer.as_bytes());

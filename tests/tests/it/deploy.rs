@@ -26,14 +26,7 @@ const STORE_KEYS: [&str; 12] = [
     "max-txn-ops",
 ];
 /// The top-level keys that belong to the agent (Patroni's sections).
-const AGENT_SECTIONS: [&str; 6] = [
-    "scope",
-    "namespace",
-    "restapi",
-    "postgresql",
-    "bootstrap",
-    "tags",
-];
+const AGENT_SECTIONS: [&str; 6] = ["scope", "namespace", "restapi", "postgresql", "bootstrap", "tags"];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -44,15 +37,12 @@ fn example(i: usize) -> PathBuf {
 }
 
 fn load(path: &Path) -> anyhow::Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_norway::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))
 }
 
 fn str_at<'a>(v: &'a Value, key: &str) -> anyhow::Result<&'a str> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .with_context(|| format!("no string {key:?}"))
+    v.get(key).and_then(Value::as_str).with_context(|| format!("no string {key:?}"))
 }
 
 /// Checks one node config the way `raftgres --config` reads it.
@@ -72,47 +62,18 @@ fn check_node_config(i: usize) -> anyhow::Result<()> {
     let name = str_at(&value, "name")?;
     ensure!(name == format!("node{i}"), "name {name}");
     let addr = format!("10.0.0.1{i}");
-    ensure!(
-        str_at(&value, "listen-peer")? == format!("{addr}:2380"),
-        "listen-peer"
-    );
-    ensure!(
-        str_at(&value, "listen-client")?.ends_with(":2379"),
-        "listen-client"
-    );
-    ensure!(
-        str_at(&value, "advertise-client")? == format!("{addr}:2379"),
-        "advertise-client"
-    );
-    ensure!(
-        str_at(&value, "initial-cluster")?
-            == "node1=10.0.0.11:2380,node2=10.0.0.12:2380,node3=10.0.0.13:2380",
-        "initial-cluster"
-    );
-    ensure!(
-        str_at(&value, "data-dir")?.starts_with("/var/lib/raftgres/"),
-        "data-dir"
-    );
-    let raw: RawAgentConfig =
-        serde_norway::from_value(Value::Mapping(agent)).context("the agent sections do not parse")?;
-    let config = raw
-        .validate(name)
-        .map_err(|e| anyhow::anyhow!("the agent refuses it: {e}"))?
-        .context("no postgresql section")?;
+    ensure!(str_at(&value, "listen-peer")? == format!("{addr}:2380"), "listen-peer");
+    ensure!(str_at(&value, "listen-client")?.ends_with(":2379"), "listen-client");
+    ensure!(str_at(&value, "advertise-client")? == format!("{addr}:2379"), "advertise-client");
+    ensure!(str_at(&value, "initial-cluster")? == "node1=10.0.0.11:2380,node2=10.0.0.12:2380,node3=10.0.0.13:2380", "initial-cluster");
+    ensure!(str_at(&value, "data-dir")?.starts_with("/var/lib/raftgres/"), "data-dir");
+    let raw: RawAgentConfig = serde_norway::from_value(Value::Mapping(agent)).context("the agent sections do not parse")?;
+    let config = raw.validate(name).map_err(|e| anyhow::anyhow!("the agent refuses it: {e}"))?.context("no postgresql section")?;
     ensure!(config.postgresql.port() == 5432, "PostgreSQL port");
-    ensure!(
-        config.postgresql.connect_address() == format!("{addr}:5432"),
-        "postgresql.connect_address"
-    );
-    ensure!(
-        config.restapi.connect_address() == format!("{addr}:8008"),
-        "restapi.connect_address"
-    );
+    ensure!(config.postgresql.connect_address() == format!("{addr}:5432"), "postgresql.connect_address");
+    ensure!(config.restapi.connect_address() == format!("{addr}:8008"), "restapi.connect_address");
     ensure!(config.restapi.listen.ends_with(":8008"), "restapi.listen");
-    ensure!(
-        config.postgresql.data_dir.starts_with("/var/lib/raftgres"),
-        "postgresql.data_dir"
-    );
+    ensure!(config.postgresql.data_dir.starts_with("/var/lib/raftgres"), "postgresql.data_dir");
     Ok(())
 }
 
@@ -125,12 +86,7 @@ fn vm_examples_are_valid_node_configs() -> anyhow::Result<()> {
 }
 
 /// Every leaf where `a` and `b` differ, as (path, a, b); an error when their shapes do.
-fn differences(
-    a: &Value,
-    b: &Value,
-    path: &str,
-    out: &mut Vec<(String, String, String)>,
-) -> anyhow::Result<()> {
+fn differences(a: &Value, b: &Value, path: &str, out: &mut Vec<(String, String, String)>) -> anyhow::Result<()> {
     match (a, b) {
         (Value::Mapping(ma), Value::Mapping(mb)) => {
             ensure!(ma.len() == mb.len(), "{path}: different keys");
@@ -163,19 +119,11 @@ fn vm_examples_differ_only_in_name_and_addresses() -> anyhow::Result<()> {
         let paths: Vec<&str> = diffs.iter().map(|(p, _, _)| p.as_str()).collect();
         assert_eq!(
             paths,
-            [
-                ".name",
-                ".listen-peer",
-                ".advertise-client",
-                ".restapi.connect_address",
-                ".postgresql.connect_address"
-            ],
+            [".name", ".listen-peer", ".advertise-client", ".restapi.connect_address", ".postgresql.connect_address"],
             "node{i}.yml differs from node1.yml elsewhere"
         );
         for (path, a, b) in &diffs {
-            let expected = a
-                .replace("node1", &format!("node{i}"))
-                .replace("10.0.0.11", &format!("10.0.0.1{i}"));
+            let expected = a.replace("node1", &format!("node{i}")).replace("10.0.0.11", &format!("10.0.0.1{i}"));
             assert_eq!(b, &expected, "{path} in node{i}.yml");
         }
     }
@@ -196,13 +144,8 @@ fn haproxy() -> anyhow::Result<PathBuf> {
 fn haproxy_configs_pass_haproxy_check() -> anyhow::Result<()> {
     let bin = haproxy()?;
     for cfg in ["deploy/haproxy.cfg", "deploy/examples/haproxy-vm.cfg"] {
-        let out = Command::new(&bin)
-            .arg("-c")
-            .arg("-f")
-            .arg(repo().join(cfg))
-            .stdin(Stdio::null())
-            .output()
-            .context("running haproxy -c")?;
+        let out =
+            Command::new(&bin).arg("-c").arg("-f").arg(repo().join(cfg)).stdin(Stdio::null()).output().context("running haproxy -c")?;
         assert!(
             out.status.success(),
             "haproxy -c -f {cfg} failed:\n{}{}",

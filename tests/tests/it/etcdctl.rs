@@ -55,8 +55,11 @@ async fn etcdctl_kv_txn_watch_lease_member_endpoint() -> anyhow::Result<()> {
 
     let watch_ep = cluster.nodes[2].client_addr();
     let watcher = std::thread::spawn(move || {
-        Command::new("timeout").args(["4", "etcdctl", &format!("--endpoints={watch_ep}"), "watch", "--prefix", "/w/"])
-            .env("ETCDCTL_API", "3").output().expect("watch")
+        Command::new("timeout")
+            .args(["4", "etcdctl", &format!("--endpoints={watch_ep}"), "watch", "--prefix", "/w/"])
+            .env("ETCDCTL_API", "3")
+            .output()
+            .expect("watch")
     });
     tokio::time::sleep(Duration::from_millis(800)).await;
     ok(&one, &["put", "/w/x", "v1"]);
@@ -113,8 +116,11 @@ async fn etcdctl_lock_and_elect() -> anyhow::Result<()> {
 
     let campaign_ep = cluster.nodes[1].client_addr();
     let candidate = std::thread::spawn(move || {
-        Command::new("timeout").args(["4", "etcdctl", &format!("--endpoints={campaign_ep}"), "elect", "e1", "p1"])
-            .env("ETCDCTL_API", "3").output().expect("elect")
+        Command::new("timeout")
+            .args(["4", "etcdctl", &format!("--endpoints={campaign_ep}"), "elect", "e1", "p1"])
+            .env("ETCDCTL_API", "3")
+            .output()
+            .expect("elect")
     });
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let observed = Command::new("timeout")

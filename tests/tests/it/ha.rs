@@ -139,7 +139,11 @@ fn data_dir_of_another_cluster_is_refused() -> anyhow::Result<()> {
     // A fresh cluster of its own, owned by the nodes' user (the lab runs them as `raftgres` when root).
     let owner = std::fs::metadata(lab.dir.path().join(lab.name(victim)))?;
     let status = std::process::Command::new("setpriv")
-        .args([&format!("--reuid={}", std::os::unix::fs::MetadataExt::uid(&owner)), &format!("--regid={}", std::os::unix::fs::MetadataExt::gid(&owner)), "--clear-groups"])
+        .args([
+            &format!("--reuid={}", std::os::unix::fs::MetadataExt::uid(&owner)),
+            &format!("--regid={}", std::os::unix::fs::MetadataExt::gid(&owner)),
+            "--clear-groups",
+        ])
         .arg("/usr/lib/postgresql/15/bin/initdb")
         .args(["-D", &pgdata.to_string_lossy(), "-U", "postgres", "--no-sync"])
         .stdout(std::process::Stdio::null())

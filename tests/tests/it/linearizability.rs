@@ -17,9 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use raftgres_linearizability::{
-    check, save_history, CheckError, Config, Input, Limits, Operation, Outcome, Output, Workload,
-};
+use raftgres_linearizability::{check, save_history, CheckError, Config, Input, Limits, Operation, Outcome, Output, Workload};
 use raftgres_tests::client::Client;
 use raftgres_tests::lab::Lab;
 use raftgres_tests::{eventually, Cluster};
@@ -84,15 +82,10 @@ fn verify(name: &str, ops: &[Operation], min_ok: usize) -> anyhow::Result<()> {
             .map_or_else(|e| format!("(not saved: {e:#})"), |p| p.display().to_string());
         anyhow::bail!("{e}\nthe whole history: {saved}");
     }
-    anyhow::ensure!(
-        ok >= min_ok && reads > 0,
-        "only {ok} ops succeeded ({reads} reads of a value): too few to mean anything"
-    );
+    anyhow::ensure!(ok >= min_ok && reads > 0, "only {ok} ops succeeded ({reads} reads of a value): too few to mean anything");
     let revoked = ops.iter().filter(|op| op.outcome == Outcome::Ok(Output::Revoked(true))).count();
-    let leased = ops
-        .iter()
-        .filter(|op| matches!(op.input, Input::Put { lease: Some(_), .. }) && op.outcome == Outcome::Ok(Output::Done))
-        .count();
+    let leased =
+        ops.iter().filter(|op| matches!(op.input, Input::Put { lease: Some(_), .. }) && op.outcome == Outcome::Ok(Output::Done)).count();
     anyhow::ensure!(revoked > 0 && leased > 0, "no lease was exercised: {leased} puts with a lease, {revoked} revokes");
     Ok(())
 }
@@ -251,8 +244,7 @@ fn stale_read(ops: &[Operation]) -> Option<(usize, String)> {
         | (Input::Cas { key, value, .. }, Outcome::Ok(Output::Swapped(true))) => Some((key.clone(), value.clone())),
         _ => None,
     };
-    let writes: Vec<(&Operation, String, String)> =
-        ops.iter().filter_map(|op| wrote(op).map(|(k, v)| (op, k, v))).collect();
+    let writes: Vec<(&Operation, String, String)> = ops.iter().filter_map(|op| wrote(op).map(|(k, v)| (op, k, v))).collect();
     ops.iter().enumerate().rev().find_map(|(g, op)| {
         let (Input::Get { key }, Outcome::Ok(Output::Value(_))) = (&op.input, &op.outcome) else {
             return None;

@@ -43,7 +43,10 @@ fn metrics_parse_and_secrets_stay_out_of_sight() -> anyhow::Result<()> {
             anyhow::ensure!(gauge(s, "raftgres_watches")? >= 1.0, "node{} counts no watch", i + 1);
         }
         let leader = scrapes.iter().position(|s| gauge(s, "raftgres_raft_is_leader").ok() == Some(1.0)).unwrap_or(0);
-        anyhow::ensure!(observations(&scrapes[leader], "raftgres_proposal_duration_seconds")? > 0.0, "the Raft leader measured no proposal");
+        anyhow::ensure!(
+            observations(&scrapes[leader], "raftgres_proposal_duration_seconds")? > 0.0,
+            "the Raft leader measured no proposal"
+        );
 
         let pgpass = std::fs::read_to_string(lab.pgpass())?;
         let secrets: Vec<&str> = pgpass.lines().filter_map(|l| l.rsplit(':').next()).filter(|p| p.len() >= 8).collect();

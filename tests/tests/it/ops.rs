@@ -207,10 +207,17 @@ fn watchdog_is_kept_alive_only_while_primary() -> anyhow::Result<()> {
         let device = node_dir.join("fake-watchdog");
         std::fs::write(&device, "")?;
         let owner = std::fs::metadata(&node_dir)?;
-        std::os::unix::fs::chown(&device, Some(std::os::unix::fs::MetadataExt::uid(&owner)), Some(std::os::unix::fs::MetadataExt::gid(&owner)))?;
+        std::os::unix::fs::chown(
+            &device,
+            Some(std::os::unix::fs::MetadataExt::uid(&owner)),
+            Some(std::os::unix::fs::MetadataExt::gid(&owner)),
+        )?;
         let config = node_dir.join("raftgres.yml");
         let text = std::fs::read_to_string(&config)?;
-        std::fs::write(&config, format!("{text}\nbootstrap: {{dcs: {{ttl: 5}}}}\nwatchdog: {{mode: required, device: {}, timeout: 1}}\n", device.display()))?;
+        std::fs::write(
+            &config,
+            format!("{text}\nbootstrap: {{dcs: {{ttl: 5}}}}\nwatchdog: {{mode: required, device: {}, timeout: 1}}\n", device.display()),
+        )?;
         lab.kill(node)?;
         lab.start(node)?;
         create_table(&lab, primary)?;
@@ -218,7 +225,9 @@ fn watchdog_is_kept_alive_only_while_primary() -> anyhow::Result<()> {
         lab.wait_healthy(HEAL, "wd")?;
         assert_eq!(std::fs::read_to_string(&device)?, "V", "probed at start, not kept alive as a replica");
         // Its member key says "running" one HA cycle after PostgreSQL answers.
-        wait_for(Duration::from_secs(10), "a switchover to the watchdog node", || lab.ctl(&["switchover", "--candidate", &lab.name(node), "--force"]))?;
+        wait_for(Duration::from_secs(10), "a switchover to the watchdog node", || {
+            lab.ctl(&["switchover", "--candidate", &lab.name(node), "--force"])
+        })?;
         wait_for(Duration::from_secs(10), "keep-alives while primary", || {
             anyhow::ensure!(std::fs::read_to_string(&device)?.matches('1').count() >= 5, "not yet");
             Ok(())
@@ -249,7 +258,9 @@ fn changing_ttl_keeps_a_healthy_primary() -> anyhow::Result<()> {
     with_logs(&lab, || {
         let primary = lab.primary()?;
         create_table(&lab, primary)?;
-        for (step, settings) in [("raised", ["ttl=10", "retry_timeout=3", "safety_margin=1"]), ("lowered", ["ttl=2", "retry_timeout=0.5", "safety_margin=0.5"])] {
+        for (step, settings) in
+            [("raised", ["ttl=10", "retry_timeout=3", "safety_margin=1"]), ("lowered", ["ttl=2", "retry_timeout=0.5", "safety_margin=0.5"])]
+        {
             let mut args = vec!["edit-config"];
             for s in settings {
                 args.extend(["-s", s]);

@@ -45,19 +45,9 @@ fn partitioned_primary_is_fenced_and_rejoins() -> anyhow::Result<()> {
         let story = timeline(&acks, t0);
 
         lab.psql(new, "insert into t(v) values ('healed')")?;
-        assert_eq!(
-            lab.wait_healthy(HEAL, "healed")?,
-            new,
-            "the new primary kept its role after the heal ({story})"
-        );
+        assert_eq!(lab.wait_healthy(HEAL, "healed")?, new, "the new primary kept its role after the heal ({story})");
         let upstream = lab.psql(old, "select sender_host from pg_stat_wal_receiver")?;
-        assert_eq!(
-            upstream,
-            lab.pg_host(new),
-            "node{} streams from the new primary node{}",
-            old + 1,
-            new + 1
-        );
+        assert_eq!(upstream, lab.pg_host(new), "node{} streams from the new primary node{}", old + 1, new + 1);
         // The cut-off node demoted while it could not reach the store: its timeline
         // event was kept locally and is published once the store answers (issue 16 item 11).
         wait_for(Duration::from_secs(20), "the old primary's demotion on the timeline", || {
@@ -113,22 +103,12 @@ fn moderate_delay_and_loss_cause_no_failover() -> anyhow::Result<()> {
             while start.elapsed() < FOR {
                 let at = Instant::now();
                 tick += 1;
-                retry(|| lab.psql(primary, &format!("insert into t(v) values ('netem{tick}')")))
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "after {:?} of netem, node{} no longer accepts writes: {e:#}",
-                            start.elapsed(),
-                            primary + 1
-                        )
-                    })?;
+                retry(|| lab.psql(primary, &format!("insert into t(v) values ('netem{tick}')"))).map_err(|e| {
+                    anyhow::anyhow!("after {:?} of netem, node{} no longer accepts writes: {e:#}", start.elapsed(), primary + 1)
+                })?;
                 for other in (0..lab.nodes).filter(|&i| i != primary) {
                     let replica = retry(|| in_recovery(&lab, other))?;
-                    anyhow::ensure!(
-                        replica,
-                        "after {:?} of netem, node{} is a primary too",
-                        start.elapsed(),
-                        other + 1
-                    );
+                    anyhow::ensure!(replica, "after {:?} of netem, node{} is a primary too", start.elapsed(), other + 1);
                 }
                 std::thread::sleep(Duration::from_secs(1).saturating_sub(at.elapsed()));
             }
@@ -139,11 +119,7 @@ fn moderate_delay_and_loss_cause_no_failover() -> anyhow::Result<()> {
         cleared?;
         assert!(ticks >= 5, "only {ticks} checks ran in {FOR:?}");
         lab.psql(primary, "insert into t(v) values ('after')")?;
-        assert_eq!(
-            lab.wait_healthy(HEAL, "after")?,
-            primary,
-            "the same node stayed primary through {SPEC}"
-        );
+        assert_eq!(lab.wait_healthy(HEAL, "after")?, primary, "the same node stayed primary through {SPEC}");
         Ok(())
     })
 }

@@ -69,10 +69,7 @@ async fn new_data_dirs_get_the_write_ahead_log_and_sled_ones_keep_sled() -> anyh
         c.put(&format!("/engine/{i}"), "v").await?;
     }
     cluster.kill(2);
-    eventually(Duration::from_secs(15), "a write with node3 down", || async {
-        c.put("/engine/while-down", "v").await.map(|_| ())
-    })
-    .await?;
+    eventually(Duration::from_secs(15), "a write with node3 down", || async { c.put("/engine/while-down", "v").await.map(|_| ()) }).await?;
     cluster.restart(2)?;
     let back = cluster.nodes[2].client_addr();
     eventually(Duration::from_secs(15), "the sled node catches up after kill -9", || async {

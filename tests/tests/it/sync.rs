@@ -26,7 +26,9 @@ fn enable_sync(lab: &Lab, extra: &[&str]) -> anyhow::Result<(usize, usize)> {
         let primary = lab.primary()?;
         let names = lab.psql(primary, "select application_name from pg_stat_replication where sync_state = 'sync'")?;
         let list = lab.ctl(&["list"])?;
-        let sync = (0..lab.nodes).find(|&i| names == lab.name(i) && list.contains("Sync Standby")).ok_or_else(|| anyhow::anyhow!("not yet: {names:?}"))?;
+        let sync = (0..lab.nodes)
+            .find(|&i| names == lab.name(i) && list.contains("Sync Standby"))
+            .ok_or_else(|| anyhow::anyhow!("not yet: {names:?}"))?;
         Ok((primary, sync))
     })
 }
@@ -53,8 +55,13 @@ fn sync_mode_loses_no_acknowledged_commit_across_failovers() -> anyhow::Result<(
             std::thread::sleep(Duration::from_secs(1));
             let t0 = std::time::Instant::now();
             let freeze = round % 2 == 1;
-            if freeze { lab.pause(old)? } else { lab.kill(old)? }
-            let new = wait_for(HEAL, "another node accepting writes", || writer.other_writer(old).ok_or_else(|| anyhow::anyhow!("not yet")));
+            if freeze {
+                lab.pause(old)?
+            } else {
+                lab.kill(old)?
+            }
+            let new =
+                wait_for(HEAL, "another node accepting writes", || writer.other_writer(old).ok_or_else(|| anyhow::anyhow!("not yet")));
             std::thread::sleep(Duration::from_secs(1));
             let acks = writer.finish()?;
             let new = new?;
@@ -62,7 +69,11 @@ fn sync_mode_loses_no_acknowledged_commit_across_failovers() -> anyhow::Result<(
             assert_one_writer_at_a_time(&acks, old, new, t0);
             assert_none_lost(&lab, new, &acks)?;
             all.extend(acks);
-            if freeze { lab.resume(old)? } else { lab.start(old)? }
+            if freeze {
+                lab.resume(old)?
+            } else {
+                lab.start(old)?
+            }
             lab.psql(new, &format!("insert into t(v) values ('round{round}')"))?;
             lab.wait_healthy(HEAL, &format!("round{round}"))?;
         }
@@ -87,7 +98,17 @@ fn cut_standbys(lab: &Lab, primary: usize, cut: bool) -> anyhow::Result<()> {
 /// True when an INSERT on node `i` is still waiting after `wait` (then it is cancelled).
 fn insert_blocks(lab: &Lab, i: usize, wait: Duration) -> anyhow::Result<bool> {
     let mut child = std::process::Command::new("/usr/bin/psql")
-        .args(["-X", "-h", "127.0.0.1", "-p", &lab.pg_port(i).to_string(), "-U", "postgres", "-Atc", "insert into t(v) values (gen_random_uuid()::text)"])
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &lab.pg_port(i).to_string(),
+            "-U",
+            "postgres",
+            "-Atc",
+            "insert into t(v) values (gen_random_uuid()::text)",
+        ])
         .env("PGPASSFILE", lab.pgpass())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -148,7 +169,10 @@ fn non_strict_mode_falls_back_to_async_and_replaces_a_lost_standby() -> anyhow::
         cut_standbys(&lab, primary, false)?;
         lab.start(sync)?;
         wait_for(HEAL, "synchronous again", || {
-            anyhow::ensure!(!lab.psql(primary, "select application_name from pg_stat_replication where sync_state = 'sync'")?.is_empty(), "no sync standby yet");
+            anyhow::ensure!(
+                !lab.psql(primary, "select application_name from pg_stat_replication where sync_state = 'sync'")?.is_empty(),
+                "no sync standby yet"
+            );
             Ok(())
         })?;
         Ok(())
@@ -232,7 +256,10 @@ fn failsafe_keeps_a_primary_cut_from_the_store_while_every_member_confirms() -> 
         // Now cut it off completely: no confirmation, so it demotes and another node takes over.
         lab.partition(primary)?;
         let new = lab.wait_new_primary(primary, HEAL)?;
-        anyhow::ensure!(lab.psql(primary, "select 1").is_err() || lab.psql(primary, "select pg_is_in_recovery()")? == "t", "the old primary still writable");
+        anyhow::ensure!(
+            lab.psql(primary, "select 1").is_err() || lab.psql(primary, "select pg_is_in_recovery()")? == "t",
+            "the old primary still writable"
+        );
         lab.heal()?;
         cut_raft(&lab, primary, false)?;
         lab.psql(new, "insert into t(v) values ('after')")?;
@@ -271,7 +298,10 @@ fn failsafe_without_any_store_keeps_one_writer_through_a_member_restart() -> any
             last = writers(&format!("restarted{second}"));
             anyhow::ensure!(last.len() <= 1, "{second} s after {} restarted: nodes {last:?} all accepted writes", lab.name(restarted));
         }
-        anyhow::ensure!(last.is_empty(), "a member that restarted knows no leader and confirms nobody: the primary must stop, but {last:?} writes");
+        anyhow::ensure!(
+            last.is_empty(),
+            "a member that restarted knows no leader and confirms nobody: the primary must stop, but {last:?} writes"
+        );
         for i in 0..lab.nodes {
             cut_raft(&lab, i, false)?;
         }

@@ -94,7 +94,11 @@ fn a_tls_lab_serves_certified_clients_and_refuses_the_others() -> anyhow::Result
         let reload = curl(&["-X", "POST", &format!("{rest}/reload")])?;
         ensure!(String::from_utf8_lossy(&reload.stdout).ends_with("\n403"), "POST without a certificate: {}", text(&reload));
         let reload = curl(&["--cert", &cert, "--key", &key, "-X", "POST", &format!("{rest}/reload")])?;
-        ensure!(String::from_utf8_lossy(&reload.stdout).ends_with("\n202") || String::from_utf8_lossy(&reload.stdout).ends_with("\n200"), "POST with a certificate: {}", text(&reload));
+        ensure!(
+            String::from_utf8_lossy(&reload.stdout).ends_with("\n202") || String::from_utf8_lossy(&reload.stdout).ends_with("\n200"),
+            "POST with a certificate: {}",
+            text(&reload)
+        );
         let key_pem = std::fs::read_to_string(lab.tls_file("node1.key"))?;
         let key_body = key_pem.lines().find(|l| !l.starts_with("-----")).context("an empty key file")?;
         for path in ["patroni", "config", "cluster", "metrics"] {

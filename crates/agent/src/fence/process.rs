@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 
-use super::target::{fence_target, Target};
 use super::monotonic_ns;
+use super::target::{fence_target, Target};
 use crate::watchdog::Watchdog;
 
 /// Writes one line to stderr (the node's log), timestamped like the agent's lines. Not

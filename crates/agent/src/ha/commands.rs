@@ -96,7 +96,12 @@ impl Agent {
             if at <= SystemTime::now() {
                 self.scheduled_restart = None;
                 let answer = self.execute(Command::Restart { only_pending }).await;
-                tracing::info!("scheduled restart: {}", match &answer { Ok(m) | Err(m) => m });
+                tracing::info!(
+                    "scheduled restart: {}",
+                    match &answer {
+                        Ok(m) | Err(m) => m,
+                    }
+                );
             }
         }
     }

@@ -12,10 +12,10 @@
 //! nobody holds it → race for it if eligible (`election`), else wait.
 
 mod bootstrap;
-pub mod hung;
 pub mod commands;
 pub mod election;
 pub mod failsafe;
+pub mod hung;
 pub mod lease;
 mod primary;
 mod replica;

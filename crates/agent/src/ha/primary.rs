@@ -64,7 +64,9 @@ impl Agent {
         self.sql.disconnect();
         let hung_for = failing_for.as_secs_f64();
         if let Err(e) = crate::fence::kill_and_confirm(postmaster, CONFIRM_DEAD_WITHIN).await {
-            return format!("primary hung for {hung_for:.1} s ({why}): fenced, but {e}; keeping the leader key while PostgreSQL might still write");
+            return format!(
+                "primary hung for {hung_for:.1} s ({why}): fenced, but {e}; keeping the leader key while PostgreSQL might still write"
+            );
         }
         self.expect_running = false;
         self.hung_fenced_at = Some(Instant::now());
@@ -75,7 +77,9 @@ impl Agent {
         });
         match self.dcs.delete_if_value(&self.dcs.keys.leader(), &self.config.name).await {
             Ok(_) => format!("primary hung for {hung_for:.1} s: fenced and released the leader key ({why})"),
-            Err(e) => format!("primary hung for {hung_for:.1} s: fenced, but cannot release the leader key ({e}); it expires with my lease"),
+            Err(e) => {
+                format!("primary hung for {hung_for:.1} s: fenced, but cannot release the leader key ({e}); it expires with my lease")
+            }
         }
     }
 

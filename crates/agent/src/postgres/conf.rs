@@ -22,10 +22,7 @@ pub struct Upstream {
 
 /// A physical slot name for a member: lower case, `[a-z0-9_]`, as Patroni makes them.
 pub fn slot_name(member: &str) -> String {
-    member
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
-        .collect()
+    member.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
 }
 
 fn quote(value: &str) -> String {
@@ -168,7 +165,11 @@ fn write_if_changed(path: &Path, text: &str) -> std::io::Result<bool> {
 /// Creates or removes `standby.signal`.
 pub fn set_standby(data_dir: &Path, standby: bool) -> PgResult<()> {
     let path = data_dir.join("standby.signal");
-    let result = if standby { std::fs::write(&path, "") } else { std::fs::remove_file(&path).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }) };
+    let result = if standby {
+        std::fs::write(&path, "")
+    } else {
+        std::fs::remove_file(&path).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+    };
     result.map_err(|e| PgError::Io(format!("cannot update {}: {e}", path.display())))
 }
 
@@ -187,7 +188,10 @@ mod tests {
     #[test]
     fn parameters_for_a_replica() {
         let up = Upstream { host: "127.0.0.1".into(), port: 5432, slot: Some(slot_name("node-2")) };
-        let dynamic = BTreeMap::from([("max_connections".to_string(), serde_json::json!(100)), ("wal_log_hints".to_string(), serde_json::json!(true))]);
+        let dynamic = BTreeMap::from([
+            ("max_connections".to_string(), serde_json::json!(100)),
+            ("wal_log_hints".to_string(), serde_json::json!(true)),
+        ]);
         let p = parameters(&config(), "node2", &dynamic, Some(&up));
         assert_eq!(p["port"], "5433");
         assert_eq!(p["max_connections"], "'50'", "local parameters win over /config");

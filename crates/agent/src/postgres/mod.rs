@@ -135,9 +135,7 @@ impl Postgres {
     pub async fn controldata(&self) -> PgResult<ControlData> {
         let data_dir = self.data_dir().to_string_lossy().to_string();
         let out = self.run("pg_controldata", &["-D", &data_dir], Duration::from_secs(10)).await?;
-        let field = |name: &str| {
-            out.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_string()))
-        };
+        let field = |name: &str| out.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_string()));
         let bad = |what: &str| PgError::Program { program: "pg_controldata".into(), detail: format!("no {what} in its output") };
         Ok(ControlData {
             system_identifier: field("Database system identifier").ok_or_else(|| bad("system identifier"))?,
@@ -162,8 +160,19 @@ impl Postgres {
         write_private(&pwfile, &su.password)?;
         let data_dir = self.data_dir().to_string_lossy().to_string();
         let pw = pwfile.to_string_lossy().to_string();
-        let args = ["-D", &data_dir, "--data-checksums", "-U", &su.username, "--pwfile", &pw, "--auth-local=trust",
-            "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C"];
+        let args = [
+            "-D",
+            &data_dir,
+            "--data-checksums",
+            "-U",
+            &su.username,
+            "--pwfile",
+            &pw,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+        ];
         let result = self.run("initdb", &args, Duration::from_secs(120)).await;
         let _ = std::fs::remove_file(&pwfile);
         result.map(|_| ())

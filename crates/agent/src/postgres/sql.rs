@@ -174,14 +174,13 @@ impl Sql {
         let (user, password) = (user.to_string(), password.to_string());
         self.timed(|c| {
             Box::pin(async move {
-                let exists = c
-                    .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
-                    .await
-                    .map_err(sql_error)?
-                    .is_some();
+                let exists = c.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user]).await.map_err(sql_error)?.is_some();
                 let verb = if exists { "ALTER" } else { "CREATE" };
                 let stmt: String = c
-                    .query_one(&format!("SELECT format('{verb} ROLE %I WITH LOGIN REPLICATION PASSWORD %L', $1::text, $2::text)"), &[&user, &password])
+                    .query_one(
+                        &format!("SELECT format('{verb} ROLE %I WITH LOGIN REPLICATION PASSWORD %L', $1::text, $2::text)"),
+                        &[&user, &password],
+                    )
                     .await
                     .map_err(sql_error)?
                     .get(0);
@@ -227,6 +226,8 @@ impl Sql {
             let row = client.query_one("SELECT pg_last_wal_receive_lsn()::text", &[]).await.map_err(sql_error)?;
             Ok(row.get::<_, Option<String>>(0).as_deref().and_then(parse_lsn))
         };
-        tokio::time::timeout(QUERY_TIMEOUT, ask).await.unwrap_or_else(|_| Err(PgError::Sql(format!("{host}:{port} did not answer within {QUERY_TIMEOUT:?}"))))
+        tokio::time::timeout(QUERY_TIMEOUT, ask)
+            .await
+            .unwrap_or_else(|_| Err(PgError::Sql(format!("{host}:{port} did not answer within {QUERY_TIMEOUT:?}"))))
     }
 }

@@ -24,9 +24,7 @@ pub struct Params(BTreeMap<String, String>);
 impl Params {
     /// Parses the query string of `uri`; a query that does not decode gives no parameters.
     pub fn from_uri(uri: &Uri) -> Self {
-        let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
-            .map(|q| q.0)
-            .unwrap_or_default();
+        let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
         let mut map = BTreeMap::new();
         for (name, value) in pairs {
             if !value.is_empty() {
@@ -42,9 +40,7 @@ impl Params {
 
     /// `tag_<name>=<value>` filters, as `(name, value)`.
     fn tag_filters(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("tag_").map(|name| (name, v.as_str())))
+        self.0.iter().filter_map(|(k, v)| k.strip_prefix("tag_").map(|name| (name, v.as_str())))
     }
 }
 
@@ -60,17 +56,10 @@ pub fn parse_size(text: &str) -> Option<i128> {
         _ => (false, text),
     };
     let (value, unit) = if let Some(hex) = body.strip_prefix("0x") {
-        let end = hex
-            .find(|c: char| !c.is_ascii_hexdigit())
-            .unwrap_or(hex.len());
-        (
-            i128::from_str_radix(&hex[..end], 16).ok()? as f64,
-            &hex[end..],
-        )
+        let end = hex.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(hex.len());
+        (i128::from_str_radix(&hex[..end], 16).ok()? as f64, &hex[end..])
     } else {
-        let end = body
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(body.len());
+        let end = body.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(body.len());
         let number = &body[..end];
         let value = if number.len() > 1 && number.starts_with('0') && !number.contains('.') {
             i128::from_str_radix(number, 8).ok()? as f64
@@ -100,22 +89,13 @@ pub fn parse_size(text: &str) -> Option<i128> {
 /// the `/status` optime, whichever is further ahead.
 pub fn primary_position(state: &NodeState) -> Option<u64> {
     let from_leader = state.cluster.leader_member().and_then(|m| m.xlog_location);
-    let from_status = state
-        .cluster
-        .status
-        .as_ref()
-        .map(|s| s.optime)
-        .filter(|&o| o > 0);
+    let from_status = state.cluster.status.as_ref().map(|s| s.optime).filter(|&o| o > 0);
     from_leader.max(from_status)
 }
 
 /// `maximum_lag_on_failover` from `/config` (a number or a size like `"1MB"`), else 1 MiB.
 pub fn maximum_lag_on_failover(state: &NodeState) -> i128 {
-    let value = state
-        .cluster
-        .config
-        .as_ref()
-        .and_then(|(c, _)| c.get("maximum_lag_on_failover"));
+    let value = state.cluster.config.as_ref().and_then(|(c, _)| c.get("maximum_lag_on_failover"));
     match value {
         Some(serde_json::Value::Number(n)) => n.as_i64().map(i128::from),
         Some(serde_json::Value::String(s)) => parse_size(s),
@@ -149,14 +129,8 @@ pub fn check(state: &NodeState, path: &str, params: &Params) -> StatusCode {
     let primary_at = i128::from(primary_position(state).unwrap_or(0));
     let own_at = i128::from(pg.wal_position().unwrap_or(0));
     let lagging = primary_at > 0 && primary_at > own_at.saturating_add(max_lag);
-    let replication_state_ok = params
-        .get("replication_state")
-        .is_none_or(|wanted| pg.replication_state.as_deref() == Some(wanted));
-    let replica_ok = running
-        && pg.role == Role::Replica
-        && !state.tags.noloadbalance
-        && !lagging
-        && replication_state_ok;
+    let replication_state_ok = params.get("replication_state").is_none_or(|wanted| pg.replication_state.as_deref() == Some(wanted));
+    let replica_ok = running && pg.role == Role::Replica && !state.tags.noloadbalance && !lagging && replication_state_ok;
 
     let leader_ok = state.holds_leader_key && running;
     let primary_ok = leader_ok && pg.role == Role::Primary;
@@ -181,9 +155,7 @@ pub fn check(state: &NodeState, path: &str, params: &Params) -> StatusCode {
         let ok = match path {
             "/sync" | "/synchronous" => is_sync_standby && replica_ok,
             "/async" | "/asynchronous" => !is_sync_standby && replica_ok,
-            "/read-only-sync" | "/read-only-synchronous" => {
-                primary_ok || standby_leader_ok || (is_sync_standby && replica_ok)
-            }
+            "/read-only-sync" | "/read-only-synchronous" => primary_ok || standby_leader_ok || (is_sync_standby && replica_ok),
             "/read-only-quorum" => primary_ok || standby_leader_ok,
             _ => false,
         };
@@ -200,9 +172,7 @@ pub fn check(state: &NodeState, path: &str, params: &Params) -> StatusCode {
 /// (booleans as `true`/`false`).
 fn tags_match(state: &NodeState, params: &Params) -> bool {
     let tags = state.tags.as_map();
-    params
-        .tag_filters()
-        .all(|(name, value)| tags.get(name).is_some_and(|v| v == value))
+    params.tag_filters().all(|(name, value)| tags.get(name).is_some_and(|v| v == value))
 }
 
 /// `/readiness` (Patroni's `_readiness`): ready when this node holds the leader key and
@@ -220,16 +190,9 @@ pub fn ready(state: &NodeState, params: &Params) -> StatusCode {
     if pg.role != Role::Replica || pg.replication_state.as_deref() != Some("streaming") {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
-    let location = if params.get("mode") == Some("write") {
-        pg.receive_lsn
-    } else {
-        pg.replay_lsn
-    };
+    let location = if params.get("mode") == Some("write") { pg.receive_lsn } else { pg.replay_lsn };
     let lag = i128::from(primary_position(state).unwrap_or(0)) - i128::from(location.unwrap_or(0));
-    let max_lag = params
-        .get("lag")
-        .and_then(parse_size)
-        .unwrap_or_else(|| maximum_lag_on_failover(state));
+    let max_lag = params.get("lag").and_then(parse_size).unwrap_or_else(|| maximum_lag_on_failover(state));
     code(lag <= max_lag)
 }
 
@@ -252,17 +215,12 @@ mod tests {
         for bad in ["", "kB", "10mb", "10KB", "1e3", "abc", "1..2", "0x"] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }
-        assert_eq!(
-            parse_size("99999999999999999999999999999999999999999TB"),
-            Some(i128::MAX)
-        );
+        assert_eq!(parse_size("99999999999999999999999999999999999999999TB"), Some(i128::MAX));
     }
 
     #[test]
     fn params_keep_the_first_non_empty_value() {
-        let uri: Uri = "/replica?lag=1&lag=2&tag_a=&tag_b=x%20y"
-            .parse()
-            .expect("uri");
+        let uri: Uri = "/replica?lag=1&lag=2&tag_a=&tag_b=x%20y".parse().expect("uri");
         let p = Params::from_uri(&uri);
         assert_eq!(p.get("lag"), Some("1"));
         assert_eq!(p.get("tag_a"), None);

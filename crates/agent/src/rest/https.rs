@@ -45,8 +45,7 @@ pub async fn serve(listener: TcpListener, router: Router, tls: RestTls) -> std::
                 }
                 Err(_) => return,
             };
-            let anonymous = optional
-                && stream.get_ref().1.peer_certificates().is_none_or(|c| c.is_empty());
+            let anonymous = optional && stream.get_ref().1.peer_certificates().is_none_or(|c| c.is_empty());
             let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 if anonymous {
                     request.extensions_mut().insert(NoClientCert);

@@ -100,18 +100,11 @@ impl<'a> Status<'a> {
             replication: &pg.replication,
             pause: state.paused(),
             cluster_unlocked: state.cluster.leader.is_none(),
-            dcs_last_seen: state
-                .dcs_last_seen
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_secs()),
+            dcs_last_seen: state.dcs_last_seen.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
             tags: &state.tags,
             database_system_identifier: pg.system_identifier.as_deref(),
             pending_restart: pg.pending_restart,
-            patroni: PatroniInfo {
-                version: crate::VERSION,
-                scope: &state.scope,
-                name: &state.name,
-            },
+            patroni: PatroniInfo { version: crate::VERSION, scope: &state.scope, name: &state.name },
         }
     }
 }
@@ -181,10 +174,7 @@ struct ScheduledSwitchover<'a> {
 fn lag_and_lsn(primary_at: u64, position: Option<u64>) -> (Option<Lag>, Option<String>) {
     match position.filter(|&p| p > 0) {
         None => (Some(Lag::Unknown("unknown")), Some("unknown".to_string())),
-        Some(p) => (
-            Some(Lag::Bytes(primary_at.saturating_sub(p))),
-            Some(format_lsn(p)),
-        ),
+        Some(p) => (Some(Lag::Bytes(primary_at.saturating_sub(p))), Some(format_lsn(p))),
     }
 }
 
@@ -232,17 +222,8 @@ impl<'a> ClusterJson<'a> {
             })
             .collect();
         let scheduled_switchover = cluster.failover.as_ref().and_then(|f| {
-            f.scheduled_at.as_deref().map(|at| ScheduledSwitchover {
-                at,
-                from: f.leader.as_deref(),
-                to: f.member.as_deref(),
-            })
+            f.scheduled_at.as_deref().map(|at| ScheduledSwitchover { at, from: f.leader.as_deref(), to: f.member.as_deref() })
         });
-        Self {
-            members,
-            scope: &state.scope,
-            pause: state.paused(),
-            scheduled_switchover,
-        }
+        Self { members, scope: &state.scope, pause: state.paused(), scheduled_switchover }
     }
 }

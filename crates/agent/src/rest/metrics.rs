@@ -55,47 +55,150 @@ pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>, measur
     let version: f64 = crate::VERSION.split('.').take(3).fold(0.0, |acc, p| acc * 100.0 + p.parse::<f64>().unwrap_or(0.0));
     gauge(&mut out, "patroni_version", "Version of the agent (raftgres) as one number, e.g. 000100 for 0.1.0.", &labels, version);
     gauge(&mut out, "patroni_postgres_running", "Value is 1 if PostgreSQL is running, 0 otherwise.", &labels, flag(pg.is_running()));
-    let start = pg.postmaster_start_time.as_deref().and_then(|t| humantime::parse_rfc3339_weak(&t.replace(' ', "T").replace("+00", "Z")).ok());
-    gauge(&mut out, "patroni_postmaster_start_time", "Epoch seconds since PostgreSQL started.", &labels, start.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0.0, |d| d.as_secs_f64()));
+    let start =
+        pg.postmaster_start_time.as_deref().and_then(|t| humantime::parse_rfc3339_weak(&t.replace(' ', "T").replace("+00", "Z")).ok());
+    gauge(
+        &mut out,
+        "patroni_postmaster_start_time",
+        "Epoch seconds since PostgreSQL started.",
+        &labels,
+        start.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0.0, |d| d.as_secs_f64()),
+    );
     let primary = pg.role == Role::Primary && state.holds_leader_key;
     gauge(&mut out, "patroni_primary", "Value is 1 if this node is the leader, 0 otherwise.", &labels, flag(primary));
-    gauge(&mut out, "patroni_xlog_location", "Current location of the PostgreSQL transaction log, 0 for replicas.", &labels, if pg.role == Role::Primary { lsn(pg.wal_lsn) } else { 0.0 });
+    gauge(
+        &mut out,
+        "patroni_xlog_location",
+        "Current location of the PostgreSQL transaction log, 0 for replicas.",
+        &labels,
+        if pg.role == Role::Primary { lsn(pg.wal_lsn) } else { 0.0 },
+    );
     gauge(&mut out, "patroni_standby_leader", "Value is 1 if this node is the standby_leader, 0 otherwise.", &labels, 0.0);
-    gauge(&mut out, "patroni_replica", "Value is 1 if this node is a replica, 0 otherwise.", &labels, flag(pg.role == Role::Replica && pg.is_running()));
+    gauge(
+        &mut out,
+        "patroni_replica",
+        "Value is 1 if this node is a replica, 0 otherwise.",
+        &labels,
+        flag(pg.role == Role::Replica && pg.is_running()),
+    );
     let sync = state.cluster.sync_standbys().contains(&state.name);
     gauge(&mut out, "patroni_sync_standby", "Value is 1 if this node is a sync standby replica, 0 otherwise.", &labels, flag(sync));
-    gauge(&mut out, "patroni_xlog_received_location", "Current location of the received transaction log, 0 for the primary.", &labels, if pg.role == Role::Replica { lsn(pg.receive_lsn) } else { 0.0 });
-    gauge(&mut out, "patroni_xlog_replayed_location", "Current location of the replayed transaction log, 0 for the primary.", &labels, if pg.role == Role::Replica { lsn(pg.replay_lsn) } else { 0.0 });
-    gauge(&mut out, "patroni_postgres_server_version", "Version of PostgreSQL (server_version_num).", &labels, pg.server_version.map_or(0.0, f64::from));
-    gauge(&mut out, "patroni_cluster_unlocked", "Value is 1 if the cluster has no leader key, 0 otherwise.", &labels, flag(state.cluster.leader.is_none()));
-    gauge(&mut out, "patroni_postgres_timeline", "PostgreSQL timeline of this node (if running), 0 otherwise.", &labels, pg.timeline.map_or(0.0, f64::from));
+    gauge(
+        &mut out,
+        "patroni_xlog_received_location",
+        "Current location of the received transaction log, 0 for the primary.",
+        &labels,
+        if pg.role == Role::Replica { lsn(pg.receive_lsn) } else { 0.0 },
+    );
+    gauge(
+        &mut out,
+        "patroni_xlog_replayed_location",
+        "Current location of the replayed transaction log, 0 for the primary.",
+        &labels,
+        if pg.role == Role::Replica { lsn(pg.replay_lsn) } else { 0.0 },
+    );
+    gauge(
+        &mut out,
+        "patroni_postgres_server_version",
+        "Version of PostgreSQL (server_version_num).",
+        &labels,
+        pg.server_version.map_or(0.0, f64::from),
+    );
+    gauge(
+        &mut out,
+        "patroni_cluster_unlocked",
+        "Value is 1 if the cluster has no leader key, 0 otherwise.",
+        &labels,
+        flag(state.cluster.leader.is_none()),
+    );
+    gauge(
+        &mut out,
+        "patroni_postgres_timeline",
+        "PostgreSQL timeline of this node (if running), 0 otherwise.",
+        &labels,
+        pg.timeline.map_or(0.0, f64::from),
+    );
     let seen = state.dcs_last_seen.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0.0, |d| d.as_secs_f64().floor());
     gauge(&mut out, "patroni_dcs_last_seen", "Epoch seconds when the store was last reached.", &labels, seen);
     gauge(&mut out, "patroni_pending_restart", "Value is 1 if the node needs a restart, 0 otherwise.", &labels, flag(pg.pending_restart));
-    gauge(&mut out, "patroni_is_paused", "Value is 1 if auto failover is disabled (maintenance mode), 0 otherwise.", &labels, flag(state.paused()));
-    counter(&mut out, "raftgres_liveness_failures_total", "Liveness probes of PostgreSQL (fresh connection, read, primary's write) that failed.", &labels, state.liveness_failures_total as f64);
+    gauge(
+        &mut out,
+        "patroni_is_paused",
+        "Value is 1 if auto failover is disabled (maintenance mode), 0 otherwise.",
+        &labels,
+        flag(state.paused()),
+    );
+    counter(
+        &mut out,
+        "raftgres_liveness_failures_total",
+        "Liveness probes of PostgreSQL (fresh connection, read, primary's write) that failed.",
+        &labels,
+        state.liveness_failures_total as f64,
+    );
     let liveness = match state.liveness {
         Verdict::Healthy => 0.0,
         Verdict::Suspect { .. } => 1.0,
         Verdict::Hung { .. } => 2.0,
     };
-    gauge(&mut out, "raftgres_liveness_state", "PostgreSQL's liveness: 0 healthy, 1 suspect (some probes in a row failed), 2 hung (liveness.max_failures in a row).", &labels, liveness);
+    gauge(
+        &mut out,
+        "raftgres_liveness_state",
+        "PostgreSQL's liveness: 0 healthy, 1 suspect (some probes in a row failed), 2 hung (liveness.max_failures in a row).",
+        &labels,
+        liveness,
+    );
     if let Some((s, leases)) = store {
         let member = s.header.as_ref().map_or(0, |h| h.member_id);
         gauge(&mut out, "raftgres_raft_term", "Current Raft term of this node's store.", &labels, s.raft_term as f64);
-        gauge(&mut out, "raftgres_raft_is_leader", "Value is 1 if this node's store is the Raft leader, 0 otherwise.", &labels, flag(s.leader != 0 && s.leader == member));
-        gauge(&mut out, "raftgres_raft_has_leader", "Value is 1 if this node knows a Raft leader, 0 otherwise.", &labels, flag(s.leader != 0));
+        gauge(
+            &mut out,
+            "raftgres_raft_is_leader",
+            "Value is 1 if this node's store is the Raft leader, 0 otherwise.",
+            &labels,
+            flag(s.leader != 0 && s.leader == member),
+        );
+        gauge(
+            &mut out,
+            "raftgres_raft_has_leader",
+            "Value is 1 if this node knows a Raft leader, 0 otherwise.",
+            &labels,
+            flag(s.leader != 0),
+        );
         gauge(&mut out, "raftgres_raft_log_index", "Last Raft log index of this node.", &labels, s.raft_index as f64);
-        gauge(&mut out, "raftgres_raft_applied_index", "Last Raft log index applied to this node's state machine.", &labels, s.raft_applied_index as f64);
-        gauge(&mut out, "raftgres_store_revision", "Revision of the store (etcd's).", &labels, s.header.as_ref().map_or(0.0, |h| h.revision as f64));
+        gauge(
+            &mut out,
+            "raftgres_raft_applied_index",
+            "Last Raft log index applied to this node's state machine.",
+            &labels,
+            s.raft_applied_index as f64,
+        );
+        gauge(
+            &mut out,
+            "raftgres_store_revision",
+            "Revision of the store (etcd's).",
+            &labels,
+            s.header.as_ref().map_or(0.0, |h| h.revision as f64),
+        );
         gauge(&mut out, "raftgres_store_db_size_bytes", "Bytes of the store on disk (log, snapshots).", &labels, s.db_size as f64);
         gauge(&mut out, "raftgres_store_leases", "Leases in the store.", &labels, *leases as f64);
     }
-    gauge(&mut out, "raftgres_store_reachable", "Value is 1 if the store answered this scrape, 0 otherwise.", &labels, flag(store.is_some()));
+    gauge(
+        &mut out,
+        "raftgres_store_reachable",
+        "Value is 1 if the store answered this scrape, 0 otherwise.",
+        &labels,
+        flag(store.is_some()),
+    );
     if let Some(m) = measured {
         gauge(&mut out, "raftgres_watch_streams", "Open etcd API watch streams on this node.", &labels, m.watch_streams as f64);
         gauge(&mut out, "raftgres_watches", "Watches on this node's etcd API watch streams.", &labels, m.watches as f64);
-        histogram(&mut out, "raftgres_proposal_duration_seconds", "Time from proposing a write on the Raft leader to its applied result.", &labels, &m.proposal);
+        histogram(
+            &mut out,
+            "raftgres_proposal_duration_seconds",
+            "Time from proposing a write on the Raft leader to its applied result.",
+            &labels,
+            &m.proposal,
+        );
         histogram(&mut out, "raftgres_log_fsync_duration_seconds", "Time one fsync of the Raft log took.", &labels, &m.fsync);
     }
     out
@@ -136,7 +239,14 @@ mod tests {
         state.postgres.wal_lsn = Some(0x3000060);
         state.postgres.timeline = Some(2);
         state.holds_leader_key = true;
-        let status = StatusResponse { raft_term: 7, raft_index: 42, raft_applied_index: 41, leader: 5, header: Some(raftgres_proto::etcdserverpb::ResponseHeader { member_id: 5, revision: 9, ..Default::default() }), ..Default::default() };
+        let status = StatusResponse {
+            raft_term: 7,
+            raft_index: 42,
+            raft_applied_index: 41,
+            leader: 5,
+            header: Some(raftgres_proto::etcdserverpb::ResponseHeader { member_id: 5, revision: 9, ..Default::default() }),
+            ..Default::default()
+        };
         // Two fsyncs, 0.7 ms and 30 ms.
         let fsync = Histogram { buckets: vec![(0.0005, 0), (0.001, 1), (0.032, 2)], count: 2, sum_seconds: 0.0307 };
         let measured = StoreSnapshot { watches: 4, fsync, ..Default::default() };

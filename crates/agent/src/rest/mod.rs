@@ -26,9 +26,9 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::Extension;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Router;
 
 use crate::state::{NodeState, StateReceiver};
@@ -129,15 +129,9 @@ fn respond(state: &NodeState, method: &Method, uri: &Uri) -> Response {
         "history" => json(StatusCode::OK, &state.cluster.history),
         "config" => match &state.cluster.config {
             Some((config, _)) => json(StatusCode::OK, config),
-            None => text(
-                StatusCode::BAD_GATEWAY,
-                "no /config in the store yet: the cluster is not bootstrapped\n",
-            ),
+            None => text(StatusCode::BAD_GATEWAY, "no /config in the store yet: the cluster is not bootstrapped\n"),
         },
-        _ => json(
-            health::check(state, path, &params),
-            &json::Status::new(state),
-        ),
+        _ => json(health::check(state, path, &params), &json::Status::new(state)),
     }
 }
 
@@ -148,34 +142,18 @@ fn status_line(status: StatusCode) -> Response {
 
 fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            Body::from(bytes),
-        )
-            .into_response(),
-        Err(e) => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("cannot encode the response as JSON: {e}\n"),
-        ),
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], Body::from(bytes)).into_response(),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot encode the response as JSON: {e}\n")),
     }
 }
 
 fn text(status: StatusCode, body: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.to_string()).into_response()
 }
 
 /// Methods Patroni has no handler for get 501, as Python's `BaseHTTPRequestHandler` does.
 fn unsupported(method: &Method) -> Response {
-    text(
-        StatusCode::NOT_IMPLEMENTED,
-        &format!("Unsupported method ({method})\n"),
-    )
+    text(StatusCode::NOT_IMPLEMENTED, &format!("Unsupported method ({method})\n"))
 }
 
 #[cfg(test)]

@@ -2,9 +2,7 @@
 
 use raftgres_etcd_api::ApiLimits;
 use raftgres_proto::etcdserverpb::request_op::Request as Op;
-use raftgres_proto::etcdserverpb::{
-    DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
-};
+use raftgres_proto::etcdserverpb::{DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use tonic::Code;
 
 use crate::{within, Node};

@@ -7,9 +7,9 @@ use raftgres_proto::etcdserverpb::compare::{CompareResult, CompareTarget, Target
 use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use raftgres_proto::etcdserverpb::request_op::Request as Op;
 use raftgres_proto::etcdserverpb::{
-    AuthStatusRequest, AuthUserListRequest, Compare, HashKvRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
-    LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, MemberAddRequest, MemberListRequest,
-    MoveLeaderRequest, PutRequest, RangeRequest, RequestOp, StatusRequest, TxnRequest,
+    AuthStatusRequest, AuthUserListRequest, Compare, HashKvRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest,
+    LeaseRevokeRequest, LeaseTimeToLiveRequest, MemberAddRequest, MemberListRequest, MoveLeaderRequest, PutRequest, RangeRequest,
+    RequestOp, StatusRequest, TxnRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
@@ -46,9 +46,8 @@ async fn range_put_txn_with_full_headers() {
     assert_eq!(resp.header.expect("header").revision, rev + 1);
     assert!(!within(kv.txn(txn)).await.expect("txn").into_inner().succeeded);
 
-    let err = within(kv.range(RangeRequest { revision: rev + 100, key: "/k".into(), ..Default::default() }))
-        .await
-        .expect_err("future revision");
+    let err =
+        within(kv.range(RangeRequest { revision: rev + 100, key: "/k".into(), ..Default::default() })).await.expect_err("future revision");
     assert_eq!((err.code(), err.message()), (Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"));
 }
 

@@ -72,9 +72,7 @@ async fn election_campaign_proclaim_observe_resign() {
     assert_eq!(now.kv.expect("kv").value, b"a2");
 
     let mut other = ElectionClient::new(node.channel.clone());
-    let mut second = Box::pin(async move {
-        other.campaign(CampaignRequest { name: "e".into(), lease: b, value: "b1".into() }).await
-    });
+    let mut second = Box::pin(async move { other.campaign(CampaignRequest { name: "e".into(), lease: b, value: "b1".into() }).await });
     assert!(still_pending(&mut second, Duration::from_millis(500)).await, "b waits for a");
     within(election.resign(ResignRequest { leader: Some(leader_a.clone()) })).await.expect("resign");
     let leader_b = within(second).await.expect("b leads").into_inner().leader.expect("leader key");

@@ -6,8 +6,7 @@ use std::time::Duration;
 use raftgres_proto::etcdserverpb::watch_create_request::FilterType;
 use raftgres_proto::etcdserverpb::watch_request::RequestUnion;
 use raftgres_proto::etcdserverpb::{
-    CompactionRequest, DeleteRangeRequest, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
-    WatchResponse,
+    CompactionRequest, DeleteRangeRequest, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
 };
 use raftgres_proto::mvccpb::event::EventType;
 use tokio::sync::mpsc;
@@ -52,11 +51,7 @@ fn prefix(p: &str) -> WatchCreateRequest {
 }
 
 fn keys_and_revs(resp: &WatchResponse) -> Vec<(String, i64)> {
-    resp.events
-        .iter()
-        .filter_map(|e| e.kv.as_ref())
-        .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.mod_revision))
-        .collect()
+    resp.events.iter().filter_map(|e| e.kv.as_ref()).map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.mod_revision)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -123,13 +118,8 @@ async fn filters_prev_kv_cancel_and_progress() {
     let node = Node::start().await;
     node.put("/f", "old").await;
     let mut s = Stream::open(&node).await;
-    let no_put = WatchCreateRequest {
-        key: "/f".into(),
-        filters: vec![FilterType::Noput as i32],
-        prev_kv: true,
-        watch_id: 7,
-        ..Default::default()
-    };
+    let no_put =
+        WatchCreateRequest { key: "/f".into(), filters: vec![FilterType::Noput as i32], prev_kv: true, watch_id: 7, ..Default::default() };
     s.create(no_put).await;
     assert_eq!(s.next().await.watch_id, 7);
     node.put("/f", "new").await;

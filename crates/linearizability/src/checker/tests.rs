@@ -79,11 +79,7 @@ fn indeterminate_writes_may_or_may_not_take_effect() {
     let never_seen = [op(1, put("a", "1"), 0, 1, unknown()), op(2, get("a"), 50, 51, read(None))];
     accepted(&never_seen);
     // Once seen, it stays: it took effect once.
-    let flickers = [
-        op(1, put("a", "1"), 0, 1, unknown()),
-        op(2, get("a"), 5, 6, read(Some("1"))),
-        op(2, get("a"), 7, 8, read(None)),
-    ];
+    let flickers = [op(1, put("a", "1"), 0, 1, unknown()), op(2, get("a"), 5, 6, read(Some("1"))), op(2, get("a"), 7, 8, read(None))];
     rejected(&flickers);
 }
 
@@ -111,11 +107,7 @@ fn a_stale_read_after_a_completed_write_is_rejected() {
 
 #[test]
 fn reads_going_back_in_time_are_rejected() {
-    let ops = [
-        op(1, put("a", "1"), 0, 10, ok(Output::Done)),
-        op(2, get("a"), 1, 2, read(Some("1"))),
-        op(3, get("a"), 3, 4, read(None)),
-    ];
+    let ops = [op(1, put("a", "1"), 0, 10, ok(Output::Done)), op(2, get("a"), 1, 2, read(Some("1"))), op(3, get("a"), 3, 4, read(None))];
     rejected(&ops);
 }
 
@@ -131,11 +123,7 @@ fn a_cas_that_succeeds_for_two_clients_is_rejected() {
 
 #[test]
 fn a_lost_write_is_rejected() {
-    let ops = [
-        op(1, put("a", "1"), 0, 1, ok(Output::Done)),
-        op(2, get("b"), 0, 1, read(None)),
-        op(2, get("a"), 2, 3, read(None)),
-    ];
+    let ops = [op(1, put("a", "1"), 0, 1, ok(Output::Done)), op(2, get("b"), 0, 1, read(None)), op(2, get("a"), 2, 3, read(None))];
     rejected(&ops);
 }
 
@@ -173,8 +161,7 @@ fn keys_are_checked_independently_unless_a_lease_joins_them() {
 
 #[test]
 fn a_search_over_its_step_limit_is_inconclusive_not_a_pass() {
-    let ops: Vec<Operation> =
-        (0..20).map(|i| op(i, put("a", &i.to_string()), 0, 100, ok(Output::Done))).collect();
+    let ops: Vec<Operation> = (0..20).map(|i| op(i, put("a", &i.to_string()), 0, 100, ok(Output::Done))).collect();
     match check(&ops, Limits { max_steps: 5 }) {
         Err(CheckError::Inconclusive(text)) => assert!(text.contains("gave up after 5 steps"), "{text}"),
         other => panic!("expected inconclusive, got {other:?}"),

@@ -7,8 +7,8 @@ use raftgres_proto::etcdserverpb::compare::{CompareResult, CompareTarget, Target
 use raftgres_proto::etcdserverpb::request_op::Request;
 use raftgres_proto::etcdserverpb::response_op::Response;
 use raftgres_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
-    TxnRequest, TxnResponse,
+    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, TxnRequest,
+    TxnResponse,
 };
 use raftgres_proto::mvccpb::KeyValue;
 

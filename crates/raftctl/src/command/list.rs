@@ -15,9 +15,7 @@ use raftgres_agent::cluster::{format_lsn, ClusterView, Keys, Member};
 use raftgres_agent::dcs::Dcs;
 use raftgres_proto::etcdserverpb::kv_client::KvClient;
 use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use raftgres_proto::etcdserverpb::{
-    Member as RaftMember, MemberListRequest, RangeRequest, StatusRequest, StatusResponse,
-};
+use raftgres_proto::etcdserverpb::{Member as RaftMember, MemberListRequest, RangeRequest, StatusRequest, StatusResponse};
 use serde::Serialize;
 
 use crate::client::{status_error, Api, COMMAND_TIMEOUT};
@@ -67,10 +65,7 @@ pub fn namespace_prefix(namespace: &str) -> String {
 }
 
 /// The scopes that have keys under the namespace prefix (`/service/demo/leader` → `demo`).
-pub fn scopes_from_keys<'a>(
-    prefix: &str,
-    keys: impl IntoIterator<Item = &'a str>,
-) -> BTreeSet<String> {
+pub fn scopes_from_keys<'a>(prefix: &str, keys: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
     keys.into_iter()
         .filter_map(|k| k.strip_prefix(prefix))
         .filter_map(|rest| rest.split_once('/'))
@@ -80,11 +75,7 @@ pub fn scopes_from_keys<'a>(
 }
 
 /// The scope to show: the one asked for, or the only one there is.
-pub fn pick_scope(
-    asked: Option<String>,
-    scopes: &BTreeSet<String>,
-    prefix: &str,
-) -> anyhow::Result<String> {
+pub fn pick_scope(asked: Option<String>, scopes: &BTreeSet<String>, prefix: &str) -> anyhow::Result<String> {
     if let Some(scope) = asked {
         return Ok(scope);
     }
@@ -130,10 +121,7 @@ fn lag_mb(primary: Option<u64>, lsn: Option<u64>) -> Option<u64> {
 /// The rows of the table, sorted by member name. `raft` maps member name → Raft column.
 pub fn rows(view: &ClusterView, raft: &BTreeMap<String, String>) -> Vec<ListRow> {
     let leader = view.leader_name();
-    let primary_pos = view
-        .leader_member()
-        .and_then(|m| m.xlog_location)
-        .or(view.status.as_ref().map(|s| s.optime));
+    let primary_pos = view.leader_member().and_then(|m| m.xlog_location).or(view.status.as_ref().map(|s| s.optime));
     let sync = view.sync_standbys();
     // `view.members` is a BTreeMap: already sorted by name.
     view.members
@@ -141,16 +129,8 @@ pub fn rows(view: &ClusterView, raft: &BTreeMap<String, String>) -> Vec<ListRow>
         .map(|(name, m)| {
             let is_leader = leader == Some(name.as_str());
             let streaming = m.replication_state.as_deref() == Some("streaming");
-            let state = if !is_leader && m.state == "running" && streaming {
-                "streaming".to_string()
-            } else {
-                m.state.clone()
-            };
-            let (receive, replay) = if is_leader {
-                (None, None)
-            } else {
-                (m.receive_lsn, m.replay_lsn)
-            };
+            let state = if !is_leader && m.state == "running" && streaming { "streaming".to_string() } else { m.state.clone() };
+            let (receive, replay) = if is_leader { (None, None) } else { (m.receive_lsn, m.replay_lsn) };
             ListRow {
                 member: name.clone(),
                 host: host_of(m),
@@ -168,10 +148,7 @@ pub fn rows(view: &ClusterView, raft: &BTreeMap<String, String>) -> Vec<ListRow>
                 receive_lag_mb: lag_mb(primary_pos, receive),
                 replay_lsn: replay.map(format_lsn),
                 replay_lag_mb: lag_mb(primary_pos, replay),
-                raft: raft
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(|| "unknown".to_string()),
+                raft: raft.get(name).cloned().unwrap_or_else(|| "unknown".to_string()),
                 pending_restart: m.pending_restart,
             }
         })
@@ -199,18 +176,7 @@ pub fn render(scope: &str, view: &ClusterView, rows: &[ListRow]) -> String {
             ]
         })
         .collect();
-    let header = [
-        "Member",
-        "Host",
-        "Role",
-        "State",
-        "TL",
-        "Receive LSN",
-        "Lag",
-        "Replay LSN",
-        "Lag",
-        "Raft",
-    ];
+    let header = ["Member", "Host", "Role", "State", "TL", "Receive LSN", "Lag", "Replay LSN", "Lag", "Raft"];
     // As patronictl: a "Pending restart" column only when some member needs one.
     let pending = rows.iter().any(|r| r.pending_restart);
     let mut header = header.to_vec();
@@ -222,20 +188,12 @@ pub fn render(scope: &str, view: &ClusterView, rows: &[ListRow]) -> String {
         }
     }
     let body = table::render(&header, &cells);
-    let sysid = view
-        .initialize
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("uninitialized");
+    let sysid = view.initialize.as_deref().filter(|s| !s.is_empty()).unwrap_or("uninitialized");
     let title = format!("+ Cluster: {scope} ({sysid}) ");
     let (border, rest) = body.split_once('\n').unwrap_or((body.as_str(), ""));
     // The border is ASCII, so a char count of the title is a valid byte index into it.
     let title_len = title.chars().count();
-    let top = if title_len + 1 < border.len() {
-        format!("{title}{}", &border[title_len..])
-    } else {
-        format!("{title}-+")
-    };
+    let top = if title_len + 1 < border.len() { format!("{title}{}", &border[title_len..]) } else { format!("{title}-+") };
     let mut out = format!("{top}\n{rest}");
     if view.paused() {
         out.push_str(" Maintenance mode: on\n");
@@ -246,13 +204,7 @@ pub fn render(scope: &str, view: &ClusterView, rows: &[ListRow]) -> String {
 /// Raft column for each Patroni member: MemberList, then each node's Status (1 s each,
 /// all at once). A failing MemberList leaves the column "unknown" rather than failing.
 pub async fn raft_roles(api: &Api, names: &[String]) -> BTreeMap<String, String> {
-    let list = tokio::time::timeout(
-        COMMAND_TIMEOUT,
-        api.cluster().member_list(MemberListRequest {
-            linearizable: false,
-        }),
-    )
-    .await;
+    let list = tokio::time::timeout(COMMAND_TIMEOUT, api.cluster().member_list(MemberListRequest { linearizable: false })).await;
     let raft_members = match list {
         Ok(Ok(resp)) => resp.into_inner().members,
         _ => return BTreeMap::new(),
@@ -267,50 +219,28 @@ pub async fn raft_roles(api: &Api, names: &[String]) -> BTreeMap<String, String>
             (name.clone(), raft_cell(node, status.as_ref()))
         }
     });
-    futures::future::join_all(lookups)
-        .await
-        .into_iter()
-        .collect()
+    futures::future::join_all(lookups).await.into_iter().collect()
 }
 
 async fn node_status(api: &Api, node: &RaftMember) -> Option<StatusResponse> {
     let url = node.client_ur_ls.first()?;
     let ask = async {
         let channel = api.connect_member(url).await.ok()?;
-        MaintenanceClient::new(channel)
-            .status(StatusRequest {})
-            .await
-            .ok()
-            .map(|r| r.into_inner())
+        MaintenanceClient::new(channel).status(StatusRequest {}).await.ok().map(|r| r.into_inner())
     };
-    tokio::time::timeout(RAFT_STATUS_TIMEOUT, ask)
-        .await
-        .ok()
-        .flatten()
+    tokio::time::timeout(RAFT_STATUS_TIMEOUT, ask).await.ok().flatten()
 }
 
 /// The scopes under the namespace, from one keys-only Range.
 pub async fn list_scopes(api: &Api, prefix: &str) -> anyhow::Result<BTreeSet<String>> {
     let key = prefix.as_bytes().to_vec();
-    let req = RangeRequest {
-        range_end: raftgres_agent::dcs::prefix_end(&key),
-        key,
-        keys_only: true,
-        ..Default::default()
-    };
-    let resp = tokio::time::timeout(
-        COMMAND_TIMEOUT,
-        KvClient::new(api.channel.clone()).range(req),
-    )
-    .await
-    .with_context(|| format!("reading {prefix}: no answer within {COMMAND_TIMEOUT:?}"))?
-    .map_err(status_error)?
-    .into_inner();
-    let keys: Vec<String> = resp
-        .kvs
-        .iter()
-        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
-        .collect();
+    let req = RangeRequest { range_end: raftgres_agent::dcs::prefix_end(&key), key, keys_only: true, ..Default::default() };
+    let resp = tokio::time::timeout(COMMAND_TIMEOUT, KvClient::new(api.channel.clone()).range(req))
+        .await
+        .with_context(|| format!("reading {prefix}: no answer within {COMMAND_TIMEOUT:?}"))?
+        .map_err(status_error)?
+        .into_inner();
+    let keys: Vec<String> = resp.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect();
     Ok(scopes_from_keys(prefix, keys.iter().map(String::as_str)))
 }
 
@@ -320,15 +250,8 @@ pub async fn run(api: &Api, args: ListArgs, output: Output) -> anyhow::Result<()
         Some(s) => s,
         None => pick_scope(None, &list_scopes(api, &prefix).await?, &prefix)?,
     };
-    let dcs = Dcs::new(
-        api.channel.clone(),
-        Keys::new(&args.namespace, &scope),
-        COMMAND_TIMEOUT,
-    );
-    let view = dcs
-        .read_cluster()
-        .await
-        .with_context(|| format!("reading {prefix}{scope}/"))?;
+    let dcs = Dcs::new(api.channel.clone(), Keys::new(&args.namespace, &scope), COMMAND_TIMEOUT);
+    let view = dcs.read_cluster().await.with_context(|| format!("reading {prefix}{scope}/"))?;
     if view.members.is_empty() {
         bail!("no cluster {scope} under {prefix}");
     }
@@ -362,74 +285,41 @@ mod tests {
     /// node1 primary at 0/6000000; node2 streaming, 16 MiB behind on replay; node3 a
     /// running replica not streaming, 32 MiB behind.
     fn three_nodes() -> ClusterView {
-        let primary = Member {
-            xlog_location: Some(0x600_0000),
-            ..member(5432, Role::Primary, "running")
-        };
+        let primary = Member { xlog_location: Some(0x600_0000), ..member(5432, Role::Primary, "running") };
         let r1 = Member {
             receive_lsn: Some(0x600_0000),
             replay_lsn: Some(0x500_0000),
             replication_state: Some("streaming".into()),
             ..member(5433, Role::Replica, "running")
         };
-        let r2 = Member {
-            receive_lsn: Some(0x400_0000),
-            replay_lsn: Some(0x400_0000),
-            ..member(5434, Role::Replica, "running")
-        };
+        let r2 = Member { receive_lsn: Some(0x400_0000), replay_lsn: Some(0x400_0000), ..member(5434, Role::Replica, "running") };
         let mut members = BTreeMap::new();
         members.insert("node3".to_string(), r2);
         members.insert("node1".to_string(), primary);
         members.insert("node2".to_string(), r1);
         ClusterView {
             initialize: Some("7301234567890123456".into()),
-            leader: Some(LeaderKey {
-                name: "node1".into(),
-                lease: 1,
-                mod_revision: 5,
-            }),
+            leader: Some(LeaderKey { name: "node1".into(), lease: 1, mod_revision: 5 }),
             members,
-            status: Some(ClusterStatus {
-                optime: 0x600_0000,
-                ..Default::default()
-            }),
+            status: Some(ClusterStatus { optime: 0x600_0000, ..Default::default() }),
             ..Default::default()
         }
     }
 
     fn raft() -> BTreeMap<String, String> {
-        [
-            ("node1", "leader (term 2)"),
-            ("node2", "follower"),
-            ("node3", "unreachable"),
-        ]
-        .into_iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
+        [("node1", "leader (term 2)"), ("node2", "follower"), ("node3", "unreachable")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn parses_list_args() {
-        let cli = crate::Cli::parse_from([
-            "raftctl",
-            "list",
-            "demo",
-            "--namespace",
-            "/x/",
-            "-o",
-            "json",
-        ]);
-        let crate::Command::List(args) = cli.command else {
-            panic!("not list")
-        };
-        assert_eq!(
-            (args.scope.as_deref(), args.namespace.as_str()),
-            (Some("demo"), "/x/")
-        );
+        let cli = crate::Cli::parse_from(["raftctl", "list", "demo", "--namespace", "/x/", "-o", "json"]);
+        let crate::Command::List(args) = cli.command else { panic!("not list") };
+        assert_eq!((args.scope.as_deref(), args.namespace.as_str()), (Some("demo"), "/x/"));
         let cli = crate::Cli::parse_from(["raftctl", "list"]);
-        let crate::Command::List(args) = cli.command else {
-            panic!("not list")
-        };
+        let crate::Command::List(args) = cli.command else { panic!("not list") };
         assert_eq!((args.scope, args.namespace.as_str()), (None, "/service/"));
     }
 
@@ -441,54 +331,27 @@ mod tests {
         assert_eq!(names, ["node1", "node2", "node3"]);
 
         let p = &rows[0];
-        assert_eq!(
-            (p.role.as_str(), p.state.as_str(), p.host.as_str()),
-            ("Leader", "running", "127.0.0.1:5432")
-        );
-        assert_eq!(
-            (p.receive_lsn.as_deref(), p.receive_lag_mb, p.replay_lag_mb),
-            (None, None, None)
-        );
+        assert_eq!((p.role.as_str(), p.state.as_str(), p.host.as_str()), ("Leader", "running", "127.0.0.1:5432"));
+        assert_eq!((p.receive_lsn.as_deref(), p.receive_lag_mb, p.replay_lag_mb), (None, None, None));
         assert_eq!(p.raft, "leader (term 2)");
 
         let s = &rows[1];
-        assert_eq!(
-            (s.role.as_str(), s.state.as_str()),
-            ("Replica", "streaming")
-        );
-        assert_eq!(
-            (s.receive_lsn.as_deref(), s.receive_lag_mb),
-            (Some("0/6000000"), Some(0))
-        );
-        assert_eq!(
-            (s.replay_lsn.as_deref(), s.replay_lag_mb),
-            (Some("0/5000000"), Some(16))
-        );
+        assert_eq!((s.role.as_str(), s.state.as_str()), ("Replica", "streaming"));
+        assert_eq!((s.receive_lsn.as_deref(), s.receive_lag_mb), (Some("0/6000000"), Some(0)));
+        assert_eq!((s.replay_lsn.as_deref(), s.replay_lag_mb), (Some("0/5000000"), Some(16)));
 
         let r = &rows[2];
-        assert_eq!(
-            (r.role.as_str(), r.state.as_str(), r.raft.as_str()),
-            ("Replica", "running", "unreachable")
-        );
+        assert_eq!((r.role.as_str(), r.state.as_str(), r.raft.as_str()), ("Replica", "running", "unreachable"));
         assert_eq!((r.receive_lag_mb, r.replay_lag_mb), (Some(32), Some(32)));
 
         let out = render("demo", &view, &rows);
         let lines: Vec<&str> = out.lines().collect();
-        assert!(
-            lines[0].starts_with("+ Cluster: demo (7301234567890123456) --"),
-            "{out}"
-        );
+        assert!(lines[0].starts_with("+ Cluster: demo (7301234567890123456) --"), "{out}");
         assert!(lines[0].ends_with("-+"), "{out}");
         assert_eq!(lines[0].len(), lines[2].len(), "{out}");
         assert!(lines[1].starts_with("| Member | Host"), "{out}");
-        assert!(
-            lines[3].contains("| node1  | 127.0.0.1:5432 | Leader  | running   | 1  |"),
-            "{out}"
-        );
-        assert!(
-            lines[4].contains("| 0/6000000   | 0   | 0/5000000  | 16  | follower "),
-            "{out}"
-        );
+        assert!(lines[3].contains("| node1  | 127.0.0.1:5432 | Leader  | running   | 1  |"), "{out}");
+        assert!(lines[4].contains("| 0/6000000   | 0   | 0/5000000  | 16  | follower "), "{out}");
         assert!(!out.contains("Maintenance"), "{out}");
 
         let json = serde_json::to_value(&rows).expect("json");
@@ -503,18 +366,12 @@ mod tests {
         if let Some(m) = view.members.get_mut("node1") {
             m.xlog_location = None;
         }
-        view.status = Some(ClusterStatus {
-            optime: 0x700_0000,
-            ..Default::default()
-        });
+        view.status = Some(ClusterStatus { optime: 0x700_0000, ..Default::default() });
         let rows = rows(&view, &raft());
         assert_eq!(rows[1].receive_lag_mb, Some(16));
         view.status = None;
         let rows = super::rows(&view, &raft());
-        assert_eq!(
-            (rows[1].receive_lag_mb, rows[1].receive_lsn.as_deref()),
-            (None, Some("0/6000000"))
-        );
+        assert_eq!((rows[1].receive_lag_mb, rows[1].receive_lsn.as_deref()), (None, Some("0/6000000")));
     }
 
     #[test]
@@ -547,33 +404,15 @@ mod tests {
         // No leader member: lag is measured from /status.
         assert_eq!(rows[2].receive_lag_mb, Some(32));
         let out = render("demo", &view, &rows);
-        assert!(
-            out.starts_with("+ Cluster: demo (uninitialized) -"),
-            "{out}"
-        );
+        assert!(out.starts_with("+ Cluster: demo (uninitialized) -"), "{out}");
     }
 
     #[test]
     fn list_raft_cell() {
-        let node = RaftMember {
-            id: 7,
-            name: "node1".into(),
-            ..Default::default()
-        };
-        let lead = StatusResponse {
-            leader: 7,
-            raft_term: 4,
-            ..Default::default()
-        };
-        let other = StatusResponse {
-            leader: 8,
-            raft_term: 4,
-            ..Default::default()
-        };
-        let learner = RaftMember {
-            is_learner: true,
-            ..node.clone()
-        };
+        let node = RaftMember { id: 7, name: "node1".into(), ..Default::default() };
+        let lead = StatusResponse { leader: 7, raft_term: 4, ..Default::default() };
+        let other = StatusResponse { leader: 8, raft_term: 4, ..Default::default() };
+        let learner = RaftMember { is_learner: true, ..node.clone() };
         assert_eq!(raft_cell(Some(&node), Some(&lead)), "leader (term 4)");
         assert_eq!(raft_cell(Some(&node), Some(&other)), "follower");
         assert_eq!(raft_cell(Some(&learner), Some(&other)), "learner");
@@ -583,17 +422,9 @@ mod tests {
 
     #[test]
     fn list_scope_discovery() {
-        let keys = [
-            "/service/demo/leader",
-            "/service/demo/members/n1",
-            "/service/other/config",
-            "/service/stray",
-        ];
+        let keys = ["/service/demo/leader", "/service/demo/members/n1", "/service/other/config", "/service/stray"];
         let scopes = scopes_from_keys("/service/", keys);
-        assert_eq!(
-            scopes.iter().map(String::as_str).collect::<Vec<_>>(),
-            ["demo", "other"]
-        );
+        assert_eq!(scopes.iter().map(String::as_str).collect::<Vec<_>>(), ["demo", "other"]);
         let err = pick_scope(None, &scopes, "/service/").expect_err("ambiguous");
         assert!(format!("{err}").contains("demo, other"), "{err}");
         assert!(pick_scope(None, &BTreeSet::new(), "/service/").is_err());

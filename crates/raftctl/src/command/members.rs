@@ -6,8 +6,7 @@
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use raftgres_proto::etcdserverpb::{
-    Member, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, StatusRequest,
-    StatusResponse,
+    Member, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, StatusRequest, StatusResponse,
 };
 use serde::Serialize;
 
@@ -116,7 +115,10 @@ pub async fn run(api: &Api, args: MembersArgs, output: Output) -> anyhow::Result
                 })
                 .collect();
             println!("Member {name} added as a learner with id {id:x}. Start it with:");
-            println!("  raftgres --name {name} --listen-peer {peer_addr} --initial-cluster {} --initial-cluster-state existing ...", initial.join(","));
+            println!(
+                "  raftgres --name {name} --listen-peer {peer_addr} --initial-cluster {} --initial-cluster-state existing ...",
+                initial.join(",")
+            );
             println!("then promote it once it caught up: raftctl members promote {name}");
         }
         MembersAction::Promote { name } => {

@@ -47,7 +47,9 @@ async fn call(api: &Api, node: &NodeArgs, method: &str, path: &str, body: Option
     })?;
     let base = member.api_url.trim_end_matches("/patroni");
     let url = format!("{base}{path}");
-    let (code, answer) = api.rest().request(method, &url, body.as_deref(), node.rest_auth.as_deref())
+    let (code, answer) = api
+        .rest()
+        .request(method, &url, body.as_deref(), node.rest_auth.as_deref())
         .await
         .with_context(|| format!("cannot reach {}'s REST API at {base}", node.member))?;
     let answer = answer.trim();

@@ -70,7 +70,11 @@ pub async fn failover(api: &Api, args: FailoverArgs) -> anyhow::Result<()> {
     if let (Some(primary), Some(candidate)) = (view.leader_member(), view.members.get(&args.candidate)) {
         if let (Some(p), Some(c)) = (primary.xlog_location, candidate.xlog_location) {
             if p > c {
-                println!("warning: {} is {} bytes behind the primary {old}: writes not yet on it are lost if {old} is not reachable", args.candidate, p - c);
+                println!(
+                    "warning: {} is {} bytes behind the primary {old}: writes not yet on it are lost if {old} is not reachable",
+                    args.candidate,
+                    p - c
+                );
             }
         }
     } else if view.leader.is_none() {

@@ -74,10 +74,7 @@ async fn a_new_leader_never_renews_a_lease_its_log_revokes() {
     let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let store = cluster.members[leader].store().clone();
     store.kv(Command::LeaseGrant { id: ID, ttl: 30 }).await.expect("granted").expect("a new lease");
-    eventually("every member applied the grant", || async {
-        cluster.members.iter().all(|m| has_lease(m.store(), ID)).then_some(())
-    })
-    .await;
+    eventually("every member applied the grant", || async { cluster.members.iter().all(|m| has_lease(m.store(), ID)).then_some(()) }).await;
 
     let logged = |i: usize| cluster.members[i].store().metrics().last_log_index.unwrap_or(0);
     let before: Vec<u64> = followers.iter().map(|&i| logged(i)).collect();
@@ -97,8 +94,7 @@ async fn a_new_leader_never_renews_a_lease_its_log_revokes() {
     }
 
     let stop = Instant::now() + PATIENCE;
-    let spammers: Vec<_> =
-        followers.iter().map(|&i| tokio::spawn(renew_until(cluster.members[i].store().clone(), ID, stop))).collect();
+    let spammers: Vec<_> = followers.iter().map(|&i| tokio::spawn(renew_until(cluster.members[i].store().clone(), ID, stop))).collect();
     for (spammer, &i) in spammers.into_iter().zip(&followers) {
         let renewed = spammer.await.expect("the keep-alive task");
         assert!(renewed.is_empty(), "n{} renewed the revoked lease: TTLs {renewed:?}", i + 1);

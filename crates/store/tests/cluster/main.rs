@@ -62,8 +62,7 @@ impl Cluster {
             proxies.push(Proxy::start(port.clone()).await);
             listen.push(port);
         }
-        let initial: Vec<(String, String)> =
-            proxies.iter().enumerate().map(|(i, p)| (format!("n{}", i + 1), p.addr.clone())).collect();
+        let initial: Vec<(String, String)> = proxies.iter().enumerate().map(|(i, p)| (format!("n{}", i + 1), p.addr.clone())).collect();
         let members = proxies
             .into_iter()
             .zip(listen)

@@ -18,17 +18,8 @@ async fn patroni_status_of_a_primary() {
     assert_eq!(body["replication"][0]["application_name"], "node2");
     assert_eq!(body["dcs_last_seen"], 1_700_000_000);
     assert_eq!(body["database_system_identifier"], "7300000000000000001");
-    assert_eq!(
-        body["patroni"],
-        json!({"version": crate::VERSION, "scope": "demo", "name": "node1"})
-    );
-    for absent in [
-        "pending_restart",
-        "pause",
-        "tags",
-        "cluster_unlocked",
-        "replication_state",
-    ] {
+    assert_eq!(body["patroni"], json!({"version": crate::VERSION, "scope": "demo", "name": "node1"}));
+    for absent in ["pending_restart", "pause", "tags", "cluster_unlocked", "replication_state"] {
         assert!(body.get(absent).is_none(), "{absent} should be omitted");
     }
     // A health check's GET body is the same document.
@@ -56,11 +47,7 @@ async fn patroni_status_of_replicas_and_stopped_nodes() {
     assert_eq!(body["role"], "replica");
     assert_eq!(body["pending_restart"], true);
     assert_eq!(body["pause"], true);
-    assert!(
-        body.get("xlog").is_none()
-            && body.get("timeline").is_none()
-            && body.get("dcs_last_seen").is_none()
-    );
+    assert!(body.get("xlog").is_none() && body.get("timeline").is_none() && body.get("dcs_last_seen").is_none());
 }
 
 #[tokio::test]
@@ -70,10 +57,7 @@ async fn cluster_lists_members_as_patroni_4() {
     assert_eq!(body["scope"], "demo");
     assert!(body.get("pause").is_none());
     let members = body["members"].as_array().expect("members");
-    let names: Vec<_> = members
-        .iter()
-        .map(|m| m["name"].as_str().unwrap_or_default())
-        .collect();
+    let names: Vec<_> = members.iter().map(|m| m["name"].as_str().unwrap_or_default()).collect();
     assert_eq!(names, ["node1", "node2", "node3"]);
     let (leader, node2, node3) = (&members[0], &members[1], &members[2]);
     assert_eq!(leader["role"], "leader");
@@ -89,10 +73,7 @@ async fn cluster_lists_members_as_patroni_4() {
     assert_eq!(node2["lsn"], crate::cluster::format_lsn(NODE2_RECEIVED));
     assert_eq!(node2["receive_lag"], 20_000);
     assert_eq!(node2["replay_lag"], 30_000);
-    assert_eq!(
-        node2["replay_lsn"],
-        crate::cluster::format_lsn(NODE2_REPLAYED)
-    );
+    assert_eq!(node2["replay_lsn"], crate::cluster::format_lsn(NODE2_REPLAYED));
     assert_eq!(node3["tags"], json!({"noloadbalance": true}));
     assert_eq!(node3["lag"], "unknown");
     assert_eq!(node3["lsn"], "unknown");
@@ -106,26 +87,14 @@ async fn cluster_lists_members_as_patroni_4() {
     });
     let (_, body) = get_json(&paused, "/cluster").await;
     assert_eq!(body["pause"], true);
-    assert_eq!(
-        body["scheduled_switchover"],
-        json!({"at": "2026-01-01T12:00:00+00:00", "from": "node1", "to": "node2"})
-    );
+    assert_eq!(body["scheduled_switchover"], json!({"at": "2026-01-01T12:00:00+00:00", "from": "node1", "to": "node2"}));
 }
 
 #[tokio::test]
 async fn history_and_config() {
     let (status, body) = get_json(&primary(), "/history").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        body,
-        json!([[
-            1,
-            0x200_0060,
-            "no recovery target specified",
-            "2026-01-01T00:00:00+00:00",
-            "node1"
-        ]])
-    );
+    assert_eq!(body, json!([[1, 0x200_0060, "no recovery target specified", "2026-01-01T00:00:00+00:00", "node1"]]));
     let (status, body) = get_json(&primary(), "/config").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["maximum_lag_on_failover"], 25_000);
@@ -138,18 +107,13 @@ async fn history_and_config() {
 
 #[tokio::test]
 async fn serve_answers_over_tcp() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (_tx, rx) = tokio::sync::watch::channel(primary());
     let server = tokio::spawn(crate::rest::serve(listener, rx, None, None));
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(b"OPTIONS /primary HTTP/1.0\r\n\r\n")
-        .await
-        .expect("write");
+    stream.write_all(b"OPTIONS /primary HTTP/1.0\r\n\r\n").await.expect("write");
     let mut reply = String::new();
     stream.read_to_string(&mut reply).await.expect("read");
     assert!(reply.starts_with("HTTP/1.0 200 OK"), "{reply}");

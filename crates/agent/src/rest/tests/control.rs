@@ -26,7 +26,8 @@ async fn send(control: Control, method: Method, uri: &str, auth: Option<&str>, b
     if let Some(a) = auth {
         request = request.header(header::AUTHORIZATION, format!("Basic {}", crate::http::base64(a.as_bytes())));
     }
-    let response = router(rx, Some(control)).oneshot(request.body(Body::from(body.to_string())).expect("request")).await.expect("infallible");
+    let response =
+        router(rx, Some(control)).oneshot(request.body(Body::from(body.to_string())).expect("request")).await.expect("infallible");
     let challenge = response.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_string);
     (response.status(), challenge)
 }
@@ -103,9 +104,17 @@ async fn failsafe_confirms_only_the_known_leader_from_a_replica_with_credentials
     assert_eq!(failsafe(replica.clone(), None, ask).await, StatusCode::UNAUTHORIZED, "anyone could block failover");
     assert_eq!(failsafe(replica.clone(), ADMIN, ask).await, StatusCode::OK);
     assert_eq!(failsafe(replica.clone(), ADMIN, r#"{"name": "node2", "ttl": 30}"#).await, StatusCode::CONFLICT, "not the leader");
-    assert_eq!(failsafe(replica.clone(), ADMIN, r#"{"name": "node1", "ttl": 3600}"#).await, StatusCode::BAD_REQUEST, "above the cluster's ttl");
+    assert_eq!(
+        failsafe(replica.clone(), ADMIN, r#"{"name": "node1", "ttl": 3600}"#).await,
+        StatusCode::BAD_REQUEST,
+        "above the cluster's ttl"
+    );
     assert_eq!(failsafe(replica, ADMIN, r#"{"name": "node1"}"#).await, StatusCode::BAD_REQUEST);
-    assert_eq!(failsafe(with_failsafe(super::primary()), ADMIN, r#"{"name": "node3", "ttl": 30}"#).await, StatusCode::CONFLICT, "the primary confirms nobody");
+    assert_eq!(
+        failsafe(with_failsafe(super::primary()), ADMIN, r#"{"name": "node3", "ttl": 30}"#).await,
+        StatusCode::CONFLICT,
+        "the primary confirms nobody"
+    );
     let mut demoting = with_failsafe(super::noloadbalance_replica());
     demoting.postgres.role = crate::cluster::Role::Primary;
     assert_eq!(failsafe(demoting, ADMIN, ask).await, StatusCode::CONFLICT, "a member running as primary confirms nobody");

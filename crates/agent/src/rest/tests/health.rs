@@ -31,35 +31,17 @@ async fn expect_all(state: &NodeState, codes: [u16; 15]) {
 
 #[tokio::test]
 async fn primary_passes_the_primary_checks_only() {
-    expect_all(
-        &primary(),
-        [
-            200, 200, 200, 200, 200, 503, 503, 200, 200, 503, 503, 503, 503, 200, 503,
-        ],
-    )
-    .await;
+    expect_all(&primary(), [200, 200, 200, 200, 200, 503, 503, 200, 200, 503, 503, 503, 503, 200, 503]).await;
 }
 
 #[tokio::test]
 async fn streaming_replica_passes_the_replica_checks() {
-    expect_all(
-        &lagging_replica(),
-        [
-            503, 503, 503, 503, 503, 503, 200, 200, 200, 503, 503, 200, 200, 503, 503,
-        ],
-    )
-    .await;
+    expect_all(&lagging_replica(), [503, 503, 503, 503, 503, 503, 200, 200, 200, 503, 503, 200, 200, 503, 503]).await;
 }
 
 #[tokio::test]
 async fn noloadbalance_replica_is_healthy_but_not_balanced() {
-    expect_all(
-        &noloadbalance_replica(),
-        [
-            503, 503, 503, 503, 503, 503, 503, 503, 200, 503, 503, 503, 503, 503, 503,
-        ],
-    )
-    .await;
+    expect_all(&noloadbalance_replica(), [503, 503, 503, 503, 503, 503, 503, 503, 200, 503, 503, 503, 503, 503, 503]).await;
 }
 
 #[tokio::test]
@@ -78,13 +60,7 @@ async fn hung_replica_fails_everything() {
 
 #[tokio::test]
 async fn unlocked_cluster_still_has_replicas() {
-    expect_all(
-        &unlocked(),
-        [
-            503, 503, 503, 503, 503, 503, 200, 200, 200, 503, 503, 200, 200, 503, 503,
-        ],
-    )
-    .await;
+    expect_all(&unlocked(), [503, 503, 503, 503, 503, 503, 200, 200, 200, 503, 503, 200, 200, 503, 503]).await;
     let (_, body) = get_json(&unlocked(), "/patroni").await;
     assert_eq!(body["cluster_unlocked"], true);
 }
@@ -120,12 +96,7 @@ async fn lag_filter_compares_with_the_primary_position() {
 async fn replication_state_and_tag_filters() {
     let s = lagging_replica();
     expect(&s, "/replica?replication_state=streaming", 200).await;
-    expect(
-        &s,
-        "/replica?replication_state=in%20archive%20recovery",
-        503,
-    )
-    .await;
+    expect(&s, "/replica?replication_state=in%20archive%20recovery", 503).await;
     expect(&s, "/replica?tag_nofailover=true", 200).await;
     expect(&s, "/replica?tag_nofailover=false", 503).await;
     expect(&s, "/replica?tag_clonefrom=true", 503).await;
@@ -138,17 +109,9 @@ async fn replication_state_and_tag_filters() {
 #[tokio::test]
 async fn odd_requests_do_not_panic() {
     let s = lagging_replica();
-    for uri in [
-        "/replica?%zz=%%&&=&lag",
-        "/replica?lag=99999999999999999999999999999999999999999TB",
-        "//replica//x?a=b=c",
-        "/%FF",
-    ] {
+    for uri in ["/replica?%zz=%%&&=&lag", "/replica?lag=99999999999999999999999999999999999999999TB", "//replica//x?a=b=c", "/%FF"] {
         let (status, _, _) = call(&s, Method::GET, uri).await;
-        assert!(
-            status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
-            "{uri}: {status}"
-        );
+        assert!(status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE, "{uri}: {status}");
     }
     for method in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
         let (status, _, _) = call(&s, method, "/restart").await;
@@ -165,21 +128,13 @@ async fn liveness_and_readiness() {
             assert!(body.is_empty());
         }
     }
-    let readiness = |s: NodeState, uri: &'static str| async move {
-        call(&s, Method::GET, uri).await.0.as_u16()
-    };
+    let readiness = |s: NodeState, uri: &'static str| async move { call(&s, Method::GET, uri).await.0.as_u16() };
     assert_eq!(readiness(primary(), "/readiness").await, 200);
     assert_eq!(readiness(stopped(), "/readiness").await, 503);
     // Config says maximum_lag_on_failover 25,000; node2 replayed 30,000 behind, received 20,000.
     assert_eq!(readiness(lagging_replica(), "/readiness").await, 503);
-    assert_eq!(
-        readiness(lagging_replica(), "/readiness?mode=write").await,
-        200
-    );
-    assert_eq!(
-        readiness(lagging_replica(), "/readiness?lag=30000").await,
-        200
-    );
+    assert_eq!(readiness(lagging_replica(), "/readiness?mode=write").await, 200);
+    assert_eq!(readiness(lagging_replica(), "/readiness?lag=30000").await, 200);
     assert_eq!(readiness(noloadbalance_replica(), "/readiness").await, 200);
     let mut not_streaming = noloadbalance_replica();
     not_streaming.postgres.replication_state = None;

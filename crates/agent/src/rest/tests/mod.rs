@@ -43,15 +43,8 @@ pub(super) fn cluster(leader: Option<&str>) -> ClusterView {
     let mut view = ClusterView {
         revision: 7,
         initialize: Some("7300000000000000001".into()),
-        leader: leader.map(|name| LeaderKey {
-            name: name.into(),
-            lease: 1,
-            mod_revision: 5,
-        }),
-        config: Some((
-            json!({"ttl": 30, "loop_wait": 10, "maximum_lag_on_failover": 25_000}),
-            3,
-        )),
+        leader: leader.map(|name| LeaderKey { name: name.into(), lease: 1, mod_revision: 5 }),
+        config: Some((json!({"ttl": 30, "loop_wait": 10, "maximum_lag_on_failover": 25_000}), 3)),
         history: vec![HistoryEntry(
             1,
             0x200_0060,
@@ -59,14 +52,10 @@ pub(super) fn cluster(leader: Option<&str>) -> ClusterView {
             "2026-01-01T00:00:00+00:00".into(),
             "node1".into(),
         )],
-        status: Some(ClusterStatus {
-            optime: PRIMARY_AT - 100,
-            ..Default::default()
-        }),
+        status: Some(ClusterStatus { optime: PRIMARY_AT - 100, ..Default::default() }),
         ..Default::default()
     };
-    view.members
-        .insert("node1".into(), member(1, Role::Primary, PRIMARY_AT));
+    view.members.insert("node1".into(), member(1, Role::Primary, PRIMARY_AT));
     let mut node2 = member(2, Role::Replica, NODE2_RECEIVED);
     node2.receive_lsn = Some(NODE2_RECEIVED);
     node2.replay_lsn = Some(NODE2_REPLAYED);
@@ -110,14 +99,7 @@ pub(super) fn primary() -> NodeState {
 }
 
 pub(super) fn lagging_replica() -> NodeState {
-    let mut s = NodeState::new(
-        "node2",
-        "demo",
-        Tags {
-            nofailover: true,
-            ..Default::default()
-        },
-    );
+    let mut s = NodeState::new("node2", "demo", Tags { nofailover: true, ..Default::default() });
     s.postgres = running(Role::Replica);
     s.postgres.receive_lsn = Some(NODE2_RECEIVED);
     s.postgres.replay_lsn = Some(NODE2_REPLAYED);
@@ -127,14 +109,7 @@ pub(super) fn lagging_replica() -> NodeState {
 }
 
 pub(super) fn noloadbalance_replica() -> NodeState {
-    let mut s = NodeState::new(
-        "node3",
-        "demo",
-        Tags {
-            noloadbalance: true,
-            ..Default::default()
-        },
-    );
+    let mut s = NodeState::new("node3", "demo", Tags { noloadbalance: true, ..Default::default() });
     s.postgres = running(Role::Replica);
     s.postgres.receive_lsn = Some(PRIMARY_AT);
     s.postgres.replay_lsn = Some(PRIMARY_AT);
@@ -159,31 +134,13 @@ pub(super) fn unlocked() -> NodeState {
     s
 }
 
-pub(super) async fn call(
-    state: &NodeState,
-    method: Method,
-    uri: &str,
-) -> (StatusCode, Option<String>, Vec<u8>) {
+pub(super) async fn call(state: &NodeState, method: Method, uri: &str) -> (StatusCode, Option<String>, Vec<u8>) {
     let (_tx, rx) = tokio::sync::watch::channel(state.clone());
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::empty())
-        .expect("request");
+    let request = Request::builder().method(method).uri(uri).body(Body::empty()).expect("request");
     let response = router(rx, None).oneshot(request).await.expect("infallible");
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
+    let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = response.into_body().collect().await.expect("body").to_bytes().to_vec();
     (status, content_type, body)
 }
 

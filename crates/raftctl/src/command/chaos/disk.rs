@@ -31,7 +31,11 @@ pub fn mount_all(lab: &Lab) -> anyhow::Result<()> {
         let size = format!("size={SIZE},mode=0755");
         run(Command::new("mount").args(["-t", "tmpfs", "-o", &size, "raftgres-chaos"]).arg(&node.dir))?;
         for (path, bytes) in kept {
-            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             f.write_all(&bytes).with_context(|| format!("cannot write {}", path.display()))?;
         }
@@ -52,7 +56,11 @@ pub fn unmount_all(lab: &Lab) {
 /// Fills `node`'s disk to the last byte; returns the filler file to remove later.
 pub fn fill(node: &LabNode) -> anyhow::Result<PathBuf> {
     let path = node.dir.join(FILLER);
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&path)
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     // Big writes, then small ones: bounded by the disk's size either way.
     for chunk in [1 << 20, 4096, 1] {

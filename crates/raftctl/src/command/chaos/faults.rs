@@ -184,7 +184,12 @@ async fn lead_raft(lab: &Lab, target: usize) -> anyhow::Result<()> {
     MaintenanceClient::new(channel).move_leader(MoveLeaderRequest { target_id: id }).await.map_err(status_error)?;
     let deadline = Instant::now() + MOVE_LEADER_WAIT;
     while raft_leader(lab, target).await? != target {
-        anyhow::ensure!(Instant::now() < deadline, "Raft leadership did not move to {} within {} s", lab.nodes[target].name, MOVE_LEADER_WAIT.as_secs());
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "Raft leadership did not move to {} within {} s",
+            lab.nodes[target].name,
+            MOVE_LEADER_WAIT.as_secs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())

@@ -93,7 +93,16 @@ fn logs_dir(dir: &std::path::Path) -> PathBuf {
 fn save_writes(path: &std::path::Path, acks: &[verdict::Ack]) -> anyhow::Result<()> {
     let mut text = String::from("id,node,timeline,lsn,sent_ms,acked_ms\n");
     for a in acks {
-        text += &format!("{},node{},{},{:X}/{:X},{},{}\n", a.id, a.node + 1, a.timeline, a.lsn >> 32, a.lsn & 0xffff_ffff, a.sent.as_millis(), a.acked.as_millis());
+        text += &format!(
+            "{},node{},{},{:X}/{:X},{},{}\n",
+            a.id,
+            a.node + 1,
+            a.timeline,
+            a.lsn >> 32,
+            a.lsn & 0xffff_ffff,
+            a.sent.as_millis(),
+            a.acked.as_millis()
+        );
     }
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -107,8 +107,23 @@ mod tests {
     #[test]
     fn rows_count_per_fault() {
         let s = Duration::from_secs;
-        let round = |fault, from, to, failover| Round { fault, what: String::new(), old: 0, writer: None, primary_after: None, from: s(from), at: s(from + 1), to: s(to), failover, gap: s(2), healed: true, restarts: 0, expected: Ok(String::new()) };
-        let mut rounds = vec![round(Fault::Kill, 0, 10, Some(s(3))), round(Fault::Pause, 10, 20, None), round(Fault::Kill, 20, 30, Some(s(5)))];
+        let round = |fault, from, to, failover| Round {
+            fault,
+            what: String::new(),
+            old: 0,
+            writer: None,
+            primary_after: None,
+            from: s(from),
+            at: s(from + 1),
+            to: s(to),
+            failover,
+            gap: s(2),
+            healed: true,
+            restarts: 0,
+            expected: Ok(String::new()),
+        };
+        let mut rounds =
+            vec![round(Fault::Kill, 0, 10, Some(s(3))), round(Fault::Pause, 10, 20, None), round(Fault::Kill, 20, 30, Some(s(5)))];
         rounds[1].expected = Err("no failover".into());
         let lost_ack = Ack { id: 7, node: 0, timeline: 1, lsn: 0, sent: s(21), acked: s(22) };
         let lost = vec![&lost_ack];

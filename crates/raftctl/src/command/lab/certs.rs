@@ -8,9 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 use serde::{Deserialize, Serialize};
 
 use super::config::write_private;
@@ -50,8 +48,7 @@ pub fn create(lab_dir: &Path, nodes: &[LabNode]) -> anyhow::Result<LabTls> {
         if node.host != LOOPBACK {
             names.push(node.host.clone());
         }
-        let (cert, key) = leaf(&node.name, names, &ca_cert, &ca_key)
-            .with_context(|| format!("cannot make {}'s certificate", node.name))?;
+        let (cert, key) = leaf(&node.name, names, &ca_cert, &ca_key).with_context(|| format!("cannot make {}'s certificate", node.name))?;
         let (cert_file, key_file) = tls.node_files(&node.name);
         write(&cert_file, &cert)?;
         write_private(&key_file, &key)?;

@@ -23,17 +23,8 @@ pub struct Passwords {
 impl Passwords {
     /// Two random 20-character alphanumeric passwords.
     pub fn random() -> Self {
-        let gen = || {
-            rand::thread_rng()
-                .sample_iter(&Alphanumeric)
-                .take(20)
-                .map(char::from)
-                .collect::<String>()
-        };
-        Self {
-            superuser: gen(),
-            replication: gen(),
-        }
+        let gen = || rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect::<String>();
+        Self { superuser: gen(), replication: gen() }
     }
 }
 
@@ -41,14 +32,9 @@ impl Passwords {
 /// is valid YAML).
 fn scalar(text: &str) -> String {
     let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-=,:+@".contains(c))
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-=,:+@".contains(c))
         && !text.contains(": ")
-        && text
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '/' || c == '.');
+        && text.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '/' || c == '.');
     if plain {
         text.to_string()
     } else {
@@ -62,11 +48,7 @@ fn path(p: &Path) -> String {
 
 /// `node1=127.0.0.1:2380,node2=127.0.0.1:2480,...`
 pub fn initial_cluster(lab: &Lab) -> String {
-    lab.nodes
-        .iter()
-        .map(|n| format!("{}={}", n.name, n.peer_addr()))
-        .collect::<Vec<_>>()
-        .join(",")
+    lab.nodes.iter().map(|n| format!("{}={}", n.name, n.peer_addr())).collect::<Vec<_>>().join(",")
 }
 
 /// The `raftgres.yml` of `node`.
@@ -121,12 +103,7 @@ fn store_tls(lab: &Lab, node: &LabNode) -> String {
 fn rest_tls(lab: &Lab, node: &LabNode) -> String {
     let Some(tls) = &lab.tls else { return String::new() };
     let (cert, key) = tls.node_files(&node.name);
-    format!(
-        "  certfile: {}\n  keyfile: {}\n  cafile: {}\n  verify_client: optional\n",
-        path(&cert),
-        path(&key),
-        path(&tls.ca)
-    )
+    format!("  certfile: {}\n  keyfile: {}\n  cafile: {}\n  verify_client: optional\n", path(&cert), path(&key), path(&tls.ca))
 }
 
 /// `DIR/pgpass` in libpq's passfile format (`host:port:db:user:password`): loopback,
@@ -149,8 +126,7 @@ pub fn write_private(file: &Path, text: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(file)
         .with_context(|| format!("cannot create {}", file.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write {}", file.display()))
+    f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", file.display()))
 }
 
 #[cfg(test)]
@@ -168,10 +144,7 @@ mod tests {
             .zip(lab.nodes)
             .map(|(ports, n)| LabNode { ports, ..n })
             .collect();
-        let pw = Passwords {
-            superuser: "S".repeat(20),
-            replication: "R".repeat(20),
-        };
+        let pw = Passwords { superuser: "S".repeat(20), replication: "R".repeat(20) };
         let yml = render(&lab, &lab.nodes[1], &pw);
         for line in [
             "name: node2\n",
@@ -188,10 +161,7 @@ mod tests {
         ] {
             assert!(yml.contains(line), "missing {line:?} in\n{yml}");
         }
-        assert_eq!(
-            render_pgpass(&lab, &pw).lines().next(),
-            Some("127.0.0.1:*:*:postgres:SSSSSSSSSSSSSSSSSSSS")
-        );
+        assert_eq!(render_pgpass(&lab, &pw).lines().next(), Some("127.0.0.1:*:*:postgres:SSSSSSSSSSSSSSSSSSSS"));
     }
 
     #[test]

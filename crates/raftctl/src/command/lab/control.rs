@@ -25,14 +25,7 @@ pub fn status(lab: &Lab) -> anyhow::Result<()> {
             Some(p) => format!("postmaster {}", p.pid),
             None => "no postmaster".to_string(),
         };
-        println!(
-            "{:<6} pid {:<8} {:<8} {}, peer {}  ({pg})",
-            node.name,
-            pid,
-            state.as_str(),
-            node.ports_line(),
-            node.ports.peer
-        );
+        println!("{:<6} pid {:<8} {:<8} {}, peer {}  ({pg})", node.name, pid, state.as_str(), node.ports_line(), node.ports.peer);
     }
     if let Some(line) = haproxy::status_line(lab) {
         println!("{line}");
@@ -77,11 +70,7 @@ pub fn kill(node: &LabNode) -> anyhow::Result<()> {
 /// Whether anything of the node (agent, its group, its postmaster) is still alive.
 fn alive(node: &LabNode) -> bool {
     let group = process::read_pid(&node.pid_path());
-    let in_group = group.is_some_and(|g| {
-        process::all_processes()
-            .iter()
-            .any(|p| p.pgrp == g && p.state != 'Z')
-    });
+    let in_group = group.is_some_and(|g| process::all_processes().iter().any(|p| p.pgrp == g && p.state != 'Z'));
     in_group || process::agent(node).is_some() || process::postmaster(node).is_some()
 }
 
@@ -108,11 +97,7 @@ pub fn down(dir: &Path, clean: bool) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     for node in lab.nodes.iter().filter(|n| alive(n)) {
-        println!(
-            "{} did not stop within {} s: SIGKILL",
-            node.name,
-            STOP_GRACE.as_secs()
-        );
+        println!("{} did not stop within {} s: SIGKILL", node.name, STOP_GRACE.as_secs());
         kill_node(node)?;
     }
     for node in &lab.nodes {
@@ -122,8 +107,7 @@ pub fn down(dir: &Path, clean: bool) -> anyhow::Result<()> {
         netns::destroy(&lab)?;
     }
     if clean {
-        std::fs::remove_dir_all(&lab.dir)
-            .with_context(|| format!("cannot remove {}", lab.dir.display()))?;
+        std::fs::remove_dir_all(&lab.dir).with_context(|| format!("cannot remove {}", lab.dir.display()))?;
         println!("lab stopped and {} removed", lab.dir.display());
     } else {
         println!("lab stopped; its data stays in {} (`raftctl lab up` starts it again, --clean removes it)", lab.dir.display());
@@ -134,26 +118,14 @@ pub fn down(dir: &Path, clean: bool) -> anyhow::Result<()> {
 /// Starts a stopped node again with its config, as the lab's user.
 pub fn start(lab: &Lab, node: &LabNode) -> anyhow::Result<()> {
     if let Some(agent) = process::agent(node) {
-        bail!(
-            "{} is already running (pid {}, {})",
-            node.name,
-            agent.pid,
-            RunState::of(Some(&agent)).as_str()
-        );
+        bail!("{} is already running (pid {}, {})", node.name, agent.pid, RunState::of(Some(&agent)).as_str());
     }
     if let Some(pm) = process::postmaster(node) {
-        bail!(
-            "{}'s PostgreSQL is still running (postmaster pid {}): `raftctl lab kill {0}` first",
-            node.name,
-            pm.pid
-        );
+        bail!("{}'s PostgreSQL is still running (postmaster pid {}): `raftctl lab kill {0}` first", node.name, pm.pid);
     }
     if let Some(u) = &lab.user {
         if !user::is_root() {
-            bail!(
-                "this lab runs its nodes as user {}: run `raftctl lab start` as root",
-                u.name
-            );
+            bail!("this lab runs its nodes as user {}: run `raftctl lab start` as root", u.name);
         }
     }
     if lab.netns_prefix.is_some() {
@@ -162,32 +134,19 @@ pub fn start(lab: &Lab, node: &LabNode) -> anyhow::Result<()> {
     let pid = process::spawn(lab, node)?;
     std::thread::sleep(Duration::from_millis(300));
     if process::agent(node).is_none() {
-        bail!(
-            "{} exited right after starting:\n{}",
-            node.name,
-            tail(&node.log_path(), 20)
-        );
+        bail!("{} exited right after starting:\n{}", node.name, tail(&node.log_path(), 20));
     }
-    println!(
-        "{} started (pid {pid}, {}); follow it with `raftctl lab logs {0}`",
-        node.name,
-        node.ports_line()
-    );
+    println!("{} started (pid {pid}, {}); follow it with `raftctl lab logs {0}`", node.name, node.ports_line());
     Ok(())
 }
 
 /// SIGSTOP (`pause`) or SIGCONT to the agent only: PostgreSQL and the node's helpers
 /// keep running, as when an agent hangs.
 pub fn pause(node: &LabNode, pause: bool) -> anyhow::Result<()> {
-    let Some(agent) = process::agent(node) else {
-        bail!("{} is not running (see `raftctl lab status`)", node.name)
-    };
+    let Some(agent) = process::agent(node) else { bail!("{} is not running (see `raftctl lab status`)", node.name) };
     process::signal(agent.pid, if pause { "STOP" } else { "CONT" })?;
     if pause {
-        println!(
-            "{} paused (SIGSTOP to pid {}); `raftctl lab resume {0}` thaws it",
-            node.name, agent.pid
-        );
+        println!("{} paused (SIGSTOP to pid {}); `raftctl lab resume {0}` thaws it", node.name, agent.pid);
     } else {
         println!("{} resumed (SIGCONT to pid {})", node.name, agent.pid);
     }
@@ -197,11 +156,7 @@ pub fn pause(node: &LabNode, pause: bool) -> anyhow::Result<()> {
 pub fn logs(node: &LabNode, lines: usize) -> anyhow::Result<()> {
     let path = node.log_path();
     if !path.exists() {
-        bail!(
-            "{} has no log yet ({} does not exist)",
-            node.name,
-            path.display()
-        );
+        bail!("{} has no log yet ({} does not exist)", node.name, path.display());
     }
     println!("{}", tail(&path, lines));
     Ok(())
@@ -209,9 +164,7 @@ pub fn logs(node: &LabNode, lines: usize) -> anyhow::Result<()> {
 
 /// The last `lines` lines of a file (empty when it cannot be read).
 pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -52,21 +52,13 @@ impl Ports {
     pub fn of(base_port: u16) -> anyhow::Result<Self> {
         let [primary, replicas, stats] = CLASSIC_PORTS.map(|p| shift(p, base_port));
         match (primary, replicas, stats) {
-            (Some(primary), Some(replicas), Some(stats)) => Ok(Self {
-                primary,
-                replicas,
-                stats,
-            }),
+            (Some(primary), Some(replicas), Some(stats)) => Ok(Self { primary, replicas, stats }),
             _ => bail!("--base-port {base_port} puts HAProxy's ports outside 1..=65535: choose another base port"),
         }
     }
 
     fn named(&self) -> [(&'static str, u16); 3] {
-        [
-            ("primary port", self.primary),
-            ("replicas port", self.replicas),
-            ("stats port", self.stats),
-        ]
+        [("primary port", self.primary), ("replicas port", self.replicas), ("stats port", self.stats)]
     }
 }
 
@@ -85,11 +77,7 @@ fn shift_numbers(line: &str, classic: &[u16], base_port: u16) -> String {
     let mut out = String::with_capacity(line.len());
     let mut digits = String::new();
     let flush = |digits: &mut String, out: &mut String| {
-        let shifted = digits
-            .parse::<u16>()
-            .ok()
-            .filter(|n| classic.contains(n))
-            .and_then(|n| shift(n, base_port));
+        let shifted = digits.parse::<u16>().ok().filter(|n| classic.contains(n)).and_then(|n| shift(n, base_port));
         match shifted {
             Some(p) => out.push_str(&p.to_string()),
             None => out.push_str(digits),
@@ -164,7 +152,9 @@ fn find_binary() -> anyhow::Result<PathBuf> {
         .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
         .map(|d| d.join("haproxy"))
         .find(|p| p.is_file())
-        .context("--haproxy: HAProxy is not installed: `apt-get install haproxy` (or run deploy/setup.sh), or start the lab without --haproxy")
+        .context(
+            "--haproxy: HAProxy is not installed: `apt-get install haproxy` (or run deploy/setup.sh), or start the lab without --haproxy",
+        )
 }
 
 /// Before any node starts: HAProxy is installed, this lab's own HAProxy (if still
@@ -187,9 +177,7 @@ pub fn check(lab: &Lab) -> anyhow::Result<PathBuf> {
 /// The pid of this lab's HAProxy, when its pid file names a live one.
 pub fn running(lab: &Lab) -> Option<u32> {
     let pid = process::read_pid(&pid_path(lab))?;
-    process::stat(pid)
-        .filter(|s| s.state != 'Z' && s.comm.starts_with("haproxy"))
-        .map(|s| s.pid)
+    process::stat(pid).filter(|s| s.state != 'Z' && s.comm.starts_with("haproxy")).map(|s| s.pid)
 }
 
 /// Writes `DIR/haproxy.cfg`, starts HAProxy detached and waits until its primary port
@@ -198,11 +186,8 @@ pub fn start(lab: &Lab, bin: &Path) -> anyhow::Result<()> {
     let cfg = config_path(lab);
     std::fs::write(&cfg, render(lab)).with_context(|| format!("cannot write {}", cfg.display()))?;
     let log_path = log_path(lab);
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let mut log =
+        OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
     writeln!(log, "==== raftctl lab: starting haproxy ====")?;
     validate(bin, &cfg)?;
     let mut cmd = Command::new(bin);
@@ -218,18 +203,14 @@ pub fn start(lab: &Lab, bin: &Path) -> anyhow::Result<()> {
         .process_group(0);
     if let Some(u) = &lab.user {
         for f in [&cfg, &log_path] {
-            std::os::unix::fs::chown(f, Some(u.uid), Some(u.gid))
-                .with_context(|| format!("cannot chown {} to {}", f.display(), u.name))?;
+            std::os::unix::fs::chown(f, Some(u.uid), Some(u.gid)).with_context(|| format!("cannot chown {} to {}", f.display(), u.name))?;
         }
         cmd.uid(u.uid).gid(u.gid).env("HOME", &u.home);
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let mut child = cmd.spawn().with_context(|| format!("cannot start {}", bin.display()))?;
     let pid = child.id();
     let pid_file = pid_path(lab);
-    std::fs::write(&pid_file, format!("{pid}\n"))
-        .with_context(|| format!("cannot write {}", pid_file.display()))?;
+    std::fs::write(&pid_file, format!("{pid}\n")).with_context(|| format!("cannot write {}", pid_file.display()))?;
     let ports = Ports::of(lab.base_port)?;
     println!(
         "starting haproxy (pid {pid}, config {}, log {}); waiting until port {} leads to the primary...",
@@ -240,10 +221,7 @@ pub fn start(lab: &Lab, bin: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + ROUTE_WAIT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            bail!(
-                "haproxy exited ({status}) right after starting:\n{}",
-                control::tail(&log_path, 20)
-            );
+            bail!("haproxy exited ({status}) right after starting:\n{}", control::tail(&log_path, 20));
         }
         let Err(e) = primary_via(lab, ports.primary) else {
             break;
@@ -274,12 +252,7 @@ fn validate(bin: &Path, cfg: &Path) -> anyhow::Result<()> {
         .output()
         .with_context(|| format!("cannot run {}", bin.display()))?;
     if !out.status.success() {
-        bail!(
-            "haproxy rejects {}:\n{}{}",
-            cfg.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("haproxy rejects {}:\n{}{}", cfg.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
 }
@@ -313,19 +286,9 @@ pub fn print_howto(lab: &Lab) {
         return;
     };
     println!("Through HAProxy (config {}):", config_path(lab).display());
-    println!(
-        "  psql -h 127.0.0.1 -p {} -U postgres   # always the primary",
-        p.primary
-    );
-    println!(
-        "  psql -h 127.0.0.1 -p {} -U postgres   # a replica, round robin",
-        p.replicas
-    );
-    println!(
-        "  stats: http://127.0.0.1:{}/  (log: {})",
-        p.stats,
-        log_path(lab).display()
-    );
+    println!("  psql -h 127.0.0.1 -p {} -U postgres   # always the primary", p.primary);
+    println!("  psql -h 127.0.0.1 -p {} -U postgres   # a replica, round robin", p.replicas);
+    println!("  stats: http://127.0.0.1:{}/  (log: {})", p.stats, log_path(lab).display());
 }
 
 /// The `lab status` line, when this lab has an HAProxy (running or not).
@@ -358,10 +321,7 @@ pub fn stop(lab: &Lab) -> anyhow::Result<bool> {
         std::thread::sleep(Duration::from_millis(50));
     }
     if running(lab).is_some() {
-        println!(
-            "haproxy did not stop within {} s: SIGKILL",
-            STOP_GRACE.as_secs()
-        );
+        println!("haproxy did not stop within {} s: SIGKILL", STOP_GRACE.as_secs());
         process::signal(pid, "KILL")?;
     }
     let _ = std::fs::remove_file(pid_path(lab));
@@ -380,14 +340,7 @@ mod tests {
         let text = render(&lab);
         let body: Vec<&str> = text.lines().skip(2).collect();
         assert_eq!(body, TEMPLATE.lines().collect::<Vec<_>>());
-        assert_eq!(
-            Ports::of(5432).expect("ports"),
-            Ports {
-                primary: 5000,
-                replicas: 5001,
-                stats: 7000
-            }
-        );
+        assert_eq!(Ports::of(5432).expect("ports"), Ports { primary: 5000, replicas: 5001, stats: 7000 });
     }
 
     #[test]
@@ -402,11 +355,7 @@ mod tests {
                 name: format!("node{}", i + 1),
                 dir: lab.dir.join(format!("node{}", i + 1)),
                 ports,
-                host: if i == 3 {
-                    "10.250.0.4".into()
-                } else {
-                    "127.0.0.1".into()
-                },
+                host: if i == 3 { "10.250.0.4".into() } else { "127.0.0.1".into() },
                 netns: None,
             })
             .collect();
@@ -430,9 +379,6 @@ mod tests {
 
     #[test]
     fn numbers_shift_only_as_whole_words() {
-        assert_eq!(
-            shift_numbers("a 50000 5000 x5000y 15000", &[5000], 5433),
-            "a 50000 5001 x5001y 15000"
-        );
+        assert_eq!(shift_numbers("a 50000 5000 x5000y 15000", &[5000], 5433), "a 50000 5001 x5001y 15000");
     }
 }

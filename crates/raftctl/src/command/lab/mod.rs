@@ -115,9 +115,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         }
         LabAction::Pause(n) => control::pause(Lab::load(&n.dir.dir)?.node(&n.node)?, true),
         LabAction::Resume(n) => control::pause(Lab::load(&n.dir.dir)?.node(&n.node)?, false),
-        LabAction::Logs { node, lines } => {
-            control::logs(Lab::load(&node.dir.dir)?.node(&node.node)?, lines)
-        }
+        LabAction::Logs { node, lines } => control::logs(Lab::load(&node.dir.dir)?.node(&node.node)?, lines),
         LabAction::Partition(a) => netns::partition(&a),
         LabAction::Heal(a) => netns::heal(&a),
         LabAction::Netem(a) => netns::netem(&a),
@@ -201,10 +199,7 @@ impl LabNode {
     /// "PostgreSQL 5432, REST 8008, etcd 2379", with the address and namespace in
     /// `--netns` labs.
     pub fn ports_line(&self) -> String {
-        let ports = format!(
-            "PostgreSQL {}, REST {}, etcd {}",
-            self.ports.postgres, self.ports.rest, self.ports.client
-        );
+        let ports = format!("PostgreSQL {}, REST {}, etcd {}", self.ports.postgres, self.ports.rest, self.ports.client);
         match &self.netns {
             Some(ns) => format!("{} in netns {ns}: {ports}", self.host),
             None => ports,
@@ -257,26 +252,20 @@ impl Lab {
             }
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
         };
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a lab description", file.display()))
+        serde_json::from_str(&text).with_context(|| format!("{} is not a lab description", file.display()))
     }
 
     pub fn save(&self) -> anyhow::Result<()> {
         let file = Self::file(&self.dir);
         let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(&file, text + "\n")
-            .with_context(|| format!("cannot write {}", file.display()))
+        std::fs::write(&file, text + "\n").with_context(|| format!("cannot write {}", file.display()))
     }
 
     /// The node called `name`, or an error listing the valid names.
     pub fn node(&self, name: &str) -> anyhow::Result<&LabNode> {
         self.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
             let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
-            anyhow::anyhow!(
-                "no node named {name:?} in the lab in {}: choose one of {}",
-                self.dir.display(),
-                names.join(", ")
-            )
+            anyhow::anyhow!("no node named {name:?} in the lab in {}: choose one of {}", self.dir.display(), names.join(", "))
         })
     }
 
@@ -332,29 +321,16 @@ mod tests {
 
     #[test]
     fn parses_lab_subcommands() {
-        let cli =
-            crate::Cli::parse_from(["raftctl", "lab", "logs", "node2", "-n", "5", "--dir", "/x"]);
-        let crate::Command::Lab(LabArgs {
-            action: LabAction::Logs { node, lines },
-        }) = cli.command
-        else {
+        let cli = crate::Cli::parse_from(["raftctl", "lab", "logs", "node2", "-n", "5", "--dir", "/x"]);
+        let crate::Command::Lab(LabArgs { action: LabAction::Logs { node, lines } }) = cli.command else {
             panic!("not lab logs");
         };
-        assert_eq!(
-            (node.node.as_str(), lines, node.dir.dir.as_path()),
-            ("node2", 5, Path::new("/x"))
-        );
+        assert_eq!((node.node.as_str(), lines, node.dir.dir.as_path()), ("node2", 5, Path::new("/x")));
         let cli = crate::Cli::parse_from(["raftctl", "lab", "up"]);
-        let crate::Command::Lab(LabArgs {
-            action: LabAction::Up(up),
-        }) = cli.command
-        else {
+        let crate::Command::Lab(LabArgs { action: LabAction::Up(up) }) = cli.command else {
             panic!("not lab up");
         };
-        assert_eq!(
-            (up.nodes, up.base_port, up.dir.dir.as_path()),
-            (3, 5432, Path::new(DEFAULT_DIR))
-        );
+        assert_eq!((up.nodes, up.base_port, up.dir.dir.as_path()), (3, 5432, Path::new(DEFAULT_DIR)));
     }
 
     #[test]
@@ -373,9 +349,6 @@ mod tests {
         lab.save().expect("save");
         assert_eq!(Lab::load(&dir).expect("load"), lab);
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(Lab::load(&dir)
-            .expect_err("gone")
-            .to_string()
-            .contains("raftctl lab up"));
+        assert!(Lab::load(&dir).expect_err("gone").to_string().contains("raftctl lab up"));
     }
 }

@@ -39,9 +39,7 @@ pub fn check_prefix(prefix: &str) -> anyhow::Result<()> {
     let ok = (1..=12).contains(&prefix.len())
         && prefix.starts_with(|c: char| c.is_ascii_lowercase())
         && !prefix.ends_with(|c: char| c.is_ascii_digit())
-        && prefix
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !ok {
         bail!(
             "--netns-prefix {prefix:?}: use lower-case letters, digits and '-', at most 12 characters, \
@@ -66,27 +64,18 @@ pub fn script(lab_dir: &Path) -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("RAFTGRES_NETNS_SCRIPT") {
         let path = PathBuf::from(path);
         if !path.is_file() {
-            bail!(
-                "RAFTGRES_NETNS_SCRIPT names {}, which is not a file",
-                path.display()
-            );
+            bail!("RAFTGRES_NETNS_SCRIPT names {}, which is not a file", path.display());
         }
         return Ok(path);
     }
     if let Ok(exe) = std::env::current_exe() {
-        if let Some(found) = exe
-            .ancestors()
-            .skip(1)
-            .map(|d| d.join(SCRIPT))
-            .find(|p| p.is_file())
-        {
+        if let Some(found) = exe.ancestors().skip(1).map(|d| d.join(SCRIPT)).find(|p| p.is_file()) {
             return Ok(found);
         }
     }
     let copy = lab_dir.join("netns.sh");
     std::fs::write(&copy, EMBEDDED).with_context(|| format!("cannot write {}", copy.display()))?;
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("cannot chmod {}", copy.display()))?;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).with_context(|| format!("cannot chmod {}", copy.display()))?;
     Ok(copy)
 }
 
@@ -114,12 +103,7 @@ fn run_script(lab: &Lab, args: &[&str]) -> anyhow::Result<String> {
         .output()
         .with_context(|| format!("cannot run bash {}", script.display()))?;
     if !out.status.success() {
-        bail!(
-            "{} {} failed: {}",
-            script.display(),
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{} {} failed: {}", script.display(), args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
@@ -142,9 +126,7 @@ pub fn destroy(lab: &Lab) -> anyhow::Result<()> {
 /// `ip netns exec NS setpriv --reuid=U --regid=U --init-groups BIN`. Both `ip netns
 /// exec` and `setpriv` exec, so the child's pid is the node's own.
 pub fn command(lab: &Lab, node: &LabNode, bin: &Path) -> anyhow::Result<Command> {
-    let Some(ns) = &node.netns else {
-        bail!("{} has no network namespace", node.name)
-    };
+    let Some(ns) = &node.netns else { bail!("{} has no network namespace", node.name) };
     let Some(u) = &lab.user else {
         bail!("a --netns lab runs its nodes as the user raftgres, but lab.json names no user: make the lab again as root");
     };
@@ -190,9 +172,7 @@ pub struct NetemArgs {
 fn ns_of<'a>(lab: &'a Lab, name: &str) -> anyhow::Result<&'a str> {
     prefix(lab)?;
     let node = lab.node(name)?;
-    node.netns
-        .as_deref()
-        .with_context(|| format!("{name} has no network namespace in lab.json"))
+    node.netns.as_deref().with_context(|| format!("{name} has no network namespace in lab.json"))
 }
 
 pub fn partition(args: &PartitionArgs) -> anyhow::Result<()> {
@@ -202,15 +182,8 @@ pub fn partition(args: &PartitionArgs) -> anyhow::Result<()> {
         Some(from) => from.clone(),
         None => "the other nodes".to_string(),
     };
-    let how = if args.oneway {
-        "cannot send to"
-    } else {
-        "cannot talk with"
-    };
-    println!(
-        "{} {how} {others}; clients on this machine still reach every node. `raftctl lab heal` undoes it.",
-        args.node.node
-    );
+    let how = if args.oneway { "cannot send to" } else { "cannot talk with" };
+    println!("{} {how} {others}; clients on this machine still reach every node. `raftctl lab heal` undoes it.", args.node.node);
     Ok(())
 }
 
@@ -250,10 +223,7 @@ pub fn heal_nodes(lab: &Lab, name: Option<&str>) -> anyhow::Result<String> {
 pub fn netem(args: &NetemArgs) -> anyhow::Result<()> {
     let lab = Lab::load(&args.node.dir.dir)?;
     println!("{}", apply_netem(&lab, &args.node.node, &args.spec.join(" "))?);
-    println!(
-        "`raftctl lab clear {}` restores its network",
-        args.node.node
-    );
+    println!("`raftctl lab clear {}` restores its network", args.node.node);
     Ok(())
 }
 
@@ -286,10 +256,7 @@ mod tests {
         for bad in ["", "rg1", "Rg", "1rg", "rg_x", "abcdefghijklm"] {
             assert!(check_prefix(bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            (host(0), namespace("rgt1-", 2)),
-            ("10.250.0.1".into(), "rgt1-3".into())
-        );
+        assert_eq!((host(0), namespace("rgt1-", 2)), ("10.250.0.1".into(), "rgt1-3".into()));
     }
 
     #[test]
@@ -300,38 +267,16 @@ mod tests {
 
     #[test]
     fn parses_the_network_subcommands() {
-        let cli = crate::Cli::parse_from([
-            "raftctl", "lab", "netem", "node1", "delay", "200ms", "loss", "3%", "--dir", "/x",
-        ]);
-        let crate::Command::Lab(super::super::LabArgs {
-            action: super::super::LabAction::Netem(n),
-        }) = cli.command
-        else {
+        let cli = crate::Cli::parse_from(["raftctl", "lab", "netem", "node1", "delay", "200ms", "loss", "3%", "--dir", "/x"]);
+        let crate::Command::Lab(super::super::LabArgs { action: super::super::LabAction::Netem(n) }) = cli.command else {
             panic!("not lab netem");
         };
-        assert_eq!(
-            (n.node.node.as_str(), n.spec.join(" ")),
-            ("node1", "delay 200ms loss 3%".into())
-        );
-        let cli = crate::Cli::parse_from([
-            "raftctl",
-            "lab",
-            "partition",
-            "node2",
-            "--from",
-            "node3",
-            "--oneway",
-        ]);
-        let crate::Command::Lab(super::super::LabArgs {
-            action: super::super::LabAction::Partition(p),
-        }) = cli.command
-        else {
+        assert_eq!((n.node.node.as_str(), n.spec.join(" ")), ("node1", "delay 200ms loss 3%".into()));
+        let cli = crate::Cli::parse_from(["raftctl", "lab", "partition", "node2", "--from", "node3", "--oneway"]);
+        let crate::Command::Lab(super::super::LabArgs { action: super::super::LabAction::Partition(p) }) = cli.command else {
             panic!("not lab partition");
         };
-        assert_eq!(
-            (p.node.node.as_str(), p.from.as_deref(), p.oneway),
-            ("node2", Some("node3"), true)
-        );
+        assert_eq!((p.node.node.as_str(), p.from.as_deref(), p.oneway), ("node2", Some("node3"), true));
     }
 
     #[test]

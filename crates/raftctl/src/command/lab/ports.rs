@@ -39,22 +39,12 @@ impl NodePorts {
                 ),
             }
         };
-        Ok(Self {
-            postgres: port(5432 + i)?,
-            rest: port(8008 + i)?,
-            client: port(2379 + 100 * i)?,
-            peer: port(2380 + 100 * i)?,
-        })
+        Ok(Self { postgres: port(5432 + i)?, rest: port(8008 + i)?, client: port(2379 + 100 * i)?, peer: port(2380 + 100 * i)? })
     }
 
     /// `(what, port)` for every port, for messages.
     pub fn named(&self) -> [(&'static str, u16); 4] {
-        [
-            ("PostgreSQL", self.postgres),
-            ("REST API", self.rest),
-            ("etcd API", self.client),
-            ("Raft peer", self.peer),
-        ]
+        [("PostgreSQL", self.postgres), ("REST API", self.rest), ("etcd API", self.client), ("Raft peer", self.peer)]
     }
 }
 
@@ -100,56 +90,16 @@ mod tests {
     #[test]
     fn classic_layout() {
         let l = layout(3, DEFAULT_BASE_PORT).expect("layout");
-        assert_eq!(
-            l[0],
-            NodePorts {
-                postgres: 5432,
-                rest: 8008,
-                client: 2379,
-                peer: 2380
-            }
-        );
-        assert_eq!(
-            l[1],
-            NodePorts {
-                postgres: 5433,
-                rest: 8009,
-                client: 2479,
-                peer: 2480
-            }
-        );
-        assert_eq!(
-            l[2],
-            NodePorts {
-                postgres: 5434,
-                rest: 8010,
-                client: 2579,
-                peer: 2580
-            }
-        );
+        assert_eq!(l[0], NodePorts { postgres: 5432, rest: 8008, client: 2379, peer: 2380 });
+        assert_eq!(l[1], NodePorts { postgres: 5433, rest: 8009, client: 2479, peer: 2480 });
+        assert_eq!(l[2], NodePorts { postgres: 5434, rest: 8010, client: 2579, peer: 2580 });
     }
 
     #[test]
     fn base_port_shifts_every_port() {
         let l = layout(3, 15432).expect("layout");
-        assert_eq!(
-            l[0],
-            NodePorts {
-                postgres: 15432,
-                rest: 18008,
-                client: 12379,
-                peer: 12380
-            }
-        );
-        assert_eq!(
-            l[2],
-            NodePorts {
-                postgres: 15434,
-                rest: 18010,
-                client: 12579,
-                peer: 12580
-            }
-        );
+        assert_eq!(l[0], NodePorts { postgres: 15432, rest: 18008, client: 12379, peer: 12380 });
+        assert_eq!(l[2], NodePorts { postgres: 15434, rest: 18010, client: 12579, peer: 12580 });
         let low = layout(3, 2000).expect_err("negative ports");
         assert!(low.to_string().contains("--base-port 2000"), "{low}");
         assert!(layout(3, 63000).is_err());
@@ -161,16 +111,8 @@ mod tests {
     fn busy_port_is_named() {
         let held = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = held.local_addr().expect("addr").port();
-        let layout = [NodePorts {
-            postgres: port,
-            rest: port,
-            client: port,
-            peer: port,
-        }];
+        let layout = [NodePorts { postgres: port, rest: port, client: port, peer: port }];
         let err = check_free(&layout, 5432).expect_err("busy").to_string();
-        assert!(
-            err.contains(&format!("port {port}")) && err.contains("--base-port"),
-            "{err}"
-        );
+        assert!(err.contains(&format!("port {port}")) && err.contains("--base-port"), "{err}");
     }
 }

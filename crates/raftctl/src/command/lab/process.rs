@@ -38,13 +38,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
-    Some(ProcStat {
-        pid: pid.trim().parse().ok()?,
-        comm: comm.to_string(),
-        state,
-        ppid,
-        pgrp,
-    })
+    Some(ProcStat { pid: pid.trim().parse().ok()?, comm: comm.to_string(), state, ppid, pgrp })
 }
 
 pub fn stat(pid: u32) -> Option<ProcStat> {
@@ -56,23 +50,12 @@ pub fn all_processes() -> Vec<ProcStat> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter_map(stat)
-        .collect()
+    entries.filter_map(Result::ok).filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())).filter_map(stat).collect()
 }
 
 /// The first line of a pid file, as a pid.
 pub fn read_pid(file: &Path) -> Option<u32> {
-    std::fs::read_to_string(file)
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
+    std::fs::read_to_string(file).ok()?.lines().next()?.trim().parse().ok().filter(|p| *p > 0)
 }
 
 /// A live (not zombie) process whose name starts with `program`.
@@ -119,16 +102,10 @@ impl RunState {
 
 /// Sends `signal` (a name such as `KILL`) to `target` (a pid, or `-pgid` for a group).
 fn kill(signal: &str, target: &str) -> anyhow::Result<()> {
-    let out = Command::new("kill")
-        .args(["-s", signal, "--", target])
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run the `kill` command")?;
+    let out =
+        Command::new("kill").args(["-s", signal, "--", target]).stdin(Stdio::null()).output().context("cannot run the `kill` command")?;
     if !out.status.success() {
-        bail!(
-            "kill -s {signal} {target}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("kill -s {signal} {target}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }
@@ -140,11 +117,9 @@ pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
 /// Signals the process group `pgid`, when one of its members is still ours (a raftgres
 /// or postgres process), so a recycled group id is left alone.
 pub fn signal_group(pgid: u32, signal: &str) -> anyhow::Result<bool> {
-    let ours = all_processes().iter().any(|p| {
-        p.pgrp == pgid
-            && p.state != 'Z'
-            && (p.comm.starts_with("raftgres") || p.comm.starts_with("postgres"))
-    });
+    let ours = all_processes()
+        .iter()
+        .any(|p| p.pgrp == pgid && p.state != 'Z' && (p.comm.starts_with("raftgres") || p.comm.starts_with("postgres")));
     if ours {
         kill(signal, &format!("-{pgid}"))?;
     }
@@ -153,11 +128,7 @@ pub fn signal_group(pgid: u32, signal: &str) -> anyhow::Result<bool> {
 
 /// The live children of `pid`.
 pub fn children(pid: u32) -> Vec<u32> {
-    all_processes()
-        .into_iter()
-        .filter(|p| p.ppid == pid && p.state != 'Z')
-        .map(|p| p.pid)
-        .collect()
+    all_processes().into_iter().filter(|p| p.ppid == pid && p.state != 'Z').map(|p| p.pid).collect()
 }
 
 /// Starts `node` detached (its own process group, stdin closed, output appended to its
@@ -166,17 +137,10 @@ pub fn children(pid: u32) -> Vec<u32> {
 /// the pid is the node's own, and this waits until the node binary runs under it.
 pub fn spawn(lab: &Lab, node: &LabNode) -> anyhow::Result<u32> {
     let log_path = node.log_path();
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let mut log =
+        OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
     writeln!(log, "==== raftctl lab: starting {} ====", node.name)?;
-    let mut cmd = if node.netns.is_some() {
-        netns::command(lab, node, &lab.raftgres_bin)?
-    } else {
-        Command::new(&lab.raftgres_bin)
-    };
+    let mut cmd = if node.netns.is_some() { netns::command(lab, node, &lab.raftgres_bin)? } else { Command::new(&lab.raftgres_bin) };
     cmd.arg("--config")
         .arg(node.config_path())
         .current_dir(&node.dir)
@@ -191,23 +155,14 @@ pub fn spawn(lab: &Lab, node: &LabNode) -> anyhow::Result<u32> {
             // In a namespace, `setpriv` drops to the user after `ip netns exec` (root).
             cmd.uid(user.uid).gid(user.gid);
         }
-        cmd.env("HOME", &user.home)
-            .env("USER", &user.name)
-            .env("LOGNAME", &user.name);
+        cmd.env("HOME", &user.home).env("USER", &user.name).env("LOGNAME", &user.name);
     }
-    let child = cmd.spawn().with_context(|| {
-        format!(
-            "cannot start {} for {}",
-            lab.raftgres_bin.display(),
-            node.name
-        )
-    })?;
+    let child = cmd.spawn().with_context(|| format!("cannot start {} for {}", lab.raftgres_bin.display(), node.name))?;
     let pid = child.id();
     // The child is not waited for: it outlives raftctl and is re-parented to init.
     drop(child);
     let pid_path = node.pid_path();
-    let mut f =
-        File::create(&pid_path).with_context(|| format!("cannot write {}", pid_path.display()))?;
+    let mut f = File::create(&pid_path).with_context(|| format!("cannot write {}", pid_path.display()))?;
     writeln!(f, "{pid}").with_context(|| format!("cannot write {}", pid_path.display()))?;
     if node.netns.is_some() {
         wait_exec(node, pid)?;
@@ -239,25 +194,9 @@ mod tests {
 
     #[test]
     fn stat_lines_parse() {
-        let s = parse_stat("4242 (postgres: walsender (x)) S 4200 4100 4100 0 -1 4194560")
-            .expect("parse");
-        assert_eq!(
-            s,
-            ProcStat {
-                pid: 4242,
-                comm: "postgres: walsender (x)".into(),
-                state: 'S',
-                ppid: 4200,
-                pgrp: 4100
-            }
-        );
-        assert_eq!(
-            RunState::of(Some(&ProcStat {
-                state: 'T',
-                ..s.clone()
-            })),
-            RunState::Paused
-        );
+        let s = parse_stat("4242 (postgres: walsender (x)) S 4200 4100 4100 0 -1 4194560").expect("parse");
+        assert_eq!(s, ProcStat { pid: 4242, comm: "postgres: walsender (x)".into(), state: 'S', ppid: 4200, pgrp: 4100 });
+        assert_eq!(RunState::of(Some(&ProcStat { state: 'T', ..s.clone() })), RunState::Paused);
         assert_eq!(RunState::of(None), RunState::Stopped);
         assert!(parse_stat("garbage").is_none());
     }

@@ -29,10 +29,7 @@ pub struct Snapshot {
 /// `Ok(())` when ready, else one line saying what is still missing.
 pub fn assess(snapshot: &Snapshot, nodes: &[String]) -> Result<(), String> {
     let Some(leader) = &snapshot.leader else {
-        return Err(format!(
-            "no leader yet; members: {}",
-            describe(snapshot, nodes)
-        ));
+        return Err(format!("no leader yet; members: {}", describe(snapshot, nodes)));
     };
     let mut waiting = Vec::new();
     let timeline = snapshot.members.get(leader).and_then(|m| m.timeline);
@@ -53,11 +50,7 @@ pub fn assess(snapshot: &Snapshot, nodes: &[String]) -> Result<(), String> {
     if waiting.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "leader {leader}; waiting for {}; members: {}",
-            waiting.join(", "),
-            describe(snapshot, nodes)
-        ))
+        Err(format!("leader {leader}; waiting for {}; members: {}", waiting.join(", "), describe(snapshot, nodes)))
     }
 }
 
@@ -82,17 +75,8 @@ pub async fn read(lab: &Lab) -> anyhow::Result<Snapshot> {
     if let Some(last) = range_end.last_mut() {
         *last += 1;
     }
-    let req = RangeRequest {
-        key: prefix,
-        range_end,
-        serializable: true,
-        ..Default::default()
-    };
-    let resp = KvClient::new(api.channel.clone())
-        .range(req)
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let req = RangeRequest { key: prefix, range_end, serializable: true, ..Default::default() };
+    let resp = KvClient::new(api.channel.clone()).range(req).await.map_err(status_error)?.into_inner();
     let mut snapshot = Snapshot::default();
     let members_prefix = keys.members_prefix();
     for kv in resp.kvs {
@@ -116,20 +100,13 @@ pub async fn wait(lab: &Lab, timeout: Duration) -> anyhow::Result<()> {
     let mut last = String::new();
     loop {
         if let Some(dead) = lab.nodes.iter().find(|n| process::agent(n).is_none()) {
-            bail!(
-                "{} exited while the lab was starting (see its log: {})",
-                dead.name,
-                dead.log_path().display()
-            );
+            bail!("{} exited while the lab was starting (see its log: {})", dead.name, dead.log_path().display());
         }
         let line = match read(lab).await {
             Ok(snapshot) => match assess(&snapshot, &names) {
                 Ok(()) => {
                     let leader = snapshot.leader.unwrap_or_default();
-                    println!(
-                        "ready: {leader} is the primary, {} streaming",
-                        names.len() - 1
-                    );
+                    println!("ready: {leader} is the primary, {} streaming", names.len() - 1);
                     return Ok(());
                 }
                 Err(line) => line,
@@ -141,10 +118,7 @@ pub async fn wait(lab: &Lab, timeout: Duration) -> anyhow::Result<()> {
             last = line;
         }
         if Instant::now() >= deadline {
-            bail!(
-                "the lab was not ready after {} s: {last}",
-                timeout.as_secs()
-            );
+            bail!("the lab was not ready after {} s: {last}", timeout.as_secs());
         }
         tokio::time::sleep(POLL).await;
     }
@@ -155,44 +129,21 @@ mod tests {
     use super::*;
 
     fn member(role: Role, state: &str, repl: Option<&str>) -> Member {
-        Member {
-            role,
-            state: state.into(),
-            replication_state: repl.map(str::to_string),
-            ..Default::default()
-        }
+        Member { role, state: state.into(), replication_state: repl.map(str::to_string), ..Default::default() }
     }
 
     #[test]
     fn ready_needs_a_primary_and_streaming_replicas() {
-        let names: Vec<String> = ["node1", "node2", "node3"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let names: Vec<String> = ["node1", "node2", "node3"].iter().map(|s| s.to_string()).collect();
         let mut s = Snapshot::default();
-        assert!(assess(&s, &names)
-            .expect_err("empty")
-            .starts_with("no leader"));
+        assert!(assess(&s, &names).expect_err("empty").starts_with("no leader"));
         s.leader = Some("node2".into());
-        s.members
-            .insert("node2".into(), member(Role::Primary, "running", None));
-        s.members.insert(
-            "node1".into(),
-            member(Role::Replica, "running", Some("streaming")),
-        );
-        s.members.insert(
-            "node3".into(),
-            member(Role::Replica, "creating replica", None),
-        );
+        s.members.insert("node2".into(), member(Role::Primary, "running", None));
+        s.members.insert("node1".into(), member(Role::Replica, "running", Some("streaming")));
+        s.members.insert("node3".into(), member(Role::Replica, "creating replica", None));
         let err = assess(&s, &names).expect_err("node3 not streaming");
-        assert!(
-            err.contains("waiting for node3") && err.contains("node3 replica/creating replica"),
-            "{err}"
-        );
-        s.members.insert(
-            "node3".into(),
-            member(Role::Replica, "running", Some("streaming")),
-        );
+        assert!(err.contains("waiting for node3") && err.contains("node3 replica/creating replica"), "{err}");
+        s.members.insert("node3".into(), member(Role::Replica, "running", Some("streaming")));
         assert_eq!(assess(&s, &names), Ok(()));
         let on = |tl: u32, role, state, repl| Member { timeline: Some(tl), ..member(role, state, repl) };
         s.members.insert("node2".into(), on(3, Role::Primary, "running", None));
@@ -201,8 +152,7 @@ mod tests {
         assert!(assess(&s, &names).expect_err("node3 on an old timeline").contains("waiting for node3"));
         s.members.insert("node3".into(), on(3, Role::Replica, "running", Some("streaming")));
         assert_eq!(assess(&s, &names), Ok(()));
-        s.members
-            .insert("node2".into(), member(Role::Primary, "starting", None));
+        s.members.insert("node2".into(), member(Role::Primary, "starting", None));
         assert!(assess(&s, &names).is_err());
     }
 }

@@ -11,9 +11,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::config::{self, Passwords};
-use super::{
-    certs, control, haproxy, netns, ports, process, ready, user, DirArg, Lab, LabNode, SCOPE,
-};
+use super::{certs, control, haproxy, netns, ports, process, ready, user, DirArg, Lab, LabNode, SCOPE};
 
 /// Where PostgreSQL's programs are unless `--pg-bin-dir` says otherwise.
 const DEFAULT_PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -53,16 +51,8 @@ pub struct UpArgs {
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let dir = absolute(&args.dir.dir)?;
-    let lab = if Lab::exists(&dir) {
-        reuse(&dir, &args)?
-    } else {
-        create(&args, &dir)?
-    };
-    let haproxy_bin = if args.haproxy {
-        Some(haproxy::check(&lab)?)
-    } else {
-        None
-    };
+    let lab = if Lab::exists(&dir) { reuse(&dir, &args)? } else { create(&args, &dir)? };
+    let haproxy_bin = if args.haproxy { Some(haproxy::check(&lab)?) } else { None };
     start(&lab, Duration::from_secs(args.timeout)).await?;
     if let Some(bin) = &haproxy_bin {
         haproxy::start(&lab, bin)?;
@@ -86,10 +76,7 @@ pub async fn start(lab: &Lab, timeout: Duration) -> anyhow::Result<()> {
         println!("  pid {pid}, log {}", node.log_path().display());
     }
     let replicas = lab.nodes.len() - 1;
-    println!(
-        "waiting for a primary and {replicas} streaming replica{}...",
-        if replicas == 1 { "" } else { "s" }
-    );
+    println!("waiting for a primary and {replicas} streaming replica{}...", if replicas == 1 { "" } else { "s" });
     if let Err(e) = ready::wait(lab, timeout).await {
         for node in &lab.nodes {
             eprintln!("---- last 20 lines of {} ----", node.log_path().display());
@@ -110,11 +97,7 @@ fn reuse(dir: &Path, args: &UpArgs) -> anyhow::Result<Lab> {
             bail!("the lab in {d} was made without {flag}: `raftctl lab down --clean --dir {d}` first, or use another --dir");
         }
     }
-    if let Some((node, pid)) = lab.nodes.iter().find_map(|n| {
-        process::agent(n)
-            .or_else(|| process::postmaster(n))
-            .map(|p| (n, p.pid))
-    }) {
+    if let Some((node, pid)) = lab.nodes.iter().find_map(|n| process::agent(n).or_else(|| process::postmaster(n)).map(|p| (n, p.pid))) {
         let d = dir.display();
         bail!(
             "a lab is already running in {d} ({}'s process {pid} is alive): see `raftctl lab status --dir {d}`, \
@@ -122,7 +105,11 @@ fn reuse(dir: &Path, args: &UpArgs) -> anyhow::Result<Lab> {
             node.name
         );
     }
-    println!("{} holds a stopped lab: starting its {} nodes again (`raftctl lab down --clean` for a fresh one)", dir.display(), lab.nodes.len());
+    println!(
+        "{} holds a stopped lab: starting its {} nodes again (`raftctl lab down --clean` for a fresh one)",
+        dir.display(),
+        lab.nodes.len()
+    );
     if lab.netns_prefix.is_some() {
         netns::require_root("this lab (made with --netns)")?;
     } else {
@@ -130,10 +117,7 @@ fn reuse(dir: &Path, args: &UpArgs) -> anyhow::Result<Lab> {
         ports::check_free(&layout, lab.base_port)?;
     }
     if lab.user.is_some() && !user::is_root() {
-        bail!(
-            "this lab runs its nodes as user {}: run `raftctl lab up` as root",
-            lab.user.as_ref().map_or("", |u| u.name.as_str())
-        );
+        bail!("this lab runs its nodes as user {}: run `raftctl lab up` as root", lab.user.as_ref().map_or("", |u| u.name.as_str()));
     }
     lab.raftgres_bin = node_binary(dir, lab.user.as_ref())?;
     lab.save()?;
@@ -156,26 +140,19 @@ pub fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
     if netns_prefix.is_none() {
         ports::check_free(&layout, args.base_port)?;
     }
-    if dir.exists()
-        && std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read {}", dir.display()))?
-            .next()
-            .is_some()
-    {
-        bail!(
-            "{} exists and is not a lab (no lab.json): choose another --dir or remove it",
-            dir.display()
-        );
+    if dir.exists() && std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?.next().is_some() {
+        bail!("{} exists and is not a lab (no lab.json): choose another --dir or remove it", dir.display());
     }
     let pg_bin_dir = pg_bin_dir(args.pg_bin_dir.as_deref())?;
-    let lab_user = if user::is_root() {
-        Some(user::ensure_user()?)
-    } else {
-        None
-    };
+    let lab_user = if user::is_root() { Some(user::ensure_user()?) } else { None };
     if let Some(u) = &lab_user {
         if let Some(blocked) = user::blocked_parent(dir, u) {
-            bail!("user {} cannot reach {}: {} is not searchable by others; choose a --dir under /tmp", u.name, dir.display(), blocked.display());
+            bail!(
+                "user {} cannot reach {}: {} is not searchable by others; choose a --dir under /tmp",
+                u.name,
+                dir.display(),
+                blocked.display()
+            );
         }
     }
     make_dir(dir)?;
@@ -202,11 +179,7 @@ pub fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
     lab.save()?;
     if let Some(u) = &lab.user {
         user::chown_tree(dir, u.uid, u.gid)?;
-        println!(
-            "{} belongs to user {} (the nodes run as {1})",
-            dir.display(),
-            u.name
-        );
+        println!("{} belongs to user {} (the nodes run as {1})", dir.display(), u.name);
     }
     Ok(lab)
 }
@@ -215,32 +188,23 @@ pub fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
     if dir.is_absolute() {
         Ok(dir.to_path_buf())
     } else {
-        Ok(std::env::current_dir()
-            .context("cannot read the current directory")?
-            .join(dir))
+        Ok(std::env::current_dir().context("cannot read the current directory")?.join(dir))
     }
 }
 
 /// Creates `dir` (and parents) with mode 0755, whatever the umask.
 fn make_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("cannot chmod {}", dir.display()))
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).with_context(|| format!("cannot chmod {}", dir.display()))
 }
 
 /// `raftgres` next to this `raftctl`; copied into `DIR/bin/` when the lab's user could
 /// not execute it where it is.
 fn node_binary(dir: &Path, lab_user: Option<&super::LabUser>) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the raftctl binary's path")?;
-    let bin = exe
-        .parent()
-        .map(|d| d.join("raftgres"))
-        .context("raftctl has no parent directory")?;
+    let bin = exe.parent().map(|d| d.join("raftgres")).context("raftctl has no parent directory")?;
     if !bin.is_file() {
-        bail!(
-            "the node binary {} is missing: build it next to raftctl (`cargo build -p raftgres`)",
-            bin.display()
-        );
+        bail!("the node binary {} is missing: build it next to raftctl (`cargo build -p raftgres`)", bin.display());
     }
     let Some(u) = lab_user else { return Ok(bin) };
     if user::blocked_parent(&bin, u).is_none() && user::may(&bin, u, 0o1) {
@@ -248,14 +212,8 @@ fn node_binary(dir: &Path, lab_user: Option<&super::LabUser>) -> anyhow::Result<
     }
     let copy = dir.join("bin").join("raftgres");
     make_dir(&dir.join("bin"))?;
-    println!(
-        "user {} cannot run {}: copying it to {}",
-        u.name,
-        bin.display(),
-        copy.display()
-    );
-    std::fs::copy(&bin, &copy)
-        .with_context(|| format!("cannot copy {} to {}", bin.display(), copy.display()))?;
+    println!("user {} cannot run {}: copying it to {}", u.name, bin.display(), copy.display());
+    std::fs::copy(&bin, &copy).with_context(|| format!("cannot copy {} to {}", bin.display(), copy.display()))?;
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))?;
     Ok(copy)
 }
@@ -287,11 +245,7 @@ fn pg_bin_dir(asked: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 fn print_howto(lab: &Lab) {
     let d = lab.dir.display();
-    let f = if lab.dir == Path::new(super::DEFAULT_DIR) {
-        String::new()
-    } else {
-        format!(" --dir {d}")
-    };
+    let f = if lab.dir == Path::new(super::DEFAULT_DIR) { String::new() } else { format!(" --dir {d}") };
     let n1 = &lab.nodes[0];
     let endpoints = lab.endpoints().join(",");
     // A TLS lab outside the default directory is found with --lab.
@@ -311,21 +265,11 @@ fn print_howto(lab: &Lab) {
     println!("The lab is up. Connect with:");
     println!("  export PGPASSFILE={}", lab.pgpass_path().display());
     println!("  psql -h {} -p {} -U postgres", n1.host, n1.ports.postgres);
-    println!(
-        "  etcdctl --endpoints {scheme}://{}{etcdctl_tls} get --prefix /service/{}/",
-        n1.client_addr(),
-        lab.scope
-    );
+    println!("  etcdctl --endpoints {scheme}://{}{etcdctl_tls} get --prefix /service/{}/", n1.client_addr(), lab.scope);
     println!("  raftctl --endpoints {endpoints}{lab_flag} list");
     println!("  raftctl --endpoints {endpoints}{lab_flag} members");
-    println!(
-        "REST API: curl -s{curl_tls} {scheme}://{}:{}/patroni",
-        n1.host, n1.ports.rest
-    );
-    println!(
-        "Try a failure (the node names are node1..node{}):",
-        lab.nodes.len()
-    );
+    println!("REST API: curl -s{curl_tls} {scheme}://{}:{}/patroni", n1.host, n1.ports.rest);
+    println!("Try a failure (the node names are node1..node{}):", lab.nodes.len());
     println!("  raftctl lab status{f}");
     println!("  raftctl lab kill node1{f}      # crash a node (agent and PostgreSQL)");
     println!("  raftctl lab start node1{f}     # start it again");

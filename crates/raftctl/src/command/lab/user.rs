@@ -32,27 +32,16 @@ fn parse_passwd(line: &str) -> Option<LabUser> {
     if f.len() < 7 {
         return None;
     }
-    Some(LabUser {
-        name: f[0].to_string(),
-        uid: f[2].parse().ok()?,
-        gid: f[3].parse().ok()?,
-        home: PathBuf::from(f[5]),
-    })
+    Some(LabUser { name: f[0].to_string(), uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: PathBuf::from(f[5]) })
 }
 
 fn lookup(name: &str) -> Option<LabUser> {
-    let out = Command::new("getent")
-        .args(["passwd", name])
-        .output()
-        .ok()?;
+    let out = Command::new("getent").args(["passwd", name]).output().ok()?;
     if out.status.success() {
         return parse_passwd(&String::from_utf8_lossy(&out.stdout));
     }
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd
-        .lines()
-        .filter_map(parse_passwd)
-        .find(|u| u.name == name)
+    passwd.lines().filter_map(parse_passwd).find(|u| u.name == name)
 }
 
 /// The `raftgres` system user, created with `useradd` when missing.
@@ -66,25 +55,17 @@ pub fn ensure_user() -> anyhow::Result<LabUser> {
         .output()
         .context("cannot run useradd (install the `passwd` package, or run raftctl lab as a normal user)")?;
     if !out.status.success() {
-        bail!(
-            "useradd {LAB_USER} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("useradd {LAB_USER} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
-    lookup(LAB_USER)
-        .with_context(|| format!("useradd succeeded but user {LAB_USER} is still unknown"))
+    lookup(LAB_USER).with_context(|| format!("useradd succeeded but user {LAB_USER} is still unknown"))
 }
 
 /// `chown -R uid:gid dir`, without following symlinks.
 pub fn chown_tree(dir: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
-    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
-        .with_context(|| format!("cannot chown {}", dir.display()))?;
-    let meta =
-        std::fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).with_context(|| format!("cannot chown {}", dir.display()))?;
+    let meta = std::fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
     if meta.is_dir() {
-        for entry in
-            std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?
-        {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
             chown_tree(&entry?.path(), uid, gid)?;
         }
     }
@@ -94,10 +75,7 @@ pub fn chown_tree(dir: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
 /// The first directory on the way to `path` (itself excluded) that `user` may not
 /// search, or `None` when every one is searchable.
 pub fn blocked_parent(path: &Path, user: &LabUser) -> Option<PathBuf> {
-    path.ancestors()
-        .skip(1)
-        .find(|dir| !may(dir, user, 0o1))
-        .map(Path::to_path_buf)
+    path.ancestors().skip(1).find(|dir| !may(dir, user, 0o1)).map(Path::to_path_buf)
 }
 
 /// Whether `user` has the permission `bits` (1 = x, 4 = r) on `path`, by its mode bits.
@@ -123,26 +101,15 @@ mod tests {
     #[test]
     fn passwd_and_status_parse() {
         let u = parse_passwd("raftgres:x:998:997::/home/raftgres:/bin/bash\n").expect("parse");
-        assert_eq!(
-            (u.uid, u.gid, u.home.as_path()),
-            (998, 997, Path::new("/home/raftgres"))
-        );
+        assert_eq!((u.uid, u.gid, u.home.as_path()), (998, 997, Path::new("/home/raftgres")));
         assert_eq!(effective_uid("Name:\tx\nUid:\t1000\t0\t0\t0\n"), Some(0));
         assert!(parse_passwd("short:x").is_none());
     }
 
     #[test]
     fn tmp_is_searchable_by_anyone() {
-        let nobody = LabUser {
-            name: "nobody".into(),
-            uid: 65534,
-            gid: 65534,
-            home: "/".into(),
-        };
+        let nobody = LabUser { name: "nobody".into(), uid: 65534, gid: 65534, home: "/".into() };
         assert!(may(Path::new("/tmp"), &nobody, 1));
-        assert_eq!(
-            blocked_parent(Path::new("/tmp/raftgres-lab"), &nobody),
-            None
-        );
+        assert_eq!(blocked_parent(Path::new("/tmp/raftgres-lab"), &nobody), None);
     }
 }
