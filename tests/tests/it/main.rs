@@ -7,6 +7,7 @@ mod dashboard;
 mod deploy;
 mod etcdctl;
 mod fencer;
+mod free_key;
 mod group_stop;
 mod ha;
 mod haproxy;

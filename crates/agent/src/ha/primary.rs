@@ -167,36 +167,53 @@ impl Agent {
         }
     }
 
-    /// Nobody holds the leader key: race for it if this node may.
+    /// Nobody holds the leader key: race for it if this node may. A node still running
+    /// PostgreSQL as primary that does not take the key now stops being primary (Patroni
+    /// demotes here too): the key is free, so another node may take it and promote, and
+    /// the fencer, re-armed by this node's live lease, would not stop it.
     pub(super) async fn race(&mut self, view: &ClusterView, pg: &PgStatus) -> String {
+        let (action, won) = self.race_for_free_key(view, pg).await;
+        if !won
+            && pg.role == Role::Primary
+            && self.demote_if_primary(pg, &format!("the leader key is free and I did not take it: {action}")).await
+        {
+            let me = &self.config.name;
+            return format!("demoted: I am {me}; the leader key is free and I did not take it ({action})");
+        }
+        action
+    }
+
+    /// The race itself: what was done, and whether this node took the key.
+    async fn race_for_free_key(&mut self, view: &ClusterView, pg: &PgStatus) -> (String, bool) {
         let me = self.config.name.clone();
         let requested = super::switchover::due(view).and_then(|f| f.member.clone());
         if let Some(candidate) = requested.as_deref().filter(|c| *c != me) {
             if view.members.get(candidate).is_some_and(|m| m.state == "running") {
-                return format!("no leader: a switchover to {candidate} is in progress; standing aside");
+                return (format!("no leader: a switchover to {candidate} is in progress; standing aside"), false);
             }
         }
         let chosen = requested.as_deref() == Some(me.as_str());
         if let Some(primary) = self.promise.active() {
-            return super::failsafe::not_racing(&primary);
+            return (super::failsafe::not_racing(&primary), false);
         }
         if let Some(why) = self.watchdog_missing.clone() {
-            return self.refuse(chosen, format!("no leader: I am {me} and may not take over (watchdog required but {why})")).await;
+            return (self.refuse(chosen, format!("no leader: I am {me} and may not take over (watchdog required but {why})")).await, false);
         }
         if let Some(why) = self.hung_refusal() {
-            return self.refuse(chosen, format!("no leader: I am {me} and may not take over ({why})")).await;
+            return (self.refuse(chosen, format!("no leader: I am {me} and may not take over ({why})")).await, false);
         }
         if !pg.is_running() && pg.state != "starting" && self.pg.data_dir_valid() && !self.config.tags.nofailover {
             if let Some(why) = self.behind_cluster_timeline(view).await {
                 // Started read-only, a former primary would lose the control file's
                 // "was primary" mark that makes it rewind before following.
-                return format!("no leader: I am {me} and may not take over ({why})");
+                return (format!("no leader: I am {me} and may not take over ({why})"), false);
             }
             // After a restart of every node nobody runs: start read-only so we can compete.
-            return match self.start_read_only().await {
+            let started = match self.start_read_only().await {
                 Ok(()) => "no leader: starting PostgreSQL read-only to take part in the election".into(),
                 Err(e) => format!("no leader, and PostgreSQL does not start: {e}"),
             };
+            return (started, false);
         }
         // The chosen candidate of a switchover or manual failover skips the lag and
         // healthiest checks: the operator picked it (and the old primary checked it).
@@ -207,30 +224,30 @@ impl Agent {
                 if matches!(why, Ineligible::BehindTimeline { .. }) && pg.role == Role::Primary {
                     self.needs_rewind = true;
                 }
-                return self.refuse(chosen, format!("no leader: I am {me} and may not take over ({why})")).await;
+                return (self.refuse(chosen, format!("no leader: I am {me} and may not take over ({why})")).await, false);
             }
         };
         if !self.may_promote_in_sync_mode(view, &me) {
             let why =
                 format!("no leader: I am {me}, not a synchronous standby (synchronous_mode): only a member listed in /sync may take over");
-            return self.refuse(chosen, why).await;
+            return (self.refuse(chosen, why).await, false);
         }
         if !chosen {
             let mut peers = probe_peers(view, &me, &self.config.rest_client()).await;
             peers.retain(|p| self.may_promote_in_sync_mode(view, &p.name));
             if let Some(p) = peers.iter().find(|p| p.primary && p.running) {
-                return format!("no leader, but {} still runs as primary: not racing", p.name);
+                return (format!("no leader, but {} still runs as primary: not racing", p.name), false);
             }
             let priority = self.config.tags.failover_priority.unwrap_or(1);
             if let Err(better) = healthiest(pg.timeline, mine, priority, &peers) {
-                return format!("no leader: {better} is healthier than me ({me}); letting it take over");
+                return (format!("no leader: {better} is healthier than me ({me}); letting it take over"), false);
             }
         }
         let Some(lease) = self.lease.get().id.filter(|_| self.lease.get().valid()) else {
-            return "no leader: waiting for my lease to be renewed before racing".into();
+            return ("no leader: waiting for my lease to be renewed before racing".into(), false);
         };
         if let Err(primary) = self.promise.claim() {
-            return super::failsafe::not_racing(&primary);
+            return (super::failsafe::not_racing(&primary), false);
         }
         let acquired = self.dcs.acquire_leader(&me, lease).await;
         if !matches!(acquired, Ok(true)) {
@@ -239,11 +256,11 @@ impl Agent {
         match acquired {
             Ok(true) if pg.role == Role::Primary => {
                 self.arm_fencer();
-                format!("took the leader key: I am {me}, the primary")
+                (format!("took the leader key: I am {me}, the primary"), true)
             }
-            Ok(true) => self.promote(view, "won the leader race").await,
-            Ok(false) => "lost the leader race; will follow the winner".into(),
-            Err(e) => format!("cannot race for the leader key: {e}"),
+            Ok(true) => (self.promote(view, "won the leader race").await, true),
+            Ok(false) => ("lost the leader race; will follow the winner".into(), false),
+            Err(e) => (format!("cannot race for the leader key: {e}"), false),
         }
     }
 
