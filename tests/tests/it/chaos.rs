@@ -17,7 +17,7 @@ use std::process::Command;
 use raftgres_tests::bin;
 use raftgres_tests::lab::NetnsClaim;
 
-const FAULTS: [&str; 14] = [
+const FAULTS: [&str; 15] = [
     "kill",
     "postmaster",
     "pause",
@@ -32,6 +32,7 @@ const FAULTS: [&str; 14] = [
     "isolate-two",
     "failsafe",
     "ttl-change",
+    "pg-hang",
 ];
 
 /// Runs `raftctl chaos --rounds 1 EXTRA...` on a lab of its own; returns its output.

@@ -88,6 +88,11 @@ pub const ALL: [Fault; 17] = [
     Fault::PgHang,
 ];
 
+/// How long a hung PostgreSQL stays frozen at least: the agent finds it after the
+/// liveness probe's timeout × max_failures (6 s with the defaults), so a shorter hang
+/// is, rightly, ridden out.
+const PG_HANG_AT_LEAST: Duration = Duration::from_secs(15);
+
 /// How long a killed primary stays down at most while we wait for a new one.
 const KILLED_FOR_AT_MOST: Duration = Duration::from_secs(20);
 
@@ -295,9 +300,10 @@ pub async fn inject(bench: &Bench<'_>, fault: Fault, primary: usize, replica: us
         Fault::PgHang => {
             let frozen = Frozen::postgres(p, false)?;
             let count = frozen.count();
-            tokio::time::sleep(bench.hold).await;
+            let hung_for = bench.hold.max(PG_HANG_AT_LEAST);
+            tokio::time::sleep(hung_for).await;
             drop(frozen);
-            format!("{}'s postmaster and {} children stopped for {held:.1} s", p.name, count.saturating_sub(1))
+            format!("{}'s postmaster and {} children stopped for {:.1} s", p.name, count.saturating_sub(1), hung_for.as_secs_f64())
         }
         Fault::Bridge => {
             let leader = raft_leader(lab, replica).await?;
