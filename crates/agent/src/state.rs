@@ -2,12 +2,27 @@
 //! changes) through a `tokio::sync::watch` channel. The REST API and metrics read only
 //! this; they never touch PostgreSQL or the store themselves.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use crate::cluster::{ClusterView, Role};
 use crate::config::Tags;
+
+/// The verdict on PostgreSQL's liveness (reached by `ha::hung::judge`), published with
+/// the node's state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    Healthy,
+    /// Some probes in a row failed, fewer than `max_failures`.
+    Suspect {
+        failures: u32,
+    },
+    /// `max_failures` probes or more in a row failed, the first `failing_for` ago.
+    Hung {
+        failing_for: Duration,
+    },
+}
 
 /// PostgreSQL as the agent last saw it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -81,7 +96,7 @@ pub struct NodeState {
     /// The agent's latest decision, as logged ("no action: I am node2, a replica, following node1").
     pub last_action: String,
     /// The liveness probe's verdict (see `ha::hung`).
-    pub liveness: crate::ha::hung::Verdict,
+    pub liveness: Verdict,
     /// Liveness probes that failed since the agent started.
     pub liveness_failures_total: u64,
 }
@@ -97,7 +112,7 @@ impl NodeState {
             cluster: ClusterView::default(),
             dcs_last_seen: None,
             last_action: "starting".into(),
-            liveness: crate::ha::hung::Verdict::Healthy,
+            liveness: Verdict::Healthy,
             liveness_failures_total: 0,
         }
     }

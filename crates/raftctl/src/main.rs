@@ -96,7 +96,10 @@ fn main() -> ExitCode {
 
 /// The API through the first of `--endpoints` that answers, with the TLS settings.
 async fn connect(endpoints: &[String], tls: &tls::TlsArgs) -> anyhow::Result<client::Api> {
-    let files = tls.files(endpoints)?;
+    let files = match tls.files()? {
+        Some(files) => Some(files),
+        None => command::lab::tls_files_for(tls.lab.as_deref(), endpoints)?,
+    };
     client::Api::connect(endpoints, &tls::Security::load(files.as_ref())?).await
 }
 

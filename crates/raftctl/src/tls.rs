@@ -2,19 +2,17 @@
 //! signed the servers' certificates), `--cert` and `--key` (the client certificate a
 //! node with `client-cert-auth` requires), or the `RAFTCTL_CACERT`, `RAFTCTL_CERT`,
 //! `RAFTCTL_KEY` variables. Without them, the certificates of a lab made with
-//! `raftctl lab up --tls` are used: the lab named by `--lab DIR` (`RAFTCTL_LAB`), or the
-//! default lab when it serves one of `--endpoints`. The same settings serve gRPC
-//! (`https://` endpoints) and the REST calls to the members.
+//! `raftctl lab up --tls` are used (`command::lab::tls_files_for`: the lab named by
+//! `--lab DIR` (`RAFTCTL_LAB`), or the default lab when it serves one of `--endpoints`).
+//! The same settings serve gRPC (`https://` endpoints) and the REST calls to the members.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
 use raftgres_agent::http;
 use raftgres_tls::{client_config, Certs, ClientTls, Identity};
 use tonic::transport::ClientTlsConfig;
-
-use crate::command::lab::{Lab, DEFAULT_DIR};
 
 /// The global TLS flags.
 #[derive(Debug, Default, Args)]
@@ -64,8 +62,8 @@ impl Security {
 }
 
 impl TlsArgs {
-    /// The files to use for `endpoints`: the flags, else a TLS lab's (see the module doc).
-    pub fn files(&self, endpoints: &[String]) -> anyhow::Result<Option<TlsFiles>> {
+    /// The files the flags name; None without `--cacert` (then a TLS lab's may serve).
+    pub fn files(&self) -> anyhow::Result<Option<TlsFiles>> {
         if let Some(cacert) = &self.cacert {
             let identity = self.cert.clone().zip(self.key.clone());
             return Ok(Some(TlsFiles { cacert: cacert.clone(), identity }));
@@ -73,15 +71,7 @@ impl TlsArgs {
         if self.cert.is_some() {
             bail!("--cert and --key need --cacert (the CA that signed the nodes' certificates)");
         }
-        if let Some(dir) = &self.lab {
-            return Ok(Lab::load(dir)?.tls_files());
-        }
-        // The default lab, when it serves one of the endpoints (an unreadable lab.json is
-        // no reason to fail a command meant for another cluster).
-        let Ok(lab) = Lab::load(Path::new(DEFAULT_DIR)) else { return Ok(None) };
-        let address = |endpoint: &str| endpoint.rsplit("://").next().unwrap_or(endpoint).trim_end_matches('/').to_string();
-        let serves = lab.endpoints().iter().any(|e| endpoints.iter().any(|asked| address(asked) == *e));
-        Ok(if serves { lab.tls_files() } else { None })
+        Ok(None)
     }
 }
 
@@ -92,10 +82,10 @@ mod tests {
     #[test]
     fn flags_win_and_a_certificate_needs_a_ca() {
         let args = TlsArgs { cacert: Some("/ca".into()), cert: Some("/c".into()), key: Some("/k".into()), lab: None };
-        let files = args.files(&[]).expect("files").expect("tls");
+        let files = args.files().expect("files").expect("tls");
         assert_eq!(files, TlsFiles { cacert: "/ca".into(), identity: Some(("/c".into(), "/k".into())) });
         let args = TlsArgs { cacert: None, cert: Some("/c".into()), key: Some("/k".into()), lab: None };
-        assert!(args.files(&[]).expect_err("no ca").to_string().contains("need --cacert"));
+        assert!(args.files().expect_err("no ca").to_string().contains("need --cacert"));
         let err = Security::load(Some(&files)).err().expect("missing files").to_string();
         assert!(err.starts_with("--cacert /ca: cannot read it"), "{err}");
     }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::LivenessConfig;
 use crate::state::PgStatus;
+pub use crate::state::Verdict;
 use crate::timing::Timing;
 
 /// What the probes found so far, since PostgreSQL last (re)started.
@@ -49,20 +50,6 @@ impl History {
     pub fn restart(&mut self) {
         *self = Self { failures_total: self.failures_total, ..Self::default() };
     }
-}
-
-/// The verdict on PostgreSQL's liveness.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Verdict {
-    Healthy,
-    /// Some probes in a row failed, fewer than `max_failures`.
-    Suspect {
-        failures: u32,
-    },
-    /// `max_failures` probes or more in a row failed, the first `failing_for` ago.
-    Hung {
-        failing_for: Duration,
-    },
 }
 
 /// The verdict at `now` on `history` under `config`.

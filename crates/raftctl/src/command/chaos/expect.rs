@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::faults::Fault;
+use super::kinds::Fault;
 use super::verdict::Ack;
 
 /// What a fault must lead to.

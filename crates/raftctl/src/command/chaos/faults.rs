@@ -12,141 +12,21 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use clap::ValueEnum;
-
 use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use raftgres_proto::etcdserverpb::{MoveLeaderRequest, StatusRequest};
 
+use super::bench::Bench;
 use super::expect::Evidence;
 use super::freeze::Frozen;
-use super::workload::Workload;
+use super::kinds::Fault;
 use super::{disk, handover, reconfigure};
 use crate::client::{connect_one, status_error};
 use crate::command::lab::{control, netns, process, Lab};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
-pub enum Fault {
-    /// kill -9 of the primary's node (agent, store and PostgreSQL); started again later.
-    Kill,
-    /// kill -9 of the primary's postmaster only.
-    Postmaster,
-    /// SIGSTOP of the primary's agent for the hold time, then SIGCONT.
-    Pause,
-    /// The primary cut off from the other nodes for the hold time.
-    Partition,
-    /// The primary cannot send to the other nodes (they can send to it).
-    PartitionOneway,
-    /// The primary receives nothing from the other nodes (it can still send to them):
-    /// a Raft leader there keeps sending heartbeats it never hears answered.
-    PartitionInbound,
-    /// netem on every node's link for the hold time.
-    Netem,
-    /// A replica's disk full for the hold time.
-    Diskfull,
-    /// Every node killed at once, then started again.
-    RestartAll,
-    /// SIGSTOP of the primary node's whole process group (Ctrl-Z of the job), then SIGCONT.
-    GroupStop,
-    /// The primary killed, then the node that took over killed as soon as it took a
-    /// write (the first one restarted just before, so Raft keeps 2 of 3).
-    DoubleFailover,
-    /// The primary cut off from the Raft leader only; every other link works.
-    Bridge,
-    /// The primary and one replica each cut off from everyone at once.
-    IsolateTwo,
-    /// `failsafe_mode` on, only the Raft port of every node cut (REST answers), a
-    /// replica restarted meanwhile.
-    Failsafe,
-    /// The primary's backends stopped (the postmaster still accepts connections) while
-    /// a switchover is requested.
-    PgStall,
-    /// `ttl` doubled through `/config`, then set back, under load.
-    TtlChange,
-    /// SIGSTOP of the primary's postmaster and all its children (a hung PostgreSQL).
-    PgHang,
-}
-
-/// Every fault, in the order a run goes through them.
-pub const ALL: [Fault; 17] = [
-    Fault::Kill,
-    Fault::Postmaster,
-    Fault::Pause,
-    Fault::Partition,
-    Fault::PartitionOneway,
-    Fault::PartitionInbound,
-    Fault::Netem,
-    Fault::Diskfull,
-    Fault::RestartAll,
-    Fault::GroupStop,
-    Fault::DoubleFailover,
-    Fault::Bridge,
-    Fault::IsolateTwo,
-    Fault::Failsafe,
-    Fault::TtlChange,
-    Fault::PgStall,
-    Fault::PgHang,
-];
 
 /// How long a hung PostgreSQL stays frozen at least: the agent finds it after the
 /// liveness probe's timeout × max_failures (6 s with the defaults), so a shorter hang
 /// is, rightly, ridden out.
 const PG_HANG_AT_LEAST: Duration = Duration::from_secs(15);
-
-/// How long a killed primary stays down at most while we wait for a new one.
-const KILLED_FOR_AT_MOST: Duration = Duration::from_secs(20);
-
-impl Fault {
-    pub fn name(self) -> &'static str {
-        match self {
-            Fault::Kill => "kill",
-            Fault::Postmaster => "postmaster",
-            Fault::Pause => "pause",
-            Fault::Partition => "partition",
-            Fault::PartitionOneway => "partition-oneway",
-            Fault::PartitionInbound => "partition-inbound",
-            Fault::Netem => "netem",
-            Fault::Diskfull => "diskfull",
-            Fault::RestartAll => "restart-all",
-            Fault::GroupStop => "group-stop",
-            Fault::DoubleFailover => "double-failover",
-            Fault::Bridge => "bridge",
-            Fault::IsolateTwo => "isolate-two",
-            Fault::Failsafe => "failsafe",
-            Fault::PgStall => "pg-stall",
-            Fault::TtlChange => "ttl-change",
-            Fault::PgHang => "pg-hang",
-        }
-    }
-}
-
-/// What a fault needs: the lab, how long to hold a fault, the netem spec, the workload
-/// (a killed primary stays down until another node took a write), the lease's ttl, and
-/// whether the run is in synchronous mode.
-pub struct Bench<'a> {
-    pub lab: &'a Lab,
-    pub hold: Duration,
-    pub netem: &'a str,
-    pub workload: &'a Workload,
-    pub t0: Instant,
-    pub ttl: Duration,
-    pub sync: bool,
-}
-
-impl Bench<'_> {
-    /// Waits (at most [`KILLED_FOR_AT_MOST`]) until a node other than `node` took a
-    /// write acknowledged after `since`; returns that node.
-    pub async fn other_writer(&self, node: usize, since: Duration) -> Option<usize> {
-        let deadline = Instant::now() + KILLED_FOR_AT_MOST;
-        loop {
-            let found = self.workload.first_node(|a| a.node != node && a.acked > since);
-            if found.is_some() || Instant::now() >= deadline {
-                return found;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
 
 /// What an injection did: when the fault hit and when it was undone (since the run
 /// started), a few words about it, and what its expectation needs to know.
@@ -348,9 +228,4 @@ pub async fn inject(bench: &Bench<'_>, fault: Fault, primary: usize, replica: us
     };
     let undone = undone.unwrap_or_else(|| bench.t0.elapsed());
     Ok(Injected { at, undone, what, evidence })
-}
-
-/// The postmaster of `node` now, for comparing before and after a fault.
-pub fn postmaster_pid(lab: &Lab, node: usize) -> anyhow::Result<u32> {
-    process::postmaster(&lab.nodes[node]).map(|p| p.pid).with_context(|| format!("{} has no running postmaster", lab.nodes[node].name))
 }

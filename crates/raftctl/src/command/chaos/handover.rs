@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use raftgres_agent::ops::{self, Handover, SwitchoverRequest};
 
+use super::bench::Bench;
 use super::expect::Evidence;
-use super::faults::Bench;
 use super::freeze::Frozen;
 use super::store;
 use crate::command::lab::control;

@@ -20,11 +20,13 @@
 //! (the writers), `kv` (the KV clients and their check), `disk` (the nodes' small
 //! disks), `verdict` and `expect` (the pure checks), `report` (table and summary).
 
+mod bench;
 mod disk;
 mod expect;
 mod faults;
 mod freeze;
 mod handover;
+mod kinds;
 mod kv;
 mod reconfigure;
 mod report;
@@ -42,8 +44,9 @@ use raftgres_agent::ops;
 
 use crate::client::Api;
 use crate::command::cluster::{open, ClusterArgs};
-use crate::command::lab::{control, netns, process, ready, up, DirArg, Lab};
-use faults::{Bench, Fault};
+use crate::command::lab::{control, logs, netns, process, ready, up, DirArg, Lab};
+use bench::Bench;
+use kinds::Fault;
 use report::{Outcome, Round};
 use workload::{Psql, Workload};
 
@@ -53,7 +56,7 @@ pub struct ChaosArgs {
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
     /// The faults, comma separated (default: all of them, in this order).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = faults::ALL)]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = kinds::ALL)]
     pub faults: Vec<Fault>,
     /// Synchronous mode: no acknowledged write may be lost.
     #[arg(long)]
@@ -225,7 +228,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
             let expected = expect::check(expect, &facts, &acks);
             if expected.is_err() && matches!(expect, expect::Expect::Failover | expect::Expect::SecondFailover) {
                 for node in lab.nodes.iter().filter(|n| n.name != lab.nodes[old].name) {
-                    println!("{}'s log ends with:\n{}", node.name, control::tail(&node.log_path(), 12));
+                    println!("{}'s log ends with:\n{}", node.name, logs::tail(&node.log_path(), 12));
                 }
             }
             let r = Round {
@@ -354,7 +357,7 @@ async fn heal(lab: &Lab) -> (bool, usize) {
     let mut restarts = 0;
     for _ in 0..5 {
         for node in lab.nodes.iter().filter(|n| process::agent(n).is_none()) {
-            println!("{} had exited; its log ends with:\n{}", node.name, control::tail(&node.log_path(), 5));
+            println!("{} had exited; its log ends with:\n{}", node.name, logs::tail(&node.log_path(), 5));
             if process::postmaster(node).is_some() {
                 let _ = control::kill(node);
             }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::faults::{postmaster_pid, Bench};
+use super::bench::{postmaster_pid, Bench};
 use super::store;
 use crate::command::lab::{control, netns};
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::faults::Fault;
+use super::kinds::Fault;
 use super::verdict::{p50_max, Ack, SplitBrain};
 
 /// One round as it happened.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::process::{self, RunState};
-use super::{haproxy, netns, user, Lab, LabNode};
+use super::{haproxy, logs, netns, user, Lab, LabNode};
 
 /// How long `down` lets the nodes stop by themselves before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -134,7 +134,7 @@ pub fn start(lab: &Lab, node: &LabNode) -> anyhow::Result<()> {
     let pid = process::spawn(lab, node)?;
     std::thread::sleep(Duration::from_millis(300));
     if process::agent(node).is_none() {
-        bail!("{} exited right after starting:\n{}", node.name, tail(&node.log_path(), 20));
+        bail!("{} exited right after starting:\n{}", node.name, logs::tail(&node.log_path(), 20));
     }
     println!("{} started (pid {pid}, {}); follow it with `raftctl lab logs {0}`", node.name, node.ports_line());
     Ok(())
@@ -158,13 +158,6 @@ pub fn logs(node: &LabNode, lines: usize) -> anyhow::Result<()> {
     if !path.exists() {
         bail!("{} has no log yet ({} does not exist)", node.name, path.display());
     }
-    println!("{}", tail(&path, lines));
+    println!("{}", logs::tail(&path, lines));
     Ok(())
-}
-
-/// The last `lines` lines of a file (empty when it cannot be read).
-pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{control, ports, process, Lab};
+use super::{logs, ports, process, Lab};
 
 /// The lab's HAProxy config for the classic ports (node1 PostgreSQL on 5432).
 const TEMPLATE: &str = include_str!("../../../../../deploy/haproxy.cfg");
@@ -221,7 +221,7 @@ pub fn start(lab: &Lab, bin: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + ROUTE_WAIT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            bail!("haproxy exited ({status}) right after starting:\n{}", control::tail(&log_path, 20));
+            bail!("haproxy exited ({status}) right after starting:\n{}", logs::tail(&log_path, 20));
         }
         let Err(e) = primary_via(lab, ports.primary) else {
             break;

@@ -17,6 +17,7 @@ mod certs;
 mod config;
 pub mod control;
 mod haproxy;
+pub mod logs;
 pub mod netns;
 mod ports;
 pub mod process;
@@ -37,6 +38,20 @@ use crate::tls::{Security, TlsFiles};
 
 /// Where the lab lives unless `--dir` says otherwise (any user can traverse /tmp).
 pub const DEFAULT_DIR: &str = "/tmp/raftgres-lab";
+
+/// The TLS files of a lab made with `raftctl lab up --tls`, for commands given no
+/// `--cacert`: the lab in `dir` (`--lab`), or the default lab when it serves one of
+/// `endpoints` (an unreadable default `lab.json` is no reason to fail a command meant
+/// for another cluster).
+pub fn tls_files_for(dir: Option<&Path>, endpoints: &[String]) -> anyhow::Result<Option<TlsFiles>> {
+    if let Some(dir) = dir {
+        return Ok(Lab::load(dir)?.tls_files());
+    }
+    let Ok(lab) = Lab::load(Path::new(DEFAULT_DIR)) else { return Ok(None) };
+    let address = |endpoint: &str| endpoint.rsplit("://").next().unwrap_or(endpoint).trim_end_matches('/').to_string();
+    let serves = lab.endpoints().iter().any(|e| endpoints.iter().any(|asked| address(asked) == *e));
+    Ok(if serves { lab.tls_files() } else { None })
+}
 /// The Patroni scope of the lab's cluster.
 pub const SCOPE: &str = "demo";
 

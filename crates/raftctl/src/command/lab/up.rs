@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::config::{self, Passwords};
-use super::{certs, control, haproxy, netns, ports, process, ready, user, DirArg, Lab, LabNode, SCOPE};
+use super::{certs, haproxy, logs, netns, ports, process, ready, user, DirArg, Lab, LabNode, SCOPE};
 
 /// Where PostgreSQL's programs are unless `--pg-bin-dir` says otherwise.
 const DEFAULT_PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -80,7 +80,7 @@ pub async fn start(lab: &Lab, timeout: Duration) -> anyhow::Result<()> {
     if let Err(e) = ready::wait(lab, timeout).await {
         for node in &lab.nodes {
             eprintln!("---- last 20 lines of {} ----", node.log_path().display());
-            eprintln!("{}", control::tail(&node.log_path(), 20));
+            eprintln!("{}", logs::tail(&node.log_path(), 20));
         }
         let d = lab.dir.display();
         bail!("{e:#}\nthe nodes are left as they are: `raftctl lab status --dir {d}`, `raftctl lab down --dir {d}`");
