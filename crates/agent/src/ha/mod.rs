@@ -71,7 +71,7 @@ fn watchdog_for(config: &crate::config::WatchdogConfig) -> (Option<(std::path::P
         }
         Err(e) if config.mode == WatchdogMode::Required => {
             tracing::error!("watchdog required but unusable: {e}; this node will not become primary");
-            (None, Some(e))
+            (None, Some(e.to_string()))
         }
         Err(e) => {
             tracing::warn!("watchdog not usable ({e}); running without it (mode automatic)");
