@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::election::{cluster_timeline, eligible, healthiest, probe_peers, Ineligible};
+use super::election::{cluster_timeline, eligible, healthier_peer, probe_peers, Ineligible};
 use super::hung::Verdict;
 use super::Agent;
 use crate::cluster::{ClusterView, HistoryEntry, Role};
@@ -216,7 +216,7 @@ impl Agent {
             return (started, false);
         }
         // The chosen candidate of a switchover or manual failover skips the lag and
-        // healthiest checks: the operator picked it (and the old primary checked it).
+        // healthier_peer checks: the operator picked it (and the old primary checked it).
         let max_lag = if chosen { u64::MAX } else { self.dynamic.maximum_lag_on_failover };
         let mine = match eligible(pg, &self.config.tags, view, &me, max_lag) {
             Ok(pos) => pos,
@@ -239,8 +239,8 @@ impl Agent {
                 return (format!("no leader, but {} still runs as primary: not racing", p.name), false);
             }
             let priority = self.config.tags.failover_priority.unwrap_or(1);
-            if let Err(better) = healthiest(pg.timeline, mine, priority, &peers) {
-                return (format!("no leader: {better} is healthier than me ({me}); letting it take over"), false);
+            if let Some(better) = healthier_peer(pg.timeline, mine, priority, &peers) {
+                return (format!("no leader: {} is healthier than me ({me}); letting it take over", better.name), false);
             }
         }
         let Some(lease) = self.lease.get().id.filter(|_| self.lease.get().valid()) else {
