@@ -193,8 +193,8 @@ impl Agent {
             }
         }
         let chosen = requested.as_deref() == Some(me.as_str());
-        if let Some(primary) = self.promise.active() {
-            return (super::failsafe::not_racing(&primary), false);
+        if let Some(promised) = self.promise.active() {
+            return (promised.to_string(), false);
         }
         if let Some(why) = self.watchdog_missing.clone() {
             return (self.refuse(chosen, format!("no leader: I am {me} and may not take over (watchdog required but {why})")).await, false);
@@ -246,8 +246,8 @@ impl Agent {
         let Some(lease) = self.lease.get().id.filter(|_| self.lease.get().valid()) else {
             return ("no leader: waiting for my lease to be renewed before racing".into(), false);
         };
-        if let Err(primary) = self.promise.claim() {
-            return (super::failsafe::not_racing(&primary), false);
+        if let Err(promised) = self.promise.claim() {
+            return (promised.to_string(), false);
         }
         let acquired = self.dcs.acquire_leader(&me, lease).await;
         if !matches!(acquired, Ok(true)) {
