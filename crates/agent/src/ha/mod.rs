@@ -19,6 +19,7 @@ pub mod hung;
 pub mod lease;
 mod primary;
 mod replica;
+mod step;
 pub mod stuck;
 mod switchover;
 mod sync;
@@ -232,7 +233,7 @@ impl Agent {
                 }
                 Some((command, reply)) = commands.recv() => {
                     let answer = self.execute(command).await;
-                    tracing::info!("{command:?} on request: {}", match &answer { Ok(m) | Err(m) => m });
+                    tracing::info!("{command:?} on request: {}", commands::summary(&answer));
                     let _ = reply.send(answer);
                 }
                 () = &mut shutdown => break,

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use super::election::{cluster_timeline, eligible, healthier_peer, probe_peers, Ineligible};
 use super::hung::Verdict;
+use super::step::StepError;
 use super::Agent;
 use crate::cluster::{ClusterView, HistoryEntry, Role};
-use crate::postgres::conf;
+use crate::postgres::{conf, PgResult};
 use crate::state::PgStatus;
 
 /// How long the processes of a fenced hung PostgreSQL may take to die after SIGKILL.
@@ -290,10 +291,10 @@ impl Agent {
         })
     }
 
-    async fn start_read_only(&mut self) -> Result<(), String> {
-        self.configure(None).map_err(|e| e.to_string())?;
-        conf::set_standby(self.pg.data_dir(), true).map_err(|e| e.to_string())?;
-        self.pg.start().await.map_err(|e| e.to_string())?;
+    async fn start_read_only(&mut self) -> PgResult<()> {
+        self.configure(None)?;
+        conf::set_standby(self.pg.data_dir(), true)?;
+        self.pg.start().await?;
         self.expect_running = true;
         Ok(())
     }
@@ -334,16 +335,16 @@ impl Agent {
     }
 
     /// `pg_promote` without PostgreSQL's own 100 ms polling: ask, then check every 10 ms.
-    pub(super) async fn promote_and_wait(&mut self) -> Result<(), String> {
-        self.sql.request_promotion().await.map_err(|e| e.to_string())?;
+    pub(super) async fn promote_and_wait(&mut self) -> Result<(), StepError> {
+        self.sql.request_promotion().await?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if !self.sql.in_recovery().await.map_err(|e| e.to_string())? {
+            if !self.sql.in_recovery().await? {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Err("PostgreSQL did not finish promoting within 60 s".into())
+        Err(StepError::PromotionTimedOut)
     }
 
     /// Appends the timeline switch PostgreSQL just made to `/history`.
