@@ -340,6 +340,12 @@ impl Default for LivenessConfig {
     }
 }
 
+/// A configuration or timing value that breaks one of the rules checked here or in
+/// [`Timing`]; the message names the value and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
 impl LivenessConfig {
     pub fn interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.interval)
@@ -350,14 +356,14 @@ impl LivenessConfig {
     }
 
     /// One clear error per bad value.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Invalid> {
         for (name, value) in [("interval", self.interval), ("timeout", self.timeout)] {
             if !(value.is_finite() && (0.05..=3600.0).contains(&value)) {
-                return Err(format!("liveness.{name} must be between 0.05 and 3600 seconds, not {value}"));
+                return Err(Invalid(format!("liveness.{name} must be between 0.05 and 3600 seconds, not {value}")));
             }
         }
         if self.max_failures == 0 {
-            return Err("liveness.max_failures must be at least 1 (use liveness.enabled: false to turn the probe off)".into());
+            return Err(Invalid("liveness.max_failures must be at least 1 (use liveness.enabled: false to turn the probe off)".into()));
         }
         Ok(())
     }
@@ -400,7 +406,7 @@ impl DynamicConfig {
     }
 
     /// Every timing rule this configuration relies on (`timing`): failsafe's too when on.
-    pub fn check_timing(&self) -> Result<(), String> {
+    pub fn check_timing(&self) -> Result<(), Invalid> {
         let timing = self.timing();
         timing.check()?;
         if self.failsafe_mode {
@@ -410,7 +416,7 @@ impl DynamicConfig {
     }
 
     /// Reads `/config`; unknown keys are kept out (Patroni writes many we do not use).
-    pub fn from_json(value: &serde_json::Value) -> Result<Self, String> {
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, Invalid> {
         let mut known = serde_json::Map::new();
         if let Some(obj) = value.as_object() {
             for key in [
@@ -434,11 +440,11 @@ impl DynamicConfig {
                 }
             }
         }
-        let config: DynamicConfig = serde_json::from_value(serde_json::Value::Object(known)).map_err(|e| e.to_string())?;
+        let config: DynamicConfig = serde_json::from_value(serde_json::Value::Object(known)).map_err(|e| Invalid(e.to_string()))?;
         config.check_timing()?;
         config.liveness.check()?;
         if config.synchronous_node_count == 0 {
-            return Err("synchronous_node_count must be at least 1".into());
+            return Err(Invalid("synchronous_node_count must be at least 1".into()));
         }
         Ok(config)
     }
@@ -447,44 +453,47 @@ impl DynamicConfig {
 impl RawAgentConfig {
     /// Step two: checks and fills defaults. `None` when the file has no `postgresql`
     /// section (a store-only node).
-    pub fn validate(self, name: &str) -> Result<Option<AgentConfig>, String> {
+    pub fn validate(self, name: &str) -> Result<Option<AgentConfig>, Invalid> {
         let Some(postgresql) = self.postgresql else {
             if self.restapi.is_some() || self.scope.is_some() {
-                return Err("restapi/scope given without a postgresql section: add postgresql (data_dir, listen, authentication)".into());
+                return Err(Invalid(
+                    "restapi/scope given without a postgresql section: add postgresql (data_dir, listen, authentication)".into(),
+                ));
             }
             return Ok(None);
         };
-        let scope = self.scope.ok_or("scope is required with a postgresql section (e.g. scope: demo)")?;
+        let scope = self.scope.ok_or_else(|| Invalid("scope is required with a postgresql section (e.g. scope: demo)".into()))?;
         if scope.is_empty() || scope.contains('/') {
-            return Err(format!("scope must be a non-empty name without '/', not {scope:?}"));
+            return Err(Invalid(format!("scope must be a non-empty name without '/', not {scope:?}")));
         }
-        let restapi = self.restapi.ok_or("restapi.listen is required with a postgresql section (e.g. 127.0.0.1:8008)")?;
+        let restapi =
+            self.restapi.ok_or_else(|| Invalid("restapi.listen is required with a postgresql section (e.g. 127.0.0.1:8008)".into()))?;
         check_host_port("restapi.listen", &restapi.listen)?;
         check_host_port("restapi.connect_address", restapi.connect_address())?;
-        let rest_tls = restapi.tls()?;
+        let rest_tls = restapi.tls().map_err(Invalid)?;
         check_host_port("postgresql.listen", &postgresql.listen)?;
         check_host_port("postgresql.connect_address", postgresql.connect_address())?;
         if !postgresql.data_dir.is_absolute() {
-            return Err(format!("postgresql.data_dir must be an absolute path, not {}", postgresql.data_dir.display()));
+            return Err(Invalid(format!("postgresql.data_dir must be an absolute path, not {}", postgresql.data_dir.display())));
         }
         for (what, creds) in [("superuser", &postgresql.authentication.superuser), ("replication", &postgresql.authentication.replication)]
         {
             if creds.username.is_empty() || creds.password.is_empty() {
-                return Err(format!("postgresql.authentication.{what} needs a username and a password"));
+                return Err(Invalid(format!("postgresql.authentication.{what} needs a username and a password")));
             }
         }
         let bootstrap_dcs = self.bootstrap.unwrap_or_default().dcs;
-        bootstrap_dcs.check_timing().map_err(|e| format!("bootstrap.dcs: {e}"))?;
-        bootstrap_dcs.liveness.check().map_err(|e| format!("bootstrap.dcs: {e}"))?;
+        bootstrap_dcs.check_timing().map_err(|e| Invalid(format!("bootstrap.dcs: {e}")))?;
+        bootstrap_dcs.liveness.check().map_err(|e| Invalid(format!("bootstrap.dcs: {e}")))?;
         let watchdog = self.watchdog.unwrap_or_default();
         if watchdog.mode != WatchdogMode::Off {
             if watchdog.timeout == 0 {
-                return Err("watchdog.timeout must be at least 1 second".into());
+                return Err(Invalid("watchdog.timeout must be at least 1 second".into()));
             }
             bootstrap_dcs
                 .timing()
                 .check_with_watchdog(std::time::Duration::from_secs(watchdog.timeout))
-                .map_err(|e| format!("bootstrap.dcs with the watchdog: {e}"))?;
+                .map_err(|e| Invalid(format!("bootstrap.dcs with the watchdog: {e}")))?;
         }
         Ok(Some(AgentConfig {
             name: name.to_string(),
@@ -500,8 +509,8 @@ impl RawAgentConfig {
     }
 }
 
-fn check_host_port(what: &str, value: &str) -> Result<(), String> {
-    let bad = || format!("{what} must be HOST:PORT (e.g. 127.0.0.1:5432), not {value:?}");
+fn check_host_port(what: &str, value: &str) -> Result<(), Invalid> {
+    let bad = || Invalid(format!("{what} must be HOST:PORT (e.g. 127.0.0.1:5432), not {value:?}"));
     let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
     if host.is_empty() || port.parse::<u16>().is_err() {
         return Err(bad());
@@ -539,17 +548,17 @@ postgresql:
     #[test]
     fn bad_configs_say_what_is_wrong() {
         let raw: RawAgentConfig = serde_norway::from_str(&MINIMAL.replace("scope: demo", "")).expect("yaml");
-        assert!(raw.validate("n").expect_err("no scope").contains("scope is required"));
+        assert!(raw.validate("n").expect_err("no scope").0.contains("scope is required"));
         let raw: RawAgentConfig = serde_norway::from_str(&MINIMAL.replace("/tmp/x/pgdata", "pgdata")).expect("yaml");
-        assert!(raw.validate("n").expect_err("relative").contains("absolute"));
+        assert!(raw.validate("n").expect_err("relative").0.contains("absolute"));
         let raw: RawAgentConfig =
             serde_norway::from_str(&format!("{MINIMAL}bootstrap: {{dcs: {{ttl: 1, retry_timeout: 5}}}}\n")).expect("yaml");
-        assert!(raw.validate("n").expect_err("timing").contains("bootstrap.dcs"));
+        assert!(raw.validate("n").expect_err("timing").0.contains("bootstrap.dcs"));
         assert!(serde_norway::from_str::<RawAgentConfig>(&format!("{MINIMAL}tags: {{nofailvoer: true}}\n")).is_err());
         let https = MINIMAL.replace(r#"listen: "127.0.0.1:8008""#, r#"listen: "127.0.0.1:8008", certfile: /nonexistent/n.pem"#);
         let raw: RawAgentConfig = serde_norway::from_str(&https).expect("yaml");
         assert_eq!(raw.restapi.as_ref().map(RestApiConfig::api_url).as_deref(), Some("https://127.0.0.1:8008/patroni"));
-        assert!(raw.validate("n").expect_err("no file").starts_with("restapi.certfile /nonexistent/n.pem: cannot read it"));
+        assert!(raw.validate("n").expect_err("no file").0.starts_with("restapi.certfile /nonexistent/n.pem: cannot read it"));
     }
 
     #[test]
@@ -566,7 +575,7 @@ postgresql:
         assert_eq!(c.liveness, LivenessConfig { enabled: true, interval: 1.0, timeout: 2.0, max_failures: 3 });
         let c = DynamicConfig::from_json(&serde_json::json!({"liveness": {"timeout": 5, "max_failures": 4}})).expect("valid");
         assert_eq!((c.liveness.interval, c.liveness.timeout, c.liveness.max_failures), (1.0, 5.0, 4));
-        let bad = |v: serde_json::Value| DynamicConfig::from_json(&serde_json::json!({ "liveness": v })).expect_err("invalid");
+        let bad = |v: serde_json::Value| DynamicConfig::from_json(&serde_json::json!({ "liveness": v })).expect_err("invalid").0;
         assert!(bad(serde_json::json!({"max_failures": 0})).contains("liveness.max_failures must be at least 1"));
         assert!(bad(serde_json::json!({"interval": 0})).contains("liveness.interval must be between"));
         assert!(bad(serde_json::json!({"timeout": -1})).contains("liveness.timeout must be between"));
@@ -576,11 +585,11 @@ postgresql:
     #[test]
     fn failsafe_mode_needs_its_round_inside_the_safety_margin() {
         let patroni_like = serde_json::json!({"failsafe_mode": true, "ttl": 30, "loop_wait": 10, "retry_timeout": 10, "safety_margin": 5});
-        let e = DynamicConfig::from_json(&patroni_like).expect_err("Patroni-like timing with failsafe");
+        let e = DynamicConfig::from_json(&patroni_like).expect_err("Patroni-like timing with failsafe").0;
         assert!(e.starts_with("failsafe_mode needs") && e.contains("retry_timeout (10.000s)"), "{e}");
         DynamicConfig::from_json(&serde_json::json!({"failsafe_mode": true, "retry_timeout": 0.4})).expect("fits the default margin");
         let raw: RawAgentConfig = serde_norway::from_str(&format!("{MINIMAL}bootstrap: {{dcs: {{failsafe_mode: true}}}}\n")).expect("yaml");
-        let e = raw.validate("n").expect_err("default timing leaves no room");
+        let e = raw.validate("n").expect_err("default timing leaves no room").0;
         assert!(e.starts_with("bootstrap.dcs: failsafe_mode needs"), "{e}");
     }
 }

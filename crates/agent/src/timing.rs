@@ -40,6 +40,8 @@
 
 use std::time::Duration;
 
+use crate::config::Invalid;
+
 /// The most the fencer needs to stop PostgreSQL once its deadline passes (it polls
 /// every 20 ms and kills with SIGSTOP + SIGKILL, which take microseconds).
 pub const FENCE_LATENCY: Duration = Duration::from_millis(100);
@@ -101,16 +103,16 @@ impl Timing {
     }
 
     /// The failsafe rule (module doc): a confirmation round ends inside the safety margin.
-    pub fn check_failsafe(&self) -> Result<(), String> {
+    pub fn check_failsafe(&self) -> Result<(), Invalid> {
         let needed = self.retry_timeout + self.drift_allowance();
         if needed > self.safety_margin {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "failsafe_mode needs a confirmation round to end before the lease can expire: retry_timeout ({:.3}s) + clock drift allowance ({:.3}s) = {:.3}s must be <= safety_margin ({:.3}s); lower retry_timeout or raise safety_margin",
                 self.retry_timeout.as_secs_f64(),
                 self.drift_allowance().as_secs_f64(),
                 needed.as_secs_f64(),
                 self.safety_margin.as_secs_f64()
-            ));
+            )));
         }
         Ok(())
     }
@@ -118,48 +120,48 @@ impl Timing {
     /// With a hardware watchdog of `timeout` seconds the fencer acts that much earlier
     /// (so the device resets a hung machine by the deadline); the same rule must hold
     /// for the shorter budget.
-    pub fn check_with_watchdog(&self, timeout: Duration) -> Result<(), String> {
+    pub fn check_with_watchdog(&self, timeout: Duration) -> Result<(), Invalid> {
         self.check()?;
         let needed = self.renew_interval() * 2 + self.retry_timeout;
         if needed + timeout > self.write_budget() {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "with a watchdog timeout of {}s the primary's write budget ({:.2}s) is too short: need 2 x renew interval + retry_timeout ({:.2}s) + the watchdog timeout; raise ttl",
                 timeout.as_secs(),
                 self.write_budget().as_secs_f64(),
                 needed.as_secs_f64()
-            ));
+            )));
         }
         Ok(())
     }
 
     /// The safety inequality (module doc); the error says which side to change.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Invalid> {
         if self.ttl < Duration::from_secs(1) {
-            return Err("ttl must be at least 1 second".into());
+            return Err(Invalid("ttl must be at least 1 second".into()));
         }
         if self.loop_wait < Duration::from_millis(100) || self.retry_timeout < Duration::from_millis(100) {
-            return Err("loop_wait and retry_timeout must be at least 0.1 seconds".into());
+            return Err(Invalid("loop_wait and retry_timeout must be at least 0.1 seconds".into()));
         }
         let margin_needed = FENCE_LATENCY + self.drift_allowance();
         if self.safety_margin < margin_needed {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "safety_margin ({:.3}s) must be at least the fencer's latency ({:.3}s) + clock drift allowance ({:.3}s, {} of ttl) = {:.3}s",
                 self.safety_margin.as_secs_f64(),
                 FENCE_LATENCY.as_secs_f64(),
                 self.drift_allowance().as_secs_f64(),
                 CLOCK_RATE_ALLOWANCE,
                 margin_needed.as_secs_f64()
-            ));
+            )));
         }
         let needed = self.renew_interval() * 2 + self.retry_timeout;
         if self.safety_margin >= self.ttl || needed > self.write_budget() {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "timing is unsafe or fragile: need 2 x renew interval ({:.2}s) + retry_timeout ({:.2}s) <= ttl ({}s) - safety_margin ({:.2}s); raise ttl or lower retry_timeout/safety_margin",
                 self.renew_interval().as_secs_f64(),
                 self.retry_timeout.as_secs_f64(),
                 self.ttl.as_secs(),
                 self.safety_margin.as_secs_f64()
-            ));
+            )));
         }
         Ok(())
     }
@@ -179,8 +181,8 @@ mod tests {
 
     #[test]
     fn unsafe_timings_are_refused() {
-        assert!(Timing::from_seconds(2, 1.0, 1.5, 0.5).check().expect_err("fragile").contains("retry_timeout"));
-        assert!(Timing::from_seconds(2, 1.0, 0.5, 0.01).check().expect_err("margin").contains("safety_margin"));
+        assert!(Timing::from_seconds(2, 1.0, 1.5, 0.5).check().expect_err("fragile").0.contains("retry_timeout"));
+        assert!(Timing::from_seconds(2, 1.0, 0.5, 0.01).check().expect_err("margin").0.contains("safety_margin"));
         assert!(Timing::from_seconds(2, 1.0, 0.5, 2.0).check().is_err());
         assert!(Timing::from_seconds(0, 1.0, 0.5, 0.5).check().is_err());
         Timing::from_seconds(30, 10.0, 10.0, 5.0).check().expect("Patroni-like timing is fine");
@@ -192,7 +194,7 @@ mod tests {
     #[test]
     fn the_margin_covers_the_fencer_and_clock_drift() {
         // ttl 300 s: 0.3 s of drift on top of the fencer's 0.1 s.
-        let e = Timing::from_seconds(300, 10.0, 10.0, 0.35).check().expect_err("drift not covered");
+        let e = Timing::from_seconds(300, 10.0, 10.0, 0.35).check().expect_err("drift not covered").0;
         assert!(e.contains("clock drift allowance (0.300s") && e.contains("0.400s"), "{e}");
         Timing::from_seconds(300, 10.0, 10.0, 0.4).check().expect("covered");
     }
@@ -202,7 +204,7 @@ mod tests {
         // Patroni-like timing: a 10 s round cannot end inside a 5 s margin.
         let patroni = Timing::from_seconds(30, 10.0, 10.0, 5.0);
         patroni.check().expect("fine without failsafe");
-        let e = patroni.check_failsafe().expect_err("the round outlasts the margin");
+        let e = patroni.check_failsafe().expect_err("the round outlasts the margin").0;
         assert!(e.contains("retry_timeout (10.000s)") && e.contains("safety_margin (5.000s)") && e.contains("10.030s"), "{e}");
         Timing::from_seconds(30, 10.0, 4.0, 5.0).check_failsafe().expect("a 4 s round fits a 5 s margin");
         // The defaults leave no room for the drift allowance.

@@ -14,7 +14,23 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why the watchdog cannot be used as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchdogError {
+    /// The timeout does not fit the device's `int`.
+    #[error("timeout too large")]
+    TimeoutTooLarge,
+    /// The device (or a fake file) refused the timeout.
+    #[error("{0}")]
+    SetTimeout(#[from] nix::Error),
+    #[error("cannot open {}: {source}", .device.display())]
+    Open { device: PathBuf, source: std::io::Error },
+    /// The magic close failed.
+    #[error("cannot write to {}: {source}", .device.display())]
+    Write { device: PathBuf, source: std::io::Error },
+}
 
 /// An open watchdog device.
 pub struct Watchdog {
@@ -44,9 +60,9 @@ impl Watchdog {
     }
 
     /// Sets the timeout; Err on a device (or fake file) that does not support it.
-    pub fn set_timeout(&self, seconds: u64) -> Result<i32, String> {
-        let seconds = i32::try_from(seconds).map_err(|_| "timeout too large".to_string())?;
-        ioctl::set_timeout(self.file.as_raw_fd(), seconds).map_err(|e| e.to_string())
+    pub fn set_timeout(&self, seconds: u64) -> Result<i32, WatchdogError> {
+        let seconds = i32::try_from(seconds).map_err(|_| WatchdogError::TimeoutTooLarge)?;
+        Ok(ioctl::set_timeout(self.file.as_raw_fd(), seconds)?)
     }
 
     /// Keeps the machine alive for another timeout.
@@ -63,9 +79,9 @@ impl Watchdog {
 }
 
 /// True when `device` can be opened and closed cleanly (the probe Patroni does at start).
-pub fn probe(device: &Path) -> Result<(), String> {
-    let w = Watchdog::open(device).map_err(|e| format!("cannot open {}: {e}", device.display()))?;
-    w.close().map_err(|e| format!("cannot write to {}: {e}", device.display()))
+pub fn probe(device: &Path) -> Result<(), WatchdogError> {
+    let w = Watchdog::open(device).map_err(|source| WatchdogError::Open { device: device.to_path_buf(), source })?;
+    w.close().map_err(|source| WatchdogError::Write { device: device.to_path_buf(), source })
 }
 
 #[cfg(test)]

@@ -173,7 +173,7 @@ impl Flags {
             return Err(format!("--name {} does not appear in --initial-cluster {initial}", store.name));
         }
         let agent = match f.agent {
-            Some(raw) => raw.validate(&store.name)?,
+            Some(raw) => raw.validate(&store.name).map_err(|e| e.to_string())?,
             None => None,
         };
         Ok(Settings {

@@ -43,12 +43,20 @@ use pipe::Pipe;
 pub use process::run_fencer;
 pub use target::{children_of, fence, fence_target, running_state, Fenced, Target};
 
+/// Why PostgreSQL may still write after [`kill_and_confirm`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FenceError {
+    /// These processes (`pid (state)`) of the `killed` ones still ran `within` after SIGKILL.
+    #[error("{} of {killed} PostgreSQL processes still run {:.1} s after SIGKILL: {}", .running.len(), .within.as_secs_f64(), .running.join(", "))]
+    StillRunning { running: Vec<String>, killed: usize, within: Duration },
+}
+
 /// Kills postmaster `pid` and every backend of it ([`fence`]: SIGKILL, which ends
 /// stopped processes too) and waits up to `within` for all of them to be gone or
 /// zombies. Err names those still running after that (a process in uninterruptible I/O,
 /// state D, dies only when its I/O returns): until they are gone PostgreSQL might still
 /// write, so the caller must not let another node take over.
-pub async fn kill_and_confirm(pid: i32, within: Duration) -> Result<(), String> {
+pub async fn kill_and_confirm(pid: i32, within: Duration) -> Result<(), FenceError> {
     let killed = fence(pid);
     let deadline = Instant::now() + within;
     loop {
@@ -57,13 +65,7 @@ pub async fn kill_and_confirm(pid: i32, within: Duration) -> Result<(), String> 
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "{} of {} PostgreSQL processes still run {:.1} s after SIGKILL: {}",
-                running.len(),
-                killed.len(),
-                within.as_secs_f64(),
-                running.join(", ")
-            ));
+            return Err(FenceError::StillRunning { running, killed: killed.len(), within });
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

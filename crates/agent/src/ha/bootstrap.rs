@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::step::StepError;
 use super::Agent;
 use crate::cluster::{ClusterView, Role};
 use crate::postgres::conf;
@@ -57,35 +58,35 @@ impl Agent {
     }
 
     /// initdb, configure, start, create the replication user, take the leader key.
-    async fn initialize_new(&mut self) -> Result<String, String> {
+    async fn initialize_new(&mut self) -> Result<String, StepError> {
         tracing::info!("I am {}: initializing a new cluster with initdb", self.config.name);
         self.publish_state("initializing new cluster");
-        self.pg.remove_data_dir().map_err(|e| e.to_string())?;
-        self.pg.initdb().await.map_err(|e| e.to_string())?;
-        self.configure(None).map_err(|e| e.to_string())?;
+        self.pg.remove_data_dir()?;
+        self.pg.initdb().await?;
+        self.configure(None)?;
         self.take_leader_key_after_bootstrap().await?;
         self.start_and_wait().await?;
         self.arm_fencer();
         let repl = self.config.postgresql.authentication.replication.clone();
-        self.sql.ensure_replication_user(&repl.username, &repl.password).await.map_err(|e| e.to_string())?;
-        let status = self.sql.status().await.map_err(|e| e.to_string())?;
-        status.system_identifier.ok_or_else(|| "no system identifier".into())
+        self.sql.ensure_replication_user(&repl.username, &repl.password).await?;
+        let status = self.sql.status().await?;
+        status.system_identifier.ok_or(StepError::NoSystemIdentifier)
     }
 
     /// A data dir exists but the cluster has no `/initialize` (the store was recreated):
     /// take the leader key, then start it as a primary (or promote it) and claim the
     /// cluster with its system identifier. The key comes first: PostgreSQL never
     /// accepts writes here without it.
-    async fn adopt_data_dir(&mut self) -> Result<String, String> {
-        let control = self.pg.controldata().await.map_err(|e| e.to_string())?;
+    async fn adopt_data_dir(&mut self) -> Result<String, StepError> {
+        let control = self.pg.controldata().await?;
         tracing::info!("adopting the existing data directory (system identifier {})", control.system_identifier);
         self.take_leader_key_after_bootstrap().await?;
         if self.pg.postmaster_pid().is_none() {
-            self.configure(None).map_err(|e| e.to_string())?;
-            conf::set_standby(self.pg.data_dir(), false).map_err(|e| e.to_string())?;
+            self.configure(None)?;
+            conf::set_standby(self.pg.data_dir(), false)?;
             self.start_and_wait().await?;
         }
-        let status = self.sql.status().await.map_err(|e| e.to_string())?;
+        let status = self.sql.status().await?;
         if status.role == Role::Replica {
             self.promote_and_wait().await?;
         }
@@ -95,10 +96,10 @@ impl Agent {
 
     /// The leader key on this node's lease, before its PostgreSQL may accept writes
     /// (the caller arms the fencer once the postmaster runs as primary).
-    async fn take_leader_key_after_bootstrap(&mut self) -> Result<(), String> {
-        let lease = self.lease.get().id.ok_or("lost the lease while initializing")?;
-        if !self.dcs.acquire_leader(&self.config.name, lease).await.map_err(|e| e.to_string())? {
-            return Err("another member took the leader key".into());
+    async fn take_leader_key_after_bootstrap(&mut self) -> Result<(), StepError> {
+        let lease = self.lease.get().id.ok_or(StepError::LostLease)?;
+        if !self.dcs.acquire_leader(&self.config.name, lease).await? {
+            return Err(StepError::LeaderKeyTaken);
         }
         Ok(())
     }
@@ -138,16 +139,16 @@ impl Agent {
     }
 
     /// Starts PostgreSQL and waits until it answers SQL.
-    pub(super) async fn start_and_wait(&mut self) -> Result<(), String> {
-        self.pg.start().await.map_err(|e| e.to_string())?;
+    pub(super) async fn start_and_wait(&mut self) -> Result<(), StepError> {
+        self.pg.start().await?;
         self.expect_running = true;
         let started = Instant::now();
         loop {
             match self.sql.status().await {
                 Ok(_) => return Ok(()),
-                Err(e) if started.elapsed() > START_TIMEOUT => return Err(format!("PostgreSQL did not accept connections: {e}")),
+                Err(e) if started.elapsed() > START_TIMEOUT => return Err(StepError::NotAccepting(e)),
                 Err(_) if started.elapsed() > Duration::from_secs(3) && self.pg.postmaster_pid().is_none() => {
-                    return Err(format!("PostgreSQL exited at start; see {}", self.pg.log_file().display()));
+                    return Err(StepError::ExitedAtStart(self.pg.log_file()));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }

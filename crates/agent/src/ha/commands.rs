@@ -6,9 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::step::StepError;
 use super::Agent;
 use crate::cluster::Role;
-use crate::postgres::StopMode;
+use crate::postgres::{PgError, StopMode};
 
 /// One operator command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,35 @@ pub enum Command {
 }
 
 /// The answer: what was done, or why not.
-pub type Reply = Result<String, String>;
+pub type Reply = Result<String, CommandError>;
+
+/// Why a command was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("the cluster is paused: resume it first")]
+    Paused,
+    #[error("a restart is already scheduled on this node: cancel it first")]
+    RestartAlreadyScheduled,
+    #[error("no restart is scheduled on this node")]
+    NoRestartScheduled,
+    /// PostgreSQL's state (`stopped`, `starting`, ...).
+    #[error("PostgreSQL is {0}, not running")]
+    NotRunning(String),
+    #[error("this node is the primary: reinit only re-clones replicas")]
+    ReinitOnPrimary,
+    #[error(transparent)]
+    Postgres(#[from] PgError),
+    #[error(transparent)]
+    Step(#[from] StepError),
+}
+
+/// The reply as one line for the log.
+pub(super) fn summary(reply: &Reply) -> String {
+    match reply {
+        Ok(done) => done.clone(),
+        Err(e) => e.to_string(),
+    }
+}
 
 /// How the REST API reaches the loop.
 pub type CommandSender = mpsc::Sender<(Command, oneshot::Sender<Reply>)>;
@@ -41,23 +70,23 @@ impl Agent {
     pub(super) async fn execute(&mut self, command: Command) -> Reply {
         let pg = self.observe().await;
         if self.state.borrow().paused() && command != Command::Reload {
-            return Err("the cluster is paused: resume it first".into());
+            return Err(CommandError::Paused);
         }
         match command {
             Command::ScheduleRestart { at, only_pending } => {
                 if self.scheduled_restart.is_some() {
-                    return Err("a restart is already scheduled on this node: cancel it first".into());
+                    return Err(CommandError::RestartAlreadyScheduled);
                 }
                 self.scheduled_restart = Some((at, only_pending));
                 Ok(format!("restart scheduled at {}", humantime::format_rfc3339_seconds(at)))
             }
             Command::CancelRestart => match self.scheduled_restart.take() {
                 Some(_) => Ok("scheduled restart cancelled".into()),
-                None => Err("no restart is scheduled on this node".into()),
+                None => Err(CommandError::NoRestartScheduled),
             },
             Command::Reload => {
-                self.configure(self.current_upstream().as_ref()).map_err(|e| e.to_string())?;
-                self.pg.reload().await.map_err(|e| e.to_string())?;
+                self.configure(self.current_upstream().as_ref())?;
+                self.pg.reload().await?;
                 Ok("reloaded PostgreSQL's configuration".into())
             }
             Command::Restart { only_pending } => {
@@ -65,23 +94,24 @@ impl Agent {
                     return Ok("no restart pending: nothing done".into());
                 }
                 if !pg.is_running() {
-                    return Err(format!("PostgreSQL is {}, not running", pg.state));
+                    return Err(CommandError::NotRunning(pg.state.clone()));
                 }
                 tracing::info!("restarting PostgreSQL on request");
                 let primary = pg.role == Role::Primary;
                 self.lease.fencer().disarm();
-                self.pg.stop(StopMode::Fast, Duration::from_secs(60)).await.map_err(|e| e.to_string())?;
+                self.pg.stop(StopMode::Fast, Duration::from_secs(60)).await?;
                 self.sql.disconnect();
-                self.configure(self.current_upstream().as_ref()).map_err(|e| e.to_string())?;
+                self.configure(self.current_upstream().as_ref())?;
                 let started = self.start_and_wait().await;
                 if primary {
                     self.arm_fencer();
                 }
-                started.map(|()| "restarted PostgreSQL".to_string())
+                started?;
+                Ok("restarted PostgreSQL".into())
             }
             Command::Reinit => {
                 if pg.role == Role::Primary || self.state.borrow().holds_leader_key {
-                    return Err("this node is the primary: reinit only re-clones replicas".into());
+                    return Err(CommandError::ReinitOnPrimary);
                 }
                 tracing::info!("re-initializing: stopping PostgreSQL and removing the data directory to clone the primary again");
                 self.remove_data_to_reclone().await?;
@@ -96,12 +126,7 @@ impl Agent {
             if at <= SystemTime::now() {
                 self.scheduled_restart = None;
                 let answer = self.execute(Command::Restart { only_pending }).await;
-                tracing::info!(
-                    "scheduled restart: {}",
-                    match &answer {
-                        Ok(m) | Err(m) => m,
-                    }
-                );
+                tracing::info!("scheduled restart: {}", summary(&answer));
             }
         }
     }

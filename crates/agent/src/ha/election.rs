@@ -100,20 +100,14 @@ pub fn eligible(pg: &PgStatus, tags: &Tags, view: &ClusterView, me: &str, max_la
     Ok(mine)
 }
 
-/// Ok when no reachable member is healthier than this node (on `timeline` at `mine`,
-/// with `priority`); otherwise the name of one that is. A newer timeline is healthier
+/// A reachable member that is healthier than this node (on `timeline` at `mine`, with
+/// `priority`), if any: `None` means this node may race. A newer timeline is healthier
 /// whatever its position; positions are compared only within one timeline.
-pub fn healthiest(timeline: Option<u32>, mine: u64, priority: i64, peers: &[PeerReport]) -> Result<(), String> {
-    for p in peers.iter().filter(|p| p.running && !p.nofailover) {
-        let healthier = match (p.timeline, timeline) {
-            (Some(theirs), Some(mine_tli)) if theirs != mine_tli => theirs > mine_tli,
-            _ => p.wal_position > mine || (p.wal_position == mine && p.priority > priority),
-        };
-        if healthier {
-            return Err(p.name.clone());
-        }
-    }
-    Ok(())
+pub fn healthier_peer(timeline: Option<u32>, mine: u64, priority: i64, peers: &[PeerReport]) -> Option<&PeerReport> {
+    peers.iter().filter(|p| p.running && !p.nofailover).find(|p| match (p.timeline, timeline) {
+        (Some(theirs), Some(mine_tli)) if theirs != mine_tli => theirs > mine_tli,
+        _ => p.wal_position > mine || (p.wal_position == mine && p.priority > priority),
+    })
 }
 
 /// Asks every other member for its state, concurrently.
@@ -221,21 +215,21 @@ mod tests {
 
     #[test]
     fn healthiest_compares_position_then_priority() {
-        assert!(healthiest(Some(1), 100, 1, &[peer("b", 1, 90, 1), peer("c", 1, 100, 1)]).is_ok(), "ties race");
-        assert_eq!(healthiest(Some(1), 100, 1, &[peer("b", 1, 101, 1)]), Err("b".into()));
-        assert_eq!(healthiest(Some(1), 100, 1, &[peer("b", 1, 100, 2)]), Err("b".into()));
+        assert!(healthier_peer(Some(1), 100, 1, &[peer("b", 1, 90, 1), peer("c", 1, 100, 1)]).is_none(), "ties race");
+        assert_eq!(healthier_peer(Some(1), 100, 1, &[peer("b", 1, 101, 1)]).map(|p| p.name.as_str()), Some("b"));
+        assert_eq!(healthier_peer(Some(1), 100, 1, &[peer("b", 1, 100, 2)]).map(|p| p.name.as_str()), Some("b"));
         let mut skip = peer("b", 1, 500, 1);
         skip.nofailover = true;
-        assert!(healthiest(Some(1), 100, 1, &[skip]).is_ok());
+        assert!(healthier_peer(Some(1), 100, 1, &[skip]).is_none());
     }
 
     /// Issue 16 item 5: LSNs of two timelines say nothing about who has more.
     #[test]
     fn healthiest_compares_positions_only_within_one_timeline() {
-        assert_eq!(healthiest(Some(1), 9000, 1, &[peer("b", 2, 100, 1)]), Err("b".into()), "a newer timeline wins");
-        assert!(healthiest(Some(2), 100, 1, &[peer("b", 1, 9000, 1)]).is_ok(), "an older timeline never wins");
+        assert_eq!(healthier_peer(Some(1), 9000, 1, &[peer("b", 2, 100, 1)]).map(|p| p.name.as_str()), Some("b"), "a newer timeline wins");
+        assert!(healthier_peer(Some(2), 100, 1, &[peer("b", 1, 9000, 1)]).is_none(), "an older timeline never wins");
         let silent = PeerReport { timeline: None, ..peer("b", 1, 200, 1) };
-        assert_eq!(healthiest(Some(1), 100, 1, &[silent]), Err("b".into()), "no timeline: positions decide");
+        assert_eq!(healthier_peer(Some(1), 100, 1, &[silent]).map(|p| p.name.as_str()), Some("b"), "no timeline: positions decide");
     }
 
     #[test]

@@ -137,18 +137,18 @@ impl Promise {
     }
 
     /// The primary this member promised not to replace, while the promise lasts.
-    pub fn active(&self) -> Option<String> {
+    pub fn active(&self) -> Option<Promised> {
         let b = self.lock();
-        b.promised.as_ref().filter(|(_, until)| *until > Instant::now()).map(|(n, _)| n.clone())
+        b.promised.as_ref().filter(|(_, until)| *until > Instant::now()).map(|(n, _)| Promised { primary: n.clone() })
     }
 
     /// Before taking the leader key: fails with the primary's name while a promise
     /// lasts; otherwise no confirmation is given until [`Promise::unclaim`].
-    pub fn claim(&self) -> Result<(), String> {
+    pub fn claim(&self) -> Result<(), Promised> {
         let mut b = self.lock();
         if let Some((name, until)) = &b.promised {
             if *until > Instant::now() {
-                return Err(name.clone());
+                return Err(Promised { primary: name.clone() });
             }
         }
         b.claimed = true;
@@ -171,9 +171,27 @@ impl Promise {
     }
 }
 
-/// The HA cycle's sentence of a member that may not race because of its promise.
-pub fn not_racing(primary: &str) -> String {
-    format!("no leader key, but {primary} runs in failsafe mode and I confirmed it: not racing until that promise ends")
+/// A promise this member gave to `primary` and that still lasts; its `Display` is the HA
+/// cycle's sentence of a member that may not race because of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no leader key, but {primary} runs in failsafe mode and I confirmed it: not racing until that promise ends")]
+pub struct Promised {
+    pub primary: String,
+}
+
+/// Why a primary's confirmation round failed (it then demotes at its deadline).
+#[derive(Debug, thiserror::Error)]
+pub enum FailsafeError {
+    #[error("no other member is known")]
+    NoMembers,
+    #[error("{name} answered {code} {text}")]
+    Refused { name: String, code: u16, text: String },
+    #[error("{name}: {error}")]
+    Unreachable { name: String, error: std::io::Error },
+    #[error("{name} did not answer")]
+    NoAnswer { name: String },
+    #[error("the confirmations came after the write deadline")]
+    TooLate,
 }
 
 /// Every other member this node saw in this run (name → REST URL), kept after their
@@ -200,12 +218,12 @@ impl Members {
 impl Agent {
     /// Asks every member seen in this run to confirm; on all confirmations, extends the
     /// deadline. A member that does not answer counts as not confirmed.
-    pub(super) async fn failsafe_confirmed(&mut self) -> Result<usize, String> {
+    pub(super) async fn failsafe_confirmed(&mut self) -> Result<usize, FailsafeError> {
         let me = self.config.name.clone();
         let timing = self.timing();
         let members = self.failsafe_members.to_ask();
         if members.is_empty() {
-            return Err("no other member is known".into());
+            return Err(FailsafeError::NoMembers);
         }
         let body = serde_json::json!({ "name": me, "ttl": timing.ttl.as_secs() }).to_string();
         let auth = self.config.restapi.authentication.as_ref().map(|c| format!("{}:{}", c.username, c.password));
@@ -218,9 +236,9 @@ impl Agent {
                 let answer = tokio::time::timeout(timing.retry_timeout, client.request("POST", &url, Some(&body), auth.as_deref())).await;
                 match answer {
                     Ok(Ok((200, _))) => Ok(()),
-                    Ok(Ok((code, text))) => Err(format!("{name} answered {code} {}", text.trim())),
-                    Ok(Err(e)) => Err(format!("{name}: {e}")),
-                    Err(_) => Err(format!("{name} did not answer")),
+                    Ok(Ok((code, text))) => Err(FailsafeError::Refused { name: name.clone(), code, text: text.trim().to_string() }),
+                    Ok(Err(error)) => Err(FailsafeError::Unreachable { name: name.clone(), error }),
+                    Err(_) => Err(FailsafeError::NoAnswer { name: name.clone() }),
                 }
             }
         });
@@ -229,7 +247,7 @@ impl Agent {
             return Err(e);
         }
         if !self.lease.extend(sent + timing.write_budget()) {
-            return Err("the confirmations came after the write deadline".into());
+            return Err(FailsafeError::TooLate);
         }
         Ok(members.len())
     }
@@ -318,8 +336,8 @@ mod tests {
         promise.saw(&view(Some("node1"), &[]));
         let local = replica_of(None);
         promise.confirm(Some("node1"), Some(30), &local).expect("the last leader is confirmed");
-        assert_eq!(promise.active().as_deref(), Some("node1"));
-        assert_eq!(promise.claim(), Err("node1".into()), "a bound member may not take the key");
+        assert_eq!(promise.active().map(|p| p.primary), Some("node1".into()));
+        assert_eq!(promise.claim(), Err(Promised { primary: "node1".into() }), "a bound member may not take the key");
 
         let racing = Promise::default();
         racing.saw(&view(Some("node1"), &[]));

@@ -15,6 +15,11 @@ use crate::state::PgStatus;
 pub use crate::state::Verdict;
 use crate::timing::Timing;
 
+/// Why one liveness probe failed (which step, and what PostgreSQL or the timeout said).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProbeFailed(pub String);
+
 /// What the probes found so far, since PostgreSQL last (re)started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
@@ -30,18 +35,18 @@ pub struct History {
 
 impl History {
     /// Records one probe that started at `started`.
-    pub fn record(&mut self, started: Instant, result: Result<(), String>) {
+    pub fn record(&mut self, started: Instant, result: Result<(), ProbeFailed>) {
         match result {
             Ok(()) => {
                 self.failures = 0;
                 self.failing_since = None;
                 self.last_error = None;
             }
-            Err(e) => {
+            Err(ProbeFailed(why)) => {
                 self.failures += 1;
                 self.failures_total += 1;
                 self.failing_since.get_or_insert(started);
-                self.last_error = Some(e);
+                self.last_error = Some(why);
             }
         }
     }
@@ -90,7 +95,7 @@ mod tests {
         let mut h = History::default();
         for (i, ok) in results.iter().enumerate() {
             let started = t0 + Duration::from_secs(i as u64);
-            h.record(started, if *ok { Ok(()) } else { Err(format!("probe {i} timed out")) });
+            h.record(started, if *ok { Ok(()) } else { Err(ProbeFailed(format!("probe {i} timed out"))) });
         }
         h
     }

@@ -19,6 +19,7 @@ pub mod hung;
 pub mod lease;
 mod primary;
 mod replica;
+mod step;
 pub mod stuck;
 mod switchover;
 mod sync;
@@ -71,7 +72,7 @@ fn watchdog_for(config: &crate::config::WatchdogConfig) -> (Option<(std::path::P
         }
         Err(e) if config.mode == WatchdogMode::Required => {
             tracing::error!("watchdog required but unusable: {e}; this node will not become primary");
-            (None, Some(e))
+            (None, Some(e.to_string()))
         }
         Err(e) => {
             tracing::warn!("watchdog not usable ({e}); running without it (mode automatic)");
@@ -232,7 +233,7 @@ impl Agent {
                 }
                 Some((command, reply)) = commands.recv() => {
                     let answer = self.execute(command).await;
-                    tracing::info!("{command:?} on request: {}", match &answer { Ok(m) | Err(m) => m });
+                    tracing::info!("{command:?} on request: {}", commands::summary(&answer));
                     let _ = reply.send(answer);
                 }
                 () = &mut shutdown => break,

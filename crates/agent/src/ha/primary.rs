@@ -5,11 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::election::{cluster_timeline, eligible, healthiest, probe_peers, Ineligible};
+use super::election::{cluster_timeline, eligible, healthier_peer, probe_peers, Ineligible};
 use super::hung::Verdict;
+use super::step::StepError;
 use super::Agent;
 use crate::cluster::{ClusterView, HistoryEntry, Role};
-use crate::postgres::conf;
+use crate::postgres::{conf, PgResult};
 use crate::state::PgStatus;
 
 /// How long the processes of a fenced hung PostgreSQL may take to die after SIGKILL.
@@ -193,8 +194,8 @@ impl Agent {
             }
         }
         let chosen = requested.as_deref() == Some(me.as_str());
-        if let Some(primary) = self.promise.active() {
-            return (super::failsafe::not_racing(&primary), false);
+        if let Some(promised) = self.promise.active() {
+            return (promised.to_string(), false);
         }
         if let Some(why) = self.watchdog_missing.clone() {
             return (self.refuse(chosen, format!("no leader: I am {me} and may not take over (watchdog required but {why})")).await, false);
@@ -216,7 +217,7 @@ impl Agent {
             return (started, false);
         }
         // The chosen candidate of a switchover or manual failover skips the lag and
-        // healthiest checks: the operator picked it (and the old primary checked it).
+        // healthier_peer checks: the operator picked it (and the old primary checked it).
         let max_lag = if chosen { u64::MAX } else { self.dynamic.maximum_lag_on_failover };
         let mine = match eligible(pg, &self.config.tags, view, &me, max_lag) {
             Ok(pos) => pos,
@@ -239,15 +240,15 @@ impl Agent {
                 return (format!("no leader, but {} still runs as primary: not racing", p.name), false);
             }
             let priority = self.config.tags.failover_priority.unwrap_or(1);
-            if let Err(better) = healthiest(pg.timeline, mine, priority, &peers) {
-                return (format!("no leader: {better} is healthier than me ({me}); letting it take over"), false);
+            if let Some(better) = healthier_peer(pg.timeline, mine, priority, &peers) {
+                return (format!("no leader: {} is healthier than me ({me}); letting it take over", better.name), false);
             }
         }
         let Some(lease) = self.lease.get().id.filter(|_| self.lease.get().valid()) else {
             return ("no leader: waiting for my lease to be renewed before racing".into(), false);
         };
-        if let Err(primary) = self.promise.claim() {
-            return (super::failsafe::not_racing(&primary), false);
+        if let Err(promised) = self.promise.claim() {
+            return (promised.to_string(), false);
         }
         let acquired = self.dcs.acquire_leader(&me, lease).await;
         if !matches!(acquired, Ok(true)) {
@@ -290,10 +291,10 @@ impl Agent {
         })
     }
 
-    async fn start_read_only(&mut self) -> Result<(), String> {
-        self.configure(None).map_err(|e| e.to_string())?;
-        conf::set_standby(self.pg.data_dir(), true).map_err(|e| e.to_string())?;
-        self.pg.start().await.map_err(|e| e.to_string())?;
+    async fn start_read_only(&mut self) -> PgResult<()> {
+        self.configure(None)?;
+        conf::set_standby(self.pg.data_dir(), true)?;
+        self.pg.start().await?;
         self.expect_running = true;
         Ok(())
     }
@@ -334,16 +335,16 @@ impl Agent {
     }
 
     /// `pg_promote` without PostgreSQL's own 100 ms polling: ask, then check every 10 ms.
-    pub(super) async fn promote_and_wait(&mut self) -> Result<(), String> {
-        self.sql.request_promotion().await.map_err(|e| e.to_string())?;
+    pub(super) async fn promote_and_wait(&mut self) -> Result<(), StepError> {
+        self.sql.request_promotion().await?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if !self.sql.in_recovery().await.map_err(|e| e.to_string())? {
+            if !self.sql.in_recovery().await? {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Err("PostgreSQL did not finish promoting within 60 s".into())
+        Err(StepError::PromotionTimedOut)
     }
 
     /// Appends the timeline switch PostgreSQL just made to `/history`.

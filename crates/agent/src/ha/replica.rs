@@ -200,14 +200,14 @@ impl Agent {
 
     /// Stops PostgreSQL at once and removes the data directory: the next cycle clones
     /// the leader again (`raftctl reinit`, and a replica that cannot recover).
-    pub(super) async fn remove_data_to_reclone(&mut self) -> Result<(), String> {
-        self.pg.stop(StopMode::Immediate, Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
+    pub(super) async fn remove_data_to_reclone(&mut self) -> crate::postgres::PgResult<()> {
+        self.pg.stop(StopMode::Immediate, Duration::from_secs(30)).await?;
         self.sql.disconnect();
         self.expect_running = false;
         self.replica_crashes = 0;
         self.crash_rewound = false;
         self.stall = stuck::Stall::default();
-        self.pg.remove_data_dir().map_err(|e| e.to_string())
+        self.pg.remove_data_dir()
     }
 
     /// pg_rewind against the leader; on failure the data dir is removed (so the next

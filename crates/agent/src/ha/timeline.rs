@@ -82,10 +82,11 @@ impl Timeline {
     /// Publishes waiting events in order with `put`, each removed once it is stored;
     /// stops at the first failure (the rest wait for the next try). At most as many
     /// puts as events were waiting when it started. Returns how many were published.
-    pub async fn publish<F, Fut>(&self, mut put: F) -> usize
+    pub async fn publish<F, Fut, E>(&self, mut put: F) -> usize
     where
         F: FnMut(Pending) -> Fut,
-        Fut: Future<Output = Result<(), String>>,
+        Fut: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
     {
         let waiting = self.lock().events.len();
         let dropped = std::mem::take(&mut self.lock().dropped);
@@ -126,8 +127,8 @@ impl Timeline {
     }
 }
 
-async fn dcs_put(dcs: &Dcs, me: &str, p: Pending) -> Result<(), String> {
-    dcs.record_event(me, &p.event, p.at, KEPT_IN_STORE).await.map_err(|e| e.to_string())
+async fn dcs_put(dcs: &Dcs, me: &str, p: Pending) -> crate::dcs::DcsResult<()> {
+    dcs.record_event(me, &p.event, p.at, KEPT_IN_STORE).await
 }
 
 #[cfg(test)]
@@ -174,7 +175,7 @@ mod tests {
         let n = timeline
             .publish(|p| {
                 stored.borrow_mut().push((p.at, p.event));
-                async { Ok(()) }
+                async { Ok::<(), String>(()) }
             })
             .await;
         assert_eq!(n, 2);
@@ -194,7 +195,7 @@ mod tests {
         assert_eq!(pending.len(), KEPT_LOCALLY);
         assert_eq!(pending[0].event, "event 5", "the oldest went first");
         assert_eq!(pending[KEPT_LOCALLY - 1].event, format!("event {}", KEPT_LOCALLY + 4));
-        let published = timeline.publish(|_| async { Ok(()) }).await;
+        let published = timeline.publish(|_| async { Ok::<(), String>(()) }).await;
         assert_eq!(published, KEPT_LOCALLY);
     }
 }

@@ -27,7 +27,7 @@ use tokio_postgres::NoTls;
 
 use super::{PgError, PgResult, Postgres};
 use crate::config::LivenessConfig;
-use crate::ha::hung::{judge, History, Verdict};
+use crate::ha::hung::{judge, History, ProbeFailed, Verdict};
 
 /// The primary's write probe (see the module doc).
 const WRITE_PROBE: &str = "BEGIN READ WRITE; SET LOCAL synchronous_commit = local; \
@@ -125,12 +125,12 @@ impl Liveness {
                 let result = match probe(&connect, config.timeout()).await {
                     Outcome::Answered => Some(Ok(())),
                     Outcome::Recovering => None,
-                    Outcome::Failed(e) => Some(Err(e)),
+                    Outcome::Failed(why) => Some(Err(ProbeFailed(why))),
                 };
                 if let Some(result) = result {
                     let failed = result.is_err();
-                    if failed {
-                        tracing::warn!("liveness probe failed: {}", result.as_ref().err().map_or("", String::as_str));
+                    if let Err(e) = &result {
+                        tracing::warn!("liveness probe failed: {e}");
                     }
                     locked(&self.shared.history).record(started, result);
                     if failed {
