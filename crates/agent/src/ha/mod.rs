@@ -111,6 +111,9 @@ pub struct Agent {
     replica_crashes: u32,
     /// This run of replica crashes already had its rewind.
     crash_rewound: bool,
+    /// The leader's timeline when pg_rewind last succeeded here, until the replica
+    /// streams: it is not rewound onto that timeline again (see `stuck::diverged`).
+    rewound_onto: Option<u32>,
     /// How long this replica has run without streaming (see `stuck`).
     stall: stuck::Stall,
     /// When the agent last started PostgreSQL as a replica (restarts are spaced by loop_wait).
@@ -170,6 +173,7 @@ impl Agent {
                 unrecorded_sysid: None,
                 replica_crashes: 0,
                 crash_rewound: false,
+                rewound_onto: None,
                 stall: stuck::Stall::default(),
                 last_start: None,
                 scheduled_restart: None,

@@ -53,11 +53,16 @@ impl Agent {
 
         if pg.is_running() || pg.state == "starting" {
             let on_old_timeline = matches!((pg.timeline, leader_member.timeline), (Some(a), Some(b)) if a < b);
+            if pg.replication_state.is_some() {
+                self.rewound_onto = None;
+            }
             if pg.replication_state.is_some() || !on_old_timeline {
                 self.last_in_sync = Instant::now();
                 self.replica_crashes = 0;
                 self.crash_rewound = false;
-            } else if self.last_in_sync.elapsed() > DIVERGED_AFTER {
+            } else if stuck::diverged(pg.timeline, leader_member.timeline, self.rewound_onto)
+                && self.last_in_sync.elapsed() > DIVERGED_AFTER
+            {
                 tracing::warn!("not streaming from {leader} for {:?} and on an older timeline: rewinding", DIVERGED_AFTER);
                 self.stop_replica().await;
                 self.needs_rewind = true;
@@ -96,6 +101,7 @@ impl Agent {
             if let Some(failure) = self.rewind(&lhost, lport, leader).await {
                 return failure;
             }
+            self.rewound_onto = leader_member.timeline;
         }
         if let Err(e) = self.configure_replica(&host, port, source_name != leader) {
             return format!("cannot write the configuration: {e}");
@@ -156,7 +162,7 @@ impl Agent {
         let mut seen = stuck::Seen {
             streaming: pg.replication_state.is_some(),
             replay_lsn: pg.replay_lsn,
-            on_leader_timeline: pg.timeline.is_some() && pg.timeline == leader_member.timeline,
+            on_leader_timeline: stuck::on_leader_timeline(pg.timeline, leader_member.timeline, self.rewound_onto),
             leader_healthy: leader_member.role == Role::Primary && leader_member.state == "running",
             upstream_reachable: false,
         };
@@ -206,6 +212,7 @@ impl Agent {
         self.expect_running = false;
         self.replica_crashes = 0;
         self.crash_rewound = false;
+        self.rewound_onto = None;
         self.stall = stuck::Stall::default();
         self.pg.remove_data_dir()
     }

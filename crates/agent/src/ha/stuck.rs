@@ -20,6 +20,13 @@
 //!   replica whose WAL cannot be replayed is a rewind failure that pg_rewind cannot even
 //!   see). Only replicas get here: the HA loop follows a leader only on a replica,
 //!   and never while the cluster is paused.
+//! - A replica on an older timeline than the leader's that does not stream has diverged
+//!   and is rewound ([`diverged`]), but only once per leader timeline: one that
+//!   pg_rewind already brought onto the leader's timeline and that still cannot stream
+//!   (after a double failover the WAL it must fetch next is already gone from the
+//!   leader: `requested WAL segment ... has already been removed`) would be rewound
+//!   every few seconds for ever. It counts as on the leader's timeline
+//!   ([`on_leader_timeline`]), so it stalls, and is restarted and then cloned again.
 
 use std::time::{Duration, Instant};
 
@@ -49,6 +56,22 @@ pub fn after_crash(crashes: u32, timeline: Option<u32>, leader_timeline: Option<
     }
 }
 
+/// Whether the replica, on `timeline`, follows the leader's timeline (`leader_timeline`):
+/// it is on it, or pg_rewind already brought it onto it (`rewound_onto`: the leader's
+/// timeline when pg_rewind last succeeded here, until the replica streams). The
+/// timelines must be known.
+pub fn on_leader_timeline(timeline: Option<u32>, leader_timeline: Option<u32>, rewound_onto: Option<u32>) -> bool {
+    timeline.is_some() && leader_timeline.is_some() && (timeline == leader_timeline || rewound_onto == leader_timeline)
+}
+
+/// Whether a replica that does not stream has diverged from the leader and needs a
+/// rewind: it is on an older timeline than the leader's and was not already rewound
+/// onto it (another rewind cannot bring back WAL the leader removed; see the module doc).
+pub fn diverged(timeline: Option<u32>, leader_timeline: Option<u32>, rewound_onto: Option<u32>) -> bool {
+    let older = matches!((timeline, leader_timeline), (Some(mine), Some(leader)) if mine < leader);
+    older && !on_leader_timeline(timeline, leader_timeline, rewound_onto)
+}
+
 /// How long a replica may run without streaming or replaying before the agent steps in:
 /// 2 × ttl or 10 × loop_wait, whichever is longer (10 s with the lab's ttl 2 /
 /// loop_wait 1; 100 s with Patroni's defaults 30 / 10). A replica that just started
@@ -64,7 +87,7 @@ pub struct Seen {
     pub streaming: bool,
     /// `pg_last_wal_replay_lsn()`.
     pub replay_lsn: Option<u64>,
-    /// Its timeline is the leader's.
+    /// Its timeline is the leader's, or it was rewound onto it ([`on_leader_timeline`]).
     pub on_leader_timeline: bool,
     /// The leader's member key says it runs as primary.
     pub leader_healthy: bool,
@@ -223,6 +246,31 @@ mod tests {
         assert_eq!(patience(&lab), Duration::from_secs(10));
         let patroni = Timing::from_seconds(30, 10.0, 10.0, 5.0);
         assert_eq!(patience(&patroni), Duration::from_secs(100));
+    }
+
+    /// The double-failover loop: rewound onto the leader's timeline 3, the replica
+    /// still reports timeline 2 (it cannot fetch the WAL that follows the rewind's
+    /// checkpoint). Before the fix only the timelines were compared, and it was rewound
+    /// again every 5 s for ever; now it is not diverged but stalled.
+    #[test]
+    fn a_replica_rewound_onto_the_leaders_timeline_is_not_rewound_again() {
+        assert!(!diverged(Some(2), Some(3), Some(3)));
+        assert!(on_leader_timeline(Some(2), Some(3), Some(3)));
+        let seen = Seen { on_leader_timeline: on_leader_timeline(Some(2), Some(3), Some(3)), ..stalled() };
+        let mut stall = Stall::default();
+        assert_eq!(watch(&mut stall, seen, Instant::now(), 25), vec![(10, StallRemedy::Restart), (21, StallRemedy::Reclone)]);
+    }
+
+    #[test]
+    fn a_replica_behind_the_leader_is_rewound_once_per_leader_timeline() {
+        assert!(diverged(Some(2), Some(3), None), "never rewound");
+        assert!(diverged(Some(1), Some(3), Some(2)), "rewound onto an earlier leader's timeline");
+        assert!(!on_leader_timeline(Some(1), Some(3), Some(2)));
+        assert!(!diverged(Some(3), Some(3), None), "on the leader's timeline");
+        assert!(on_leader_timeline(Some(3), Some(3), None));
+        assert!(!diverged(None, Some(3), Some(3)), "unknown timeline");
+        assert!(!on_leader_timeline(None, Some(3), Some(3)));
+        assert!(!on_leader_timeline(Some(2), None, None), "unknown leader timeline");
     }
 
     #[test]
