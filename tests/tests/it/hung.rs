@@ -112,10 +112,18 @@ impl Frozen {
     fn backends(postmaster: i32) -> anyhow::Result<Self> {
         let children = children_of(postmaster);
         anyhow::ensure!(!children.is_empty(), "postmaster {postmaster} has no children");
-        for &c in &children {
-            signal(c, "STOP")?;
+        let mut stopped = Vec::with_capacity(children.len());
+        for c in children {
+            match signal(c, "STOP") {
+                Ok(()) => stopped.push(c),
+                // A short-lived backend (a probe's connection) may exit between the
+                // listing and the signal; it is gone, so there is nothing to freeze.
+                Err(_) if !std::path::Path::new(&format!("/proc/{c}")).exists() => {}
+                Err(e) => return Err(e),
+            }
         }
-        Ok(Self(children))
+        anyhow::ensure!(!stopped.is_empty(), "every child of postmaster {postmaster} exited before it could be stopped");
+        Ok(Self(stopped))
     }
 }
 
