@@ -24,12 +24,64 @@ pub enum Verdict {
     },
 }
 
+/// What the local PostgreSQL is doing, as the HA loop sees it. Published (REST, the
+/// member key) as Patroni's strings: "running", "starting", "stopped", ...
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PgState {
+    /// No postmaster, and the agent did not start one.
+    #[default]
+    Stopped,
+    /// A postmaster runs but did not answer the status query (yet).
+    Starting,
+    /// It answered the status query.
+    Running,
+    /// No postmaster although the agent started one.
+    Crashed,
+    /// Every liveness probe failed `max_failures` times in a row (see `ha::hung`).
+    Hung,
+    /// A long step of the agent is under way (published while it runs).
+    InStep(Step),
+}
+
+/// The long steps during which PostgreSQL is published as busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    InitializingNewCluster,
+    CreatingReplica,
+    Rewinding,
+}
+
+impl PgState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PgState::Stopped => "stopped",
+            PgState::Starting => "starting",
+            PgState::Running => "running",
+            PgState::Crashed => "crashed",
+            PgState::Hung => "hung",
+            PgState::InStep(Step::InitializingNewCluster) => "initializing new cluster",
+            PgState::InStep(Step::CreatingReplica) => "creating replica",
+            PgState::InStep(Step::Rewinding) => "rewinding",
+        }
+    }
+}
+
+impl std::fmt::Display for PgState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for PgState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// PostgreSQL as the agent last saw it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PgStatus {
-    /// running, starting, stopped, stopping, crashed, creating replica, initializing new cluster,
-    /// running custom bootstrap script, restarting after failure, start failed, ...
-    pub state: String,
+    pub state: PgState,
     pub role: Role,
     pub timeline: Option<u32>,
     /// `server_version_num`, e.g. 150004.
@@ -53,7 +105,7 @@ pub struct PgStatus {
 
 impl PgStatus {
     pub fn is_running(&self) -> bool {
-        self.state == "running"
+        self.state == PgState::Running
     }
     /// The WAL position that counts for failover: the primary's write position, or the
     /// higher of a replica's received and replayed positions.
@@ -107,7 +159,7 @@ impl NodeState {
             name: name.to_string(),
             scope: scope.to_string(),
             tags,
-            postgres: PgStatus { state: "stopped".into(), ..Default::default() },
+            postgres: PgStatus::default(),
             holds_leader_key: false,
             cluster: ClusterView::default(),
             dcs_last_seen: None,

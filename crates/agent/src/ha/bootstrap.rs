@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::step::StepError;
 use super::Agent;
-use crate::cluster::{ClusterView, Role};
+use crate::cluster::Role;
+use crate::state::{PgState, Step};
 use crate::postgres::conf;
 
 /// How long a new primary or a fresh clone may take to accept connections.
@@ -14,10 +15,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 impl Agent {
     /// The cluster has no `/initialize`: take it (on our lease, so a crash mid-way frees
     /// it) and create the cluster, or adopt the data dir we already have.
-    pub(super) async fn bootstrap_or_wait(&mut self) -> String {
-        if let Some(why) = &self.watchdog_missing {
-            return format!("waiting: the watchdog is required but {why}; another member may initialize the cluster");
-        }
+    pub(super) async fn bootstrap(&mut self) -> String {
         let Some(lease) = self.lease.get().id else { return "waiting for a lease before initializing".into() };
         let key = self.dcs.keys.initialize();
         match self.dcs.create(&key, "", lease).await {
@@ -32,7 +30,7 @@ impl Agent {
                 // member initialize a second cluster: the next cycles write it again.
                 if let Err(e) = self.dcs.put(&key, &sysid, 0).await {
                     tracing::warn!("cannot record the system identifier {sysid} in /initialize: {e}; retrying in the next cycle");
-                    self.unrecorded_sysid = Some(sysid.clone());
+                    self.memory.unrecorded_sysid = Some(sysid.clone());
                 }
                 let config = serde_json::to_string(&self.config.bootstrap_dcs).unwrap_or_else(|_| "{}".into());
                 let _ = self.dcs.create(&self.dcs.keys.config(), &config, 0).await;
@@ -45,7 +43,7 @@ impl Agent {
                 match self.pg.stop(crate::postgres::StopMode::Fast, Duration::from_secs(30)).await {
                     Ok(()) => {
                         self.sql.disconnect();
-                        self.expect_running = false;
+                        self.memory.expect_running = false;
                         self.lease.fencer().disarm();
                         let _ = self.dcs.delete_if_value(&self.dcs.keys.leader(), &self.config.name).await;
                     }
@@ -60,7 +58,7 @@ impl Agent {
     /// initdb, configure, start, create the replication user, take the leader key.
     async fn initialize_new(&mut self) -> Result<String, StepError> {
         tracing::info!("I am {}: initializing a new cluster with initdb", self.config.name);
-        self.publish_state("initializing new cluster");
+        self.publish_state(PgState::InStep(Step::InitializingNewCluster));
         self.pg.remove_data_dir()?;
         self.pg.initdb().await?;
         self.configure(None)?;
@@ -104,44 +102,31 @@ impl Agent {
         Ok(())
     }
 
-    /// The data dir is empty: clone the primary (the leader key holder) once it runs.
-    pub(super) async fn clone_from_leader(&mut self, view: &ClusterView) -> String {
-        let Some(leader) = view.leader_member().filter(|m| m.role == Role::Primary && m.state == "running") else {
-            return "waiting for a running primary to clone from".into();
-        };
-        // A streaming replica tagged `clonefrom` spares the primary the copy (Patroni's rule).
-        let source = view
-            .members
-            .iter()
-            .filter(|(n, m)| *n != &self.config.name && m.tags.clonefrom && m.state == "running" && m.replication_state.is_some())
-            .max_by_key(|(_, m)| m.xlog_location.unwrap_or(0))
-            .map(|(n, m)| (n.clone(), m))
-            .unwrap_or((view.leader_name().unwrap_or_default().to_string(), leader));
-        let Some((host, port)) = source.1.host_port() else { return format!("{}'s conn_url is malformed; waiting", source.0) };
-        let leader_name = source.0;
+    /// The data dir is empty: clone `source` (the primary, or a replica tagged
+    /// `clonefrom`) with pg_basebackup, then stream from `upstream` (the primary).
+    pub(super) async fn clone_from(&mut self, leader_name: &str, host: &str, port: u16, upstream: &(String, u16)) -> String {
         tracing::info!("I am {}: cloning {leader_name} ({host}:{port}) with pg_basebackup", self.config.name);
-        self.publish_state("creating replica");
+        self.publish_state(PgState::InStep(Step::CreatingReplica));
         let started = Instant::now();
-        if let Err(e) = self.pg.basebackup(&host, port).await {
+        if let Err(e) = self.pg.basebackup(host, port).await {
             return format!("clone from {leader_name} failed: {e}; will retry");
         }
         // Stream from the primary whatever the clone came from; the next cycle applies
         // `replicatefrom` if the member has it.
-        let (up_host, up_port) = leader.host_port().unwrap_or((host, port));
-        if let Err(e) = self.configure_replica(&up_host, up_port, false) {
+        if let Err(e) = self.configure_replica(&upstream.0, upstream.1, false) {
             return format!("cannot configure the clone: {e}");
         }
         if let Err(e) = self.pg.start().await {
             return format!("cannot start the clone: {e}");
         }
-        self.expect_running = true;
+        self.memory.expect_running = true;
         format!("cloned {leader_name} in {:.1}s; starting as a replica", started.elapsed().as_secs_f64())
     }
 
     /// Starts PostgreSQL and waits until it answers SQL.
     pub(super) async fn start_and_wait(&mut self) -> Result<(), StepError> {
         self.pg.start().await?;
-        self.expect_running = true;
+        self.memory.expect_running = true;
         let started = Instant::now();
         loop {
             match self.sql.status().await {
@@ -186,7 +171,7 @@ impl Agent {
     }
 
     /// Publishes a transient PostgreSQL state ("creating replica") while a long step runs.
-    pub(super) fn publish_state(&self, state: &str) {
-        self.state.send_modify(|s| s.postgres.state = state.to_string());
+    pub(super) fn publish_state(&self, state: PgState) {
+        self.state.send_modify(|s| s.postgres.state = state);
     }
 }

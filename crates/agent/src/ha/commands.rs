@@ -94,7 +94,7 @@ impl Agent {
                     return Ok("no restart pending: nothing done".into());
                 }
                 if !pg.is_running() {
-                    return Err(CommandError::NotRunning(pg.state.clone()));
+                    return Err(CommandError::NotRunning(pg.state.to_string()));
                 }
                 tracing::info!("restarting PostgreSQL on request");
                 let primary = pg.role == Role::Primary;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::cluster::ClusterView;
 use crate::config::Tags;
-use crate::state::PgStatus;
+use crate::state::{PgState, PgStatus};
 
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
@@ -33,7 +33,7 @@ pub struct PeerReport {
 pub enum Ineligible {
     NoFailover,
     /// PostgreSQL is not running (its state as shown).
-    NotRunning(String),
+    NotRunning(PgState),
     /// Its timeline is older than the cluster's: it may hold WAL nobody else has, and
     /// it lacks what the newer timeline's primary acknowledged (Patroni's `check_timeline`).
     BehindTimeline {
@@ -81,7 +81,7 @@ pub fn eligible(pg: &PgStatus, tags: &Tags, view: &ClusterView, me: &str, max_la
         return Err(Ineligible::NoFailover);
     }
     if !pg.is_running() {
-        return Err(Ineligible::NotRunning(pg.state.clone()));
+        return Err(Ineligible::NotRunning(pg.state));
     }
     if let Some(cluster) = cluster_timeline(view, me) {
         match pg.timeline {
@@ -146,7 +146,7 @@ mod tests {
 
     fn replica(pos: u64) -> PgStatus {
         PgStatus {
-            state: "running".into(),
+            state: PgState::Running,
             role: Role::Replica,
             timeline: Some(1),
             receive_lsn: Some(pos),
@@ -169,8 +169,8 @@ mod tests {
             eligible(&replica(4000), &Tags { nofailover: true, ..Default::default() }, &view, "n1", 1024),
             Err(Ineligible::NoFailover)
         );
-        let stopped = PgStatus { state: "stopped".into(), ..Default::default() };
-        assert_eq!(eligible(&stopped, &Tags::default(), &view, "n1", 1024), Err(Ineligible::NotRunning("stopped".into())));
+        let stopped = PgStatus { state: PgState::Stopped, ..Default::default() };
+        assert_eq!(eligible(&stopped, &Tags::default(), &view, "n1", 1024), Err(Ineligible::NotRunning(PgState::Stopped)));
     }
 
     /// Issue 16 item 5: a former primary on timeline 1 with WAL nobody received (a

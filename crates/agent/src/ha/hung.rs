@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use crate::config::LivenessConfig;
-use crate::state::PgStatus;
+use crate::state::{PgState, PgStatus};
 pub use crate::state::Verdict;
 use crate::timing::Timing;
 
@@ -74,7 +74,7 @@ pub fn judge(history: &History, config: &LivenessConfig, now: Instant) -> Verdic
 /// as a running failover candidate.
 pub fn published(pg: PgStatus, verdict: Verdict) -> PgStatus {
     match verdict {
-        Verdict::Hung { .. } => PgStatus { state: "hung".into(), ..pg },
+        Verdict::Hung { .. } => PgStatus { state: PgState::Hung, ..pg },
         _ => pg,
     }
 }
@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn a_hung_server_is_published_as_hung() {
-        let running = PgStatus { state: "running".into(), wal_lsn: Some(7), ..Default::default() };
+        let running = PgStatus { state: PgState::Running, wal_lsn: Some(7), ..Default::default() };
         let hung = published(running.clone(), Verdict::Hung { failing_for: Duration::from_secs(7) });
         assert_eq!((hung.state.as_str(), hung.wal_lsn, hung.is_running()), ("hung", Some(7), false));
         assert_eq!(published(running.clone(), Verdict::Suspect { failures: 2 }), running);

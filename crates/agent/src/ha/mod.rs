@@ -1,22 +1,28 @@
-//! The HA loop. One cycle = read the cluster's keys (linearizable), look at PostgreSQL,
-//! decide one action, publish the node's state. Cycles run when a key under the cluster
-//! prefix changes (a watch wakes the loop: a deleted or expired leader key reaches every
-//! replica at once), when the lease changes, and every `loop_wait` otherwise.
+//! The HA loop. One cycle = gather the facts (`gather`: the cluster's keys read
+//! linearizably, PostgreSQL, the lease), decide one action (`decide`, a pure function),
+//! carry it out (`execute`), publish the node's state. Cycles run when a key under the
+//! cluster prefix changes (a watch wakes the loop: a deleted or expired leader key
+//! reaches every replica at once), when the lease changes, and every `loop_wait`
+//! otherwise.
 //!
 //! Each cycle ends with one sentence saying what this node did and why ("no action: I
 //! am node2, a replica, following node1"), logged when it changes.
 //!
-//! The decisions, in order (files): the cluster is not initialized yet → `bootstrap`;
-//! this node's data dir is empty → clone (`bootstrap`); this node holds the leader
-//! key → be the primary (`primary`); someone else holds it → follow it (`replica`);
-//! nobody holds it → race for it if eligible (`election`), else wait.
+//! The effects live by topic: `bootstrap` (initdb, clone), `primary` (promotion, the
+//! primary's upkeep), `replica` (rewind, stop, re-clone), `switchover`, `sync`,
+//! `failsafe`; none of them decides what to do next.
 
+pub mod action;
 mod bootstrap;
 pub mod commands;
+pub mod decide;
 pub mod election;
+mod execute;
 pub mod failsafe;
+mod gather;
 pub mod hung;
 pub mod lease;
+pub mod observation;
 mod primary;
 mod replica;
 mod step;
@@ -38,9 +44,10 @@ use crate::fence::Fencer;
 use crate::postgres::liveness::Liveness;
 use crate::postgres::sql::Sql;
 use crate::postgres::{ControlData, Postgres};
-use crate::state::{NodeState, PgStatus, StateReceiver, StateSender};
+use crate::state::{NodeState, PgState, PgStatus, StateReceiver, StateSender};
 use crate::timing::Timing;
 use lease::Lease;
+use observation::{Memory, Policy};
 
 /// Shortest pause between two cycles, so a burst of key changes costs one cycle.
 const MIN_CYCLE_GAP: Duration = Duration::from_millis(30);
@@ -94,38 +101,20 @@ pub struct Agent {
     dynamic: DynamicConfig,
     timing: Arc<Mutex<Timing>>,
     state: StateSender,
-    /// The agent started PostgreSQL and expects it to run (so a missing postmaster is a crash).
-    expect_running: bool,
-    /// When PostgreSQL of this primary was first found crashed (for primary_start_timeout).
-    primary_down_since: Option<Instant>,
-    /// When this replica was last seen streaming or on the leader's timeline.
-    last_in_sync: Instant,
-    /// This data dir may hold WAL the leader does not have (it was a primary).
-    needs_rewind: bool,
+    /// What the node remembers across cycles (read by `decide`).
+    memory: Memory,
+    /// What stays the same for the run (read by `decide`).
+    policy: Policy,
     /// What the running postmaster (pid) last answered: its role and the newest timeline.
     last_answer: Option<(i32, Role, Option<u32>)>,
-    /// The system identifier this node bootstrapped the cluster with, while `/initialize`
-    /// still holds "" on its lease (the put failed): written again before anything else.
-    unrecorded_sysid: Option<String>,
-    /// Consecutive exits of PostgreSQL started as a replica (see `stuck::after_crash`).
-    replica_crashes: u32,
-    /// This run of replica crashes already had its rewind.
-    crash_rewound: bool,
-    /// The leader's timeline when pg_rewind last succeeded here, until the replica
-    /// streams: it is not rewound onto that timeline again (see `stuck::diverged`).
-    rewound_onto: Option<u32>,
     /// How long this replica has run without streaming (see `stuck`).
     stall: stuck::Stall,
-    /// When the agent last started PostgreSQL as a replica (restarts are spaced by loop_wait).
-    last_start: Option<Instant>,
     /// A restart an operator scheduled on this node: (when, only if pending).
     scheduled_restart: Option<(SystemTime, bool)>,
     /// `synchronous_standby_names` this primary sets (see `sync`); empty = asynchronous.
     sync_names: String,
     /// The hardware watchdog's timeout, when one is used (it shortens the write budget).
     watchdog_timeout: Option<Duration>,
-    /// Why a `required` watchdog is not usable: this node then never takes the key.
-    watchdog_missing: Option<String>,
     /// The failsafe promise this member gave a primary (shared with the REST API).
     promise: failsafe::Promise,
     /// Every other member seen in this run: whom a primary in failsafe mode asks.
@@ -139,8 +128,6 @@ pub struct Agent {
     last_logged: Instant,
     /// The liveness probe of PostgreSQL (see `hung`).
     liveness: Liveness,
-    /// When this node last fenced its own hung primary (it then stands aside a while).
-    hung_fenced_at: Option<Instant>,
 }
 
 impl Agent {
@@ -155,6 +142,14 @@ impl Agent {
         let (state, rx) = tokio::sync::watch::channel(NodeState::new(&config.name, &config.scope, config.tags.clone()));
         let pg = Postgres::new(config.postgresql.clone());
         let sql = Sql::new(&config.postgresql);
+        let policy = Policy {
+            me: config.name.clone(),
+            scope: config.scope.clone(),
+            tags: config.tags.clone(),
+            data_dir: config.postgresql.data_dir.clone(),
+            remove_data_on_rewind_failure: config.postgresql.remove_data_directory_on_rewind_failure,
+            watchdog_missing,
+        };
         Ok((
             Self {
                 config,
@@ -165,21 +160,13 @@ impl Agent {
                 dynamic: dynamic.clone(),
                 timing: Arc::new(Mutex::new(timing)),
                 state,
-                expect_running: false,
-                primary_down_since: None,
-                last_in_sync: Instant::now(),
-                needs_rewind: false,
+                memory: Memory { last_in_sync: Some(Instant::now()), ..Memory::default() },
+                policy,
                 last_answer: None,
-                unrecorded_sysid: None,
-                replica_crashes: 0,
-                crash_rewound: false,
-                rewound_onto: None,
                 stall: stuck::Stall::default(),
-                last_start: None,
                 scheduled_restart: None,
                 sync_names: String::new(),
                 watchdog_timeout,
-                watchdog_missing,
                 promise: failsafe::Promise::default(),
                 failsafe_members: failsafe::Members::default(),
                 timeline: timeline::Timeline::default(),
@@ -188,7 +175,6 @@ impl Agent {
                 last_action: String::new(),
                 last_logged: Instant::now(),
                 liveness: Liveness::new(dynamic.liveness.clone()),
-                hung_fenced_at: None,
             },
             rx,
         ))
@@ -201,10 +187,6 @@ impl Agent {
 
     fn timing(&self) -> Timing {
         self.dynamic.timing()
-    }
-
-    fn name(&self) -> &str {
-        &self.config.name
     }
 
     /// Runs until `shutdown` completes, then stops PostgreSQL and hands the leader key
@@ -274,34 +256,15 @@ impl Agent {
     }
 
     async fn cycle(&mut self) -> String {
-        let view = match self.dcs.read_cluster().await {
-            Ok(v) => v,
-            Err(e) => return self.store_unreachable(e.to_string()).await,
-        };
-        if let Some((value, _)) = &view.config {
-            let checked = DynamicConfig::from_json(value).and_then(|d| match self.watchdog_timeout {
-                Some(t) => d.timing().check_with_watchdog(t).map(|()| d),
-                None => Ok(d),
-            });
-            match checked {
-                Ok(d) if d != self.dynamic => {
-                    tracing::info!("dynamic configuration changed: {}", value);
-                    self.dynamic = d;
-                    if let Ok(mut t) = self.timing.lock() {
-                        *t = self.dynamic.timing();
-                    }
-                    self.dcs.set_timeout(self.dynamic.timing().retry_timeout);
-                    self.liveness.configure(self.dynamic.liveness.clone());
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("ignoring /config: {e}"),
-            }
+        let observed = self.gather().await;
+        decide::remember(&mut self.memory, &observed, &self.policy);
+        let action = decide::decide(&observed, &self.memory, &self.dynamic, &self.policy);
+        let sentence = self.carry_out(action, &observed).await;
+        if let Ok(view) = &observed.view {
+            let pg = self.observe().await;
+            self.publish(view, &pg).await;
         }
-        let pg = self.observe().await;
-        let action = self.decide(&view, &pg).await;
-        let pg = self.observe().await;
-        self.publish(&view, &pg).await;
-        action
+        sentence
     }
 
     /// What PostgreSQL is doing right now.
@@ -326,73 +289,15 @@ impl Agent {
                     self.sql.disconnect();
                     // The role this postmaster last answered with; a new one has none yet.
                     let role = self.last_answer.filter(|(p, _, _)| *p == pid).map_or(Role::Uninitialized, |(_, r, _)| r);
-                    PgStatus { state: "starting".into(), role, ..Default::default() }
+                    PgStatus { state: PgState::Starting, role, ..Default::default() }
                 }
             },
             None => {
                 self.sql.disconnect();
-                let state = if self.expect_running { "crashed" } else { "stopped" };
-                PgStatus { state: state.into(), ..Default::default() }
+                let state = if self.memory.expect_running { PgState::Crashed } else { PgState::Stopped };
+                PgStatus { state, ..Default::default() }
             }
         }
-    }
-
-    async fn decide(&mut self, view: &ClusterView, pg: &PgStatus) -> String {
-        let me = self.name().to_string();
-        match view.initialize.as_deref() {
-            None => return self.bootstrap_or_wait().await,
-            Some("") => match self.unrecorded_sysid.clone() {
-                Some(sysid) => {
-                    if let Err(e) = self.dcs.put(&self.dcs.keys.initialize(), &sysid, 0).await {
-                        return format!("cannot record the system identifier {sysid} in /initialize: {e}; retrying");
-                    }
-                    self.unrecorded_sysid = None;
-                }
-                None => return "waiting: another member is initializing the cluster".into(),
-            },
-            Some(_) => {}
-        }
-        if self.pg.data_dir_empty() {
-            return self.clone_from_leader(view).await;
-        }
-        if let Some(refusal) = self.check_system_identifier(view, pg).await {
-            return refusal;
-        }
-        if view.paused() {
-            self.lease.fencer().disarm();
-            return format!("paused: not managing PostgreSQL (I am {me}, {})", pg.state);
-        }
-        match &view.leader {
-            Some(l) if l.name == me && self.lease.owns(l.lease) => self.be_primary(view, pg).await,
-            Some(l) if l.name == me => {
-                self.demote_if_primary(pg, "the leader key is on a lease this run does not own").await;
-                "waiting: the leader key is held by an earlier run of this node; waiting for its lease to expire".into()
-            }
-            Some(l) => {
-                self.promise.unclaim();
-                self.follow(view, pg, &l.name.clone()).await
-            }
-            None => self.race(view, pg).await,
-        }
-    }
-
-    /// The system identifier in `/initialize` must match the local data dir's.
-    async fn check_system_identifier(&mut self, view: &ClusterView, pg: &PgStatus) -> Option<String> {
-        let expected = view.initialize.as_deref()?;
-        let local = match &pg.system_identifier {
-            Some(s) => s.clone(),
-            None => match self.pg.controldata().await {
-                Ok(c) => c.system_identifier,
-                Err(e) => return Some(format!("cannot read the data directory: {e}")),
-            },
-        };
-        (local != expected).then(|| {
-            format!(
-                "refusing to join: data directory {} belongs to another cluster (system identifier {local}, cluster {} has {expected}); move it away to re-clone",
-                self.pg.data_dir().display(),
-                self.config.scope
-            )
-        })
     }
 
     async fn controldata(&self) -> Option<ControlData> {
@@ -405,26 +310,6 @@ impl Agent {
         }
     }
 
-    /// The store cannot be read: a primary keeps writing only until its deadline.
-    async fn store_unreachable(&mut self, error: String) -> String {
-        let holds = self.state.borrow().holds_leader_key;
-        if holds && !self.lease.get().valid() {
-            self.fence_now().await;
-            self.state.send_modify(|s| s.holds_leader_key = false);
-            return format!("demoted: the store is unreachable ({error}) and the lease could not be renewed in time");
-        }
-        if holds && self.dynamic.failsafe_mode {
-            return match self.failsafe_confirmed().await {
-                Ok(n) => format!("failsafe: the store is unreachable ({error}) but all {n} other members confirmed; still primary"),
-                Err(e) => format!("failsafe: the store is unreachable ({error}) and {e}; demoting at the deadline"),
-            };
-        }
-        if holds {
-            return format!("store unreachable ({error}); still primary until the lease deadline");
-        }
-        format!("store unreachable ({error}); no action")
-    }
-
     /// Stops PostgreSQL immediately (it must not accept writes any more).
     async fn fence_now(&mut self) {
         self.lease.fencer().disarm();
@@ -432,7 +317,7 @@ impl Agent {
             crate::fence::fence(pid);
         }
         self.sql.disconnect();
-        self.expect_running = false;
+        self.memory.expect_running = false;
     }
 
     async fn publish(&mut self, view: &ClusterView, pg: &PgStatus) {
@@ -463,7 +348,7 @@ impl Agent {
         let member = Member {
             conn_url: self.config.postgresql.conn_url(),
             api_url: self.config.restapi.api_url(),
-            state: pg.state.clone(),
+            state: pg.state.to_string(),
             role: pg.role,
             version: crate::VERSION.into(),
             xlog_location: pg.wal_position(),

@@ -16,34 +16,34 @@ use crate::postgres::StopMode;
 /// How long the old primary waits for the candidate to receive its last WAL.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A request that applies now: `Some(request)` unless it is scheduled for later.
-pub(super) fn due(view: &ClusterView) -> Option<&FailoverRequest> {
+/// A request that applies at `now`: `Some(request)` unless it is scheduled for later.
+pub(super) fn due(view: &ClusterView, now: SystemTime) -> Option<&FailoverRequest> {
     let f = view.failover.as_ref()?;
     match f.scheduled_at.as_deref().map(humantime::parse_rfc3339_weak) {
-        Some(Ok(at)) if at > SystemTime::now() => None,
+        Some(Ok(at)) if at > now => None,
         _ => Some(f),
     }
 }
 
 impl Agent {
     /// The primary's side: hand the key to the candidate, or say why not.
-    pub(super) async fn hand_over(&mut self, view: &ClusterView, request: &FailoverRequest) -> Option<String> {
+    pub(super) async fn hand_over(&mut self, view: &ClusterView, request: &FailoverRequest) -> String {
         let me = self.config.name.clone();
         if request.leader.as_deref().is_some_and(|l| l != me) || request.member.as_deref() == Some(me.as_str()) {
             let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
-            return Some("ignored a switchover request that does not apply to me (I am the primary)".into());
+            return "ignored a switchover request that does not apply to me (I am the primary)".into();
         }
         let sync_only = self.dynamic.synchronous_mode.then(|| view.sync_standbys());
         let candidate = match request.member.clone().or_else(|| best_candidate(view, &me, sync_only.as_deref())) {
             Some(c) => c,
             None => {
                 let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
-                return Some("switchover cancelled: no running replica to hand over to".into());
+                return "switchover cancelled: no running replica to hand over to".into();
             }
         };
         let Some((host, port)) = view.members.get(&candidate).filter(|m| m.state == "running").and_then(|m| m.host_port()) else {
             let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
-            return Some(format!("switchover cancelled: {candidate} is not running"));
+            return format!("switchover cancelled: {candidate} is not running");
         };
         if request.member.is_none() {
             let pinned = FailoverRequest { member: Some(candidate.clone()), ..request.clone() };
@@ -58,18 +58,18 @@ impl Agent {
         }
         self.lease.fencer().disarm();
         if let Err(e) = self.pg.stop(StopMode::Fast, Duration::from_secs(60)).await {
-            return Some(format!("switchover failed: cannot stop PostgreSQL: {e}"));
+            return format!("switchover failed: cannot stop PostgreSQL: {e}");
         }
         self.sql.disconnect();
-        self.expect_running = false;
+        self.memory.expect_running = false;
         let last = self.controldata().await.and_then(|c| c.checkpoint_lsn).unwrap_or(u64::MAX);
         if self.wait_received(&host, port, last).await {
             let _ = self.dcs.delete_if_value(&self.dcs.keys.leader(), &me).await;
-            return Some(format!(
+            return format!(
                 "switchover: stopped in {} ms; {candidate} received everything up to {}; released the leader key",
                 started.elapsed().as_millis(),
                 crate::cluster::format_lsn(last)
-            ));
+            );
         }
         // The candidate is behind: keep the key and run again as primary.
         let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
@@ -78,14 +78,14 @@ impl Agent {
             Err(e) => Err(e.to_string()),
         };
         if restarted.is_ok() {
-            self.expect_running = true;
+            self.memory.expect_running = true;
             self.arm_fencer();
         }
-        Some(format!(
+        format!(
             "switchover aborted: {candidate} did not receive the WAL up to {} within {CATCH_UP_TIMEOUT:?}; staying primary{}",
             crate::cluster::format_lsn(last),
             restarted.err().map(|e| format!(" (restart failed: {e})")).unwrap_or_default()
-        ))
+        )
     }
 
     /// Until the replica at `host:port` has received WAL past `lsn` (or the timeout).

@@ -101,7 +101,7 @@ impl Sql {
                 let in_recovery: bool = row.get(0);
                 let lsn = |i: usize| row.get::<_, Option<String>>(i).as_deref().and_then(parse_lsn);
                 let mut status = PgStatus {
-                    state: "running".into(),
+                    state: crate::state::PgState::Running,
                     role: if in_recovery { Role::Replica } else { Role::Primary },
                     server_version: row.get::<_, i32>(1).try_into().ok(),
                     postmaster_start_time: row.get(2),

@@ -90,7 +90,7 @@ impl<'a> Status<'a> {
             }
         };
         Self {
-            state: &pg.state,
+            state: pg.state.as_str(),
             postmaster_start_time: pg.postmaster_start_time.as_deref(),
             role: pg.role.as_str(),
             server_version: pg.server_version,

@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn renders_patroni_and_store_metrics() {
         let mut state = NodeState::new("node1", "demo", Default::default());
-        state.postgres.state = "running".into();
+        state.postgres.state = crate::state::PgState::Running;
         state.postgres.role = Role::Primary;
         state.postgres.wal_lsn = Some(0x3000060);
         state.postgres.timeline = Some(2);

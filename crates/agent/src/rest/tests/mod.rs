@@ -70,7 +70,7 @@ pub(super) fn cluster(leader: Option<&str>) -> ClusterView {
 
 pub(super) fn running(role: Role) -> PgStatus {
     PgStatus {
-        state: "running".into(),
+        state: crate::state::PgState::Running,
         role,
         timeline: Some(2),
         server_version: Some(160002),

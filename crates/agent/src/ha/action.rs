@@ -1,0 +1,150 @@
+//! What one HA cycle does: the [`Action`] `decide` picks. Its `Display` is the cycle's
+//! sentence when the action succeeds ("no action: I am node2, a replica, following
+//! node1"); the executor (`execute`) carries it out and returns that sentence, or the
+//! one that says what went wrong.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::stuck::AfterCrash;
+use crate::cluster::FailoverRequest;
+
+/// One cycle's action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Nothing to do but say why (waiting, standing aside, refusing, ...).
+    Wait(String),
+
+    // --- the store cannot be read ---
+    /// A primary whose write deadline passed without the store: stop PostgreSQL now.
+    FenceWithoutStore { error: String },
+    /// A primary in failsafe mode without the store: ask every other member to confirm.
+    AskFailsafe { error: String },
+
+    // --- joining ---
+    /// Race for `/initialize` and create the cluster (or adopt the data dir).
+    Bootstrap,
+    /// Write the system identifier the bootstrap could not record in `/initialize`.
+    RecordSystemIdentifier { sysid: String },
+    /// The data dir is empty: pg_basebackup from `source`, then stream from `upstream`.
+    Clone { source: String, host: String, port: u16, upstream: (String, u16) },
+    /// The cluster is paused: the fencer is disarmed and PostgreSQL left alone.
+    Paused { me: String, state: String },
+
+    // --- holding the leader key ---
+    /// The lease was not renewed before the write deadline: stop PostgreSQL now.
+    FenceExpiredLease { me: String },
+    /// PostgreSQL is hung: kill it, confirm it dead, then release the key.
+    ReplaceHung { postmaster: i32, failing_for: Duration },
+    /// A switchover or manual failover applies now: hand the key over.
+    HandOver(FailoverRequest),
+    /// Run as the primary: fencer armed, slots, `/sync`, `/status`.
+    Lead { me: String, scheduled_at: Option<String> },
+    /// PostgreSQL runs as a replica under our key: promote it.
+    Promote { reason: &'static str },
+    /// PostgreSQL of the primary is down: start it again.
+    RestartInPlace,
+    /// PostgreSQL did not come back within `primary_start_timeout`: release the key.
+    GiveUpKey,
+
+    // --- not holding it ---
+    /// PostgreSQL may run as a primary without our key: stop it at once (a rewind
+    /// follows). `drop_request`: as in `StandAside`.
+    Demote { why: String, sentence: String, drop_request: bool },
+    /// A replica whose timeline split from the leader's: stop it; a rewind follows.
+    StopDiverged { me: String, leader: String },
+    /// A replica stalled on the leader's timeline: stop it; the next cycle starts it.
+    RestartStalled { stalled: String },
+    /// Remove the data directory; the next cycle clones the leader again.
+    Reclone { leader: String, cause: RecloneCause },
+    /// A running replica: point it at `source` (reload when the configuration changed).
+    Configure { me: String, source: String, host: String, port: u16, cascading: bool },
+    /// Start PostgreSQL as a replica of `source`, after a rewind from the leader if one is due.
+    StartReplica(StartReplica),
+
+    // --- nobody holds the key ---
+    /// This node may not take the key now. `drop_request`: an operator chose it, so the
+    /// request goes (the others stand aside for a chosen candidate). `needs_rewind`: its
+    /// data dir is behind the cluster's timeline.
+    StandAside { why: String, drop_request: bool, needs_rewind: bool },
+    /// Nobody runs: start PostgreSQL read-only to take part in the election.
+    StartReadOnly,
+    /// Take the key with a compare-and-swap on `lease`; promote when PostgreSQL is a replica.
+    Race { lease: i64, promote: bool },
+}
+
+/// Why the data directory is removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecloneCause {
+    /// Neither streamed nor replayed for the patience, even after a restart.
+    Stalled { stalled: String },
+    /// Kept exiting even after a rewind.
+    KeepsCrashing,
+}
+
+/// Starting a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartReplica {
+    pub source: String,
+    pub host: String,
+    pub port: u16,
+    /// `source` is another replica (`replicatefrom`): no slot.
+    pub cascading: bool,
+    /// pg_rewind from the leader first.
+    pub rewind: Option<RewindFrom>,
+    /// PostgreSQL exited: the exits in a row now, and what `stuck::after_crash` said.
+    pub after_crash: Option<(u32, AfterCrash)>,
+}
+
+/// The leader a rewind reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewindFrom {
+    pub leader: String,
+    pub host: String,
+    pub port: u16,
+    pub timeline: Option<u32>,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Wait(why) => f.write_str(why),
+            Action::FenceWithoutStore { error } => {
+                write!(f, "demoted: the store is unreachable ({error}) and the lease could not be renewed in time")
+            }
+            Action::AskFailsafe { error } => write!(f, "failsafe: the store is unreachable ({error}); asking every other member"),
+            Action::Bootstrap => f.write_str("racing to initialize the cluster"),
+            Action::RecordSystemIdentifier { sysid } => write!(f, "recorded the system identifier {sysid} in /initialize"),
+            Action::Clone { source, .. } => write!(f, "cloning {source}"),
+            Action::Paused { me, state } => write!(f, "paused: not managing PostgreSQL (I am {me}, {state})"),
+            Action::FenceExpiredLease { me } => write!(f, "demoted: I am {me}; my lease was not renewed before its write deadline"),
+            Action::ReplaceHung { failing_for, .. } => {
+                write!(f, "primary hung for {:.1} s: fenced and released the leader key", failing_for.as_secs_f64())
+            }
+            Action::HandOver(request) => write!(f, "switchover: handing over to {}", request.member.as_deref().unwrap_or("the best replica")),
+            Action::Lead { me, scheduled_at: Some(at) } => write!(f, "no action: I am {me}, the primary; a switchover is scheduled at {at}"),
+            Action::Lead { me, scheduled_at: None } => write!(f, "no action: I am {me}, the primary, holding the leader key"),
+            Action::Promote { reason } => write!(f, "promoting ({reason})"),
+            Action::RestartInPlace => f.write_str("restarting PostgreSQL in place: it was down while I hold the leader key"),
+            Action::GiveUpKey => f.write_str("gave up the leader key: PostgreSQL did not start within primary_start_timeout"),
+            Action::Demote { sentence, .. } => f.write_str(sentence),
+            Action::StopDiverged { me, leader } => write!(f, "stopped: I am {me}, a replica that diverged from {leader}; will rewind"),
+            Action::RestartStalled { stalled } => write!(f, "stopped: {stalled}; starting it again"),
+            Action::Reclone { leader, cause: RecloneCause::Stalled { stalled } } => {
+                write!(f, "removed the data directory: {stalled}, even after a restart; cloning {leader} again")
+            }
+            Action::Reclone { leader, cause: RecloneCause::KeepsCrashing } => {
+                write!(f, "PostgreSQL keeps exiting even after a rewind: removed the data directory to clone {leader} again")
+            }
+            Action::Configure { me, source, .. } => write!(f, "no action: I am {me}, a replica, following {source}"),
+            Action::StartReplica(s) => write!(f, "starting PostgreSQL as a replica of {}", s.source),
+            Action::StandAside { why, drop_request: true, .. } => {
+                write!(f, "{why}; dropped the switchover/failover request that named me")
+            }
+            Action::StandAside { why, .. } => f.write_str(why),
+            Action::StartReadOnly => f.write_str("no leader: starting PostgreSQL read-only to take part in the election"),
+            Action::Race { promote: true, .. } => f.write_str("racing for the leader key to promote"),
+            Action::Race { promote: false, .. } => f.write_str("racing for the leader key as the running primary"),
+        }
+    }
+}
