@@ -44,8 +44,9 @@ pub enum Action {
     Promote { reason: &'static str },
     /// PostgreSQL of the primary is down: start it again.
     RestartInPlace,
-    /// PostgreSQL did not come back within `primary_start_timeout`: release the key.
-    GiveUpKey,
+    /// Release the key: PostgreSQL did not come back within `primary_start_timeout`,
+    /// or it cannot become this timeline's primary.
+    GiveUpKey { why: String },
 
     // --- not holding it ---
     /// PostgreSQL may run as a primary without our key: stop it at once (a rewind
@@ -121,12 +122,16 @@ impl fmt::Display for Action {
             Action::ReplaceHung { failing_for, .. } => {
                 write!(f, "primary hung for {:.1} s: fenced and released the leader key", failing_for.as_secs_f64())
             }
-            Action::HandOver(request) => write!(f, "switchover: handing over to {}", request.member.as_deref().unwrap_or("the best replica")),
-            Action::Lead { me, scheduled_at: Some(at) } => write!(f, "no action: I am {me}, the primary; a switchover is scheduled at {at}"),
+            Action::HandOver(request) => {
+                write!(f, "switchover: handing over to {}", request.member.as_deref().unwrap_or("the best replica"))
+            }
+            Action::Lead { me, scheduled_at: Some(at) } => {
+                write!(f, "no action: I am {me}, the primary; a switchover is scheduled at {at}")
+            }
             Action::Lead { me, scheduled_at: None } => write!(f, "no action: I am {me}, the primary, holding the leader key"),
             Action::Promote { reason } => write!(f, "promoting ({reason})"),
             Action::RestartInPlace => f.write_str("restarting PostgreSQL in place: it was down while I hold the leader key"),
-            Action::GiveUpKey => f.write_str("gave up the leader key: PostgreSQL did not start within primary_start_timeout"),
+            Action::GiveUpKey { why } => write!(f, "gave up the leader key: {why}"),
             Action::Demote { sentence, .. } => f.write_str(sentence),
             Action::StopDiverged { me, leader } => write!(f, "stopped: I am {me}, a replica that diverged from {leader}; will rewind"),
             Action::RestartStalled { stalled } => write!(f, "stopped: {stalled}; starting it again"),

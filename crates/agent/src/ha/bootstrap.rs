@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use super::step::StepError;
 use super::Agent;
 use crate::cluster::Role;
-use crate::state::{PgState, Step};
 use crate::postgres::conf;
+use crate::state::{PgState, Step};
 
 /// How long a new primary or a fresh clone may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(120);

@@ -149,17 +149,23 @@ fn primary(o: &Observation, m: &Memory, view: &ClusterView, config: &DynamicConf
     match (o.pg.is_running(), o.pg.role) {
         (true, Role::Primary) => match switchover::due(view, o.wall) {
             Some(request) => Action::HandOver(request.clone()),
-            None => Action::Lead {
-                me: me.into(),
-                scheduled_at: view.failover.as_ref().and_then(|f| f.scheduled_at.clone()),
-            },
+            None => Action::Lead { me: me.into(), scheduled_at: view.failover.as_ref().and_then(|f| f.scheduled_at.clone()) },
         },
-        (true, _) => Action::Promote { reason: "I hold the leader key" },
+        // A replica on an older timeline than the cluster's lacks what that timeline's
+        // primary acknowledged: promoting it would fork the history. It needs a rewind.
+        (true, _) => match (o.pg.timeline, cluster_timeline(view, me)) {
+            (Some(mine), Some(cluster)) if mine < cluster => {
+                Action::GiveUpKey { why: format!("{}; not promoting", Ineligible::BehindTimeline { mine, cluster }) }
+            }
+            _ => Action::Promote { reason: "I hold the leader key" },
+        },
         (false, _) if o.pg.state == PgState::Starting => {
             Action::Wait("waiting for PostgreSQL to accept connections (I hold the leader key)".into())
         }
         (false, _) => match age(m.primary_down_since, o.now) {
-            Some(down) if down > Duration::from_secs(config.primary_start_timeout) => Action::GiveUpKey,
+            Some(down) if down > Duration::from_secs(config.primary_start_timeout) => {
+                Action::GiveUpKey { why: "PostgreSQL did not start within primary_start_timeout".into() }
+            }
             _ => Action::RestartInPlace,
         },
     }
@@ -206,9 +212,10 @@ fn follow(o: &Observation, m: &Memory, view: &ClusterView, config: &DynamicConfi
         return match o.stall {
             StallRemedy::Wait => Action::Configure { me: me.into(), source: source.into(), host, port, cascading },
             StallRemedy::Restart => Action::RestartStalled { stalled: stalled(config, me, leader, &host, port) },
-            StallRemedy::Reclone if p.remove_data_on_rewind_failure => {
-                Action::Reclone { leader: leader.into(), cause: RecloneCause::Stalled { stalled: stalled(config, me, leader, &host, port) } }
-            }
+            StallRemedy::Reclone if p.remove_data_on_rewind_failure => Action::Reclone {
+                leader: leader.into(),
+                cause: RecloneCause::Stalled { stalled: stalled(config, me, leader, &host, port) },
+            },
             StallRemedy::Reclone => Action::Wait(format!(
                 "{}, even after a restart; not re-cloning (remove_data_directory_on_rewind_failure is off): `raftctl reinit` does",
                 stalled(config, me, leader, &host, port)
@@ -256,8 +263,9 @@ fn stalled(config: &DynamicConfig, me: &str, leader: &str, host: &str, port: u16
 /// node may take the key and promote, and nothing else would stop this one.
 fn free_key(o: &Observation, m: &Memory, view: &ClusterView, config: &DynamicConfig, p: &Policy) -> Action {
     let action = race_or_stand(o, m, view, config, p);
-    let primary_without_key =
-        o.pg.role == Role::Primary && may_run_as_primary(&o.pg, o.postmaster.is_some(), o.standby_configured);
+    // Not only a server that answered as primary: one that does not answer and was not
+    // started as a standby may be serving writes just as well.
+    let primary_without_key = may_run_as_primary(&o.pg, o.postmaster.is_some(), o.standby_configured);
     if matches!(action, Action::Race { .. }) || !primary_without_key {
         return action;
     }
@@ -300,7 +308,11 @@ fn race_or_stand(o: &Observation, m: &Memory, view: &ClusterView, config: &Dynam
         if let (Some(cluster), Some(c)) = (cluster_timeline(view, me), control) {
             if c.timeline < cluster {
                 let why = Ineligible::BehindTimeline { mine: c.timeline, cluster };
-                return Action::StandAside { why: format!("no leader: I am {me} and may not take over ({why})"), drop_request: false, needs_rewind: true };
+                return Action::StandAside {
+                    why: format!("no leader: I am {me} and may not take over ({why})"),
+                    drop_request: false,
+                    needs_rewind: true,
+                };
             }
         }
         return Action::StartReadOnly;
@@ -370,5 +382,7 @@ pub fn remember(m: &mut Memory, o: &Observation, p: &Policy) {
     }
 }
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;

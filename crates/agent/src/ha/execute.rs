@@ -10,7 +10,7 @@ use super::decide::may_run_as_primary;
 use super::observation::Observation;
 use super::stuck::AfterCrash;
 use super::Agent;
-use crate::cluster::{ClusterView, Role};
+use crate::cluster::ClusterView;
 
 impl Agent {
     pub(super) async fn carry_out(&mut self, action: Action, o: &Observation) -> String {
@@ -78,7 +78,7 @@ impl Agent {
                 self.memory.primary_down_since.get_or_insert(o.now);
                 self.restart_in_place().await
             }
-            Action::GiveUpKey => {
+            Action::GiveUpKey { .. } => {
                 self.lease.fencer().disarm();
                 let _ = self.dcs.delete_if_value(&self.dcs.keys.leader(), &me).await;
                 self.memory.primary_down_since = None;
@@ -202,7 +202,7 @@ impl Agent {
             Ok(false) => "lost the leader race; will follow the winner".to_string(),
             Err(e) => format!("cannot race for the leader key: {e}"),
         };
-        if o.pg.role == Role::Primary && may_run_as_primary(&o.pg, o.postmaster.is_some(), o.standby_configured) {
+        if may_run_as_primary(&o.pg, o.postmaster.is_some(), o.standby_configured) {
             self.demote(&format!("the leader key is free and I did not take it: {lost}")).await;
             return format!("demoted: I am {me}; the leader key is free and I did not take it ({lost})");
         }

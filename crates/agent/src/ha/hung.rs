@@ -11,8 +11,8 @@
 use std::time::{Duration, Instant};
 
 use crate::config::LivenessConfig;
-use crate::state::{PgState, PgStatus};
 pub use crate::state::Verdict;
+use crate::state::{PgState, PgStatus};
 use crate::timing::Timing;
 
 /// Why one liveness probe failed (which step, and what PostgreSQL or the timeout said).
