@@ -28,6 +28,14 @@ pub struct PeerReport {
     pub priority: i64,
 }
 
+#[cfg(test)]
+impl PeerReport {
+    /// What a running replica says (for tests).
+    pub fn replica(name: &str, timeline: u32, wal_position: u64, priority: i64) -> Self {
+        Self { name: name.into(), running: true, primary: false, wal_position, timeline: Some(timeline), nofailover: false, priority }
+    }
+}
+
 /// Why this node may not take the leader key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ineligible {
@@ -201,24 +209,15 @@ mod tests {
         assert_eq!(cluster_timeline(&ClusterView::default(), "n1"), None);
     }
 
-    fn peer(name: &str, timeline: u32, pos: u64, priority: i64) -> PeerReport {
-        PeerReport {
-            name: name.into(),
-            running: true,
-            primary: false,
-            wal_position: pos,
-            timeline: Some(timeline),
-            nofailover: false,
-            priority,
-        }
-    }
-
     #[test]
     fn healthiest_compares_position_then_priority() {
-        assert!(healthier_peer(Some(1), 100, 1, &[peer("b", 1, 90, 1), peer("c", 1, 100, 1)]).is_none(), "ties race");
-        assert_eq!(healthier_peer(Some(1), 100, 1, &[peer("b", 1, 101, 1)]).map(|p| p.name.as_str()), Some("b"));
-        assert_eq!(healthier_peer(Some(1), 100, 1, &[peer("b", 1, 100, 2)]).map(|p| p.name.as_str()), Some("b"));
-        let mut skip = peer("b", 1, 500, 1);
+        assert!(
+            healthier_peer(Some(1), 100, 1, &[PeerReport::replica("b", 1, 90, 1), PeerReport::replica("c", 1, 100, 1)]).is_none(),
+            "ties race"
+        );
+        assert_eq!(healthier_peer(Some(1), 100, 1, &[PeerReport::replica("b", 1, 101, 1)]).map(|p| p.name.as_str()), Some("b"));
+        assert_eq!(healthier_peer(Some(1), 100, 1, &[PeerReport::replica("b", 1, 100, 2)]).map(|p| p.name.as_str()), Some("b"));
+        let mut skip = PeerReport::replica("b", 1, 500, 1);
         skip.nofailover = true;
         assert!(healthier_peer(Some(1), 100, 1, &[skip]).is_none());
     }
@@ -226,9 +225,13 @@ mod tests {
     /// Issue 16 item 5: LSNs of two timelines say nothing about who has more.
     #[test]
     fn healthiest_compares_positions_only_within_one_timeline() {
-        assert_eq!(healthier_peer(Some(1), 9000, 1, &[peer("b", 2, 100, 1)]).map(|p| p.name.as_str()), Some("b"), "a newer timeline wins");
-        assert!(healthier_peer(Some(2), 100, 1, &[peer("b", 1, 9000, 1)]).is_none(), "an older timeline never wins");
-        let silent = PeerReport { timeline: None, ..peer("b", 1, 200, 1) };
+        assert_eq!(
+            healthier_peer(Some(1), 9000, 1, &[PeerReport::replica("b", 2, 100, 1)]).map(|p| p.name.as_str()),
+            Some("b"),
+            "a newer timeline wins"
+        );
+        assert!(healthier_peer(Some(2), 100, 1, &[PeerReport::replica("b", 1, 9000, 1)]).is_none(), "an older timeline never wins");
+        let silent = PeerReport { timeline: None, ..PeerReport::replica("b", 1, 200, 1) };
         assert_eq!(healthier_peer(Some(1), 100, 1, &[silent]).map(|p| p.name.as_str()), Some("b"), "no timeline: positions decide");
     }
 

@@ -127,15 +127,7 @@ fn no_leader(o: &mut Observation) {
 }
 
 fn peer(name: &str, timeline: u32, pos: u64) -> PeerReport {
-    PeerReport {
-        name: name.into(),
-        running: true,
-        primary: false,
-        wal_position: pos,
-        timeline: Some(timeline),
-        nofailover: false,
-        priority: 1,
-    }
+    PeerReport::replica(name, timeline, pos, 1)
 }
 
 fn sync_key(leader: &str, standbys: Option<&str>) -> Option<(SyncState, i64)> {
