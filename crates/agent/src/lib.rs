@@ -3,7 +3,8 @@
 //!
 //! Owns: the agent's configuration ([`config`]) and timing rule ([`timing`]), the
 //! Patroni-shaped keys and values ([`cluster`]) read and written through the etcd API
-//! ([`dcs`]), the HA loop ([`ha`]), PostgreSQL's control ([`postgres`]), the fencer that
+//! ([`dcs`]), the HA loop ([`ha`]: facts gathered, one pure `decide`, its action carried
+//! out), PostgreSQL's control ([`postgres`]), the fencer that
 //! stops a primary past its write deadline even when the agent is frozen ([`fence`],
 //! with the optional [`watchdog`]), operator operations ([`ops`]), the published node
 //! state ([`state`]), and the REST API ([`rest`], HTTPS from [`tls`], its client [`http`]).
