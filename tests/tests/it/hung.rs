@@ -236,3 +236,56 @@ fn busy_primary_is_not_failed_over() -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// Makes a directory unwritable for PostgreSQL (it runs as an unprivileged user) until dropped.
+struct Unwritable(std::path::PathBuf);
+
+impl Unwritable {
+    fn new(dir: std::path::PathBuf) -> anyhow::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o000))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o700));
+    }
+}
+
+#[test]
+fn a_primary_that_cannot_write_its_wal_is_replaced() -> anyhow::Result<()> {
+    // The primary's pg_wal becomes unwritable (a full or read-only WAL disk): at the next
+    // WAL segment PostgreSQL PANICs, and every restart in place exits again in recovery.
+    // The postmaster is gone each time, so no liveness probe sees a hung server: the
+    // crash loop itself must end with the key given up and a replica promoted, long
+    // before primary_start_timeout (300 s).
+    let (lab, old) = healthy_lab()?;
+    with_logs(&lab, || {
+        let probes = Probes::start(&lab);
+        std::thread::sleep(Duration::from_secs(1));
+        let t0 = Instant::now();
+        let pg_wal = lab.dir.path().join(lab.name(old)).join("pgdata/pg_wal");
+        let unwritable = Unwritable::new(pg_wal)?;
+        // A new WAL segment is needed at once: the switch, then a write.
+        let _ =
+            lab.psql(old, "insert into t(v) values ('before switch'); select pg_switch_wal(); insert into t(v) values ('after switch')");
+        let first = wait_for(Duration::from_secs(60), "another node accepting writes", || {
+            probes.other_writer(old).ok_or_else(|| anyhow::anyhow!("not yet"))
+        });
+        drop(unwritable);
+        std::thread::sleep(Duration::from_secs(2));
+        let acks = probes.finish()?;
+        let story = timeline(&acks, t0);
+        eprintln!("pg_wal unwritable at 0 ms: {story}");
+        let (new, _) = first?;
+        assert_one_writer_at_a_time(&acks, old, new, t0);
+        let events = lab.ctl(&["events"])?;
+        assert!(events.contains("restarts in place"), "the crash loop gave the key up: {events}");
+        lab.psql(new, "insert into t(v) values ('after')")?;
+        assert_eq!(lab.wait_healthy(HEAL, "after")?, new, "the old primary came back as a replica ({story})");
+        Ok(())
+    })
+}

@@ -22,13 +22,17 @@ use std::time::Duration;
 use super::action::{Action, RecloneCause, RewindFrom, StartReplica};
 use super::election::{cluster_timeline, eligible, healthier_peer, Ineligible};
 use super::hung::stand_aside_after_fencing;
-use super::observation::{age, DataDir, Memory, Observation, Policy};
+use super::observation::{age, DataDir, Memory, Observation, Policy, StepDown};
 use super::stuck::{self, AfterCrash, StallRemedy};
 use super::switchover;
 use super::sync::sync_allows;
 use crate::cluster::{ClusterView, Member, Role};
 use crate::config::DynamicConfig;
 use crate::state::{PgState, PgStatus, Verdict};
+
+/// Restarts in place of the primary's PostgreSQL, within `primary_start_timeout`, after
+/// which one more exit gives the key up (a crash loop), however long each run lasted.
+pub const MAX_RESTARTS_IN_PLACE: usize = 3;
 
 /// A replica on an older timeline than the leader that has not streamed for this long
 /// has diverged (its WAL went past the promotion point) and is rewound.
@@ -162,12 +166,24 @@ fn primary(o: &Observation, m: &Memory, view: &ClusterView, config: &DynamicConf
         (false, _) if o.pg.state == PgState::Starting => {
             Action::Wait("waiting for PostgreSQL to accept connections (I hold the leader key)".into())
         }
-        (false, _) => match age(m.primary_down_since, o.now) {
-            Some(down) if down > Duration::from_secs(config.primary_start_timeout) => {
-                Action::GiveUpKey { why: "PostgreSQL did not start within primary_start_timeout".into() }
+        (false, _) => {
+            let window = Duration::from_secs(config.primary_start_timeout);
+            let restarts = m.restarts_in_place.iter().filter(|t| o.now.saturating_duration_since(**t) < window).count();
+            match age(m.primary_down_since, o.now) {
+                Some(down) if down > window => {
+                    Action::GiveUpKey { why: "PostgreSQL did not start within primary_start_timeout".into() }
+                }
+                // It starts, then exits again (a full disk, an unwritable pg_wal): no
+                // restart in place will help; a replica can take over.
+                _ if restarts >= MAX_RESTARTS_IN_PLACE => Action::GiveUpKey {
+                    why: format!(
+                        "PostgreSQL exited again after {restarts} restarts in place within primary_start_timeout ({}s); a replica may take over",
+                        window.as_secs()
+                    ),
+                },
+                _ => Action::RestartInPlace,
             }
-            _ => Action::RestartInPlace,
-        },
+        }
     }
 }
 
@@ -351,14 +367,19 @@ fn race_or_stand(o: &Observation, m: &Memory, view: &ClusterView, config: &Dynam
     }
 }
 
-/// Why this node may not race because of liveness: its PostgreSQL is hung, or it fenced
-/// its own hung primary a short while ago.
+/// Why this node may not race because of its own PostgreSQL: it is hung, or this node
+/// gave up being primary a short while ago (it fenced its hung PostgreSQL, or that one
+/// kept exiting): it would win the key straight back.
 fn hung_refusal(o: &Observation, m: &Memory, config: &DynamicConfig) -> Option<String> {
     if let Verdict::Hung { failing_for } = o.liveness {
         return Some(format!("PostgreSQL is hung: every liveness probe failed for {:.1} s", failing_for.as_secs_f64()));
     }
-    let fenced = age(m.hung_fenced_at, o.now)?;
-    (fenced < stand_aside_after_fencing(&config.timing())).then(|| format!("I fenced my hung primary {:.0} s ago", fenced.as_secs_f64()))
+    let (at, why) = m.stepped_down?;
+    let ago = o.now.saturating_duration_since(at);
+    (ago < stand_aside_after_fencing(&config.timing())).then(|| match why {
+        StepDown::Hung => format!("I fenced my hung primary {:.0} s ago", ago.as_secs_f64()),
+        StepDown::CrashLoop => format!("my PostgreSQL kept exiting as primary {:.0} s ago", ago.as_secs_f64()),
+    })
 }
 
 /// What a cycle remembers of what it saw, before deciding: a replica of another leader

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::action::{Action, RecloneCause, StartReplica};
 use super::decide::may_run_as_primary;
-use super::observation::Observation;
+use super::observation::{Observation, StepDown};
 use super::stuck::AfterCrash;
 use super::Agent;
 use crate::cluster::ClusterView;
@@ -64,6 +64,8 @@ impl Agent {
             },
             Action::Lead { .. } => {
                 self.memory.primary_down_since = None;
+                let window = std::time::Duration::from_secs(self.dynamic.primary_start_timeout);
+                self.memory.restarts_in_place.retain(|t| o.now.saturating_duration_since(*t) < window);
                 self.arm_fencer();
                 if let Some(view) = view {
                     self.maintain_primary(view, &o.pg).await;
@@ -81,7 +83,11 @@ impl Agent {
             Action::GiveUpKey { .. } => {
                 self.lease.fencer().disarm();
                 let _ = self.dcs.delete_if_value(&self.dcs.keys.leader(), &me).await;
+                if o.postmaster.is_none() && !self.memory.restarts_in_place.is_empty() {
+                    self.memory.stepped_down = Some((o.now, StepDown::CrashLoop));
+                }
                 self.memory.primary_down_since = None;
+                self.memory.restarts_in_place.clear();
                 sentence
             }
             Action::Demote { why, drop_request, .. } => {

@@ -107,8 +107,21 @@ pub struct Memory {
     pub rewound_onto: Option<u32>,
     /// When the agent last started PostgreSQL as a replica (restarts are spaced by loop_wait).
     pub last_start: Option<Instant>,
-    /// When this node last fenced its own hung primary (it then stands aside a while).
-    pub hung_fenced_at: Option<Instant>,
+    /// When PostgreSQL was started again in place as this node's primary (within the
+    /// last `primary_start_timeout`): a crash loop ends with the key given up.
+    pub restarts_in_place: Vec<Instant>,
+    /// When and why this node last gave up being primary on its own (it then stands
+    /// aside a while, so it does not win the key straight back).
+    pub stepped_down: Option<(Instant, StepDown)>,
+}
+
+/// Why a primary gave up on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepDown {
+    /// It fenced its hung PostgreSQL.
+    Hung,
+    /// Its PostgreSQL kept exiting after restarts in place.
+    CrashLoop,
 }
 
 /// What stays the same for the whole run.

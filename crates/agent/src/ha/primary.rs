@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::observation::StepDown;
 use super::step::StepError;
 use super::Agent;
 use crate::cluster::{ClusterView, HistoryEntry};
@@ -37,7 +38,7 @@ impl Agent {
             );
         }
         self.memory.expect_running = false;
-        self.memory.hung_fenced_at = Some(Instant::now());
+        self.memory.stepped_down = Some((Instant::now(), StepDown::Hung));
         // Nobody may see this node as a running primary once the key is free.
         self.state.send_modify(|s| {
             s.holds_leader_key = false;
@@ -59,6 +60,7 @@ impl Agent {
         match self.pg.start().await {
             Ok(()) => {
                 self.memory.expect_running = true;
+                self.memory.restarts_in_place.push(Instant::now());
                 self.arm_fencer();
                 "restarting PostgreSQL in place: it was down while I hold the leader key".into()
             }

@@ -20,7 +20,7 @@ use super::*;
 use crate::cluster::{ClusterStatus, FailoverRequest, HistoryEntry, LeaderKey, SyncState};
 use crate::ha::election::PeerReport;
 use crate::ha::failsafe::Promised;
-use crate::ha::observation::{ControlFacts, LeaseFacts};
+use crate::ha::observation::{ControlFacts, LeaseFacts, StepDown};
 use crate::state::Step;
 
 const SYSID: &str = "7300000000000000001";
@@ -187,7 +187,8 @@ fn memory(rng: &mut StdRng, now: Instant) -> Memory {
         crash_rewound: rng.gen_bool(0.3),
         rewound_onto: maybe(rng, timeline),
         last_start: maybe(rng, ago),
-        hung_fenced_at: rng.gen_bool(0.1).then(|| ago(rng)),
+        restarts_in_place: (0..rng.gen_range(0..4)).map(|_| ago(rng)).collect(),
+        stepped_down: rng.gen_bool(0.1).then(|| (ago(rng), pick(rng, &[StepDown::Hung, StepDown::CrashLoop]))),
     }
 }
 

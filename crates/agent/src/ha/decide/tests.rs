@@ -10,7 +10,7 @@ use super::*;
 use crate::cluster::{ClusterStatus, FailoverRequest, HistoryEntry, LeaderKey, SyncState};
 use crate::ha::election::PeerReport;
 use crate::ha::failsafe::Promised;
-use crate::ha::observation::{ControlFacts, LeaseFacts};
+use crate::ha::observation::{ControlFacts, LeaseFacts, StepDown};
 use crate::state::Step;
 
 const LEASE: i64 = 7;
@@ -370,6 +370,36 @@ fn table() -> Vec<Case> {
             c.primary_start_timeout = 0;
             m.primary_down_since = Some(o.now - Duration::from_millis(10));
         }),
+        case!("key holder crashed after two restarts in place: once more", "RestartInPlace", "restarting", |o, m, c, p| {
+            as_primary(o);
+            down(o, PgState::Crashed, 2, true);
+            m.restarts_in_place = vec![o.now - Duration::from_secs(20), o.now - Duration::from_secs(3)];
+        }),
+        case!(
+            "key holder crashed after three restarts in place: crash loop, give up",
+            "GiveUpKey",
+            "exited again after 3 restarts in place",
+            |o, m, c, p| {
+                as_primary(o);
+                down(o, PgState::Crashed, 2, true);
+                m.restarts_in_place = vec![o.now - Duration::from_secs(9), o.now - Duration::from_secs(5), o.now - Duration::from_secs(1)];
+            }
+        ),
+        case!(
+            "key holder crashed; its earlier restarts lie outside primary_start_timeout",
+            "RestartInPlace",
+            "restarting",
+            |o, m, c, p| {
+                as_primary(o);
+                down(o, PgState::Crashed, 2, true);
+                m.restarts_in_place =
+                    vec![o.now - Duration::from_secs(900), o.now - Duration::from_secs(800), o.now - Duration::from_secs(700)];
+            }
+        ),
+        case!("free key, my PostgreSQL kept exiting as primary a moment ago", "StandAside", "kept exiting as primary", |o, m, c, p| {
+            no_leader(o);
+            m.stepped_down = Some((o.now - Duration::from_secs(5), StepDown::CrashLoop));
+        }),
         case!("key holder with an expired lease and a dead postmaster", "FenceExpiredLease", "demoted", |o, m, c, p| {
             as_primary(o);
             down(o, PgState::Crashed, 2, true);
@@ -654,11 +684,11 @@ fn table() -> Vec<Case> {
         }),
         case!("free key, I fenced my hung primary a moment ago", "StandAside", "I fenced my hung primary", |o, m, c, p| {
             no_leader(o);
-            m.hung_fenced_at = Some(o.now - Duration::from_secs(5));
+            m.stepped_down = Some((o.now - Duration::from_secs(5), StepDown::Hung));
         }),
         case!("free key, I fenced my hung primary long ago", "Race", "racing", |o, m, c, p| {
             no_leader(o);
-            m.hung_fenced_at = Some(o.now - Duration::from_secs(3600));
+            m.stepped_down = Some((o.now - Duration::from_secs(3600), StepDown::Hung));
         }),
         case!("free key, nobody runs: start read-only", "StartReadOnly", "starting PostgreSQL read-only", |o, m, c, p| {
             no_leader(o);
