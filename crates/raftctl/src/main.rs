@@ -3,7 +3,6 @@
 //! `switchover`, `failover`, `restart`, `reinit`, `pause`, `edit-config`, `history`,
 //! `events`, `topology`, `dsn`, ...), and the learning lab and fault runner (`lab`, `chaos`).
 
-mod client;
 mod command;
 mod table;
 mod tls;
@@ -11,6 +10,7 @@ mod tls;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use raftgres_client::{Api, Security};
 
 #[derive(Debug, Parser)]
 #[command(name = "raftctl", version, about = "Drive a raftgres cluster: Raft members, PostgreSQL, the lab")]
@@ -95,12 +95,12 @@ fn main() -> ExitCode {
 }
 
 /// The API through the first of `--endpoints` that answers, with the TLS settings.
-async fn connect(endpoints: &[String], tls: &tls::TlsArgs) -> anyhow::Result<client::Api> {
+async fn connect(endpoints: &[String], tls: &tls::TlsArgs) -> anyhow::Result<Api> {
     let files = match tls.files()? {
         Some(files) => Some(files),
-        None => command::lab::tls_files_for(tls.lab.as_deref(), endpoints)?,
+        None => raftgres_lab::tls_files_for(tls.lab.as_deref(), endpoints)?,
     };
-    client::Api::connect(endpoints, &tls::Security::load(files.as_ref())?).await
+    Api::connect(endpoints, &Security::load(files.as_ref())?).await
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

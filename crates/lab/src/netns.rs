@@ -20,7 +20,7 @@ pub const DEFAULT_PREFIX: &str = "rg";
 /// The script's path inside the workspace.
 const SCRIPT: &str = "deploy/netns/netns.sh";
 /// The script as it was when raftctl was built, for installs without the workspace.
-const EMBEDDED: &str = include_str!("../../../../../deploy/netns/netns.sh");
+const EMBEDDED: &str = include_str!("../../../deploy/netns/netns.sh");
 
 /// The address of node `index` (0 for node1) in a `--netns` lab.
 pub fn host(index: usize) -> String {
@@ -246,7 +246,6 @@ pub fn clear_netem(lab: &Lab, name: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     #[test]
     fn prefixes_follow_the_script() {
@@ -266,22 +265,8 @@ mod tests {
     }
 
     #[test]
-    fn parses_the_network_subcommands() {
-        let cli = crate::Cli::parse_from(["raftctl", "lab", "netem", "node1", "delay", "200ms", "loss", "3%", "--dir", "/x"]);
-        let crate::Command::Lab(super::super::LabArgs { action: super::super::LabAction::Netem(n) }) = cli.command else {
-            panic!("not lab netem");
-        };
-        assert_eq!((n.node.node.as_str(), n.spec.join(" ")), ("node1", "delay 200ms loss 3%".into()));
-        let cli = crate::Cli::parse_from(["raftctl", "lab", "partition", "node2", "--from", "node3", "--oneway"]);
-        let crate::Command::Lab(super::super::LabArgs { action: super::super::LabAction::Partition(p) }) = cli.command else {
-            panic!("not lab partition");
-        };
-        assert_eq!((p.node.node.as_str(), p.from.as_deref(), p.oneway), ("node2", Some("node3"), true));
-    }
-
-    #[test]
     fn a_loopback_lab_refuses_partitions() {
-        let lab = crate::command::lab::tests::sample(Path::new("/tmp/l"));
+        let lab = crate::tests::sample(Path::new("/tmp/l"));
         let err = ns_of(&lab, "node1").expect_err("no netns").to_string();
         assert!(err.contains("--netns"), "{err}");
     }

@@ -1,17 +1,24 @@
-//! `raftctl lab`: a local cluster of `raftgres` nodes on one machine, for learning and
-//! for the integration tests. `up` writes one directory per node and starts the nodes
-//! detached; the other subcommands read `DIR/lab.json` and act on the processes
-//! (status, kill, start, pause, resume, down, logs).
+//! The raftgres learning lab: starting, stopping and inspecting a local cluster of N
+//! `raftgres` nodes on one machine (for learning and for the integration tests), with
+//! its certificates (`--tls`), HAProxy in front (`--haproxy`) and one network namespace
+//! per node (`--netns`). `raftctl lab` parses its arguments and calls this crate;
+//! `raftctl chaos` drives a lab of its own through it. It is a crate apart so that the
+//! operator CLI does not depend on lab internals: the CLI asks it only for what it needs
+//! (e.g. [`tls_files_for`], a TLS lab's client certificates).
+//!
+//! `up` writes one directory per node and starts the nodes detached; the other
+//! operations read `DIR/lab.json` and act on the processes (status, kill, start, pause,
+//! resume, down, logs).
 //!
 //! One job per file: `ports` (layout and probing), `config` (the files a node reads),
 //! `user` (running as root: the `raftgres` system user), `process` (spawning, signals,
 //! `/proc`), `ready` (waiting for a primary and streaming replicas through the etcd API),
-//! `up`, `control` (every subcommand that acts on existing nodes), `netns` (`--netns`:
+//! `up`, `control` (every operation on existing nodes), `netns` (`--netns`:
 //! one network namespace per node, partitions and netem, through
 //! `deploy/netns/netns.sh`), `haproxy` (`--haproxy`: HAProxy in front of the nodes) and
 //! `certs` (`--tls`: a CA and certificates; `lab.json` records them, so every command
 //! run against the lab uses them).
-//! This module owns the arguments and `lab.json`; it never talks to PostgreSQL.
+//! This module owns the shared arguments and `lab.json`; it never talks to PostgreSQL.
 
 mod certs;
 mod config;
@@ -28,13 +35,13 @@ mod user;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde::{Deserialize, Serialize};
 
 pub use ports::{NodePorts, DEFAULT_BASE_PORT};
 pub use user::chown_tree;
 
-use crate::tls::{Security, TlsFiles};
+use raftgres_client::{Security, TlsFiles};
 
 /// Where the lab lives unless `--dir` says otherwise (any user can traverse /tmp).
 pub const DEFAULT_DIR: &str = "/tmp/raftgres-lab";
@@ -55,12 +62,6 @@ pub fn tls_files_for(dir: Option<&Path>, endpoints: &[String]) -> anyhow::Result
 /// The Patroni scope of the lab's cluster.
 pub const SCOPE: &str = "demo";
 
-#[derive(Debug, Args)]
-pub struct LabArgs {
-    #[command(subcommand)]
-    pub action: LabAction,
-}
-
 /// `--dir`, shared by every subcommand.
 #[derive(Debug, Args)]
 pub struct DirArg {
@@ -75,67 +76,6 @@ pub struct NodeArg {
     pub node: String,
     #[command(flatten)]
     pub dir: DirArg,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum LabAction {
-    /// Create and start a local cluster, and wait for a primary and streaming replicas.
-    Up(up::UpArgs),
-    /// One line per node: pid, running/stopped/paused, ports.
-    Status(DirArg),
-    /// Stop every node (SIGTERM, then SIGKILL after 10 s); keeps the directory.
-    Down {
-        #[command(flatten)]
-        dir: DirArg,
-        /// Also remove the lab's directory.
-        #[arg(long)]
-        clean: bool,
-    },
-    /// Crash a whole node: SIGKILL to raftgres, its helpers, and its PostgreSQL.
-    Kill(NodeArg),
-    /// Start a stopped node again, with the same configuration.
-    Start(NodeArg),
-    /// Freeze a node's agent (SIGSTOP to the raftgres process only; PostgreSQL runs on).
-    Pause(NodeArg),
-    /// Thaw a paused node (SIGCONT).
-    Resume(NodeArg),
-    /// Print the end of a node's log.
-    Logs {
-        #[command(flatten)]
-        node: NodeArg,
-        /// How many lines.
-        #[arg(short = 'n', long, default_value_t = 50)]
-        lines: usize,
-    },
-    /// Cut a node off from the other nodes (labs made with `up --netns`); clients on this
-    /// machine still reach every node.
-    Partition(netns::PartitionArgs),
-    /// Remove the partition rules of one node, or of every node.
-    Heal(netns::HealArgs),
-    /// Degrade a node's network with tc netem, e.g. "delay 200ms 50ms loss 3%" (--netns labs).
-    Netem(netns::NetemArgs),
-    /// Remove a node's netem settings (--netns labs).
-    Clear(NodeArg),
-}
-
-pub async fn run(args: LabArgs) -> anyhow::Result<()> {
-    match args.action {
-        LabAction::Up(args) => up::run(args).await,
-        LabAction::Status(d) => control::status(&Lab::load(&d.dir)?),
-        LabAction::Down { dir, clean } => control::down(&dir.dir, clean),
-        LabAction::Kill(n) => control::kill(Lab::load(&n.dir.dir)?.node(&n.node)?),
-        LabAction::Start(n) => {
-            let lab = Lab::load(&n.dir.dir)?;
-            control::start(&lab, lab.node(&n.node)?)
-        }
-        LabAction::Pause(n) => control::pause(Lab::load(&n.dir.dir)?.node(&n.node)?, true),
-        LabAction::Resume(n) => control::pause(Lab::load(&n.dir.dir)?.node(&n.node)?, false),
-        LabAction::Logs { node, lines } => control::logs(Lab::load(&node.dir.dir)?.node(&node.node)?, lines),
-        LabAction::Partition(a) => netns::partition(&a),
-        LabAction::Heal(a) => netns::heal(&a),
-        LabAction::Netem(a) => netns::netem(&a),
-        LabAction::Clear(n) => netns::clear(&n),
-    }
 }
 
 /// The user the nodes run as when the lab was made by root.
@@ -317,7 +257,6 @@ impl Lab {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     pub fn sample(dir: &Path) -> Lab {
         let nodes = LabNode::all(dir, ports::layout(3, 5432).expect("layout"), None);
@@ -332,20 +271,6 @@ mod tests {
             tls: None,
             nodes,
         }
-    }
-
-    #[test]
-    fn parses_lab_subcommands() {
-        let cli = crate::Cli::parse_from(["raftctl", "lab", "logs", "node2", "-n", "5", "--dir", "/x"]);
-        let crate::Command::Lab(LabArgs { action: LabAction::Logs { node, lines } }) = cli.command else {
-            panic!("not lab logs");
-        };
-        assert_eq!((node.node.as_str(), lines, node.dir.dir.as_path()), ("node2", 5, Path::new("/x")));
-        let cli = crate::Cli::parse_from(["raftctl", "lab", "up"]);
-        let crate::Command::Lab(LabArgs { action: LabAction::Up(up) }) = cli.command else {
-            panic!("not lab up");
-        };
-        assert_eq!((up.nodes, up.base_port, up.dir.dir.as_path()), (3, 5432, Path::new(DEFAULT_DIR)));
     }
 
     #[test]

@@ -132,18 +132,14 @@ pub fn write_private(file: &Path, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::lab::tests::sample;
+    use crate::tests::sample;
 
     #[test]
     fn config_matches_the_node_format() {
         let mut lab = sample(Path::new("/tmp/raftgres-lab"));
         lab.base_port = 15432;
-        lab.nodes = crate::command::lab::ports::layout(3, 15432)
-            .expect("layout")
-            .into_iter()
-            .zip(lab.nodes)
-            .map(|(ports, n)| LabNode { ports, ..n })
-            .collect();
+        lab.nodes =
+            crate::ports::layout(3, 15432).expect("layout").into_iter().zip(lab.nodes).map(|(ports, n)| LabNode { ports, ..n }).collect();
         let pw = Passwords { superuser: "S".repeat(20), replication: "R".repeat(20) };
         let yml = render(&lab, &lab.nodes[1], &pw);
         for line in [
@@ -169,8 +165,8 @@ mod tests {
         let mut lab = sample(Path::new("/tmp/raftgres-lab"));
         lab.netns_prefix = Some("rg".into());
         for (i, n) in lab.nodes.iter_mut().enumerate() {
-            n.host = crate::command::lab::netns::host(i);
-            n.netns = Some(crate::command::lab::netns::namespace("rg", i));
+            n.host = crate::netns::host(i);
+            n.netns = Some(crate::netns::namespace("rg", i));
         }
         let pw = Passwords::random();
         let yml = render(&lab, &lab.nodes[2], &pw);

@@ -12,7 +12,7 @@ use raftgres_proto::etcdserverpb::kv_client::KvClient;
 use raftgres_proto::etcdserverpb::RangeRequest;
 
 use super::{process, Lab};
-use crate::client::{status_error, Api};
+use raftgres_client::{status_error, Api};
 
 /// The namespace the agents use (Patroni's default).
 const NAMESPACE: &str = "service";
