@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{logs, ports, process, Lab};
+use crate::description::Lab;
+use crate::{logs, ports, process};
 
 /// The lab's HAProxy config for the classic ports (node1 PostgreSQL on 5432).
 const TEMPLATE: &str = include_str!("../../../deploy/haproxy.cfg");
@@ -331,8 +332,8 @@ pub fn stop(lab: &Lab) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::sample;
-    use crate::LabNode;
+    use crate::description::tests::sample;
+    use crate::description::LabNode;
 
     #[test]
     fn default_lab_uses_the_template_unchanged() {
