@@ -31,13 +31,12 @@ mod description;
 mod haproxy;
 pub mod logs;
 pub mod netns;
-mod ports;
+pub mod ports;
 pub mod process;
 pub mod ready;
 pub mod up;
 mod user;
 
 pub use args::{DirArg, NodeArg, DEFAULT_DIR};
-pub use description::{tls_files_for, Lab, LabNode, LabTls, LabUser};
-pub use ports::{NodePorts, DEFAULT_BASE_PORT};
+pub use description::{netns_host, tls_files_for, Lab, LabNode, LabTls, LabUser};
 pub use user::chown_tree;

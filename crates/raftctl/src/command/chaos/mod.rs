@@ -157,7 +157,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let up_args = up::UpArgs {
         nodes: 3,
         dir: DirArg { dir: dir.clone() },
-        base_port: raftgres_lab::DEFAULT_BASE_PORT,
+        base_port: raftgres_lab::ports::DEFAULT_BASE_PORT,
         timeout: 120,
         pg_bin_dir: None,
         netns: true,
