@@ -273,4 +273,22 @@ pub(crate) mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert!(Lab::load(&dir).expect_err("gone").to_string().contains("raftctl lab up"));
     }
+
+    #[test]
+    fn a_named_lab_gives_its_client_certificates_and_a_missing_one_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut lab = sample(dir.path());
+        lab.save().expect("save");
+        assert_eq!(tls_files_for(Some(dir.path()), &[]).expect("plaintext lab"), None);
+        let tls = LabTls { ca: "/l/tls/ca.crt".into(), client_cert: "/l/tls/client.crt".into(), client_key: "/l/tls/client.key".into() };
+        lab.tls = Some(tls);
+        lab.save().expect("save");
+        let files = tls_files_for(Some(dir.path()), &[]).expect("tls lab").expect("its files");
+        assert_eq!(
+            files,
+            TlsFiles { cacert: "/l/tls/ca.crt".into(), identity: Some(("/l/tls/client.crt".into(), "/l/tls/client.key".into())) }
+        );
+        let gone = dir.path().join("none");
+        assert!(tls_files_for(Some(&gone), &[]).expect_err("no lab").to_string().contains("no lab in"));
+    }
 }
