@@ -9,8 +9,9 @@ mod tls;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use raftgres_client::{Api, Security};
+use table::Output;
 
 #[derive(Debug, Parser)]
 #[command(name = "raftctl", version, about = "Drive a raftgres cluster: Raft members, PostgreSQL, the lab")]
@@ -25,12 +26,6 @@ pub struct Cli {
     pub tls: tls::TlsArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]

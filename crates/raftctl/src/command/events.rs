@@ -9,7 +9,7 @@ use clap::Args;
 use raftgres_agent::cluster::Event;
 
 use crate::command::cluster::{open, ClusterArgs};
-use crate::Output;
+use crate::table::Output;
 use raftgres_client::Api;
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@ use clap::Args;
 
 use crate::command::cluster::{open, ClusterArgs};
 use crate::table::render;
-use crate::Output;
+use crate::table::Output;
 use raftgres_client::Api;
 
 #[derive(Debug, Args)]

@@ -19,7 +19,7 @@ use raftgres_proto::etcdserverpb::{Member as RaftMember, MemberListRequest, Rang
 use serde::Serialize;
 
 use crate::table;
-use crate::Output;
+use crate::table::Output;
 use raftgres_client::{status_error, Api, COMMAND_TIMEOUT};
 
 /// How long one member may take to answer Maintenance.Status.

@@ -11,7 +11,7 @@ use raftgres_proto::etcdserverpb::{
 use serde::Serialize;
 
 use crate::table;
-use crate::Output;
+use crate::table::Output;
 use raftgres_client::{status_error, Api};
 
 #[derive(Debug, Args)]
