@@ -17,21 +17,15 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use raftgres_lab::netns_host;
+use raftgres_lab::ports::{self, NodePorts, DEFAULT_BASE_PORT};
 
-/// The classic layout's node1 PostgreSQL port; `--base-port` shifts every port by
-/// `base - CLASSIC_BASE` (the same rule as `raftctl lab`).
-const CLASSIC_BASE: u16 = 5432;
-/// Base ports handed out in this process, so two labs of parallel tests never share a port.
-static RESERVED: Mutex<Vec<(u16, usize)>> = Mutex::new(Vec::new());
+/// Ports handed out in this process, so two labs of parallel tests never share a port.
+static RESERVED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
 /// Network-namespace labs made by this process (for unique prefixes).
 static NETNS_LABS: AtomicU32 = AtomicU32::new(0);
 /// Held (flock) for the whole life of a netns lab: they all use 10.250.0.0/24.
 const NETNS_LOCK: &str = "/tmp/raftgres-netns-tests.lock";
-/// Where node `i` of a netns lab lives.
-fn netns_host(i: usize) -> String {
-    format!("10.250.0.{}", i + 1)
-}
-
 /// `n` in base 36 (lower case).
 fn base36(mut n: u32) -> String {
     let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -98,14 +92,9 @@ fn destroy_stale_netns() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every port of node `i` (PostgreSQL, REST, etcd API, Raft peer) for a base port.
-pub fn node_ports(base_port: u16, i: usize) -> [u16; 4] {
-    let shift = |classic: usize| (classic + usize::from(base_port) - usize::from(CLASSIC_BASE)) as u16;
-    [shift(5432 + i), shift(8008 + i), shift(2379 + 100 * i), shift(2380 + 100 * i)]
-}
-
-fn all_ports(base_port: u16, nodes: usize) -> Vec<u16> {
-    (0..nodes).flat_map(|i| node_ports(base_port, i)).collect()
+/// Every port of an `nodes`-node lab with this base port, by `raftctl lab`'s own layout.
+fn all_ports(base_port: u16, nodes: usize) -> anyhow::Result<Vec<u16>> {
+    Ok(ports::layout(nodes, base_port)?.iter().flat_map(|p| p.named().map(|(_, port)| port)).collect())
 }
 
 /// A base port in 20000..50000 whose ports are all free now and not used by another lab
@@ -118,10 +107,10 @@ fn pick_base_port(nodes: usize) -> anyhow::Result<u16> {
         // Every port of the block stays below Linux's ephemeral range (32768 up), where an
         // outgoing connection could take one between this probe and the node's bind.
         let base = 8000 + ((seed >> 33) % 22000) as u16;
-        let ports = all_ports(base, nodes);
-        let taken = reserved.iter().flat_map(|(b, n)| all_ports(*b, *n)).any(|p| ports.contains(&p));
+        let ports = all_ports(base, nodes)?;
+        let taken = ports.iter().any(|p| reserved.contains(p));
         if !taken && ports.iter().all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok()) {
-            reserved.push((base, nodes));
+            reserved.extend(ports);
             return Ok(base);
         }
     }
@@ -133,6 +122,8 @@ pub struct Lab {
     pub dir: tempfile::TempDir,
     pub base_port: u16,
     pub nodes: usize,
+    /// Every node's ports (`raftctl lab`'s layout for `base_port`).
+    ports: Vec<NodePorts>,
     /// The namespace prefix of a [`Lab::up_netns`] lab (node1 in `<prefix>1`).
     pub netns: Option<String>,
     /// The lock that keeps other netns labs away until this one is down.
@@ -193,7 +184,9 @@ impl Lab {
     pub fn up_with(nodes: usize, extra_args: &[&str]) -> anyhow::Result<Self> {
         let mut last_error = None;
         for _ in 0..3 {
-            let lab = Self { dir: lab_dir()?, base_port: pick_base_port(nodes)?, nodes, netns: None, _netns_lock: None };
+            let base_port = pick_base_port(nodes)?;
+            let ports = ports::layout(nodes, base_port)?;
+            let lab = Self { dir: lab_dir()?, base_port, nodes, ports, netns: None, _netns_lock: None };
             let (n, base) = (nodes.to_string(), lab.base_port.to_string());
             let mut args = vec!["up", "--nodes", &n, "--base-port", &base];
             args.extend_from_slice(extra_args);
@@ -218,7 +211,8 @@ impl Lab {
     /// down first (they share 10.250.0.0/24). The namespaces go when the lab is dropped.
     pub fn up_netns(nodes: usize) -> anyhow::Result<Self> {
         let NetnsClaim { lock, prefix } = NetnsClaim::take()?;
-        let lab = Self { dir: lab_dir()?, base_port: CLASSIC_BASE, nodes, netns: Some(prefix.clone()), _netns_lock: Some(lock) };
+        let (base_port, netns, _netns_lock) = (DEFAULT_BASE_PORT, Some(prefix.clone()), Some(lock));
+        let lab = Self { dir: lab_dir()?, base_port, nodes, ports: ports::layout(nodes, base_port)?, netns, _netns_lock };
         let out = lab.raftctl(&["up", "--netns", "--netns-prefix", &prefix, "--nodes", &nodes.to_string()])?;
         if !out.status.success() {
             bail!("raftctl lab up --netns failed:\n{}", describe(&out));
@@ -319,16 +313,16 @@ impl Lab {
         format!("node{}", i + 1)
     }
     pub fn pg_port(&self, i: usize) -> u16 {
-        node_ports(self.base_port, i)[0]
+        self.ports[i].postgres
     }
     pub fn rest_port(&self, i: usize) -> u16 {
-        node_ports(self.base_port, i)[1]
+        self.ports[i].rest
     }
     pub fn client_port(&self, i: usize) -> u16 {
-        node_ports(self.base_port, i)[2]
+        self.ports[i].client
     }
     pub fn peer_port(&self, i: usize) -> u16 {
-        node_ports(self.base_port, i)[3]
+        self.ports[i].peer
     }
     /// Every node's etcd API address.
     pub fn endpoints(&self) -> Vec<String> {
@@ -531,9 +525,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ports_follow_raftctl_lab() {
-        assert_eq!(node_ports(5432, 0), [5432, 8008, 2379, 2380]);
-        assert_eq!(node_ports(15432, 2), [15434, 18010, 12579, 12580]);
+    fn netns_prefixes_and_port_blocks_stay_apart() {
         assert_eq!(test_prefix_of_bridge("rg-2ht4w-a-br0"), Some("rg-2ht4w-a-"));
         assert_eq!(test_prefix_of_bridge("rgbr0"), None);
         assert_eq!(test_prefix_of_bridge("rg-x-br0"), None);
@@ -543,7 +535,8 @@ mod tests {
         let a = pick_base_port(3).expect("base");
         let b = pick_base_port(3).expect("base");
         assert!((8000..30000).contains(&a));
-        assert!(all_ports(a, 3).iter().all(|p| (1024..32768).contains(p)), "below the ephemeral range");
-        assert!(all_ports(a, 3).iter().all(|p| !all_ports(b, 3).contains(p)));
+        let (a, b) = (all_ports(a, 3).expect("ports"), all_ports(b, 3).expect("ports"));
+        assert!(a.iter().all(|p| (1024..32768).contains(p)), "below the ephemeral range");
+        assert!(a.iter().all(|p| !b.contains(p)));
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::timing::Timing;
-use crate::tls::{RestTls, RestTlsFiles, VerifyClient};
+use crate::tls::{RestTls, RestTlsError, RestTlsFiles, VerifyClient};
 
 /// Where PostgreSQL 15's programs live on Debian.
 pub const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -122,7 +122,7 @@ impl RestApiConfig {
     }
 
     /// The HTTPS settings, read and checked (`None`: plain HTTP).
-    fn tls(&self) -> Result<Option<RestTls>, String> {
+    fn tls(&self) -> Result<Option<RestTls>, RestTlsError> {
         RestTlsFiles {
             certfile: self.certfile.as_deref(),
             keyfile: self.keyfile.as_deref(),
@@ -470,7 +470,7 @@ impl RawAgentConfig {
             self.restapi.ok_or_else(|| Invalid("restapi.listen is required with a postgresql section (e.g. 127.0.0.1:8008)".into()))?;
         check_host_port("restapi.listen", &restapi.listen)?;
         check_host_port("restapi.connect_address", restapi.connect_address())?;
-        let rest_tls = restapi.tls().map_err(Invalid)?;
+        let rest_tls = restapi.tls().map_err(|e| Invalid(e.to_string()))?;
         check_host_port("postgresql.listen", &postgresql.listen)?;
         check_host_port("postgresql.connect_address", postgresql.connect_address())?;
         if !postgresql.data_dir.is_absolute() {

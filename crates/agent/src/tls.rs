@@ -11,12 +11,40 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use raftgres_tls::{client_config, provider, root_store};
+use raftgres_tls::{client_config, provider, root_store, TlsError};
 use serde::{Deserialize, Serialize};
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 
 use raftgres_tls::{Certs, ClientTls, Identity};
+
+/// Why the REST API's HTTPS could not be set up; each message names the `restapi` key
+/// (and, once one is given, its file) to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RestTlsError {
+    /// `keyfile`, `cafile` or `verify_client` without `certfile`.
+    #[error("restapi.keyfile, cafile and verify_client need restapi.certfile (the server certificate)")]
+    NoCertfile,
+    /// `certfile` without `cafile`.
+    #[error("restapi.cafile is required with restapi.certfile: the agent verifies the other members' certificates with it")]
+    NoCafile,
+    /// `certfile`, `keyfile` or `cafile` cannot be read, holds no PEM of the right kind,
+    /// or the key does not match the certificate (the message names the key and the file).
+    #[error(transparent)]
+    File(#[from] TlsError),
+    /// The ring provider offers no safe protocol version (no file is at fault).
+    #[error("restapi: {0}")]
+    Protocols(#[source] rustls::Error),
+    /// `cafile` cannot verify the clients' certificates that `verify_client` asks for.
+    #[error("restapi: restapi.cafile {cafile} cannot verify client certificates: {source}")]
+    ClientVerifier { cafile: PathBuf, source: VerifierBuilderError },
+    /// `certfile` and its key make no server certificate rustls accepts.
+    #[error("restapi: restapi.certfile {certfile}: {source}")]
+    ServerCert { certfile: PathBuf, source: rustls::Error },
+    /// rustls refuses the CA or the certificate in a config (the message names the file).
+    #[error("restapi: {0}")]
+    Material(#[source] TlsError),
+}
 
 /// Patroni's `restapi.verify_client`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -55,40 +83,41 @@ pub struct RestTlsFiles<'a> {
 
 impl RestTlsFiles<'_> {
     /// `None` without `certfile` (plain HTTP); each error names the key to fix.
-    pub fn load(&self) -> Result<Option<RestTls>, String> {
+    pub fn load(&self) -> Result<Option<RestTls>, RestTlsError> {
         let Some(certfile) = self.certfile else {
             if self.keyfile.is_some() || self.cafile.is_some() || self.verify_client != VerifyClient::None {
-                return Err("restapi.keyfile, cafile and verify_client need restapi.certfile (the server certificate)".into());
+                return Err(RestTlsError::NoCertfile);
             }
             return Ok(None);
         };
         let keyfile = self.keyfile.unwrap_or(certfile);
-        let identity = Identity::read("restapi.certfile", certfile, "restapi.keyfile", keyfile).map_err(|e| e.to_string())?;
-        let cafile: PathBuf = self
-            .cafile
-            .ok_or("restapi.cafile is required with restapi.certfile: the agent verifies the other members' certificates with it")?
-            .to_path_buf();
-        let ca = Certs::read("restapi.cafile", &cafile).map_err(|e| e.to_string())?;
-        let server = server_config(&identity, &ca, self.verify_client).map_err(|e| format!("restapi: {e}"))?;
-        let client = client_config(&ClientTls { ca, identity: Some(identity) }).map_err(|e| format!("restapi: {e}"))?;
+        let identity = Identity::read("restapi.certfile", certfile, "restapi.keyfile", keyfile)?;
+        let cafile = self.cafile.ok_or(RestTlsError::NoCafile)?;
+        let ca = Certs::read("restapi.cafile", cafile)?;
+        let server = server_config(&identity, &ca, self.verify_client)?;
+        let client = client_config(&ClientTls { ca, identity: Some(identity) }).map_err(RestTlsError::Material)?;
         Ok(Some(RestTls { server, verify_client: self.verify_client, client }))
     }
 }
 
 /// The REST API's server config, HTTP/1.1 only (what axum serves here).
-fn server_config(identity: &Identity, ca: &Certs, verify: VerifyClient) -> Result<Arc<rustls::ServerConfig>, String> {
+fn server_config(identity: &Identity, ca: &Certs, verify: VerifyClient) -> Result<Arc<rustls::ServerConfig>, RestTlsError> {
     let builder =
-        rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
+        rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(RestTlsError::Protocols)?;
     let builder = match verify {
         VerifyClient::None => builder.with_no_client_auth(),
         VerifyClient::Optional | VerifyClient::Required => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(ca).map_err(|e| e.to_string())?), provider());
+            let roots = root_store(ca).map_err(RestTlsError::Material)?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
             let verifier = if verify == VerifyClient::Optional { verifier.allow_unauthenticated() } else { verifier };
-            builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
+            let verifier = verifier.build().map_err(|source| RestTlsError::ClientVerifier { cafile: ca.path().to_path_buf(), source })?;
+            builder.with_client_cert_verifier(verifier)
         }
     };
-    let key = identity.key.der().map_err(|e| e.to_string())?;
-    let mut config = builder.with_single_cert(identity.certs.der().to_vec(), key).map_err(|e| e.to_string())?;
+    let key = identity.key.der().map_err(RestTlsError::Material)?;
+    let mut config = builder
+        .with_single_cert(identity.certs.der().to_vec(), key)
+        .map_err(|source| RestTlsError::ServerCert { certfile: identity.certs.path().to_path_buf(), source })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -107,11 +136,12 @@ mod tests {
         };
         assert!(files(None, None, VerifyClient::None).load().expect("plain").is_none());
         let err = files(None, Some("/ca.crt"), VerifyClient::None).load().expect_err("no cert");
-        assert!(err.contains("need restapi.certfile"), "{err}");
+        assert!(matches!(err, RestTlsError::NoCertfile) && err.to_string().contains("need restapi.certfile"), "{err}");
         let err = files(None, None, VerifyClient::Required).load().expect_err("no cert");
-        assert!(err.contains("need restapi.certfile"), "{err}");
+        assert!(matches!(err, RestTlsError::NoCertfile), "{err}");
         let err = files(Some("/nonexistent/node.crt"), Some("/ca.crt"), VerifyClient::None).load().expect_err("missing");
-        assert!(err.starts_with("restapi.certfile /nonexistent/node.crt: cannot read it"), "{err}");
+        assert!(matches!(err, RestTlsError::File(TlsError::Read { .. })), "{err}");
+        assert!(err.to_string().starts_with("restapi.certfile /nonexistent/node.crt: cannot read it"), "{err}");
         let parsed: VerifyClient = serde_norway::from_str("optional").expect("yaml");
         assert_eq!(parsed, VerifyClient::Optional);
         assert!(serde_norway::from_str::<VerifyClient>("sometimes").is_err());

@@ -3,14 +3,15 @@
 //! `switchover`, `failover`, `restart`, `reinit`, `pause`, `edit-config`, `history`,
 //! `events`, `topology`, `dsn`, ...), and the learning lab and fault runner (`lab`, `chaos`).
 
-mod client;
 mod command;
 mod table;
 mod tls;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use raftgres_client::{Api, Security};
+use table::Output;
 
 #[derive(Debug, Parser)]
 #[command(name = "raftctl", version, about = "Drive a raftgres cluster: Raft members, PostgreSQL, the lab")]
@@ -25,12 +26,6 @@ pub struct Cli {
     pub tls: tls::TlsArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,12 +90,12 @@ fn main() -> ExitCode {
 }
 
 /// The API through the first of `--endpoints` that answers, with the TLS settings.
-async fn connect(endpoints: &[String], tls: &tls::TlsArgs) -> anyhow::Result<client::Api> {
+async fn connect(endpoints: &[String], tls: &tls::TlsArgs) -> anyhow::Result<Api> {
     let files = match tls.files()? {
         Some(files) => Some(files),
-        None => command::lab::tls_files_for(tls.lab.as_deref(), endpoints)?,
+        None => raftgres_lab::tls_files_for(tls.lab.as_deref(), endpoints)?,
     };
-    client::Api::connect(endpoints, &tls::Security::load(files.as_ref())?).await
+    Api::connect(endpoints, &Security::load(files.as_ref())?).await
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -1,4 +1,14 @@
-//! Aligned text tables, as `patronictl list` and `etcdctl -w table` print them.
+//! How commands print: the `-o` format, and aligned text tables as `patronictl list`
+//! and `etcdctl -w table` print them.
+
+use clap::ValueEnum;
+
+/// `-o table` (the default) or `-o json`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
 
 /// Renders rows under a header with `+---+` borders.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {

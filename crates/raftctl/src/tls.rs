@@ -1,18 +1,17 @@
-//! TLS for `raftctl`'s connections, as etcdctl takes it: `--cacert` (the CA that
+//! TLS flags for `raftctl`'s connections, as etcdctl takes them: `--cacert` (the CA that
 //! signed the servers' certificates), `--cert` and `--key` (the client certificate a
 //! node with `client-cert-auth` requires), or the `RAFTCTL_CACERT`, `RAFTCTL_CERT`,
 //! `RAFTCTL_KEY` variables. Without them, the certificates of a lab made with
-//! `raftctl lab up --tls` are used (`command::lab::tls_files_for`: the lab named by
+//! `raftctl lab up --tls` are used (`raftgres_lab::tls_files_for`: the lab named by
 //! `--lab DIR` (`RAFTCTL_LAB`), or the default lab when it serves one of `--endpoints`).
-//! The same settings serve gRPC (`https://` endpoints) and the REST calls to the members.
+//! The same settings serve gRPC (`https://` endpoints) and the REST calls to the members
+//! (`raftgres_client::Security`).
 
 use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
-use raftgres_agent::http;
-use raftgres_tls::{client_config, Certs, ClientTls, Identity};
-use tonic::transport::ClientTlsConfig;
+use raftgres_client::TlsFiles;
 
 /// The global TLS flags.
 #[derive(Debug, Default, Args)]
@@ -29,36 +28,6 @@ pub struct TlsArgs {
     /// A lab directory whose certificates to use (labs made with `raftctl lab up --tls`).
     #[arg(long, global = true, env = "RAFTCTL_LAB")]
     pub lab: Option<PathBuf>,
-}
-
-/// The CA and client certificate files of one connection setup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cacert: PathBuf,
-    pub identity: Option<(PathBuf, PathBuf)>,
-}
-
-/// How `raftctl` connects: plaintext, or TLS for gRPC and REST alike.
-#[derive(Clone, Default)]
-pub struct Security {
-    /// `None`: plaintext (`http://` endpoints).
-    pub grpc: Option<ClientTlsConfig>,
-    pub rest: http::Client,
-}
-
-impl Security {
-    /// Reads and checks the files.
-    pub fn load(files: Option<&TlsFiles>) -> anyhow::Result<Self> {
-        let Some(files) = files else { return Ok(Self::default()) };
-        let ca = Certs::read("--cacert", &files.cacert)?;
-        let identity = match &files.identity {
-            Some((cert, key)) => Some(Identity::read("--cert", cert, "--key", key)?),
-            None => None,
-        };
-        let tls = ClientTls { ca, identity };
-        let rest = http::Client::new(Some(client_config(&tls).map_err(anyhow::Error::msg)?));
-        Ok(Self { grpc: Some(tls.tonic()), rest })
-    }
 }
 
 impl TlsArgs {
@@ -86,7 +55,5 @@ mod tests {
         assert_eq!(files, TlsFiles { cacert: "/ca".into(), identity: Some(("/c".into(), "/k".into())) });
         let args = TlsArgs { cacert: None, cert: Some("/c".into()), key: Some("/k".into()), lab: None };
         assert!(args.files().expect_err("no ca").to_string().contains("need --cacert"));
-        let err = Security::load(Some(&files)).err().expect("missing files").to_string();
-        assert!(err.starts_with("--cacert /ca: cannot read it"), "{err}");
     }
 }

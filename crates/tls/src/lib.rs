@@ -79,6 +79,11 @@ impl Certs {
         &self.der
     }
 
+    /// The file the certificates were read from (for error messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn tonic(&self) -> Certificate {
         Certificate::from_pem(&self.pem)
     }

@@ -6,8 +6,8 @@ use clap::Args;
 use raftgres_agent::cluster::{ClusterView, Keys};
 use raftgres_agent::dcs::Dcs;
 
-use crate::client::{Api, COMMAND_TIMEOUT};
 use crate::command::list::{list_scopes, namespace_prefix, pick_scope};
+use raftgres_client::{Api, COMMAND_TIMEOUT};
 
 #[derive(Debug, Clone, Args)]
 pub struct ClusterArgs {

@@ -10,8 +10,8 @@ use clap::Args;
 use raftgres_agent::ops;
 use serde_json::Value;
 
-use crate::client::Api;
 use crate::command::cluster::{confirm, open, ClusterArgs};
+use raftgres_client::Api;
 
 #[derive(Debug, Args)]
 pub struct ShowConfigArgs {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use clap::Args;
 use raftgres_agent::cluster::Event;
 
-use crate::client::Api;
 use crate::command::cluster::{open, ClusterArgs};
-use crate::Output;
+use crate::table::Output;
+use raftgres_client::Api;
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {

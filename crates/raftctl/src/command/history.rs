@@ -2,10 +2,10 @@
 
 use clap::Args;
 
-use crate::client::Api;
 use crate::command::cluster::{open, ClusterArgs};
 use crate::table::render;
-use crate::Output;
+use crate::table::Output;
+use raftgres_client::Api;
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {

@@ -18,9 +18,9 @@ use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use raftgres_proto::etcdserverpb::{Member as RaftMember, MemberListRequest, RangeRequest, StatusRequest, StatusResponse};
 use serde::Serialize;
 
-use crate::client::{status_error, Api, COMMAND_TIMEOUT};
 use crate::table;
-use crate::Output;
+use crate::table::Output;
+use raftgres_client::{status_error, Api, COMMAND_TIMEOUT};
 
 /// How long one member may take to answer Maintenance.Status.
 pub const RAFT_STATUS_TIMEOUT: Duration = Duration::from_secs(1);

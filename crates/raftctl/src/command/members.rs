@@ -10,9 +10,9 @@ use raftgres_proto::etcdserverpb::{
 };
 use serde::Serialize;
 
-use crate::client::{status_error, Api};
 use crate::table;
-use crate::Output;
+use crate::table::Output;
+use raftgres_client::{status_error, Api};
 
 #[derive(Debug, Args)]
 pub struct MembersArgs {

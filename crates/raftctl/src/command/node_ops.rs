@@ -6,8 +6,8 @@
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::client::Api;
 use crate::command::cluster::{confirm, open, ClusterArgs};
+use raftgres_client::Api;
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {

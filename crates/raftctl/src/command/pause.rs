@@ -7,8 +7,8 @@ use anyhow::bail;
 use clap::Args;
 use raftgres_agent::ops;
 
-use crate::client::Api;
 use crate::command::cluster::{open, ClusterArgs};
+use raftgres_client::Api;
 
 #[derive(Debug, Args)]
 pub struct PauseArgs {

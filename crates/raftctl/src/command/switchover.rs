@@ -7,8 +7,8 @@ use clap::Args;
 use raftgres_agent::dcs::Dcs;
 use raftgres_agent::ops::{self, Handover, SwitchoverRequest};
 
-use crate::client::Api;
 use crate::command::cluster::{confirm, open, ClusterArgs};
+use raftgres_client::Api;
 
 #[derive(Debug, Args)]
 pub struct SwitchoverArgs {

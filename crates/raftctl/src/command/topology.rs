@@ -5,8 +5,8 @@
 use clap::Args;
 use raftgres_agent::cluster::{ClusterView, Role};
 
-use crate::client::Api;
 use crate::command::cluster::{open, ClusterArgs};
+use raftgres_client::Api;
 
 #[derive(Debug, Args)]
 pub struct TopologyArgs {

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::client::Api;
 use crate::command::cluster::{open, ClusterArgs};
 use crate::command::events::line;
 use crate::command::list::{raft_roles, render, rows};
+use raftgres_client::Api;
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {

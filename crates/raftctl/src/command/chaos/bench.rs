@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::workload::Workload;
-use crate::command::lab::{process, Lab};
+use raftgres_lab::{process, Lab};
 
 /// How long a killed primary stays down at most while we wait for a new one.
 const KILLED_FOR_AT_MOST: Duration = Duration::from_secs(20);

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-use crate::command::lab::{Lab, LabNode};
+use raftgres_lab::{Lab, LabNode};
 
 /// Each node's disk.
 pub const SIZE: &str = "768m";
@@ -40,7 +40,7 @@ pub fn mount_all(lab: &Lab) -> anyhow::Result<()> {
             f.write_all(&bytes).with_context(|| format!("cannot write {}", path.display()))?;
         }
         if let Some(u) = &lab.user {
-            crate::command::lab::chown_tree(&node.dir, u.uid, u.gid)?;
+            raftgres_lab::chown_tree(&node.dir, u.uid, u.gid)?;
         }
     }
     Ok(())

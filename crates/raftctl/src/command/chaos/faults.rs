@@ -20,8 +20,8 @@ use super::expect::Evidence;
 use super::freeze::Frozen;
 use super::kinds::Fault;
 use super::{disk, handover, reconfigure};
-use crate::client::{connect_one, status_error};
-use crate::command::lab::{control, netns, process, Lab};
+use raftgres_client::{connect_one, status_error};
+use raftgres_lab::{control, netns, process, Lab};
 
 /// How long a hung PostgreSQL stays frozen at least: the agent finds it after the
 /// liveness probe's timeout × max_failures (6 s with the defaults), so a shorter hang

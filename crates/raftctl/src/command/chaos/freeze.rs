@@ -7,7 +7,7 @@
 
 use anyhow::Context;
 
-use crate::command::lab::{process, LabNode};
+use raftgres_lab::{process, LabNode};
 
 /// What was stopped; continued when dropped.
 pub struct Frozen {

@@ -13,7 +13,7 @@ use super::bench::Bench;
 use super::expect::Evidence;
 use super::freeze::Frozen;
 use super::store;
-use crate::command::lab::control;
+use raftgres_lab::control;
 
 /// Kills `primary`, waits for another node's first write, starts `primary` again and
 /// kills that node at once; waits for a third writer, then starts the second node again.

@@ -17,8 +17,8 @@ use anyhow::Context;
 use raftgres_linearizability::{check, save_history, CheckError, Config, Limits, Operation, Outcome, Workload};
 use tokio::runtime::Runtime;
 
-use crate::client::connect_one;
-use crate::command::lab::Lab;
+use raftgres_client::connect_one;
+use raftgres_lab::Lab;
 
 /// Every key the KV clients touch starts with this.
 pub const PREFIX: &str = "/chaos/kv/";

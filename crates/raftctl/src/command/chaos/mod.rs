@@ -42,11 +42,11 @@ use anyhow::{bail, Context};
 use clap::Args;
 use raftgres_agent::ops;
 
-use crate::client::Api;
 use crate::command::cluster::{open, ClusterArgs};
-use crate::command::lab::{control, logs, netns, process, ready, up, DirArg, Lab};
 use bench::Bench;
 use kinds::Fault;
+use raftgres_client::Api;
+use raftgres_lab::{control, logs, netns, process, ready, up, DirArg, Lab};
 use report::{Outcome, Round};
 use workload::{Psql, Workload};
 
@@ -157,7 +157,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let up_args = up::UpArgs {
         nodes: 3,
         dir: DirArg { dir: dir.clone() },
-        base_port: crate::command::lab::DEFAULT_BASE_PORT,
+        base_port: raftgres_lab::ports::DEFAULT_BASE_PORT,
         timeout: 120,
         pg_bin_dir: None,
         netns: true,

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::bench::{postmaster_pid, Bench};
 use super::store;
-use crate::command::lab::{control, netns};
+use raftgres_lab::{control, netns};
 
 /// The retry_timeout (s) the failsafe round runs with: it fits the default safety margin.
 const FAILSAFE_RETRY_TIMEOUT: f64 = 0.4;

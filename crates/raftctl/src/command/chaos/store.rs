@@ -10,9 +10,9 @@ use anyhow::{bail, Context};
 use raftgres_agent::cluster::ClusterView;
 use raftgres_agent::dcs::Dcs;
 
-use crate::client::Api;
 use crate::command::cluster::{open, ClusterArgs};
-use crate::command::lab::Lab;
+use raftgres_client::Api;
+use raftgres_lab::Lab;
 
 /// How long `/sync` may take to name the leader and a standby before a fault.
 pub const SYNC_WAIT: Duration = Duration::from_secs(30);

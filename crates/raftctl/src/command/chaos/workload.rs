@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::verdict::{parse_lsn, timeline_of_walfile, Ack};
-use crate::command::lab::Lab;
+use raftgres_lab::Lab;
 
 /// The table the writers insert into.
 pub const TABLE: &str = "chaos_writes";

@@ -11,8 +11,10 @@ use raftgres_agent::cluster::{Keys, Member, Role};
 use raftgres_proto::etcdserverpb::kv_client::KvClient;
 use raftgres_proto::etcdserverpb::RangeRequest;
 
-use super::{process, Lab};
-use crate::client::{status_error, Api};
+use raftgres_client::{status_error, Api};
+
+use crate::description::Lab;
+use crate::process;
 
 /// The namespace the agents use (Patroni's default).
 const NAMESPACE: &str = "service";

@@ -10,8 +10,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::config::{self, Passwords};
-use super::{certs, haproxy, logs, netns, ports, process, ready, user, DirArg, Lab, LabNode, SCOPE};
+use crate::args::{DirArg, DEFAULT_DIR};
+use crate::config::{self, Passwords};
+use crate::description::{Lab, LabNode, LabUser, SCOPE};
+use crate::{certs, haproxy, logs, netns, ports, process, ready, user};
 
 /// Where PostgreSQL's programs are unless `--pg-bin-dir` says otherwise.
 const DEFAULT_PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -200,7 +202,7 @@ fn make_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// `raftgres` next to this `raftctl`; copied into `DIR/bin/` when the lab's user could
 /// not execute it where it is.
-fn node_binary(dir: &Path, lab_user: Option<&super::LabUser>) -> anyhow::Result<PathBuf> {
+fn node_binary(dir: &Path, lab_user: Option<&LabUser>) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the raftctl binary's path")?;
     let bin = exe.parent().map(|d| d.join("raftgres")).context("raftctl has no parent directory")?;
     if !bin.is_file() {
@@ -245,7 +247,7 @@ fn pg_bin_dir(asked: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 fn print_howto(lab: &Lab) {
     let d = lab.dir.display();
-    let f = if lab.dir == Path::new(super::DEFAULT_DIR) { String::new() } else { format!(" --dir {d}") };
+    let f = if lab.dir == Path::new(DEFAULT_DIR) { String::new() } else { format!(" --dir {d}") };
     let n1 = &lab.nodes[0];
     let endpoints = lab.endpoints().join(",");
     // A TLS lab outside the default directory is found with --lab.

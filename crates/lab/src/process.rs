@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{netns, Lab, LabNode};
+use crate::description::{Lab, LabNode};
+use crate::netns;
 
 /// How long `ip netns exec` and `setpriv` may take to exec the node binary.
 const EXEC_WAIT: Duration = Duration::from_secs(5);

@@ -1,5 +1,9 @@
-//! A connection to the etcd v3 API of any raftgres node: the first of `--endpoints`
-//! that answers, over TLS when [`Security`] says so.
+//! A connection to the etcd v3 API of any raftgres node: the first of the endpoints
+//! that answers, over TLS when [`Security`] says so, and the REST client for the
+//! members. Apart from `raftctl` so that the lab (`raftgres-lab`), which waits for its
+//! nodes through the same API, and the CLI share it without depending on each other.
+
+mod security;
 
 use std::time::Duration;
 
@@ -8,7 +12,7 @@ use raftgres_proto::etcdserverpb::cluster_client::ClusterClient;
 use raftgres_tls::describe;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::tls::Security;
+pub use security::{Security, TlsFiles};
 
 /// How long to wait for a node to accept a connection.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(2);

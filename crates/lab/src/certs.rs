@@ -5,36 +5,12 @@
 //! certificate for `raftctl`, `etcdctl` and `curl`. Keys are written with mode 0600
 //! (the lab's user owns them once `up` hands it the directory). The CA's key is not kept.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::config::write_private;
+use crate::description::{LabNode, LabTls, LOOPBACK};
 use anyhow::Context;
 use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
-use serde::{Deserialize, Serialize};
-
-use super::config::write_private;
-use super::{LabNode, LOOPBACK};
-
-/// Where a lab's certificates live, as `lab.json` records them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabTls {
-    /// `DIR/tls/ca.crt`: the CA every certificate of the lab chains to.
-    pub ca: PathBuf,
-    /// `DIR/tls/client.crt` and `.key`: what raftctl, etcdctl and curl present.
-    pub client_cert: PathBuf,
-    pub client_key: PathBuf,
-}
-
-impl LabTls {
-    pub fn dir(lab_dir: &Path) -> PathBuf {
-        lab_dir.join("tls")
-    }
-
-    /// Node `name`'s certificate and key.
-    pub fn node_files(&self, name: &str) -> (PathBuf, PathBuf) {
-        let dir = self.ca.parent().map_or_else(PathBuf::new, Path::to_path_buf);
-        (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")))
-    }
-}
 
 /// Makes the CA, every node's certificate and the client certificate in `DIR/tls/`.
 pub fn create(lab_dir: &Path, nodes: &[LabNode]) -> anyhow::Result<LabTls> {
@@ -91,7 +67,7 @@ mod tests {
     fn certificates_chain_to_the_ca_and_keys_are_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let nodes = LabNode::all(dir.path(), super::super::ports::layout(2, 5432).expect("layout"), None);
+        let nodes = LabNode::all(dir.path(), crate::ports::layout(2, 5432).expect("layout"), None);
         let tls = create(dir.path(), &nodes).expect("certs");
         let (cert, key) = tls.node_files("node2");
         let identity = raftgres_tls::Identity::read("cert", &cert, "key", &key).expect("a usable pair");

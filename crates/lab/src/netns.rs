@@ -2,7 +2,7 @@
 //! 10.250.0.i, the classic ports), linked by a bridge whose address 10.250.0.254 keeps
 //! every node reachable from this machine. All the networking is done by
 //! `deploy/netns/netns.sh` (found next to the workspace of this binary, named by
-//! `$RAFTGRES_NETNS_SCRIPT`, or else written from the copy built into raftctl); this
+//! `$RAFTGRES_NETNS_SCRIPT`, or else written from the copy built into the binary); this
 //! module locates it, runs it, wraps a node's command line to start inside its
 //! namespace, and implements `partition`, `heal`, `netem` and `clear`.
 
@@ -13,24 +13,16 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::{user, DirArg, Lab, LabNode, NodeArg};
+use crate::args::{DirArg, NodeArg};
+use crate::description::{Lab, LabNode};
+use crate::user;
 
 /// The namespace prefix unless `--netns-prefix` says otherwise: node1 in `rg1`.
 pub const DEFAULT_PREFIX: &str = "rg";
 /// The script's path inside the workspace.
 const SCRIPT: &str = "deploy/netns/netns.sh";
-/// The script as it was when raftctl was built, for installs without the workspace.
-const EMBEDDED: &str = include_str!("../../../../../deploy/netns/netns.sh");
-
-/// The address of node `index` (0 for node1) in a `--netns` lab.
-pub fn host(index: usize) -> String {
-    format!("10.250.0.{}", index + 1)
-}
-
-/// The namespace of node `index` (0 for node1).
-pub fn namespace(prefix: &str, index: usize) -> String {
-    format!("{prefix}{}", index + 1)
-}
+/// The script as it was when the binary was built, for installs without the workspace.
+const EMBEDDED: &str = include_str!("../../../deploy/netns/netns.sh");
 
 /// The script's rule for prefixes: lower-case letters, digits and '-', at most 12
 /// characters (interface names are at most 15), starting with a letter and not ending in
@@ -246,7 +238,7 @@ pub fn clear_netem(lab: &Lab, name: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use crate::description::{netns_host, netns_namespace};
 
     #[test]
     fn prefixes_follow_the_script() {
@@ -256,7 +248,7 @@ mod tests {
         for bad in ["", "rg1", "Rg", "1rg", "rg_x", "abcdefghijklm"] {
             assert!(check_prefix(bad).is_err(), "{bad}");
         }
-        assert_eq!((host(0), namespace("rgt1-", 2)), ("10.250.0.1".into(), "rgt1-3".into()));
+        assert_eq!((netns_host(0), netns_namespace("rgt1-", 2)), ("10.250.0.1".into(), "rgt1-3".into()));
     }
 
     #[test]
@@ -266,22 +258,8 @@ mod tests {
     }
 
     #[test]
-    fn parses_the_network_subcommands() {
-        let cli = crate::Cli::parse_from(["raftctl", "lab", "netem", "node1", "delay", "200ms", "loss", "3%", "--dir", "/x"]);
-        let crate::Command::Lab(super::super::LabArgs { action: super::super::LabAction::Netem(n) }) = cli.command else {
-            panic!("not lab netem");
-        };
-        assert_eq!((n.node.node.as_str(), n.spec.join(" ")), ("node1", "delay 200ms loss 3%".into()));
-        let cli = crate::Cli::parse_from(["raftctl", "lab", "partition", "node2", "--from", "node3", "--oneway"]);
-        let crate::Command::Lab(super::super::LabArgs { action: super::super::LabAction::Partition(p) }) = cli.command else {
-            panic!("not lab partition");
-        };
-        assert_eq!((p.node.node.as_str(), p.from.as_deref(), p.oneway), ("node2", Some("node3"), true));
-    }
-
-    #[test]
     fn a_loopback_lab_refuses_partitions() {
-        let lab = crate::command::lab::tests::sample(Path::new("/tmp/l"));
+        let lab = crate::description::tests::sample(Path::new("/tmp/l"));
         let err = ns_of(&lab, "node1").expect_err("no netns").to_string();
         assert!(err.contains("--netns"), "{err}");
     }

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{logs, ports, process, Lab};
+use crate::description::Lab;
+use crate::{logs, ports, process};
 
 /// The lab's HAProxy config for the classic ports (node1 PostgreSQL on 5432).
-const TEMPLATE: &str = include_str!("../../../../../deploy/haproxy.cfg");
+const TEMPLATE: &str = include_str!("../../../deploy/haproxy.cfg");
 /// The template's ports: primary, replicas, stats, then the nodes' PostgreSQL and REST
 /// ports. On any line but a `server` line each of them is shifted with the base port.
 const CLASSIC_PORTS: [u16; 3] = [5000, 5001, 7000];
@@ -331,8 +332,8 @@ pub fn stop(lab: &Lab) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::lab::tests::sample;
-    use crate::command::lab::LabNode;
+    use crate::description::tests::sample;
+    use crate::description::LabNode;
 
     #[test]
     fn default_lab_uses_the_template_unchanged() {

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::process::{self, RunState};
-use super::{haproxy, logs, netns, user, Lab, LabNode};
+use crate::description::{Lab, LabNode};
+use crate::process::{self, RunState};
+use crate::{haproxy, logs, netns, user};
 
 /// How long `down` lets the nodes stop by themselves before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);

@@ -1,43 +1,18 @@
-//! `raftctl lab`: a local cluster of `raftgres` nodes on one machine, for learning and
-//! for the integration tests. `up` writes one directory per node and starts the nodes
-//! detached; the other subcommands read `DIR/lab.json` and act on the processes
-//! (status, kill, start, pause, resume, down, logs).
-//!
-//! One job per file: `ports` (layout and probing), `config` (the files a node reads),
-//! `user` (running as root: the `raftgres` system user), `process` (spawning, signals,
-//! `/proc`), `ready` (waiting for a primary and streaming replicas through the etcd API),
-//! `up`, `control` (every subcommand that acts on existing nodes), `netns` (`--netns`:
-//! one network namespace per node, partitions and netem, through
-//! `deploy/netns/netns.sh`), `haproxy` (`--haproxy`: HAProxy in front of the nodes) and
-//! `certs` (`--tls`: a CA and certificates; `lab.json` records them, so every command
-//! run against the lab uses them).
-//! This module owns the arguments and `lab.json`; it never talks to PostgreSQL.
-
-mod certs;
-mod config;
-pub mod control;
-mod haproxy;
-pub mod logs;
-pub mod netns;
-mod ports;
-pub mod process;
-pub mod ready;
-pub mod up;
-mod user;
+//! `DIR/lab.json`, what a lab is: its nodes (names, directories, ports, addresses,
+//! namespaces), the user they run as, its certificates, and how a client reaches it.
+//! Every other module reads or writes a lab through these types.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use clap::{Args, Subcommand};
+use raftgres_client::{Security, TlsFiles};
 use serde::{Deserialize, Serialize};
 
-pub use ports::{NodePorts, DEFAULT_BASE_PORT};
-pub use user::chown_tree;
+use crate::args::DEFAULT_DIR;
+use crate::ports::NodePorts;
 
-use crate::tls::{Security, TlsFiles};
-
-/// Where the lab lives unless `--dir` says otherwise (any user can traverse /tmp).
-pub const DEFAULT_DIR: &str = "/tmp/raftgres-lab";
+/// The Patroni scope of the lab's cluster.
+pub const SCOPE: &str = "demo";
 
 /// The TLS files of a lab made with `raftctl lab up --tls`, for commands given no
 /// `--cacert`: the lab in `dir` (`--lab`), or the default lab when it serves one of
@@ -51,91 +26,6 @@ pub fn tls_files_for(dir: Option<&Path>, endpoints: &[String]) -> anyhow::Result
     let address = |endpoint: &str| endpoint.rsplit("://").next().unwrap_or(endpoint).trim_end_matches('/').to_string();
     let serves = lab.endpoints().iter().any(|e| endpoints.iter().any(|asked| address(asked) == *e));
     Ok(if serves { lab.tls_files() } else { None })
-}
-/// The Patroni scope of the lab's cluster.
-pub const SCOPE: &str = "demo";
-
-#[derive(Debug, Args)]
-pub struct LabArgs {
-    #[command(subcommand)]
-    pub action: LabAction,
-}
-
-/// `--dir`, shared by every subcommand.
-#[derive(Debug, Args)]
-pub struct DirArg {
-    /// The lab's directory (one subdirectory per node, lab.json, pgpass).
-    #[arg(long, default_value = DEFAULT_DIR)]
-    pub dir: PathBuf,
-}
-
-#[derive(Debug, Args)]
-pub struct NodeArg {
-    /// The node's name (node1, node2, ...).
-    pub node: String,
-    #[command(flatten)]
-    pub dir: DirArg,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum LabAction {
-    /// Create and start a local cluster, and wait for a primary and streaming replicas.
-    Up(up::UpArgs),
-    /// One line per node: pid, running/stopped/paused, ports.
-    Status(DirArg),
-    /// Stop every node (SIGTERM, then SIGKILL after 10 s); keeps the directory.
-    Down {
-        #[command(flatten)]
-        dir: DirArg,
-        /// Also remove the lab's directory.
-        #[arg(long)]
-        clean: bool,
-    },
-    /// Crash a whole node: SIGKILL to raftgres, its helpers, and its PostgreSQL.
-    Kill(NodeArg),
-    /// Start a stopped node again, with the same configuration.
-    Start(NodeArg),
-    /// Freeze a node's agent (SIGSTOP to the raftgres process only; PostgreSQL runs on).
-    Pause(NodeArg),
-    /// Thaw a paused node (SIGCONT).
-    Resume(NodeArg),
-    /// Print the end of a node's log.
-    Logs {
-        #[command(flatten)]
-        node: NodeArg,
-        /// How many lines.
-        #[arg(short = 'n', long, default_value_t = 50)]
-        lines: usize,
-    },
-    /// Cut a node off from the other nodes (labs made with `up --netns`); clients on this
-    /// machine still reach every node.
-    Partition(netns::PartitionArgs),
-    /// Remove the partition rules of one node, or of every node.
-    Heal(netns::HealArgs),
-    /// Degrade a node's network with tc netem, e.g. "delay 200ms 50ms loss 3%" (--netns labs).
-    Netem(netns::NetemArgs),
-    /// Remove a node's netem settings (--netns labs).
-    Clear(NodeArg),
-}
-
-pub async fn run(args: LabArgs) -> anyhow::Result<()> {
-    match args.action {
-        LabAction::Up(args) => up::run(args).await,
-        LabAction::Status(d) => control::status(&Lab::load(&d.dir)?),
-        LabAction::Down { dir, clean } => control::down(&dir.dir, clean),
-        LabAction::Kill(n) => control::kill(Lab::load(&n.dir.dir)?.node(&n.node)?),
-        LabAction::Start(n) => {
-            let lab = Lab::load(&n.dir.dir)?;
-            control::start(&lab, lab.node(&n.node)?)
-        }
-        LabAction::Pause(n) => control::pause(Lab::load(&n.dir.dir)?.node(&n.node)?, true),
-        LabAction::Resume(n) => control::pause(Lab::load(&n.dir.dir)?.node(&n.node)?, false),
-        LabAction::Logs { node, lines } => control::logs(Lab::load(&node.dir.dir)?.node(&node.node)?, lines),
-        LabAction::Partition(a) => netns::partition(&a),
-        LabAction::Heal(a) => netns::heal(&a),
-        LabAction::Netem(a) => netns::netem(&a),
-        LabAction::Clear(n) => netns::clear(&n),
-    }
 }
 
 /// The user the nodes run as when the lab was made by root.
@@ -152,6 +42,16 @@ pub const LOOPBACK: &str = "127.0.0.1";
 
 fn loopback() -> String {
     LOOPBACK.to_string()
+}
+
+/// The address of node `index` (0 for node1) in a `--netns` lab.
+pub fn netns_host(index: usize) -> String {
+    format!("10.250.0.{}", index + 1)
+}
+
+/// The network namespace of node `index` (0 for node1) in a `--netns` lab.
+pub fn netns_namespace(prefix: &str, index: usize) -> String {
+    format!("{prefix}{}", index + 1)
 }
 
 /// One node of the lab as `lab.json` records it.
@@ -182,10 +82,10 @@ impl LabNode {
                 dir: dir.join(format!("node{}", i + 1)),
                 ports,
                 host: match netns_prefix {
-                    Some(_) => netns::host(i),
+                    Some(_) => netns_host(i),
                     None => LOOPBACK.to_string(),
                 },
-                netns: netns_prefix.map(|p| netns::namespace(p, i)),
+                netns: netns_prefix.map(|p| netns_namespace(p, i)),
             })
             .collect()
     }
@@ -222,6 +122,28 @@ impl LabNode {
     }
 }
 
+/// Where a lab's certificates live, as `lab.json` records them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabTls {
+    /// `DIR/tls/ca.crt`: the CA every certificate of the lab chains to.
+    pub ca: PathBuf,
+    /// `DIR/tls/client.crt` and `.key`: what raftctl, etcdctl and curl present.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl LabTls {
+    pub fn dir(lab_dir: &Path) -> PathBuf {
+        lab_dir.join("tls")
+    }
+
+    /// Node `name`'s certificate and key.
+    pub fn node_files(&self, name: &str) -> (PathBuf, PathBuf) {
+        let dir = self.ca.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+        (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")))
+    }
+}
+
 /// `DIR/lab.json`: everything the subcommands after `up` need.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lab {
@@ -240,7 +162,7 @@ pub struct Lab {
     pub netns_prefix: Option<String>,
     /// The lab's certificates when made with `raftctl lab up --tls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<certs::LabTls>,
+    pub tls: Option<LabTls>,
     pub nodes: Vec<LabNode>,
 }
 
@@ -315,12 +237,11 @@ impl Lab {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use clap::Parser;
 
     pub fn sample(dir: &Path) -> Lab {
-        let nodes = LabNode::all(dir, ports::layout(3, 5432).expect("layout"), None);
+        let nodes = LabNode::all(dir, crate::ports::layout(3, 5432).expect("layout"), None);
         Lab {
             dir: dir.to_path_buf(),
             scope: SCOPE.into(),
@@ -332,20 +253,6 @@ mod tests {
             tls: None,
             nodes,
         }
-    }
-
-    #[test]
-    fn parses_lab_subcommands() {
-        let cli = crate::Cli::parse_from(["raftctl", "lab", "logs", "node2", "-n", "5", "--dir", "/x"]);
-        let crate::Command::Lab(LabArgs { action: LabAction::Logs { node, lines } }) = cli.command else {
-            panic!("not lab logs");
-        };
-        assert_eq!((node.node.as_str(), lines, node.dir.dir.as_path()), ("node2", 5, Path::new("/x")));
-        let cli = crate::Cli::parse_from(["raftctl", "lab", "up"]);
-        let crate::Command::Lab(LabArgs { action: LabAction::Up(up) }) = cli.command else {
-            panic!("not lab up");
-        };
-        assert_eq!((up.nodes, up.base_port, up.dir.dir.as_path()), (3, 5432, Path::new(DEFAULT_DIR)));
     }
 
     #[test]
@@ -365,5 +272,23 @@ mod tests {
         assert_eq!(Lab::load(&dir).expect("load"), lab);
         let _ = std::fs::remove_dir_all(&dir);
         assert!(Lab::load(&dir).expect_err("gone").to_string().contains("raftctl lab up"));
+    }
+
+    #[test]
+    fn a_named_lab_gives_its_client_certificates_and_a_missing_one_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut lab = sample(dir.path());
+        lab.save().expect("save");
+        assert_eq!(tls_files_for(Some(dir.path()), &[]).expect("plaintext lab"), None);
+        let tls = LabTls { ca: "/l/tls/ca.crt".into(), client_cert: "/l/tls/client.crt".into(), client_key: "/l/tls/client.key".into() };
+        lab.tls = Some(tls);
+        lab.save().expect("save");
+        let files = tls_files_for(Some(dir.path()), &[]).expect("tls lab").expect("its files");
+        assert_eq!(
+            files,
+            TlsFiles { cacert: "/l/tls/ca.crt".into(), identity: Some(("/l/tls/client.crt".into(), "/l/tls/client.key".into())) }
+        );
+        let gone = dir.path().join("none");
+        assert!(tls_files_for(Some(&gone), &[]).expect_err("no lab").to_string().contains("no lab in"));
     }
 }

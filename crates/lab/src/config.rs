@@ -11,7 +11,7 @@ use anyhow::Context;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
-use super::{Lab, LabNode};
+use crate::description::{Lab, LabNode, LOOPBACK};
 
 /// The superuser (`postgres`) and replication (`replicator`) passwords, shared by all nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,7 @@ fn rest_tls(lab: &Lab, node: &LabNode) -> String {
 pub fn render_pgpass(lab: &Lab, passwords: &Passwords) -> String {
     let pw = &passwords.superuser;
     let mut text = format!("127.0.0.1:*:*:postgres:{pw}\nlocalhost:*:*:postgres:{pw}\n");
-    for node in lab.nodes.iter().filter(|n| n.host != super::LOOPBACK) {
+    for node in lab.nodes.iter().filter(|n| n.host != LOOPBACK) {
         text.push_str(&format!("{}:*:*:postgres:{pw}\n", node.host));
     }
     text
@@ -132,18 +132,14 @@ pub fn write_private(file: &Path, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::lab::tests::sample;
+    use crate::description::tests::sample;
 
     #[test]
     fn config_matches_the_node_format() {
         let mut lab = sample(Path::new("/tmp/raftgres-lab"));
         lab.base_port = 15432;
-        lab.nodes = crate::command::lab::ports::layout(3, 15432)
-            .expect("layout")
-            .into_iter()
-            .zip(lab.nodes)
-            .map(|(ports, n)| LabNode { ports, ..n })
-            .collect();
+        lab.nodes =
+            crate::ports::layout(3, 15432).expect("layout").into_iter().zip(lab.nodes).map(|(ports, n)| LabNode { ports, ..n }).collect();
         let pw = Passwords { superuser: "S".repeat(20), replication: "R".repeat(20) };
         let yml = render(&lab, &lab.nodes[1], &pw);
         for line in [
@@ -169,8 +165,8 @@ mod tests {
         let mut lab = sample(Path::new("/tmp/raftgres-lab"));
         lab.netns_prefix = Some("rg".into());
         for (i, n) in lab.nodes.iter_mut().enumerate() {
-            n.host = crate::command::lab::netns::host(i);
-            n.netns = Some(crate::command::lab::netns::namespace("rg", i));
+            n.host = crate::description::netns_host(i);
+            n.netns = Some(crate::description::netns_namespace("rg", i));
         }
         let pw = Passwords::random();
         let yml = render(&lab, &lab.nodes[2], &pw);
@@ -190,7 +186,7 @@ mod tests {
     fn tls_labs_configure_both_ports_and_the_rest_api() {
         let mut lab = sample(Path::new("/tmp/raftgres-lab"));
         let dir = Path::new("/tmp/raftgres-lab/tls");
-        lab.tls = Some(super::super::certs::LabTls {
+        lab.tls = Some(crate::description::LabTls {
             ca: dir.join("ca.crt"),
             client_cert: dir.join("client.crt"),
             client_key: dir.join("client.key"),

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-use super::LabUser;
+use crate::description::LabUser;
 
 /// The system user a root-made lab runs its nodes as.
 pub const LAB_USER: &str = "raftgres";
