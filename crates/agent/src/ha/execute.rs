@@ -59,7 +59,11 @@ impl Agent {
             }
             Action::ReplaceHung { postmaster, failing_for } => self.replace_hung_primary(postmaster, failing_for).await,
             Action::HandOver(request) => match view {
-                Some(view) => self.hand_over(view, &request).await,
+                Some(view) => {
+                    // Armed until the clean stop: hand_over disarms it only then.
+                    self.arm_fencer();
+                    self.hand_over(view, &request).await
+                }
                 None => sentence,
             },
             Action::Lead { .. } => {
