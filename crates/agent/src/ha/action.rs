@@ -37,7 +37,9 @@ pub enum Action {
     /// PostgreSQL is hung: kill it, confirm it dead, then release the key.
     ReplaceHung { postmaster: i32, failing_for: Duration },
     /// A switchover or manual failover applies now: hand the key over.
-    HandOver(FailoverRequest),
+    HandOver(HandOver),
+    /// A switchover request that cannot be carried out: removed, `why` says why.
+    CancelSwitchover { why: String },
     /// Run as the primary: fencer armed, slots, `/sync`, `/status`.
     Lead { me: String, scheduled_at: Option<String> },
     /// PostgreSQL runs as a replica under our key: promote it.
@@ -72,6 +74,16 @@ pub enum Action {
     StartReadOnly,
     /// Take the key with a compare-and-swap on `lease`; promote when PostgreSQL is a replica.
     Race { lease: i64, promote: bool },
+}
+
+/// Handing the key over to `candidate` (its PostgreSQL at `host:port`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandOver {
+    pub candidate: String,
+    pub host: String,
+    pub port: u16,
+    /// The request named nobody: it is rewritten to name `candidate` first.
+    pub pin: Option<FailoverRequest>,
 }
 
 /// Why the data directory is removed.
@@ -122,9 +134,8 @@ impl fmt::Display for Action {
             Action::ReplaceHung { failing_for, .. } => {
                 write!(f, "primary hung for {:.1} s: fenced and released the leader key", failing_for.as_secs_f64())
             }
-            Action::HandOver(request) => {
-                write!(f, "switchover: handing over to {}", request.member.as_deref().unwrap_or("the best replica"))
-            }
+            Action::HandOver(to) => write!(f, "switchover: handing over to {}", to.candidate),
+            Action::CancelSwitchover { why } => f.write_str(why),
             Action::Lead { me, scheduled_at: Some(at) } => {
                 write!(f, "no action: I am {me}, the primary; a switchover is scheduled at {at}")
             }

@@ -152,7 +152,7 @@ fn primary(o: &Observation, m: &Memory, view: &ClusterView, config: &DynamicConf
     }
     match (o.pg.is_running(), o.pg.role) {
         (true, Role::Primary) => match switchover::due(view, o.wall) {
-            Some(request) => Action::HandOver(request.clone()),
+            Some(request) => switchover::answer(view, request, me, config.synchronous_mode),
             None => Action::Lead { me: me.into(), scheduled_at: view.failover.as_ref().and_then(|f| f.scheduled_at.clone()) },
         },
         // A replica on an older timeline than the cluster's lacks what that timeline's

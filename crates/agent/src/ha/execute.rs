@@ -58,14 +58,15 @@ impl Agent {
                 sentence
             }
             Action::ReplaceHung { postmaster, failing_for } => self.replace_hung_primary(postmaster, failing_for).await,
-            Action::HandOver(request) => match view {
-                Some(view) => {
-                    // Armed until the clean stop: hand_over disarms it only then.
-                    self.arm_fencer();
-                    self.hand_over(view, &request).await
-                }
-                None => sentence,
-            },
+            Action::HandOver(to) => {
+                // Armed until the clean stop: hand_over disarms it only then.
+                self.arm_fencer();
+                self.hand_over(&to).await
+            }
+            Action::CancelSwitchover { .. } => {
+                let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
+                sentence
+            }
             Action::Lead { .. } => {
                 self.memory.primary_down_since = None;
                 let window = std::time::Duration::from_secs(self.dynamic.primary_start_timeout);

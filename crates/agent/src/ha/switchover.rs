@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use super::action::{Action, HandOver};
 use super::Agent;
 use crate::cluster::{ClusterView, FailoverRequest, Role};
 use crate::postgres::sql::Sql;
@@ -26,28 +27,15 @@ pub(super) fn due(view: &ClusterView, now: SystemTime) -> Option<&FailoverReques
 }
 
 impl Agent {
-    /// The primary's side: hand the key to the candidate, or say why not.
-    pub(super) async fn hand_over(&mut self, view: &ClusterView, request: &FailoverRequest) -> String {
+    /// The primary's side: stop cleanly and hand the key to `to` (`decide` chose it;
+    /// `pin`: the request as it must now name `to`), or start again and keep the key
+    /// when it did not receive everything.
+    pub(super) async fn hand_over(&mut self, to: &HandOver) -> String {
         let me = self.config.name.clone();
-        if request.leader.as_deref().is_some_and(|l| l != me) || request.member.as_deref() == Some(me.as_str()) {
-            let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
-            return "ignored a switchover request that does not apply to me (I am the primary)".into();
-        }
-        let sync_only = self.dynamic.synchronous_mode.then(|| view.sync_standbys());
-        let candidate = match request.member.clone().or_else(|| best_candidate(view, &me, sync_only.as_deref())) {
-            Some(c) => c,
-            None => {
-                let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
-                return "switchover cancelled: no running replica to hand over to".into();
-            }
-        };
-        let Some((host, port)) = view.members.get(&candidate).filter(|m| m.state == "running").and_then(|m| m.host_port()) else {
-            let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
-            return format!("switchover cancelled: {candidate} is not running");
-        };
-        if request.member.is_none() {
-            let pinned = FailoverRequest { member: Some(candidate.clone()), ..request.clone() };
-            if let Ok(json) = serde_json::to_string(&pinned) {
+        let HandOver { candidate, host, port, pin } = to;
+        let (host, port) = (host.as_str(), *port);
+        if let Some(pinned) = pin {
+            if let Ok(json) = serde_json::to_string(pinned) {
                 let _ = self.dcs.put(&self.dcs.keys.failover(), &json, 0).await;
             }
         }
@@ -63,7 +51,7 @@ impl Agent {
         self.sql.disconnect();
         self.memory.expect_running = false;
         let last = self.controldata().await.and_then(|c| c.checkpoint_lsn).unwrap_or(u64::MAX);
-        if self.wait_received(&host, port, last).await {
+        if self.wait_received(host, port, last).await {
             let _ = self.dcs.delete_if_value(&self.dcs.keys.leader(), &me).await;
             return format!(
                 "switchover: stopped in {} ms; {candidate} received everything up to {}; released the leader key",
@@ -101,6 +89,23 @@ impl Agent {
         }
         false
     }
+}
+
+/// What a primary does with a switchover or manual failover request that applies now.
+pub(super) fn answer(view: &ClusterView, request: &FailoverRequest, me: &str, synchronous_mode: bool) -> Action {
+    let cancel = |why: String| Action::CancelSwitchover { why };
+    if request.leader.as_deref().is_some_and(|l| l != me) || request.member.as_deref() == Some(me) {
+        return cancel("ignored a switchover request that does not apply to me (I am the primary)".into());
+    }
+    let sync_only = synchronous_mode.then(|| view.sync_standbys());
+    let Some(candidate) = request.member.clone().or_else(|| best_candidate(view, me, sync_only.as_deref())) else {
+        return cancel("switchover cancelled: no running replica to hand over to".into());
+    };
+    let Some((host, port)) = view.members.get(&candidate).filter(|m| m.state == "running").and_then(|m| m.host_port()) else {
+        return cancel(format!("switchover cancelled: {candidate} is not running"));
+    };
+    let pin = request.member.is_none().then(|| FailoverRequest { member: Some(candidate.clone()), ..request.clone() });
+    Action::HandOver(HandOver { candidate, host, port, pin })
 }
 
 /// The running replica (streaming first) with the most WAL, not tagged nofailover, and

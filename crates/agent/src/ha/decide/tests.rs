@@ -157,6 +157,7 @@ pub(super) fn kind(a: &Action) -> &'static str {
         Action::FenceExpiredLease { .. } => "FenceExpiredLease",
         Action::ReplaceHung { .. } => "ReplaceHung",
         Action::HandOver(_) => "HandOver",
+        Action::CancelSwitchover { .. } => "CancelSwitchover",
         Action::Lead { .. } => "Lead",
         Action::Promote { .. } => "Promote",
         Action::RestartInPlace => "RestartInPlace",
@@ -302,9 +303,40 @@ fn table() -> Vec<Case> {
             as_primary(o);
             v(o).failover = Some(FailoverRequest { leader: Some("n1".into()), member: Some("n2".into()), scheduled_at: None });
         }),
-        case!("primary: a scheduled switchover became due", "HandOver", "switchover", |o, m, c, p| {
+        case!("primary: a scheduled switchover became due, to the best replica", "HandOver", "handing over to n2", |o, m, c, p| {
             as_primary(o);
             v(o).failover = Some(FailoverRequest { scheduled_at: Some("2020-01-01T00:00:00Z".into()), ..Default::default() });
+        }),
+        case!("primary: a switchover naming another leader is ignored", "CancelSwitchover", "does not apply to me", |o, m, c, p| {
+            as_primary(o);
+            v(o).failover = Some(FailoverRequest { leader: Some("n3".into()), member: Some("n2".into()), scheduled_at: None });
+        }),
+        case!("primary: a switchover to myself is ignored", "CancelSwitchover", "does not apply to me", |o, m, c, p| {
+            as_primary(o);
+            v(o).failover = Some(FailoverRequest { member: Some("n1".into()), ..Default::default() });
+        }),
+        case!("primary: a switchover to a stopped member is cancelled", "CancelSwitchover", "n3 is not running", |o, m, c, p| {
+            as_primary(o);
+            v(o).failover = Some(FailoverRequest { member: Some("n3".into()), ..Default::default() });
+            v(o).members.get_mut("n3").expect("n3").state = "stopped".into();
+        }),
+        case!("primary: a switchover with no running replica is cancelled", "CancelSwitchover", "no running replica", |o, m, c, p| {
+            as_primary(o);
+            v(o).failover = Some(FailoverRequest::default());
+            for n in ["n2", "n3"] {
+                v(o).members.get_mut(n).expect("member").state = "stopped".into();
+            }
+        }),
+        case!("primary: a switchover in sync mode goes to the synchronous standby", "HandOver", "handing over to n3", |o, m, c, p| {
+            as_primary(o);
+            c.synchronous_mode = true;
+            v(o).sync = sync_key("n1", Some("n3"));
+            v(o).failover = Some(FailoverRequest::default());
+        }),
+        case!("primary: a switchover prefers the replica with the most WAL", "HandOver", "handing over to n3", |o, m, c, p| {
+            as_primary(o);
+            v(o).members.get_mut("n3").expect("n3").xlog_location = Some(9000);
+            v(o).failover = Some(FailoverRequest::default());
         }),
         case!("primary whose lease passed its write deadline", "FenceExpiredLease", "my lease was not renewed", |o, m, c, p| {
             as_primary(o);
