@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::invalid::Invalid;
 use crate::timing::Timing;
 use crate::tls::{RestTls, RestTlsError, RestTlsFiles, VerifyClient};
 
@@ -340,11 +341,6 @@ impl Default for LivenessConfig {
     }
 }
 
-/// A configuration or timing value that breaks one of the rules checked here or in
-/// [`Timing`]; the message names the value and what it must be.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
 
 impl LivenessConfig {
     pub fn interval(&self) -> std::time::Duration {

@@ -18,6 +18,7 @@ pub mod dcs;
 pub mod fence;
 pub(crate) mod ha;
 pub mod http;
+pub mod invalid;
 pub mod ops;
 pub(crate) mod postgres;
 pub(crate) mod rest;

@@ -40,7 +40,7 @@
 
 use std::time::Duration;
 
-use crate::config::Invalid;
+use crate::invalid::Invalid;
 
 /// The most the fencer needs to stop PostgreSQL once its deadline passes (it polls
 /// every 20 ms and kills with SIGSTOP + SIGKILL, which take microseconds).
