@@ -341,7 +341,6 @@ impl Default for LivenessConfig {
     }
 }
 
-
 impl LivenessConfig {
     pub fn interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.interval)
