@@ -367,7 +367,7 @@ async fn heal(lab: &Lab) -> (bool, usize) {
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        match ready::wait(lab, left).await {
+        match ready_after_stale_keys(lab, left).await {
             Ok(()) => return (true, restarts),
             Err(e) if Instant::now() >= deadline => {
                 eprintln!("raftctl chaos: {e:#}");
@@ -377,6 +377,19 @@ async fn heal(lab: &Lab) -> (bool, usize) {
         }
     }
     (false, restarts)
+}
+
+/// `ready::wait`, then once more after a ttl: the member keys of a node killed a moment
+/// ago live on with its lease (a new Raft leader even gives every lease a full ttl), so a
+/// restarted node can look streaming on the new timeline before its own agent said so.
+/// The next fault must not start on such a stale picture (a replica that has in fact not
+/// caught up may not take over, and the round would wrongly look like a missed failover).
+async fn ready_after_stale_keys(lab: &Lab, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    ready::wait(lab, timeout).await?;
+    let ttl = store::config_value(lab, "ttl").await.ok().flatten().and_then(|v| v.as_f64()).unwrap_or(2.0);
+    tokio::time::sleep(Duration::from_secs_f64(ttl.clamp(1.0, 60.0)) + Duration::from_millis(500)).await;
+    ready::wait(lab, deadline.saturating_duration_since(Instant::now())).await
 }
 
 /// The ids on the final primary (a few tries: it may have just been promoted).
