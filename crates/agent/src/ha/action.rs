@@ -22,8 +22,9 @@ pub enum Action {
     AskFailsafe { error: String },
 
     // --- joining ---
-    /// Race for `/initialize` and create the cluster (or adopt the data dir).
-    Bootstrap,
+    /// Race for `/initialize` and create the cluster with initdb, or (`adopt`) claim it
+    /// with the data dir already here (the store was recreated).
+    Bootstrap { adopt: bool },
     /// Write the system identifier the bootstrap could not record in `/initialize`.
     RecordSystemIdentifier { sysid: String },
     /// The data dir is empty: pg_basebackup from `source`, then stream from `upstream`.
@@ -126,7 +127,8 @@ impl fmt::Display for Action {
                 write!(f, "demoted: the store is unreachable ({error}) and the lease could not be renewed in time")
             }
             Action::AskFailsafe { error } => write!(f, "failsafe: the store is unreachable ({error}); asking every other member"),
-            Action::Bootstrap => f.write_str("racing to initialize the cluster"),
+            Action::Bootstrap { adopt: false } => f.write_str("racing to initialize a new cluster"),
+            Action::Bootstrap { adopt: true } => f.write_str("racing to initialize the cluster with my data directory"),
             Action::RecordSystemIdentifier { sysid } => write!(f, "recorded the system identifier {sysid} in /initialize"),
             Action::Clone { source, .. } => write!(f, "cloning {source}"),
             Action::Paused { me, state } => write!(f, "paused: not managing PostgreSQL (I am {me}, {state})"),

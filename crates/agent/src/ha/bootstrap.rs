@@ -15,7 +15,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 impl Agent {
     /// The cluster has no `/initialize`: take it (on our lease, so a crash mid-way frees
     /// it) and create the cluster, or adopt the data dir we already have.
-    pub(super) async fn bootstrap(&mut self) -> String {
+    pub(super) async fn bootstrap(&mut self, adopt: bool) -> String {
         let Some(lease) = self.lease.get().id else { return "waiting for a lease before initializing".into() };
         let key = self.dcs.keys.initialize();
         match self.dcs.create(&key, "", lease).await {
@@ -23,7 +23,7 @@ impl Agent {
             Ok(false) => return "waiting: another member is initializing the cluster".into(),
             Err(e) => return format!("cannot race for initialization: {e}"),
         }
-        let result = if self.pg.data_dir_valid() { self.adopt_data_dir().await } else { self.initialize_new().await };
+        let result = if adopt { self.adopt_data_dir().await } else { self.initialize_new().await };
         match result {
             Ok(sysid) => {
                 // Left on this node's lease, "" would vanish with it and let another

@@ -99,8 +99,16 @@ fn bootstrap(o: &Observation, p: &Policy) -> Action {
     if let Some(why) = &p.watchdog_missing {
         return Action::Wait(format!("waiting: the watchdog is required but {why}; another member may initialize the cluster"));
     }
+    // Something that is not a PostgreSQL cluster is never wiped to make room (Patroni
+    // refuses too): it may be anyone's data, and another member may initialize.
+    if o.data_dir == DataDir::Invalid {
+        return Action::Wait(format!(
+            "refusing to initialize: data directory {} is not empty and holds no PostgreSQL cluster; move it away (another member may initialize the cluster)",
+            p.data_dir.display()
+        ));
+    }
     match o.lease.id {
-        Some(_) => Action::Bootstrap,
+        Some(_) => Action::Bootstrap { adopt: o.data_dir == DataDir::Valid },
         None => Action::Wait("waiting for a lease before initializing".into()),
     }
 }

@@ -40,7 +40,7 @@ impl Agent {
                 Ok(n) => format!("failsafe: the store is unreachable ({error}) but all {n} other members confirmed; still primary"),
                 Err(e) => format!("failsafe: the store is unreachable ({error}) and {e}; demoting at the deadline"),
             },
-            Action::Bootstrap => self.bootstrap().await,
+            Action::Bootstrap { adopt } => self.bootstrap(adopt).await,
             Action::RecordSystemIdentifier { sysid } => match self.dcs.put(&self.dcs.keys.initialize(), &sysid, 0).await {
                 Ok(()) => {
                     self.memory.unrecorded_sysid = None;

@@ -10,6 +10,9 @@
 //!    or it is not this cluster's data (no `/initialize`, another system identifier).
 //! 3. No promotion (Promote, Race to promote) from a timeline older than the cluster's
 //!    newest (`/history`, the members' keys).
+//! 4. No data lost to the agent itself: a data directory is removed (Reclone) only with
+//!    `remove_data_directory_on_rewind_failure`, and initdb never runs over a data
+//!    directory that holds something other than a PostgreSQL cluster.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -212,6 +215,15 @@ fn policy(rng: &mut StdRng) -> Policy {
 
 /// The rules of the module doc; `Err` says which one `action` breaks.
 fn check(o: &Observation, p: &Policy, action: &Action) -> Result<(), String> {
+    match action {
+        Action::Reclone { .. } if !p.remove_data_on_rewind_failure => {
+            return Err("rule 4: removes a data directory although remove_data_directory_on_rewind_failure is off".into())
+        }
+        Action::Bootstrap { .. } if o.data_dir == DataDir::Invalid => {
+            return Err("rule 4: initializes over a data directory that holds something else".into())
+        }
+        _ => {}
+    }
     let live = o.lease.valid_at(o.now);
     let Ok(view) = &o.view else {
         return match action {

@@ -150,7 +150,7 @@ pub(super) fn kind(a: &Action) -> &'static str {
         Action::Wait(_) => "Wait",
         Action::FenceWithoutStore { .. } => "FenceWithoutStore",
         Action::AskFailsafe { .. } => "AskFailsafe",
-        Action::Bootstrap => "Bootstrap",
+        Action::Bootstrap { .. } => "Bootstrap",
         Action::RecordSystemIdentifier { .. } => "RecordSystemIdentifier",
         Action::Clone { .. } => "Clone",
         Action::Paused { .. } => "Paused",
@@ -229,7 +229,22 @@ fn table() -> Vec<Case> {
             c.failsafe_mode = true;
         }),
         // --- bootstrap ---
-        case!("no /initialize: race to bootstrap", "Bootstrap", "initialize", |o, m, c, p| { v(o).initialize = None }),
+        case!("no /initialize, a data dir of a cluster here: adopt it", "Bootstrap", "with my data directory", |o, m, c, p| {
+            v(o).initialize = None
+        }),
+        case!("no /initialize, no data dir: initdb", "Bootstrap", "initialize a new cluster", |o, m, c, p| {
+            v(o).initialize = None;
+            o.data_dir = DataDir::Empty;
+        }),
+        case!(
+            "no /initialize, something else in the data dir: never wiped",
+            "Wait",
+            "is not empty and holds no PostgreSQL cluster",
+            |o, m, c, p| {
+                v(o).initialize = None;
+                o.data_dir = DataDir::Invalid;
+            }
+        ),
         case!("no /initialize, no lease yet", "Wait", "waiting for a lease before initializing", |o, m, c, p| {
             v(o).initialize = None;
             o.lease.id = None;
