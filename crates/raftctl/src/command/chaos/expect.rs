@@ -63,9 +63,9 @@ pub fn of(fault: Fault) -> Expect {
 pub enum Evidence {
     #[default]
     None,
-    /// The second kill of `double-failover`: when, which node, and in synchronous mode
-    /// the nodes `/sync` named as standbys then.
-    SecondKill { at: Duration, node: usize, standbys: Option<Vec<usize>> },
+    /// The second kill of `double-failover`: when, which node, in synchronous mode the
+    /// nodes `/sync` named as standbys then, and the nodes already on its timeline.
+    SecondKill { at: Duration, node: usize, standbys: Option<Vec<usize>>, caught_up: Vec<usize> },
     /// Whether the primary's postmaster was the same process after the fault.
     PostmasterKept(bool),
     /// How the switchover requested during the fault ended, in a few words, and whether
@@ -135,11 +135,16 @@ pub fn check(expect: Expect, facts: &Facts, acks: &[Ack]) -> Result<String, Stri
             }
         }
         Expect::SecondFailover => {
-            let Evidence::SecondKill { at, node: killed, standbys } = &facts.evidence else {
+            let Evidence::SecondKill { at, node: killed, standbys, caught_up } = &facts.evidence else {
                 return Err("the injection did not record the second kill".into());
             };
             let third = acks.iter().filter(|a| a.node != *killed && a.acked > *at && a.acked <= facts.to).min_by_key(|a| a.acked);
             match (third, standbys) {
+                // Nobody else had reached its timeline: taking over would drop what it
+                // acknowledged, so the others wait until it is back (Patroni's check_timeline).
+                (None, _) if caught_up.is_empty() => {
+                    Ok(format!("nobody else was on {}'s timeline yet: they waited for it to come back", node(*killed)))
+                }
                 (None, _) => Err(format!("expected a failover after {} was killed too, but no other node took a write", node(*killed))),
                 (Some(a), Some(names)) if !names.contains(&a.node) => Err(format!(
                     "{} took over after {} was killed, but /sync named only {} as synchronous",
@@ -217,13 +222,25 @@ mod tests {
 
     #[test]
     fn the_third_writer_must_be_a_named_standby_in_sync_mode() {
-        let kill = |standbys| Evidence::SecondKill { at: ms(5000), node: 1, standbys };
+        let kill = |standbys| Evidence::SecondKill { at: ms(5000), node: 1, standbys, caught_up: vec![2] };
         let acks = vec![ack(1, 3000, 3100), ack(2, 6000, 6100)];
         assert_eq!(check(Expect::SecondFailover, &facts(kill(Some(vec![2]))), &acks), Ok("node3 took over after node2 was killed".into()));
         assert!(check(Expect::SecondFailover, &facts(kill(Some(vec![0]))), &acks).is_err());
         assert!(check(Expect::SecondFailover, &facts(kill(None)), &acks).is_ok());
         assert!(check(Expect::SecondFailover, &facts(kill(None)), &acks[..1]).is_err());
         assert!(check(Expect::SecondFailover, &facts(Evidence::None), &acks).is_err());
+    }
+
+    /// Nobody on the killed node's timeline: waiting for it is right (taking over would
+    /// drop what it acknowledged); a standby that was on it must take over.
+    #[test]
+    fn nobody_need_take_over_from_a_primary_whose_timeline_nobody_reached() {
+        let behind = Evidence::SecondKill { at: ms(5000), node: 1, standbys: None, caught_up: vec![] };
+        let only_the_first = vec![ack(1, 3000, 3100)];
+        let ok = check(Expect::SecondFailover, &facts(behind), &only_the_first).expect("waiting is right");
+        assert!(ok.contains("waited for it to come back"), "{ok}");
+        let caught_up = Evidence::SecondKill { at: ms(5000), node: 1, standbys: None, caught_up: vec![2] };
+        assert!(check(Expect::SecondFailover, &facts(caught_up), &only_the_first).is_err());
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub async fn double_failover(bench: &Bench<'_>, primary: usize, at: Duration) ->
     let b = &lab.nodes[second];
     let standbys = if bench.sync { Some(store::wait_sync_standby(lab).await?) } else { None };
     control::start(lab, a)?;
+    let caught_up = on_timeline_of(bench, second).await;
     let killed_at = bench.t0.elapsed();
     control::kill(b)?;
     let third = bench.other_writer(second, killed_at).await;
@@ -38,7 +39,18 @@ pub async fn double_failover(bench: &Bench<'_>, primary: usize, at: Duration) ->
         (killed_at - at).as_secs_f64(),
         a.name
     );
-    Ok((what, Evidence::SecondKill { at: killed_at, node: second, standbys }))
+    Ok((what, Evidence::SecondKill { at: killed_at, node: second, standbys, caught_up }))
+}
+
+/// The other nodes whose member key shows them on `node`'s timeline: only they may take
+/// over from it (one still on the older timeline lacks what it acknowledged). An empty
+/// answer when the store cannot be read: then nobody is expected to.
+async fn on_timeline_of(bench: &Bench<'_>, node: usize) -> Vec<usize> {
+    let lab = bench.lab;
+    let Ok((_, view)) = store::view(lab).await else { return Vec::new() };
+    let timeline = |i: usize| view.members.get(&lab.nodes[i].name).and_then(|m| m.timeline);
+    let Some(theirs) = timeline(node) else { return Vec::new() };
+    (0..lab.nodes.len()).filter(|&i| i != node && timeline(i) == Some(theirs)).collect()
 }
 
 /// Stops the primary's backends, requests a switchover, holds, continues them, and
