@@ -49,14 +49,39 @@
 //!   message whose deadline budget ran out on the sender's clock is gone (its answer
 //!   could only set a deadline already passed).
 //!
+//! - **Failsafe mode** (`Config::failsafe`, module `failsafe`; `Answer`, `Unanswered`,
+//!   `Extend`): the check starts when the primary (node 0, key on its just-renewed lease,
+//!   fencer armed) is cut from the store, for good; the other nodes are replicas with
+//!   every memory of earlier leaders they could have (`last_leader`, `claimed`). A cut
+//!   node's requests are never served and its cycle is `store_unreachable`: past its
+//!   deadline it fences itself, else it starts a confirmation round (its HA loop waits for
+//!   it) whose extension is `ttl − safety_margin` from the send, on its clock. A member
+//!   answers (at any time after the send, while not frozen) by the agent's
+//!   `confirmation` rule: a confirmation promises, for `ttl` on the member's clock, not
+//!   to race; a refusal fails the round. With every member's confirmation the primary
+//!   extends its deadline and re-arms its fencer (`Lease::extend`), unless its deadline
+//!   already passed. Members race as before, except while a promise lasts or while
+//!   `claimed` (racing, or won the key and seen no other leader since) they confirm
+//!   nobody. `Failsafe::PromiseBroken` (a mutation) lets a member race despite its
+//!   promise: the check then finds two writers, so it can fail.
+//!
 //! # What is abstracted away
 //! PostgreSQL is three states (replica, primary, down): "accepts writes" = primary; a
 //! promotion or start is instantaneous (a slow one is a delay before the step). No
-//! switchover, pause, failsafe, sync mode, member keys, health comparisons between
+//! switchover, pause, member keys, health comparisons between
 //! candidates (any replica with a live lease may race: more behaviours, not fewer),
 //! explicit lease revokes by clients, agent crashes (the fencer fences at once then). A
 //! grant answer that is lost leaves a lease nobody knows: it is dropped from the store.
 //! Lease ids are (node, small generation), renumbered canonically; nodes are symmetric.
+//! Failsafe: checked with two nodes (three exceed the time budget: over 10 million
+//! states), one cut that never heals (a healed primary renews or learns its lease is
+//! gone, which the model without failsafe covers), `retry_timeout` not modelled (a
+//! member may answer any time before the round's budget runs out: more behaviours; the
+//! deadline check in `Lease::extend` is what bounds the answers, so R3 of SAFETY.md
+//! matters for liveness here, not for one writer). The promise is measured on the
+//! member's clock and the extension on the primary's, so with skew both drift: the
+//! model's bound would be `safety_margin > fence_latency + 4·max_skew`; the failsafe
+//! check runs without skew (the skewed lease check alone takes half the time budget).
 //!
 //! # The timing inequality
 //! A keep-alive sent at real time `t` is accepted at or after `t`, so the store cannot
@@ -80,4 +105,5 @@
 //! safe, `Behaviour::TODAY` the code as of this crate's writing.
 
 pub mod checker;
+pub mod failsafe;
 pub mod lease;
