@@ -63,9 +63,9 @@
 //!   `confirmation` rule: a confirmation promises, for `ttl` on the member's clock, not
 //!   to race; a refusal fails the round. With every member's confirmation the primary
 //!   extends its deadline and re-arms its fencer (`Lease::extend`), unless its deadline
-//!   already passed. Members race as before, except while a promise lasts or while
+//!   already passed. Members race as before, except while a promise lasts; while
 //!   `claimed` (racing, or won the key and seen no other leader since) they confirm
-//!   nobody. `Failsafe::PromiseBroken` (a mutation) lets a member race despite its
+//!   nobody. Two nodes: 67 thousand states. `Failsafe::PromiseBroken` (a mutation) lets a member race despite its
 //!   promise: the check then finds two writers, so it can fail.
 //!
 //! # What is abstracted away
