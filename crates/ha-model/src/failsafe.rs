@@ -1,6 +1,6 @@
 //! Failsafe mode in the lease model: the mode switch ([`Failsafe`]), what a member and a
-//! primary remember of it ([`Promise`], [`Round`]) and the member's rule for answering a
-//! primary's `POST /failsafe` ([`confirms`]). Kept apart from `lease` so that the rule
+//! primary remember of it (`Promise`, `Round`) and the member's rule for answering a
+//! primary's `POST /failsafe` (`confirms`). Kept apart from `lease` so that the rule
 //! reads next to the agent's (`crates/agent/src/ha/failsafe.rs` `confirmation`), which it
 //! re-states on the model's facts: the agent's function takes the agent's `Local` view,
 //! and the agent crate pulls tokio and tonic into anything that depends on it.
