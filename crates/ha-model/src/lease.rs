@@ -6,6 +6,7 @@
 use std::fmt;
 
 use crate::checker::Model;
+use crate::failsafe::{self, Failsafe, Member, Promise, Round};
 
 /// At most this many nodes (the arrays in [`State`] have this size).
 pub const MAX_NODES: usize = 3;
@@ -69,6 +70,8 @@ pub struct Config {
     /// The store's Raft leader may change (every lease gets a full TTL again).
     pub store_leader_changes: bool,
     pub behaviour: Behaviour,
+    /// Failsafe mode; when on, one node at a time may be cut from the store alone.
+    pub failsafe: Failsafe,
 }
 
 impl Config {
@@ -82,6 +85,7 @@ impl Config {
             max_skew: 0,
             store_leader_changes: false,
             behaviour: Behaviour::FIXED,
+            failsafe: Failsafe::Off,
         }
     }
 
@@ -191,6 +195,15 @@ struct Node {
     cas: Option<Msg>,
     /// The store's leases of this node (sorted, empty last).
     leases: [Option<StoreLease>; 2],
+    /// Failsafe mode only: the node cannot reach the store (its requests are not served
+    /// and its cycles find the store unreachable); other nodes' REST APIs it still reaches.
+    cut: bool,
+    /// Failsafe mode only: `Binding::claimed`, `last_leader` and `promised` of the node
+    /// as a member, and its confirmation round as a primary.
+    claimed: bool,
+    last_leader: Option<u8>,
+    promise: Option<Promise>,
+    round: Option<Round>,
 }
 
 /// One global state.
@@ -239,6 +252,13 @@ pub enum Action {
     Revoke(u8, u8),
     /// A new store leader: every lease gets a full TTL.
     StoreLeaderChange,
+    /// The member (first) answers the primary's `POST /failsafe`: it confirms and
+    /// promises, or refuses and the round fails.
+    Answer(u8, u8),
+    /// The primary's round gets no answer from some member (it gives up on the round).
+    Unanswered(u8),
+    /// Every member confirmed: the primary extends its deadline (`Lease::extend`).
+    Extend(u8),
 }
 
 /// The transition system for one [`Config`].
@@ -269,8 +289,47 @@ impl LeaseModel {
             renewal: None,
             cas: None,
             leases: [Some(StoreLease { generation: 0, left: c.ttl, revoking: false }), None],
+            cut: false,
+            claimed: false,
+            last_leader: None,
+            promise: None,
+            round: None,
         };
         State { count: c.nodes as u8, nodes: [node; MAX_NODES], key: None }
+    }
+
+    /// The failsafe check starts when the primary is cut from the store (and it stays
+    /// cut): node 0 runs PostgreSQL as primary with the leader key on its lease, just
+    /// renewed, its fencer armed on it; the others are replicas with every memory of
+    /// earlier leaders (`last_leader`, `claimed`) they could have. A primary cut later in
+    /// its lease is the same start with the renewals since then lost.
+    fn failsafe_starts(&self) -> Vec<State> {
+        let mut start = self.start();
+        start.key = Some((0, 0));
+        let primary = &mut start.nodes[0];
+        primary.pg = Pg::Primary;
+        primary.cut = true;
+        primary.claimed = true;
+        primary.last_leader = Some(0);
+        self.arm(primary);
+        let count = self.config.nodes;
+        let memories: Vec<(Option<u8>, bool)> =
+            (0..=count).flat_map(|leader| [false, true].map(|claimed| ((leader < count).then_some(leader as u8), claimed))).collect();
+        let mut starts = vec![start];
+        for m in 1..count {
+            starts = starts
+                .iter()
+                .flat_map(|s| {
+                    memories.iter().map(move |&(last_leader, claimed)| {
+                        let mut t = *s;
+                        t.nodes[m].last_leader = last_leader;
+                        t.nodes[m].claimed = claimed;
+                        t
+                    })
+                })
+                .collect();
+        }
+        starts
     }
 
     fn active_nodes(&self) -> impl Iterator<Item = usize> {
@@ -326,15 +385,30 @@ impl LeaseModel {
         Some(t)
     }
 
-    /// One HA cycle on a fresh (linearizable) read of the leader key.
+    /// One HA cycle on a fresh (linearizable) read of the leader key; while a
+    /// confirmation round is in flight the HA loop waits for it.
     fn cycle(&self, s: &State, n: usize) -> Option<State> {
         let mut t = *s;
         let behaviour = self.config.behaviour;
+        let failsafe = self.config.failsafe;
         let node = &mut t.nodes[n];
-        if node.ha != Ha::Idle {
+        if node.ha != Ha::Idle || node.round.is_some() {
             return None;
         }
         let valid = node.valid.filter(|v| *v > 0);
+        if node.cut {
+            self.store_unreachable(node, valid);
+            return (t != *s).then_some(t);
+        }
+        if failsafe.on() {
+            // Promise::saw, and Promise::unclaim when following another leader
+            if let Some((k, _)) = s.key {
+                node.last_leader = Some(k);
+                if usize::from(k) != n {
+                    node.claimed = false;
+                }
+            }
+        }
         match s.key {
             Some((k, g)) if usize::from(k) == n && node.lease == Some(g) => match (valid, node.pg) {
                 // be_primary
@@ -365,14 +439,71 @@ impl LeaseModel {
             // race: start read-only first; then CAS on a live lease
             None => match (node.pg, node.lease, valid) {
                 (Pg::Down, _, _) => node.pg = Pg::Replica,
+                // Promise::active / Promise::claim: a member bound by its promise does not race
+                (_, Some(_), Some(_)) if failsafe == Failsafe::On && node.promise.is_some() => return None,
                 (_, Some(generation), Some(budget)) => {
                     node.ha = Ha::Racing;
+                    node.claimed = failsafe.on();
                     node.cas = Some(Msg { kind: Kind::Cas, generation, answer: None, budget });
                 }
                 _ => return None,
             },
         }
         (t != *s).then_some(t)
+    }
+
+    /// `store_unreachable`: a primary (it published that it holds the key) fences itself
+    /// once its deadline passed; in failsafe mode it asks every other member instead.
+    fn store_unreachable(&self, node: &mut Node, valid: Option<u8>) {
+        if node.pg != Pg::Primary {
+            return;
+        }
+        match valid {
+            None => fence_now(node),
+            Some(_) if self.config.failsafe.on() => node.round = Some(Round { budget: self.config.budget(), confirmed: 0 }),
+            Some(_) => {}
+        }
+    }
+
+    /// Member `m` answers primary `p`'s request (`Promise::confirm`): a confirmation binds
+    /// it for one ttl from now on its clock; a refusal fails the round.
+    fn answer(&self, s: &State, m: usize, p: usize) -> Option<State> {
+        let round = s.nodes[p].round.filter(|r| r.confirmed & (1 << m) == 0)?;
+        let member = s.nodes[m];
+        if m == p || member.frozen {
+            return None;
+        }
+        let mut t = *s;
+        let facts =
+            Member { me: m as u8, claimed: member.claimed, runs_as_primary: member.pg == Pg::Primary, last_leader: member.last_leader };
+        if failsafe::confirms(facts, p as u8) {
+            t.nodes[m].promise = Some(Promise { to: p as u8, left: self.config.ttl });
+            t.nodes[p].round = Some(Round { confirmed: round.confirmed | (1 << m), ..round });
+        } else {
+            t.nodes[p].round = None;
+        }
+        Some(t)
+    }
+
+    /// The primary stops waiting for its round (a member did not answer in time).
+    fn unanswered(&self, s: &State, p: usize) -> Option<State> {
+        let mut t = *s;
+        t.nodes[p].round.take()?;
+        Some(t)
+    }
+
+    /// Every other member confirmed: `Lease::extend` moves the deadline to the round's
+    /// (if later) and re-arms a fencer armed for the lease, unless the deadline passed.
+    fn extend(&self, s: &State, p: usize) -> Option<State> {
+        let others = self.active_nodes().filter(|m| *m != p).fold(0u8, |mask, m| mask | (1 << m));
+        let round = s.nodes[p].round.filter(|r| r.confirmed == others)?;
+        let mut t = *s;
+        let node = &mut t.nodes[p];
+        node.round = None;
+        if let (Some(generation), Some(_)) = (node.lease, node.valid.filter(|v| *v > 0)) {
+            self.renewed(node, generation, round.budget);
+        }
+        Some(t)
     }
 
     /// After winning the key (promote) or restarting in place (arm).
@@ -414,6 +545,9 @@ impl LeaseModel {
         let ttl = self.config.ttl;
         let renews_expired = self.config.behaviour.store_renews_expired_lease;
         let node = &mut t.nodes[n];
+        if node.cut {
+            return None;
+        }
         let msg = msg_mut(node, channel).filter(|m| m.answer.is_none())?;
         let lease = node.leases.iter().position(|l| l.is_some_and(|l| l.generation == msg.generation));
         let ok = match msg.kind {
@@ -453,7 +587,11 @@ impl LeaseModel {
             return None;
         }
         match (msg.kind, ok) {
-            (Kind::Cas, _) => node.ha = if ok { Ha::Won(msg.generation) } else { Ha::Idle },
+            (Kind::Cas, true) => node.ha = Ha::Won(msg.generation),
+            (Kind::Cas, false) => {
+                node.ha = Ha::Idle;
+                node.claimed = false;
+            }
             (_, true) => self.renewed(node, msg.generation, msg.budget),
             (_, false) => {
                 // Lease::lost: the fencer keeps its arming
@@ -490,6 +628,27 @@ impl LeaseModel {
         Some(t)
     }
 
+    /// The confirmation rounds' steps.
+    fn failsafe_steps(&self, s: &State, out: &mut Vec<(Action, State)>) {
+        for n in self.active_nodes() {
+            let id = n as u8;
+            for m in self.active_nodes() {
+                if let Some(t) = self.answer(s, m, n) {
+                    out.push((Action::Answer(m as u8, id), t));
+                }
+            }
+            if let Some(t) = self.unanswered(s, n) {
+                out.push((Action::Unanswered(id), t));
+            }
+            if s.nodes[n].frozen {
+                continue;
+            }
+            if let Some(t) = self.extend(s, n) {
+                out.push((Action::Extend(id), t));
+            }
+        }
+    }
+
     /// Real time advances; `advance[n]` is how far node n's clock moves.
     fn tick(&self, s: &State, advance: &[u8; MAX_NODES]) -> State {
         let latency = self.config.fence_latency;
@@ -518,6 +677,8 @@ impl LeaseModel {
             for l in node.leases.iter_mut().flatten() {
                 l.left = l.left.saturating_sub(1);
             }
+            node.promise = node.promise.map(|p| Promise { left: p.left.saturating_sub(a), ..p }).filter(|p| p.left > 0);
+            node.round = node.round.map(|r| Round { budget: r.budget.saturating_sub(a), ..r }).filter(|r| r.budget > 0);
         }
         t
     }
@@ -604,6 +765,19 @@ fn renumber(node: &Node, key: Option<u8>) -> (Node, Option<u8>) {
     (t, key.map(rename))
 }
 
+/// The node with its references to other nodes renamed (`renamed[old] = new`).
+fn rename_nodes(node: &Node, renamed: &[u8; MAX_NODES]) -> Node {
+    let mut t = *node;
+    t.last_leader = node.last_leader.map(|n| renamed[usize::from(n)]);
+    if let Some(p) = &mut t.promise {
+        p.to = renamed[usize::from(p.to)];
+    }
+    if let Some(r) = &mut t.round {
+        r.confirmed = (0..MAX_NODES).filter(|n| r.confirmed & (1 << n) != 0).fold(0, |mask, n| mask | (1 << renamed[n]));
+    }
+    t
+}
+
 /// `fence_now`: disarm, kill PostgreSQL.
 fn fence_now(node: &mut Node) {
     node.fencer = None;
@@ -616,7 +790,10 @@ fn fence_now(node: &mut Node) {
 fn lose(node: &mut Node, channel: Channel) -> Option<()> {
     let msg = msg_mut(node, channel).take()?;
     match msg.kind {
-        Kind::Cas => node.ha = Ha::Idle,
+        Kind::Cas => {
+            node.ha = Ha::Idle;
+            node.claimed = false;
+        }
         Kind::Grant if msg.answer.is_some() => {
             for l in &mut node.leases {
                 if l.is_some_and(|l| l.generation == msg.generation) {
@@ -635,6 +812,9 @@ impl Model for LeaseModel {
     type Action = Action;
 
     fn initial(&self) -> Vec<State> {
+        if self.config.failsafe.on() {
+            return self.failsafe_starts();
+        }
         vec![self.start()]
     }
 
@@ -688,6 +868,9 @@ impl Model for LeaseModel {
                 }
             }
         }
+        if c.failsafe.on() {
+            self.failsafe_steps(s, out);
+        }
         if c.store_leader_changes {
             let mut t = *s;
             for n in self.active_nodes() {
@@ -703,7 +886,7 @@ impl Model for LeaseModel {
 
     /// Nodes are alike, and so are lease generations: generations are renumbered in
     /// the order the node refers to them, then nodes are sorted, with the leader key's
-    /// holder renamed along.
+    /// holder and the nodes' references to each other (failsafe) renamed along.
     fn canonical(&self, s: &State) -> State {
         let mut s = *s;
         for n in self.active_nodes() {
@@ -718,9 +901,13 @@ impl Model for LeaseModel {
         let mut order: Vec<usize> = self.active_nodes().collect();
         let holds = |n: usize| s.key.is_some_and(|k| usize::from(k.0) == n);
         order.sort_by_key(|&n| (s.nodes[n], holds(n)));
+        let mut renamed = [0u8; MAX_NODES];
+        for (to, &from) in order.iter().enumerate() {
+            renamed[from] = to as u8;
+        }
         let mut t = *s;
         for (to, &from) in order.iter().enumerate() {
-            t.nodes[to] = s.nodes[from];
+            t.nodes[to] = rename_nodes(&s.nodes[from], &renamed);
             if holds(from) {
                 t.key = s.key.map(|(_, g)| (to as u8, g));
             }
@@ -745,7 +932,17 @@ impl fmt::Debug for State {
             if let Some(fence) = node.fencer {
                 write!(f, " fencer {}+{} g{}", fence.left, fence.late, fence.generation)?;
             }
-            write!(f, "{}{}{} store", msg(node.renewal), msg(node.cas), if node.frozen { " FROZEN" } else { "" })?;
+            write!(f, "{}{}{}", msg(node.renewal), msg(node.cas), if node.frozen { " FROZEN" } else { "" })?;
+            if self.nodes.iter().any(|n| n.cut || n.last_leader.is_some()) {
+                write!(f, " {}claimed {} last_leader {:?}", if node.cut { "CUT " } else { "" }, node.claimed, node.last_leader)?;
+                if let Some(p) = node.promise {
+                    write!(f, " promised n{} for {}", p.to, p.left)?;
+                }
+                if let Some(r) = node.round {
+                    write!(f, " round b{} confirmed {:b}", r.budget, r.confirmed)?;
+                }
+            }
+            write!(f, " store")?;
             for l in node.leases.iter().flatten() {
                 write!(f, " g{}:{}{}", l.generation, l.left, if l.revoking { "R" } else { "" })?;
             }

@@ -1,10 +1,13 @@
-//! A model check of raftgres's leader-lease protocol: across every interleaving of the
-//! agents, their fencers, the store and the network, with bounded clock skew, **at most
-//! one node runs PostgreSQL as a primary (accepts writes) at any instant**.
+//! A model check of raftgres's HA protocol (issue 15 item 5): across every interleaving
+//! of the agents, their fencers, the store and the network, with bounded clock skew,
+//! **(a) at most one node runs PostgreSQL as a primary (accepts writes) at any instant**
+//! (with and without failsafe mode), and **(b) in synchronous mode every acknowledged
+//! commit is on any node that promotes**.
 //!
 //! `checker` is a small explicit-state breadth-first checker (shortest counterexample,
-//! symmetry reduction, state counts); `lease` is the model. The tests in `tests/lease.rs`
-//! run it. Why not `stateright`: it has no optional features, so it always builds its web
+//! symmetry reduction, state counts); `lease` is the model of (a), with `failsafe` its
+//! failsafe-mode parts; `synchronous` is the model of (b). The tests in `tests/lease.rs`
+//! and `tests/synchronous.rs` run them and print the states explored (`--nocapture`). Why not `stateright`: it has no optional features, so it always builds its web
 //! explorer (`tiny_http`), `dashmap`, `parking_lot` and a second `rand` major version;
 //! the model needs only a BFS with traces, about 150 lines here, whose state counts and
 //! replayed traces we control.
@@ -49,14 +52,39 @@
 //!   message whose deadline budget ran out on the sender's clock is gone (its answer
 //!   could only set a deadline already passed).
 //!
+//! - **Failsafe mode** (`Config::failsafe`, module `failsafe`; `Answer`, `Unanswered`,
+//!   `Extend`): the check starts when the primary (node 0, key on its just-renewed lease,
+//!   fencer armed) is cut from the store, for good; the other nodes are replicas with
+//!   every memory of earlier leaders they could have (`last_leader`, `claimed`). A cut
+//!   node's requests are never served and its cycle is `store_unreachable`: past its
+//!   deadline it fences itself, else it starts a confirmation round (its HA loop waits for
+//!   it) whose extension is `ttl − safety_margin` from the send, on its clock. A member
+//!   answers (at any time after the send, while not frozen) by the agent's
+//!   `confirmation` rule: a confirmation promises, for `ttl` on the member's clock, not
+//!   to race; a refusal fails the round. With every member's confirmation the primary
+//!   extends its deadline and re-arms its fencer (`Lease::extend`), unless its deadline
+//!   already passed. Members race as before, except while a promise lasts; while
+//!   `claimed` (racing, or won the key and seen no other leader since) they confirm
+//!   nobody. Two nodes: 67 thousand states. `Failsafe::PromiseBroken` (a mutation) lets a member race despite its
+//!   promise: the check then finds two writers, so it can fail.
+//!
 //! # What is abstracted away
 //! PostgreSQL is three states (replica, primary, down): "accepts writes" = primary; a
 //! promotion or start is instantaneous (a slow one is a delay before the step). No
-//! switchover, pause, failsafe, sync mode, member keys, health comparisons between
+//! switchover, pause, member keys, health comparisons between
 //! candidates (any replica with a live lease may race: more behaviours, not fewer),
 //! explicit lease revokes by clients, agent crashes (the fencer fences at once then). A
 //! grant answer that is lost leaves a lease nobody knows: it is dropped from the store.
 //! Lease ids are (node, small generation), renumbered canonically; nodes are symmetric.
+//! Failsafe: checked with two nodes (three exceed the time budget: over 10 million
+//! states), one cut that never heals (a healed primary renews or learns its lease is
+//! gone, which the model without failsafe covers), `retry_timeout` not modelled (a
+//! member may answer any time before the round's budget runs out: more behaviours; the
+//! deadline check in `Lease::extend` is what bounds the answers, so R3 of SAFETY.md
+//! matters for liveness here, not for one writer). The promise is measured on the
+//! member's clock and the extension on the primary's, so with skew both drift: the
+//! model's bound would be `safety_margin > fence_latency + 4·max_skew`; the failsafe
+//! check runs without skew (the skewed lease check alone takes half the time budget).
 //!
 //! # The timing inequality
 //! A keep-alive sent at real time `t` is accepted at or after `t`, so the store cannot
@@ -79,5 +107,55 @@
 //! about (items of issue 16) on or off; `Behaviour::FIXED` is the protocol that checks
 //! safe, `Behaviour::TODAY` the code as of this crate's writing.
 
+//! # Synchronous mode (`synchronous`)
+//! A separate model, not a flag of `lease`: joined with the lease model's clocks and
+//! messages it would exceed the time budget by far, and (b) needs (a) only as an
+//! assumption, which `lease` checks. So the lease protocol is two facts here: one node
+//! runs as primary at a time, and a primary is fenced before its key is free (`Fail`
+//! does both at once); a node takes the key only while it is free.
+//!
+//! What is modelled: three nodes, commits numbered in order of creation, a WAL a set of
+//! them (in id order); a primary commits, a replica whose WAL is a prefix of the
+//! primary's streams its next commit, a diverged one is rewound to the common prefix,
+//! replicas crash and start, the primary fails. A commit is acknowledged once a standby
+//! `synchronous_standby_names` waits for (`'*'`: any streaming one; `FIRST 1 (s)`: s, if
+//! it streams) has it; a primary acknowledges only its own commits. Each HA cycle reads
+//! the key, `/sync` and `/history` (`Read`) and acts later on that view: racing only when
+//! `sync_allows` (strict mode: `/sync`'s leader unless `/history` names a newer primary,
+//! or a listed standby) let it, then writing `/sync` = {me, none} by compare-and-swap on
+//! the revision read (a failed one postpones the promotion to a later cycle), promoting,
+//! and appending itself to `/history` (a separate step). The primary does one
+//! `manage_sync` step per cycle, wanting no standby or any one streaming now (`choose`
+//! picks among those): shrink `/sync`, then set `synchronous_standby_names` (`'*'` for
+//! none), then grow `/sync` with the standby PostgreSQL reports `sync` (in the names and
+//! streaming, whether or not it has caught up: PostgreSQL's walsender reports a standby
+//! streaming once it has *sent* everything, not once the standby flushed it).
+//!
+//! Abstracted away: `synchronous_node_count` > 1, the non-strict mode (its fallback to
+//! asynchronous replication acknowledges commits no standby has, by design), maximum lag,
+//! `nosync` tags and health comparisons (more candidates race: more behaviours), a
+//! deposed primary's late `/sync` write (compare-and-swap makes it fail once anyone
+//! wrote since), switching synchronous mode off (its `/sync` delete is not a
+//! compare-and-swap: a known gap, SAFETY.md). Bounds: three nodes, one commit, nodes
+//! symmetric.
+//!
+//! `SyncBehaviour::TODAY` loses an acknowledged commit in two ways the check found:
+//! a promotion postponed by a failed `/sync` write goes ahead in a later cycle without
+//! asking `sync_allows` again (`be_primary` promotes a replica holding the key), and
+//! `/sync` grows with a standby that has not yet the commits `'*'` acknowledged before it
+//! was named. `SyncBehaviour::FIXED` (the promotion's `/sync` write replaces only a
+//! `/sync` that allows this node; a standby joins `/sync` only once it has every commit
+//! the primary had when it was named) checks safe. Mutations that must fail: any replica
+//! may race; promote without writing `/sync` (issue 16 item 6 before its fix).
+//!
+//! # Why the agent's rules are re-stated, not called
+//! `sync_allows` and `confirmation` live in the agent crate, which pulls tokio, tonic and
+//! the rest into anything that depends on it, and take the agent's `ClusterView` and
+//! `Local`; the model re-states them on its own facts (`synchronous::SyncModel::sync_allows`,
+//! `failsafe::confirms`). Moving them with the types they read to a small leaf crate
+//! would let both use one definition.
+
 pub mod checker;
+pub mod failsafe;
 pub mod lease;
+pub mod synchronous;
