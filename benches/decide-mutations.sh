@@ -69,4 +69,10 @@ mutate "free key: only a primary that answered is demoted" crates/agent/src/ha/d
 mutate "key holder promotes a replica behind /history" crates/agent/src/ha/decide.rs \
   '(Some(mine), Some(cluster)) if mine < cluster => {' \
   '(Some(mine), Some(cluster)) if mine < cluster && false => {'
+mutate "sync mode: a postponed promotion skips the /sync check (model check trace)" crates/agent/src/ha/decide.rs \
+  '_ if config.synchronous_mode && !sync_allows(view, me, config.synchronous_mode_strict) => Action::GiveUpKey {' \
+  '_ if false => Action::GiveUpKey {'
+mutate "bootstrap wipes a data directory that is not a cluster" crates/agent/src/ha/decide.rs \
+  'if o.data_dir == DataDir::Invalid {' \
+  'if false {'
 exit $missed

@@ -169,6 +169,12 @@ fn primary(o: &Observation, m: &Memory, view: &ClusterView, config: &DynamicConf
             (Some(mine), Some(cluster)) if mine < cluster => {
                 Action::GiveUpKey { why: format!("{}; not promoting", Ineligible::BehindTimeline { mine, cluster }) }
             }
+            // The key was taken on an older view (a promotion postponed because `/sync`
+            // changed meanwhile): another primary may have come and gone since, its
+            // commits acknowledged by others. Only what `/sync` says now counts.
+            _ if config.synchronous_mode && !sync_allows(view, me, config.synchronous_mode_strict) => Action::GiveUpKey {
+                why: "not a synchronous standby in /sync (synchronous_mode): not promoting; a member /sync lists may take over".into(),
+            },
             _ => Action::Promote { reason: "I hold the leader key" },
         },
         (false, _) if o.pg.state == PgState::Starting => {

@@ -13,6 +13,8 @@
 //! 4. No data lost to the agent itself: a data directory is removed (Reclone) only with
 //!    `remove_data_directory_on_rewind_failure`, and initdb never runs over a data
 //!    directory that holds something other than a PostgreSQL cluster.
+//! 5. In synchronous mode, no promotion (Promote, Race to promote) of a node the current
+//!    `/sync` does not allow (`sync_allows`): it may lack acknowledged commits.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -214,7 +216,7 @@ fn policy(rng: &mut StdRng) -> Policy {
 }
 
 /// The rules of the module doc; `Err` says which one `action` breaks.
-fn check(o: &Observation, p: &Policy, action: &Action) -> Result<(), String> {
+fn check(o: &Observation, c: &DynamicConfig, p: &Policy, action: &Action) -> Result<(), String> {
     match action {
         Action::Reclone { .. } if !p.remove_data_on_rewind_failure => {
             return Err("rule 4: removes a data directory although remove_data_directory_on_rewind_failure is off".into())
@@ -259,6 +261,9 @@ fn check(o: &Observation, p: &Policy, action: &Action) -> Result<(), String> {
         }
     }
     let promotes = matches!(action, Action::Promote { .. } | Action::Race { promote: true, .. });
+    if promotes && c.synchronous_mode && !sync_allows(view, &p.me, c.synchronous_mode_strict) {
+        return Err("rule 5: promotes a node /sync does not allow".into());
+    }
     if let (true, Some(cluster)) = (promotes, cluster_timeline(view, &p.me)) {
         if o.pg.timeline.is_some_and(|t| t < cluster) {
             return Err(format!("rule 3: promotes from timeline {:?}, the cluster is on {cluster}", o.pg.timeline));
@@ -276,7 +281,7 @@ fn random_observations_keep_the_safety_rules() {
         let (o, m, c, p) = (observation(&mut rng, now), memory(&mut rng, now), config(&mut rng), policy(&mut rng));
         let action = decide(&o, &m, &c, &p);
         *seen.entry(super::tests::kind(&action)).or_default() += 1;
-        if let Err(rule) = check(&o, &p, &action) {
+        if let Err(rule) = check(&o, &c, &p, &action) {
             panic!("case {i}: {rule}\naction: {action:?}\nobservation: {o:#?}\nmemory: {m:#?}\nconfig: {c:?}\npolicy: {p:?}");
         }
     }

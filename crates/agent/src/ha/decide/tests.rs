@@ -393,6 +393,27 @@ fn table() -> Vec<Case> {
             o.pg = replica();
             v(o).history = history(2, "n2");
         }),
+        case!(
+            "sync mode, key holder runs a replica /sync no longer lists: no promotion",
+            "GiveUpKey",
+            "not a synchronous standby in /sync",
+            |o, m, c, p| {
+                // The model check's trace: a slow cycle took the key on an old view; another
+                // node had promoted, had a commit acknowledged by n3 and died meanwhile.
+                as_primary(o);
+                o.pg = replica();
+                c.synchronous_mode = true;
+                v(o).history = history(2, "n2");
+                v(o).sync = sync_key("n2", Some("n3"));
+            }
+        ),
+        case!("sync mode, key holder runs a replica /sync lists: promote", "Promote", "I hold the leader key", |o, m, c, p| {
+            as_primary(o);
+            o.pg = replica();
+            c.synchronous_mode = true;
+            v(o).history = history(2, "n2");
+            v(o).sync = sync_key("n2", Some("n1"));
+        }),
         case!("key holder whose PostgreSQL is starting", "Wait", "waiting for PostgreSQL to accept connections", |o, m, c, p| {
             as_primary(o);
             o.pg = PgStatus { state: PgState::Starting, role: Role::Primary, ..Default::default() };
