@@ -129,6 +129,9 @@ pub struct ReplicationRow {
     pub state: String,
     pub sync_state: String,
     pub sync_priority: i32,
+    /// `flush_lsn`: what the standby has flushed (not in Patroni's JSON).
+    #[serde(skip)]
+    pub flush_lsn: Option<u64>,
 }
 
 /// The agent's published state.

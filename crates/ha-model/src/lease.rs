@@ -41,7 +41,7 @@ pub struct Behaviour {
 
 impl Behaviour {
     /// The code as of this crate's writing.
-    pub const TODAY: Behaviour = Behaviour {
+    pub const BEFORE_FIXES: Behaviour = Behaviour {
         fencer_in_agent_group: true,
         store_renews_expired_lease: true,
         fencer_rearmed_by_any_lease: true,

@@ -105,7 +105,8 @@
 //! # Behaviours in question
 //! `lease::Behaviour` switches each of today's behaviours the model found or was asked
 //! about (items of issue 16) on or off; `Behaviour::FIXED` is the protocol that checks
-//! safe, `Behaviour::TODAY` the code as of this crate's writing.
+//! safe, `Behaviour::BEFORE_FIXES` the agent as it was when the model was written (its
+//! findings are fixed in the agent since).
 
 //! # Synchronous mode (`synchronous`)
 //! A separate model, not a flag of `lease`: joined with the lease model's clocks and
@@ -139,7 +140,8 @@
 //! compare-and-swap: a known gap, SAFETY.md). Bounds: three nodes, one commit, nodes
 //! symmetric.
 //!
-//! `SyncBehaviour::TODAY` loses an acknowledged commit in two ways the check found:
+//! `SyncBehaviour::BEFORE_FIXES` (the agent when this model was written; both are fixed
+//! in the agent now, see below) loses an acknowledged commit in two ways the check found:
 //! a promotion postponed by a failed `/sync` write goes ahead in a later cycle without
 //! asking `sync_allows` again (`be_primary` promotes a replica holding the key), and
 //! `/sync` grows with a standby that has not yet the commits `'*'` acknowledged before it

@@ -31,15 +31,17 @@ pub struct SyncBehaviour {
 }
 
 impl SyncBehaviour {
-    /// The code as of this model's writing.
-    pub const TODAY: SyncBehaviour = SyncBehaviour {
+    /// The agent when this model was written: it had both of the last two (fixed since:
+    /// `ha/decide.rs` promotes a key holder only if the current `/sync` allows it, and
+    /// `ha/sync.rs` `admit` names a standby only once it flushed what came before).
+    pub const BEFORE_FIXES: SyncBehaviour = SyncBehaviour {
         any_replica_may_race: false,
         promote_without_writing_sync: false,
         grow_with_lagging_standby: true,
         postponed_promotion_skips_sync_check: true,
     };
     pub const FIXED: SyncBehaviour =
-        SyncBehaviour { grow_with_lagging_standby: false, postponed_promotion_skips_sync_check: false, ..SyncBehaviour::TODAY };
+        SyncBehaviour { grow_with_lagging_standby: false, postponed_promotion_skips_sync_check: false, ..SyncBehaviour::BEFORE_FIXES };
 }
 
 /// The bounds of one check.

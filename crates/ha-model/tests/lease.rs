@@ -68,9 +68,9 @@ fn fencer_rearmed_by_another_lease_is_safe_while_leases_only_expire() {
 }
 
 #[test]
-fn todays_code_has_two_writers() {
+fn the_code_before_the_fixes_has_two_writers() {
     let mut config = Config::small();
-    config.behaviour = Behaviour::TODAY;
+    config.behaviour = Behaviour::BEFORE_FIXES;
     assert_two_writers(config);
 }
 

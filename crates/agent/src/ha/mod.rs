@@ -113,6 +113,9 @@ pub struct Agent {
     scheduled_restart: Option<(SystemTime, bool)>,
     /// `synchronous_standby_names` this primary sets (see `sync`); empty = asynchronous.
     sync_names: String,
+    /// Standbys PostgreSQL reports synchronous that `/sync` does not name yet, with the
+    /// WAL position they must flush first (see `sync::admit`).
+    sync_joining: std::collections::BTreeMap<String, u64>,
     /// The hardware watchdog's timeout, when one is used (it shortens the write budget).
     watchdog_timeout: Option<Duration>,
     /// The failsafe promise this member gave a primary (shared with the REST API).
@@ -166,6 +169,7 @@ impl Agent {
                 stall: stuck::Stall::default(),
                 scheduled_restart: None,
                 sync_names: String::new(),
+                sync_joining: std::collections::BTreeMap::new(),
                 watchdog_timeout,
                 promise: failsafe::Promise::default(),
                 failsafe_members: failsafe::Members::default(),

@@ -137,6 +137,8 @@ impl Agent {
         // The configuration of a primary (no primary_conninfo) goes in before the
         // promotion, so the first commit already waits as it should.
         self.sync_names = if self.dynamic.synchronous_mode { "*".into() } else { String::new() };
+        // Positions remembered in an earlier term as primary mean nothing on this one.
+        self.sync_joining.clear();
         // `/sync` names this node before it accepts writes (Patroni does the same), so the
         // old primary and its standbys, which may miss what this one acknowledges, stop
         // being eligible by it. Someone else changed it meanwhile: not now.

@@ -7,15 +7,19 @@
 //!    commits);
 //! 2. set `synchronous_standby_names` to `FIRST n (the standbys wanted)` and reload;
 //! 3. grow `/sync` with the wanted standbys PostgreSQL reports as `sync` (a standby
-//!    joins `/sync` only once commits wait for it).
+//!    joins `/sync` only once commits wait for it), and only once it has flushed the
+//!    primary's WAL position of the moment it was first reported `sync` ([`admit`]):
+//!    commits acknowledged before PostgreSQL waited for it may not be on it yet.
 //!
 //! With no standby available, `synchronous_mode_strict` keeps commits waiting
 //! (`synchronous_standby_names = '*'`); the non-strict mode falls back to asynchronous
 //! replication and says so in `/sync` (no standby listed).
 
+use std::collections::BTreeMap;
+
 use super::Agent;
 use crate::cluster::{ClusterView, SyncState};
-use crate::state::PgStatus;
+use crate::state::{PgStatus, ReplicationRow};
 
 /// `FIRST n ("a", "b")`, or the strict/async fallbacks.
 pub fn standby_names(wanted: &[String], n: u32, strict: bool) -> String {
@@ -46,6 +50,37 @@ pub fn choose(view: &ClusterView, pg: &PgStatus, me: &str, n: u32, max_lag: Opti
         .collect();
     candidates.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
     candidates.into_iter().take(n as usize).map(|(_, _, name)| name).collect()
+}
+
+/// Step 3's rule: which of the standbys PostgreSQL reports synchronous (`confirmed`)
+/// `/sync` may name now. One `/sync` already lists (`listed`) stays. A new one joins once
+/// its flushed position (`rows`) reached the primary's WAL position (`wal_lsn`) of the
+/// cycle that first saw it synchronous (`joining` remembers those positions): anything
+/// acknowledged before then is at or below that position, and from then on commits wait
+/// for it. Returns the standbys for `/sync` (in `confirmed`'s order) and the new `joining`.
+pub fn admit(
+    confirmed: &[String],
+    listed: &[String],
+    joining: &BTreeMap<String, u64>,
+    rows: &[ReplicationRow],
+    wal_lsn: Option<u64>,
+) -> (Vec<String>, BTreeMap<String, u64>) {
+    let flushed = |name: &str| rows.iter().find(|r| r.application_name == name).and_then(|r| r.flush_lsn);
+    let mut admitted = Vec::new();
+    let mut still_joining = BTreeMap::new();
+    for name in confirmed {
+        if listed.contains(name) {
+            admitted.push(name.clone());
+            continue;
+        }
+        let Some(since) = joining.get(name).copied().or(wal_lsn) else { continue };
+        if flushed(name).is_some_and(|f| f >= since) {
+            admitted.push(name.clone());
+        } else {
+            still_joining.insert(name.clone(), since);
+        }
+    }
+    (admitted, still_joining)
 }
 
 /// In synchronous mode, whether `name` may take the leader key by `/sync`: only the
@@ -109,9 +144,11 @@ impl Agent {
             .filter(|w| pg.replication.iter().any(|r| &r.application_name == *w && matches!(r.sync_state.as_str(), "sync" | "quorum")))
             .cloned()
             .collect();
+        let (admitted, joining) = admit(&confirmed, &staying, &self.sync_joining, &pg.replication, pg.wal_lsn);
+        self.sync_joining = joining;
         let in_key = view.sync.as_ref().map(|(s, _)| s.leader.as_deref() == Some(me.as_str())).unwrap_or(false);
-        if confirmed != staying || !in_key {
-            self.write_sync(view, &confirmed).await;
+        if admitted != staying || !in_key {
+            self.write_sync(view, &admitted).await;
         }
     }
 
@@ -208,5 +245,48 @@ mod tests {
         assert!(sync_allows(&view, "n2", false), "a listed standby");
         view.history[0].4 = "n1".into();
         assert!(sync_allows(&view, "n1", false), "not stale: n1 is the newest primary");
+    }
+
+    fn row(name: &str, flushed: u64) -> ReplicationRow {
+        ReplicationRow {
+            application_name: name.into(),
+            state: "streaming".into(),
+            sync_state: "sync".into(),
+            flush_lsn: Some(flushed),
+            ..Default::default()
+        }
+    }
+
+    /// The model check's trace (`growing_sync_with_a_lagging_standby_loses_a_commit`): a
+    /// standby PostgreSQL has just started waiting for, that lacks a commit acknowledged
+    /// before (under '*', by another standby), must not be named in `/sync` yet. Before
+    /// `admit`, every standby reported `sync` was named at once.
+    #[test]
+    fn a_new_synchronous_standby_joins_sync_only_once_it_flushed_what_was_acknowledged_before() {
+        let confirmed = vec!["n2".to_string()];
+        let behind = [row("n2", 900)];
+        let (admitted, joining) = admit(&confirmed, &[], &BTreeMap::new(), &behind, Some(1000));
+        assert!(admitted.is_empty(), "n2 has not flushed 1000 yet");
+        assert_eq!(joining.get("n2"), Some(&1000));
+        // Next cycle: the primary moved on to 1500; n2 flushed 1000, the mark that counts.
+        let (admitted, joining) = admit(&confirmed, &[], &joining, &[row("n2", 1000)], Some(1500));
+        assert_eq!(admitted, confirmed);
+        assert!(joining.is_empty());
+    }
+
+    #[test]
+    fn listed_standbys_stay_and_caught_up_ones_join_at_once() {
+        let confirmed = vec!["n2".to_string(), "n3".to_string()];
+        let rows = [row("n2", 10), row("n3", 2000)];
+        let (admitted, joining) = admit(&confirmed, &["n2".to_string()], &BTreeMap::new(), &rows, Some(2000));
+        assert_eq!(admitted, confirmed, "n2 is listed already; n3 flushed everything");
+        assert!(joining.is_empty());
+        // One no longer reported synchronous is forgotten.
+        let waiting = BTreeMap::from([("n9".to_string(), 5u64)]);
+        let (_, joining) = admit(&confirmed, &[], &waiting, &rows, Some(2000));
+        assert!(!joining.contains_key("n9"));
+        // No WAL position known (not a primary answer): nobody new joins.
+        let (admitted, _) = admit(&["n3".to_string()], &[], &BTreeMap::new(), &[row("n3", 5)], None);
+        assert!(admitted.is_empty());
     }
 }

@@ -93,8 +93,8 @@ impl Sql {
                  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END, \
             (SELECT count(*) > 0 FROM pg_settings WHERE pending_restart), \
             (SELECT system_identifier::text FROM pg_control_system())";
-        const REPLICATION: &str = "SELECT usename::text, application_name, host(client_addr), state, sync_state, sync_priority \
-            FROM pg_stat_replication ORDER BY application_name";
+        const REPLICATION: &str = "SELECT usename::text, application_name, host(client_addr), state, sync_state, sync_priority, \
+            flush_lsn::text FROM pg_stat_replication ORDER BY application_name";
         self.timed(|c| {
             Box::pin(async move {
                 let row = c.query_one(QUERY, &[]).await.map_err(sql_error)?;
@@ -124,6 +124,7 @@ impl Sql {
                             state: r.get::<_, Option<String>>(3).unwrap_or_default(),
                             sync_state: r.get::<_, Option<String>>(4).unwrap_or_default(),
                             sync_priority: r.get::<_, Option<i32>>(5).unwrap_or_default(),
+                            flush_lsn: r.get::<_, Option<String>>(6).as_deref().and_then(parse_lsn),
                         });
                     }
                 }

@@ -91,6 +91,7 @@ pub(super) fn primary() -> NodeState {
         state: "streaming".into(),
         sync_state: "async".into(),
         sync_priority: 0,
+        flush_lsn: Some(PRIMARY_AT),
     }];
     s.holds_leader_key = true;
     s.cluster = cluster(Some("node1"));
