@@ -1,15 +1,12 @@
-//! `raftctl chaos` in its short form: one round of every fault (kill, postmaster, pause,
-//! partition, one-way and inbound partition, netem, a replica's full disk, restart of
-//! all nodes, a stop of the primary's process group, the primary cut off from the Raft
-//! leader, two nodes cut off, failsafe mode with the Raft port cut, a ttl change) on a
-//! lab in network namespaces under a write load. The runner's own checks must pass,
-//! every fault must have its row with the cluster healed and the outcome its kind
-//! expects, the KV clients' history of the etcd API must be linearizable, and the
-//! summary line must say no split brain (and, in synchronous mode, no lost write).
-//! `pg-stall`, `pg-hang` and `double-failover` run only in the long form for now: the
-//! last because today's agent does not bring the first primary back after it (its
-//! pg_rewind needs WAL the third primary already removed, and it rewinds again every
-//! 5 s instead of cloning anew).
+//! `raftctl chaos` in its short form: one round of every fault kind (kill, postmaster,
+//! pause, partition, one-way and inbound partition, netem, a replica's full disk, restart
+//! of all nodes, a stop of the primary's process group, a double failover, the primary
+//! cut off from the Raft leader, two nodes cut off, failsafe mode with the Raft port cut,
+//! a ttl change, a stalled primary during a switchover, a hung PostgreSQL) on a lab in
+//! network namespaces under a write load. The runner's own checks must pass, every fault
+//! must have its row with the cluster healed and the outcome its kind expects, the KV
+//! clients' history of the etcd API must be linearizable, and the summary line must say
+//! no split brain (and, in synchronous mode, no lost write).
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -17,7 +14,7 @@ use std::process::Command;
 use raftgres_tests::bin;
 use raftgres_tests::lab::NetnsClaim;
 
-const FAULTS: [&str; 15] = [
+const FAULTS: [&str; 17] = [
     "kill",
     "postmaster",
     "pause",
@@ -28,10 +25,12 @@ const FAULTS: [&str; 15] = [
     "diskfull",
     "restart-all",
     "group-stop",
+    "double-failover",
     "bridge",
     "isolate-two",
     "failsafe",
     "ttl-change",
+    "pg-stall",
     "pg-hang",
 ];
 
