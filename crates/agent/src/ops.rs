@@ -200,7 +200,9 @@ async fn write_config(dcs: &Dcs, config: &Value, revision: i64) -> Result<(), Op
     if !config.is_object() {
         return Err(OpsError::Refused("the configuration must be a JSON object".into()));
     }
-    DynamicConfig::from_json(config).map_err(|e| OpsError::Refused(format!("invalid configuration: {e}")))?;
+    crate::config_keys::check_dynamic(config)
+        .and_then(|()| DynamicConfig::from_json(config))
+        .map_err(|e| OpsError::Refused(format!("invalid configuration: {e}")))?;
     let text = serde_json::to_string(config).map_err(|e| OpsError::Refused(e.to_string()))?;
     let written = if revision == 0 {
         dcs.create(&dcs.keys.config(), &text, 0).await
