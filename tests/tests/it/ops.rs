@@ -123,6 +123,18 @@ fn rest_api_switches_over_and_nodes_restart_reload_and_reinit() -> anyhow::Resul
         let (code, body) = lab.rest(old, "POST", "/switchover", &format!(r#"{{"candidate": "{}"}}"#, lab.name(candidate)))?;
         assert_eq!((code, body.trim()), (200, format!("Successfully switched over to \"{}\"", lab.name(candidate)).as_str()));
         assert_eq!(lab.primary()?, candidate);
+        // The promoted primary's settings lost recovery_target_timeline, which PostgreSQL
+        // marks pending restart; as in Patroni, recovery settings do not count (before,
+        // /patroni said pending_restart: true after every switchover).
+        wait_for(Duration::from_secs(20), "recovery_target_timeline dropped and pending restart in pg_settings", || {
+            let waiting = lab.psql(candidate, "select string_agg(name, ',') from pg_settings where pending_restart")?;
+            anyhow::ensure!(waiting == "recovery_target_timeline", "pending: {waiting:?}");
+            Ok(())
+        })?;
+        std::thread::sleep(Duration::from_secs(3));
+        let (code, body) = lab.rest(candidate, "GET", "/patroni", "")?;
+        assert_eq!(code, 200, "{body}");
+        assert!(!body.contains("pending_restart"), "a fresh primary shows no pending restart: {body}");
         let (code, body) = lab.rest(candidate, "POST", "/switchover", r#"{"candidate": "nosuchnode"}"#)?;
         assert_eq!(code, 412, "{body}");
         let (code, body) = lab.rest(candidate, "PATCH", "/config", r#"{"ttl": 1}"#)?;
@@ -138,11 +150,13 @@ fn rest_api_switches_over_and_nodes_restart_reload_and_reinit() -> anyhow::Resul
         assert!(out.contains("restarted PostgreSQL"), "{out}");
         assert_ne!(lab.postmaster_pid(replica)?, before);
         assert!(lab.ctl(&["reload", &lab.name(replica)])?.contains("reloaded"));
-        assert!(lab.ctl(&["restart", &lab.name(replica), "--scheduled", "2099-01-01T00:00:00Z"])?.contains("scheduled"));
+        assert!(lab.ctl(&["restart", &lab.name(replica), "--scheduled", "2099-01-01T00:00:00+01:00", "--force"])?.contains("scheduled"));
         assert!(lab.ctl(&["restart", &lab.name(replica), "--cancel"])?.contains("cancelled"));
         assert!(lab.ctl(&["restart", &lab.name(replica), "--cancel"]).is_err(), "nothing left to cancel");
 
         // reinit: refused on the primary, re-clones a replica
+        let err = lab.ctl(&["reinit", &lab.name(replica)]).expect_err("no terminal, no --force");
+        assert!(err.to_string().contains("there is no terminal to ask on: add --force"), "{err}");
         assert!(lab.ctl(&["reinit", &lab.name(candidate), "--force"]).is_err(), "reinit of the primary is refused");
         assert!(lab.ctl(&["reinit", &lab.name(replica), "--force"])?.contains("cloning"));
         lab.psql(candidate, "insert into t(v) values ('reinit')")?;
