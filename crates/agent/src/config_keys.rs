@@ -284,6 +284,19 @@ pub fn check_dynamic(config: &Value) -> Result<(), Invalid> {
     }
 }
 
+/// A merge patch for `/config`: every key it sets must be applied; a null (removal)
+/// is taken for any key, so a key an older `/config` holds can always be removed.
+pub fn check_dynamic_patch(patch: &Value) -> Result<(), Invalid> {
+    check_dynamic(&without_removals(patch))
+}
+
+fn without_removals(value: &Value) -> Value {
+    match value {
+        Value::Object(m) => Value::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_removals(v))).collect()),
+        other => other.clone(),
+    }
+}
+
 /// Levenshtein distance (insertions, deletions, substitutions), on characters.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();

@@ -215,6 +215,15 @@ fn typos_are_refused_with_the_near_name() {
 }
 
 #[test]
+fn a_patch_may_remove_any_key_and_set_only_known_ones() {
+    check_dynamic_patch(&serde_json::json!({"slots": null, "postgresql": {"pg_hba": null}, "pause": true})).expect("removals and pause");
+    let e = check_dynamic_patch(&serde_json::json!({"loop_wiat": 1, "slots": null})).expect_err("typo").0;
+    assert_eq!(e, "loop_wiat is not a known setting: did you mean loop_wait?");
+    let e = check_dynamic_patch(&serde_json::json!({"postgresql": {"use_slots": false}})).expect_err("node setting").0;
+    assert!(e.starts_with("postgresql.use_slots is refused: set it in each node's file"), "{e}");
+}
+
+#[test]
 fn edit_distance_counts_edits() {
     assert_eq!(edit_distance("loop_wiat", "loop_wait"), 2);
     assert_eq!(edit_distance("ttl", "ttl"), 0);
