@@ -410,7 +410,8 @@ impl DynamicConfig {
         Ok(())
     }
 
-    /// Reads `/config`; unknown keys are kept out (Patroni writes many we do not use).
+    /// Reads `/config`; unknown keys are kept out here, so a `/config` written before
+    /// (or by Patroni) still works; every write is checked by `config_keys::check_dynamic`.
     pub fn from_json(value: &serde_json::Value) -> Result<Self, Invalid> {
         let mut known = serde_json::Map::new();
         if let Some(obj) = value.as_object() {

@@ -180,7 +180,10 @@ pub fn dynamic(view: &ClusterView) -> DynamicConfig {
 
 /// Merges `patch` into `/config` (JSON merge patch: null removes a key), validates the
 /// result (the timing inequality included) and writes it if nobody changed it meanwhile.
+/// Only the keys the patch sets must be known: a key an older `/config` holds does not
+/// block `pause` or an unrelated change, and a null removes any key.
 pub async fn patch_config(dcs: &Dcs, patch: &Value) -> Result<Value, OpsError> {
+    crate::config_keys::check_dynamic_patch(patch).map_err(refused_config)?;
     let view = dcs.read_cluster().await.map_err(store)?;
     let (mut config, revision) = view.config.clone().unwrap_or((Value::Object(Default::default()), 0));
     merge(&mut config, patch);
@@ -188,19 +191,24 @@ pub async fn patch_config(dcs: &Dcs, patch: &Value) -> Result<Value, OpsError> {
     Ok(config)
 }
 
-/// Replaces `/config` with `config` (validated, compare-and-swap).
+/// Replaces `/config` with `config` (validated, every key known; compare-and-swap).
 pub async fn replace_config(dcs: &Dcs, config: &Value) -> Result<Value, OpsError> {
+    crate::config_keys::check_dynamic(config).map_err(refused_config)?;
     let view = dcs.read_cluster().await.map_err(store)?;
     let revision = view.config.as_ref().map_or(0, |(_, r)| *r);
     write_config(dcs, config, revision).await?;
     Ok(config.clone())
 }
 
+fn refused_config(e: crate::config::Invalid) -> OpsError {
+    OpsError::Refused(format!("invalid configuration: {e}"))
+}
+
 async fn write_config(dcs: &Dcs, config: &Value, revision: i64) -> Result<(), OpsError> {
     if !config.is_object() {
         return Err(OpsError::Refused("the configuration must be a JSON object".into()));
     }
-    DynamicConfig::from_json(config).map_err(|e| OpsError::Refused(format!("invalid configuration: {e}")))?;
+    DynamicConfig::from_json(config).map_err(refused_config)?;
     let text = serde_json::to_string(config).map_err(|e| OpsError::Refused(e.to_string()))?;
     let written = if revision == 0 {
         dcs.create(&dcs.keys.config(), &text, 0).await

@@ -4,12 +4,15 @@
 //! `events`, `topology`, `dsn`, ...), and the learning lab and fault runner (`lab`, `chaos`).
 
 mod command;
+mod endpoints;
 mod table;
 mod tls;
+mod when;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use endpoints::NodeFile;
 use raftgres_client::{Api, Security};
 use table::Output;
 
@@ -17,8 +20,13 @@ use table::Output;
 #[command(name = "raftctl", version, about = "Drive a raftgres cluster: Raft members, PostgreSQL, the lab")]
 pub struct Cli {
     /// etcd API endpoints of the cluster (comma separated), as etcdctl's --endpoints.
-    #[arg(long, global = true, value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    /// Without it: the -c file's, then $RAFTCTL_ENDPOINTS, then $ETCDCTL_ENDPOINTS, then 127.0.0.1:2379.
+    #[arg(long, global = true, value_delimiter = ',')]
     pub endpoints: Vec<String>,
+    /// A node's raftgres.yml: its etcd API endpoint, scope, namespace and client TLS
+    /// (as patronictl -c patroni.yml).
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
     pub output: Output,
@@ -89,41 +97,91 @@ fn main() -> ExitCode {
     }
 }
 
-/// The API through the first of `--endpoints` that answers, with the TLS settings.
-async fn connect(endpoints: &[String], tls: &tls::TlsArgs) -> anyhow::Result<Api> {
-    let files = match tls.files()? {
-        Some(files) => Some(files),
-        None => raftgres_lab::tls_files_for(tls.lab.as_deref(), endpoints)?,
-    };
-    Api::connect(endpoints, &Security::load(files.as_ref())?).await
+/// How to reach the cluster: the endpoints (`endpoints::resolve`) and the TLS flags,
+/// with the `-c` node file's TLS when no `--cacert` is given.
+struct Target<'a> {
+    endpoints: Vec<String>,
+    tls: &'a tls::TlsArgs,
+    node_file: Option<&'a NodeFile>,
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// The API through the first endpoint that answers, with the TLS settings.
+async fn connect(target: &Target<'_>) -> anyhow::Result<Api> {
+    let from_file = || target.node_file.map(NodeFile::tls_files).transpose().map(Option::flatten);
+    let files = match target.tls.files()? {
+        Some(files) => Some(files),
+        None => match from_file()? {
+            Some(files) => Some(files),
+            None => raftgres_lab::tls_files_for(target.tls.lab.as_deref(), &target.endpoints)?,
+        },
+    };
+    Api::connect(&target.endpoints, &Security::load(files.as_ref())?).await
+}
+
+impl Command {
+    /// The cluster the command names, to fill from a `-c` file (None: it names none).
+    fn cluster_mut(&mut self) -> Option<(&mut Option<String>, &mut Option<String>)> {
+        use command::cluster::ClusterArgs;
+        let args: &mut ClusterArgs = match self {
+            Command::List(a) => return Some((&mut a.scope, &mut a.namespace)),
+            Command::Switchover(a) => &mut a.cluster,
+            Command::Failover(a) => &mut a.cluster,
+            Command::Pause(a) | Command::Resume(a) => &mut a.cluster,
+            Command::ShowConfig(a) => &mut a.cluster,
+            Command::EditConfig(a) => &mut a.cluster,
+            Command::Restart(a) => &mut a.node.cluster,
+            Command::Reload(a) | Command::Reinit(a) => &mut a.cluster,
+            Command::Topology(a) | Command::Version(a) => &mut a.cluster,
+            Command::Dsn(a) => &mut a.cluster,
+            Command::Watch(a) => &mut a.cluster,
+            Command::Events(a) => &mut a.cluster,
+            Command::History(a) => &mut a.cluster,
+            Command::Members(_) | Command::Lab(_) | Command::Chaos(_) => return None,
+        };
+        Some((&mut args.scope, &mut args.namespace))
+    }
+}
+
+async fn run(mut cli: Cli) -> anyhow::Result<()> {
+    let node_file = cli.config.as_deref().map(NodeFile::read).transpose()?;
+    if let (Some(file), Some((scope, namespace))) = (&node_file, cli.command.cluster_mut()) {
+        if scope.is_none() {
+            scope.clone_from(&file.scope);
+        }
+        if namespace.is_none() {
+            namespace.clone_from(&file.namespace);
+        }
+    }
+    let target = Target {
+        endpoints: endpoints::resolve(&cli.endpoints, node_file.as_ref(), |v| std::env::var(v).ok()),
+        tls: &cli.tls,
+        node_file: node_file.as_ref(),
+    };
     match cli.command {
         Command::Members(args) => {
-            let api = connect(&cli.endpoints, &cli.tls).await?;
+            let api = connect(&target).await?;
             command::members::run(&api, args, cli.output).await
         }
         Command::List(args) => {
-            let api = connect(&cli.endpoints, &cli.tls).await?;
+            let api = connect(&target).await?;
             command::list::run(&api, args, cli.output).await
         }
         Command::Lab(args) => command::lab::run(args).await,
         Command::Chaos(args) => command::chaos::run(args).await,
-        Command::Switchover(args) => command::switchover::switchover(&connect(&cli.endpoints, &cli.tls).await?, args).await,
-        Command::Failover(args) => command::switchover::failover(&connect(&cli.endpoints, &cli.tls).await?, args).await,
-        Command::Pause(args) => command::pause::run(&connect(&cli.endpoints, &cli.tls).await?, args, true).await,
-        Command::Resume(args) => command::pause::run(&connect(&cli.endpoints, &cli.tls).await?, args, false).await,
-        Command::ShowConfig(args) => command::config::show(&connect(&cli.endpoints, &cli.tls).await?, args).await,
-        Command::EditConfig(args) => command::config::edit(&connect(&cli.endpoints, &cli.tls).await?, args).await,
-        Command::Restart(args) => command::node_ops::restart(&connect(&cli.endpoints, &cli.tls).await?, args).await,
-        Command::Reload(args) => command::node_ops::reload(&connect(&cli.endpoints, &cli.tls).await?, args).await,
-        Command::Reinit(args) => command::node_ops::reinit(&connect(&cli.endpoints, &cli.tls).await?, args).await,
-        Command::Topology(args) => command::topology::topology(&connect(&cli.endpoints, &cli.tls).await?, args).await,
-        Command::Dsn(args) => command::topology::dsn(&connect(&cli.endpoints, &cli.tls).await?, args).await,
-        Command::Version(args) => command::topology::version(&connect(&cli.endpoints, &cli.tls).await?, args).await,
-        Command::Watch(args) => command::watch::run(&connect(&cli.endpoints, &cli.tls).await?, args).await,
-        Command::Events(args) => command::events::run(&connect(&cli.endpoints, &cli.tls).await?, args, cli.output).await,
-        Command::History(args) => command::history::run(&connect(&cli.endpoints, &cli.tls).await?, args, cli.output).await,
+        Command::Switchover(args) => command::switchover::switchover(&connect(&target).await?, args).await,
+        Command::Failover(args) => command::switchover::failover(&connect(&target).await?, args).await,
+        Command::Pause(args) => command::pause::run(&connect(&target).await?, args, true).await,
+        Command::Resume(args) => command::pause::run(&connect(&target).await?, args, false).await,
+        Command::ShowConfig(args) => command::config::show(&connect(&target).await?, args).await,
+        Command::EditConfig(args) => command::config::edit(&connect(&target).await?, args).await,
+        Command::Restart(args) => command::node_ops::restart(&connect(&target).await?, args).await,
+        Command::Reload(args) => command::node_ops::reload(&connect(&target).await?, args).await,
+        Command::Reinit(args) => command::node_ops::reinit(&connect(&target).await?, args).await,
+        Command::Topology(args) => command::topology::topology(&connect(&target).await?, args).await,
+        Command::Dsn(args) => command::topology::dsn(&connect(&target).await?, args).await,
+        Command::Version(args) => command::topology::version(&connect(&target).await?, args).await,
+        Command::Watch(args) => command::watch::run(&connect(&target).await?, args).await,
+        Command::Events(args) => command::events::run(&connect(&target).await?, args, cli.output).await,
+        Command::History(args) => command::history::run(&connect(&target).await?, args, cli.output).await,
     }
 }

@@ -37,6 +37,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     init_logging();
+    for warning in &settings.warnings {
+        tracing::warn!("config file: {warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use raftgres_agent::config::{AgentConfig, RawAgentConfig};
+use raftgres_agent::config_keys;
 use raftgres_store::{ClusterState, RaftTiming, StoreConfig};
 use raftgres_tls::{ServerTls, TransportSecurity};
 use serde::Deserialize;
@@ -63,6 +64,9 @@ pub struct Flags {
     /// etcd's `peer-transport-security` (only from `--config`).
     #[arg(skip)]
     pub peer_transport_security: Option<TransportSecurity>,
+    /// Keys of the config file accepted but not used, one sentence each.
+    #[arg(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// The same keys as [`Flags`], from the config file.
@@ -96,6 +100,8 @@ pub struct Settings {
     pub client_tls: Option<ServerTls>,
     /// The PostgreSQL supervisor's settings, when the file has a `postgresql` section.
     pub agent: Option<AgentConfig>,
+    /// Config file keys accepted but not used: logged once at startup.
+    pub warnings: Vec<String>,
 }
 
 macro_rules! merge {
@@ -109,8 +115,10 @@ impl Flags {
     fn merge_file(mut self) -> Result<Self, String> {
         let Some(path) = self.config.clone() else { return Ok(self) };
         let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-        let (mut file, agent) = split_file(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        let SplitFile { store: mut file, agent, warnings } =
+            split_file(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
         self.agent = agent;
+        self.warnings = warnings;
         merge!(
             self,
             file,
@@ -178,6 +186,7 @@ impl Flags {
         };
         Ok(Settings {
             agent,
+            warnings: f.warnings,
             store,
             listen_client,
             client_tls,
@@ -190,27 +199,52 @@ impl Flags {
 /// The config file's top-level keys that belong to the agent (Patroni's section names).
 const AGENT_SECTIONS: [&str; 7] = ["scope", "namespace", "restapi", "postgresql", "bootstrap", "tags", "watchdog"];
 
-/// Splits the config file into the store's keys and the agent's sections.
-fn split_file(text: &str) -> Result<(FileSettings, Option<RawAgentConfig>), String> {
+/// The store's keys in the config file (as [`FileSettings`] names them).
+const STORE_KEYS: [&str; 14] = [
+    "name",
+    "data-dir",
+    "listen-peer",
+    "listen-client",
+    "advertise-client",
+    "initial-cluster",
+    "initial-cluster-state",
+    "heartbeat-interval",
+    "election-timeout",
+    "snapshot-count",
+    "max-request-bytes",
+    "max-txn-ops",
+    "client-transport-security",
+    "peer-transport-security",
+];
+
+/// The config file, split: the store's keys, the agent's sections, and the warnings
+/// about keys accepted but not used (Patroni's external DCS sections, ...).
+struct SplitFile {
+    store: FileSettings,
+    agent: Option<RawAgentConfig>,
+    warnings: Vec<String>,
+}
+
+/// Splits the config file into the store's keys and the agent's sections, after every
+/// key was found applied, warned about, or refused (`config_keys`).
+fn split_file(text: &str) -> Result<SplitFile, String> {
     let value: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
-    let mut store = match value {
-        serde_norway::Value::Mapping(m) => m,
-        serde_norway::Value::Null => serde_norway::Mapping::new(),
+    let mut store = match serde_json::to_value(value).map_err(|e| format!("keys must be plain names: {e}"))? {
+        serde_json::Value::Object(m) => m,
+        serde_json::Value::Null => serde_json::Map::new(),
         _ => return Err("expected a mapping of settings (key: value)".into()),
     };
-    let mut agent = serde_norway::Mapping::new();
+    let warnings = config_keys::check_node_file(&mut store, &STORE_KEYS).map_err(|e| e.to_string())?;
+    let mut agent = serde_json::Map::new();
     for key in AGENT_SECTIONS {
         if let Some(v) = store.remove(key) {
             agent.insert(key.into(), v);
         }
     }
-    let file: FileSettings = serde_norway::from_value(serde_norway::Value::Mapping(store)).map_err(|e| e.to_string())?;
-    let agent = if agent.is_empty() {
-        None
-    } else {
-        Some(serde_norway::from_value(serde_norway::Value::Mapping(agent)).map_err(|e| e.to_string())?)
-    };
-    Ok((file, agent))
+    let file: FileSettings = serde_json::from_value(serde_json::Value::Object(store)).map_err(|e| e.to_string())?;
+    let agent =
+        if agent.is_empty() { None } else { Some(serde_json::from_value(serde_json::Value::Object(agent)).map_err(|e| e.to_string())?) };
+    Ok(SplitFile { store: file, agent, warnings })
 }
 
 fn check_host_port(what: &str, value: &str) -> Result<(), String> {
@@ -308,7 +342,18 @@ mod tests {
         assert_eq!(s.store.data_dir, PathBuf::from("/tmp/b"));
         std::fs::write(&path, "nmae: n1\n").expect("write");
         let err = flags(&["--config", path.to_str().expect("utf8")]).validate().expect_err("typo");
-        assert!(err.contains("unknown field"), "{err}");
+        assert!(err.ends_with("nmae is not a known setting: did you mean name?"), "{err}");
+        std::fs::write(
+            &path,
+            format!(
+                "{base}etcd3: {{hosts: 10.0.0.1:2379}}\n",
+                base = "name: n1\ndata-dir: /tmp/a\nlisten-peer: 127.0.0.1:2380\nlisten-client: 127.0.0.1:2379\n"
+            ),
+        )
+        .expect("write");
+        let s = flags(&["--config", path.to_str().expect("utf8")]).validate().expect("warned, not refused");
+        assert_eq!(s.warnings.len(), 1);
+        assert!(s.warnings[0].starts_with("etcd3: the store is embedded"), "{:?}", s.warnings);
     }
 
     #[test]

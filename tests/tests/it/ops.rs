@@ -97,6 +97,10 @@ fn edit_config_validates_and_applies() -> anyhow::Result<()> {
         let primary = lab.primary()?;
         let err = lab.ctl(&["edit-config", "-s", "ttl=1", "--force"]).expect_err("unsafe timing");
         assert!(err.to_string().contains("timing is unsafe"), "{err}");
+        let err = lab.ctl(&["edit-config", "-s", "loop_wiat=2", "--force"]).expect_err("typo");
+        assert!(err.to_string().contains("loop_wiat is not a known setting: did you mean loop_wait?"), "{err}");
+        let (code, body) = lab.rest(primary, "PATCH", "/config", r#"{"slots": {"cdc": {"type": "logical"}}}"#)?;
+        assert!(code == 400 && body.contains("slots is refused: permanent replication slots"), "{code} {body}");
         lab.ctl(&["edit-config", "-s", "maximum_lag_on_failover=2097152", "-p", "work_mem=8MB", "--force"])?;
         let shown = lab.ctl(&["show-config"])?;
         assert!(shown.contains("maximum_lag_on_failover: 2097152") && shown.contains("work_mem: 8MB"), "{shown}");
@@ -119,6 +123,18 @@ fn rest_api_switches_over_and_nodes_restart_reload_and_reinit() -> anyhow::Resul
         let (code, body) = lab.rest(old, "POST", "/switchover", &format!(r#"{{"candidate": "{}"}}"#, lab.name(candidate)))?;
         assert_eq!((code, body.trim()), (200, format!("Successfully switched over to \"{}\"", lab.name(candidate)).as_str()));
         assert_eq!(lab.primary()?, candidate);
+        // The promoted primary's settings lost recovery_target_timeline, which PostgreSQL
+        // marks pending restart; as in Patroni, recovery settings do not count (before,
+        // /patroni said pending_restart: true after every switchover).
+        wait_for(Duration::from_secs(20), "recovery_target_timeline dropped and pending restart in pg_settings", || {
+            let waiting = lab.psql(candidate, "select string_agg(name, ',') from pg_settings where pending_restart")?;
+            anyhow::ensure!(waiting == "recovery_target_timeline", "pending: {waiting:?}");
+            Ok(())
+        })?;
+        std::thread::sleep(Duration::from_secs(3));
+        let (code, body) = lab.rest(candidate, "GET", "/patroni", "")?;
+        assert_eq!(code, 200, "{body}");
+        assert!(!body.contains("pending_restart"), "a fresh primary shows no pending restart: {body}");
         let (code, body) = lab.rest(candidate, "POST", "/switchover", r#"{"candidate": "nosuchnode"}"#)?;
         assert_eq!(code, 412, "{body}");
         let (code, body) = lab.rest(candidate, "PATCH", "/config", r#"{"ttl": 1}"#)?;
@@ -134,11 +150,13 @@ fn rest_api_switches_over_and_nodes_restart_reload_and_reinit() -> anyhow::Resul
         assert!(out.contains("restarted PostgreSQL"), "{out}");
         assert_ne!(lab.postmaster_pid(replica)?, before);
         assert!(lab.ctl(&["reload", &lab.name(replica)])?.contains("reloaded"));
-        assert!(lab.ctl(&["restart", &lab.name(replica), "--scheduled", "2099-01-01T00:00:00Z"])?.contains("scheduled"));
+        assert!(lab.ctl(&["restart", &lab.name(replica), "--scheduled", "2099-01-01T00:00:00+01:00", "--force"])?.contains("scheduled"));
         assert!(lab.ctl(&["restart", &lab.name(replica), "--cancel"])?.contains("cancelled"));
         assert!(lab.ctl(&["restart", &lab.name(replica), "--cancel"]).is_err(), "nothing left to cancel");
 
         // reinit: refused on the primary, re-clones a replica
+        let err = lab.ctl(&["reinit", &lab.name(replica)]).expect_err("no terminal, no --force");
+        assert!(err.to_string().contains("there is no terminal to ask on: add --force"), "{err}");
         assert!(lab.ctl(&["reinit", &lab.name(candidate), "--force"]).is_err(), "reinit of the primary is refused");
         assert!(lab.ctl(&["reinit", &lab.name(replica), "--force"])?.contains("cloning"));
         lab.psql(candidate, "insert into t(v) values ('reinit')")?;

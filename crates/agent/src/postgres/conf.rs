@@ -106,6 +106,36 @@ pub fn parameters(
     p
 }
 
+/// PostgreSQL's recovery settings (Patroni's list). The agent changes them on every
+/// promotion and every new upstream, and they only act during recovery, so a change to
+/// one that waits for a restart (`recovery_target_timeline` leaving a freshly promoted
+/// primary's settings) is no reason to restart.
+const RECOVERY_PARAMETERS: [&str; 16] = [
+    "archive_cleanup_command",
+    "restore_command",
+    "recovery_end_command",
+    "recovery_target",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_lsn",
+    "recovery_target_inclusive",
+    "recovery_target_timeline",
+    "recovery_target_action",
+    "recovery_min_apply_delay",
+    "primary_conninfo",
+    "primary_slot_name",
+    "promote_trigger_file",
+    "trigger_file",
+];
+
+/// Whether PostgreSQL needs a restart, as Patroni counts it: some setting other than a
+/// recovery setting waits for one. `waiting` are the names `pg_settings` marks
+/// `pending_restart`.
+pub fn pending_restart<S: AsRef<str>>(waiting: &[S]) -> bool {
+    waiting.iter().any(|name| !RECOVERY_PARAMETERS.contains(&name.as_ref().to_ascii_lowercase().as_str()))
+}
+
 /// Writes `raftgres.conf` and makes sure postgresql.conf includes it. Returns true when
 /// the content changed (the caller reloads).
 pub fn write_server_conf(data_dir: &Path, parameters: &BTreeMap<String, String>) -> PgResult<bool> {
@@ -199,6 +229,26 @@ mod tests {
         assert_eq!(p["primary_slot_name"], "'node_2'");
         assert!(p["primary_conninfo"].contains("host=127.0.0.1 port=5432 user=rep passfile=/x/node2/.pgpass application_name=node2"));
         assert!(!parameters(&config(), "node2", &BTreeMap::new(), None).contains_key("primary_conninfo"));
+    }
+
+    #[test]
+    fn recovery_settings_do_not_make_a_restart_pending() {
+        let none: [&str; 0] = [];
+        assert!(!pending_restart(&none));
+        assert!(!pending_restart(&["recovery_target_timeline"]), "a freshly promoted primary lost it: no restart");
+        assert!(!pending_restart(&["primary_conninfo", "primary_slot_name", "restore_command", "Recovery_Min_Apply_Delay"]));
+        assert!(pending_restart(&["recovery_target_timeline", "shared_buffers"]));
+        assert!(pending_restart(&["max_connections"]));
+    }
+
+    #[test]
+    fn a_promoted_primary_changes_only_recovery_settings() {
+        let up = Upstream { host: "127.0.0.1".into(), port: 5432, slot: Some(slot_name("node1")) };
+        let replica = parameters(&config(), "node2", &BTreeMap::new(), Some(&up));
+        let primary = parameters(&config(), "node2", &BTreeMap::new(), None);
+        let changed: Vec<&String> = replica.keys().filter(|k| primary.get(*k) != replica.get(*k)).collect();
+        assert_eq!(changed, ["primary_conninfo", "primary_slot_name", "recovery_target_timeline"]);
+        assert!(!pending_restart(&changed), "promotion alone leaves no restart pending");
     }
 
     #[test]

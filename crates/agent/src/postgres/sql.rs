@@ -91,7 +91,7 @@ impl Sql {
             (SELECT status FROM pg_stat_wal_receiver LIMIT 1), \
             CASE WHEN pg_is_in_recovery() THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1), (pg_control_checkpoint()).timeline_id) \
                  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END, \
-            (SELECT count(*) > 0 FROM pg_settings WHERE pending_restart), \
+            (SELECT coalesce(array_agg(name::text), '{}') FROM pg_settings WHERE pending_restart), \
             (SELECT system_identifier::text FROM pg_control_system())";
         const REPLICATION: &str = "SELECT usename::text, application_name, host(client_addr), state, sync_state, sync_priority, \
             flush_lsn::text FROM pg_stat_replication ORDER BY application_name";
@@ -111,7 +111,7 @@ impl Sql {
                     replayed_timestamp: row.get(6),
                     replication_state: row.get::<_, Option<String>>(7).filter(|s| s == "streaming"),
                     timeline: row.get::<_, Option<i32>>(8).and_then(|t| u32::try_from(t).ok()),
-                    pending_restart: row.get(9),
+                    pending_restart: super::conf::pending_restart(&row.get::<_, Vec<String>>(9)),
                     system_identifier: row.get(10),
                     replication: vec![],
                 };

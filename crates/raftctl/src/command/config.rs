@@ -81,9 +81,7 @@ pub async fn edit(api: &Api, args: EditConfigArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     print_diff(&current, &new)?;
-    if !args.force && !confirm("Apply these changes?") {
-        bail!("aborted");
-    }
+    confirm("Apply these changes?", args.force)?;
     ops::replace_config(&dcs, &new).await?;
     println!("configuration changed; every agent applies it in its next cycle");
     Ok(())

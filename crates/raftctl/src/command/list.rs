@@ -18,6 +18,7 @@ use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use raftgres_proto::etcdserverpb::{Member as RaftMember, MemberListRequest, RangeRequest, StatusRequest, StatusResponse};
 use serde::Serialize;
 
+use crate::command::cluster::DEFAULT_NAMESPACE;
 use crate::table;
 use crate::table::Output;
 use raftgres_client::{status_error, Api, COMMAND_TIMEOUT};
@@ -32,9 +33,9 @@ const MIB: u64 = 1024 * 1024;
 pub struct ListArgs {
     /// The cluster (Patroni's scope); may be omitted when the namespace holds just one.
     pub scope: Option<String>,
-    /// The key prefix the clusters live under (Patroni's namespace).
-    #[arg(long, default_value = "/service/")]
-    pub namespace: String,
+    /// The key prefix the clusters live under (Patroni's namespace; default /service/).
+    #[arg(long)]
+    pub namespace: Option<String>,
 }
 
 /// One row of `raftctl list`.
@@ -245,12 +246,13 @@ pub async fn list_scopes(api: &Api, prefix: &str) -> anyhow::Result<BTreeSet<Str
 }
 
 pub async fn run(api: &Api, args: ListArgs, output: Output) -> anyhow::Result<()> {
-    let prefix = namespace_prefix(&args.namespace);
+    let namespace = args.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+    let prefix = namespace_prefix(namespace);
     let scope = match args.scope {
         Some(s) => s,
         None => pick_scope(None, &list_scopes(api, &prefix).await?, &prefix)?,
     };
-    let dcs = Dcs::new(api.channel.clone(), Keys::new(&args.namespace, &scope), COMMAND_TIMEOUT);
+    let dcs = Dcs::new(api.channel.clone(), Keys::new(namespace, &scope), COMMAND_TIMEOUT);
     let view = dcs.read_cluster().await.with_context(|| format!("reading {prefix}{scope}/"))?;
     if view.members.is_empty() {
         bail!("no cluster {scope} under {prefix}");
@@ -317,10 +319,10 @@ mod tests {
     fn parses_list_args() {
         let cli = crate::Cli::parse_from(["raftctl", "list", "demo", "--namespace", "/x/", "-o", "json"]);
         let crate::Command::List(args) = cli.command else { panic!("not list") };
-        assert_eq!((args.scope.as_deref(), args.namespace.as_str()), (Some("demo"), "/x/"));
+        assert_eq!((args.scope.as_deref(), args.namespace.as_deref()), (Some("demo"), Some("/x/")));
         let cli = crate::Cli::parse_from(["raftctl", "list"]);
         let crate::Command::List(args) = cli.command else { panic!("not list") };
-        assert_eq!((args.scope, args.namespace.as_str()), (None, "/service/"));
+        assert_eq!((args.scope, args.namespace), (None, None));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::command::cluster::{confirm, open, ClusterArgs};
+use crate::when::scheduled_for_agents;
 use raftgres_client::Api;
 
 #[derive(Debug, Args)]
@@ -30,7 +31,8 @@ pub struct RestartArgs {
     /// Only if a parameter change waits for a restart.
     #[arg(long)]
     pub pending: bool,
-    /// Restart later, at this RFC 3339 time.
+    /// Restart later: RFC 3339 with an offset (2026-12-01T03:00+01:00), or without one as
+    /// this machine's local time (2026-12-01T03:00).
     #[arg(long)]
     pub scheduled: Option<String>,
     /// Cancel the scheduled restart instead.
@@ -68,15 +70,15 @@ pub async fn restart(api: &Api, args: RestartArgs) -> anyhow::Result<()> {
     if args.cancel {
         return call(api, &args.node, "DELETE", "/restart", None).await;
     }
-    if !args.node.force && args.scheduled.is_none() && !confirm(&format!("Restart PostgreSQL on {}?", args.node.member)) {
-        bail!("aborted");
-    }
+    let scheduled = args.scheduled.as_deref().map(scheduled_for_agents).transpose()?;
+    let when = scheduled.as_ref().map_or_else(String::new, |at| format!(" at {at}"));
+    confirm(&format!("Restart PostgreSQL on {}{when}?", args.node.member), args.node.force)?;
     let mut body = serde_json::Map::new();
     if args.pending {
         body.insert("restart_pending".into(), true.into());
     }
-    if let Some(at) = &args.scheduled {
-        body.insert("schedule".into(), at.clone().into());
+    if let Some(at) = scheduled {
+        body.insert("schedule".into(), at.into());
     }
     call(api, &args.node, "POST", "/restart", Some(serde_json::Value::Object(body).to_string())).await
 }
@@ -86,8 +88,6 @@ pub async fn reload(api: &Api, args: NodeArgs) -> anyhow::Result<()> {
 }
 
 pub async fn reinit(api: &Api, args: NodeArgs) -> anyhow::Result<()> {
-    if !args.force && !confirm(&format!("Wipe {}'s data directory and clone the primary again?", args.member)) {
-        bail!("aborted");
-    }
+    confirm(&format!("Wipe {}'s data directory and clone the primary again?", args.member), args.force)?;
     call(api, &args, "POST", "/reinit", Some("{}".into())).await
 }

@@ -8,6 +8,7 @@ use raftgres_agent::dcs::Dcs;
 use raftgres_agent::ops::{self, Handover, SwitchoverRequest};
 
 use crate::command::cluster::{confirm, open, ClusterArgs};
+use crate::when::scheduled_for_agents;
 use raftgres_client::Api;
 
 #[derive(Debug, Args)]
@@ -20,7 +21,8 @@ pub struct SwitchoverArgs {
     /// The replica to promote (default: the healthiest).
     #[arg(long)]
     pub candidate: Option<String>,
-    /// When to switch over, RFC 3339 (e.g. 2026-12-01T03:00:00Z).
+    /// When to switch over: RFC 3339 with an offset (2026-12-01T03:00+01:00, 2026-12-01T02:00Z),
+    /// or without one as this machine's local time (2026-12-01T03:00).
     #[arg(long)]
     pub scheduled: Option<String>,
     /// Cancel a scheduled switchover instead.
@@ -50,13 +52,15 @@ pub async fn switchover(api: &Api, args: SwitchoverArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let old = view.leader_name().unwrap_or("").to_string();
-    let req = SwitchoverRequest { leader: args.leader, candidate: args.candidate, scheduled_at: args.scheduled };
+    let req = SwitchoverRequest {
+        leader: args.leader,
+        candidate: args.candidate,
+        scheduled_at: args.scheduled.as_deref().map(scheduled_for_agents).transpose()?,
+    };
     let max_lag = ops::dynamic(&view).maximum_lag_on_failover;
     ops::check_switchover(&view, &req, max_lag)?;
     let to = req.candidate.as_deref().unwrap_or("the healthiest replica");
-    if !args.force && !confirm(&format!("Switch over from {old} to {to}?")) {
-        bail!("aborted");
-    }
+    confirm(&format!("Switch over from {old} to {to}?"), args.force)?;
     println!("{}", ops::switchover(&dcs, &req).await?);
     if req.scheduled_at.is_some() {
         return Ok(());
@@ -80,9 +84,7 @@ pub async fn failover(api: &Api, args: FailoverArgs) -> anyhow::Result<()> {
     } else if view.leader.is_none() {
         println!("warning: the cluster has no primary; {} will be promoted with what it has", args.candidate);
     }
-    if !args.force && !confirm(&format!("Fail over to {}?", args.candidate)) {
-        bail!("aborted");
-    }
+    confirm(&format!("Fail over to {}?", args.candidate), args.force)?;
     println!("{}", ops::failover(&dcs, &args.candidate).await?);
     wait_new_primary(&dcs, &old).await
 }

@@ -173,7 +173,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     up::start(&lab, Duration::from_secs(120)).await?;
 
     let api = Api::connect(&lab.endpoints(), &lab.security()?).await?;
-    let cluster = ClusterArgs { scope: Some(lab.scope.clone()), namespace: "/service/".into() };
+    let cluster = ClusterArgs { scope: Some(lab.scope.clone()), namespace: None };
     let (dcs, view) = open(&api, &cluster).await?;
     let dynamic = ops::dynamic(&view);
     if args.sync {

@@ -1,0 +1,317 @@
+//! What becomes of every configuration key, Patroni's included: applied, warned about
+//! (accepted, one startup warning, not used), or refused with one error naming the key
+//! (and "did you mean" for a near miss). Owns the tables of the node file's agent
+//! sections and of the dynamic configuration (`/config`, `bootstrap.dcs`), and the walk
+//! that checks a document against them, so no path (node YAML, `raftctl edit-config`,
+//! `PATCH`/`PUT /config`) drops a key without a word. The typed structs in
+//! [`crate::config`] then read what was applied.
+
+use serde_json::{Map, Value};
+
+use crate::config::Invalid;
+
+/// What the agent does with one key.
+#[derive(Debug, Clone, Copy)]
+pub enum Verdict {
+    /// Applied; a mapping's keys are checked against the children.
+    Section(&'static [Key]),
+    /// Applied as a value (its type is checked when it is read).
+    Applied,
+    /// Applied; a mapping whose keys are free (PostgreSQL parameters).
+    FreeForm,
+    /// Accepted and not used: one warning with this reason.
+    Warned(&'static str),
+    /// Refused: the error says this reason.
+    Refused(&'static str),
+}
+
+/// A key name and its verdict.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub name: &'static str,
+    pub verdict: Verdict,
+}
+
+const fn key(name: &'static str, verdict: Verdict) -> Key {
+    Key { name, verdict }
+}
+
+const fn applied(name: &'static str) -> Key {
+    key(name, Verdict::Applied)
+}
+
+const EMBEDDED: &str = "the store is embedded (every raftgres node serves etcd v3 itself); this external DCS section is not used";
+const NO_SCRIPTS: &str = "raftgres runs no user scripts; follow `raftctl events` or poll the REST API instead";
+const NODE_FILE_ONLY: &str = "set it in each node's file under postgresql (it is not a cluster-wide setting here)";
+const NO_SLOTS: &str = "permanent replication slots are not supported (the agents manage one slot per member)";
+
+/// `postgresql:` in `/config` and `bootstrap.dcs`.
+const DYNAMIC_POSTGRES: &[Key] = &[
+    key("parameters", Verdict::FreeForm),
+    applied("use_pg_rewind"),
+    key("use_slots", Verdict::Refused(NODE_FILE_ONLY)),
+    key("pg_hba", Verdict::Refused(NODE_FILE_ONLY)),
+    key("pg_ident", Verdict::Refused("pg_ident.conf is not managed; remove it")),
+    key("remove_data_directory_on_rewind_failure", Verdict::Refused(NODE_FILE_ONLY)),
+    key("remove_data_directory_on_diverged_timelines", Verdict::Refused("not supported: a diverged replica is rewound or reinitialized")),
+    key("recovery_conf", Verdict::Refused("recovery settings are the agent's own (it writes primary_conninfo and the slot)")),
+];
+
+const LIVENESS: &[Key] = &[applied("enabled"), applied("interval"), applied("timeout"), applied("max_failures")];
+
+/// The dynamic configuration: `/config` and `bootstrap.dcs`.
+pub const DYNAMIC: &[Key] = &[
+    applied("ttl"),
+    applied("loop_wait"),
+    applied("retry_timeout"),
+    applied("safety_margin"),
+    applied("maximum_lag_on_failover"),
+    applied("primary_start_timeout"),
+    applied("pause"),
+    applied("synchronous_mode"),
+    applied("synchronous_mode_strict"),
+    applied("synchronous_node_count"),
+    applied("maximum_lag_on_syncnode"),
+    applied("failsafe_mode"),
+    key("postgresql", Verdict::Section(DYNAMIC_POSTGRES)),
+    key("liveness", Verdict::Section(LIVENESS)),
+    key("master_start_timeout", Verdict::Refused("Patroni's old name: use primary_start_timeout")),
+    key("primary_stop_timeout", Verdict::Refused("not supported: a primary's stop is not bounded by a timeout")),
+    key("master_stop_timeout", Verdict::Refused("not supported: a primary's stop is not bounded by a timeout")),
+    key("check_timeline", Verdict::Refused("not supported")),
+    key("standby_cluster", Verdict::Refused("standby clusters are not supported")),
+    key("slots", Verdict::Refused(NO_SLOTS)),
+    key("ignore_slots", Verdict::Refused(NO_SLOTS)),
+    key("member_slots_ttl", Verdict::Refused(NO_SLOTS)),
+    key("synchronous_mode_count", Verdict::Refused("not Patroni's name: use synchronous_node_count")),
+];
+
+const CREDENTIALS: &[Key] = &[applied("username"), applied("password")];
+
+const PG_USER: &[Key] = &[
+    applied("username"),
+    applied("password"),
+    key("sslmode", Verdict::Refused("TLS settings for the agent's PostgreSQL connections are not supported")),
+    key("sslkey", Verdict::Refused("TLS settings for the agent's PostgreSQL connections are not supported")),
+    key("sslcert", Verdict::Refused("TLS settings for the agent's PostgreSQL connections are not supported")),
+    key("sslrootcert", Verdict::Refused("TLS settings for the agent's PostgreSQL connections are not supported")),
+    key("channel_binding", Verdict::Refused("TLS settings for the agent's PostgreSQL connections are not supported")),
+];
+
+const PG_AUTHENTICATION: &[Key] = &[
+    key("superuser", Verdict::Section(PG_USER)),
+    key("replication", Verdict::Section(PG_USER)),
+    key("rewind", Verdict::Warned("pg_rewind connects as the superuser here; this user is not used")),
+];
+
+const POSTGRESQL: &[Key] = &[
+    applied("listen"),
+    applied("connect_address"),
+    applied("data_dir"),
+    applied("bin_dir"),
+    applied("pgpass"),
+    key("authentication", Verdict::Section(PG_AUTHENTICATION)),
+    key("parameters", Verdict::FreeForm),
+    applied("pg_hba"),
+    applied("use_pg_rewind"),
+    applied("remove_data_directory_on_rewind_failure"),
+    applied("use_slots"),
+    key("callbacks", Verdict::Refused(NO_SCRIPTS)),
+    key("recovery_conf", Verdict::Refused("recovery settings are the agent's own (it writes primary_conninfo and the slot)")),
+    key("create_replica_methods", Verdict::Refused("replicas are cloned with pg_basebackup only")),
+    key("basebackup", Verdict::Warned("replicas are cloned with the agent's own pg_basebackup options; these are not used")),
+    key("pg_ident", Verdict::Refused("pg_ident.conf is not managed; remove it")),
+    key("config_dir", Verdict::Refused("the configuration lives in data_dir")),
+    key("custom_conf", Verdict::Refused("the agent writes postgresql.conf; put settings under parameters")),
+    key("bin_name", Verdict::Refused("the programs are found in bin_dir under their own names")),
+    key("pg_ctl_timeout", Verdict::Warned("the agent uses its own timeouts for pg_ctl; this is not used")),
+    key("use_unix_socket", Verdict::Warned("the agent always connects through its own unix socket; this is not used")),
+    key("use_unix_socket_repl", Verdict::Warned("replicas connect over TCP to connect_address; this is not used")),
+    key("remove_data_directory_on_diverged_timelines", Verdict::Refused("not supported: a diverged replica is rewound or reinitialized")),
+    key("name", Verdict::Warned("the member name is raftgres's `name`; postgresql.name is not used")),
+];
+
+const RESTAPI: &[Key] = &[
+    applied("listen"),
+    applied("connect_address"),
+    key("authentication", Verdict::Section(CREDENTIALS)),
+    applied("certfile"),
+    applied("keyfile"),
+    applied("cafile"),
+    applied("verify_client"),
+    key("keyfile_password", Verdict::Refused("encrypted keys are not supported: give keyfile unencrypted (mode 0600)")),
+    key("ciphers", Verdict::Refused("the cipher list is rustls's own and cannot be narrowed")),
+    key("allowlist", Verdict::Refused("not supported: restrict the REST API with restapi.authentication or a firewall")),
+    key("allowlist_include_members", Verdict::Refused("not supported: restrict the REST API with restapi.authentication or a firewall")),
+    key("http_extra_headers", Verdict::Warned("extra response headers are not sent")),
+    key("https_extra_headers", Verdict::Warned("extra response headers are not sent")),
+    key("request_queue_size", Verdict::Warned("not used")),
+    key("server_tokens", Verdict::Warned("not used")),
+];
+
+const BOOTSTRAP: &[Key] = &[
+    key("dcs", Verdict::Section(DYNAMIC)),
+    key("initdb", Verdict::Warned("initdb runs with the agent's options (data checksums on); these are not used")),
+    key("method", Verdict::Refused("custom bootstrap methods are not supported")),
+    key("post_bootstrap", Verdict::Refused(NO_SCRIPTS)),
+    key("post_init", Verdict::Refused(NO_SCRIPTS)),
+    key("users", Verdict::Refused("users are not created at bootstrap; create them with SQL")),
+    key("pg_hba", Verdict::Refused("put pg_hba lines in postgresql.pg_hba")),
+];
+
+const TAGS: &[Key] = &[
+    applied("nofailover"),
+    applied("failover_priority"),
+    applied("noloadbalance"),
+    applied("clonefrom"),
+    applied("nosync"),
+    applied("replicatefrom"),
+    key("nostream", Verdict::Refused("not supported: replicas always stream")),
+];
+
+const WATCHDOG: &[Key] = &[applied("mode"), applied("device"), applied("timeout"), key("safety_margin", Verdict::Warned("not used"))];
+
+/// The Patroni-shaped sections of a node's file (the store's own keys are added by the caller).
+pub const NODE_SECTIONS: &[Key] = &[
+    applied("scope"),
+    applied("namespace"),
+    key("restapi", Verdict::Section(RESTAPI)),
+    key("postgresql", Verdict::Section(POSTGRESQL)),
+    key("bootstrap", Verdict::Section(BOOTSTRAP)),
+    key("tags", Verdict::Section(TAGS)),
+    key("watchdog", Verdict::Section(WATCHDOG)),
+    key("etcd", Verdict::Warned(EMBEDDED)),
+    key("etcd3", Verdict::Warned(EMBEDDED)),
+    key("consul", Verdict::Warned(EMBEDDED)),
+    key("zookeeper", Verdict::Warned(EMBEDDED)),
+    key("kubernetes", Verdict::Warned(EMBEDDED)),
+    key("raft", Verdict::Warned(EMBEDDED)),
+    key("exhibitor", Verdict::Warned(EMBEDDED)),
+    key("log", Verdict::Warned("raftgres logs to stderr (RAFTGRES_LOG sets the level); this section is not used")),
+    key("ctl", Verdict::Warned("raftctl reads its TLS from flags or `raftctl -c` this file; this section is not used")),
+    key("citus", Verdict::Refused("Citus is not supported")),
+];
+
+/// What the walk found for one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Warned(String),
+    Refused(String),
+}
+
+/// Every key of `doc` (a mapping) with its outcome, in key order, by dotted path.
+/// Free-form mappings are reported as one key; unknown keys are refused with the
+/// nearest known name when one is within two edits.
+pub fn outcomes(doc: &Map<String, Value>, table: &[Key]) -> Vec<(String, Outcome)> {
+    let mut out = Vec::new();
+    walk(doc, table, "", &mut out);
+    out
+}
+
+fn walk(doc: &Map<String, Value>, table: &[Key], prefix: &str, out: &mut Vec<(String, Outcome)>) {
+    for (name, value) in doc {
+        let path = format!("{prefix}{name}");
+        let outcome = match table.iter().find(|k| k.name == name).map(|k| k.verdict) {
+            Some(Verdict::Section(children)) => {
+                if let Some(inner) = value.as_object() {
+                    walk(inner, children, &format!("{path}."), out);
+                    continue;
+                }
+                Outcome::Applied
+            }
+            Some(Verdict::Applied | Verdict::FreeForm) => Outcome::Applied,
+            Some(Verdict::Warned(why)) => Outcome::Warned(format!("{path}: {why}")),
+            Some(Verdict::Refused(why)) => Outcome::Refused(format!("{path} is refused: {why}")),
+            None => Outcome::Refused(unknown(&path, name, table)),
+        };
+        out.push((path, outcome));
+    }
+}
+
+fn unknown(path: &str, name: &str, table: &[Key]) -> String {
+    let nearest = table.iter().map(|k| (edit_distance(name, k.name), k.name)).filter(|(d, _)| *d <= 2).min();
+    match nearest {
+        Some((_, near)) => format!("{path} is not a known setting: did you mean {near}?"),
+        None => format!("{path} is not a known setting"),
+    }
+}
+
+/// Checks `doc` against `table`: the first refused key is the error; otherwise the
+/// warnings, and `doc` keeps only what is applied (warned keys are taken out so the
+/// typed structs, which deny unknown fields, read the rest).
+pub fn check(doc: &mut Map<String, Value>, table: &[Key]) -> Result<Vec<String>, Invalid> {
+    let mut warnings = Vec::new();
+    for (path, outcome) in outcomes(doc, table) {
+        match outcome {
+            Outcome::Applied => {}
+            Outcome::Refused(e) => return Err(Invalid(e)),
+            Outcome::Warned(w) => {
+                remove_path(doc, &path);
+                warnings.push(w);
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+fn remove_path(doc: &mut Map<String, Value>, path: &str) {
+    match path.split_once('.') {
+        Some((head, rest)) => {
+            if let Some(inner) = doc.get_mut(head).and_then(Value::as_object_mut) {
+                remove_path(inner, rest);
+            }
+        }
+        None => {
+            doc.remove(path);
+        }
+    }
+}
+
+/// A node file's top-level mapping: the agent's sections by [`NODE_SECTIONS`], and
+/// `store_keys` (the store's own settings, checked by their reader) applied.
+pub fn check_node_file(doc: &mut Map<String, Value>, store_keys: &[&'static str]) -> Result<Vec<String>, Invalid> {
+    let table: Vec<Key> = NODE_SECTIONS.iter().copied().chain(store_keys.iter().map(|name| applied(name))).collect();
+    check(doc, &table)
+}
+
+/// A `/config` about to be written: every key must be applied (it holds no warned keys).
+pub fn check_dynamic(config: &Value) -> Result<(), Invalid> {
+    let doc = config.as_object().ok_or_else(|| Invalid("the configuration must be a mapping of settings".into()))?;
+    match outcomes(doc, DYNAMIC).into_iter().find(|(_, o)| *o != Outcome::Applied) {
+        Some((_, Outcome::Refused(e) | Outcome::Warned(e))) => Err(Invalid(e)),
+        _ => Ok(()),
+    }
+}
+
+/// A merge patch for `/config`: every key it sets must be applied; a null (removal)
+/// is taken for any key, so a key an older `/config` holds can always be removed.
+pub fn check_dynamic_patch(patch: &Value) -> Result<(), Invalid> {
+    check_dynamic(&without_removals(patch))
+}
+
+fn without_removals(value: &Value) -> Value {
+    match value {
+        Value::Object(m) => Value::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_removals(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), on characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+use std::collections::BTreeSet;
+
+use super::*;
+use crate::config::RawAgentConfig;
+
+/// Modelled on Patroni's `postgres0.yml` (its shape; our own values).
+const PATRONI_EXAMPLE: &str = r#"
+scope: orders
+namespace: /service/
+name: pg-a
+restapi:
+  listen: 127.0.0.1:8008
+  connect_address: 127.0.0.1:8008
+etcd3:
+  host: 127.0.0.1:2379
+bootstrap:
+  dcs:
+    ttl: 30
+    loop_wait: 10
+    retry_timeout: 10
+    maximum_lag_on_failover: 1048576
+    postgresql:
+      use_pg_rewind: true
+      parameters:
+        wal_keep_size: 128MB
+  initdb:
+  - encoding: UTF8
+  - data-checksums
+postgresql:
+  listen: 127.0.0.1:5432
+  connect_address: 127.0.0.1:5432
+  data_dir: /var/lib/pg/a
+  pgpass: /tmp/pgpass-a
+  authentication:
+    replication: {username: replicator, password: rep-pass}
+    superuser: {username: postgres, password: su-pass}
+    rewind: {username: rewinder, password: rw-pass}
+  parameters:
+    unix_socket_directories: '..'
+  pg_hba:
+  - host replication replicator 127.0.0.1/32 md5
+  - host all all 0.0.0.0/0 md5
+tags:
+  noloadbalance: false
+  clonefrom: false
+  nosync: false
+"#;
+
+/// A production-style file with every common section, the unsupported ones included.
+const PRODUCTION: &str = r#"
+scope: billing
+name: db1
+log: {level: INFO, dir: /var/log/patroni}
+etcd: {hosts: "10.0.0.1:2379,10.0.0.2:2379"}
+restapi:
+  listen: 0.0.0.0:8008
+  connect_address: 10.0.0.1:8008
+  certfile: /etc/patroni/rest.pem
+  authentication: {username: admin, password: s3cret}
+  allowlist: [10.0.0.0/24]
+ctl: {insecure: false}
+bootstrap:
+  dcs:
+    ttl: 30
+    loop_wait: 10
+    retry_timeout: 10
+    maximum_lag_on_failover: 1048576
+    synchronous_mode: true
+    master_start_timeout: 300
+    standby_cluster: {host: 10.1.0.1, port: 5432}
+    slots: {debezium: {type: logical, database: app, plugin: pgoutput}}
+    postgresql:
+      use_pg_rewind: true
+      use_slots: true
+      pg_hba: [host all all 0.0.0.0/0 scram-sha-256]
+      parameters: {max_connections: 300, wal_level: logical}
+  post_bootstrap: /usr/local/bin/setup-db.sh
+postgresql:
+  listen: 0.0.0.0:5432
+  connect_address: 10.0.0.1:5432
+  data_dir: /var/lib/postgresql/15/main
+  bin_dir: /usr/lib/postgresql/15/bin
+  authentication:
+    superuser: {username: postgres, password: pw1}
+    replication: {username: replicator, password: pw2, sslmode: require}
+  callbacks: {on_role_change: /usr/local/bin/move-vip.sh}
+  create_replica_methods: [pgbackrest, basebackup]
+  basebackup: {max-rate: 100M, checkpoint: fast}
+  recovery_conf: {restore_command: "pgbackrest archive-get %f %p"}
+  parameters: {shared_buffers: 2GB}
+watchdog: {mode: automatic, device: /dev/watchdog, safety_margin: 5}
+tags: {nofailover: false, noloadbalance: false}
+"#;
+
+fn doc(yaml: &str) -> Map<String, Value> {
+    let value: serde_norway::Value = serde_norway::from_str(yaml).expect("yaml");
+    match serde_json::to_value(value).expect("json") {
+        Value::Object(m) => m,
+        other => panic!("not a mapping: {other}"),
+    }
+}
+
+/// The paths with each kind of outcome (`name` is the store's key: applied).
+fn sorted(yaml: &str) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
+    let table: Vec<Key> = NODE_SECTIONS.iter().copied().chain([applied("name")]).collect();
+    let (mut applied_keys, mut warned, mut refused) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for (path, outcome) in outcomes(&doc(yaml), &table) {
+        match outcome {
+            Outcome::Applied => applied_keys.insert(path),
+            Outcome::Warned(_) => warned.insert(path),
+            Outcome::Refused(_) => refused.insert(path),
+        };
+    }
+    (applied_keys, warned, refused)
+}
+
+fn set(paths: &[&str]) -> BTreeSet<String> {
+    paths.iter().map(|p| p.to_string()).collect()
+}
+
+#[test]
+fn patroni_example_is_applied_but_for_the_external_dcs_initdb_and_rewind_user() {
+    let (applied_keys, warned, refused) = sorted(PATRONI_EXAMPLE);
+    assert_eq!(warned, set(&["etcd3", "bootstrap.initdb", "postgresql.authentication.rewind"]));
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(
+        applied_keys,
+        set(&[
+            "scope",
+            "namespace",
+            "name",
+            "restapi.listen",
+            "restapi.connect_address",
+            "bootstrap.dcs.ttl",
+            "bootstrap.dcs.loop_wait",
+            "bootstrap.dcs.retry_timeout",
+            "bootstrap.dcs.maximum_lag_on_failover",
+            "bootstrap.dcs.postgresql.use_pg_rewind",
+            "bootstrap.dcs.postgresql.parameters",
+            "postgresql.listen",
+            "postgresql.connect_address",
+            "postgresql.data_dir",
+            "postgresql.pgpass",
+            "postgresql.authentication.replication.username",
+            "postgresql.authentication.replication.password",
+            "postgresql.authentication.superuser.username",
+            "postgresql.authentication.superuser.password",
+            "postgresql.parameters",
+            "postgresql.pg_hba",
+            "tags.noloadbalance",
+            "tags.clonefrom",
+            "tags.nosync",
+        ])
+    );
+}
+
+#[test]
+fn patroni_example_runs_after_its_warnings() {
+    let mut d = doc(PATRONI_EXAMPLE);
+    let warnings = check_node_file(&mut d, &["name"]).expect("accepted");
+    assert_eq!(warnings.len(), 3);
+    assert!(warnings.iter().any(|w| w.starts_with("etcd3: the store is embedded")), "{warnings:?}");
+    d.remove("name");
+    let raw: RawAgentConfig = serde_json::from_value(Value::Object(d)).expect("the applied keys read");
+    let c = raw.validate("pg-a").expect("valid").expect("agent");
+    assert_eq!((c.bootstrap_dcs.ttl, c.bootstrap_dcs.loop_wait), (30, 10.0));
+    assert_eq!(c.postgresql.pg_hba.len(), 2);
+}
+
+#[test]
+fn production_file_says_what_it_refuses_and_warns_about() {
+    let (applied_keys, warned, refused) = sorted(PRODUCTION);
+    assert_eq!(warned, set(&["log", "etcd", "ctl", "postgresql.basebackup", "watchdog.safety_margin"]));
+    assert_eq!(
+        refused,
+        set(&[
+            "restapi.allowlist",
+            "bootstrap.dcs.master_start_timeout",
+            "bootstrap.dcs.standby_cluster",
+            "bootstrap.dcs.slots",
+            "bootstrap.dcs.postgresql.use_slots",
+            "bootstrap.dcs.postgresql.pg_hba",
+            "bootstrap.post_bootstrap",
+            "postgresql.authentication.replication.sslmode",
+            "postgresql.callbacks",
+            "postgresql.create_replica_methods",
+            "postgresql.recovery_conf",
+        ])
+    );
+    for path in
+        ["restapi.certfile", "restapi.authentication.password", "bootstrap.dcs.synchronous_mode", "watchdog.mode", "tags.nofailover"]
+    {
+        assert!(applied_keys.contains(path), "{path} not applied: {applied_keys:?}");
+    }
+    let e = check_node_file(&mut doc(PRODUCTION), &["name"]).expect_err("refused").0;
+    assert_eq!(e, "bootstrap.dcs.master_start_timeout is refused: Patroni's old name: use primary_start_timeout");
+}
+
+#[test]
+fn typos_are_refused_with_the_near_name() {
+    let e = check_dynamic(&serde_json::json!({"loop_wiat": 5})).expect_err("typo").0;
+    assert_eq!(e, "loop_wiat is not a known setting: did you mean loop_wait?");
+    let e = check_dynamic(&serde_json::json!({"postgresql": {"use_pg_rewnd": true}})).expect_err("typo").0;
+    assert_eq!(e, "postgresql.use_pg_rewnd is not a known setting: did you mean use_pg_rewind?");
+    let e = check_dynamic(&serde_json::json!({"frobnicate": 1})).expect_err("unknown").0;
+    assert_eq!(e, "frobnicate is not a known setting");
+    let e = check_dynamic(&serde_json::json!({"slots": {}})).expect_err("refused").0;
+    assert!(e.starts_with("slots is refused: permanent replication slots"), "{e}");
+    let mut d = doc("scope: x\npostgersql: {}\n");
+    let e = check_node_file(&mut d, &["listen-peer"]).expect_err("typo").0;
+    assert_eq!(e, "postgersql is not a known setting: did you mean postgresql?");
+    check_dynamic(&serde_json::json!({"ttl": 30, "postgresql": {"parameters": {"anything_goes": 1}}, "liveness": {"timeout": 3}}))
+        .expect("applied keys");
+    assert!(check_dynamic(&serde_json::json!([1])).is_err());
+}
+
+#[test]
+fn a_patch_may_remove_any_key_and_set_only_known_ones() {
+    check_dynamic_patch(&serde_json::json!({"slots": null, "postgresql": {"pg_hba": null}, "pause": true})).expect("removals and pause");
+    let e = check_dynamic_patch(&serde_json::json!({"loop_wiat": 1, "slots": null})).expect_err("typo").0;
+    assert_eq!(e, "loop_wiat is not a known setting: did you mean loop_wait?");
+    let e = check_dynamic_patch(&serde_json::json!({"postgresql": {"use_slots": false}})).expect_err("node setting").0;
+    assert!(e.starts_with("postgresql.use_slots is refused: set it in each node's file"), "{e}");
+}
+
+#[test]
+fn edit_distance_counts_edits() {
+    assert_eq!(edit_distance("loop_wiat", "loop_wait"), 2);
+    assert_eq!(edit_distance("ttl", "ttl"), 0);
+    assert_eq!(edit_distance("", "abc"), 3);
+    assert_eq!(edit_distance("kitten", "sitting"), 3);
+}
