@@ -23,6 +23,7 @@ pub mod invalid;
 pub mod ops;
 pub(crate) mod postgres;
 pub(crate) mod rest;
+pub mod schedule;
 mod start;
 pub(crate) mod state;
 pub mod store_stats;

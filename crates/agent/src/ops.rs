@@ -36,7 +36,8 @@ pub struct SwitchoverRequest {
     pub leader: Option<String>,
     /// The member to promote; None = the healthiest replica.
     pub candidate: Option<String>,
-    /// RFC 3339 time for a scheduled switchover.
+    /// When, for a scheduled switchover: RFC 3339, with an offset or in the node's local
+    /// time (see `schedule`); stored in UTC.
     pub scheduled_at: Option<String>,
 }
 
@@ -53,8 +54,7 @@ pub fn check_switchover(view: &ClusterView, req: &SwitchoverRequest, max_lag: u6
         }
     }
     if let Some(at) = &req.scheduled_at {
-        humantime::parse_rfc3339_weak(at)
-            .map_err(|_| OpsError::Refused(format!("cannot parse the scheduled time {at:?} (use e.g. 2026-01-31T12:00:00Z)")))?;
+        crate::schedule::in_utc(at).map_err(|e| OpsError::Refused(format!("cannot parse the scheduled time: {e}")))?;
     }
     if let Some(failover) = &view.failover {
         if failover.scheduled_at.is_some() {
@@ -109,9 +109,12 @@ pub async fn switchover(dcs: &Dcs, req: &SwitchoverRequest) -> Result<String, Op
         check_sync_candidate(&view, c)?;
     }
     let leader = view.leader_name().map(str::to_string);
-    let value = FailoverRequest { leader: leader.clone(), member: req.candidate.clone(), scheduled_at: req.scheduled_at.clone() };
+    // Stored in UTC: every agent reads the same instant whatever its time zone.
+    let scheduled_at =
+        req.scheduled_at.as_deref().map(crate::schedule::in_utc).transpose().map_err(|e| OpsError::Refused(e.to_string()))?;
+    let value = FailoverRequest { leader: leader.clone(), member: req.candidate.clone(), scheduled_at: scheduled_at.clone() };
     write_failover(dcs, &value).await?;
-    Ok(match &req.scheduled_at {
+    Ok(match &scheduled_at {
         Some(at) => format!("switchover from {} scheduled at {at}", leader.unwrap_or_default()),
         None => format!(
             "switchover from {} to {} requested",

@@ -94,11 +94,12 @@ impl Control {
                 Err(r) => r,
             },
             ("POST", "restart") => match parse::<RestartBody>(body) {
-                Ok(RestartBody { schedule: Some(at), restart_pending }) => match humantime::parse_rfc3339_weak(&at) {
-                    Ok(at) => self.command(Command::ScheduleRestart { at, only_pending: restart_pending }, StatusCode::ACCEPTED).await,
-                    Err(_) => {
-                        text(StatusCode::BAD_REQUEST, &format!("cannot parse the schedule {at:?} (RFC 3339, e.g. 2026-12-01T03:00:00Z)\n"))
+                Ok(RestartBody { schedule: Some(at), restart_pending }) => match crate::schedule::parse(&at, &chrono::Local) {
+                    Ok(at) => {
+                        let at = std::time::SystemTime::from(at);
+                        self.command(Command::ScheduleRestart { at, only_pending: restart_pending }, StatusCode::ACCEPTED).await
                     }
+                    Err(e) => text(StatusCode::BAD_REQUEST, &format!("cannot parse the schedule: {e}\n")),
                 },
                 Ok(b) => self.command(Command::Restart { only_pending: b.restart_pending }, StatusCode::OK).await,
                 Err(r) => r,
