@@ -4,9 +4,11 @@
 //! signal the agent stops first (it releases the leader key through the store), then
 //! the store.
 //!
-//! The same binary started as `raftgres __fencer` is the agent's fencer process.
+//! The same binary started as `raftgres __fencer` is the agent's fencer process, and
+//! `raftgres snapshot restore|status` restores or checks a backup (`snapshot`).
 
 mod settings;
+mod snapshot;
 mod store_stats;
 
 use std::io::Write;
@@ -22,6 +24,15 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(raftgres_agent::fence::FENCER_ARG) {
         raftgres_agent::fence::run_fencer();
         return ExitCode::SUCCESS;
+    }
+    if std::env::args().nth(1).as_deref() == Some(snapshot::ARG) {
+        return match snapshot::run(std::env::args().skip(1)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("raftgres snapshot: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let settings = match settings::Flags::parse().validate() {
         Ok(s) => s,
