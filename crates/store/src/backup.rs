@@ -140,14 +140,7 @@ pub struct Restored {
 /// whose state is `mvcc`. Every member restored from the same backup with the same
 /// `--initial-cluster` gets the same state, so they form one cluster.
 pub fn restore(mvcc: Mvcc, target: &RestoreTarget<'_>) -> Result<Restored, BackupError> {
-    let own_peer = target
-        .initial_cluster
-        .iter()
-        .find(|(name, _)| name == target.name)
-        .map(|(_, addr)| addr)
-        .ok_or_else(|| BackupError::NotInInitialCluster(target.name.to_string()))?;
     let dir = target.data_dir;
-    let io = |source| BackupError::DataDir { path: dir.to_path_buf(), source };
     match std::fs::read_dir(dir) {
         Ok(entries) => {
             if entries.count() > 0 {
@@ -155,19 +148,26 @@ pub fn restore(mvcc: Mvcc, target: &RestoreTarget<'_>) -> Result<Restored, Backu
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
+        Err(source) => return Err(BackupError::DataDir { path: dir.to_path_buf(), source }),
     }
-    let members: BTreeMap<NodeId, PeerNode> = target
-        .initial_cluster
+    seed(mvcc, target.name, target.initial_cluster, &dir.join(SNAPSHOT_DIR))
+}
+
+/// Writes into `snapshot_dir` the state machine snapshot of member `name` of a new
+/// cluster of `initial_cluster` (all voters) whose state is `mvcc`, at log position 0
+/// with a leader id every member derives alike (as after openraft's `initialize`).
+pub(crate) fn seed(mvcc: Mvcc, name: &str, initial_cluster: &[(String, String)], snapshot_dir: &Path) -> Result<Restored, BackupError> {
+    let own_peer = initial_cluster
         .iter()
-        .map(|(name, addr)| (member_id(addr), PeerNode { name: name.clone(), peer_addr: addr.clone() }))
-        .collect();
+        .find(|(member, _)| member == name)
+        .map(|(_, addr)| addr)
+        .ok_or_else(|| BackupError::NotInInitialCluster(name.to_string()))?;
+    let members: BTreeMap<NodeId, PeerNode> =
+        initial_cluster.iter().map(|(name, addr)| (member_id(addr), PeerNode { name: name.clone(), peer_addr: addr.clone() })).collect();
     let cluster_id = cluster_id_of(members.keys().copied());
-    // The log position every restored member starts from: index 0, as after openraft's
-    // `initialize`, with a leader id all members derive alike.
     let first = members.keys().next().copied().unwrap_or_default();
     let log_id = LogId::new(openraft::alias::LeaderIdOf::<TypeConfig>::new(0, first).to_committed(), 0);
-    // Every member of `--initial-cluster` is a voter.
+    // Every member of `initial_cluster` is a voter.
     let membership = Membership::from(members);
     let restored = Restored { member_id: member_id(own_peer), cluster_id, revision: mvcc.revision(), keys: mvcc.key_count() };
     let data = StateData {
@@ -177,9 +177,9 @@ pub fn restore(mvcc: Mvcc, target: &RestoreTarget<'_>) -> Result<Restored, Backu
         members: BTreeMap::new(),
         cluster_id,
     };
-    let snapshot_dir = dir.join(SNAPSHOT_DIR);
-    std::fs::create_dir_all(&snapshot_dir).map_err(io)?;
-    write_seed_snapshot(&snapshot_dir, &data).map_err(io)?;
+    let io = |source| BackupError::DataDir { path: snapshot_dir.to_path_buf(), source };
+    std::fs::create_dir_all(snapshot_dir).map_err(io)?;
+    write_seed_snapshot(snapshot_dir, &data).map_err(io)?;
     Ok(restored)
 }
 

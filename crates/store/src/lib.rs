@@ -4,7 +4,7 @@
 //! log on its own write-ahead log ([`wal`]; sled for data dirs made before it,
 //! [`backend`]) behind [`log_store`] and its fsync thread `flusher`, the in-memory
 //! etcd-style state machine with file snapshots ([`state_machine`]), backups and restores
-//! ([`backup`]), lease deadlines
+//! ([`backup`]), quorum-loss recovery ([`force_new_cluster`]), lease deadlines
 //! ([`lease_clock`]) and what the leader does with them (`lease_leader`), the peer transport over tonic ([`network`], [`peer_service`],
 //! [`forward`]; TLS from files via `raftgres_tls`), group commit of concurrent writes
 //! (`batcher`), membership changes and leadership transfer (`membership`) and the
@@ -21,6 +21,7 @@ mod client;
 pub mod config;
 pub mod error;
 mod flusher;
+pub mod force_new_cluster;
 pub mod forward;
 pub mod lease_clock;
 mod lease_leader;

@@ -82,7 +82,7 @@ impl Store {
         let net = PeerNetwork::new(std::time::Duration::from_millis(config.timing.election_min_ms / 2), peer_client_tls);
         let raft_config = Arc::new(config.timing.openraft_config().validate().map_err(|e| StartError::Raft(e.to_string()))?);
         let metrics = Arc::new(StoreMetrics::default());
-        let log_dir = data_dir.join("raft");
+        let log_dir = data_dir.join(crate::force_new_cluster::RAFT_DIR);
         let opened =
             OpenRaft { own_peer: &own_peer, data_dir, config: raft_config, net: net.clone(), state_machine, metrics: metrics.clone() };
         // Data dirs made before the write-ahead log keep their sled log.

@@ -139,7 +139,7 @@ impl StateMachine {
         self.applied.clone()
     }
 
-    fn apply_one(&self, entry: Entry) -> Response {
+    pub(crate) fn apply_one(&self, entry: Entry) -> Response {
         self.applied.write().last_applied = Some(entry.log_id);
         match entry.payload {
             EntryPayload::Blank => Response::Done,
