@@ -18,6 +18,17 @@ use crate::wal::WalBackend;
 /// The Raft log's directory inside a data dir.
 pub(crate) const RAFT_DIR: &str = "raft";
 
+/// The directory the old state is moved to: this prefix and the time.
+const MOVED_PREFIX: &str = "before-force-new-cluster-";
+
+/// The old state of an earlier rewrite of `data_dir`, if there was one. A flag left in
+/// a service file must not turn a recovered cluster back into one member at the next
+/// restart: the members added since would keep a log this one no longer has.
+fn earlier_rewrite(data_dir: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(data_dir).ok()?;
+    entries.flatten().map(|e| e.path()).find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(MOVED_PREFIX)))
+}
+
 /// Why the rewrite could not be done. Each message names the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ForceNewClusterError {
@@ -29,6 +40,8 @@ pub enum ForceNewClusterError {
     Entry { path: PathBuf, index: u64, reason: String },
     #[error("--force-new-cluster: the Raft log of {path} starts at entry {first}, after the snapshot's last entry {applied}: entries are missing")]
     Gap { path: PathBuf, first: u64, applied: u64 },
+    #[error("--force-new-cluster: data dir {data_dir} was already forced into a new cluster ({} exists): start without --force-new-cluster (forcing again would drop the members added since); to force again anyway, move that directory away first", earlier.display())]
+    AlreadyForced { data_dir: PathBuf, earlier: PathBuf },
     #[error("--force-new-cluster: {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("--force-new-cluster: {0}")]
@@ -52,6 +65,9 @@ pub fn rewrite(data_dir: &Path, name: &str, own_peer: &str) -> Result<Rewritten,
     if !raft_dir.exists() && !snapshot_dir.exists() {
         return Err(ForceNewClusterError::NoState(data_dir.to_path_buf()));
     }
+    if let Some(earlier) = earlier_rewrite(data_dir) {
+        return Err(ForceNewClusterError::AlreadyForced { data_dir: data_dir.to_path_buf(), earlier });
+    }
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ForceNewClusterError::Io { path, source }
@@ -74,7 +90,7 @@ pub fn rewrite(data_dir: &Path, name: &str, own_peer: &str) -> Result<Rewritten,
     let members = [(name.to_string(), own_peer.to_string())];
     let restored = seed(mvcc, name, &members, &staged)?;
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let moved_to = data_dir.join(format!("before-force-new-cluster-{secs}"));
+    let moved_to = data_dir.join(format!("{MOVED_PREFIX}{secs}"));
     std::fs::create_dir_all(&moved_to).map_err(io(&moved_to))?;
     for dir in [&raft_dir, &snapshot_dir] {
         if dir.exists() {
@@ -121,5 +137,17 @@ mod tests {
         let err = rewrite(dir.path(), "n1", "127.0.0.1:2380").expect_err("nothing to recover");
         assert!(err.to_string().contains("holds no store state"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).expect("read dir").count(), 0, "nothing written");
+    }
+
+    #[test]
+    fn a_second_rewrite_is_refused_naming_the_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let three: Vec<(String, String)> = (1..=3).map(|i| (format!("n{i}"), format!("127.0.0.1:{}", 2380 + i))).collect();
+        let target = crate::backup::RestoreTarget { name: "n1", initial_cluster: &three, data_dir: dir.path() };
+        crate::backup::restore(raftgres_mvcc::Mvcc::new(), &target).expect("a member's data dir");
+        let done = rewrite(dir.path(), "n1", "127.0.0.1:2381").expect("first rewrite");
+        assert!(done.moved_to.join(SNAPSHOT_DIR).is_dir(), "old snapshot kept");
+        let err = rewrite(dir.path(), "n1", "127.0.0.1:2381").expect_err("second rewrite");
+        assert!(err.to_string().contains("was already forced into a new cluster"), "{err}");
     }
 }
