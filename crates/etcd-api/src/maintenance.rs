@@ -1,8 +1,9 @@
 //! `etcdserverpb.Maintenance`: Status (what `etcdctl endpoint status` prints), Alarm (no
 //! alarm is ever raised: the list is empty), Hash and HashKV (a CRC-32C of the live key
 //! space, see `hash`), Defragment (nothing to do; answered OK), MoveLeader (Raft
-//! leadership transfer, forwarded to the leader from any member). Snapshot and
-//! Downgrade answer Unimplemented saying what to do instead.
+//! leadership transfer, forwarded to the leader from any member), Snapshot (this
+//! member's applied state as a raftgres backup file, `raftgres_store::backup`, in
+//! chunks). Downgrade answers Unimplemented saying why.
 //!
 //! `etcdctl endpoint health` is not served here: it is a linearizable Get of the key
 //! `health` (KV service).
@@ -14,6 +15,7 @@ use raftgres_proto::etcdserverpb::{
     HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, RangeRequest, SnapshotRequest, SnapshotResponse, StatusRequest,
     StatusResponse,
 };
+use raftgres_store::backup;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -24,6 +26,9 @@ use crate::EtcdApi;
 /// The etcd version raftgres answers Status with (etcdctl prints it; clients may check
 /// it for features): the etcd API raftgres implements.
 pub const ETCD_VERSION: &str = "3.5.0";
+
+/// Bytes per Snapshot message.
+const SNAPSHOT_CHUNK: usize = 64 * 1024;
 
 /// The Maintenance service.
 pub struct MaintenanceService {
@@ -101,10 +106,26 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = ReceiverStream<Result<SnapshotResponse, Status>>;
 
+    /// The applied state of this member (as etcd's, not a linearizable read), copied
+    /// under one read lock so the file is one revision's state, then streamed.
     async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(unsupported(
-            "Snapshot is not supported: back up with `etcdctl get --prefix \"\" -w json`, or copy the data dir of a stopped member",
-        ))
+        let mvcc = self.api.store.applied().read().mvcc.clone();
+        let header = self.api.header(mvcc.revision());
+        let encoded = tokio::task::spawn_blocking(move || backup::encode(&mvcc)).await;
+        let bytes = encoded.map_err(|e| Status::internal(format!("snapshot: {e}")))?.map_err(|e| Status::internal(e.to_string()))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut remaining = bytes.len();
+            for chunk in bytes.chunks(SNAPSHOT_CHUNK) {
+                remaining -= chunk.len();
+                let response =
+                    SnapshotResponse { header, remaining_bytes: remaining as u64, blob: chunk.to_vec(), version: ETCD_VERSION.into() };
+                if tx.send(Ok(response)).await.is_err() {
+                    return; // The client went away.
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     /// Hands Raft leadership to a voter. etcd answers "not leader" on a follower;

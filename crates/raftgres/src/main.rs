@@ -4,9 +4,11 @@
 //! signal the agent stops first (it releases the leader key through the store), then
 //! the store.
 //!
-//! The same binary started as `raftgres __fencer` is the agent's fencer process.
+//! The same binary started as `raftgres __fencer` is the agent's fencer process, and
+//! `raftgres snapshot restore|status` restores or checks a backup (`snapshot`).
 
 mod settings;
+mod snapshot;
 mod store_stats;
 
 use std::io::Write;
@@ -22,6 +24,15 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(raftgres_agent::fence::FENCER_ARG) {
         raftgres_agent::fence::run_fencer();
         return ExitCode::SUCCESS;
+    }
+    if std::env::args().nth(1).as_deref() == Some(snapshot::ARG) {
+        return match snapshot::run(std::env::args().skip(1)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("raftgres snapshot: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let settings = match settings::Flags::parse().validate() {
         Ok(s) => s,
@@ -83,6 +94,9 @@ async fn run(settings: settings::Settings) -> anyhow::Result<()> {
     let client_listener = tokio::net::TcpListener::bind(&settings.listen_client)
         .await
         .with_context(|| format!("cannot listen for clients on {} (is another node using this port?)", settings.listen_client))?;
+    if settings.force_new_cluster {
+        force_new_cluster(&settings.store)?;
+    }
     let store = Store::start(settings.store.clone()).await?;
     let limits = ApiLimits { max_request_bytes: settings.max_request_bytes, max_txn_ops: settings.max_txn_ops };
     let tls = settings.client_tls.is_some();
@@ -124,6 +138,22 @@ async fn run(settings: settings::Settings) -> anyhow::Result<()> {
         tracing::warn!("the store did not stop within {STORE_STOP_TIMEOUT:?}: exiting without it");
     }
     outcome
+}
+
+/// `--force-new-cluster`: the data dir becomes a one-member cluster's, with all its data.
+fn force_new_cluster(store: &raftgres_store::StoreConfig) -> anyhow::Result<()> {
+    let own_peer = store.own_peer_addr().unwrap_or(&store.listen_peer);
+    let done = raftgres_store::force_new_cluster::rewrite(&store.data_dir, &store.name, own_peer)?;
+    tracing::warn!(
+        member = %format!("{:x}", done.restored.member_id),
+        cluster = %format!("{:x}", done.restored.cluster_id),
+        revision = done.restored.revision,
+        keys = done.restored.keys,
+        replayed = done.replayed,
+        old_state = %done.moved_to.display(),
+        "--force-new-cluster: this member is now a one-member cluster with all its data; add members with `etcdctl member add` and start them with --initial-cluster-state existing"
+    );
+    Ok(())
 }
 
 /// How long the store may take to stop.

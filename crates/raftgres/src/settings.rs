@@ -55,6 +55,10 @@ pub struct Flags {
     /// Most operations in one txn branch (default 128, as etcd).
     #[arg(long)]
     pub max_txn_ops: Option<usize>,
+    /// Recovery after losing a quorum for good (etcd's flag): rewrite this surviving
+    /// member's data dir into a one-member cluster with all its data, then start.
+    #[arg(long)]
+    pub force_new_cluster: bool,
     /// The Patroni-shaped sections of the config file (only from `--config`).
     #[arg(skip)]
     pub agent: Option<RawAgentConfig>,
@@ -102,6 +106,8 @@ pub struct Settings {
     pub agent: Option<AgentConfig>,
     /// Config file keys accepted but not used: logged once at startup.
     pub warnings: Vec<String>,
+    /// `--force-new-cluster`: rewrite the data dir into a one-member cluster first.
+    pub force_new_cluster: bool,
 }
 
 macro_rules! merge {
@@ -187,6 +193,7 @@ impl Flags {
         Ok(Settings {
             agent,
             warnings: f.warnings,
+            force_new_cluster: f.force_new_cluster,
             store,
             listen_client,
             client_tls,

@@ -3,7 +3,8 @@
 //! Owns: the openraft (0.10) instance and its type config ([`types`]), the durable Raft
 //! log on its own write-ahead log ([`wal`]; sled for data dirs made before it,
 //! [`backend`]) behind [`log_store`] and its fsync thread `flusher`, the in-memory
-//! etcd-style state machine with file snapshots ([`state_machine`]), lease deadlines
+//! etcd-style state machine with file snapshots ([`state_machine`]), backups and restores
+//! ([`backup`]), quorum-loss recovery ([`force_new_cluster`]), lease deadlines
 //! ([`lease_clock`]) and what the leader does with them (`lease_leader`), the peer transport over tonic ([`network`], [`peer_service`],
 //! [`forward`]; TLS from files via `raftgres_tls`), group commit of concurrent writes
 //! (`batcher`), membership changes and leadership transfer (`membership`) and the
@@ -14,11 +15,13 @@
 
 mod api_support;
 pub mod backend;
+pub mod backup;
 mod batcher;
 mod client;
 pub mod config;
 pub mod error;
 mod flusher;
+pub mod force_new_cluster;
 pub mod forward;
 pub mod lease_clock;
 mod lease_leader;

@@ -75,13 +75,14 @@ impl Store {
 
         let data_dir = &config.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
-        let state_machine = StateMachine::open(&data_dir.join("snapshot")).map_err(|e| StartError::StateMachine(e.to_string()))?;
+        let state_machine =
+            StateMachine::open(&data_dir.join(crate::state_machine::SNAPSHOT_DIR)).map_err(|e| StartError::StateMachine(e.to_string()))?;
         let applied = state_machine.applied();
         let peer_client_tls = config.peer_tls.as_ref().map(|tls| tls.client.tonic());
         let net = PeerNetwork::new(std::time::Duration::from_millis(config.timing.election_min_ms / 2), peer_client_tls);
         let raft_config = Arc::new(config.timing.openraft_config().validate().map_err(|e| StartError::Raft(e.to_string()))?);
         let metrics = Arc::new(StoreMetrics::default());
-        let log_dir = data_dir.join("raft");
+        let log_dir = data_dir.join(crate::force_new_cluster::RAFT_DIR);
         let opened =
             OpenRaft { own_peer: &own_peer, data_dir, config: raft_config, net: net.clone(), state_machine, metrics: metrics.clone() };
         // Data dirs made before the write-ahead log keep their sled log.

@@ -25,6 +25,11 @@ use crate::error::io_err;
 use crate::lease_clock::LeaseClock;
 use crate::types::{Entry, LogId, NodeId, Request, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 
+/// The state machine's directory inside a data dir.
+pub(crate) const SNAPSHOT_DIR: &str = "snapshot";
+/// The snapshot file inside [`SNAPSHOT_DIR`].
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
 /// The node's openraft instance over this state machine.
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
@@ -122,7 +127,7 @@ impl StateMachine {
             applied_index: watch::Sender::new(0),
             leases: LeaseClock::default(),
         });
-        let sm = Self { applied, snapshot_path: dir.join("snapshot.bin") };
+        let sm = Self { applied, snapshot_path: dir.join(SNAPSHOT_FILE) };
         if let Some(file) = read_snapshot_file(&sm.snapshot_path)? {
             let data: StateData = bincode::deserialize(&file.data).map_err(io_err)?;
             sm.applied.replace(data);
@@ -134,7 +139,7 @@ impl StateMachine {
         self.applied.clone()
     }
 
-    fn apply_one(&self, entry: Entry) -> Response {
+    pub(crate) fn apply_one(&self, entry: Entry) -> Response {
         self.applied.write().last_applied = Some(entry.log_id);
         match entry.payload {
             EntryPayload::Blank => Response::Done,
@@ -142,8 +147,7 @@ impl StateMachine {
                 let mut data = self.applied.write();
                 if data.cluster_id == 0 {
                     // The first membership fixes the cluster id, identically on every replica.
-                    let seed: String = m.voter_ids().map(|id| format!("{id:x},")).collect();
-                    data.cluster_id = crate::types::member_id(&seed);
+                    data.cluster_id = cluster_id_of(m.voter_ids());
                 }
                 data.membership = StoredMembership::new(Some(entry.log_id), m);
                 Response::Done
@@ -179,6 +183,20 @@ impl StateMachine {
             let _ = self.applied.events.send(WatchBatch { revision, events: Arc::new(events) });
         }
     }
+}
+
+/// The cluster id of a cluster whose first voters are `voters`.
+pub(crate) fn cluster_id_of(voters: impl Iterator<Item = NodeId>) -> u64 {
+    let seed: String = voters.map(|id| format!("{id:x},")).collect();
+    crate::types::member_id(&seed)
+}
+
+/// Writes `data` as the snapshot of a member that has no Raft log yet (a restore):
+/// openraft starts from it.
+pub(crate) fn write_seed_snapshot(dir: &Path, data: &StateData) -> std::io::Result<()> {
+    let meta = SnapshotMeta { last_log_id: data.last_applied, last_membership: data.membership.clone() };
+    let file = SnapshotFile { meta, data: bincode::serialize(data).map_err(io_err)? };
+    write_durably(&dir.join(SNAPSHOT_FILE), &bincode::serialize(&file).map_err(io_err)?)
 }
 
 fn read_snapshot_file(path: &Path) -> std::io::Result<Option<SnapshotFile>> {

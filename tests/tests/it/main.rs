@@ -1,5 +1,6 @@
 //! Integration tests with real `raftgres` processes, one module per topic.
 
+mod backup;
 mod bad_input;
 mod chaos;
 mod crash;
@@ -17,6 +18,7 @@ mod linearizability;
 mod observability;
 mod ops;
 mod partition;
+mod recovery;
 mod store;
 mod sync;
 mod tls;
@@ -53,4 +55,29 @@ pub async fn wait_leader(cluster: &Cluster, skip: &[usize]) -> anyhow::Result<us
         anyhow::bail!("leader {leader:x} is not one of our nodes")
     })
     .await
+}
+
+/// Adds `name` as a learner through `c`, starts it, waits until it has `key` (a
+/// serializable read on it), then promotes it to voter; returns its index and member id.
+pub async fn add_member(cluster: &mut Cluster, c: &Client, name: &str, key: &str) -> anyhow::Result<(usize, u64)> {
+    use raftgres_proto::etcdserverpb::{MemberAddRequest, MemberPromoteRequest};
+    let n = cluster.add_node(name);
+    let peer = format!("http://{}", cluster.nodes[n].peer_addr());
+    let added = c.cluster().member_add(MemberAddRequest { peer_ur_ls: vec![peer], is_learner: true }).await?.into_inner();
+    let id = added.member.map(|m| m.id).ok_or_else(|| anyhow::anyhow!("no member in reply"))?;
+    cluster.spawn(n, "existing")?;
+    let addr = cluster.nodes[n].client_addr();
+    eventually(Duration::from_secs(20), "the learner replicates", || async {
+        let learner = Client::connect(&addr).await?;
+        anyhow::ensure!(learner.get_with(key, true).await?.is_some(), "learner has not caught up");
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.context(cluster.logs()))?;
+    eventually(Duration::from_secs(10), "promote", || async {
+        c.cluster().member_promote(MemberPromoteRequest { id }).await?;
+        Ok(())
+    })
+    .await?;
+    Ok((n, id))
 }

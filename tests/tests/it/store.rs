@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use raftgres_proto::etcdserverpb::{MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest};
+use raftgres_proto::etcdserverpb::{MemberListRequest, MemberRemoveRequest};
 use raftgres_tests::client::Client;
 use raftgres_tests::{eventually, Cluster};
 
-use crate::wait_leader;
+use crate::{add_member, wait_leader};
 
 #[tokio::test]
 async fn three_nodes_form_a_cluster_and_replicate() -> anyhow::Result<()> {
@@ -96,23 +96,8 @@ async fn a_learner_is_added_promoted_and_a_member_removed() -> anyhow::Result<()
     for i in 0..20 {
         c.put(&format!("/before/{i}"), "x").await?;
     }
-    let n4 = cluster.add_node("node4");
-    let peer = format!("http://{}", cluster.nodes[n4].peer_addr());
-    let added = c.cluster().member_add(MemberAddRequest { peer_ur_ls: vec![peer], is_learner: true }).await?.into_inner();
-    let id4 = added.member.map(|m| m.id).ok_or_else(|| anyhow::anyhow!("no member in reply"))?;
-    cluster.spawn(n4, "existing")?;
+    let (n4, id4) = add_member(&mut cluster, &c, "node4", "/before/19").await?;
     let addr4 = cluster.nodes[n4].client_addr();
-    eventually(Duration::from_secs(15), "learner replicates", || async {
-        let c4 = Client::connect(&addr4).await?;
-        anyhow::ensure!(c4.get_with("/before/19", true).await?.is_some(), "learner has not caught up");
-        Ok(())
-    })
-    .await?;
-    eventually(Duration::from_secs(10), "promote", || async {
-        c.cluster().member_promote(MemberPromoteRequest { id: id4 }).await?;
-        Ok(())
-    })
-    .await?;
     eventually(Duration::from_secs(10), "node4 is a voter and published its name", || async {
         let members = c.cluster().member_list(MemberListRequest { linearizable: true }).await?.into_inner().members;
         let m4 = members.iter().find(|m| m.id == id4).ok_or_else(|| anyhow::anyhow!("node4 missing"))?;
