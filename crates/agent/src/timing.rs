@@ -117,6 +117,14 @@ impl Timing {
         Ok(())
     }
 
+    /// The longest `retry_timeout`, in whole tenths of a second, that keeps the failsafe
+    /// rule with this ttl and safety margin; None when not even 0.1 s fits.
+    pub fn failsafe_retry_timeout(&self) -> Option<f64> {
+        let room = self.safety_margin.saturating_sub(self.drift_allowance()).as_secs_f64();
+        let tenths = (room * 10.0 + 1e-9).floor();
+        (tenths >= 1.0).then_some(tenths / 10.0)
+    }
+
     /// With a hardware watchdog of `timeout` seconds the fencer acts that much earlier
     /// (so the device resets a hung machine by the deadline); the same rule must hold
     /// for the shorter budget.
@@ -189,6 +197,19 @@ mod tests {
         let t = Timing::from_seconds(2, 1.0, 0.5, 0.5);
         assert!(t.check_with_watchdog(Duration::from_secs(1)).is_err(), "ttl 2 leaves no room for a 1 s watchdog");
         Timing::from_seconds(5, 1.0, 0.5, 0.5).check_with_watchdog(Duration::from_secs(1)).expect("ttl 5 does");
+    }
+
+    #[test]
+    fn the_failsafe_retry_timeout_fits_the_margin() {
+        // Defaults: 0.5 - 0.002 leaves 0.4 s in whole tenths.
+        assert_eq!(Timing::from_seconds(2, 1.0, 0.5, 0.5).failsafe_retry_timeout(), Some(0.4));
+        // Patroni-like timings with a 10.1 s margin: 10.1 - 0.03 leaves 10.0 s.
+        assert_eq!(Timing::from_seconds(30, 10.0, 10.0, 10.1).failsafe_retry_timeout(), Some(10.0));
+        assert_eq!(Timing::from_seconds(2, 1.0, 0.5, 0.1).failsafe_retry_timeout(), None);
+        for (ttl, margin) in [(2, 0.5), (30, 10.1), (10, 3.0), (1, 0.2)] {
+            let fitted = Timing::from_seconds(ttl, 1.0, 0.5, margin).failsafe_retry_timeout().expect("fits");
+            Timing::from_seconds(ttl, 1.0, fitted, margin).check_failsafe().expect("the fitted value keeps the rule");
+        }
     }
 
     #[test]

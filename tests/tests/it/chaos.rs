@@ -6,7 +6,8 @@
 //! network namespaces under a write load. The runner's own checks must pass, every fault
 //! must have its row with the cluster healed and the outcome its kind expects, the KV
 //! clients' history of the etcd API must be linearizable, and the summary line must say
-//! no split brain (and, in synchronous mode, no lost write).
+//! no split brain (and, in synchronous mode, no lost write). A third run goes through
+//! the kinds where failsafe mode changes what the agents do, with it on for the whole run.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -34,13 +35,18 @@ const FAULTS: [&str; 17] = [
     "pg-hang",
 ];
 
-/// Runs `raftctl chaos --rounds 1 EXTRA...` on a lab of its own; returns its output.
-fn chaos(extra: &[&str]) -> anyhow::Result<String> {
+/// The kinds the failsafe-mode run goes through: those that cut the primary off, stop it,
+/// or take its store away, where failsafe mode changes what the agents do.
+const FAILSAFE_FAULTS: [&str; 8] = ["kill", "pause", "partition", "partition-inbound", "group-stop", "bridge", "isolate-two", "failsafe"];
+
+/// Runs `raftctl chaos --rounds 1 --faults FAULTS EXTRA...` on a lab of its own; returns
+/// its output.
+fn chaos(faults: &[&str], extra: &[&str]) -> anyhow::Result<String> {
     let claim = NetnsClaim::take()?;
     let dir = tempfile::Builder::new().prefix("raftgres-chaos-").tempdir_in("/tmp")?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
     let out = Command::new(bin("raftctl"))
-        .args(["chaos", "--rounds", "1", "--netns-prefix", &claim.prefix, "--faults", &FAULTS.join(","), "--dir"])
+        .args(["chaos", "--rounds", "1", "--netns-prefix", &claim.prefix, "--faults", &faults.join(","), "--dir"])
         .arg(dir.path())
         .args(extra)
         .output()?;
@@ -49,7 +55,7 @@ fn chaos(extra: &[&str]) -> anyhow::Result<String> {
     let mut kept = dir.path().as_os_str().to_os_string();
     kept.push("-logs");
     anyhow::ensure!(out.status.success(), "raftctl chaos failed (logs in {}):\n{text}", kept.to_string_lossy());
-    for fault in FAULTS {
+    for &fault in faults {
         let row = text
             .lines()
             .find(|l| l.split_whitespace().next() == Some(fault))
@@ -70,7 +76,7 @@ fn summary(text: &str) -> Option<&str> {
 
 #[test]
 fn chaos_in_sync_mode_loses_no_acknowledged_write() -> anyhow::Result<()> {
-    let text = chaos(&["--sync"])?;
+    let text = chaos(&FAULTS, &["--sync"])?;
     let expected = format!("chaos: {} rounds, 0 split-brain windows, 0 acknowledged writes lost", FAULTS.len());
     assert_eq!(summary(&text), Some(expected.as_str()), "{text}");
     Ok(())
@@ -78,8 +84,17 @@ fn chaos_in_sync_mode_loses_no_acknowledged_write() -> anyhow::Result<()> {
 
 #[test]
 fn chaos_in_async_mode_never_has_two_primaries() -> anyhow::Result<()> {
-    let text = chaos(&[])?;
+    let text = chaos(&FAULTS, &[])?;
     let line = summary(&text).unwrap_or_default();
     assert!(line.starts_with(&format!("chaos: {} rounds, 0 split-brain windows, ", FAULTS.len())), "{text}");
+    Ok(())
+}
+
+#[test]
+fn chaos_with_failsafe_mode_on_keeps_one_writer_and_every_commit() -> anyhow::Result<()> {
+    let text = chaos(&FAILSAFE_FAULTS, &["--sync", "--failsafe"])?;
+    assert!(text.lines().any(|l| l.starts_with("chaos: ") && l.contains("synchronous mode, failsafe mode")), "{text}");
+    let expected = format!("chaos: {} rounds, 0 split-brain windows, 0 acknowledged writes lost", FAILSAFE_FAULTS.len());
+    assert_eq!(summary(&text), Some(expected.as_str()), "{text}");
     Ok(())
 }

@@ -215,8 +215,10 @@ async fn a_stream_that_falls_behind_catches_up_from_history() {
             }
         }));
     }
+    // 40 MB through the log with an fsync per group: on a loaded 2-core machine that
+    // can take longer than PATIENCE; the test is about the stream, not the write rate.
     for t in tasks {
-        within(t).await.expect("writer");
+        tokio::time::timeout(Duration::from_secs(120), t).await.expect("the writers finished").expect("writer");
     }
     let mut revs = Vec::new();
     while revs.len() < WRITES {

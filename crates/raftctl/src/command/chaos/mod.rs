@@ -40,12 +40,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use raftgres_agent::config::DynamicConfig;
 use raftgres_agent::ops;
+use serde_json::json;
 
-use crate::command::cluster::{open, ClusterArgs};
+use crate::command::config::patch_from;
 use bench::Bench;
 use kinds::Fault;
-use raftgres_client::Api;
 use raftgres_lab::{control, logs, netns, process, ready, up, DirArg, Lab};
 use report::{Outcome, Round};
 use workload::{Psql, Workload};
@@ -81,6 +82,15 @@ pub struct ChaosArgs {
     /// KV clients checking the etcd API's linearizability through the faults (0: none).
     #[arg(long, default_value_t = 5)]
     pub kv_clients: usize,
+    /// Set a `/config` key for the whole run, as `raftctl edit-config -s` does:
+    /// `-s ttl=30 -s loop_wait=10` (values are YAML). Patched through the REST API, so
+    /// the agents' timing rules apply.
+    #[arg(short = 's', long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Failsafe mode on for the whole run (`failsafe_mode: true`, with the longest
+    /// retry_timeout that fits the safety margin unless `--set` gives one).
+    #[arg(long)]
+    pub failsafe: bool,
 }
 
 /// Where a run keeps the nodes' logs and its record of writes: `DIR-logs`, next to the
@@ -110,8 +120,11 @@ fn save_writes(path: &std::path::Path, acks: &[verdict::Ack]) -> anyhow::Result<
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// How long the cluster may take to heal after a fault.
-const HEAL_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the cluster may take to heal after a fault: 90 s, and two ttls more (with
+/// Patroni-like timings a failover alone waits out a 30 s lease).
+fn heal_timeout(ttl: Duration) -> Duration {
+    Duration::from_secs(90) + 2 * ttl
+}
 /// Writes before each fault, so the fault hits a working cluster.
 const BASELINE: Duration = Duration::from_secs(1);
 
@@ -172,14 +185,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     disk::mount_all(&lab)?;
     up::start(&lab, Duration::from_secs(120)).await?;
 
-    let api = Api::connect(&lab.endpoints(), &lab.security()?).await?;
-    let cluster = ClusterArgs { scope: Some(lab.scope.clone()), namespace: None };
-    let (dcs, view) = open(&api, &cluster).await?;
-    let dynamic = ops::dynamic(&view);
+    let dynamic = configure(&lab, &args).await?;
     if args.sync {
-        let mut config = view.config.clone().map(|(c, _)| c).unwrap_or_else(|| serde_json::json!({}));
-        ops::merge(&mut config, &serde_json::json!({ "synchronous_mode": true }));
-        ops::replace_config(&dcs, &config).await?;
         store::wait_sync_standby(&lab).await?;
     }
     let hold = args.hold.unwrap_or(Duration::from_secs(3 * dynamic.ttl.max(1)));
@@ -189,20 +196,22 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
 
     let total = args.rounds * args.faults.len();
     println!(
-        "chaos: {total} rounds ({} × {}), {} mode, faults held {:.1} s",
+        "chaos: {total} rounds ({} × {}), {} mode{}, ttl {} s, faults held {:.1} s",
         args.rounds,
         args.faults.iter().map(|f| f.name()).collect::<Vec<_>>().join(","),
         if args.sync { "synchronous" } else { "asynchronous" },
+        if dynamic.failsafe_mode { ", failsafe mode" } else { "" },
+        dynamic.ttl,
         hold.as_secs_f64()
     );
     let t0 = Instant::now();
-    let limit = Duration::from_secs(180) * total as u32 + Duration::from_secs(60);
+    let ttl = Duration::from_secs(dynamic.ttl);
+    let limit = (Duration::from_secs(180) + 2 * hold + heal_timeout(ttl)) * total as u32 + Duration::from_secs(60);
     let kv = match args.kv_clients {
         0 => None,
         clients => Some(kv::KvLoad::start(&lab, clients, limit).await?),
     };
     let workload = Workload::start(&psql, t0, limit);
-    let ttl = Duration::from_secs(dynamic.ttl);
     let bench = Bench { lab: &lab, hold, netem: &args.netem, workload: &workload, t0, ttl, sync: args.sync };
     let mut rounds: Vec<Round> = Vec::new();
     'run: for _ in 0..args.rounds {
@@ -217,7 +226,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
             faults::prepare(&lab, fault, old).await?;
             let injected = faults::inject(&bench, fault, old, replica).await?;
             let at = injected.at;
-            let (healed, restarts) = heal(&lab).await;
+            let (healed, restarts) = heal(&lab, heal_timeout(ttl)).await;
             tokio::time::sleep(BASELINE).await;
             let now = primary(&lab).await.ok();
             let acks = workload.acks();
@@ -249,7 +258,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
             println!("{}", describe(&lab, rounds.len() + 1, total, &r));
             rounds.push(r);
             if !healed {
-                eprintln!("raftctl chaos: the cluster did not heal within {} s: stopping the run", HEAL_TIMEOUT.as_secs());
+                eprintln!("raftctl chaos: the cluster did not heal within {} s: stopping the run", heal_timeout(ttl).as_secs());
                 break 'run;
             }
         }
@@ -342,6 +351,44 @@ fn describe(lab: &Lab, n: usize, total: usize, r: &Round) -> String {
     )
 }
 
+/// `/config` for the whole run, patched through the REST API as a user would (the agents
+/// refuse a patch that breaks a timing rule, naming it): the `--set` keys and
+/// synchronous mode first, then failsafe mode, with the longest retry_timeout that fits
+/// the safety margin when the one in force does not (unless `--set` chose it: then the
+/// agents' refusal says why). Waits a ttl for the agents to read it; returns it.
+async fn configure(lab: &Lab, args: &ChaosArgs) -> anyhow::Result<DynamicConfig> {
+    let mut patch = patch_from(&args.set, &[])?;
+    if args.sync {
+        ops::merge(&mut patch, &json!({ "synchronous_mode": true }));
+    }
+    if args.failsafe {
+        ops::merge(&mut patch, &json!({ "failsafe_mode": true }));
+    }
+    if args.failsafe && !args.set.iter().any(|s| s.trim_start().starts_with("retry_timeout=")) {
+        let (_, view) = store::view(lab).await.context("reading /config")?;
+        let mut planned = view.config.map(|(c, _)| c).unwrap_or_else(|| json!({}));
+        ops::merge(&mut planned, &patch);
+        let planned = DynamicConfig::from_json(&planned).with_context(|| format!("/config with {patch}"))?;
+        if planned.timing().check_failsafe().is_err() {
+            let retry = planned.timing().failsafe_retry_timeout().with_context(|| {
+                format!(
+                    "--failsafe: safety_margin {} s leaves no room for a failsafe confirmation round; raise it with -s safety_margin=...",
+                    planned.safety_margin
+                )
+            })?;
+            ops::merge(&mut patch, &json!({ "retry_timeout": retry }));
+        }
+    }
+    if patch.as_object().is_some_and(|o| o.is_empty()) {
+        return store::current_config(lab).await;
+    }
+    store::patch_config(lab, &patch).await.context("setting /config for the run")?;
+    let dynamic = store::current_config(lab).await?;
+    // Every agent reads /config each cycle, and the primary renews its lease with the new ttl.
+    tokio::time::sleep(Duration::from_secs(dynamic.ttl.clamp(1, 60)) + Duration::from_millis(500)).await;
+    Ok(dynamic)
+}
+
 /// The index of the node holding the leader key.
 async fn primary(lab: &Lab) -> anyhow::Result<usize> {
     let snapshot = ready::read(lab).await?;
@@ -352,8 +399,8 @@ async fn primary(lab: &Lab) -> anyhow::Result<usize> {
 /// Starts nodes that exited (as systemd's `Restart=` would) and waits for a primary and
 /// streaming replicas. Returns whether that happened in time, and how many nodes were
 /// started again.
-async fn heal(lab: &Lab) -> (bool, usize) {
-    let deadline = Instant::now() + HEAL_TIMEOUT;
+async fn heal(lab: &Lab, timeout: Duration) -> (bool, usize) {
+    let deadline = Instant::now() + timeout;
     let mut restarts = 0;
     for _ in 0..5 {
         for node in lab.nodes.iter().filter(|n| process::agent(n).is_none()) {

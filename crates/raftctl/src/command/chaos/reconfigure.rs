@@ -7,14 +7,12 @@
 use std::ops::Range;
 use std::time::Duration;
 
+use anyhow::Context;
 use serde_json::{json, Value};
 
 use super::bench::{postmaster_pid, Bench};
 use super::store;
 use raftgres_lab::{control, netns};
-
-/// The retry_timeout (s) the failsafe round runs with: it fits the default safety margin.
-const FAILSAFE_RETRY_TIMEOUT: f64 = 0.4;
 
 /// `{key: value}`, or `{key: null}` (removed) when it was unset before.
 fn restore(key: &str, before: Option<Value>) -> Value {
@@ -29,8 +27,15 @@ pub async fn failsafe(bench: &Bench<'_>, replica: usize) -> anyhow::Result<(Rang
     let before = store::config_value(lab, "failsafe_mode").await?;
     let retry_before = store::config_value(lab, "retry_timeout").await?;
     // A confirmation round must fit inside the safety margin (the agent's timing rule):
-    // with the default timings that means a short retry_timeout.
-    store::patch_config(lab, &json!({ "failsafe_mode": true, "retry_timeout": FAILSAFE_RETRY_TIMEOUT })).await?;
+    // with the default timings that means a shorter retry_timeout; with a run that has
+    // failsafe mode on already, or Patroni-like timings that fit, nothing changes.
+    let mut patch = json!({ "failsafe_mode": true });
+    let timing = store::current_config(lab).await?.timing();
+    if timing.check_failsafe().is_err() {
+        let retry = timing.failsafe_retry_timeout().context("the safety margin leaves no room for a failsafe confirmation round")?;
+        patch["retry_timeout"] = json!(retry);
+    }
+    store::patch_config(lab, &patch).await?;
     // Every agent reads /config each cycle: give them a ttl to see it.
     tokio::time::sleep(bench.ttl).await;
     let at = bench.t0.elapsed();

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use raftgres_agent::cluster::ClusterView;
+use raftgres_agent::config::DynamicConfig;
 use raftgres_agent::dcs::Dcs;
 
 use crate::command::cluster::{open, ClusterArgs};
@@ -73,6 +74,12 @@ pub async fn patch_config(lab: &Lab, patch: &serde_json::Value) -> anyhow::Resul
         tokio::time::sleep(POLL).await;
     }
     bail!("PATCH /config {body} was refused by every node for {} s: {}", PATCH_WAIT.as_secs(), answers.join("; "))
+}
+
+/// The dynamic configuration in `/config` now.
+pub async fn current_config(lab: &Lab) -> anyhow::Result<DynamicConfig> {
+    let (_, view) = view(lab).await.context("reading /config")?;
+    Ok(raftgres_agent::ops::dynamic(&view))
 }
 
 /// The value of `key` in `/config` now (None when unset), to put back afterwards.
