@@ -4,8 +4,10 @@
 //!
 //! One tonic service per module, all served on the node's client port (h2c, or TLS with
 //! [`EtcdApi::with_tls`]: etcd's `client-transport-security`, client certificates
-//! required with `client-cert-auth`) by one router ([`EtcdApi::router`], [`serve`]); the
-//! in-process channel the agent uses stays plaintext (it never touches the network):
+//! required with `client-cert-auth`) by one router ([`EtcdApi::router`], [`serve`]),
+//! beside etcd's plain-HTTP endpoints (`/health`, `/metrics`, ... in `client_port`,
+//! which also accepts etcdctl's scheme-prefixed `:authority`); the in-process channel
+//! the agent uses stays plaintext (it never touches the network):
 //!
 //! | module        | gRPC service               |
 //! |---------------|----------------------------|
@@ -32,6 +34,7 @@
 #![allow(clippy::result_large_err)]
 
 mod auth;
+mod client_port;
 mod cluster;
 mod election;
 mod error;
@@ -68,7 +71,7 @@ use raftgres_proto::v3lockpb::lock_server::LockServer;
 use raftgres_store::Store;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::Router;
 
 use crate::leader::RequireLeader;
 
@@ -147,19 +150,7 @@ impl EtcdApi {
         self.router_on(tonic::transport::Server::builder())
     }
 
-    /// [`EtcdApi::router`] with the client port's TLS, when configured.
-    fn client_port_router(&self) -> Result<Router, ServeError> {
-        let server = tonic::transport::Server::builder();
-        let server = match &self.tls {
-            Some(tls) => {
-                server.tls_config(tls.tonic()).map_err(|e| format!("client-transport-security: {}", raftgres_tls::describe(&e)))?
-            }
-            None => server,
-        };
-        Ok(self.router_on(server))
-    }
-
-    fn router_on(&self, server: tonic::transport::Server) -> Router {
+    fn router_on<L: Clone>(&self, server: tonic::transport::Server<L>) -> Router<L> {
         let max = self.limits.max_decoding_bytes();
         let guard = RequireLeader::new(self.store.clone());
         let kv = KvServer::new(kv::KvService::new(self.clone())).max_decoding_message_size(max);
@@ -188,17 +179,20 @@ impl EtcdApi {
 /// Why the server stopped (binding the incoming stream, or the server itself).
 pub type ServeError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Accepted client sockets with TCP_NODELAY: `serve_with_incoming` ignores the
-/// builder's `tcp_nodelay`, and without it small replies wait ~40 ms for Nagle.
-fn incoming(listener: TcpListener) -> Result<TcpIncoming, ServeError> {
-    TcpIncoming::from_listener(listener, true, None)
-}
+/// ALPN of the client port over TLS: gRPC, and plain HTTP/1.1 (curl, monitoring).
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 impl EtcdApi {
-    /// Serves every service on `listener` (h2c, or TLS when configured) until
-    /// `shutdown` completes, then stops gracefully.
+    /// Serves the client port on `listener` (gRPC and etcd's HTTP endpoints, h2c and
+    /// HTTP/1.1, or TLS when configured) until `shutdown` completes, then stops
+    /// gracefully.
     pub async fn serve_with_shutdown(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
-        self.client_port_router()?.serve_with_incoming_shutdown(incoming(listener)?, shutdown).await?;
+        let tls = match &self.tls {
+            Some(tls) => Some(tls.rustls(&ALPN).map_err(|e| format!("client-transport-security: {e}"))?),
+            None => None,
+        };
+        let server = tonic::transport::Server::builder().accept_http1(true).layer(client_port::HttpLayer::new(self.clone()));
+        self.router_on(server).serve_with_incoming_shutdown(client_port::incoming(listener, tls), shutdown).await?;
         Ok(())
     }
 }
@@ -207,8 +201,7 @@ impl EtcdApi {
 /// starts its client port with [`EtcdApi::with_tls`] and [`EtcdApi::serve_with_shutdown`]
 /// so that `client-transport-security` applies.
 pub async fn serve(store: Arc<Store>, listener: TcpListener, limits: ApiLimits) -> Result<(), ServeError> {
-    EtcdApi::new(store, limits).router().serve_with_incoming(incoming(listener)?).await?;
-    Ok(())
+    EtcdApi::new(store, limits).serve_with_shutdown(listener, std::future::pending()).await
 }
 
 /// Like [`serve`], stopping gracefully when `shutdown` completes.

@@ -1,6 +1,7 @@
 //! What the store measures about itself for the node's `/metrics`: how long a proposal
 //! takes from the leader's batcher to its applied result, how long one fsync of the
-//! Raft log takes, and how many watch streams and watches the etcd API holds open.
+//! Raft log takes, how many watch streams and watches the etcd API holds open, and how
+//! many leaders this node has seen.
 //! Recorded with atomics on the hot path; read as a [`HistogramSnapshot`].
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -58,6 +59,9 @@ pub struct StoreMetrics {
     pub watch_streams: AtomicI64,
     /// Watches on those streams.
     pub watches: AtomicI64,
+    /// Leaders this node has seen, a new term's leader each (etcd's
+    /// `leader_changes_seen_total`).
+    pub leader_changes: AtomicU64,
 }
 
 #[cfg(test)]

@@ -34,7 +34,8 @@ pub(crate) fn spawn_all(store: &Arc<Store>) {
     tokio::spawn(log_leader_changes(store.clone()));
 }
 
-/// One log line per Raft leadership change, naming the leader, for people reading logs.
+/// One log line per Raft leadership change, naming the leader, for people reading logs;
+/// each leader seen is counted in the store's metrics.
 async fn log_leader_changes(store: Arc<Store>) {
     let mut rx = store.raft.metrics();
     let mut last: Option<(Option<u64>, u64)> = None;
@@ -45,6 +46,9 @@ async fn log_leader_changes(store: Arc<Store>) {
             (m.current_leader, m.current_term, name)
         };
         if last != Some((leader, term)) {
+            if leader.is_some() {
+                store.metrics.leader_changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             match (leader, name) {
                 (Some(id), Some(name)) => tracing::info!("raft: {name} ({id:x}) is the leader in term {term}"),
                 (Some(id), None) => tracing::info!("raft: {id:x} is the leader in term {term}"),

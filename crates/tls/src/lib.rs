@@ -5,7 +5,7 @@
 //! one clear error naming the setting, never a panic later.
 //!
 //! Owns: reading and checking PEM files, and turning them into tonic's server and client
-//! TLS configs and rustls client configs (rustls with the ring provider). The private
+//! TLS configs and rustls server and client configs (rustls with the ring provider). The private
 //! key's bytes are never printed: [`Key`]'s `Debug` shows only where it came from.
 //!
 //! A leaf crate on purpose: the store (peer port), the etcd API (client port), the agent
@@ -156,6 +156,28 @@ pub struct ServerTls {
 }
 
 impl ServerTls {
+    /// A rustls server config offering `alpn` (e.g. `h2` and `http/1.1`): client
+    /// certificates required when `client_ca` is set.
+    pub fn rustls(&self, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let builder = match &self.client_ca {
+            Some(ca) => {
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(ca)?), provider())
+                    .build()
+                    .map_err(|e| TlsError::Config(format!("{}: {e}", ca.path.display())))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
+            .with_single_cert(self.identity.certs.der.clone(), self.identity.key.der()?)
+            .map_err(|e| TlsError::Config(format!("{}: {e}", self.identity.certs.path.display())))?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+
     /// tonic's server config: client certificates required when `client_ca` is set.
     pub fn tonic(&self) -> ServerTlsConfig {
         let config = ServerTlsConfig::new().identity(self.identity.tonic());

@@ -195,3 +195,73 @@ async fn etcdctl_move_leader() -> anyhow::Result<()> {
     assert!(!success && err.contains("bad leader transferee"), "{err}");
     Ok(())
 }
+
+/// Every etcdctl command group, once with `http://host:port` endpoints and once with
+/// bare `host:port` ones: etcdctl dials `endpoint status|hashkv`, `defrag`, `snapshot
+/// save` and `move-leader` with the endpoint string as the HTTP/2 `:authority`.
+#[tokio::test]
+async fn etcdctl_command_groups_with_and_without_a_scheme() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3)?;
+    wait_leader(&cluster, &[]).await?;
+    let dir = tempfile::tempdir()?;
+    for (form, scheme) in [("http", "http://"), ("bare", "")] {
+        let eps: Vec<String> = cluster.endpoints().iter().map(|e| format!("{scheme}{}", e.trim_start_matches("http://"))).collect();
+        let (one, all) = (eps[0].clone(), eps.join(","));
+        let key = format!("/{form}/k");
+        assert_eq!(ok(&one, &["put", &key, "v"]), "OK\n", "{form}");
+        assert_eq!(ok(&one, &["get", &key]), format!("{key}\nv\n"), "{form}");
+        let txn = format!("value(\"{key}\") = \"v\"\n\nput {key} w\n\n\n");
+        let (success, out, err) = etcdctl(&one, &["txn"], Some(&txn));
+        assert!(success && out == "SUCCESS\n\nOK\n", "{form} txn: {out} {err}");
+        let watch_ep = one.clone();
+        let watch_key = key.clone();
+        let watcher = std::thread::spawn(move || {
+            Command::new("timeout")
+                .args(["3", "etcdctl", &format!("--endpoints={watch_ep}"), "watch", &watch_key])
+                .env("ETCDCTL_API", "3")
+                .output()
+        });
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(ok(&one, &["del", &key]), "1\n", "{form}");
+        let watched = watcher.join().expect("watch thread")?;
+        assert_eq!(String::from_utf8_lossy(&watched.stdout), format!("DELETE\n{key}\n\n"), "{form} watch");
+        let granted = ok(&one, &["lease", "grant", "30"]);
+        let lease = granted.split_whitespace().nth(1).expect("lease id").to_string();
+        assert!(ok(&one, &["lease", "list"]).contains(&lease), "{form}");
+        assert!(ok(&one, &["lease", "revoke", &lease]).contains("revoked"), "{form}");
+        assert_eq!(ok(&all, &["member", "list"]).lines().count(), 3, "{form}");
+
+        let status = ok(&all, &["endpoint", "status"]);
+        assert_eq!(status.lines().filter(|l| l.starts_with(&format!("{scheme}127.0.0.1:"))).count(), 3, "{form} status: {status}");
+        let hashes = ok(&all, &["endpoint", "hashkv"]);
+        let hashes: Vec<&str> = hashes.lines().filter_map(|l| l.split(", ").nth(1)).collect();
+        assert!(hashes.len() == 3 && hashes.iter().all(|h| *h == hashes[0]), "{form} hashkv: {hashes:?}");
+        let (success, _, health) = etcdctl(&all, &["endpoint", "health"], None);
+        assert!(success && health.matches("is healthy").count() == 3, "{form} health: {health}");
+        assert_eq!(ok(&one, &["alarm", "list"]), "", "{form}");
+        assert_eq!(ok(&one, &["alarm", "disarm"]), "", "{form}");
+        assert!(ok(&all, &["defrag"]).matches("Finished defragmenting etcd member").count() == 3, "{form}");
+        let rev = serde_json::from_str::<serde_json::Value>(&ok(&one, &["get", "-w", "json", "/none"]))?["header"]["revision"]
+            .as_i64()
+            .expect("revision");
+        assert_eq!(ok(&one, &["compaction", &rev.to_string()]), format!("compacted revision {rev}\n"), "{form}");
+        assert_eq!(ok(&one, &["lock", &format!("{form}-lock"), "echo", "held"]), "held\n", "{form}");
+        let campaign = Command::new("timeout")
+            .args(["2", "etcdctl", &format!("--endpoints={one}"), "elect", &format!("{form}-e"), "p1"])
+            .env("ETCDCTL_API", "3")
+            .output()?;
+        let won = String::from_utf8_lossy(&campaign.stdout).into_owned();
+        assert!(won.starts_with(&format!("{form}-e/")) && won.ends_with("\np1\n"), "{form} elect: {won:?}");
+        let file = dir.path().join(format!("{form}.db"));
+        let saved = ok(&one, &["snapshot", "save", &file.display().to_string()]);
+        assert!(saved.contains("Snapshot saved at"), "{form} snapshot: {saved}");
+
+        let from = wait_leader(&cluster, &[]).await?;
+        let to = (from + 1) % 3;
+        let to_id = Client::connect(&cluster.nodes[to].client_addr()).await?.status().await?.header.map_or(0, |h| h.member_id);
+        let moved = ok(&all, &["move-leader", &format!("{to_id:x}")]);
+        assert!(moved.starts_with("Leadership transferred from"), "{form} move-leader: {moved}");
+        assert_eq!(wait_leader(&cluster, &[]).await?, to, "{form}");
+    }
+    Ok(())
+}

@@ -3,6 +3,7 @@
 mod backup;
 mod bad_input;
 mod chaos;
+mod client_http;
 mod crash;
 mod dashboard;
 mod deploy;

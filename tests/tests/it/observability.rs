@@ -14,7 +14,7 @@ fn scrape(lab: &Lab, i: usize) -> anyhow::Result<Scrape> {
     Ok(Scrape::parse(body.lines().map(|l| Ok(l.to_string())))?)
 }
 
-fn gauge(s: &Scrape, name: &str) -> anyhow::Result<f64> {
+pub(crate) fn gauge(s: &Scrape, name: &str) -> anyhow::Result<f64> {
     match s.samples.iter().find(|x| x.metric == name).map(|x| &x.value) {
         Some(Value::Gauge(v)) => Ok(*v),
         other => anyhow::bail!("{name}: {other:?}"),
@@ -22,7 +22,7 @@ fn gauge(s: &Scrape, name: &str) -> anyhow::Result<f64> {
 }
 
 /// The total count of a histogram (its `+Inf` bucket).
-fn observations(s: &Scrape, name: &str) -> anyhow::Result<f64> {
+pub(crate) fn observations(s: &Scrape, name: &str) -> anyhow::Result<f64> {
     match s.samples.iter().find(|x| x.metric == name).map(|x| &x.value) {
         Some(Value::Histogram(b)) => Ok(b.iter().find(|c| c.less_than.is_infinite()).map_or(0.0, |c| c.count)),
         other => anyhow::bail!("{name}: {other:?}"),

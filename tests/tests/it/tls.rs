@@ -1,8 +1,10 @@
-//! A lab with TLS everywhere (`raftctl lab up --tls`): raftctl, the real etcdctl and curl
-//! work with the lab's certificates, and every port refuses what lacks one: etcdctl
-//! without a client certificate, a plaintext gRPC client, plain HTTP on the REST API,
-//! a REST write without a client certificate, and a peer-port client without one. No
-//! private key shows in the REST API's answers or the log.
+//! A lab with TLS everywhere (`raftctl lab up --tls`): raftctl, the real etcdctl (with
+//! `https://` endpoints, `endpoint status|hashkv` too) and curl (the REST API, and the
+//! client port's `/health` and `/metrics`) work with the lab's certificates, and every
+//! port refuses what lacks one: etcdctl without a client certificate, a plaintext gRPC
+//! client, plain HTTP on the REST API, a REST write without a client certificate, and a
+//! peer-port client without one. No private key shows in the REST API's answers or the
+//! log.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
@@ -61,6 +63,19 @@ fn a_tls_lab_serves_certified_clients_and_refuses_the_others() -> anyhow::Result
         ensure!(String::from_utf8_lossy(&get.stdout) == "secret-value\n", "etcdctl get: {}", text(&get));
         let members = certified(&["member", "list"])?;
         ensure!(text(&members).matches("https://").count() == 6, "peer and client URLs are https:\n{}", text(&members));
+        // Commands etcdctl dials with the raw endpoint as the HTTP/2 :authority.
+        let status = certified(&["endpoint", "status"])?;
+        ensure!(status.status.success() && text(&status).starts_with(&https), "etcdctl endpoint status: {}", text(&status));
+        let hashkv = certified(&["endpoint", "hashkv"])?;
+        ensure!(hashkv.status.success() && text(&hashkv).starts_with(&https), "etcdctl endpoint hashkv: {}", text(&hashkv));
+        // etcd's HTTP endpoints on the client port, over the same TLS.
+        let client_port = |path: &str| {
+            run("curl", &strings(&["-s", "-m", "10", "--cacert", &ca, "--cert", &cert, "--key", &key, &format!("{https}{path}")]))
+        };
+        let health = client_port("/health")?;
+        ensure!(text(&health) == r#"{"health":"true","reason":""}"#, "GET /health on the client port over https: {}", text(&health));
+        let metrics = client_port("/metrics")?;
+        ensure!(text(&metrics).contains("etcd_server_has_leader 1"), "GET /metrics on the client port over https: {}", text(&metrics));
 
         // Refused: no client certificate, and plaintext.
         let timeouts = ["--dial-timeout", "2s", "--command-timeout", "3s"];

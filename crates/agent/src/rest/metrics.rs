@@ -4,7 +4,6 @@
 //! database size, leases, watch streams and watches; proposal and log fsync latency
 //! histograms), each with HELP and TYPE. Labels: `scope` and `name`.
 
-use std::fmt::Write;
 use std::time::UNIX_EPOCH;
 
 use raftgres_proto::etcdserverpb::StatusResponse;
@@ -13,36 +12,7 @@ use crate::cluster::Role;
 use crate::ha::hung::Verdict;
 use crate::state::NodeState;
 use crate::store_stats::{Histogram, StoreSnapshot};
-
-/// One gauge with HELP and TYPE.
-fn gauge(out: &mut String, name: &str, help: &str, labels: &str, value: f64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} gauge");
-    let _ = writeln!(out, "{name}{{{labels}}} {value}");
-}
-
-/// One histogram with HELP and TYPE: cumulative `_bucket`s, `+Inf`, `_sum`, `_count`.
-fn histogram(out: &mut String, name: &str, help: &str, labels: &str, h: &Histogram) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} histogram");
-    for (bound, count) in &h.buckets {
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
-    }
-    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_seconds);
-    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
-}
-
-/// One counter with HELP and TYPE.
-fn counter(out: &mut String, name: &str, help: &str, labels: &str, value: f64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
-    let _ = writeln!(out, "{name}{{{labels}}} {value}");
-}
-
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
+use raftgres_prometheus::{escape, Page};
 
 /// The metrics of this node; `store` is the store's answer, if it gave one, and
 /// `measured` what the store measured of itself.
@@ -51,85 +21,75 @@ pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>, measur
     let pg = &state.postgres;
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let lsn = |v: Option<u64>| v.map_or(0.0, |v| v as f64);
-    let mut out = String::new();
+    let mut out = Page::new();
     let version: f64 = crate::VERSION.split('.').take(3).fold(0.0, |acc, p| acc * 100.0 + p.parse::<f64>().unwrap_or(0.0));
-    gauge(&mut out, "patroni_version", "Version of the agent (raftgres) as one number, e.g. 000100 for 0.1.0.", &labels, version);
-    gauge(&mut out, "patroni_postgres_running", "Value is 1 if PostgreSQL is running, 0 otherwise.", &labels, flag(pg.is_running()));
+    out.gauge("patroni_version", "Version of the agent (raftgres) as one number, e.g. 000100 for 0.1.0.", &labels, version);
+    out.gauge("patroni_postgres_running", "Value is 1 if PostgreSQL is running, 0 otherwise.", &labels, flag(pg.is_running()));
     let start =
         pg.postmaster_start_time.as_deref().and_then(|t| humantime::parse_rfc3339_weak(&t.replace(' ', "T").replace("+00", "Z")).ok());
-    gauge(
-        &mut out,
+    out.gauge(
         "patroni_postmaster_start_time",
         "Epoch seconds since PostgreSQL started.",
         &labels,
         start.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0.0, |d| d.as_secs_f64()),
     );
     let primary = pg.role == Role::Primary && state.holds_leader_key;
-    gauge(&mut out, "patroni_primary", "Value is 1 if this node is the leader, 0 otherwise.", &labels, flag(primary));
-    gauge(
-        &mut out,
+    out.gauge("patroni_primary", "Value is 1 if this node is the leader, 0 otherwise.", &labels, flag(primary));
+    out.gauge(
         "patroni_xlog_location",
         "Current location of the PostgreSQL transaction log, 0 for replicas.",
         &labels,
         if pg.role == Role::Primary { lsn(pg.wal_lsn) } else { 0.0 },
     );
-    gauge(&mut out, "patroni_standby_leader", "Value is 1 if this node is the standby_leader, 0 otherwise.", &labels, 0.0);
-    gauge(
-        &mut out,
+    out.gauge("patroni_standby_leader", "Value is 1 if this node is the standby_leader, 0 otherwise.", &labels, 0.0);
+    out.gauge(
         "patroni_replica",
         "Value is 1 if this node is a replica, 0 otherwise.",
         &labels,
         flag(pg.role == Role::Replica && pg.is_running()),
     );
     let sync = state.cluster.sync_standbys().contains(&state.name);
-    gauge(&mut out, "patroni_sync_standby", "Value is 1 if this node is a sync standby replica, 0 otherwise.", &labels, flag(sync));
-    gauge(
-        &mut out,
+    out.gauge("patroni_sync_standby", "Value is 1 if this node is a sync standby replica, 0 otherwise.", &labels, flag(sync));
+    out.gauge(
         "patroni_xlog_received_location",
         "Current location of the received transaction log, 0 for the primary.",
         &labels,
         if pg.role == Role::Replica { lsn(pg.receive_lsn) } else { 0.0 },
     );
-    gauge(
-        &mut out,
+    out.gauge(
         "patroni_xlog_replayed_location",
         "Current location of the replayed transaction log, 0 for the primary.",
         &labels,
         if pg.role == Role::Replica { lsn(pg.replay_lsn) } else { 0.0 },
     );
-    gauge(
-        &mut out,
+    out.gauge(
         "patroni_postgres_server_version",
         "Version of PostgreSQL (server_version_num).",
         &labels,
         pg.server_version.map_or(0.0, f64::from),
     );
-    gauge(
-        &mut out,
+    out.gauge(
         "patroni_cluster_unlocked",
         "Value is 1 if the cluster has no leader key, 0 otherwise.",
         &labels,
         flag(state.cluster.leader.is_none()),
     );
-    gauge(
-        &mut out,
+    out.gauge(
         "patroni_postgres_timeline",
         "PostgreSQL timeline of this node (if running), 0 otherwise.",
         &labels,
         pg.timeline.map_or(0.0, f64::from),
     );
     let seen = state.dcs_last_seen.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0.0, |d| d.as_secs_f64().floor());
-    gauge(&mut out, "patroni_dcs_last_seen", "Epoch seconds when the store was last reached.", &labels, seen);
-    gauge(&mut out, "patroni_pending_restart", "Value is 1 if the node needs a restart, 0 otherwise.", &labels, flag(pg.pending_restart));
-    gauge(
-        &mut out,
+    out.gauge("patroni_dcs_last_seen", "Epoch seconds when the store was last reached.", &labels, seen);
+    out.gauge("patroni_pending_restart", "Value is 1 if the node needs a restart, 0 otherwise.", &labels, flag(pg.pending_restart));
+    out.gauge(
         "patroni_is_paused",
         "Value is 1 if auto failover is disabled (maintenance mode), 0 otherwise.",
         &labels,
         flag(state.paused()),
     );
-    counter(
-        &mut out,
+    out.counter(
         "raftgres_liveness_failures_total",
         "Liveness probes of PostgreSQL (fresh connection, read, primary's write) that failed.",
         &labels,
@@ -140,8 +100,7 @@ pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>, measur
         Verdict::Suspect { .. } => 1.0,
         Verdict::Hung { .. } => 2.0,
     };
-    gauge(
-        &mut out,
+    out.gauge(
         "raftgres_liveness_state",
         "PostgreSQL's liveness: 0 healthy, 1 suspect (some probes in a row failed), 2 hung (liveness.max_failures in a row).",
         &labels,
@@ -149,59 +108,48 @@ pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>, measur
     );
     if let Some((s, leases)) = store {
         let member = s.header.as_ref().map_or(0, |h| h.member_id);
-        gauge(&mut out, "raftgres_raft_term", "Current Raft term of this node's store.", &labels, s.raft_term as f64);
-        gauge(
-            &mut out,
+        out.gauge("raftgres_raft_term", "Current Raft term of this node's store.", &labels, s.raft_term as f64);
+        out.gauge(
             "raftgres_raft_is_leader",
             "Value is 1 if this node's store is the Raft leader, 0 otherwise.",
             &labels,
             flag(s.leader != 0 && s.leader == member),
         );
-        gauge(
-            &mut out,
-            "raftgres_raft_has_leader",
-            "Value is 1 if this node knows a Raft leader, 0 otherwise.",
-            &labels,
-            flag(s.leader != 0),
-        );
-        gauge(&mut out, "raftgres_raft_log_index", "Last Raft log index of this node.", &labels, s.raft_index as f64);
-        gauge(
-            &mut out,
+        out.gauge("raftgres_raft_has_leader", "Value is 1 if this node knows a Raft leader, 0 otherwise.", &labels, flag(s.leader != 0));
+        out.gauge("raftgres_raft_log_index", "Last Raft log index of this node.", &labels, s.raft_index as f64);
+        out.gauge(
             "raftgres_raft_applied_index",
             "Last Raft log index applied to this node's state machine.",
             &labels,
             s.raft_applied_index as f64,
         );
-        gauge(
-            &mut out,
+        out.gauge(
             "raftgres_store_revision",
             "Revision of the store (etcd's).",
             &labels,
             s.header.as_ref().map_or(0.0, |h| h.revision as f64),
         );
-        gauge(&mut out, "raftgres_store_db_size_bytes", "Bytes of the store on disk (log, snapshots).", &labels, s.db_size as f64);
-        gauge(&mut out, "raftgres_store_leases", "Leases in the store.", &labels, *leases as f64);
+        out.gauge("raftgres_store_db_size_bytes", "Bytes of the store on disk (log, snapshots).", &labels, s.db_size as f64);
+        out.gauge("raftgres_store_leases", "Leases in the store.", &labels, *leases as f64);
     }
-    gauge(
-        &mut out,
-        "raftgres_store_reachable",
-        "Value is 1 if the store answered this scrape, 0 otherwise.",
-        &labels,
-        flag(store.is_some()),
-    );
+    out.gauge("raftgres_store_reachable", "Value is 1 if the store answered this scrape, 0 otherwise.", &labels, flag(store.is_some()));
     if let Some(m) = measured {
-        gauge(&mut out, "raftgres_watch_streams", "Open etcd API watch streams on this node.", &labels, m.watch_streams as f64);
-        gauge(&mut out, "raftgres_watches", "Watches on this node's etcd API watch streams.", &labels, m.watches as f64);
-        histogram(
-            &mut out,
+        out.gauge("raftgres_watch_streams", "Open etcd API watch streams on this node.", &labels, m.watch_streams as f64);
+        out.gauge("raftgres_watches", "Watches on this node's etcd API watch streams.", &labels, m.watches as f64);
+        out.histogram(
             "raftgres_proposal_duration_seconds",
             "Time from proposing a write on the Raft leader to its applied result.",
             &labels,
-            &m.proposal,
+            prom(&m.proposal),
         );
-        histogram(&mut out, "raftgres_log_fsync_duration_seconds", "Time one fsync of the Raft log took.", &labels, &m.fsync);
+        out.histogram("raftgres_log_fsync_duration_seconds", "Time one fsync of the Raft log took.", &labels, prom(&m.fsync));
     }
-    out
+    out.finish()
+}
+
+/// The store's histogram as the text format writes it.
+fn prom(h: &Histogram) -> raftgres_prometheus::Histogram<'_> {
+    raftgres_prometheus::Histogram { buckets: &h.buckets, count: h.count, sum: h.sum_seconds }
 }
 
 #[cfg(test)]
