@@ -3,6 +3,7 @@
 mod backup;
 mod bad_input;
 mod chaos;
+mod compaction;
 mod crash;
 mod dashboard;
 mod deploy;
