@@ -1,8 +1,11 @@
 //! The agent's DCS: Patroni's etcd3 usage, as etcd v3 requests on a gRPC channel (in a
 //! node, an in-process channel to its own etcd API). One lease per agent carries its
 //! member key and, on the primary, the leader key; every other key is written with
-//! compare-and-swap on its revision or existence.
+//! compare-and-swap on its revision or existence. A store out of space (NOSPACE) is
+//! reported once, not per refused write.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raftgres_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -63,11 +66,28 @@ pub struct Dcs {
     channel: Channel,
     pub keys: Keys,
     timeout: Duration,
+    /// True while the store refuses writes for lack of space (shared by the clones).
+    out_of_space: Arc<AtomicBool>,
 }
 
 impl Dcs {
     pub fn new(channel: Channel, keys: Keys, timeout: Duration) -> Self {
-        Self { channel, keys, timeout }
+        Self { channel, keys, timeout, out_of_space: Arc::default() }
+    }
+
+    /// Logs one line when writes start being refused with the store's NOSPACE alarm
+    /// (etcd's "database space exceeded", ResourceExhausted), and one when they pass
+    /// again, instead of a line per refused write.
+    fn note_write<T>(&self, result: DcsResult<T>) -> DcsResult<T> {
+        let refused = matches!(&result, Err(e) if e.code() == tonic::Code::ResourceExhausted);
+        if refused && !self.out_of_space.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                "the store is out of space (NOSPACE alarm): it refuses the agent's writes (member key, leader key, leases) until an operator compacts the history and runs `etcdctl alarm disarm`; see README, Compaction and quota"
+            );
+        } else if result.is_ok() && self.out_of_space.swap(false, Ordering::Relaxed) {
+            tracing::info!("the store accepts writes again (NOSPACE alarm cleared)");
+        }
+        result
     }
 
     pub fn set_timeout(&mut self, timeout: Duration) {
@@ -128,7 +148,7 @@ impl Dcs {
     pub async fn grant(&self, ttl: Duration) -> DcsResult<(i64, Renewal)> {
         let sent = Instant::now();
         let req = LeaseGrantRequest { ttl: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX), id: 0 };
-        let resp = self.timed(self.lease().lease_grant(req)).await?.into_inner();
+        let resp = self.note_write(self.timed(self.lease().lease_grant(req)).await)?.into_inner();
         if !resp.error.is_empty() {
             // etcd puts a refused grant (e.g. a duplicate id) in the answer, not the status.
             return Err(DcsError::Status { code: tonic::Code::FailedPrecondition, message: resp.error });
@@ -159,12 +179,12 @@ impl Dcs {
 
     async fn txn(&self, compare: Vec<Compare>, success: Vec<RequestOp>) -> DcsResult<bool> {
         let req = TxnRequest { compare, success, failure: vec![] };
-        Ok(self.timed(self.kv().txn(req)).await?.into_inner().succeeded)
+        Ok(self.note_write(self.timed(self.kv().txn(req)).await)?.into_inner().succeeded)
     }
 
     pub async fn put(&self, key: &str, value: &str, lease: i64) -> DcsResult<()> {
         let req = PutRequest { key: key.into(), value: value.into(), lease, ..Default::default() };
-        self.timed(self.kv().put(req)).await?;
+        self.note_write(self.timed(self.kv().put(req)).await)?;
         Ok(())
     }
 

@@ -26,6 +26,7 @@ pub fn mvcc_status(e: &MvccError) -> Status {
         ErrorCode::OutOfRange => Code::OutOfRange,
         ErrorCode::NotFound => Code::NotFound,
         ErrorCode::FailedPrecondition => Code::FailedPrecondition,
+        ErrorCode::ResourceExhausted => Code::ResourceExhausted,
     };
     Status::new(code, e.to_string())
 }
@@ -117,6 +118,7 @@ mod tests {
             (MvccError::TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request"),
             (MvccError::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
             (MvccError::KeyNotFound, Code::InvalidArgument, "etcdserver: key not found"),
+            (MvccError::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
         ];
         for (e, code, text) in cases {
             assert_eq!(pair(mvcc_status(&e)), (code, text.to_string()), "{e:?}");

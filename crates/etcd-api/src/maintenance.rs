@@ -1,5 +1,7 @@
-//! `etcdserverpb.Maintenance`: Status (what `etcdctl endpoint status` prints), Alarm (no
-//! alarm is ever raised: the list is empty), Hash and HashKV (a CRC-32C of the live key
+//! `etcdserverpb.Maintenance`: Status (what `etcdctl endpoint status` prints; DB SIZE is
+//! the state's size, what the space quota measures, and raised alarms appear in its
+//! errors as etcd shows them), Alarm (the replicated alarms, `raftgres_store::alarms`:
+//! list, raise NOSPACE, disarm), Hash and HashKV (a CRC-32C of the live key
 //! space, see `hash`), Defragment (nothing to do; answered OK), MoveLeader (Raft
 //! leadership transfer, forwarded to the leader from any member), Snapshot (this
 //! member's applied state as a raftgres backup file, `raftgres_store::backup`, in
@@ -11,9 +13,9 @@
 use raftgres_proto::etcdserverpb::alarm_request::AlarmAction;
 use raftgres_proto::etcdserverpb::maintenance_server::Maintenance;
 use raftgres_proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse,
-    HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, RangeRequest, SnapshotRequest, SnapshotResponse, StatusRequest,
-    StatusResponse,
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, RangeRequest, SnapshotRequest, SnapshotResponse,
+    StatusRequest, StatusResponse,
 };
 use raftgres_store::backup;
 use tokio_stream::wrappers::ReceiverStream;
@@ -56,12 +58,21 @@ impl MaintenanceService {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
+    /// GET lists the alarms after a read barrier; ACTIVATE (NOSPACE only: the one alarm
+    /// raftgres acts on) and DEACTIVATE (`etcdctl alarm disarm`) go through the Raft log
+    /// and answer the alarms they changed, as etcd does.
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        if req.into_inner().action == AlarmAction::Activate as i32 {
-            return Err(unsupported("raising alarms is not supported (raftgres raises none)"));
-        }
-        // GET lists nothing; DEACTIVATE (etcdctl alarm disarm) has nothing to clear.
-        Ok(Response::new(AlarmResponse { header: self.api.header_now(), alarms: Vec::new() }))
+        let req = req.into_inner();
+        let alarms = if req.action == AlarmAction::Get as i32 {
+            self.api.store.read_barrier().await.or_status()?;
+            self.api.store.alarms()
+        } else {
+            if req.action == AlarmAction::Activate as i32 && req.alarm != AlarmType::Nospace as i32 {
+                return Err(unsupported("only the NOSPACE alarm can be raised"));
+            }
+            self.api.store.alarm(req).await.or_status()?
+        };
+        Ok(Response::new(AlarmResponse { header: self.api.header_now(), alarms }))
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -74,11 +85,16 @@ impl Maintenance for MaintenanceService {
             leader = 0;
             errors.push("raftgres: this member leads but no quorum acknowledged it lately".to_string());
         }
+        // etcd lists the raised alarms among the errors, in protobuf text form.
+        for a in self.api.store.alarms() {
+            errors.push(format!("memberID:{} alarm:{} ", a.member_id, a.alarm().as_str_name()));
+        }
+        let db_size = i64::try_from(self.api.store.state_size()).unwrap_or(i64::MAX);
         Ok(Response::new(StatusResponse {
             header: self.api.header(s.revision),
             version: ETCD_VERSION.to_string(),
-            db_size: s.db_size,
-            db_size_in_use: s.db_size,
+            db_size,
+            db_size_in_use: db_size,
             leader,
             raft_index: s.last_log_index,
             raft_term: s.term,

@@ -42,6 +42,10 @@ pub enum MvccError {
     /// `ignore_lease` together with a lease.
     #[error("etcdserver: lease is provided")]
     LeaseProvided,
+    /// A write that adds data while the cluster's NOSPACE alarm is raised (its space
+    /// quota was exceeded). Deletes, revokes and compactions still pass.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
 }
 
 /// The gRPC code class of an error, as etcd assigns them.
@@ -51,6 +55,7 @@ pub enum ErrorCode {
     OutOfRange,
     NotFound,
     FailedPrecondition,
+    ResourceExhausted,
 }
 
 impl MvccError {
@@ -60,6 +65,7 @@ impl MvccError {
             MvccError::Compacted | MvccError::FutureRevision | MvccError::LeaseTtlTooLarge => ErrorCode::OutOfRange,
             MvccError::LeaseNotFound => ErrorCode::NotFound,
             MvccError::LeaseExists => ErrorCode::FailedPrecondition,
+            MvccError::NoSpace => ErrorCode::ResourceExhausted,
             MvccError::KeyNotProvided
             | MvccError::KeyNotFound
             | MvccError::TooManyOps

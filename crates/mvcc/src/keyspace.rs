@@ -7,6 +7,8 @@ use std::ops::Bound;
 use raftgres_proto::mvccpb::KeyValue;
 use serde::{Deserialize, Serialize};
 
+use crate::size;
+
 /// One revision of a key: its value then, or `None` for a deletion (tombstone).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Revisioned {
@@ -85,12 +87,29 @@ impl KeySpace {
 
     /// Records `key` at `rev` (a value, or a tombstone when `kv` is None). A second write
     /// of the same key in the same revision (inside one txn) replaces the first.
-    pub fn record(&mut self, key: &[u8], rev: i64, kv: Option<KeyValue>) {
-        let history = self.keys.entry(key.to_vec()).or_default();
+    /// Returns how many bytes the key space grew by (`size`; negative when it shrank).
+    pub fn record(&mut self, key: &[u8], rev: i64, kv: Option<KeyValue>) -> i64 {
+        let mut grew = 0;
+        let history = self.keys.entry(key.to_vec()).or_insert_with(|| {
+            grew += size::key_bytes(key);
+            Vec::new()
+        });
+        let new = Revisioned { rev, kv };
+        grew += size::revision_bytes(&new);
+        let mut shrank = 0;
         match history.last_mut() {
-            Some(last) if last.rev == rev => last.kv = kv,
-            _ => history.push(Revisioned { rev, kv }),
+            Some(last) if last.rev == rev => {
+                shrank = size::revision_bytes(last);
+                *last = new;
+            }
+            _ => history.push(new),
         }
+        i64::try_from(grew).unwrap_or(i64::MAX).saturating_sub(i64::try_from(shrank).unwrap_or(i64::MAX))
+    }
+
+    /// The bytes of every key's history (`size`).
+    pub fn measure(&self) -> u64 {
+        self.keys.iter().map(|(key, history)| size::key_bytes(key) + history.iter().map(size::revision_bytes).sum::<u64>()).sum()
     }
 
     /// Forgets history older than `rev`: each key keeps its state at `rev` (unless that

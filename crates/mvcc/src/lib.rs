@@ -2,7 +2,8 @@
 //!
 //! Owns: the global revision, every key's history (`create_revision`, `mod_revision`,
 //! `version`), range reads at past revisions, Put / DeleteRange / Txn / Compact,
-//! leases and the keys attached to them, and the event history watchers replay.
+//! leases and the keys attached to them, the event history watchers replay, and the
+//! estimated size of all that (`size`, what the space quota measures).
 //! Must not touch: I/O, clocks, randomness — it is applied identically on every Raft
 //! replica and serialized whole (serde) into snapshots. Lease *deadlines* live elsewhere.
 //!
@@ -12,6 +13,7 @@
 mod error;
 mod keyspace;
 mod range;
+mod size;
 mod txn;
 mod validate;
 mod write;
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ErrorCode, MvccError};
 pub use keyspace::in_interval;
+pub use size::space_needed;
 pub use txn::{is_read_only, is_serializable};
 pub use validate::{validate, Limits};
 
@@ -100,6 +103,7 @@ struct Lease {
 
 /// The whole data model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Stored")]
 pub struct Mvcc {
     revision: i64,
     compact_revision: i64,
@@ -107,6 +111,29 @@ pub struct Mvcc {
     /// The events of every revision since `compact_revision` (inclusive).
     events: BTreeMap<i64, Vec<Event>>,
     leases: BTreeMap<i64, Lease>,
+    /// [`Mvcc::size`]: derived from the fields above, so never serialized.
+    #[serde(skip)]
+    bytes: u64,
+}
+
+/// [`Mvcc`] as snapshots store it: the same fields in the same order (bincode is
+/// positional), without the derived size, which loading counts again.
+#[derive(Deserialize)]
+struct Stored {
+    revision: i64,
+    compact_revision: i64,
+    keys: KeySpace,
+    events: BTreeMap<i64, Vec<Event>>,
+    leases: BTreeMap<i64, Lease>,
+}
+
+impl From<Stored> for Mvcc {
+    fn from(s: Stored) -> Self {
+        let mut mvcc =
+            Self { revision: s.revision, compact_revision: s.compact_revision, keys: s.keys, events: s.events, leases: s.leases, bytes: 0 };
+        mvcc.bytes = mvcc.measure();
+        mvcc
+    }
 }
 
 impl Default for Mvcc {
@@ -122,7 +149,7 @@ pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
 impl Mvcc {
     /// An empty store, at revision 1 (the first write makes revision 2).
     pub fn new() -> Self {
-        Self { revision: 1, compact_revision: 0, keys: KeySpace::default(), events: BTreeMap::new(), leases: BTreeMap::new() }
+        Self { revision: 1, compact_revision: 0, keys: KeySpace::default(), events: BTreeMap::new(), leases: BTreeMap::new(), bytes: 0 }
     }
 
     /// The current store revision.
@@ -183,6 +210,8 @@ impl Mvcc {
         };
         if w.changed() {
             self.revision = w.rev();
+            let grew = size::events_bytes(&w.events);
+            self.grow(i64::try_from(grew).unwrap_or(i64::MAX));
             self.events.insert(w.rev(), w.events.clone());
         }
         let revision = self.revision;

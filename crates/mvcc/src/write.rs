@@ -9,6 +9,7 @@ use raftgres_proto::etcdserverpb::{
 };
 use raftgres_proto::mvccpb::{event::EventType, Event, KeyValue};
 
+use crate::size::LEASE_BYTES;
 use crate::{header, Lease, Mvcc, MvccError, MAX_LEASE_TTL};
 
 /// The writes of one revision in progress.
@@ -95,7 +96,8 @@ impl Mvcc {
         }
         // Watchers see the key as of the revision before; a create has no prev_kv.
         let event_prev = if kv.version == 1 { None } else { self.keys.at(&req.key, w.begin()).cloned() };
-        self.keys.record(&req.key, rev, Some(kv.clone()));
+        let grew = self.keys.record(&req.key, rev, Some(kv.clone()));
+        self.grow(grew);
         w.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: event_prev });
         PutResponse { header: header(rev), prev_kv: if req.prev_kv { prev } else { None } }
     }
@@ -125,9 +127,15 @@ impl Mvcc {
     fn delete_key(&mut self, w: &mut Write, current: &KeyValue) {
         self.detach(current.lease, &current.key);
         let event_prev = self.keys.at(&current.key, w.begin()).cloned();
-        self.keys.record(&current.key, w.rev(), None);
+        let grew = self.keys.record(&current.key, w.rev(), None);
+        self.grow(grew);
         let tomb = KeyValue { key: current.key.clone(), mod_revision: w.rev(), ..Default::default() };
         w.events.push(Event { r#type: EventType::Delete as i32, kv: Some(tomb), prev_kv: event_prev });
+    }
+
+    /// Keeps [`Mvcc::size`] in step with a change of `delta` bytes.
+    pub(crate) fn grow(&mut self, delta: i64) {
+        self.bytes = self.bytes.saturating_add_signed(delta);
     }
 
     fn detach(&mut self, lease: i64, key: &[u8]) {
@@ -150,6 +158,7 @@ impl Mvcc {
         self.keys.compact(rev);
         self.events = self.events.split_off(&rev);
         self.compact_revision = rev;
+        self.bytes = self.measure();
         Ok(CompactionResponse { header: None })
     }
 
@@ -165,12 +174,14 @@ impl Mvcc {
             return Err(MvccError::LeaseExists);
         }
         self.leases.insert(id, Lease { ttl, keys: BTreeSet::new() });
+        self.grow(i64::try_from(LEASE_BYTES).unwrap_or(i64::MAX));
         Ok(LeaseGrantResponse { header: None, id, ttl, error: String::new() })
     }
 
     /// Removes the lease and deletes its keys, in key order, all in one revision.
     pub(crate) fn lease_revoke(&mut self, w: &mut Write, id: i64) -> Result<LeaseRevokeResponse, MvccError> {
         let lease = self.leases.remove(&id).ok_or(MvccError::LeaseNotFound)?;
+        self.grow(-i64::try_from(LEASE_BYTES).unwrap_or(i64::MAX));
         for key in lease.keys {
             if let Some(current) = self.keys.current(&key).filter(|kv| kv.lease == id).cloned() {
                 self.delete_key(w, &current);

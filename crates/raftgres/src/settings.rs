@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use raftgres_agent::config::{AgentConfig, RawAgentConfig};
 use raftgres_agent::config_keys;
-use raftgres_store::{ClusterState, RaftTiming, StoreConfig};
+use raftgres_store::{AutoCompaction, ClusterState, RaftTiming, StoreConfig, DEFAULT_QUOTA_BYTES};
 use raftgres_tls::{ServerTls, TransportSecurity};
 use serde::Deserialize;
 
@@ -55,6 +55,18 @@ pub struct Flags {
     /// Most operations in one txn branch (default 128, as etcd).
     #[arg(long)]
     pub max_txn_ops: Option<usize>,
+    /// `revision` (keep the last N revisions) or `periodic` (keep the history of the
+    /// last duration). Default: revision, 10000 (etcd's default is off).
+    #[arg(long)]
+    pub auto_compaction_mode: Option<String>,
+    /// Periodic mode: a duration (5m, 1h) or a number of hours; revision mode: a count.
+    /// 0 turns auto-compaction off.
+    #[arg(long)]
+    pub auto_compaction_retention: Option<String>,
+    /// Raise the NOSPACE alarm when the state would exceed this many bytes (default
+    /// 536870912, 512 MiB; etcd's is 2 GiB of disk; 0 = the default).
+    #[arg(long)]
+    pub quota_backend_bytes: Option<u64>,
     /// Recovery after losing a quorum for good (etcd's flag): rewrite this surviving
     /// member's data dir into a one-member cluster with all its data, then start.
     #[arg(long)]
@@ -89,6 +101,9 @@ struct FileSettings {
     snapshot_count: Option<u64>,
     max_request_bytes: Option<usize>,
     max_txn_ops: Option<usize>,
+    auto_compaction_mode: Option<String>,
+    auto_compaction_retention: Option<String>,
+    quota_backend_bytes: Option<u64>,
     client_transport_security: Option<TransportSecurity>,
     peer_transport_security: Option<TransportSecurity>,
 }
@@ -140,6 +155,9 @@ impl Flags {
             snapshot_count,
             max_request_bytes,
             max_txn_ops,
+            auto_compaction_mode,
+            auto_compaction_retention,
+            quota_backend_bytes,
             client_transport_security,
             peer_transport_security
         );
@@ -181,8 +199,20 @@ impl Flags {
             Some(s) => Some(s.client_port("client-transport-security").map_err(|e| e.to_string())?),
             None => None,
         };
-        let store =
-            StoreConfig { name, data_dir, listen_peer, client_addr: advertise_client, initial_cluster, cluster_state, timing, peer_tls };
+        let auto_compaction = AutoCompaction::parse(f.auto_compaction_mode.as_deref(), f.auto_compaction_retention.as_deref())?;
+        let quota_bytes = f.quota_backend_bytes.filter(|q| *q > 0).unwrap_or(DEFAULT_QUOTA_BYTES);
+        let store = StoreConfig {
+            name,
+            data_dir,
+            listen_peer,
+            client_addr: advertise_client,
+            initial_cluster,
+            cluster_state,
+            timing,
+            peer_tls,
+            auto_compaction,
+            quota_bytes,
+        };
         if store.own_peer_addr().is_none() {
             return Err(format!("--name {} does not appear in --initial-cluster {initial}", store.name));
         }
@@ -207,7 +237,7 @@ impl Flags {
 const AGENT_SECTIONS: [&str; 7] = ["scope", "namespace", "restapi", "postgresql", "bootstrap", "tags", "watchdog"];
 
 /// The store's keys in the config file (as [`FileSettings`] names them).
-const STORE_KEYS: [&str; 14] = [
+const STORE_KEYS: [&str; 17] = [
     "name",
     "data-dir",
     "listen-peer",
@@ -220,6 +250,9 @@ const STORE_KEYS: [&str; 14] = [
     "snapshot-count",
     "max-request-bytes",
     "max-txn-ops",
+    "auto-compaction-mode",
+    "auto-compaction-retention",
+    "quota-backend-bytes",
     "client-transport-security",
     "peer-transport-security",
 ];
@@ -338,6 +371,16 @@ mod tests {
         ])
         .validate();
         assert!(err.expect_err("timing").contains("election timeout"));
+        let base = ["--name", "n1", "--data-dir", "/tmp/x", "--listen-peer", "127.0.0.1:2380", "--listen-client", "127.0.0.1:2379"];
+        let with = |extra: &[&str]| flags(&[&base[..], extra].concat()).validate();
+        let ok = with(&[]).expect("defaults");
+        assert_eq!((ok.store.auto_compaction, ok.store.quota_bytes), (raftgres_store::retention::DEFAULT, DEFAULT_QUOTA_BYTES));
+        let ok = with(&["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "5m", "--quota-backend-bytes", "4096"])
+            .expect("valid");
+        assert_eq!(ok.store.auto_compaction, AutoCompaction::Periodic(std::time::Duration::from_secs(300)));
+        assert_eq!(ok.store.quota_bytes, 4096);
+        let err = with(&["--auto-compaction-mode", "daily"]).expect_err("bad mode");
+        assert!(err.starts_with("--auto-compaction-mode"), "{err}");
     }
 
     #[test]

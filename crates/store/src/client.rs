@@ -56,7 +56,7 @@ impl Store {
         self.applied.read().cluster_id
     }
 
-    fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
@@ -163,8 +163,11 @@ impl Store {
         }
     }
 
-    /// Replicates an etcd data-model command.
+    /// Replicates an etcd data-model command, within the space quota (`quota`).
     pub async fn kv(&self, command: Command) -> Result<Result<CommandResponse, MvccError>, StoreError> {
+        if let Err(refused) = self.check_quota(&command).await {
+            return Ok(Err(refused));
+        }
         match self.write(Request::Kv(command)).await? {
             Response::Kv(result) => Ok(result),
             other => Err(StoreError::Internal(format!("unexpected answer {other:?}"))),

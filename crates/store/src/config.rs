@@ -1,7 +1,10 @@
-//! How a store node is configured: identity, addresses, initial cluster and timing.
+//! How a store node is configured: identity, addresses, initial cluster, timing, and
+//! how much history and state it keeps (auto-compaction, space quota).
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::retention::AutoCompaction;
 
 /// Raft timing. Every timing knob of the store lives here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +108,16 @@ pub struct StoreConfig {
     pub timing: RaftTiming,
     /// Mutual TLS between peers (`peer-transport-security`); plaintext when `None`.
     pub peer_tls: Option<raftgres_tls::PeerTls>,
+    /// When the leader compacts the history by itself (`--auto-compaction-*`).
+    pub auto_compaction: AutoCompaction,
+    /// The state size above which writes raise the NOSPACE alarm (`--quota-backend-bytes`).
+    pub quota_bytes: u64,
 }
+
+/// The default space quota: 512 MiB of state (etcd's is 2 GiB of disk). The state
+/// lives in memory and a snapshot copies it, so a node's memory peaks at a few times
+/// this figure; see the README's "Compaction and quota".
+pub const DEFAULT_QUOTA_BYTES: u64 = 512 * 1024 * 1024;
 
 impl StoreConfig {
     /// This node's advertised peer address, from the initial cluster.

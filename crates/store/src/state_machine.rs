@@ -1,6 +1,6 @@
 //! The applied state of the store: openraft's `RaftStateMachine`.
 //!
-//! The state (the MVCC key space, leases, member attributes) lives in memory and is
+//! The state (the MVCC key space, leases, member attributes, alarms) lives in memory and is
 //! rebuilt at start from the last snapshot plus the committed log, which openraft
 //! re-applies. Snapshots are one file, written to a temporary name, fsynced, then
 //! renamed, so a crash leaves either the old or the new snapshot, never half of one;
@@ -16,13 +16,15 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use raftgres_mvcc::{Command, CommandResponse, Mvcc};
+use raftgres_mvcc::{Command, CommandResponse, Mvcc, MvccError};
 use raftgres_proto::mvccpb::Event;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
+use crate::alarms::Alarms;
 use crate::error::io_err;
 use crate::lease_clock::LeaseClock;
+use crate::state_codec;
 use crate::types::{Entry, LogId, NodeId, Request, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// The state machine's directory inside a data dir.
@@ -40,7 +42,7 @@ pub struct MemberAttrs {
     pub client_addr: String,
 }
 
-/// Everything a snapshot holds.
+/// Everything a snapshot holds (written by `state_codec`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StateData {
     pub mvcc: Mvcc,
@@ -48,6 +50,9 @@ pub struct StateData {
     pub membership: StoredMembership,
     pub members: BTreeMap<NodeId, MemberAttrs>,
     pub cluster_id: u64,
+    /// Written after the fields above by `state_codec`, so older snapshots still load.
+    #[serde(skip)]
+    pub alarms: Alarms,
 }
 
 /// The events of one revision, as watchers receive them.
@@ -129,8 +134,7 @@ impl StateMachine {
         });
         let sm = Self { applied, snapshot_path: dir.join(SNAPSHOT_FILE) };
         if let Some(file) = read_snapshot_file(&sm.snapshot_path)? {
-            let data: StateData = bincode::deserialize(&file.data).map_err(io_err)?;
-            sm.applied.replace(data);
+            sm.applied.replace(state_codec::decode(&file.data)?);
         }
         Ok(sm)
     }
@@ -163,8 +167,15 @@ impl StateMachine {
                 self.applied.write().members.insert(id, MemberAttrs { name, client_addr });
                 Response::Done
             }
+            Request::Alarm(req) => Response::Alarms(self.applied.write().alarms.apply(&req)),
             Request::Kv(command) => {
-                let applied = self.applied.write().mvcc.apply(&command);
+                let mut data = self.applied.write();
+                // etcd's capped applier: under NOSPACE, writes that add data are refused.
+                if data.alarms.no_space() && raftgres_mvcc::space_needed(&command) > 0 {
+                    return Response::Kv(Err(MvccError::NoSpace));
+                }
+                let applied = data.mvcc.apply(&command);
+                drop(data);
                 self.after_kv(&command, &applied.response, applied.revision, applied.events);
                 Response::Kv(applied.response)
             }
@@ -195,7 +206,7 @@ pub(crate) fn cluster_id_of(voters: impl Iterator<Item = NodeId>) -> u64 {
 /// openraft starts from it.
 pub(crate) fn write_seed_snapshot(dir: &Path, data: &StateData) -> std::io::Result<()> {
     let meta = SnapshotMeta { last_log_id: data.last_applied, last_membership: data.membership.clone() };
-    let file = SnapshotFile { meta, data: bincode::serialize(data).map_err(io_err)? };
+    let file = SnapshotFile { meta, data: state_codec::encode(data)? };
     write_durably(&dir.join(SNAPSHOT_FILE), &bincode::serialize(&file).map_err(io_err)?)
 }
 
@@ -247,7 +258,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> std::io::Result<Snapshot> {
-        let data = bincode::serialize(&self.data).map_err(io_err)?;
+        let data = state_codec::encode(&self.data)?;
         let last = self.data.last_applied;
         let meta = SnapshotMeta { last_log_id: last, last_membership: self.data.membership.clone() };
         let file = write_snapshot_file(self.target.clone(), SnapshotFile { meta: meta.clone(), data }).await?;
@@ -286,7 +297,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> std::io::Result<()> {
         let bytes = snapshot.into_inner();
-        let mut data: StateData = bincode::deserialize(&bytes).map_err(io_err)?;
+        let mut data = state_codec::decode(&bytes)?;
         data.last_applied = meta.last_log_id;
         data.membership = meta.last_membership.clone();
         write_snapshot_file(self.snapshot_path.clone(), SnapshotFile { meta: meta.clone(), data: bytes }).await?;

@@ -11,6 +11,7 @@
 //!   delay starts the election itself, right when the others can vote for it;
 //! - **lease expiry** (leader only, `lease_leader`): once the log is applied every
 //!   deadline is reset to a full TTL; afterwards expired leases are revoked through the log;
+//! - **auto-compaction** (`compactor`; the leader proposes, every member notes revisions);
 //! - **publish**: a member announces its name and client address;
 //! - **removal**: a member removed from the cluster stops Raft instead of campaigning.
 
@@ -32,6 +33,7 @@ pub(crate) fn spawn_all(store: &Arc<Store>) {
     tokio::spawn(crate::lease_leader::expire_leases(store.clone()));
     tokio::spawn(publish_member(store.clone()));
     tokio::spawn(log_leader_changes(store.clone()));
+    tokio::spawn(crate::compactor::run(store.clone()));
 }
 
 /// One log line per Raft leadership change, naming the leader, for people reading logs;

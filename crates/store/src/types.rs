@@ -7,6 +7,7 @@
 use std::io::Cursor;
 
 use raftgres_mvcc::{Command, CommandResponse, MvccError};
+use raftgres_proto::etcdserverpb::{AlarmMember, AlarmRequest};
 use serde::{Deserialize, Serialize};
 
 /// A member's Raft identity: a 64-bit id, as etcd's member ids.
@@ -36,6 +37,9 @@ pub enum Request {
     PublishMember { id: NodeId, name: String, client_addr: String },
     /// Requests that arrived together, applied in order in one log entry (group commit).
     Batch(Vec<Request>),
+    /// Raises or clears an alarm (`alarms`). Added last: bincode numbers variants by
+    /// position, so older log entries keep their meaning.
+    Alarm(AlarmRequest),
 }
 
 /// The result of applying one [`Request`].
@@ -45,6 +49,8 @@ pub enum Response {
     Done,
     /// One response per request of a [`Request::Batch`], in order.
     Batch(Vec<Response>),
+    /// The alarms a [`Request::Alarm`] changed.
+    Alarms(Vec<AlarmMember>),
 }
 
 impl std::fmt::Display for Request {
@@ -53,6 +59,7 @@ impl std::fmt::Display for Request {
             Request::Kv(command) => write!(f, "kv {command:?}"),
             Request::PublishMember { id, name, client_addr } => write!(f, "publish {name} ({id:x}) at {client_addr}"),
             Request::Batch(requests) => write!(f, "batch of {}", requests.len()),
+            Request::Alarm(req) => write!(f, "alarm {:?} {:?} of {:x}", req.action(), req.alarm(), req.member_id),
         }
     }
 }

@@ -4,6 +4,7 @@ mod backup;
 mod bad_input;
 mod chaos;
 mod client_http;
+mod compaction;
 mod crash;
 mod dashboard;
 mod deploy;

@@ -67,6 +67,8 @@ impl Node {
             cluster_state: ClusterState::New,
             timing: RaftTiming::default(),
             peer_tls: None,
+            auto_compaction: raftgres_store::AutoCompaction::default(),
+            quota_bytes: raftgres_store::DEFAULT_QUOTA_BYTES,
         };
         let store = Store::start(config).await.expect("store starts");
         store.wait_leader(PATIENCE).await.expect("a leader");

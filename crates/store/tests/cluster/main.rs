@@ -78,6 +78,8 @@ impl Cluster {
                     cluster_state: ClusterState::New,
                     timing: RaftTiming::default(),
                     peer_tls: None,
+                    auto_compaction: raftgres_store::AutoCompaction::default(),
+                    quota_bytes: raftgres_store::DEFAULT_QUOTA_BYTES,
                 };
                 Member { config, proxy, store: None }
             })
