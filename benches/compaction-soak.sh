@@ -47,7 +47,7 @@ status() { # revision, compact revision and state size (DB SIZE) of node 1
 echo "round 0: RSS MiB per node: $(rss)| $(status)"
 total=0
 for round in $(seq "$ROUNDS"); do
-    out=$($BIN/kvbench --endpoints "$ENDPOINTS" --clients 64 --seconds "$SECS" --max-ops "$OPS" --phases put)
+    out=$("$BIN"/kvbench --endpoints "$ENDPOINTS" --clients 64 --seconds "$SECS" --max-ops "$OPS" --phases put)
     total=$((total + $(echo "$out" | python3 -c 'import json,sys; print(sum(json.loads(l)["ops"] for l in sys.stdin))')))
     echo "round $round: $total puts, RSS MiB per node: $(rss)| $(status)"
 done
