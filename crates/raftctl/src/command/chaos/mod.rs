@@ -361,13 +361,12 @@ async fn configure(lab: &Lab, args: &ChaosArgs) -> anyhow::Result<DynamicConfig>
     if args.sync {
         ops::merge(&mut patch, &json!({ "synchronous_mode": true }));
     }
-    if args.failsafe {
-        ops::merge(&mut patch, &json!({ "failsafe_mode": true }));
-    }
     if args.failsafe && !args.set.iter().any(|s| s.trim_start().starts_with("retry_timeout=")) {
+        // The timings the run will have, before failsafe mode (whose rule they may break).
         let (_, view) = store::view(lab).await.context("reading /config")?;
         let mut planned = view.config.map(|(c, _)| c).unwrap_or_else(|| json!({}));
         ops::merge(&mut planned, &patch);
+        ops::merge(&mut planned, &json!({ "failsafe_mode": false }));
         let planned = DynamicConfig::from_json(&planned).with_context(|| format!("/config with {patch}"))?;
         if planned.timing().check_failsafe().is_err() {
             let retry = planned.timing().failsafe_retry_timeout().with_context(|| {
@@ -378,6 +377,9 @@ async fn configure(lab: &Lab, args: &ChaosArgs) -> anyhow::Result<DynamicConfig>
             })?;
             ops::merge(&mut patch, &json!({ "retry_timeout": retry }));
         }
+    }
+    if args.failsafe {
+        ops::merge(&mut patch, &json!({ "failsafe_mode": true }));
     }
     if patch.as_object().is_some_and(|o| o.is_empty()) {
         return store::current_config(lab).await;
