@@ -368,13 +368,7 @@ async fn configure(lab: &Lab, args: &ChaosArgs) -> anyhow::Result<DynamicConfig>
         ops::merge(&mut planned, &patch);
         ops::merge(&mut planned, &json!({ "failsafe_mode": false }));
         let planned = DynamicConfig::from_json(&planned).with_context(|| format!("/config with {patch}"))?;
-        if planned.timing().check_failsafe().is_err() {
-            let retry = planned.timing().failsafe_retry_timeout().with_context(|| {
-                format!(
-                    "--failsafe: safety_margin {} s leaves no room for a failsafe confirmation round; raise it with -s safety_margin=...",
-                    planned.safety_margin
-                )
-            })?;
+        if let Some(retry) = reconfigure::failsafe_retry_timeout(&planned).context("--failsafe")? {
             ops::merge(&mut patch, &json!({ "retry_timeout": retry }));
         }
     }

@@ -8,6 +8,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use anyhow::Context;
+use raftgres_agent::config::DynamicConfig;
 use serde_json::{json, Value};
 
 use super::bench::{postmaster_pid, Bench};
@@ -17,6 +18,23 @@ use raftgres_lab::{control, netns};
 /// `{key: value}`, or `{key: null}` (removed) when it was unset before.
 fn restore(key: &str, before: Option<Value>) -> Value {
     json!({ (key): before.unwrap_or(Value::Null) })
+}
+
+/// The retry_timeout failsafe mode needs with these timings: None when the one in force
+/// keeps the failsafe rule, else the longest that does; an error naming the safety margin
+/// when none can.
+pub fn failsafe_retry_timeout(config: &DynamicConfig) -> anyhow::Result<Option<f64>> {
+    let timing = config.timing();
+    if timing.check_failsafe().is_ok() {
+        return Ok(None);
+    }
+    let retry = timing.failsafe_retry_timeout().with_context(|| {
+        format!(
+            "safety_margin {} s leaves no room for a failsafe confirmation round; raise it (-s safety_margin=...)",
+            config.safety_margin
+        )
+    })?;
+    Ok(Some(retry))
 }
 
 /// Failsafe mode on; the Raft port of every node cut for the hold time, a replica
@@ -30,9 +48,7 @@ pub async fn failsafe(bench: &Bench<'_>, replica: usize) -> anyhow::Result<(Rang
     // with the default timings that means a shorter retry_timeout; with a run that has
     // failsafe mode on already, or Patroni-like timings that fit, nothing changes.
     let mut patch = json!({ "failsafe_mode": true });
-    let timing = store::current_config(lab).await?.timing();
-    if timing.check_failsafe().is_err() {
-        let retry = timing.failsafe_retry_timeout().context("the safety margin leaves no room for a failsafe confirmation round")?;
+    if let Some(retry) = failsafe_retry_timeout(&store::current_config(lab).await?)? {
         patch["retry_timeout"] = json!(retry);
     }
     store::patch_config(lab, &patch).await?;
