@@ -261,6 +261,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
                 eprintln!("raftctl chaos: the cluster did not heal within {} s: stopping the run", heal_timeout(ttl).as_secs());
                 break 'run;
             }
+            if let Some(p) = now {
+                if let Err(e) = workload::recycle_wal(&psql, p) {
+                    println!("raftctl chaos: WAL not recycled after this round: {e:#}");
+                }
+            }
         }
     }
     let acks = workload.finish();

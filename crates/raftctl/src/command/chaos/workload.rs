@@ -170,6 +170,24 @@ pub fn create_table(psql: &Psql, primary: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Lets PostgreSQL drop the WAL segments of old timelines from the lab's small disks.
+///
+/// Every promotion starts a new timeline, and its first WAL segment is a fresh 16 MB file
+/// on every node; PostgreSQL removes a segment only once the write position has moved
+/// `wal_keep_size` (128 MB) past it. The workload writes little, so a long run piles up
+/// one segment per failover (44 timelines filled the 768 MB disks within 60 rounds). A
+/// switch to the next segment on `primary` moves the position on by up to 16 MB, so a
+/// segment falls out of the window within 8 rounds, and a checkpoint on every node (a
+/// restartpoint on replicas) removes what fell out.
+pub fn recycle_wal(psql: &Psql, primary: usize) -> anyhow::Result<()> {
+    psql.run(primary, "select pg_switch_wal()").context("pg_switch_wal() on the primary")?;
+    psql.run(primary, "checkpoint").context("checkpoint on the primary")?;
+    for node in (0..psql.nodes()).filter(|&n| n != primary) {
+        psql.run(node, "checkpoint").with_context(|| format!("checkpoint (restartpoint) on replica {}", node + 1))?;
+    }
+    Ok(())
+}
+
 /// Every id the table holds on `node`.
 pub fn ids_on(psql: &Psql, node: usize) -> anyhow::Result<std::collections::BTreeSet<u64>> {
     let out = psql.run(node, &format!("select id from {TABLE}"))?;
