@@ -7,6 +7,7 @@
 
 mod command;
 mod endpoints;
+mod refresh;
 mod table;
 mod tls;
 mod when;

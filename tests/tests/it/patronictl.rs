@@ -87,7 +87,7 @@ fn list_query_and_the_cluster_argument_as_patronictl() -> anyhow::Result<()> {
         let err = query(&lab, &["-c", "select 1", "--password"]).expect_err("no terminal");
         assert!(err.to_string().contains("\"Password\" needs an answer and there is no terminal to ask on"), "{err}");
         let err = lab.ctl(&["query", "-c", "select 1", "-U", "postgres", "-d", "postgres"]).expect_err("no password");
-        assert!(err.to_string().contains("password"), "{err}");
+        assert!(err.to_string().contains("password missing (PGPASSWORD, a password file, or --password)"), "{err}");
         Ok(())
     })
 }

@@ -18,6 +18,7 @@ use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use raftgres_proto::etcdserverpb::{Member as RaftMember, MemberListRequest, RangeRequest, StatusRequest, StatusResponse};
 
 use crate::command::cluster::{open, scope_name, ClusterArgs};
+use crate::refresh::Refresh;
 use crate::table::{Output, Table};
 use raftgres_client::{status_error, Api, COMMAND_TIMEOUT};
 
@@ -42,55 +43,6 @@ pub struct ListArgs {
     pub format: Option<Output>,
     #[command(flatten)]
     pub refresh: Refresh,
-}
-
-/// patronictl's `-W` and `-w/--watch SECONDS`: print again and again.
-#[derive(Debug, Clone, Copy, Default, Args)]
-pub struct Refresh {
-    /// Print again every 2 seconds (until Ctrl-C).
-    #[arg(short = 'W')]
-    pub every_two_seconds: bool,
-    /// Print again every SECONDS seconds (until Ctrl-C).
-    #[arg(short = 'w', long = "watch", value_name = "SECONDS")]
-    pub seconds: Option<f64>,
-}
-
-impl Refresh {
-    /// How long to wait between two prints; None: print once.
-    pub fn interval(&self) -> anyhow::Result<Option<Duration>> {
-        match (self.seconds, self.every_two_seconds) {
-            (Some(s), _) => Duration::try_from_secs_f64(s)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .map(Some)
-                .with_context(|| format!("--watch {s}: give a positive number of seconds")),
-            (None, true) => Ok(Some(Duration::from_secs(2))),
-            (None, false) => Ok(None),
-        }
-    }
-
-    /// Runs `once` and prints what it returns; with `-W`/`-w`, again every interval,
-    /// clearing a terminal screen first (as patronictl's `watching`).
-    pub async fn repeat<F, Fut>(&self, mut once: F) -> anyhow::Result<()>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = anyhow::Result<String>>,
-    {
-        use std::io::IsTerminal;
-        let interval = self.interval()?;
-        let clear = interval.is_some() && std::io::stdout().is_terminal();
-        loop {
-            let screen = once().await?;
-            if clear {
-                print!("\x1b[2J\x1b[H");
-            }
-            print!("{screen}");
-            match interval {
-                Some(wait) => tokio::time::sleep(wait).await,
-                None => return Ok(()),
-            }
-        }
-    }
 }
 
 /// One row of `raftctl list`.
@@ -494,9 +446,6 @@ mod tests {
         let crate::Command::List(args) = cli.command else { panic!("not list") };
         assert_eq!((args.cluster.cluster, args.cluster.namespace), (None, None));
         assert_eq!(args.refresh.interval().expect("interval"), Some(Duration::from_secs(2)));
-        assert_eq!(Refresh::default().interval().expect("once"), None);
-        let zero = Refresh { seconds: Some(0.0), every_two_seconds: false };
-        assert!(zero.interval().expect_err("zero").to_string().contains("positive number of seconds"));
     }
 
     #[test]

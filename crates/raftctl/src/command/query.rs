@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use crate::command::cluster::{check_member, members_with_role, open, prompt, ClusterArgs, Echo, RoleFilter};
-use crate::command::list::Refresh;
+use crate::refresh::Refresh;
 use crate::table::{format, Output, Table};
 use raftgres_client::Api;
 
@@ -184,7 +184,8 @@ async fn run_once(api: &Api, args: &QueryArgs, login: &Login, sql: &str) -> anyh
     tokio::spawn(connection);
     if args.role == Some(RoleFilter::Replica) {
         let recovering = client.simple_query("SELECT pg_catalog.pg_is_in_recovery()").await.map_err(|e| sql_error(&name, e))?;
-        let in_recovery = matches!(recovering.first(), Some(SimpleQueryMessage::Row(r)) if r.get(0) == Some("t"));
+        let first = last_result(&recovering).and_then(|t| t.rows.into_iter().next()).and_then(|row| row.into_iter().next());
+        let in_recovery = first.as_ref().and_then(Value::as_str) == Some("t");
         if !in_recovery {
             bail!("no connection to role=replica is available: {name} is not in recovery");
         }
@@ -196,7 +197,16 @@ async fn run_once(api: &Api, args: &QueryArgs, login: &Login, sql: &str) -> anyh
 fn sql_error(member: &str, e: tokio_postgres::Error) -> anyhow::Error {
     match e.as_db_error() {
         Some(db) => anyhow::anyhow!("{member}: ERROR, SQLSTATE: {}: {}", db.code().code(), db.message()),
-        None => anyhow::anyhow!("{member}: {e}"),
+        None => {
+            let mut detail = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                detail.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            let hint = if detail.contains("password missing") { " (PGPASSWORD, a password file, or --password)" } else { "" };
+            anyhow::anyhow!("{member}: {detail}{hint}")
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::command::cluster::{check_member, members_with_role, open, ClusterArgs, RoleFilter};
-use crate::command::list::{self, ListArgs, Refresh, Shape};
+use crate::command::list::{self, ListArgs, Shape};
+use crate::refresh::Refresh;
 use raftgres_client::Api;
 
 #[derive(Debug, Args)]
