@@ -135,12 +135,19 @@ fn edit_config_restart_reinit_and_switchover_as_patronictl() -> anyhow::Result<(
         assert!(out.contains(&format!("Reinitialize is completed on: {}", lab.name(replicas[1]))), "{out}");
         assert_eq!(lab.psql(replicas[1], "select pg_is_in_recovery()")?, "t");
 
-        // switchover --primary (and the old --master) check the current leader.
-        let err = lab.ctl(&["switchover", "--master", &lab.name(replicas[0]), "--force"]).expect_err("not the leader");
-        assert!(err.to_string().contains(&lab.name(replicas[0])), "{err}");
-        let candidate = replicas[0];
+        // switchover --primary (and the old --master) check the current leader (read
+        // again: the lab's 2 s ttl may have moved it on a loaded machine).
+        let leader = lab.primary()?;
+        let candidate = (leader + 1) % 3;
+        lab.psql(leader, "create table if not exists s(v int); insert into s values (1)")?;
+        wait_for(HEAL, "the candidate streaming", || {
+            anyhow::ensure!(lab.psql(candidate, "select count(*) from s")? == "1", "not replayed yet");
+            Ok(())
+        })?;
+        let err = lab.ctl(&["switchover", "--master", &lab.name(candidate), "--force"]).expect_err("not the leader");
+        assert!(err.to_string().contains(&lab.name(candidate)), "{err}");
         wait_for(HEAL, "a switchover with --primary", || {
-            lab.ctl(&["switchover", "demo", "--primary", &lab.name(primary), "--candidate", &lab.name(candidate), "--force"])
+            lab.ctl(&["switchover", "demo", "--primary", &lab.name(leader), "--candidate", &lab.name(candidate), "--force"])
         })?;
         assert_eq!(lab.primary()?, candidate);
         let history: Value = serde_json::from_str(&lab.ctl(&["history", "-f", "json"])?)?;
