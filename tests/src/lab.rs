@@ -340,15 +340,29 @@ impl Lab {
     /// makes it use a `--tls` lab's certificates); stdout on success, an error with
     /// stderr otherwise.
     pub fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(crate::bin("raftctl"))
+        self.ctl_with(args, &[], None)
+    }
+
+    /// [`Lab::ctl`] with environment variables `env` and `stdin` as its standard input
+    /// (None: an empty one).
+    pub fn ctl_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> anyhow::Result<String> {
+        use std::io::Write;
+        let mut child = Command::new(crate::bin("raftctl"))
             .arg("--endpoints")
             .arg(self.endpoints().join(","))
             .arg("--lab")
             .arg(self.dir.path())
             .args(args)
-            .stdin(Stdio::null())
-            .output()
+            .envs(env.iter().copied())
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .context("running raftctl")?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(text.as_bytes()).context("writing raftctl's standard input")?;
+        }
+        let out = child.wait_with_output().context("running raftctl")?;
         if !out.status.success() {
             bail!("raftctl {} failed: {}", args.join(" "), describe(&out));
         }

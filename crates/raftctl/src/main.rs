@@ -1,10 +1,13 @@
 //! `raftctl`: the command-line tool for raftgres clusters, patronictl's and etcdctl's
 //! jobs in one: the Raft half (`members`), PostgreSQL's half (`list`,
 //! `switchover`, `failover`, `restart`, `reinit`, `pause`, `edit-config`, `history`,
-//! `events`, `topology`, `dsn`, ...), and the learning lab and fault runner (`lab`, `chaos`).
+//! `events`, `topology`, `dsn`, `query`, `remove`, ...; patronictl's names, flags,
+//! CLUSTER argument and output formats), and the learning lab and fault runner (`lab`,
+//! `chaos`).
 
 mod command;
 mod endpoints;
+mod refresh;
 mod table;
 mod tls;
 mod when;
@@ -24,12 +27,12 @@ pub struct Cli {
     #[arg(long, global = true, value_delimiter = ',')]
     pub endpoints: Vec<String>,
     /// A node's raftgres.yml: its etcd API endpoint, scope, namespace and client TLS
-    /// (as patronictl -c patroni.yml).
-    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    /// (as patronictl -c/--config-file patroni.yml).
+    #[arg(short = 'c', long = "config-file", alias = "config", global = true, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
-    /// Output format.
-    #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
-    pub output: Output,
+    /// Output format: pretty (or table), tsv, json, yaml; a command's -f/--format wins.
+    #[arg(short = 'o', long, global = true, value_enum)]
+    pub output: Option<Output>,
     #[command(flatten)]
     pub tls: tls::TlsArgs,
     #[command(subcommand)]
@@ -60,18 +63,22 @@ pub enum Command {
     Events(command::events::EventsArgs),
     /// The promotions recorded in `/history`.
     History(command::history::HistoryArgs),
-    /// Restart PostgreSQL on a member (now, --pending, or --scheduled; --cancel).
+    /// Restart PostgreSQL on members (now, --pending, --scheduled, --pg-version; --cancel).
     Restart(command::node_ops::RestartArgs),
-    /// Reload PostgreSQL's configuration on a member.
-    Reload(command::node_ops::NodeArgs),
-    /// Wipe a replica's data directory and clone the primary again.
-    Reinit(command::node_ops::NodeArgs),
-    /// The members as a replication tree.
+    /// Reload PostgreSQL's configuration on members.
+    Reload(command::node_ops::ReloadArgs),
+    /// Wipe a replica's data directory and clone the primary again (--wait).
+    Reinit(command::node_ops::ReinitArgs),
+    /// The list table as a replication tree (patronictl topology).
     Topology(command::topology::TopologyArgs),
-    /// A libpq connection string for the primary (or a named member).
+    /// A libpq connection string for the leader, a --role or a --member.
     Dsn(command::topology::DsnArgs),
+    /// Run SQL on the leader, a --role or a --member (patronictl query).
+    Query(command::query::QueryArgs),
+    /// Wipe a stopped cluster's keys from the store (asks twice, on a terminal only).
+    Remove(command::remove::RemoveArgs),
     /// raftctl's version and every member's raftgres and PostgreSQL versions.
-    Version(command::topology::TopologyArgs),
+    Version(command::topology::VersionArgs),
     /// A local cluster on this machine: up, status, kill, start, pause, resume, logs, down.
     Lab(command::lab::LabArgs),
     /// Fault injection on a lab of its own: rounds of crashes, partitions, netem, full
@@ -123,16 +130,20 @@ impl Command {
     fn cluster_mut(&mut self) -> Option<(&mut Option<String>, &mut Option<String>)> {
         use command::cluster::ClusterArgs;
         let args: &mut ClusterArgs = match self {
-            Command::List(a) => return Some((&mut a.scope, &mut a.namespace)),
+            Command::List(a) => &mut a.cluster,
             Command::Switchover(a) => &mut a.cluster,
             Command::Failover(a) => &mut a.cluster,
             Command::Pause(a) | Command::Resume(a) => &mut a.cluster,
             Command::ShowConfig(a) => &mut a.cluster,
             Command::EditConfig(a) => &mut a.cluster,
             Command::Restart(a) => &mut a.node.cluster,
-            Command::Reload(a) | Command::Reinit(a) => &mut a.cluster,
-            Command::Topology(a) | Command::Version(a) => &mut a.cluster,
+            Command::Reload(a) => &mut a.node.cluster,
+            Command::Reinit(a) => &mut a.node.cluster,
+            Command::Topology(a) => &mut a.cluster,
+            Command::Version(a) => &mut a.cluster,
             Command::Dsn(a) => &mut a.cluster,
+            Command::Query(a) => &mut a.cluster,
+            Command::Remove(a) => &mut a.cluster,
             Command::Watch(a) => &mut a.cluster,
             Command::Events(a) => &mut a.cluster,
             Command::History(a) => &mut a.cluster,
@@ -160,11 +171,11 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Members(args) => {
             let api = connect(&target).await?;
-            command::members::run(&api, args, cli.output).await
+            command::members::run(&api, args, cli.output.unwrap_or(Output::Pretty)).await
         }
         Command::List(args) => {
-            let api = connect(&target).await?;
-            command::list::run(&api, args, cli.output).await
+            let shape = command::list::Shape::Formatted(Output::pick(args.format, cli.output, Output::Pretty));
+            command::list::run(&connect(&target).await?, args, shape).await
         }
         Command::Lab(args) => command::lab::run(args).await,
         Command::Chaos(args) => command::chaos::run(args).await,
@@ -179,9 +190,11 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         Command::Reinit(args) => command::node_ops::reinit(&connect(&target).await?, args).await,
         Command::Topology(args) => command::topology::topology(&connect(&target).await?, args).await,
         Command::Dsn(args) => command::topology::dsn(&connect(&target).await?, args).await,
+        Command::Query(args) => command::query::run(&connect(&target).await?, args, cli.output).await,
+        Command::Remove(args) => command::remove::run(&connect(&target).await?, args, cli.output).await,
         Command::Version(args) => command::topology::version(&connect(&target).await?, args).await,
         Command::Watch(args) => command::watch::run(&connect(&target).await?, args).await,
-        Command::Events(args) => command::events::run(&connect(&target).await?, args, cli.output).await,
+        Command::Events(args) => command::events::run(&connect(&target).await?, args, cli.output.unwrap_or(Output::Pretty)).await,
         Command::History(args) => command::history::run(&connect(&target).await?, args, cli.output).await,
     }
 }

@@ -20,6 +20,7 @@ mod linearizability;
 mod observability;
 mod ops;
 mod partition;
+mod patronictl;
 mod recovery;
 mod store;
 mod sync;

@@ -163,8 +163,9 @@ fn rest_api_switches_over_and_nodes_restart_reload_and_reinit() -> anyhow::Resul
         assert_eq!(lab.wait_healthy(HEAL, "reinit")?, candidate);
 
         let topology = lab.ctl(&["topology"])?;
-        assert!(topology.starts_with(&format!("{} 127.0.0.1:{} Leader", lab.name(candidate), lab.pg_port(candidate))), "{topology}");
-        assert_eq!(topology.lines().filter(|l| l.starts_with("+ ")).count(), 2, "{topology}");
+        let leader_row = |l: &str| l.starts_with(&format!("| {} ", lab.name(candidate))) && l.contains("| Leader");
+        assert!(topology.lines().nth(3).is_some_and(leader_row), "{topology}");
+        assert_eq!(topology.lines().filter(|l| l.starts_with("| + node")).count(), 2, "{topology}");
         assert_eq!(lab.ctl(&["dsn"])?.trim(), format!("host=127.0.0.1 port={}", lab.pg_port(candidate)));
         let watch = lab.ctl(&["watch", "--count", "2", "--interval", "0.2"])?;
         assert_eq!(watch.matches("Every 0.2s: raftctl watch").count(), 2, "{watch}");

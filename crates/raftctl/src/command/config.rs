@@ -1,6 +1,7 @@
 //! `raftctl show-config` and `raftctl edit-config`: the dynamic configuration in
-//! `/config`, shown as YAML; changed with `-s key.path=value`, `-p pg_param=value`, or
-//! in `$EDITOR`. Every change is validated by the agents' own rules (the timing
+//! `/config`, shown as YAML; changed with `--replace FILE`, `--apply FILE` (`-` for
+//! standard input, with `--force`), `-s key.path=value`, `-p pg_param=value`, or in
+//! `$EDITOR`, as patronictl. Every change is validated by the agents' own rules (the timing
 //! inequality included) and written with compare-and-swap.
 
 use std::io::Write;
@@ -29,9 +30,55 @@ pub struct EditConfigArgs {
     /// Set a PostgreSQL parameter: `-p max_connections=200`.
     #[arg(short = 'p', long = "pg", value_name = "PARAM=VALUE")]
     pub pg: Vec<String>,
+    /// Merge a YAML file into the configuration (`-` reads standard input; needs --force).
+    #[arg(long, value_name = "FILE")]
+    pub apply: Option<String>,
+    /// Replace the whole configuration with a YAML file (`-` reads standard input; needs --force).
+    #[arg(long, value_name = "FILE")]
+    pub replace: Option<String>,
+    /// Do not show the changes.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// Do not ask for confirmation.
     #[arg(long)]
     pub force: bool,
+}
+
+/// A YAML document from `FILE` or `-` (standard input), for `--apply`/`--replace`.
+fn read_yaml(flag: &str, source: &str) -> anyhow::Result<Value> {
+    let text = if source == "-" {
+        std::io::read_to_string(std::io::stdin()).with_context(|| format!("{flag} -: reading standard input"))?
+    } else {
+        std::fs::read_to_string(source).with_context(|| format!("{flag} {source}: cannot read it"))?
+    };
+    let value: Value = serde_norway::from_str(&text).with_context(|| format!("{flag} {source}: not valid YAML"))?;
+    if !value.is_object() && !value.is_null() {
+        bail!("{flag} {source}: the configuration must be a mapping of keys, not {value}");
+    }
+    Ok(if value.is_null() { Value::Object(Default::default()) } else { value })
+}
+
+/// The configuration after the changes, in patronictl's order: `--replace` (the file
+/// is the whole configuration), then `--apply` (merged in, a null removes a key), then
+/// `-s`/`-p`; None when none is given (the editor decides).
+pub fn changed(
+    current: &Value,
+    replace: Option<Value>,
+    apply: Option<Value>,
+    set: &[String],
+    pg: &[String],
+) -> anyhow::Result<Option<Value>> {
+    if replace.is_none() && apply.is_none() && set.is_empty() && pg.is_empty() {
+        return Ok(None);
+    }
+    let mut new = replace.unwrap_or_else(|| current.clone());
+    if let Some(patch) = apply {
+        ops::merge(&mut new, &patch);
+    }
+    if !set.is_empty() || !pg.is_empty() {
+        ops::merge(&mut new, &patch_from(set, pg)?);
+    }
+    Ok(Some(new))
 }
 
 pub async fn show(api: &Api, args: ShowConfigArgs) -> anyhow::Result<()> {
@@ -69,18 +116,25 @@ pub fn patch_from(set: &[String], pg: &[String]) -> anyhow::Result<Value> {
 pub async fn edit(api: &Api, args: EditConfigArgs) -> anyhow::Result<()> {
     let (dcs, view) = open(api, &args.cluster).await?;
     let current = view.config.clone().map(|(c, _)| c).unwrap_or(Value::Object(Default::default()));
-    let new = if args.set.is_empty() && args.pg.is_empty() {
-        edit_in_editor(&current)?
-    } else {
-        let mut new = current.clone();
-        ops::merge(&mut new, &patch_from(&args.set, &args.pg)?);
-        new
+    let from_stdin = args.apply.as_deref() == Some("-") || args.replace.as_deref() == Some("-");
+    if from_stdin && !args.force {
+        bail!("the changes come from standard input, so there is no terminal to confirm them on: add --force (as patronictl)");
+    }
+    let replace = args.replace.as_deref().map(|f| read_yaml("--replace", f)).transpose()?;
+    let apply = args.apply.as_deref().map(|f| read_yaml("--apply", f)).transpose()?;
+    let new = match changed(&current, replace, apply, &args.set, &args.pg)? {
+        Some(new) => new,
+        None => edit_in_editor(&current)?,
     };
     if new == current {
-        println!("no change");
+        if !args.quiet {
+            println!("no change");
+        }
         return Ok(());
     }
-    print_diff(&current, &new)?;
+    if !args.quiet {
+        print_diff(&current, &new)?;
+    }
     confirm("Apply these changes?", args.force)?;
     ops::replace_config(&dcs, &new).await?;
     println!("configuration changed; every agent applies it in its next cycle");
@@ -121,5 +175,32 @@ mod tests {
         assert!(patch_from(&["ttl".into()], &[]).is_err());
         assert!(patch_from(&["=1".into()], &[]).is_err());
         assert_eq!(patch_from(&["pause=null".into()], &[]).expect("null"), serde_json::json!({"pause": null}));
+    }
+
+    #[test]
+    fn replace_then_apply_then_set() {
+        use serde_json::json;
+        let current = json!({"ttl": 30, "loop_wait": 10, "postgresql": {"parameters": {"work_mem": "4MB"}}});
+        assert_eq!(changed(&current, None, None, &[], &[]).expect("nothing"), None, "the editor decides");
+        let applied = changed(&current, None, Some(json!({"ttl": 20, "loop_wait": null})), &[], &[]).expect("apply");
+        assert_eq!(applied, Some(json!({"ttl": 20, "postgresql": {"parameters": {"work_mem": "4MB"}}})));
+        let replaced = changed(&current, Some(json!({"ttl": 40})), Some(json!({"retry_timeout": 10})), &[], &["work_mem=8MB".into()]);
+        assert_eq!(
+            replaced.expect("replace"),
+            Some(json!({"ttl": 40, "retry_timeout": 10, "postgresql": {"parameters": {"work_mem": "8MB"}}}))
+        );
+    }
+
+    #[test]
+    fn yaml_files_must_hold_a_mapping() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.yml");
+        std::fs::write(&path, "- a list\n").expect("write");
+        let e = read_yaml("--apply", path.to_str().expect("utf-8")).expect_err("a list").to_string();
+        assert!(e.contains("must be a mapping of keys"), "{e}");
+        std::fs::write(&path, "ttl: [\n").expect("write");
+        let e = format!("{:#}", read_yaml("--replace", path.to_str().expect("utf-8")).expect_err("bad YAML"));
+        assert!(e.starts_with("--replace") && e.contains("not valid YAML"), "{e}");
+        assert!(read_yaml("--apply", "/nonexistent/c.yml").expect_err("missing").to_string().contains("cannot read it"));
     }
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use raftgres_agent::cluster::Event;
 
 use crate::command::cluster::{open, ClusterArgs};
-use crate::table::Output;
+use crate::table::{self, Output};
 use raftgres_client::Api;
 
 #[derive(Debug, Args)]
@@ -32,11 +32,14 @@ pub fn line(e: &Event, t0: u64) -> String {
 }
 
 pub async fn run(api: &Api, args: EventsArgs, output: Output) -> anyhow::Result<()> {
+    if output == Output::Tsv {
+        anyhow::bail!("events prints a timeline, not a table: -o pretty, json or yaml");
+    }
     let (dcs, _) = open(api, &args.cluster).await?;
     let events = dcs.events().await?;
     let shown = &events[events.len().saturating_sub(args.last)..];
-    if let Output::Json = output {
-        println!("{}", serde_json::to_string_pretty(shown)?);
+    if let Some(text) = table::structured(output, &shown)? {
+        print!("{text}");
         return Ok(());
     }
     let t0 = shown.first().map_or(0, |e| e.at_ms);

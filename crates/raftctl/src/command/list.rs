@@ -1,5 +1,6 @@
-//! `raftctl list [SCOPE]`: the PostgreSQL cluster as `patronictl list` shows it, plus
-//! each member's Raft role.
+//! `raftctl list [CLUSTER]` and `raftctl topology`: the PostgreSQL cluster as
+//! `patronictl list` and `patronictl topology` show it (`-e`, `-t`, `-W`/`-w`,
+//! `-f pretty|tsv|json|yaml`), plus each member's Raft role.
 //!
 //! One Range reads the whole `/<namespace>/<scope>/` prefix (through the agent's own
 //! [`Dcs::read_cluster`], so the keys are parsed exactly as the agents parse them);
@@ -11,16 +12,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use raftgres_agent::cluster::{format_lsn, ClusterView, Keys, Member};
-use raftgres_agent::dcs::Dcs;
+use raftgres_agent::cluster::{format_lsn, ClusterView, Member};
 use raftgres_proto::etcdserverpb::kv_client::KvClient;
 use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use raftgres_proto::etcdserverpb::{Member as RaftMember, MemberListRequest, RangeRequest, StatusRequest, StatusResponse};
-use serde::Serialize;
 
-use crate::command::cluster::DEFAULT_NAMESPACE;
-use crate::table;
-use crate::table::Output;
+use crate::command::cluster::{open, scope_name, ClusterArgs};
+use crate::refresh::Refresh;
+use crate::table::{Output, Table};
 use raftgres_client::{status_error, Api, COMMAND_TIMEOUT};
 
 /// How long one member may take to answer Maintenance.Status.
@@ -31,15 +30,23 @@ const MIB: u64 = 1024 * 1024;
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// The cluster (Patroni's scope); may be omitted when the namespace holds just one.
-    pub scope: Option<String>,
-    /// The key prefix the clusters live under (Patroni's namespace; default /service/).
-    #[arg(long)]
-    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Show the Pending restart and Tags columns even when no member has a value.
+    #[arg(short = 'e', long)]
+    pub extended: bool,
+    /// Print a timestamp before the table.
+    #[arg(short = 't', long)]
+    pub timestamp: bool,
+    /// Output format (pretty, tsv, json, yaml); overrides -o.
+    #[arg(short = 'f', long, value_enum)]
+    pub format: Option<Output>,
+    #[command(flatten)]
+    pub refresh: Refresh,
 }
 
 /// One row of `raftctl list`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ListRow {
     pub member: String,
     pub host: String,
@@ -53,6 +60,8 @@ pub struct ListRow {
     pub raft: String,
     /// A parameter change waits for a restart of this member.
     pub pending_restart: bool,
+    /// The member's tags as YAML flow (`{nofailover: true}`), empty without tags.
+    pub tags: serde_json::Value,
 }
 
 /// `/service/` → `/service/`, `service` → `/service/`, `` → `/`.
@@ -151,55 +160,173 @@ pub fn rows(view: &ClusterView, raft: &BTreeMap<String, String>) -> Vec<ListRow>
                 replay_lag_mb: lag_mb(primary_pos, replay),
                 raft: raft.get(name).cloned().unwrap_or_else(|| "unknown".to_string()),
                 pending_restart: m.pending_restart,
+                tags: tags_value(&m.tags),
             }
         })
         .collect()
 }
 
-/// The table with `patronictl list`'s title in its top border and the maintenance footer.
-pub fn render(scope: &str, view: &ClusterView, rows: &[ListRow]) -> String {
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    let num = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.member.clone(),
-                r.host.clone(),
-                r.role.clone(),
-                r.state.clone(),
-                r.tl.map(|t| t.to_string()).unwrap_or_default(),
-                opt(&r.receive_lsn),
-                num(r.receive_lag_mb),
-                opt(&r.replay_lsn),
-                num(r.replay_lag_mb),
-                r.raft.clone(),
-            ]
-        })
-        .collect();
-    let header = ["Member", "Host", "Role", "State", "TL", "Receive LSN", "Lag", "Replay LSN", "Lag", "Raft"];
-    // As patronictl: a "Pending restart" column only when some member needs one.
-    let pending = rows.iter().any(|r| r.pending_restart);
-    let mut header = header.to_vec();
-    let mut cells = cells;
-    if pending {
-        header.push("Pending restart");
-        for (row, cell) in rows.iter().zip(cells.iter_mut()) {
-            cell.push(if row.pending_restart { "*".to_string() } else { String::new() });
+/// The tags as an object of their values (`""` without tags, so the cell is empty).
+fn tags_value(tags: &raftgres_agent::config::Tags) -> serde_json::Value {
+    if tags.is_empty() {
+        return "".into();
+    }
+    let yaml = |v: &String| serde_norway::from_str::<serde_json::Value>(v).unwrap_or_else(|_| v.clone().into());
+    serde_json::Value::Object(tags.as_map().iter().map(|(k, v)| (k.clone(), yaml(v))).collect())
+}
+
+/// patronictl's `topology` order: the leader, then each member under the one it
+/// replicates from (`replicatefrom` naming another replica, else the leader), its
+/// name indented by depth as `+ name`. Members a loop of `replicatefrom` leaves
+/// unreached come last, under the leader.
+pub fn topology_sort(view: &ClusterView, rows: Vec<ListRow>) -> Vec<ListRow> {
+    let leader = view.leader_name().filter(|l| view.members.contains_key(*l));
+    let parent = |name: &str| -> Option<&str> {
+        let from = view.members.get(name)?.tags.replicatefrom.as_deref();
+        from.filter(|p| *p != name && Some(*p) != leader && view.members.contains_key(*p)).or(leader)
+    };
+    let mut order: Vec<(String, usize)> = Vec::new();
+    let mut stack: Vec<(Option<String>, usize)> = vec![(leader.map(str::to_string), 0)];
+    while let Some((name, depth)) = stack.pop() {
+        if let Some(n) = &name {
+            order.push((n.clone(), depth));
+        }
+        let children = rows.iter().map(|r| r.member.as_str()).filter(|c| Some(*c) != leader && parent(c) == name.as_deref());
+        let children: Vec<&str> = children.filter(|c| !order.iter().any(|(o, _)| o == c)).collect();
+        stack.extend(children.into_iter().rev().map(|c| (Some(c.to_string()), depth + 1)));
+    }
+    for row in &rows {
+        if !order.iter().any(|(o, _)| *o == row.member) {
+            order.push((row.member.clone(), 1));
         }
     }
-    let body = table::render(&header, &cells);
-    let sysid = view.initialize.as_deref().filter(|s| !s.is_empty()).unwrap_or("uninitialized");
-    let title = format!("+ Cluster: {scope} ({sysid}) ");
-    let (border, rest) = body.split_once('\n').unwrap_or((body.as_str(), ""));
-    // The border is ASCII, so a char count of the title is a valid byte index into it.
-    let title_len = title.chars().count();
-    let top = if title_len + 1 < border.len() { format!("{title}{}", &border[title_len..]) } else { format!("{title}-+") };
-    let mut out = format!("{top}\n{rest}");
-    if view.paused() {
-        out.push_str(" Maintenance mode: on\n");
+    order
+        .into_iter()
+        .filter_map(|(name, depth)| {
+            let row = rows.iter().find(|r| r.member == name)?;
+            let member = if depth == 0 { name } else { format!("{}+ {name}", " ".repeat((depth - 1) * 2)) };
+            Some(ListRow { member, ..row.clone() })
+        })
+        .collect()
+}
+
+/// How `list` shows the cluster: patronictl's formats, or its `topology` tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Formatted(Output),
+    Topology,
+}
+
+/// `patronictl list`'s table: the Cluster column (left out of a pretty table, whose
+/// title names the cluster), the two lag columns both titled "Lag" when pretty, the
+/// Raft column raftgres adds, and Pending restart and Tags when `extended` or when
+/// some member has one.
+pub fn table(scope: &str, view: &ClusterView, rows: &[ListRow], extended: bool, output: Output) -> Table {
+    use serde_json::Value;
+    let pretty = output == Output::Pretty;
+    let text = |v: &Option<String>| Value::from(v.clone().unwrap_or_default());
+    let num = |v: Option<u64>| v.map_or_else(|| Value::from(""), Value::from);
+    let mut columns =
+        vec!["Cluster", "Member", "Host", "Role", "State", "TL", "Receive LSN", "Receive Lag", "Replay LSN", "Replay Lag", "Raft"];
+    let pending = extended || rows.iter().any(|r| r.pending_restart);
+    let tags = extended || rows.iter().any(|r| r.tags != "");
+    let cells = rows.iter().map(|r| {
+        let mut cells = vec![
+            scope.into(),
+            r.member.clone().into(),
+            r.host.clone().into(),
+            r.role.clone().into(),
+            r.state.clone().into(),
+            r.tl.map_or_else(|| Value::from(""), Value::from),
+            text(&r.receive_lsn),
+            num(r.receive_lag_mb),
+            text(&r.replay_lsn),
+            num(r.replay_lag_mb),
+            r.raft.clone().into(),
+        ];
+        if pending {
+            cells.push(if r.pending_restart { "*" } else { "" }.into());
+        }
+        if tags {
+            cells.push(r.tags.clone());
+        }
+        cells
+    });
+    let mut cells: Vec<Vec<Value>> = cells.collect();
+    if pending {
+        columns.push("Pending restart");
     }
-    out
+    if tags {
+        columns.push("Tags");
+    }
+    if tags && matches!(output, Output::Pretty | Output::Tsv) {
+        for row in &mut cells {
+            if let Some(cell) = row.last_mut() {
+                *cell = flow_yaml(cell).into();
+            }
+        }
+    }
+    if pretty {
+        columns.remove(0);
+        columns = columns.into_iter().map(|c| if c.ends_with(" Lag") { "Lag" } else { c }).collect();
+        for row in &mut cells {
+            row.remove(0);
+        }
+    }
+    let sysid = match view.initialize.as_deref() {
+        None => "uninitialized",
+        Some("") => "initializing",
+        Some(id) => id,
+    };
+    Table {
+        title: Some(format!("Cluster: {scope} ({sysid})")),
+        columns: columns.into_iter().map(str::to_string).collect(),
+        rows: cells,
+        omit_empty: true,
+    }
+}
+
+/// `{"nofailover": true}` → `{nofailover: true}`; an empty cell stays empty.
+fn flow_yaml(value: &serde_json::Value) -> String {
+    match value.as_object() {
+        Some(map) => {
+            let pairs: Vec<String> = map.iter().map(|(k, v)| format!("{k}: {}", crate::table::text(v))).collect();
+            format!("{{{}}}", pairs.join(", "))
+        }
+        None => crate::table::text(value),
+    }
+}
+
+/// What a pretty table adds under itself: maintenance mode and a scheduled switchover.
+pub fn service_info(view: &ClusterView) -> String {
+    let mut lines = Vec::new();
+    if view.paused() {
+        lines.push("Maintenance mode: on".to_string());
+    }
+    if let Some(at) = view.failover.as_ref().and_then(|f| f.scheduled_at.as_deref()) {
+        let mut info = format!("Switchover scheduled at: {at}");
+        let failover = view.failover.as_ref();
+        for (label, who) in [("from", failover.and_then(|f| f.leader.as_deref())), ("to", failover.and_then(|f| f.member.as_deref()))] {
+            if let Some(who) = who {
+                info.push_str(&format!("\n{label:>24}: {who}"));
+            }
+        }
+        lines.push(info);
+    }
+    lines.iter().map(|l| format!(" {l}\n")).collect()
+}
+
+/// The cluster as `shape` prints it (a pretty table or the tree with its service info).
+pub fn render(scope: &str, view: &ClusterView, rows: Vec<ListRow>, extended: bool, shape: Shape) -> anyhow::Result<String> {
+    let (rows, output) = match shape {
+        Shape::Topology => (topology_sort(view, rows), Output::Pretty),
+        Shape::Formatted(output) => (rows, output),
+    };
+    let mut out = crate::table::format(output, &table(scope, view, &rows, extended, output), "\t")?;
+    if output == Output::Pretty {
+        out.push_str(&service_info(view));
+    }
+    Ok(out)
 }
 
 /// Raft column for each Patroni member: MemberList, then each node's Status (1 s each,
@@ -245,26 +372,17 @@ pub async fn list_scopes(api: &Api, prefix: &str) -> anyhow::Result<BTreeSet<Str
     Ok(scopes_from_keys(prefix, keys.iter().map(String::as_str)))
 }
 
-pub async fn run(api: &Api, args: ListArgs, output: Output) -> anyhow::Result<()> {
-    let namespace = args.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
-    let prefix = namespace_prefix(namespace);
-    let scope = match args.scope {
-        Some(s) => s,
-        None => pick_scope(None, &list_scopes(api, &prefix).await?, &prefix)?,
-    };
-    let dcs = Dcs::new(api.channel.clone(), Keys::new(namespace, &scope), COMMAND_TIMEOUT);
-    let view = dcs.read_cluster().await.with_context(|| format!("reading {prefix}{scope}/"))?;
-    if view.members.is_empty() {
-        bail!("no cluster {scope} under {prefix}");
-    }
+/// One screen of `list`/`topology`: the optional timestamp line and the cluster.
+async fn screen(api: &Api, args: &ListArgs, shape: Shape) -> anyhow::Result<String> {
+    let (dcs, view) = open(api, &args.cluster).await?;
     let names: Vec<String> = view.members.keys().cloned().collect();
     let raft = raft_roles(api, &names).await;
-    let rows = rows(&view, &raft);
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        Output::Table => print!("{}", render(&scope, &view, &rows)),
-    }
-    Ok(())
+    let body = render(scope_name(&dcs), &view, rows(&view, &raft), args.extended, shape)?;
+    Ok(if args.timestamp { format!("{}\n{body}", chrono::Local::now().format("%Y-%m-%d %H:%M:%S")) } else { body })
+}
+
+pub async fn run(api: &Api, args: ListArgs, shape: Shape) -> anyhow::Result<()> {
+    args.refresh.repeat(|| screen(api, &args, shape)).await
 }
 
 #[cfg(test)]
@@ -317,12 +435,17 @@ mod tests {
 
     #[test]
     fn parses_list_args() {
-        let cli = crate::Cli::parse_from(["raftctl", "list", "demo", "--namespace", "/x/", "-o", "json"]);
+        let cli =
+            crate::Cli::parse_from(["raftctl", "list", "demo", "--namespace", "/x/", "-o", "json", "-e", "-t", "-f", "yaml", "-w", "1.5"]);
+        assert_eq!(cli.output, Some(Output::Json));
         let crate::Command::List(args) = cli.command else { panic!("not list") };
-        assert_eq!((args.scope.as_deref(), args.namespace.as_deref()), (Some("demo"), Some("/x/")));
-        let cli = crate::Cli::parse_from(["raftctl", "list"]);
+        assert_eq!((args.cluster.cluster.as_deref(), args.cluster.namespace.as_deref()), (Some("demo"), Some("/x/")));
+        assert!(args.extended && args.timestamp && args.format == Some(Output::Yaml));
+        assert_eq!(args.refresh.interval().expect("interval"), Some(Duration::from_millis(1500)));
+        let cli = crate::Cli::parse_from(["raftctl", "list", "-W"]);
         let crate::Command::List(args) = cli.command else { panic!("not list") };
-        assert_eq!((args.scope, args.namespace), (None, None));
+        assert_eq!((args.cluster.cluster, args.cluster.namespace), (None, None));
+        assert_eq!(args.refresh.interval().expect("interval"), Some(Duration::from_secs(2)));
     }
 
     #[test]
@@ -346,7 +469,7 @@ mod tests {
         assert_eq!((r.role.as_str(), r.state.as_str(), r.raft.as_str()), ("Replica", "running", "unreachable"));
         assert_eq!((r.receive_lag_mb, r.replay_lag_mb), (Some(32), Some(32)));
 
-        let out = render("demo", &view, &rows);
+        let out = render("demo", &view, rows.clone(), false, Shape::Formatted(Output::Pretty)).expect("pretty");
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].starts_with("+ Cluster: demo (7301234567890123456) --"), "{out}");
         assert!(lines[0].ends_with("-+"), "{out}");
@@ -356,10 +479,15 @@ mod tests {
         assert!(lines[4].contains("| 0/6000000   | 0   | 0/5000000  | 16  | follower "), "{out}");
         assert!(!out.contains("Maintenance"), "{out}");
 
-        let json = serde_json::to_value(&rows).expect("json");
-        assert_eq!(json[1]["replay_lag_mb"], 16);
-        assert_eq!(json[1]["tl"], 1);
-        assert!(json[0]["receive_lag_mb"].is_null());
+        let json = render("demo", &view, rows.clone(), false, Shape::Formatted(Output::Json)).expect("json");
+        let json: serde_json::Value = serde_json::from_str(&json).expect("valid json");
+        assert_eq!(json[1]["Replay Lag"], 16);
+        assert_eq!(json[1]["TL"], 1);
+        assert_eq!(json[1]["Cluster"], "demo");
+        assert!(json[0].get("Receive Lag").is_none(), "empty cells left out: {json}");
+        let tsv = render("demo", &view, rows, false, Shape::Formatted(Output::Tsv)).expect("tsv");
+        assert_eq!(tsv.lines().nth(2), Some("demo\tnode2\t127.0.0.1:5433\tReplica\tstreaming\t1\t0/6000000\t0\t0/5000000\t16\tfollower"));
+        assert!(!tsv.contains("Maintenance"), "service info only under pretty tables");
     }
 
     #[test]
@@ -380,19 +508,29 @@ mod tests {
     fn list_paused_cluster_has_footer() {
         let mut view = three_nodes();
         view.config = Some((serde_json::json!({"pause": true, "ttl": 30}), 3));
-        let out = render("demo", &view, &rows(&view, &raft()));
-        assert!(out.ends_with("+\n Maintenance mode: on\n"), "{out}");
+        view.failover = Some(raftgres_agent::cluster::FailoverRequest {
+            leader: Some("node1".into()),
+            member: Some("node2".into()),
+            scheduled_at: Some("2026-12-07T03:00:00+00:00".into()),
+        });
+        let out = render("demo", &view, rows(&view, &raft()), false, Shape::Formatted(Output::Pretty)).expect("pretty");
+        let footer = " Maintenance mode: on\n Switchover scheduled at: 2026-12-07T03:00:00+00:00\n                    from: node1\n                      to: node2\n";
+        assert!(out.ends_with(&format!("+\n{footer}")), "{out}");
     }
 
     #[test]
     fn list_shows_pending_restart_only_when_needed() {
         let mut view = three_nodes();
-        assert!(!render("demo", &view, &rows(&view, &raft())).contains("Pending restart"));
+        let pretty = |view: &ClusterView, extended| {
+            render("demo", view, rows(view, &raft()), extended, Shape::Formatted(Output::Pretty)).expect("pretty")
+        };
+        assert!(!pretty(&view, false).contains("Pending restart"));
+        assert!(pretty(&view, true).contains("| Pending restart | Tags |"), "-e shows them always");
         if let Some(m) = view.members.values_mut().next() {
             m.pending_restart = true;
         }
-        let out = render("demo", &view, &rows(&view, &raft()));
-        assert!(out.contains("Pending restart") && out.contains("| *"), "{out}");
+        let out = pretty(&view, false);
+        assert!(out.contains("Pending restart") && out.contains("| *") && !out.contains("Tags"), "{out}");
     }
 
     #[test]
@@ -405,8 +543,32 @@ mod tests {
         assert!(rows.iter().all(|r| r.raft == "unknown"), "{rows:?}");
         // No leader member: lag is measured from /status.
         assert_eq!(rows[2].receive_lag_mb, Some(32));
-        let out = render("demo", &view, &rows);
+        let out = render("demo", &view, rows, false, Shape::Formatted(Output::Pretty)).expect("pretty");
         assert!(out.starts_with("+ Cluster: demo (uninitialized) -"), "{out}");
+        view.initialize = Some(String::new());
+        let out = render("demo", &view, super::rows(&view, &BTreeMap::new()), false, Shape::Formatted(Output::Pretty)).expect("pretty");
+        assert!(out.starts_with("+ Cluster: demo (initializing) -"), "{out}");
+    }
+
+    #[test]
+    fn topology_nests_replicas_under_their_upstream_and_shows_tags() {
+        let mut view = three_nodes();
+        if let Some(m) = view.members.get_mut("node2") {
+            m.tags.replicatefrom = Some("node3".into());
+            m.tags.nofailover = true;
+        }
+        let out = render("demo", &view, rows(&view, &raft()), false, Shape::Topology).expect("topology");
+        let names: Vec<&str> = out.lines().skip(3).take(3).map(|l| l.split('|').nth(1).unwrap_or("")[1..].trim_end()).collect();
+        assert_eq!(names, ["node1", "+ node3", "  + node2"], "{out}");
+        assert!(out.contains("| {nofailover: true, replicatefrom: node3} |"), "tags as YAML flow: {out}");
+        let json = render("demo", &view, rows(&view, &raft()), false, Shape::Formatted(Output::Json)).expect("json");
+        assert!(json.contains("\"Tags\": {\"nofailover\": true, \"replicatefrom\": \"node3\"}"), "{json}");
+        // A replicatefrom loop leaves both unreached from the leader: they still show.
+        if let Some(m) = view.members.get_mut("node3") {
+            m.tags.replicatefrom = Some("node2".into());
+        }
+        let sorted: Vec<String> = topology_sort(&view, rows(&view, &raft())).into_iter().map(|r| r.member).collect();
+        assert_eq!(sorted, ["node1", "+ node2", "+ node3"]);
     }
 
     #[test]

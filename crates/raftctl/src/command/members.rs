@@ -138,30 +138,29 @@ pub async fn run(api: &Api, args: MembersArgs, output: Output) -> anyhow::Result
 }
 
 fn print_rows(rows: &[MemberRow], output: Output) -> anyhow::Result<()> {
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(rows)?),
-        Output::Table => {
-            let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.name.clone(),
-                        r.id.clone(),
-                        r.peer_addr.clone(),
-                        r.client_addr.clone(),
-                        r.role.clone(),
-                        opt(r.term),
-                        opt(r.last_index),
-                        opt(r.applied_index),
-                        if r.answers { "yes" } else { "no" }.to_string(),
-                    ]
-                })
-                .collect();
-            let header = ["Name", "ID", "Peer addr", "Client addr", "Raft role", "Term", "Last index", "Applied", "Answers"];
-            print!("{}", table::render(&header, &cells));
-        }
+    if let Some(text) = table::structured(output, &rows)? {
+        print!("{text}");
+        return Ok(());
     }
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.id.clone(),
+                r.peer_addr.clone(),
+                r.client_addr.clone(),
+                r.role.clone(),
+                opt(r.term),
+                opt(r.last_index),
+                opt(r.applied_index),
+                if r.answers { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    let header = ["Name", "ID", "Peer addr", "Client addr", "Raft role", "Term", "Last index", "Applied", "Answers"];
+    print!("{}", table::text_table(output, &header, cells)?);
     Ok(())
 }
 

@@ -10,6 +10,8 @@ pub mod list;
 pub mod members;
 pub mod node_ops;
 pub mod pause;
+pub mod query;
+pub mod remove;
 pub mod switchover;
 pub mod topology;
 pub mod watch;

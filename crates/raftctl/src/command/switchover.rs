@@ -15,8 +15,9 @@ use raftgres_client::Api;
 pub struct SwitchoverArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// The current primary (checked; a safety net against switching the wrong cluster).
-    #[arg(long)]
+    /// The current primary (checked; a safety net against switching the wrong cluster);
+    /// patronictl's --leader/--primary (and the old --master).
+    #[arg(long, visible_alias = "primary", alias = "master")]
     pub leader: Option<String>,
     /// The replica to promote (default: the healthiest).
     #[arg(long)]
@@ -113,5 +114,10 @@ mod tests {
         assert!(a.force && !a.cancel);
         assert!(crate::Cli::try_parse_from(["raftctl", "switchover", "--cancel", "--candidate", "x"]).is_err());
         assert!(crate::Cli::try_parse_from(["raftctl", "failover"]).is_err(), "failover needs --candidate");
+        for flag in ["--leader", "--primary", "--master"] {
+            let cli = crate::Cli::parse_from(["raftctl", "switchover", "demo", flag, "node1"]);
+            let crate::Command::Switchover(a) = cli.command else { panic!("not switchover") };
+            assert_eq!((a.leader.as_deref(), a.cluster.cluster.as_deref()), (Some("node1"), Some("demo")), "{flag}");
+        }
     }
 }

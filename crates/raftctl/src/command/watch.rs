@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::command::cluster::{open, ClusterArgs};
+use crate::command::cluster::{open, scope_name, ClusterArgs};
 use crate::command::events::line;
-use crate::command::list::{raft_roles, render, rows};
+use crate::command::list::{raft_roles, render, rows, Shape};
+use crate::table::Output;
 use raftgres_client::Api;
 
 #[derive(Debug, Args)]
@@ -30,10 +31,9 @@ pub struct WatchArgs {
 /// One screen: the table, then the latest events.
 async fn screen(api: &Api, args: &WatchArgs) -> anyhow::Result<String> {
     let (dcs, view) = open(api, &args.cluster).await?;
-    let scope = dcs.keys.prefix.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string();
     let names: Vec<String> = view.members.keys().cloned().collect();
     let raft = raft_roles(api, &names).await;
-    let mut out = render(&scope, &view, &rows(&view, &raft));
+    let mut out = render(scope_name(&dcs), &view, rows(&view, &raft), false, Shape::Formatted(Output::Pretty))?;
     let events = dcs.events().await.unwrap_or_default();
     let shown = &events[events.len().saturating_sub(args.events)..];
     if !shown.is_empty() {

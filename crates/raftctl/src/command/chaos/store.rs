@@ -25,7 +25,7 @@ const POLL: Duration = Duration::from_millis(200);
 /// The cluster's keys, read through the first node that answers.
 pub async fn view(lab: &Lab) -> anyhow::Result<(Dcs, ClusterView)> {
     let api = Api::connect(&lab.endpoints(), &lab.security()?).await?;
-    open(&api, &ClusterArgs { scope: Some(lab.scope.clone()), namespace: None }).await
+    open(&api, &ClusterArgs { scope: Some(lab.scope.clone()), ..Default::default() }).await
 }
 
 /// The lab's node index called `name`.
