@@ -62,7 +62,7 @@ pub enum Command {
     History(command::history::HistoryArgs),
     /// Restart PostgreSQL on a member (now, --pending, or --scheduled; --cancel).
     Restart(command::node_ops::RestartArgs),
-    /// Reload PostgreSQL's configuration on a member.
+    /// Re-read a member's own config file (what can change live) and reload PostgreSQL's configuration.
     Reload(command::node_ops::NodeArgs),
     /// Wipe a replica's data directory and clone the primary again.
     Reinit(command::node_ops::NodeArgs),

@@ -21,9 +21,11 @@ mod observability;
 mod ops;
 mod partition;
 mod recovery;
+mod reload;
 mod store;
 mod sync;
 mod tls;
+mod upgrade;
 mod writes;
 
 use std::time::Duration;
