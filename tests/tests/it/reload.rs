@@ -103,7 +103,8 @@ fn the_agent_connects_through_the_first_of_the_nodes_socket_directories() -> any
             Some(std::os::unix::fs::MetadataExt::gid(&owner)),
         )?;
         lab.stop(i)?;
-        set_parameter(&lab, i, "unix_socket_directories", &format!("{}, {}", sockets.display(), default_dir.display()))?;
+        // Only the new directory: an agent still using its default one could not connect.
+        set_parameter(&lab, i, "unix_socket_directories", &format!("{}, /tmp", sockets.display()))?;
         lab.start(i)?;
         wait_for(Duration::from_secs(60), "the replica back, its agent connected through the new socket", || {
             anyhow::ensure!(lab.rest_status(i, "GET", "/replica")? == 200, "not a running replica yet");
@@ -111,6 +112,7 @@ fn the_agent_connects_through_the_first_of_the_nodes_socket_directories() -> any
         })?;
         let port = lab.pg_port(i).to_string();
         assert!(sockets.join(format!(".s.PGSQL.{port}")).exists(), "PostgreSQL listens in the first directory");
+        assert!(!default_dir.join(format!(".s.PGSQL.{port}")).exists(), "and not in the agent's default one");
         let shown = lab.psql(i, "show unix_socket_directories")?;
         assert!(shown.starts_with(&sockets.display().to_string()), "{shown}");
         Ok(())

@@ -4,13 +4,15 @@
 //! adopts it (the same postmaster), taking the leader key back on the primary.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raftgres_tests::lab::{wait_for, Lab};
 
 use crate::writes::{create_table, with_logs, Writer};
 
 const HEAL: Duration = Duration::from_secs(60);
+/// How long each agent stays down (the time to install a new binary).
+const DOWN: Duration = Duration::from_secs(2);
 
 #[test]
 fn paused_agents_restart_one_by_one_under_writes_with_the_same_postmasters() -> anyhow::Result<()> {
@@ -23,11 +25,14 @@ fn paused_agents_restart_one_by_one_under_writes_with_the_same_postmasters() -> 
         assert!(lab.ctl(&["pause", "--wait"])?.contains("paused"));
         let before = (0..3).map(|i| lab.postmaster_pid(i)).collect::<anyhow::Result<Vec<i32>>>()?;
         let writer = Writer::start_on(lab.clone(), vec![primary], Duration::from_millis(50));
+        let mut primary_agent_away = None;
         for (i, &postmaster) in before.iter().enumerate() {
+            let stopping = Instant::now();
             lab.stop(i)?;
             assert_eq!(lab.postmaster_pid(i)?, postmaster, "{}'s postmaster is the same", lab.name(i));
             let role = lab.psql(i, "select pg_is_in_recovery()")?;
             assert_eq!(role == "f", i == primary, "{}'s PostgreSQL still answers, in its role", lab.name(i));
+            std::thread::sleep(DOWN);
             lab.start(i)?;
             wait_for(HEAL, "the restarted agent's REST API", || {
                 anyhow::ensure!(lab.rest_status(i, "GET", "/health")? == 200, "not yet");
@@ -38,6 +43,7 @@ fn paused_agents_restart_one_by_one_under_writes_with_the_same_postmasters() -> 
                     anyhow::ensure!(lab.rest_status(i, "GET", "/leader")? == 200, "not yet");
                     Ok(())
                 })?;
+                primary_agent_away = Some((stopping, Instant::now()));
             }
             assert!(lab.log(i).contains("shutting down (cluster paused): leaving PostgreSQL running"), "{}", lab.log(i));
         }
@@ -45,7 +51,10 @@ fn paused_agents_restart_one_by_one_under_writes_with_the_same_postmasters() -> 
         let failures = writer.failures();
         let acks = writer.finish()?;
         assert!(failures.is_empty(), "{} failed writes during the restarts: {failures:?}", failures.len());
-        assert!(acks.len() >= 40, "the writer kept writing throughout ({} acks)", acks.len());
+        let (away, back) = primary_agent_away.expect("the primary's agent was restarted");
+        let meanwhile = acks.iter().filter(|a| a.sent >= away && a.acked <= back).count();
+        assert!(meanwhile >= 5, "writes acknowledged while the primary's agent was away: {meanwhile} of {}", acks.len());
+        eprintln!("{} writes acknowledged, {meanwhile} of them while the primary's agent was away, 0 failed", acks.len());
         let after = (0..3).map(|i| lab.postmaster_pid(i)).collect::<anyhow::Result<Vec<i32>>>()?;
         assert_eq!(after, before, "no postmaster was restarted");
         assert!(lab.ctl(&["resume"])?.contains("resumed"));
