@@ -92,6 +92,11 @@ fn init_logging() {
 }
 
 async fn run(settings: settings::Settings) -> anyhow::Result<()> {
+    // Before anything slow: a SIGHUP during startup must not end the process (its
+    // default action), and a SIGTERM then stops it in order.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     let client_listener = tokio::net::TcpListener::bind(&settings.listen_client)
         .await
         .with_context(|| format!("cannot listen for clients on {} (is another node using this port?)", settings.listen_client))?;
@@ -114,9 +119,6 @@ async fn run(settings: settings::Settings) -> anyhow::Result<()> {
         None => None,
     };
 
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
     let removed = async {
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
