@@ -96,6 +96,17 @@ pub fn verdict(scope: Scope, name: &str, value: &Value) -> Option<Fate> {
     None
 }
 
+/// One line per `/config` parameter [`parameters`] leaves out: a `/config` written
+/// without the check (by an older version, or with etcdctl) is applied without them.
+pub fn unused_in_config(dynamic: &BTreeMap<String, Value>) -> Vec<String> {
+    dynamic
+        .iter()
+        .filter_map(|(name, value)| match verdict(Scope::Cluster, name, value)? {
+            Fate::Warned(why) | Fate::Refused(why) => Some(format!("/config postgresql.parameters.{name} is not used: {why}")),
+        })
+        .collect()
+}
+
 fn is_on(value: &Value) -> bool {
     match value {
         Value::Bool(b) => *b,
@@ -252,6 +263,10 @@ mod tests {
             assert!(got.starts_with(kind) && got.contains(words), "{scope:?} {name}: {got:?}, expected {expected:?}");
         }
         assert_eq!(first_directory(&json!("\"/a b\", /c")), Some("/a b".into()));
+        let stored: BTreeMap<String, Value> = serde_json::from_value(json!({"port": 6000, "work_mem": "8MB"})).expect("map");
+        let unused = unused_in_config(&stored);
+        assert_eq!(unused.len(), 1, "{unused:?}");
+        assert!(unused[0].starts_with("/config postgresql.parameters.port is not used: the agent sets it"), "{unused:?}");
     }
 
     #[test]
