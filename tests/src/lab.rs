@@ -1,6 +1,6 @@
 //! A harness over `raftctl lab`: a whole raftgres cluster (agents and PostgreSQL) in a
 //! temporary directory, on a random block of free ports, driven through the same
-//! subcommands a learner types (`up`, `kill`, `start`, `pause`, `resume`, `down`).
+//! subcommands a learner types (`up`, `kill`, `stop`, `start`, `pause`, `resume`, `down`).
 //! Nodes are numbered from 0 here (`node1` is index 0), as in [`crate::Cluster`].
 //!
 //! [`Lab::up_netns`] runs each node in its own network namespace (`raftctl lab up
@@ -372,6 +372,10 @@ impl Lab {
     /// Crash the whole node (agent, helpers, PostgreSQL) with SIGKILL.
     pub fn kill(&self, i: usize) -> anyhow::Result<()> {
         self.node_command("kill", i)
+    }
+    /// Stop the node's agent gracefully (SIGTERM to raftgres only) and wait for it to exit.
+    pub fn stop(&self, i: usize) -> anyhow::Result<()> {
+        self.node_command("stop", i)
     }
     /// Start a stopped node again.
     pub fn start(&self, i: usize) -> anyhow::Result<()> {

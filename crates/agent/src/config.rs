@@ -92,7 +92,7 @@ pub struct Bootstrap {
 }
 
 /// `restapi:`
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestApiConfig {
     /// host:port the REST API binds to.
@@ -148,7 +148,7 @@ impl std::fmt::Debug for Credentials {
 }
 
 /// `postgresql.authentication:`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PgAuthentication {
     pub superuser: Credentials,
@@ -156,7 +156,7 @@ pub struct PgAuthentication {
 }
 
 /// `postgresql:`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     /// host:port PostgreSQL listens on (`listen_addresses` and `port`).
@@ -204,8 +204,15 @@ impl PostgresConfig {
             p
         })
     }
-    /// The directory holding PostgreSQL's unix socket (next to the data dir, private).
+    /// The directory of PostgreSQL's unix socket the agent connects through: the first of
+    /// the node's `unix_socket_directories` (relative to the data dir, as PostgreSQL
+    /// reads it), or its own (next to the data dir, private).
     pub fn socket_dir(&self) -> PathBuf {
+        let configured = self.parameters.get("unix_socket_directories").and_then(|v| serde_json::to_value(v).ok());
+        if let Some(first) = configured.as_ref().and_then(crate::postgres::params::first_directory) {
+            // A relative directory is relative to the data dir (the postmaster's cwd).
+            return self.data_dir.join(first);
+        }
         let mut p = self.data_dir.clone();
         p.set_file_name("run");
         p
@@ -515,8 +522,14 @@ fn check_host_port(what: &str, value: &str) -> Result<(), Invalid> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A valid configuration of node1 (MINIMAL), for other modules' tests.
+    pub(crate) fn agent_config() -> AgentConfig {
+        let raw: RawAgentConfig = serde_norway::from_str(MINIMAL).expect("yaml");
+        raw.validate("node1").expect("valid").expect("agent")
+    }
 
     const MINIMAL: &str = r#"
 scope: demo
@@ -531,8 +544,7 @@ postgresql:
 
     #[test]
     fn minimal_config_takes_defaults() {
-        let raw: RawAgentConfig = serde_norway::from_str(MINIMAL).expect("yaml");
-        let c = raw.validate("node1").expect("valid").expect("agent");
+        let c = agent_config();
         assert_eq!(c.namespace, "/service/");
         assert_eq!(c.postgresql.bin_dir, PathBuf::from(DEFAULT_BIN_DIR));
         assert_eq!(c.postgresql.conn_url(), "postgres://127.0.0.1:5432/postgres");

@@ -9,6 +9,7 @@
 use serde_json::{Map, Value};
 
 use crate::config::Invalid;
+use crate::postgres::params::{verdict, Fate, Scope};
 
 /// What the agent does with one key.
 #[derive(Debug, Clone, Copy)]
@@ -17,8 +18,9 @@ pub enum Verdict {
     Section(&'static [Key]),
     /// Applied as a value (its type is checked when it is read).
     Applied,
-    /// Applied; a mapping whose keys are free (PostgreSQL parameters).
-    FreeForm,
+    /// PostgreSQL parameters set in this scope: each applied unless `params::verdict`
+    /// warns about it or refuses it (the ones the agent owns, the cluster-wide ones).
+    Parameters(Scope),
     /// Accepted and not used: one warning with this reason.
     Warned(&'static str),
     /// Refused: the error says this reason.
@@ -47,7 +49,7 @@ const NO_SLOTS: &str = "permanent replication slots are not supported (the agent
 
 /// `postgresql:` in `/config` and `bootstrap.dcs`.
 const DYNAMIC_POSTGRES: &[Key] = &[
-    key("parameters", Verdict::FreeForm),
+    key("parameters", Verdict::Parameters(Scope::Cluster)),
     applied("use_pg_rewind"),
     key("use_slots", Verdict::Refused(NODE_FILE_ONLY)),
     key("pg_hba", Verdict::Refused(NODE_FILE_ONLY)),
@@ -111,7 +113,7 @@ const POSTGRESQL: &[Key] = &[
     applied("bin_dir"),
     applied("pgpass"),
     key("authentication", Verdict::Section(PG_AUTHENTICATION)),
-    key("parameters", Verdict::FreeForm),
+    key("parameters", Verdict::Parameters(Scope::Node)),
     applied("pg_hba"),
     applied("use_pg_rewind"),
     applied("remove_data_directory_on_rewind_failure"),
@@ -201,7 +203,7 @@ pub enum Outcome {
 }
 
 /// Every key of `doc` (a mapping) with its outcome, in key order, by dotted path.
-/// Free-form mappings are reported as one key; unknown keys are refused with the
+/// PostgreSQL parameters are reported one by one (`params::verdict`); unknown keys are refused with the
 /// nearest known name when one is within two edits.
 pub fn outcomes(doc: &Map<String, Value>, table: &[Key]) -> Vec<(String, Outcome)> {
     let mut out = Vec::new();
@@ -220,7 +222,18 @@ fn walk(doc: &Map<String, Value>, table: &[Key], prefix: &str, out: &mut Vec<(St
                 }
                 Outcome::Applied
             }
-            Some(Verdict::Applied | Verdict::FreeForm) => Outcome::Applied,
+            Some(Verdict::Parameters(scope)) => {
+                for (name, value) in value.as_object().into_iter().flatten() {
+                    let outcome = match verdict(scope, name, value) {
+                        None => Outcome::Applied,
+                        Some(Fate::Warned(why)) => Outcome::Warned(format!("{path}.{name}: {why}")),
+                        Some(Fate::Refused(why)) => Outcome::Refused(format!("{path}.{name} is refused: {why}")),
+                    };
+                    out.push((format!("{path}.{name}"), outcome));
+                }
+                continue;
+            }
+            Some(Verdict::Applied) => Outcome::Applied,
             Some(Verdict::Warned(why)) => Outcome::Warned(format!("{path}: {why}")),
             Some(Verdict::Refused(why)) => Outcome::Refused(format!("{path} is refused: {why}")),
             None => Outcome::Refused(unknown(&path, name, table)),

@@ -13,7 +13,8 @@ use crate::cluster::Keys;
 use crate::config::AgentConfig;
 use crate::dcs::Dcs;
 use crate::ha::{commands, Agent};
-use crate::rest::control::Control;
+use crate::reload::Source;
+use crate::rest::control::{shared_auth, Control};
 use crate::store_stats::StoreStats;
 
 /// Why the agent could not start; each names what to fix.
@@ -31,9 +32,23 @@ pub enum StartError {
 pub struct Running {
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    commands: commands::CommandSender,
 }
 
 impl Running {
+    /// SIGHUP: re-reads the node's file, applies what can change live, rewrites
+    /// PostgreSQL's configuration and reloads it (as `raftctl reload`). The answer, or
+    /// why it was refused (the running configuration then stays).
+    pub async fn reload(&self) -> Result<String, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send((commands::Command::Reload, reply)).await.map_err(|_| "the agent has stopped".to_string())?;
+        match answer.await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the agent has stopped".into()),
+        }
+    }
+
     /// Asks the HA loop to stop PostgreSQL and hand the leader key over; waits at most
     /// `timeout`. False when it did not finish in time.
     pub async fn stop(self, timeout: Duration) -> bool {
@@ -43,11 +58,12 @@ impl Running {
 }
 
 /// Starts the REST API and the HA loop. `store_stats`, when given, adds the store's own
-/// measurements to `GET /metrics`.
+/// measurements to `GET /metrics`; `source` re-reads the node's file on a reload.
 pub async fn start(
     config: AgentConfig,
     channel: tonic::transport::Channel,
     store_stats: Option<Arc<dyn StoreStats>>,
+    source: Option<Source>,
 ) -> Result<Running, StartError> {
     let addr = config.restapi.listen.clone();
     let rest_listener =
@@ -58,9 +74,9 @@ pub async fn start(
     let scope = config.scope.clone();
     let (commands, command_rx) = commands::channel();
     let dcs = Dcs::new(channel.clone(), Keys::new(&config.namespace, &config.scope), Duration::from_secs(5));
-    let auth = config.restapi.authentication.clone();
-    let (agent, state) = Agent::new(config, channel, &exe).map_err(StartError::Fencer)?;
-    let control = Control { dcs, auth, commands, promise: agent.promise(), store_metrics: store_stats };
+    let auth = shared_auth(config.restapi.authentication.clone());
+    let (agent, state) = Agent::new(config, channel, &exe, source, auth.clone()).map_err(StartError::Fencer)?;
+    let control = Control { dcs, auth, commands: commands.clone(), promise: agent.promise(), store_metrics: store_stats };
     tokio::spawn(async move {
         if let Err(e) = crate::rest::serve(rest_listener, state, Some(control), rest_tls).await {
             tracing::error!("REST API stopped: {e}");
@@ -71,5 +87,5 @@ pub async fn start(
     let task = tokio::spawn(agent.run(command_rx, async move {
         let _ = stopped.await;
     }));
-    Ok(Running { stop, task })
+    Ok(Running { stop, task, commands })
 }

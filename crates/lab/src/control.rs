@@ -1,5 +1,5 @@
 //! The subcommands that act on an existing lab's processes: `status`, `down`, `kill`,
-//! `start`, `pause`/`resume` and `logs`. Pids come from `raftgres.pid` and
+//! `stop`, `start`, `pause`/`resume` and `logs`. Pids come from `raftgres.pid` and
 //! `pgdata/postmaster.pid`, checked against `/proc` before any signal. In a `--netns`
 //! lab `down` also removes the namespaces and `start` makes sure they exist; `status`
 //! and `down` also cover the lab's HAProxy (`up --haproxy`).
@@ -68,6 +68,39 @@ pub fn kill(node: &LabNode) -> anyhow::Result<()> {
     }
 }
 
+/// How long `stop` waits for the agent to exit (it may take 40 s to stop PostgreSQL).
+const AGENT_EXIT_WAIT: Duration = Duration::from_secs(45);
+
+/// SIGTERM to the node's agent only (as `systemctl stop` with `KillMode=process`), then
+/// waits for it to exit. Says whether PostgreSQL is still running (a paused cluster).
+pub fn stop(node: &LabNode) -> anyhow::Result<()> {
+    let Some(agent) = process::agent(node) else { bail!("{} is not running (see `raftctl lab status`)", node.name) };
+    if agent.state == 'T' || agent.state == 't' {
+        process::signal(agent.pid, "CONT")?;
+    }
+    process::signal(agent.pid, "TERM")?;
+    let deadline = Instant::now() + AGENT_EXIT_WAIT;
+    while process::agent(node).is_some() {
+        if Instant::now() >= deadline {
+            bail!(
+                "{}'s agent (pid {}) did not exit within {} s (see `raftctl lab logs {0}`)",
+                node.name,
+                agent.pid,
+                AGENT_EXIT_WAIT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match process::postmaster(node) {
+        Some(pm) => println!(
+            "{} stopped; its PostgreSQL keeps running (postmaster pid {}, the cluster is paused): `raftctl lab start {0}` adopts it",
+            node.name, pm.pid
+        ),
+        None => println!("{} stopped (agent and PostgreSQL); `raftctl lab start {0}` brings it back", node.name),
+    }
+    Ok(())
+}
+
 /// Whether anything of the node (agent, its group, its postmaster) is still alive.
 fn alive(node: &LabNode) -> bool {
     let group = process::read_pid(&node.pid_path());
@@ -75,7 +108,8 @@ fn alive(node: &LabNode) -> bool {
     in_group || process::agent(node).is_some() || process::postmaster(node).is_some()
 }
 
-/// SIGTERM to every node's group, up to [`STOP_GRACE`] to stop, then SIGKILL; then the
+/// SIGTERM to every node's group, up to [`STOP_GRACE`] to stop (a postmaster its
+/// agent left running gets SIGINT), then SIGKILL; then the
 /// network namespaces of a `--netns` lab go; `clean` removes the directory afterwards.
 pub fn down(dir: &Path, clean: bool) -> anyhow::Result<()> {
     let lab = Lab::load(dir)?;
@@ -95,6 +129,7 @@ pub fn down(dir: &Path, clean: bool) -> anyhow::Result<()> {
     }
     let deadline = Instant::now() + STOP_GRACE;
     while lab.nodes.iter().any(alive) && Instant::now() < deadline {
+        stop_postgres_left_running(&lab)?;
         std::thread::sleep(Duration::from_millis(100));
     }
     for node in lab.nodes.iter().filter(|n| alive(n)) {
@@ -116,14 +151,25 @@ pub fn down(dir: &Path, clean: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A paused cluster's agents leave PostgreSQL running when they stop: once a node's
+/// agent is gone, SIGINT (fast shutdown) to its postmaster.
+fn stop_postgres_left_running(lab: &Lab) -> anyhow::Result<()> {
+    for node in lab.nodes.iter().filter(|n| process::agent(n).is_none()) {
+        if let Some(pm) = process::postmaster(node) {
+            process::signal(pm.pid, "INT")?;
+        }
+    }
+    Ok(())
+}
+
 /// Starts a stopped node again with its config, as the lab's user.
 pub fn start(lab: &Lab, node: &LabNode) -> anyhow::Result<()> {
     if let Some(agent) = process::agent(node) {
         bail!("{} is already running (pid {}, {})", node.name, agent.pid, RunState::of(Some(&agent)).as_str());
     }
-    if let Some(pm) = process::postmaster(node) {
-        bail!("{}'s PostgreSQL is still running (postmaster pid {}): `raftctl lab kill {0}` first", node.name, pm.pid);
-    }
+    // A postmaster left running (the agent stopped while the cluster was paused) is
+    // adopted by the new run, not started twice.
+    let adopted = process::postmaster(node).map(|pm| format!("; it adopts the running PostgreSQL (postmaster pid {})", pm.pid));
     if let Some(u) = &lab.user {
         if !user::is_root() {
             bail!("this lab runs its nodes as user {}: run `raftctl lab start` as root", u.name);
@@ -137,7 +183,12 @@ pub fn start(lab: &Lab, node: &LabNode) -> anyhow::Result<()> {
     if process::agent(node).is_none() {
         bail!("{} exited right after starting:\n{}", node.name, logs::tail(&node.log_path(), 20));
     }
-    println!("{} started (pid {pid}, {}); follow it with `raftctl lab logs {0}`", node.name, node.ports_line());
+    println!(
+        "{} started (pid {pid}, {}){}; follow it with `raftctl lab logs {0}`",
+        node.name,
+        node.ports_line(),
+        adopted.unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -65,7 +65,7 @@ pub enum Command {
     History(command::history::HistoryArgs),
     /// Restart PostgreSQL on members (now, --pending, --scheduled, --pg-version; --cancel).
     Restart(command::node_ops::RestartArgs),
-    /// Reload PostgreSQL's configuration on members.
+    /// Re-read members' own config files (what can change live) and reload PostgreSQL's configuration.
     Reload(command::node_ops::ReloadArgs),
     /// Wipe a replica's data directory and clone the primary again (--wait).
     Reinit(command::node_ops::ReinitArgs),

@@ -1,8 +1,9 @@
 //! `raftgres`: one node of a raftgres cluster. Startup reads as its steps: settings,
 //! logging, client port, store, etcd API, the PostgreSQL agent and its REST API (when
-//! the config has a `postgresql` section), then wait for a signal or removal. On a
-//! signal the agent stops first (it releases the leader key through the store), then
-//! the store.
+//! the config has a `postgresql` section), then wait for a signal or removal. SIGHUP
+//! makes the agent re-read the node's file. On SIGTERM/SIGINT the agent stops first (it
+//! releases the leader key through the store, or in a paused cluster leaves PostgreSQL
+//! running), then the store.
 //!
 //! The same binary started as `raftgres __fencer` is the agent's fencer process, and
 //! `raftgres snapshot restore|status` restores or checks a backup (`snapshot`).
@@ -91,6 +92,11 @@ fn init_logging() {
 }
 
 async fn run(settings: settings::Settings) -> anyhow::Result<()> {
+    // Before anything slow: a SIGHUP during startup must not end the process (its
+    // default action), and a SIGTERM then stops it in order.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     let client_listener = tokio::net::TcpListener::bind(&settings.listen_client)
         .await
         .with_context(|| format!("cannot listen for clients on {} (is another node using this port?)", settings.listen_client))?;
@@ -108,12 +114,11 @@ async fn run(settings: settings::Settings) -> anyhow::Result<()> {
         Some(config) => {
             let channel = raftgres_etcd_api::EtcdApi::new(store.clone(), limits).in_process_channel();
             let measured = std::sync::Arc::new(store_stats::Measured(store.store_metrics().clone()));
-            Some(raftgres_agent::start(config, channel, Some(measured)).await?)
+            Some(raftgres_agent::start(config, channel, Some(measured), Some(std::sync::Arc::new(reread_agent_config))).await?)
         }
         None => None,
     };
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let removed = async {
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -122,11 +127,15 @@ async fn run(settings: settings::Settings) -> anyhow::Result<()> {
             }
         }
     };
-    let outcome = tokio::select! {
-        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted: shutting down"); Ok(()) }
-        _ = term.recv() => { tracing::info!("terminated: shutting down"); Ok(()) }
-        _ = removed => Err(anyhow::anyhow!("raft stopped (this member was removed from the cluster, or its storage failed)")),
-        result = api => result.map_err(anyhow::Error::from).and_then(|r| r.map_err(|e| anyhow::anyhow!("etcd API server stopped: {e}"))),
+    tokio::pin!(removed, api);
+    let outcome = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted: shutting down"); break Ok(()) }
+            _ = term.recv() => { tracing::info!("terminated: shutting down"); break Ok(()) }
+            _ = hangup.recv() => reload(agent.as_ref()).await,
+            _ = &mut removed => break Err(anyhow::anyhow!("raft stopped (this member was removed from the cluster, or its storage failed)")),
+            result = &mut api => break result.map_err(anyhow::Error::from).and_then(|r| r.map_err(|e| anyhow::anyhow!("etcd API server stopped: {e}"))),
+        }
     };
     if let Some(agent) = agent {
         if !agent.stop(AGENT_STOP_TIMEOUT).await {
@@ -138,6 +147,27 @@ async fn run(settings: settings::Settings) -> anyhow::Result<()> {
         tracing::warn!("the store did not stop within {STORE_STOP_TIMEOUT:?}: exiting without it");
     }
     outcome
+}
+
+/// SIGHUP: the agent re-reads the node's file and applies what can change live (the
+/// store's settings are read only at start).
+async fn reload(agent: Option<&raftgres_agent::Running>) {
+    match agent {
+        Some(agent) => match agent.reload().await {
+            Ok(done) => tracing::info!("SIGHUP: {done}"),
+            Err(e) => tracing::error!("SIGHUP: {e}"),
+        },
+        None => tracing::info!("SIGHUP: no postgresql section, nothing to reload (the store's settings are read only at start)"),
+    }
+}
+
+/// The agent's configuration read again from the same flags and file, its warnings logged.
+fn reread_agent_config() -> Result<raftgres_agent::config::AgentConfig, String> {
+    let settings = settings::Flags::try_parse().map_err(|e| e.to_string())?.validate()?;
+    for warning in &settings.warnings {
+        tracing::warn!("config file: {warning}");
+    }
+    settings.agent.ok_or_else(|| "the file has no postgresql section any more".to_string())
 }
 
 /// `--force-new-cluster`: the data dir becomes a one-member cluster's, with all its data.

@@ -22,9 +22,11 @@ mod ops;
 mod partition;
 mod patronictl;
 mod recovery;
+mod reload;
 mod store;
 mod sync;
 mod tls;
+mod upgrade;
 mod writes;
 
 use std::time::Duration;

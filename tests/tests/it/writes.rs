@@ -41,32 +41,51 @@ pub struct Ack {
 pub struct Writer {
     stop: Arc<AtomicBool>,
     acks: Arc<Mutex<Vec<Ack>>>,
+    /// Inserts that failed, with the error of each.
+    failures: Arc<Mutex<Vec<(usize, u64, String)>>>,
     thread: JoinHandle<()>,
 }
 
 impl Writer {
     /// Inserts `w<n>` rows into every node in turn until finished (or [`WRITER_LIMIT`]).
     pub fn start(lab: Arc<Lab>) -> Self {
+        let nodes = (0..lab.nodes).collect();
+        Self::start_on(lab, nodes, Duration::ZERO)
+    }
+
+    /// Inserts `w<n>` rows into `nodes` in turn, `gap` apart, until finished (or
+    /// [`WRITER_LIMIT`]).
+    pub fn start_on(lab: Arc<Lab>, nodes: Vec<usize>, gap: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let acks = Arc::new(Mutex::new(Vec::new()));
+        let failures = Arc::new(Mutex::new(Vec::new()));
         let thread = {
-            let (stop, acks) = (stop.clone(), acks.clone());
+            let (stop, acks, failures) = (stop.clone(), acks.clone(), failures.clone());
             std::thread::spawn(move || {
                 let mut row = 0u64;
                 let deadline = Instant::now() + WRITER_LIMIT;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    for node in 0..lab.nodes {
+                    for &node in &nodes {
                         row += 1;
                         let sent = Instant::now();
-                        if lab.psql(node, &format!("insert into t(v) values ('w{row}')")).is_ok() {
-                            let ack = Ack { node, row, sent, acked: Instant::now() };
-                            acks.lock().unwrap_or_else(|e| e.into_inner()).push(ack);
+                        match lab.psql(node, &format!("insert into t(v) values ('w{row}')")) {
+                            Ok(_) => {
+                                let ack = Ack { node, row, sent, acked: Instant::now() };
+                                acks.lock().unwrap_or_else(|e| e.into_inner()).push(ack);
+                            }
+                            Err(e) => failures.lock().unwrap_or_else(|e| e.into_inner()).push((node, row, format!("{e:#}"))),
                         }
+                        std::thread::sleep(gap);
                     }
                 }
             })
         };
-        Self { stop, acks, thread }
+        Self { stop, acks, failures, thread }
+    }
+
+    /// The inserts that failed so far: (node, row, error).
+    pub fn failures(&self) -> Vec<(usize, u64, String)> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The first node other than `old` that acknowledged a write, if any yet.

@@ -136,7 +136,7 @@ fn patroni_example_is_applied_but_for_the_external_dcs_initdb_and_rewind_user() 
             "bootstrap.dcs.retry_timeout",
             "bootstrap.dcs.maximum_lag_on_failover",
             "bootstrap.dcs.postgresql.use_pg_rewind",
-            "bootstrap.dcs.postgresql.parameters",
+            "bootstrap.dcs.postgresql.parameters.wal_keep_size",
             "postgresql.listen",
             "postgresql.connect_address",
             "postgresql.data_dir",
@@ -145,7 +145,7 @@ fn patroni_example_is_applied_but_for_the_external_dcs_initdb_and_rewind_user() 
             "postgresql.authentication.replication.password",
             "postgresql.authentication.superuser.username",
             "postgresql.authentication.superuser.password",
-            "postgresql.parameters",
+            "postgresql.parameters.unix_socket_directories",
             "postgresql.pg_hba",
             "tags.noloadbalance",
             "tags.clonefrom",
@@ -221,6 +221,23 @@ fn a_patch_may_remove_any_key_and_set_only_known_ones() {
     assert_eq!(e, "loop_wiat is not a known setting: did you mean loop_wait?");
     let e = check_dynamic_patch(&serde_json::json!({"postgresql": {"use_slots": false}})).expect_err("node setting").0;
     assert!(e.starts_with("postgresql.use_slots is refused: set it in each node's file"), "{e}");
+}
+
+#[test]
+fn parameters_the_agent_owns_are_refused_and_cluster_wide_ones_warned_in_a_node_file() {
+    let e = check_dynamic_patch(&serde_json::json!({"postgresql": {"parameters": {"port": 6000}}})).expect_err("port").0;
+    assert!(e.starts_with("postgresql.parameters.port is refused: the agent sets it from each node's postgresql.listen"), "{e}");
+    let e = check_dynamic(&serde_json::json!({"postgresql": {"parameters": {"unix_socket_directories": "/s"}}})).expect_err("sockets").0;
+    assert!(e.starts_with("postgresql.parameters.unix_socket_directories is refused: set it in each node's file"), "{e}");
+    check_dynamic_patch(&serde_json::json!({"postgresql": {"parameters": {"port": null, "max_connections": 200}}})).expect("removal");
+    let mut d = doc("scope: x\npostgresql: {parameters: {max_connections: 50, work_mem: 8MB}}\n");
+    let warnings = check_node_file(&mut d, &[]).expect("warned");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("postgresql.parameters.max_connections: not used: it is cluster-wide"), "{warnings:?}");
+    assert_eq!(d["postgresql"]["parameters"], serde_json::json!({"work_mem": "8MB"}), "the warned one is dropped");
+    let mut d = doc("scope: x\npostgresql: {parameters: {primary_conninfo: host=x}}\n");
+    let e = check_node_file(&mut d, &[]).expect_err("agent's own").0;
+    assert!(e.starts_with("postgresql.parameters.primary_conninfo is refused: the agent sets it"), "{e}");
 }
 
 #[test]

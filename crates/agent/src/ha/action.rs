@@ -31,6 +31,11 @@ pub enum Action {
     Clone { source: String, host: String, port: u16, upstream: (String, u16) },
     /// The cluster is paused: the fencer is disarmed and PostgreSQL left alone.
     Paused { me: String, state: String },
+    /// Paused, with PostgreSQL running as primary and the leader key free or left by an
+    /// earlier run of this node (an agent restarted while paused): take the key on
+    /// `lease`, by compare-and-swap on the old key's mod revision (`replaces`) or by
+    /// creating it. The fencer stays disarmed: the cluster is paused.
+    ClaimKeyPaused { me: String, lease: i64, replaces: Option<i64> },
 
     // --- holding the leader key ---
     /// The lease was not renewed before the write deadline: stop PostgreSQL now.
@@ -132,6 +137,9 @@ impl fmt::Display for Action {
             Action::RecordSystemIdentifier { sysid } => write!(f, "recorded the system identifier {sysid} in /initialize"),
             Action::Clone { source, .. } => write!(f, "cloning {source}"),
             Action::Paused { me, state } => write!(f, "paused: not managing PostgreSQL (I am {me}, {state})"),
+            Action::ClaimKeyPaused { me, .. } => {
+                write!(f, "paused: took the leader key for my running primary (I am {me}); PostgreSQL left alone")
+            }
             Action::FenceExpiredLease { me } => write!(f, "demoted: I am {me}; my lease was not renewed before its write deadline"),
             Action::ReplaceHung { failing_for, .. } => {
                 write!(f, "primary hung for {:.1} s: fenced and released the leader key", failing_for.as_secs_f64())

@@ -148,7 +148,7 @@ impl Agent {
             // Only the primary waits for standbys (see `sync`).
             dynamic.insert("synchronous_standby_names".into(), serde_json::Value::String(self.sync_names.clone()));
         }
-        let params = conf::parameters(&self.config.postgresql, &self.config.name, &dynamic, upstream);
+        let params = crate::postgres::params::parameters(&self.config.postgresql, &self.config.name, &dynamic, upstream);
         let hba_changed = conf::write_hba(&self.config.postgresql)?;
         Ok(conf::write_server_conf(self.pg.data_dir(), &params)? || hba_changed)
     }

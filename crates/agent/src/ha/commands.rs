@@ -44,6 +44,9 @@ pub enum CommandError {
     NotRunning(String),
     #[error("this node is the primary: reinit only re-clones replicas")]
     ReinitOnPrimary,
+    /// The node's file could not be read again; the running configuration stays.
+    #[error("the node's configuration file was not reloaded (the running configuration stays): {0}")]
+    Config(String),
     #[error(transparent)]
     Postgres(#[from] PgError),
     #[error(transparent)]
@@ -85,9 +88,10 @@ impl Agent {
                 None => Err(CommandError::NoRestartScheduled),
             },
             Command::Reload => {
+                let reread = self.reread_file()?;
                 self.configure(self.current_upstream().as_ref())?;
                 self.pg.reload().await?;
-                Ok("reloaded PostgreSQL's configuration".into())
+                Ok(format!("{reread}reloaded PostgreSQL's configuration"))
             }
             Command::Restart { only_pending } => {
                 if only_pending && !pg.pending_restart {
@@ -118,6 +122,26 @@ impl Agent {
                 Ok("data directory removed; cloning the primary in the next cycle".into())
             }
         }
+    }
+
+    /// Reads the node's file again and takes what can change live (see `reload`); logs
+    /// one line per changed setting that waits for a restart. Says what was applied.
+    fn reread_file(&mut self) -> Result<String, CommandError> {
+        let Some(source) = &self.source else { return Ok(String::new()) };
+        let merged = crate::reload::merge(&self.config, source().map_err(CommandError::Config)?);
+        for line in &merged.need_restart {
+            tracing::warn!("reload: {line}");
+        }
+        self.config = merged.config;
+        self.pg.config = self.config.postgresql.clone();
+        self.policy.tags = self.config.tags.clone();
+        let tags = self.config.tags.clone();
+        self.state.send_modify(|s| s.tags = tags);
+        *self.rest_auth.write().unwrap_or_else(std::sync::PoisonError::into_inner) = self.config.restapi.authentication.clone();
+        Ok(match merged.applied.as_slice() {
+            [] => "the node's file re-read (no live setting changed); ".into(),
+            applied => format!("the node's file re-read ({} applied); ", applied.join(", ")),
+        })
     }
 
     /// Runs the scheduled restart once its time has come.

@@ -5,7 +5,8 @@
 //!
 //! 1. the store cannot be read → a primary keeps writing until its deadline (failsafe);
 //! 2. the cluster is not initialized → bootstrap; the data dir is empty → clone;
-//!    another cluster's data dir → refuse; paused → leave PostgreSQL alone;
+//!    another cluster's data dir → refuse; paused → leave PostgreSQL alone (a
+//!    running primary takes a free key, or its earlier run's, back);
 //! 3. this node holds the leader key on its own lease → be the primary;
 //! 4. the key is on a lease this run does not own → stop being primary, wait;
 //! 5. another node holds it → follow it (demote, rewind, restart, re-clone as needed);
@@ -62,7 +63,7 @@ pub fn decide(o: &Observation, m: &Memory, config: &DynamicConfig, p: &Policy) -
         return Action::Wait(refusal);
     }
     if view.paused() {
-        return Action::Paused { me: me.into(), state: o.pg.state.to_string() };
+        return paused(o, view, me);
     }
     match &view.leader {
         Some(l) if l.name == me && o.lease.owns_leader_key => primary(o, m, view, config, me),
@@ -76,6 +77,24 @@ pub fn decide(o: &Observation, m: &Memory, config: &DynamicConfig, p: &Policy) -
         }
         Some(l) => follow(o, m, view, config, p, &l.name),
         None => free_key(o, m, view, config, p),
+    }
+}
+
+/// Paused: PostgreSQL is left alone. A primary whose key is free, or still on the lease
+/// of an earlier run of this node (the agent was restarted while paused), takes it back
+/// on its live lease, as Patroni does: the key names the node that runs the primary.
+fn paused(o: &Observation, view: &ClusterView, me: &str) -> Action {
+    let primary_running = o.pg.is_running() && o.pg.role == Role::Primary;
+    let replaces = match &view.leader {
+        None => Some(None),
+        Some(l) if l.name == me && !o.lease.owns_leader_key => Some(Some(l.mod_revision)),
+        Some(_) => None,
+    };
+    match (replaces, o.lease.id) {
+        (Some(replaces), Some(lease)) if primary_running && o.lease.valid_at(o.now) => {
+            Action::ClaimKeyPaused { me: me.into(), lease, replaces }
+        }
+        _ => Action::Paused { me: me.into(), state: o.pg.state.to_string() },
     }
 }
 

@@ -53,6 +53,18 @@ impl Agent {
                 self.lease.fencer().disarm();
                 sentence
             }
+            Action::ClaimKeyPaused { lease, replaces, .. } => {
+                self.lease.fencer().disarm();
+                let taken = match replaces {
+                    Some(mod_revision) => self.dcs.move_leader(&me, mod_revision, lease).await,
+                    None => self.dcs.acquire_leader(&me, lease).await,
+                };
+                match taken {
+                    Ok(true) => sentence,
+                    Ok(false) => "paused: the leader key changed while I took it back; looking again".into(),
+                    Err(e) => format!("paused: cannot take the leader key back: {e}"),
+                }
+            }
             Action::FenceExpiredLease { .. } => {
                 self.fence_now().await;
                 sentence

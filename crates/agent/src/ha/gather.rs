@@ -83,6 +83,9 @@ impl Agent {
         match checked {
             Ok(d) if d != self.dynamic => {
                 tracing::info!("dynamic configuration changed: {}", value);
+                for line in crate::postgres::params::unused_in_config(&d.postgresql.parameters) {
+                    tracing::warn!("{line}");
+                }
                 self.dynamic = d;
                 if let Ok(mut t) = self.timing.lock() {
                     *t = self.dynamic.timing();

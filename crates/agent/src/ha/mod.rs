@@ -25,6 +25,7 @@ pub mod lease;
 pub mod observation;
 mod primary;
 mod replica;
+pub mod shutdown;
 mod step;
 pub mod stuck;
 mod switchover;
@@ -131,11 +132,21 @@ pub struct Agent {
     last_logged: Instant,
     /// The liveness probe of PostgreSQL (see `hung`).
     liveness: Liveness,
+    /// Re-reads the node's file on a reload (None: nothing to re-read).
+    source: Option<crate::reload::Source>,
+    /// The REST API's credentials, replaced when a reload changes them.
+    rest_auth: crate::rest::control::SharedAuth,
 }
 
 impl Agent {
     /// Prepares the agent; `fencer_exe` is the binary that serves `__fencer`.
-    pub fn new(config: AgentConfig, channel: tonic::transport::Channel, fencer_exe: &Path) -> std::io::Result<(Self, StateReceiver)> {
+    pub fn new(
+        config: AgentConfig,
+        channel: tonic::transport::Channel,
+        fencer_exe: &Path,
+        source: Option<crate::reload::Source>,
+        rest_auth: crate::rest::control::SharedAuth,
+    ) -> std::io::Result<(Self, StateReceiver)> {
         let dynamic = config.bootstrap_dcs.clone();
         let timing = dynamic.timing();
         let dcs = Dcs::new(channel, Keys::new(&config.namespace, &config.scope), timing.retry_timeout);
@@ -179,6 +190,8 @@ impl Agent {
                 last_action: String::new(),
                 last_logged: Instant::now(),
                 liveness: Liveness::new(dynamic.liveness.clone()),
+                source,
+                rest_auth,
             },
             rx,
         ))
@@ -383,10 +396,24 @@ impl Agent {
         }
     }
 
-    /// On shutdown: a primary stops PostgreSQL cleanly and releases the leader key so a
-    /// replica takes over at once; every node stops PostgreSQL and revokes its lease.
+    /// On shutdown, as [`shutdown::plan`] says: not paused, a primary stops PostgreSQL
+    /// cleanly and releases the leader key so a replica takes over at once, and every
+    /// node stops PostgreSQL and revokes its lease; paused, PostgreSQL keeps running.
     async fn shutdown(&mut self) {
-        tracing::info!("shutting down: stopping PostgreSQL and releasing the leader key if I hold it");
+        let view = self.dcs.read_cluster().await.map_err(|e| e.to_string());
+        let plan = shutdown::plan(view.as_ref().map_err(String::as_str), &self.config.name, self.pg.postmaster_pid().is_some());
+        tracing::info!("{}", plan.why);
+        if !plan.stop_postgres {
+            // Paused: nothing is promoted automatically, so the running primary needs no
+            // fencer (SAFETY.md, "Pause across an agent restart").
+            self.lease.fencer().disarm();
+            if plan.release {
+                if let Some(id) = self.lease.get().id {
+                    let _ = self.dcs.revoke(id).await;
+                }
+            }
+            return;
+        }
         if let Err(e) = self.pg.stop(crate::postgres::StopMode::Fast, Duration::from_secs(30)).await {
             tracing::error!("{e}; killing it");
             if let Some(pid) = self.pg.postmaster_pid() {

@@ -1,5 +1,6 @@
 //! The files the agent owns in and next to the data directory: `raftgres.conf`
-//! (included at the end of postgresql.conf, so its settings win), `pg_hba.conf`,
+//! (included at the end of postgresql.conf, so its settings win; what goes in it is
+//! `params`), `pg_hba.conf`,
 //! `standby.signal` and the password file libpq and the PostgreSQL programs use.
 
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ pub fn slot_name(member: &str) -> String {
     member.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
 }
 
-fn quote(value: &str) -> String {
+pub fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
@@ -51,59 +52,6 @@ pub fn render_value(value: &serde_json::Value) -> String {
         serde_json::Value::String(s) => quote(s),
         other => quote(&other.to_string()),
     }
-}
-
-/// Every parameter the agent sets: what replication and failover need, then the
-/// cluster-wide ones from `/config`, then this node's own (which win).
-pub fn parameters(
-    config: &PostgresConfig,
-    name: &str,
-    dynamic: &BTreeMap<String, serde_json::Value>,
-    upstream: Option<&Upstream>,
-) -> BTreeMap<String, String> {
-    let mut p = BTreeMap::new();
-    let mut set = |k: &str, v: String| {
-        p.insert(k.to_string(), v);
-    };
-    set("listen_addresses", quote(config.listen_host()));
-    set("port", config.port().to_string());
-    set("unix_socket_directories", quote(&config.socket_dir().to_string_lossy()));
-    set("unix_socket_permissions", "0700".into());
-    set("cluster_name", quote(name));
-    set("wal_level", "replica".into());
-    set("hot_standby", "on".into());
-    set("max_wal_senders", "10".into());
-    set("max_replication_slots", "10".into());
-    set("wal_keep_size", quote("128MB"));
-    set("wal_log_hints", "on".into());
-    // Reconnect to a new primary within half a second (the default waits 5 s).
-    set("wal_retrieve_retry_interval", quote("500ms"));
-    set("password_encryption", quote("scram-sha-256"));
-    set("hba_file", quote(&config.data_dir.join("pg_hba.conf").to_string_lossy()));
-    for (k, v) in dynamic {
-        p.insert(k.clone(), render_value(v));
-    }
-    for (k, v) in &config.parameters {
-        let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
-        p.insert(k.clone(), render_value(&json));
-    }
-    if let Some(up) = upstream {
-        let repl = &config.authentication.replication;
-        let conninfo = format!(
-            "host={} port={} user={} passfile={} application_name={} sslmode=prefer connect_timeout=3",
-            up.host,
-            up.port,
-            repl.username,
-            config.pgpass_path().to_string_lossy(),
-            name
-        );
-        p.insert("primary_conninfo".into(), quote(&conninfo));
-        if let Some(slot) = &up.slot {
-            p.insert("primary_slot_name".into(), quote(slot));
-        }
-        p.insert("recovery_target_timeline".into(), quote("latest"));
-    }
-    p
 }
 
 /// PostgreSQL's recovery settings (Patroni's list). The agent changes them on every
@@ -216,22 +164,6 @@ mod tests {
     }
 
     #[test]
-    fn parameters_for_a_replica() {
-        let up = Upstream { host: "127.0.0.1".into(), port: 5432, slot: Some(slot_name("node-2")) };
-        let dynamic = BTreeMap::from([
-            ("max_connections".to_string(), serde_json::json!(100)),
-            ("wal_log_hints".to_string(), serde_json::json!(true)),
-        ]);
-        let p = parameters(&config(), "node2", &dynamic, Some(&up));
-        assert_eq!(p["port"], "5433");
-        assert_eq!(p["max_connections"], "'50'", "local parameters win over /config");
-        assert_eq!(p["wal_log_hints"], "on");
-        assert_eq!(p["primary_slot_name"], "'node_2'");
-        assert!(p["primary_conninfo"].contains("host=127.0.0.1 port=5432 user=rep passfile=/x/node2/.pgpass application_name=node2"));
-        assert!(!parameters(&config(), "node2", &BTreeMap::new(), None).contains_key("primary_conninfo"));
-    }
-
-    #[test]
     fn recovery_settings_do_not_make_a_restart_pending() {
         let none: [&str; 0] = [];
         assert!(!pending_restart(&none));
@@ -244,8 +176,8 @@ mod tests {
     #[test]
     fn a_promoted_primary_changes_only_recovery_settings() {
         let up = Upstream { host: "127.0.0.1".into(), port: 5432, slot: Some(slot_name("node1")) };
-        let replica = parameters(&config(), "node2", &BTreeMap::new(), Some(&up));
-        let primary = parameters(&config(), "node2", &BTreeMap::new(), None);
+        let replica = super::super::params::parameters(&config(), "node2", &BTreeMap::new(), Some(&up));
+        let primary = super::super::params::parameters(&config(), "node2", &BTreeMap::new(), None);
         let changed: Vec<&String> = replica.keys().filter(|k| primary.get(*k) != replica.get(*k)).collect();
         assert_eq!(changed, ["primary_conninfo", "primary_slot_name", "recovery_target_timeline"]);
         assert!(!pending_restart(&changed), "promotion alone leaves no restart pending");

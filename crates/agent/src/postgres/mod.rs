@@ -4,6 +4,7 @@
 
 pub mod conf;
 pub mod liveness;
+pub mod params;
 pub mod sql;
 
 use std::path::{Path, PathBuf};

@@ -20,11 +20,19 @@ use crate::ha::commands::{Command, CommandSender};
 use crate::ha::failsafe::{Local, Promise, Refusal};
 use crate::ops::{self, Handover, OpsError, SwitchoverRequest};
 
+/// `restapi.authentication`, shared with the HA loop, which replaces it when the node's
+/// file is re-read (`reload`).
+pub type SharedAuth = std::sync::Arc<std::sync::RwLock<Option<Credentials>>>;
+
+pub fn shared_auth(auth: Option<Credentials>) -> SharedAuth {
+    std::sync::Arc::new(std::sync::RwLock::new(auth))
+}
+
 /// What the mutating endpoints need.
 #[derive(Clone)]
 pub struct Control {
     pub dcs: Dcs,
-    pub auth: Option<Credentials>,
+    pub auth: SharedAuth,
     pub commands: CommandSender,
     /// What this member promised a primary in failsafe mode (`POST /failsafe`).
     pub promise: Promise,
@@ -55,7 +63,8 @@ struct RestartBody {
 impl Control {
     /// True when the request carries the configured credentials (or none are configured).
     pub fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(creds) = &self.auth else { return true };
+        let auth = self.auth.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(creds) = auth.as_ref() else { return true };
         let expected = format!("Basic {}", crate::http::base64(format!("{}:{}", creds.username, creds.password).as_bytes()));
         let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
         // Compare every byte, so the time taken says nothing about where they differ.

@@ -27,6 +27,9 @@ pub enum LabAction {
     },
     /// Crash a whole node: SIGKILL to raftgres, its helpers, and its PostgreSQL.
     Kill(NodeArg),
+    /// Stop a node's agent gracefully (SIGTERM to raftgres only) and wait for it to exit;
+    /// in a paused cluster its PostgreSQL keeps running and `start` adopts it.
+    Stop(NodeArg),
     /// Start a stopped node again, with the same configuration.
     Start(NodeArg),
     /// Freeze a node's agent (SIGSTOP to the raftgres process only; PostgreSQL runs on).
@@ -58,6 +61,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         LabAction::Status(d) => control::status(&Lab::load(&d.dir)?),
         LabAction::Down { dir, clean } => control::down(&dir.dir, clean),
         LabAction::Kill(n) => control::kill(Lab::load(&n.dir.dir)?.node(&n.node)?),
+        LabAction::Stop(n) => control::stop(Lab::load(&n.dir.dir)?.node(&n.node)?),
         LabAction::Start(n) => {
             let lab = Lab::load(&n.dir.dir)?;
             control::start(&lab, lab.node(&n.node)?)

@@ -2,7 +2,9 @@
 //! failure repeats; the failing observation is printed):
 //!
 //! 1. Promote, Lead and HandOver only while holding the key on our own lease before its
-//!    write deadline; Race only for a free key on a lease before its deadline.
+//!    write deadline; Race only for a free key on a lease before its deadline;
+//!    ClaimKeyPaused only while paused, for a running primary, on a live lease, for a
+//!    free key or this node's own.
 //! 2. PostgreSQL that may run as a primary (`may_run_as_primary`) while this node does
 //!    not hold the key on its own lease is demoted or fenced, or races to take the key
 //!    back (and is demoted if it loses) — unless the store cannot be read (a primary
@@ -242,6 +244,15 @@ fn check(o: &Observation, c: &DynamicConfig, p: &Policy, action: &Action) -> Res
         }
         Action::Race { lease, .. } if view.leader.is_some() || !live || Some(*lease) != o.lease.id => {
             return Err("rule 1: races for a key that is not free, or without a live lease".into())
+        }
+        Action::ClaimKeyPaused { lease, replaces, .. }
+            if !view.paused()
+                || !live
+                || Some(*lease) != o.lease.id
+                || o.pg.role != crate::cluster::Role::Primary
+                || view.leader.as_ref().is_some_and(|l| l.name != p.me || Some(l.mod_revision) != *replaces) =>
+        {
+            return Err("rule 1: takes a key while not paused, for a non-primary, or a key another node holds".into())
         }
         _ => {}
     }

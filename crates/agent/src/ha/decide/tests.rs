@@ -154,6 +154,7 @@ pub(super) fn kind(a: &Action) -> &'static str {
         Action::RecordSystemIdentifier { .. } => "RecordSystemIdentifier",
         Action::Clone { .. } => "Clone",
         Action::Paused { .. } => "Paused",
+        Action::ClaimKeyPaused { .. } => "ClaimKeyPaused",
         Action::FenceExpiredLease { .. } => "FenceExpiredLease",
         Action::ReplaceHung { .. } => "ReplaceHung",
         Action::HandOver(_) => "HandOver",
@@ -306,6 +307,43 @@ fn table() -> Vec<Case> {
         }),
         case!("paused primary: left alone too", "Paused", "paused", |o, m, c, p| {
             as_primary(o);
+            v(o).config = Some((serde_json::json!({"pause": true}), 2));
+        }),
+        case!(
+            "paused primary after an agent restart: the key left by its earlier run is taken back",
+            "ClaimKeyPaused",
+            "paused: took the leader key for my running primary (I am n1)",
+            |o, m, c, p| {
+                as_primary(o);
+                o.lease.owns_leader_key = false;
+                v(o).config = Some((serde_json::json!({"pause": true}), 2));
+            }
+        ),
+        case!("paused primary with a free key: takes it", "ClaimKeyPaused", "took the leader key", |o, m, c, p| {
+            as_primary(o);
+            no_leader(o);
+            o.lease.owns_leader_key = false;
+            v(o).config = Some((serde_json::json!({"pause": true}), 2));
+        }),
+        case!("paused primary without a live lease: left alone", "Paused", "paused: not managing PostgreSQL", |o, m, c, p| {
+            as_primary(o);
+            no_leader(o);
+            o.lease.valid_until = None;
+            v(o).config = Some((serde_json::json!({"pause": true}), 2));
+        }),
+        case!(
+            "paused replica with a free key: left alone",
+            "Paused",
+            "paused: not managing PostgreSQL (I am n1, running)",
+            |o, m, c, p| {
+                no_leader(o);
+                v(o).config = Some((serde_json::json!({"pause": true}), 2));
+            }
+        ),
+        case!("paused primary, another node holds the key: left alone", "Paused", "paused", |o, m, c, p| {
+            as_primary(o);
+            v(o).leader = Some(LeaderKey { name: "n2".into(), lease: 99, mod_revision: 3 });
+            o.lease.owns_leader_key = false;
             v(o).config = Some((serde_json::json!({"pause": true}), 2));
         }),
         // --- holding the key ---

@@ -17,7 +17,7 @@ fn control(auth: bool) -> (Control, crate::ha::commands::CommandReceiver) {
     let dcs = Dcs::new(channel, Keys::new("/service/", "demo"), std::time::Duration::from_millis(300));
     let (commands, rx) = crate::ha::commands::channel();
     let auth = auth.then(|| Credentials { username: "admin".into(), password: "s3cr:t".into() });
-    (Control { dcs, auth, commands, promise: Default::default(), store_metrics: None }, rx)
+    (Control { dcs, auth: crate::rest::control::shared_auth(auth), commands, promise: Default::default(), store_metrics: None }, rx)
 }
 
 async fn send(control: Control, method: Method, uri: &str, auth: Option<&str>, body: &str) -> (StatusCode, Option<String>) {
