@@ -11,6 +11,7 @@ mod deploy;
 mod etcdctl;
 mod fencer;
 mod free_key;
+mod gateway;
 mod group_stop;
 mod ha;
 mod haproxy;
