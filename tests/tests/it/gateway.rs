@@ -33,8 +33,8 @@ fn ok(base: &str, path: &str, body: Value) -> anyhow::Result<Value> {
     Ok(value)
 }
 
-/// A JSON string holding an int64 (etcd writes them as strings), parsed.
-fn int(value: &Value) -> anyhow::Result<i64> {
+/// A JSON string holding an int64 or uint64 (etcd writes them as strings), parsed.
+fn int(value: &Value) -> anyhow::Result<i128> {
     value.as_str().ok_or_else(|| anyhow::anyhow!("not an int64 string: {value}"))?.parse().map_err(Into::into)
 }
 
