@@ -21,6 +21,7 @@ mod linearizability;
 mod observability;
 mod ops;
 mod partition;
+mod patroni;
 mod recovery;
 mod store;
 mod sync;
