@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use raftgres_tests::client::Client;
@@ -171,15 +171,18 @@ async fn patroni_uses_the_raftgres_store_as_its_etcd_and_fails_over() -> anyhow:
     let client = Client::connect(&store.nodes[0].client_addr()).await?;
 
     let all = [0, 1, 2];
+    let started = Instant::now();
     let bootstrapped = eventually(Duration::from_secs(180), "Patroni bootstraps a leader and two streaming replicas", || {
         let settled = patroni.settled_leader(0, &all);
         async move { settled }
     })
     .await;
     let primary = bootstrapped.with_context(|| patroni.logs())?;
+    eprintln!("Patroni bootstrapped on raftgres in {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(dcs_leader(&client).await?.as_deref(), Some(patroni.nodes[primary].name.as_str()), "the leader key is in raftgres");
     patroni.psql(primary, "CREATE TABLE failover (id int); INSERT INTO failover VALUES (1)")?;
 
+    let killed = Instant::now();
     patroni.nodes[primary].kill();
     let rest: Vec<usize> = all.into_iter().filter(|&i| i != primary).collect();
     let promoted = eventually(Duration::from_secs(90), "a surviving member becomes the leader", || {
@@ -188,6 +191,7 @@ async fn patroni_uses_the_raftgres_store_as_its_etcd_and_fails_over() -> anyhow:
     })
     .await;
     let new_primary = promoted.with_context(|| patroni.logs())?;
+    eprintln!("a new Patroni leader settled {:.1} s after the kill -9", killed.elapsed().as_secs_f64());
     assert_ne!(new_primary, primary);
     assert_eq!(dcs_leader(&client).await?.as_deref(), Some(patroni.nodes[new_primary].name.as_str()));
     assert_eq!(patroni.psql(new_primary, "SELECT pg_is_in_recovery()")?, "f");
