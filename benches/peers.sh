@@ -63,26 +63,17 @@ install_deps() {
     if ! id "$RUN_USER" >/dev/null 2>&1; then
         useradd --system --create-home --shell /bin/bash "$RUN_USER"
     fi
-    local need=() have
+    local need=()
     command -v etcd >/dev/null || need+=(etcd-server)
     command -v etcdctl >/dev/null || need+=(etcd-client)
     command -v psql >/dev/null || need+=(postgresql-client)
-    /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
     if ((${#need[@]})); then
         log "installing ${need[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq "${need[@]}" >/dev/null
     fi
-    have=$("$VENV/bin/patroni" --version 2>/dev/null || true)
-    if [[ $have != "patroni 4."* ]]; then
-        log "installing Patroni 4 into $VENV"
-        mkdir -p "$PEERS"
-        # Debian's interpreter, not the caller's (pyenv etc.): the venv must work for $RUN_USER.
-        /usr/bin/python3 -m venv "$VENV"
-        "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-        "$VENV/bin/pip" install -q 'patroni[etcd3]' psycopg2-binary >/dev/null
-    fi
+    bash deploy/patroni-venv.sh "$VENV"
     chmod -R a+rX "$PEERS"
     log "$("$VENV/bin/patroni" --version), $(etcd --version | head -1)"
     if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then

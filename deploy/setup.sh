@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and running raftgres needs on a fresh Debian 12 machine; with
-# --tests also what only the tests need (a headless browser, shellcheck).
+# --tests also what only the tests need (a headless browser, shellcheck, and Patroni 4
+# in a venv by deploy/patroni-venv.sh for the Patroni-on-raftgres test).
 # Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -45,6 +46,10 @@ fi
 if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep online >/dev/null; then
     echo "setup: stopping the Debian-managed PostgreSQL clusters (the lab uses port 5432)"
     pg_lsclusters -h | awk '$4 == "online" {print $1, $2}' | while read -r v c; do pg_ctlcluster "$v" "$c" stop || true; done
+fi
+
+if [ "${1:-}" = "--tests" ]; then
+    bash "$(dirname "$0")/patroni-venv.sh"
 fi
 
 if ! command -v cargo >/dev/null; then

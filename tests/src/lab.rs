@@ -447,14 +447,7 @@ impl Lab {
 
     /// The last 40 lines of every node's log, for failure messages.
     pub fn logs(&self) -> String {
-        let mut out = String::new();
-        for i in 0..self.nodes {
-            let text = self.log(i);
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
-            out.push_str(&format!("---- {} ----\n{}\n", self.name(i), tail.join("\n")));
-        }
-        out
+        (0..self.nodes).map(|i| crate::log_tail(&self.name(i), &self.log(i))).collect()
     }
 }
 

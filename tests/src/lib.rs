@@ -25,6 +25,12 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The last 40 lines of `name`'s log `text` under a heading, for failure messages.
+pub fn log_tail(name: &str, text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    format!("---- {name} ----\n{}\n", lines[lines.len().saturating_sub(40)..].join("\n"))
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
@@ -160,14 +166,7 @@ impl Cluster {
 
     /// The last lines of every node's log, for failure messages.
     pub fn logs(&self) -> String {
-        let mut out = String::new();
-        for n in &self.nodes {
-            let text = std::fs::read_to_string(&n.log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
-            out.push_str(&format!("---- {} ----\n{}\n", n.name, tail.join("\n")));
-        }
-        out
+        self.nodes.iter().map(|n| log_tail(&n.name, &std::fs::read_to_string(&n.log).unwrap_or_default())).collect()
     }
 }
 

@@ -5,9 +5,10 @@
 //! One tonic service per module, all served on the node's client port (h2c, or TLS with
 //! [`EtcdApi::with_tls`]: etcd's `client-transport-security`, client certificates
 //! required with `client-cert-auth`) by one router ([`EtcdApi::router`], [`serve`]),
-//! beside etcd's plain-HTTP endpoints (`/health`, `/metrics`, ... in `client_port`,
-//! which also accepts etcdctl's scheme-prefixed `:authority`); the in-process channel
-//! the agent uses stays plaintext (it never touches the network):
+//! beside etcd's plain-HTTP endpoints (`/health`, `/metrics`, ...) and its grpc-gateway
+//! JSON API (`/v3/kv/range`, ...) in `client_port`, which also accepts etcdctl's
+//! scheme-prefixed `:authority`; the in-process channel
+//! the agent and the JSON gateway use stays plaintext (it never touches the network):
 //!
 //! | module        | gRPC service               |
 //! |---------------|----------------------------|

@@ -39,4 +39,4 @@ mod user;
 
 pub use args::{DirArg, NodeArg, DEFAULT_DIR};
 pub use description::{netns_host, tls_files_for, Lab, LabNode, LabTls, LabUser};
-pub use user::chown_tree;
+pub use user::{chown_tree, ensure_user, is_root};

@@ -10,6 +10,9 @@
 //! Every type in `etcdserverpb`, `mvccpb` and `authpb` (oneof enums included) also
 //! derives serde, so requests and data can travel in the Raft log.
 //!
+//! Every message implements `prost::Name`, and [`FILE_DESCRIPTOR_SET`] describes them
+//! all, for code that handles messages by reflection (the JSON gateway).
+//!
 //! The modules are siblings at the crate root because prost refers across packages
 //! with `super::mvccpb::KeyValue` and the like.
 
@@ -43,6 +46,9 @@ pub mod v3electionpb {
 pub mod peer {
     tonic::include_proto!("raftgrespb");
 }
+
+/// The encoded `FileDescriptorSet` of every proto file above.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor_set.bin"));
 
 /// etcd's `GetPrefixRangeEnd`: the smallest key greater than every key starting with
 /// `prefix` (the last byte below 0xff incremented, the rest dropped); `"\0"` (all keys)

@@ -12,12 +12,18 @@ use raftgres_tests::{eventually, Cluster};
 use crate::observability::{gauge, observations};
 use crate::wait_leader;
 
-/// curl's body and status code.
+/// curl's body and status code for a GET of `url`.
 fn curl(url: &str) -> anyhow::Result<(String, u16)> {
-    let out = Command::new("curl").args(["-s", "-m", "5", "-w", "\n%{http_code}", url]).output()?;
+    curl_with(&[], url)
+}
+
+/// curl's body (without one trailing newline) and status code for `url`, with `args`
+/// (method, body, ...) before it.
+pub fn curl_with(args: &[&str], url: &str) -> anyhow::Result<(String, u16)> {
+    let out = Command::new("curl").args(["-s", "-m", "5", "-w", "\n%{http_code}"]).args(args).arg(url).output()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').ok_or_else(|| anyhow::anyhow!("curl {url}: {text}"))?;
-    Ok((body.to_string(), code.parse()?))
+    Ok((body.strip_suffix('\n').unwrap_or(body).to_string(), code.parse()?))
 }
 
 #[tokio::test]

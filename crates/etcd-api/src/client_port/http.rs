@@ -9,6 +9,7 @@
 //! | `/livez`   | `ok`                                                              |
 //! | `/version` | `{"etcdserver":"3.5.0","etcdcluster":"3.5.0"}`                    |
 //! | `/metrics` | Prometheus text format, etcd's metric names (`metrics`)           |
+//! | `/v3/...`  | etcd's grpc-gateway JSON API (`gateway`; also `/v3beta/`, `/v3alpha/`) |
 //!
 //! Anything else is 404, as Go's mux answers.
 
@@ -23,6 +24,7 @@ use tonic::codegen::http::{header, HeaderValue, Request, Response, StatusCode};
 use tower::util::Either;
 use tower::{Layer, Service};
 
+use super::gateway::{self, Gateway};
 use super::{health, metrics};
 use crate::{EtcdApi, ETCD_VERSION};
 
@@ -30,11 +32,13 @@ use crate::{EtcdApi, ETCD_VERSION};
 #[derive(Clone)]
 pub struct HttpLayer {
     api: EtcdApi,
+    gateway: Gateway,
 }
 
 impl HttpLayer {
     pub fn new(api: EtcdApi) -> Self {
-        Self { api }
+        let gateway = Gateway::new(&api);
+        Self { api, gateway }
     }
 }
 
@@ -42,7 +46,7 @@ impl<S> Layer<S> for HttpLayer {
     type Service = HttpSide<S>;
 
     fn layer(&self, inner: S) -> HttpSide<S> {
-        HttpSide { inner, api: self.api.clone() }
+        HttpSide { inner, api: self.api.clone(), gateway: self.gateway.clone() }
     }
 }
 
@@ -51,6 +55,7 @@ impl<S> Layer<S> for HttpLayer {
 pub struct HttpSide<S> {
     inner: S,
     api: EtcdApi,
+    gateway: Gateway,
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response<BoxBody>, Infallible>> + Send>>;
@@ -75,6 +80,10 @@ where
     fn call(&mut self, request: Request<BoxBody>) -> Self::Future {
         if is_grpc(&request) {
             return Either::A(self.inner.call(request));
+        }
+        if let Some(method) = gateway::method_of(request.uri().path()).map(str::to_owned) {
+            let gateway = self.gateway.clone();
+            return Either::B(Box::pin(async move { Ok(gateway.answer(&method, request).await) }));
         }
         let api = self.api.clone();
         Either::B(Box::pin(async move { Ok(answer(&api, request.uri().path()).await) }))

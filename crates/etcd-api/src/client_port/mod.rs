@@ -6,13 +6,15 @@
 //!   (etcdctl 3.4 `--endpoints http://...`) reach h2 in a form it accepts (`authority`,
 //!   `huffman`);
 //! - `http`: a layer in front of the gRPC routes sending every request that is not
-//!   gRPC to etcd's HTTP endpoints (`health`, `metrics`).
+//!   gRPC to etcd's HTTP endpoints (`health`, `metrics`) and its grpc-gateway JSON
+//!   API (`gateway`).
 //!
 //! tonic's hyper server tells HTTP/1.1 from HTTP/2 by the connection preface
 //! (`accept_http1`); the layer tells gRPC from plain HTTP by `content-type`.
 
 mod authority;
 mod frames;
+mod gateway;
 mod health;
 mod http;
 mod huffman;
