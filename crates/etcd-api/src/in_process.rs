@@ -2,6 +2,10 @@
 //! connection is an in-memory duplex pipe served by the same router as the client
 //! port. The agent uses it, so it speaks etcd v3 exactly as any client does, without a
 //! socket and without depending on the client port's address.
+//!
+//! Its callers are trusted as root when etcd auth is enabled: the channel never leaves
+//! the process, so whoever can use it already runs as this node (the agent needs no
+//! etcd user or password, and an operator's `auth enable` cannot lock it out).
 
 use std::io;
 
@@ -20,7 +24,7 @@ impl EtcdApi {
     /// A lazily connecting channel to this API, served in-process until the runtime ends.
     pub fn in_process_channel(&self) -> Channel {
         let (tx, rx) = mpsc::unbounded_channel::<Result<DuplexStream, io::Error>>();
-        let router = self.router();
+        let router = EtcdApi { trusted: true, ..self.clone() }.router();
         tokio::spawn(async move {
             if let Err(e) = router.serve_with_incoming(UnboundedReceiverStream::new(rx)).await {
                 tracing::error!("in-process etcd API stopped: {e}");

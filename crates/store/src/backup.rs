@@ -177,6 +177,7 @@ pub(crate) fn seed(mvcc: Mvcc, name: &str, initial_cluster: &[(String, String)],
         members: BTreeMap::new(),
         cluster_id,
         alarms: Default::default(),
+        auth: Default::default(),
     };
     let io = |source| BackupError::DataDir { path: snapshot_dir.to_path_buf(), source };
     std::fs::create_dir_all(snapshot_dir).map_err(io)?;
