@@ -7,9 +7,9 @@ use raftgres_proto::etcdserverpb::compare::{CompareResult, CompareTarget, Target
 use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use raftgres_proto::etcdserverpb::request_op::Request as Op;
 use raftgres_proto::etcdserverpb::{
-    AuthEnableRequest, AuthStatusRequest, AuthUserListRequest, Compare, HashKvRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest,
-    LeaseRevokeRequest, LeaseTimeToLiveRequest, MemberAddRequest, MemberListRequest, MoveLeaderRequest, PutRequest, RangeRequest,
-    RequestOp, StatusRequest, TxnRequest,
+    AuthEnableRequest, AuthStatusRequest, AuthUserListRequest, Compare, HashKvRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
+    LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, MemberAddRequest, MemberListRequest, MoveLeaderRequest, PutRequest,
+    RangeRequest, RequestOp, StatusRequest, TxnRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
