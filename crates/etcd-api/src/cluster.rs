@@ -5,6 +5,8 @@
 //!
 //! A change is committed when the store answers, but a follower may not have applied it
 //! yet: the member list in the answer waits briefly for this node to see it.
+//!
+//! With auth enabled, changes need root; the member list is open, as in etcd.
 
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use raftgres_proto::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest, MemberPromoteResponse,
     MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
+use raftgres_store::auth::Need;
 use raftgres_store::{MembershipChange, NodeId};
 use tonic::{Request, Response, Status};
 
@@ -75,6 +78,7 @@ impl ClusterService {
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        self.api.authorize(req.metadata(), &[Need::Admin])?;
         let req = req.into_inner();
         let peer_addr = single_peer_addr(&req.peer_ur_ls, self.api.store.peer_tls()).map_err(|e| bad_member_url(&e))?;
         let change = MembershipChange::Add { name: String::new(), peer_addr: peer_addr.clone(), as_voter: !req.is_learner };
@@ -98,6 +102,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.api.authorize(req.metadata(), &[Need::Admin])?;
         let id = req.into_inner().id;
         self.change(MembershipChange::Remove { id }).await?;
         let members = self.members_when(|ms| ms.iter().all(|m| m.id != id)).await;
@@ -105,6 +110,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.api.authorize(req.metadata(), &[Need::Admin])?;
         let req = req.into_inner();
         let peer_addr = single_peer_addr(&req.peer_ur_ls, self.api.store.peer_tls()).map_err(|e| bad_member_url(&e))?;
         self.change(MembershipChange::Update { id: req.id, peer_addr }).await?;
@@ -119,6 +125,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_promote(&self, req: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.api.authorize(req.metadata(), &[Need::Admin])?;
         let id = req.into_inner().id;
         self.change(MembershipChange::Promote { id }).await?;
         let members = self.members_when(|ms| ms.iter().any(|m| m.id == id && !m.is_learner)).await;

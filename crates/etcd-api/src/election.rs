@@ -7,6 +7,9 @@
 //! Observe streams the leader's value: the current leader, then each new value, then
 //! the next leader once it is deleted. Errors of the recipe have etcd's text
 //! ("election: not leader", "election: no leader") and code Unknown, as in etcd.
+//!
+//! With auth enabled, Campaign needs read and write permission on `name/`, Leader and
+//! Observe read permission on it, Proclaim and Resign write permission on the key.
 
 use raftgres_mvcc::Command;
 use raftgres_proto::etcdserverpb::{ResponseHeader, TxnRequest};
@@ -17,6 +20,7 @@ use raftgres_proto::v3electionpb::{
     CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest, ProclaimResponse, ResignRequest,
     ResignResponse,
 };
+use raftgres_store::auth::Need;
 use raftgres_store::WatchBatch;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
@@ -24,7 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::{recipe_error, store_status, unexpected_response};
-use crate::keys::KeyRange;
+use crate::keys::{prefix_end, KeyRange};
 use crate::recipe::{create_revision_is, first_created, op_delete, op_get, op_put, range_at, session_key, with_slash, Cleanup};
 use crate::EtcdApi;
 
@@ -43,6 +47,13 @@ impl ElectionService {
     pub fn new(api: EtcdApi) -> Self {
         Self { api }
     }
+}
+
+/// The key prefix of the election Leader or Observe reads, once the caller may read it.
+fn observed_prefix(api: &EtcdApi, req: Request<LeaderRequest>) -> Result<Vec<u8>, Status> {
+    let prefix = with_slash(&req.get_ref().name);
+    api.authorize(req.metadata(), &[Need::Read(&prefix, &prefix_end(&prefix))])?;
+    Ok(prefix)
 }
 
 /// "If our key is still the one elected at `rev`, then ...".
@@ -67,10 +78,12 @@ impl EtcdApi {
 #[tonic::async_trait]
 impl Election for ElectionService {
     async fn campaign(&self, req: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
+        let prefix = with_slash(&req.get_ref().name);
+        let end = prefix_end(&prefix);
+        self.api.authorize(req.metadata(), &[Need::Read(&prefix, &end), Need::Write(&prefix, &end)])?;
         let req = req.into_inner();
         let api = &self.api;
         let lease = api.session_lease(req.lease).await?;
-        let prefix = with_slash(&req.name);
         let key = session_key(&prefix, lease);
         let txn = TxnRequest {
             compare: vec![create_revision_is(&key, 0)],
@@ -101,6 +114,8 @@ impl Election for ElectionService {
     }
 
     async fn proclaim(&self, req: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
+        let key = req.get_ref().leader.as_ref().map(|l| l.key.as_slice()).unwrap_or_default();
+        self.api.authorize(req.metadata(), &[Need::Write(key, &[])])?;
         let req = req.into_inner();
         let leader = req.leader.ok_or_else(|| recipe_error(MISSING_LEADER_KEY))?;
         let header = self.api.proclaim(&leader, &req.value).await?;
@@ -108,7 +123,7 @@ impl Election for ElectionService {
     }
 
     async fn leader(&self, req: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
-        let prefix = with_slash(&req.into_inner().name);
+        let prefix = observed_prefix(&self.api, req)?;
         let resp = self.api.read_range(&first_created(&prefix)).await?;
         let kv = resp.kvs.into_iter().next().ok_or_else(|| recipe_error(NO_LEADER))?;
         Ok(Response::new(LeaderResponse { header: resp.header, kv: Some(kv) }))
@@ -117,7 +132,7 @@ impl Election for ElectionService {
     type ObserveStream = ReceiverStream<Result<LeaderResponse, Status>>;
 
     async fn observe(&self, req: Request<LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
-        let prefix = with_slash(&req.into_inner().name);
+        let prefix = observed_prefix(&self.api, req)?;
         let (tx, rx) = mpsc::channel(16);
         let api = self.api.clone();
         tokio::spawn(async move {
@@ -135,6 +150,8 @@ impl Election for ElectionService {
     }
 
     async fn resign(&self, req: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
+        let key = req.get_ref().leader.as_ref().map(|l| l.key.as_slice()).unwrap_or_default();
+        self.api.authorize(req.metadata(), &[Need::Write(key, &[])])?;
         let leader = req.into_inner().leader.ok_or_else(|| recipe_error(MISSING_LEADER_KEY))?;
         let header = self.api.resign(&leader).await?;
         Ok(Response::new(ResignResponse { header }))

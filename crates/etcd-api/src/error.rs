@@ -3,10 +3,12 @@
 //! a typed error by its exact message, so messages match etcd byte for byte.
 //!
 //! Sources: the data model ([`MvccError`], already carrying etcd's text), the store
-//! ([`StoreError`]), and the few refusals the API layer makes itself (request size,
-//! recipes, unsupported calls). Handlers write `result.or_status()?`.
+//! ([`StoreError`]), the auth state ([`AuthError`]), and the few refusals the API layer
+//! makes itself (request size, recipes, unsupported calls). Handlers write
+//! `result.or_status()?`.
 
 use raftgres_mvcc::{ErrorCode, MvccError};
+use raftgres_store::auth::AuthError;
 use raftgres_store::StoreError;
 use tonic::{Code, Status};
 
@@ -16,8 +18,6 @@ pub const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
 pub const NO_LEADER: &str = "etcdserver: no leader";
 /// etcd's `ErrGRPCMemberBadURLs` (raftgres appends what is wrong with the URL).
 pub const BAD_MEMBER_URLS: &str = "etcdserver: given member URLs are invalid";
-/// What every Auth call but AuthStatus answers.
-pub const AUTH_UNSUPPORTED: &str = "raftgres: etcd authentication is not supported yet";
 
 /// The status etcd answers a data-model error with.
 pub fn mvcc_status(e: &MvccError) -> Status {
@@ -48,6 +48,29 @@ pub fn store_status(e: &StoreError) -> Status {
         // etcd answers errors it does not know with codes.Unknown and their text.
         StoreError::Internal(_) => Status::unknown(e.to_string()),
     }
+}
+
+/// The status etcd answers an auth error with (`rpctypes.ErrGRPC*`).
+pub fn auth_status(e: AuthError) -> Status {
+    let code = match e {
+        AuthError::UserEmpty
+        | AuthError::RoleEmpty
+        | AuthError::AuthFailed
+        | AuthError::PermissionNotGiven
+        | AuthError::InvalidAuthMgmt => Code::InvalidArgument,
+        AuthError::PermissionDenied => Code::PermissionDenied,
+        AuthError::InvalidAuthToken => Code::Unauthenticated,
+        AuthError::RootUserNotExist
+        | AuthError::RootRoleNotExist
+        | AuthError::UserAlreadyExist
+        | AuthError::UserNotFound
+        | AuthError::RoleAlreadyExist
+        | AuthError::RoleNotFound
+        | AuthError::RoleNotGranted
+        | AuthError::PermissionNotGranted
+        | AuthError::AuthNotEnabled => Code::FailedPrecondition,
+    };
+    Status::new(code, e.to_string())
 }
 
 /// "etcdserver: request is too large" (InvalidArgument).
@@ -89,6 +112,12 @@ pub trait OrStatus<T> {
 impl<T> OrStatus<T> for Result<T, MvccError> {
     fn or_status(self) -> Result<T, Status> {
         self.map_err(|e| mvcc_status(&e))
+    }
+}
+
+impl<T> OrStatus<T> for Result<T, AuthError> {
+    fn or_status(self) -> Result<T, Status> {
+        self.map_err(auth_status)
     }
 }
 
@@ -153,6 +182,22 @@ mod tests {
             assert_eq!(pair(store_status(&e)), (code, text.to_string()), "{e:?}");
         }
         assert_eq!(pair(store_status(&StoreError::Internal("boom".into()))).0, Code::Unknown);
+    }
+
+    #[test]
+    fn auth_errors_keep_etcds_codes_and_text() {
+        let cases = [
+            (AuthError::RootUserNotExist, Code::FailedPrecondition, "etcdserver: root user does not exist"),
+            (AuthError::UserEmpty, Code::InvalidArgument, "etcdserver: user name is empty"),
+            (AuthError::AuthFailed, Code::InvalidArgument, "etcdserver: authentication failed, invalid user ID or password"),
+            (AuthError::PermissionDenied, Code::PermissionDenied, "etcdserver: permission denied"),
+            (AuthError::InvalidAuthToken, Code::Unauthenticated, "etcdserver: invalid auth token"),
+            (AuthError::AuthNotEnabled, Code::FailedPrecondition, "etcdserver: authentication is not enabled"),
+            (AuthError::InvalidAuthMgmt, Code::InvalidArgument, "etcdserver: invalid auth management"),
+        ];
+        for (e, code, text) in cases {
+            assert_eq!(pair(auth_status(e)), (code, text.to_string()), "{e:?}");
+        }
     }
 
     #[test]

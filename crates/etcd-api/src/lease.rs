@@ -6,6 +6,9 @@
 //! to the minimum (`Store::min_lease_ttl`) and the reply says so; keep-alive of an
 //! unknown lease answers TTL 0 without error; time-to-live of an unknown lease answers
 //! TTL -1 without error.
+//!
+//! With auth enabled every call needs an authenticated user, and a revoke write
+//! permission on each key attached to the lease (etcd's `checkLeasePuts`).
 
 use raftgres_mvcc::{Command, CommandResponse};
 use raftgres_proto::etcdserverpb::lease_server::Lease;
@@ -13,6 +16,7 @@ use raftgres_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse,
     LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
+use raftgres_store::auth::Need;
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -59,11 +63,16 @@ impl LeaseService {
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        self.api.authorize(req.metadata(), &[Need::User])?;
         let req = req.into_inner();
         self.api.grant_lease(req.id, req.ttl).await.map(Response::new)
     }
 
+    /// Revoking deletes the lease's keys: the caller needs write permission on each.
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let keys = self.api.store.applied().read().mvcc.lease(req.get_ref().id).map(|l| l.keys).unwrap_or_default();
+        let needs: Vec<Need<'_>> = keys.iter().map(|k| Need::Write(k, &[])).chain([Need::User]).collect();
+        self.api.authorize(req.metadata(), &needs)?;
         match self.api.propose(Command::LeaseRevoke { id: req.into_inner().id }).await? {
             CommandResponse::LeaseRevoke(r) => Ok(Response::new(r)),
             _ => Err(unexpected_response("LeaseRevoke")),
@@ -76,6 +85,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        self.api.authorize(req.metadata(), &[Need::User])?;
         let monitor = LeaderMonitor::new(self.api.store.clone(), req.metadata());
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(keep_alive_loop(self.api.clone(), req.into_inner(), tx, monitor));
@@ -83,6 +93,7 @@ impl Lease for LeaseService {
     }
 
     async fn lease_time_to_live(&self, req: Request<LeaseTimeToLiveRequest>) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        self.api.authorize(req.metadata(), &[Need::User])?;
         let req = req.into_inner();
         let Some((granted_ttl, ttl)) = self.api.store.lease_time_to_live(req.id).await.or_status()? else {
             let header = self.api.header_now();
@@ -100,7 +111,8 @@ impl Lease for LeaseService {
         Ok(Response::new(LeaseTimeToLiveResponse { header, id: req.id, ttl, granted_ttl, keys }))
     }
 
-    async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+    async fn lease_leases(&self, req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        self.api.authorize(req.metadata(), &[Need::User])?;
         self.api.store.read_barrier().await.or_status()?;
         let (leases, revision) = {
             let data = self.api.store.applied().read();

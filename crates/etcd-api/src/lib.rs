@@ -21,8 +21,9 @@
 //! | `lock`        | `v3lockpb.Lock`            |
 //! | `election`    | `v3electionpb.Election`    |
 //!
-//! Shared pieces: `error` (the one mapping to gRPC statuses), `header` (response
-//! headers), `keys` (key ranges), `leader` (etcd's `hasleader` stream check),
+//! Shared pieces: `error` (the one mapping to gRPC statuses), `access` (the one
+//! authorization check every service calls, with etcd's simple `tokens`), `header`
+//! (response headers), `keys` (key ranges), `leader` (etcd's `hasleader` stream check),
 //! `recipe` (the lock/election recipe run server-side), `watcher` (one watch),
 //! `peer_url` (member URLs), `hash` (HashKV).
 //!
@@ -34,6 +35,7 @@
 // conversions at each call.
 #![allow(clippy::result_large_err)]
 
+mod access;
 mod auth;
 mod client_port;
 mod cluster;
@@ -50,6 +52,7 @@ mod lock;
 mod maintenance;
 mod peer_url;
 mod recipe;
+mod tokens;
 mod watch;
 mod watcher;
 
@@ -116,11 +119,22 @@ pub struct EtcdApi {
     progress_notify_interval: Duration,
     /// TLS of the client port (`client-transport-security`).
     tls: Option<raftgres_tls::ServerTls>,
+    /// The simple tokens this member issued (`tokens`).
+    tokens: Arc<tokens::Tokens>,
+    /// True for the in-process channel only: its callers act as root (`access`).
+    trusted: bool,
 }
 
 impl EtcdApi {
     pub fn new(store: Arc<Store>, limits: ApiLimits) -> Self {
-        Self { store, limits, progress_notify_interval: DEFAULT_PROGRESS_NOTIFY_INTERVAL, tls: None }
+        Self {
+            store,
+            limits,
+            progress_notify_interval: DEFAULT_PROGRESS_NOTIFY_INTERVAL,
+            tls: None,
+            tokens: Arc::default(),
+            trusted: false,
+        }
     }
 
     /// Serves the client port over TLS (client certificates required when the config

@@ -7,15 +7,20 @@
 //! `Compare(CreateRevision(key) == token)`). A caller that gives up while waiting has
 //! its key deleted. Unlock(key) deletes the key.
 //!
+//! With auth enabled, Lock needs read and write permission on `name/` (etcd's lock
+//! server runs its recipe as the caller), Unlock write permission on the key.
+//!
 //! As in etcd, lease 0 makes the server grant a 60 s lease that nobody keeps alive.
 
 use raftgres_mvcc::Command;
 use raftgres_proto::etcdserverpb::{DeleteRangeRequest, RangeRequest, TxnRequest};
 use raftgres_proto::v3lockpb::lock_server::Lock;
 use raftgres_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
+use raftgres_store::auth::Need;
 use tonic::{Request, Response, Status};
 
 use crate::error::unexpected_response;
+use crate::keys::prefix_end;
 use crate::recipe::{
     create_revision_is, first_created, op_get, op_put, op_range, range_at, session_expired, session_key, with_slash, Cleanup,
 };
@@ -35,10 +40,12 @@ impl LockService {
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let prefix = with_slash(&req.get_ref().name);
+        let end = prefix_end(&prefix);
+        self.api.authorize(req.metadata(), &[Need::Read(&prefix, &end), Need::Write(&prefix, &end)])?;
         let req = req.into_inner();
         let api = &self.api;
         let lease = api.session_lease(req.lease).await?;
-        let prefix = with_slash(&req.name);
         let key = session_key(&prefix, lease);
 
         // Enter the queue (or find our key already in it) and see who is first.
@@ -76,6 +83,7 @@ impl Lock for LockService {
     }
 
     async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
+        self.api.authorize(req.metadata(), &[Need::Write(&req.get_ref().key, &[])])?;
         let key = req.into_inner().key;
         let resp = self.api.delete_range(DeleteRangeRequest { key, ..Default::default() }).await?;
         Ok(Response::new(UnlockResponse { header: resp.header }))

@@ -7,6 +7,9 @@
 //! member's applied state as a raftgres backup file, `raftgres_store::backup`, in
 //! chunks). Downgrade answers Unimplemented saying why.
 //!
+//! With auth enabled everything but Status and listing alarms needs root, as etcd's
+//! `authMaintenanceServer` asks.
+//!
 //! `etcdctl endpoint health` is not served here: it is a linearizable Get of the key
 //! `health` (KV service).
 
@@ -17,6 +20,7 @@ use raftgres_proto::etcdserverpb::{
     HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, RangeRequest, SnapshotRequest, SnapshotResponse,
     StatusRequest, StatusResponse,
 };
+use raftgres_store::auth::Need;
 use raftgres_store::backup;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -62,6 +66,9 @@ impl Maintenance for MaintenanceService {
     /// raftgres acts on) and DEACTIVATE (`etcdctl alarm disarm`) go through the Raft log
     /// and answer the alarms they changed, as etcd does.
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        if req.get_ref().action != AlarmAction::Get as i32 {
+            self.api.authorize(req.metadata(), &[Need::Admin])?;
+        }
         let req = req.into_inner();
         let alarms = if req.action == AlarmAction::Get as i32 {
             self.api.store.read_barrier().await.or_status()?;
@@ -105,17 +112,20 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        self.api.authorize(req.metadata(), &[Need::Admin])?;
         // Nothing to defragment: the state is in memory, the log compacts itself.
         Ok(Response::new(DefragmentResponse { header: self.api.header_now() }))
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.api.authorize(req.metadata(), &[Need::Admin])?;
         let (hash, _, revision) = self.hash_at(0)?;
         Ok(Response::new(HashResponse { header: self.api.header(revision), hash }))
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        self.api.authorize(req.metadata(), &[Need::Admin])?;
         let (hash, compact_revision, hash_revision) = self.hash_at(req.into_inner().revision)?;
         Ok(Response::new(HashKvResponse { header: self.api.header_now(), hash, compact_revision, hash_revision }))
     }
@@ -124,7 +134,8 @@ impl Maintenance for MaintenanceService {
 
     /// The applied state of this member (as etcd's, not a linearizable read), copied
     /// under one read lock so the file is one revision's state, then streamed.
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.api.authorize(req.metadata(), &[Need::Admin])?;
         let mvcc = self.api.store.applied().read().mvcc.clone();
         let header = self.api.header(mvcc.revision());
         let encoded = tokio::task::spawn_blocking(move || backup::encode(&mvcc)).await;
@@ -147,11 +158,13 @@ impl Maintenance for MaintenanceService {
     /// Hands Raft leadership to a voter. etcd answers "not leader" on a follower;
     /// here any member forwards it to the leader, as it does writes.
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.api.authorize(req.metadata(), &[Need::Admin])?;
         self.api.store.move_leader(req.into_inner().target_id).await.map_err(|e| store_status(&e))?;
         Ok(Response::new(MoveLeaderResponse { header: self.api.header_now() }))
     }
 
-    async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+    async fn downgrade(&self, req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+        self.api.authorize(req.metadata(), &[Need::Admin])?;
         Err(unsupported("Downgrade is not supported: raftgres has no etcd storage versions to downgrade"))
     }
 }

@@ -13,7 +13,10 @@
 //! Also: cancel (answered `canceled`), progress requests (answered with watch id -1 and
 //! the revision every watch of the stream has been brought to), periodic progress
 //! notifications for `progress_notify` watches that saw no event, and the `hasleader`
-//! cancellation ("etcdserver: no leader"). A client that half-closes its side keeps
+//! cancellation ("etcdserver: no leader"). With auth enabled each watch needs read
+//! permission on its interval (checked with the stream's token when it is created); a
+//! refused watch is answered created and canceled with etcd's reason ("... desc =
+//! etcdserver: permission denied"). A client that half-closes its side keeps
 //! receiving events, as with etcd.
 
 use std::collections::BTreeMap;
@@ -24,14 +27,17 @@ use raftgres_proto::etcdserverpb::watch_request::RequestUnion;
 use raftgres_proto::etcdserverpb::watch_server::Watch;
 use raftgres_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use raftgres_proto::mvccpb::Event;
+use raftgres_store::auth::Need;
 use raftgres_store::WatchBatch;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::no_leader;
+use crate::keys::KeyRange;
 use crate::leader::LeaderMonitor;
 use crate::watcher::{event_revision, fragments, WatchIds, Watcher};
 use crate::EtcdApi;
@@ -73,6 +79,7 @@ impl Watch for WatchService {
             watchers: BTreeMap::new(),
             counted: 0,
             ids: WatchIds::default(),
+            metadata: req.metadata().clone(),
         };
         tokio::spawn(stream.run(req.into_inner(), live, monitor));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -89,6 +96,8 @@ struct WatchStream {
     ids: WatchIds,
     /// Every watch of the stream has been given every event up to this revision.
     synced_rev: i64,
+    /// The stream's metadata (its token): each watch created is authorized with it.
+    metadata: MetadataMap,
 }
 
 impl Drop for WatchStream {
@@ -208,11 +217,14 @@ impl WatchStream {
             s if s < 0 => 1,
             s => s,
         };
-        let created = Watcher::new(&c, start).and_then(|w| Ok((self.ids.assign(c.watch_id, &self.watchers)?, w)));
+        let created = self
+            .authorize_watch(&c)
+            .and_then(|()| Watcher::new(&c, start).map_err(str::to_string))
+            .and_then(|w| Ok((self.ids.assign(c.watch_id, &self.watchers).map_err(str::to_string)?, w)));
         let (id, watcher) = match created {
             Ok(created) => created,
             Err(reason) => {
-                let resp = WatchResponse { created: true, canceled: true, cancel_reason: reason.to_string(), ..self.reply(-1, current) };
+                let resp = WatchResponse { created: true, canceled: true, cancel_reason: reason, ..self.reply(-1, current) };
                 return self.send(resp).await;
             }
         };
@@ -221,6 +233,15 @@ impl WatchStream {
         }
         self.watchers.insert(id, watcher);
         self.catch_up(id, current).await
+    }
+
+    /// Read permission on the watched interval, or why not: the cancel reason, the
+    /// status as Go prints it, as etcd answers a watch it refuses (created and canceled
+    /// at once).
+    fn authorize_watch(&self, c: &WatchCreateRequest) -> Result<(), String> {
+        let Ok(range) = KeyRange::for_watch(&c.key, &c.range_end) else { return Ok(()) }; // Watcher::new refuses it.
+        let needs = [Need::Read(range.key(), range.range_end())];
+        self.api.authorize(&self.metadata, &needs).map_err(|s| format!("rpc error: code = {:?} desc = {}", s.code(), s.message()))
     }
 
     /// Replays history to watch `id` from its next revision up to `upto` inclusive.

@@ -22,6 +22,7 @@ use openraft::Membership;
 use raftgres_mvcc::Mvcc;
 use sha2::{Digest, Sha256};
 
+use crate::auth::AuthState;
 use crate::state_machine::{cluster_id_of, write_seed_snapshot, StateData, SNAPSHOT_DIR};
 use crate::types::{member_id, LogId, NodeId, PeerNode, StoredMembership, TypeConfig};
 
@@ -150,13 +151,20 @@ pub fn restore(mvcc: Mvcc, target: &RestoreTarget<'_>) -> Result<Restored, Backu
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => return Err(BackupError::DataDir { path: dir.to_path_buf(), source }),
     }
-    seed(mvcc, target.name, target.initial_cluster, &dir.join(SNAPSHOT_DIR))
+    seed(mvcc, AuthState::default(), target.name, target.initial_cluster, &dir.join(SNAPSHOT_DIR))
 }
 
 /// Writes into `snapshot_dir` the state machine snapshot of member `name` of a new
-/// cluster of `initial_cluster` (all voters) whose state is `mvcc`, at log position 0
-/// with a leader id every member derives alike (as after openraft's `initialize`).
-pub(crate) fn seed(mvcc: Mvcc, name: &str, initial_cluster: &[(String, String)], snapshot_dir: &Path) -> Result<Restored, BackupError> {
+/// cluster of `initial_cluster` (all voters) whose state is `mvcc` and `auth`, at log
+/// position 0 with a leader id every member derives alike (as after openraft's
+/// `initialize`).
+pub(crate) fn seed(
+    mvcc: Mvcc,
+    auth: AuthState,
+    name: &str,
+    initial_cluster: &[(String, String)],
+    snapshot_dir: &Path,
+) -> Result<Restored, BackupError> {
     let own_peer = initial_cluster
         .iter()
         .find(|(member, _)| member == name)
@@ -177,6 +185,7 @@ pub(crate) fn seed(mvcc: Mvcc, name: &str, initial_cluster: &[(String, String)],
         members: BTreeMap::new(),
         cluster_id,
         alarms: Default::default(),
+        auth,
     };
     let io = |source| BackupError::DataDir { path: snapshot_dir.to_path_buf(), source };
     std::fs::create_dir_all(snapshot_dir).map_err(io)?;

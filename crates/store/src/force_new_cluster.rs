@@ -80,7 +80,12 @@ pub fn rewrite(data_dir: &Path, name: &str, own_peer: &str) -> Result<Rewritten,
     } else {
         replay(&WalBackend::open(&raft_dir).map_err(log)?, &state_machine, &raft_dir)?
     };
-    let mvcc = state_machine.applied().read().mvcc.clone();
+    // The users and roles stay: auth enabled before stays enabled.
+    let applied = state_machine.applied();
+    let (mvcc, auth) = {
+        let data = applied.read();
+        (data.mvcc.clone(), data.auth.clone())
+    };
 
     // The new snapshot is complete on disk before the old state is moved away.
     let staged = data_dir.join("snapshot.force-new-cluster");
@@ -88,7 +93,7 @@ pub fn rewrite(data_dir: &Path, name: &str, own_peer: &str) -> Result<Rewritten,
         std::fs::remove_dir_all(&staged).map_err(io(&staged))?;
     }
     let members = [(name.to_string(), own_peer.to_string())];
-    let restored = seed(mvcc, name, &members, &staged)?;
+    let restored = seed(mvcc, auth, name, &members, &staged)?;
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let moved_to = data_dir.join(format!("{MOVED_PREFIX}{secs}"));
     std::fs::create_dir_all(&moved_to).map_err(io(&moved_to))?;

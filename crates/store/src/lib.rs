@@ -4,7 +4,8 @@
 //! log on its own write-ahead log ([`wal`]; sled for data dirs made before it,
 //! [`backend`]) behind [`log_store`] and its fsync thread `flusher`, the in-memory
 //! etcd-style state machine with file snapshots ([`state_machine`], written by
-//! `state_codec`), its alarms ([`alarms`]: the space quota's NOSPACE), auto-compaction
+//! `state_codec`), its alarms ([`alarms`]: the space quota's NOSPACE), etcd's users, roles and
+//! permissions ([`auth`]), auto-compaction
 //! (the pure policy [`retention`], run by the leader's `compactor`), the space quota
 //! ([`quota`]), backups and restores
 //! ([`backup`]), quorum-loss recovery ([`force_new_cluster`]), lease deadlines
@@ -18,6 +19,7 @@
 
 pub mod alarms;
 mod api_support;
+pub mod auth;
 pub mod backend;
 pub mod backup;
 mod batcher;

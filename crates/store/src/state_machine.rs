@@ -1,6 +1,7 @@
 //! The applied state of the store: openraft's `RaftStateMachine`.
 //!
-//! The state (the MVCC key space, leases, member attributes, alarms) lives in memory and is
+//! The state (the MVCC key space, leases, member attributes, alarms, users
+//! and roles) lives in memory and is
 //! rebuilt at start from the last snapshot plus the committed log, which openraft
 //! re-applies. Snapshots are one file, written to a temporary name, fsynced, then
 //! renamed, so a crash leaves either the old or the new snapshot, never half of one;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use crate::alarms::Alarms;
+use crate::auth::AuthState;
 use crate::error::io_err;
 use crate::lease_clock::LeaseClock;
 use crate::state_codec;
@@ -53,6 +55,9 @@ pub struct StateData {
     /// Written after the fields above by `state_codec`, so older snapshots still load.
     #[serde(skip)]
     pub alarms: Alarms,
+    /// Users, roles and permissions (`auth`), after the alarms in the same way.
+    #[serde(skip)]
+    pub auth: AuthState,
 }
 
 /// The events of one revision, as watchers receive them.
@@ -168,6 +173,7 @@ impl StateMachine {
                 Response::Done
             }
             Request::Alarm(req) => Response::Alarms(self.applied.write().alarms.apply(&req)),
+            Request::Auth(change) => Response::Auth(self.applied.write().auth.apply(&change)),
             Request::Kv(command) => {
                 let mut data = self.applied.write();
                 // etcd's capped applier: under NOSPACE, writes that add data are refused.

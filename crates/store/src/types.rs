@@ -10,6 +10,8 @@ use raftgres_mvcc::{Command, CommandResponse, MvccError};
 use raftgres_proto::etcdserverpb::{AlarmMember, AlarmRequest};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AuthChange, AuthError};
+
 /// A member's Raft identity: a 64-bit id, as etcd's member ids.
 pub type NodeId = u64;
 
@@ -40,6 +42,9 @@ pub enum Request {
     /// Raises or clears an alarm (`alarms`). Added last: bincode numbers variants by
     /// position, so older log entries keep their meaning.
     Alarm(AlarmRequest),
+    /// Changes users, roles, permissions or the enabled flag (`auth`). After `Alarm`
+    /// for the same reason.
+    Auth(AuthChange),
 }
 
 /// The result of applying one [`Request`].
@@ -51,6 +56,8 @@ pub enum Response {
     Batch(Vec<Response>),
     /// The alarms a [`Request::Alarm`] changed.
     Alarms(Vec<AlarmMember>),
+    /// The auth revision after a [`Request::Auth`], or etcd's refusal.
+    Auth(Result<u64, AuthError>),
 }
 
 impl std::fmt::Display for Request {
@@ -60,6 +67,7 @@ impl std::fmt::Display for Request {
             Request::PublishMember { id, name, client_addr } => write!(f, "publish {name} ({id:x}) at {client_addr}"),
             Request::Batch(requests) => write!(f, "batch of {}", requests.len()),
             Request::Alarm(req) => write!(f, "alarm {:?} {:?} of {:x}", req.action(), req.alarm(), req.member_id),
+            Request::Auth(change) => write!(f, "auth {change}"),
         }
     }
 }

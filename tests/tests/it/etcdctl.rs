@@ -9,7 +9,7 @@ use raftgres_tests::{eventually, Cluster};
 
 use crate::wait_leader;
 
-fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+pub(crate) fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let mut cmd = Command::new("etcdctl");
     cmd.env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoints}")).args(args);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -24,7 +24,7 @@ fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> (bool, String
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-fn ok(endpoints: &str, args: &[&str]) -> String {
+pub(crate) fn ok(endpoints: &str, args: &[&str]) -> String {
     let (success, out, err) = etcdctl(endpoints, args, None);
     assert!(success, "etcdctl {args:?} failed: {err}");
     out

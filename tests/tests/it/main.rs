@@ -1,5 +1,6 @@
 //! Integration tests with real `raftgres` processes, one module per topic.
 
+mod auth;
 mod backup;
 mod bad_input;
 mod chaos;

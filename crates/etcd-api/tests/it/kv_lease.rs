@@ -7,9 +7,9 @@ use raftgres_proto::etcdserverpb::compare::{CompareResult, CompareTarget, Target
 use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use raftgres_proto::etcdserverpb::request_op::Request as Op;
 use raftgres_proto::etcdserverpb::{
-    AuthStatusRequest, AuthUserListRequest, Compare, HashKvRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest,
-    LeaseRevokeRequest, LeaseTimeToLiveRequest, MemberAddRequest, MemberListRequest, MoveLeaderRequest, PutRequest, RangeRequest,
-    RequestOp, StatusRequest, TxnRequest,
+    AuthEnableRequest, AuthStatusRequest, AuthUserListRequest, Compare, HashKvRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
+    LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, MemberAddRequest, MemberListRequest, MoveLeaderRequest, PutRequest,
+    RangeRequest, RequestOp, StatusRequest, TxnRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
@@ -117,6 +117,8 @@ async fn cluster_maintenance_and_auth() {
 
     let mut auth = AuthClient::new(node.channel.clone());
     assert!(!within(auth.auth_status(AuthStatusRequest {})).await.expect("status").into_inner().enabled);
-    let users = within(auth.user_list(AuthUserListRequest {})).await.expect_err("unsupported");
-    assert_eq!((users.code(), users.message()), (Code::Unimplemented, "raftgres: etcd authentication is not supported yet"));
+    let users = within(auth.user_list(AuthUserListRequest {})).await.expect("list").into_inner();
+    assert!(users.users.is_empty());
+    let refused = within(auth.auth_enable(AuthEnableRequest {})).await.expect_err("no root user");
+    assert_eq!((refused.code(), refused.message()), (Code::FailedPrecondition, "etcdserver: root user does not exist"));
 }

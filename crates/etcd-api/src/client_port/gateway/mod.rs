@@ -41,7 +41,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(api: &EtcdApi) -> Self {
-        Self { channel: api.in_process_channel(), max_body: api.limits().max_decoding_bytes().saturating_mul(2) }
+        Self { channel: api.untrusted_in_process_channel(), max_body: api.limits().max_decoding_bytes().saturating_mul(2) }
     }
 
     /// Answers `request`, whose path [`method_of`] accepted as `method`.
