@@ -40,7 +40,10 @@ pub struct Control {
     pub store_metrics: Option<std::sync::Arc<dyn crate::store_stats::StoreStats>>,
 }
 
+/// The body of `POST /switchover` and `/failover`; any other field is refused by name
+/// (nothing a Patroni script sends is silently ignored).
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SwitchoverBody {
     leader: Option<String>,
     candidate: Option<String>,
@@ -53,7 +56,11 @@ struct FailsafeBody {
     ttl: Option<u64>,
 }
 
+/// The body of `POST /restart`. Patroni's `role`, `postgres_version` and `timeout` are
+/// refused by name (`raftctl restart --role/--pg-version/--timeout` apply them on the
+/// client side) rather than accepted and ignored.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RestartBody {
     schedule: Option<String>,
     #[serde(default)]
@@ -226,7 +233,29 @@ fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Res
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| text(StatusCode::BAD_REQUEST, &format!("malformed JSON body: {e}\n")))
+    serde_json::from_slice(body).map_err(|e| text(StatusCode::BAD_REQUEST, &format!("request body refused: {e}\n")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patroni_fields_this_agent_does_not_apply_are_refused_by_name() {
+        for (body, field) in
+            [(r#"{"timeout": 30}"#, "timeout"), (r#"{"postgres_version": "15.2"}"#, "postgres_version"), (r#"{"role": "replica"}"#, "role")]
+        {
+            let e = serde_json::from_str::<RestartBody>(body).expect_err(body).to_string();
+            assert!(e.contains(&format!("unknown field `{field}`")), "{e}");
+        }
+        let e = serde_json::from_str::<SwitchoverBody>(r#"{"leader": "a", "candidat": "b"}"#).expect_err("typo").to_string();
+        assert!(e.contains("unknown field `candidat`"), "{e}");
+        let ok: RestartBody =
+            serde_json::from_str(r#"{"restart_pending": true, "schedule": "2026-12-06T10:00+02:00"}"#).expect("known fields");
+        assert!(ok.restart_pending && ok.schedule.is_some());
+        let ok: SwitchoverBody = serde_json::from_str(r#"{"leader": "a", "candidate": "b", "scheduled_at": null}"#).expect("known fields");
+        assert_eq!(ok.candidate.as_deref(), Some("b"));
+    }
 }
 
 fn ops_error(e: OpsError) -> Response {
