@@ -236,6 +236,22 @@ fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Res
     serde_json::from_slice(body).map_err(|e| text(StatusCode::BAD_REQUEST, &format!("request body refused: {e}\n")))
 }
 
+fn ops_error(e: OpsError) -> Response {
+    let status = match e {
+        OpsError::Refused(_) => StatusCode::PRECONDITION_FAILED,
+        OpsError::Conflict(_) => StatusCode::CONFLICT,
+        OpsError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    text(status, &format!("{e}\n"))
+}
+
+/// 401 with the challenge browsers and curl understand.
+pub fn unauthorized() -> Response {
+    let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"raftgres\""));
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,20 +272,4 @@ mod tests {
         let ok: SwitchoverBody = serde_json::from_str(r#"{"leader": "a", "candidate": "b", "scheduled_at": null}"#).expect("known fields");
         assert_eq!(ok.candidate.as_deref(), Some("b"));
     }
-}
-
-fn ops_error(e: OpsError) -> Response {
-    let status = match e {
-        OpsError::Refused(_) => StatusCode::PRECONDITION_FAILED,
-        OpsError::Conflict(_) => StatusCode::CONFLICT,
-        OpsError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    text(status, &format!("{e}\n"))
-}
-
-/// 401 with the challenge browsers and curl understand.
-pub fn unauthorized() -> Response {
-    let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
-    r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"raftgres\""));
-    r
 }
