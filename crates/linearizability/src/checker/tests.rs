@@ -254,3 +254,55 @@ fn many_indeterminate_writes_still_check_quickly() {
     let summary = checks_quickly(9, 5);
     assert!(summary.indeterminate >= 50, "{summary:?}");
 }
+
+fn delete(key: &str) -> Input {
+    Input::Delete { key: key.into() }
+}
+
+/// Thirty writes time out during a fault and nobody ever reads their values: the whole
+/// history has 2^30 subsets of them to try; without them it is a handful of reads.
+#[test]
+fn writes_that_timed_out_unseen_are_left_out_of_the_search() {
+    let mut ops = vec![op(0, put("a", "v0"), 0, 1, ok(Output::Done))];
+    for c in 1..=30 {
+        ops.push(op(c, put("a", &format!("lost-{c}")), 2 + c as u64, 0, unknown()));
+    }
+    for i in 0..200 {
+        ops.push(op(31, get("a"), 40 + 2 * i, 41 + 2 * i, read(Some("v0"))));
+    }
+    let tight = Limits { max_steps: 100_000 };
+    assert!(
+        matches!(check_without(&ops, &HashSet::new(), tight), Err(CheckError::Inconclusive(_))),
+        "the whole history is beyond this budget"
+    );
+    let summary = check(&ops, tight).expect("linearizable with the unseen writes never taking effect");
+    assert_eq!((summary.unobserved, summary.indeterminate), (30, 0));
+}
+
+/// A delete that found the key needs a timed-out put's effect although no read saw its
+/// value: the check without it fails, the whole history passes.
+#[test]
+fn an_unseen_write_whose_effect_was_needed_is_searched_with_the_rest() {
+    let ops = [
+        op(1, put("a", "1"), 0, 1, ok(Output::Done)),
+        op(1, delete("a"), 2, 3, ok(Output::Deleted(true))),
+        op(2, put("a", "2"), 4, 0, unknown()),
+        op(1, delete("a"), 5, 6, ok(Output::Deleted(true))),
+    ];
+    assert_eq!(unobserved_writes(&ops), HashSet::from([2]));
+    assert!(matches!(check_without(&ops, &unobserved_writes(&ops), Limits::default()), Err(CheckError::Violation(_))));
+    let summary = accepted(&ops);
+    assert_eq!((summary.unobserved, summary.indeterminate), (0, 1));
+}
+
+/// A timed-out write is kept when a get read its value or a CAS expected it.
+#[test]
+fn writes_someone_saw_are_kept() {
+    let ops = [
+        op(1, put("a", "read"), 0, 0, unknown()),
+        op(2, put("a", "expected"), 0, 0, unknown()),
+        op(3, cas("a", Some("expected"), "x"), 1, 0, unknown()),
+        op(4, get("a"), 2, 3, read(Some("read"))),
+    ];
+    assert_eq!(unobserved_writes(&ops), HashSet::from([2]), "only the CAS's own value x went unseen");
+}

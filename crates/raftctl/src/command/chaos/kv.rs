@@ -109,8 +109,12 @@ fn verdict(ops: &[Operation], clients: usize, logs: &Path) -> Option<String> {
             println!("{what}: none answered");
             return Some("no KV operation was answered".into());
         }
-        Ok(_) => {
-            println!("{what}: linearizable (checked in {took:.2} s)");
+        Ok(summary) => {
+            let unseen = match summary.unobserved {
+                0 => String::new(),
+                n => format!("; {n} timed-out writes nobody saw taken as never applied"),
+            };
+            println!("{what}: linearizable (checked in {took:.2} s{unseen})");
             return None;
         }
         Err(e @ CheckError::Violation(_)) => (e, "the KV history is not linearizable"),
