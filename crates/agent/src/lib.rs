@@ -13,6 +13,7 @@
 //! Must not touch: Raft or the store's internals — everything goes through etcd v3
 //! requests on a gRPC channel, so the agent would work against any etcd v3 endpoint.
 
+pub mod bootstrap_method;
 pub mod cluster;
 pub mod config;
 pub mod config_keys;
@@ -24,6 +25,7 @@ pub mod invalid;
 pub mod ops;
 pub(crate) mod postgres;
 pub mod reload;
+pub mod replica_methods;
 pub(crate) mod rest;
 pub mod schedule;
 mod start;
