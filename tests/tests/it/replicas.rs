@@ -111,10 +111,11 @@ fn wait_streaming_with(lab: &Lab, i: usize, rows: usize) -> anyhow::Result<()> {
 
 #[test]
 fn a_replica_is_restored_from_a_backup_repository_then_streams_and_a_failing_method_falls_back_to_basebackup() -> anyhow::Result<()> {
-    let lab = Lab::up(2)?;
+    // Three nodes: the store keeps its quorum while the replica's node is stopped.
+    let lab = Lab::up(3)?;
     with_logs(&lab, || {
         let primary = lab.primary()?;
-        let replica = 1 - primary;
+        let replica = (primary + 1) % 3;
         lab.psql(primary, "create table t(v text); insert into t values ('in the backup')")?;
         let doc = read_node_file(&lab, replica)?;
         let (scope, data_dir) = (text_of(&doc, "/scope")?, text_of(&doc, "/postgresql/data_dir")?);
