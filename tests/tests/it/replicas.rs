@@ -233,7 +233,8 @@ fn a_cluster_is_bootstrapped_from_another_postgresqls_backup_and_wal_archive() -
             .arg(repo.join("backup")))?;
         run(as_lab_user("mv")?.arg(repo.join("backup/base.tar")).arg(repo.join("base.tar")))?;
         // Rows only the WAL archive holds: the restore must replay it.
-        let archived = source.psql("insert into t values ('only in the archive'); select pg_walfile_name(pg_switch_wal())")?;
+        source.psql("insert into t values ('only in the archive')")?;
+        let archived = source.psql("select pg_walfile_name(pg_switch_wal())")?;
         wait_for(Duration::from_secs(30), "the source archiving its WAL", || {
             anyhow::ensure!(archive.join(&archived).exists(), "{archived} not archived yet");
             Ok(())
