@@ -37,8 +37,8 @@ impl Agent {
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!("replica method {name} failed: {e}");
-                    failures.push(format!("{name}: {e}"));
+                    tracing::warn!("{e}");
+                    failures.push(e.to_string());
                 }
             }
         }
@@ -70,7 +70,8 @@ impl Agent {
     async fn run_attempt(&self, attempt: Attempt, from: Option<&CloneFrom>) -> Result<(), PgError> {
         match attempt {
             Attempt::Basebackup(extra) => {
-                let from = from.ok_or_else(|| PgError::Io("pg_basebackup needs a running primary".into()))?;
+                let missing = || PgError::Program { program: "pg_basebackup".into(), detail: "it needs a running primary".into() };
+                let from = from.ok_or_else(missing)?;
                 self.pg.remove_data_dir()?;
                 self.pg.basebackup(&from.host, from.port, &extra).await
             }
@@ -82,9 +83,13 @@ impl Agent {
                 let source = from.map(|f| CloneSource { host: f.host.clone(), port: f.port, user });
                 let data_dir = self.pg.data_dir().to_string_lossy().to_string();
                 let args = method.arguments(&self.config.scope, &data_dir, source.as_ref());
-                self.pg.run_script(&format!("replica method {name}"), &method.command, &args, &[], COPY_TIMEOUT).await?;
+                let what = format!("replica method {name}");
+                self.pg.run_script(&what, &method.command, &args, &[], COPY_TIMEOUT).await?;
                 if !self.pg.data_dir_valid() {
-                    return Err(PgError::Io(format!("it exited 0 but left no PostgreSQL cluster in {data_dir}")));
+                    return Err(PgError::Program {
+                        program: what,
+                        detail: format!("it exited 0 but left no PostgreSQL cluster in {data_dir}"),
+                    });
                 }
                 Ok(())
             }

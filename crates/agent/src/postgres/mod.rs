@@ -154,7 +154,8 @@ impl Postgres {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let stdout = String::from_utf8_lossy(&out.stdout);
             let detail = format!("{} {}", stderr.trim(), stdout.trim()).trim().to_string();
-            Err(PgError::Program { program, detail: format!("{} ({})", detail, out.status) })
+            let detail = if detail.is_empty() { out.status.to_string() } else { format!("{detail} ({})", out.status) };
+            Err(PgError::Program { program, detail })
         }
     }
 
