@@ -47,7 +47,7 @@ const fn applied(name: &'static str) -> Key {
 }
 
 const EMBEDDED: &str = "the store is embedded (every raftgres node serves etcd v3 itself); this external DCS section is not used";
-const NO_SCRIPTS: &str = "raftgres runs no user scripts; follow `raftctl events` or poll the REST API instead";
+const NO_SCRIPTS: &str = "callbacks are not run; follow `raftctl events` or poll the REST API instead";
 const NODE_FILE_ONLY: &str = "set it in each node's file under postgresql (it is not a cluster-wide setting here)";
 const NO_SLOTS: &str = "permanent replication slots are not supported (the agents manage one slot per member)";
 

@@ -218,6 +218,43 @@ impl Drop for Source {
     }
 }
 
+/// Stops the one-node lab, gives it `bootstrap`, removes the store's and PostgreSQL's
+/// data (a new cluster), starts it; returns its node file.
+fn bootstrap_again(lab: &Lab, bootstrap: Value) -> anyhow::Result<Value> {
+    lab.stop(0)?;
+    edit_node_file(lab, 0, |doc| doc["bootstrap"] = bootstrap)?;
+    let doc = read_node_file(lab, 0)?;
+    for key in ["/data-dir", "/postgresql/data_dir"] {
+        let path = text_of(&doc, key)?;
+        std::fs::remove_dir_all(&path).with_context(|| format!("removing {path}"))?;
+    }
+    lab.start(0)?;
+    Ok(doc)
+}
+
+#[test]
+fn a_failing_post_bootstrap_aborts_the_bootstrap() -> anyhow::Result<()> {
+    let lab = Lab::up(1)?;
+    with_logs(&lab, || {
+        bootstrap_again(&lab, json!({"post_bootstrap": "echo no users today >&2; exit 4"}))?;
+        // The node's log since this start (the lab's first start initialized a cluster).
+        let this_run = || lab.log(0).rsplit_once("==== raftctl lab: starting").map(|(_, run)| run.to_string()).unwrap_or_default();
+        wait_for(HEAL, "two failed bootstraps", || {
+            let failures = this_run().matches("initialization failed: post_bootstrap failed: no users today (exit status: 4)").count();
+            anyhow::ensure!(failures >= 2, "{failures} failures so far");
+            Ok(())
+        })?;
+        let log = this_run();
+        assert!(log.contains("running post_bootstrap: echo no users today >&2; exit 4 postgres://postgres@127.0.0.1:"), "{log}");
+        assert!(!log.contains("initialized a new cluster"), "never declared initialized");
+        // Between attempts the half-made cluster is removed, not adopted.
+        assert!(!log.contains("adopting the existing data directory"), "the half-made cluster was adopted");
+        let list = lab.ctl(&["list"])?;
+        assert!(!list.contains("| Leader"), "no leader: {list}");
+        Ok(())
+    })
+}
+
 #[test]
 fn a_cluster_is_bootstrapped_from_another_postgresqls_backup_and_wal_archive() -> anyhow::Result<()> {
     let lab = Lab::up(1)?;
@@ -244,9 +281,9 @@ fn a_cluster_is_bootstrapped_from_another_postgresqls_backup_and_wal_archive() -
         let dir = lab.dir.path().join(lab.name(0));
         let restore = script(&dir, "restore.sh", RESTORE)?;
         let post = script(&dir, "post.sh", "/usr/bin/psql -X -v ON_ERROR_STOP=1 \"$1\" -c 'create table post_bootstrap_ran(url text)' -c \"insert into post_bootstrap_ran values ('$1')\"\n")?;
-        lab.stop(0)?;
-        edit_node_file(&lab, 0, |doc| {
-            doc["bootstrap"] = json!({
+        let doc = bootstrap_again(
+            &lab,
+            json!({
                 "method": "from_backup",
                 "from_backup": {
                     "command": restore.to_string_lossy(),
@@ -254,15 +291,8 @@ fn a_cluster_is_bootstrapped_from_another_postgresqls_backup_and_wal_archive() -
                     "recovery_conf": {"restore_command": format!("cp {}/%f %p", archive.display()), "recovery_target_action": "promote"},
                 },
                 "post_bootstrap": post.to_string_lossy(),
-            });
-        })?;
-        // A new cluster: the store's data and PostgreSQL's both go.
-        let doc = read_node_file(&lab, 0)?;
-        for key in ["/data-dir", "/postgresql/data_dir"] {
-            let path = text_of(&doc, key)?;
-            std::fs::remove_dir_all(&path).with_context(|| format!("removing {path}"))?;
-        }
-        lab.start(0)?;
+            }),
+        )?;
         wait_for(HEAL, "the restored cluster's primary", || {
             anyhow::ensure!(lab.psql(0, "select pg_is_in_recovery()")? == "f", "still recovering");
             Ok(())
