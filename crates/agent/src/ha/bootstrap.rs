@@ -1,5 +1,7 @@
-//! Creating the cluster and joining it: the race for `/initialize`, initdb on the
-//! winner, and pg_basebackup on the others.
+//! Creating the cluster: the race for `/initialize`, then on the winner initdb or the
+//! custom bootstrap method (a restore, its recovery, the promotion), `post_bootstrap`
+//! and the replication user; or the adoption of a data dir already here. The other
+//! members make their replicas in `clone`.
 
 use std::time::{Duration, Instant};
 
