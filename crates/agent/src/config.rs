@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bootstrap_method::BootstrapPlan;
 pub use crate::invalid::Invalid;
+use crate::replica_methods::CreateReplica;
 use crate::timing::Timing;
 use crate::tls::{RestTls, RestTlsError, RestTlsFiles, VerifyClient};
 
@@ -30,6 +32,10 @@ pub struct AgentConfig {
     pub watchdog: WatchdogConfig,
     /// HTTPS of the REST API (`restapi.certfile`, ...), loaded and checked.
     pub rest_tls: Option<RestTls>,
+    /// How an empty data dir becomes a replica (`postgresql.create_replica_methods`).
+    pub create_replica: CreateReplica,
+    /// How the first member creates the cluster (`bootstrap.method`, `post_bootstrap`).
+    pub bootstrap: BootstrapPlan,
 }
 
 impl AgentConfig {
@@ -84,11 +90,17 @@ pub struct RawAgentConfig {
     pub watchdog: Option<WatchdogConfig>,
 }
 
+/// `bootstrap:` (its unknown keys are checked by [`BootstrapPlan::read`]: only the
+/// custom method's section may be there).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Bootstrap {
     #[serde(default)]
     pub dcs: DynamicConfig,
+    pub method: Option<String>,
+    pub post_bootstrap: Option<String>,
+    pub post_init: Option<String>,
+    #[serde(flatten)]
+    pub sections: BTreeMap<String, serde_json::Value>,
 }
 
 /// `restapi:`
@@ -155,9 +167,9 @@ pub struct PgAuthentication {
     pub replication: Credentials,
 }
 
-/// `postgresql:`
+/// `postgresql:` (its unknown keys are checked by [`CreateReplica::read`]: only replica
+/// methods' sections may be there).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     /// host:port PostgreSQL listens on (`listen_addresses` and `port`).
     pub listen: String,
@@ -181,6 +193,13 @@ pub struct PostgresConfig {
     pub remove_data_directory_on_rewind_failure: bool,
     #[serde(default = "yes")]
     pub use_slots: bool,
+    #[serde(default)]
+    pub create_replica_methods: Vec<String>,
+    /// pg_basebackup options (a list or a mapping).
+    pub basebackup: Option<serde_json::Value>,
+    /// The replica methods' sections, by name.
+    #[serde(flatten)]
+    pub method_sections: BTreeMap<String, serde_json::Value>,
 }
 
 impl PostgresConfig {
@@ -485,7 +504,11 @@ impl RawAgentConfig {
                 return Err(Invalid(format!("postgresql.authentication.{what} needs a username and a password")));
             }
         }
-        let bootstrap_dcs = self.bootstrap.unwrap_or_default().dcs;
+        let create_replica =
+            CreateReplica::read(&postgresql.create_replica_methods, postgresql.basebackup.as_ref(), postgresql.method_sections.clone())?;
+        let bootstrap = self.bootstrap.unwrap_or_default();
+        let plan = BootstrapPlan::read(bootstrap.method.as_deref(), bootstrap.post_bootstrap, bootstrap.post_init, bootstrap.sections)?;
+        let bootstrap_dcs = bootstrap.dcs;
         bootstrap_dcs.check_timing().map_err(|e| Invalid(format!("bootstrap.dcs: {e}")))?;
         bootstrap_dcs.liveness.check().map_err(|e| Invalid(format!("bootstrap.dcs: {e}")))?;
         let watchdog = self.watchdog.unwrap_or_default();
@@ -508,6 +531,8 @@ impl RawAgentConfig {
             tags: self.tags,
             watchdog,
             rest_tls,
+            create_replica,
+            bootstrap: plan,
         }))
     }
 }

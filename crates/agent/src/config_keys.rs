@@ -18,6 +18,10 @@ pub enum Verdict {
     Section(&'static [Key]),
     /// Applied as a value (its type is checked when it is read).
     Applied,
+    /// Applied as a value that names (a string, or a list of strings) further sections
+    /// of the same mapping, which are applied too (their reader checks them): a custom
+    /// replica method's or bootstrap method's section.
+    Names,
     /// PostgreSQL parameters set in this scope: each applied unless `params::verdict`
     /// warns about it or refuses it (the ones the agent owns, the cluster-wide ones).
     Parameters(Scope),
@@ -43,7 +47,7 @@ const fn applied(name: &'static str) -> Key {
 }
 
 const EMBEDDED: &str = "the store is embedded (every raftgres node serves etcd v3 itself); this external DCS section is not used";
-const NO_SCRIPTS: &str = "raftgres runs no user scripts; follow `raftctl events` or poll the REST API instead";
+const NO_SCRIPTS: &str = "callbacks are not run; follow `raftctl events` or poll the REST API instead";
 const NODE_FILE_ONLY: &str = "set it in each node's file under postgresql (it is not a cluster-wide setting here)";
 const NO_SLOTS: &str = "permanent replication slots are not supported (the agents manage one slot per member)";
 
@@ -120,8 +124,8 @@ const POSTGRESQL: &[Key] = &[
     applied("use_slots"),
     key("callbacks", Verdict::Refused(NO_SCRIPTS)),
     key("recovery_conf", Verdict::Refused("recovery settings are the agent's own (it writes primary_conninfo and the slot)")),
-    key("create_replica_methods", Verdict::Refused("replicas are cloned with pg_basebackup only")),
-    key("basebackup", Verdict::Warned("replicas are cloned with the agent's own pg_basebackup options; these are not used")),
+    key("create_replica_methods", Verdict::Names),
+    applied("basebackup"),
     key("pg_ident", Verdict::Refused("pg_ident.conf is not managed; remove it")),
     key("config_dir", Verdict::Refused("the configuration lives in data_dir")),
     key("custom_conf", Verdict::Refused("the agent writes postgresql.conf; put settings under parameters")),
@@ -154,9 +158,9 @@ const RESTAPI: &[Key] = &[
 const BOOTSTRAP: &[Key] = &[
     key("dcs", Verdict::Section(DYNAMIC)),
     key("initdb", Verdict::Warned("initdb runs with the agent's options (data checksums on); these are not used")),
-    key("method", Verdict::Refused("custom bootstrap methods are not supported")),
-    key("post_bootstrap", Verdict::Refused(NO_SCRIPTS)),
-    key("post_init", Verdict::Refused(NO_SCRIPTS)),
+    key("method", Verdict::Names),
+    applied("post_bootstrap"),
+    applied("post_init"),
     key("users", Verdict::Refused("users are not created at bootstrap; create them with SQL")),
     key("pg_hba", Verdict::Refused("put pg_hba lines in postgresql.pg_hba")),
 ];
@@ -233,13 +237,23 @@ fn walk(doc: &Map<String, Value>, table: &[Key], prefix: &str, out: &mut Vec<(St
                 }
                 continue;
             }
-            Some(Verdict::Applied) => Outcome::Applied,
+            Some(Verdict::Applied | Verdict::Names) => Outcome::Applied,
+            None if named_by_sibling(doc, table, name) => Outcome::Applied,
             Some(Verdict::Warned(why)) => Outcome::Warned(format!("{path}: {why}")),
             Some(Verdict::Refused(why)) => Outcome::Refused(format!("{path} is refused: {why}")),
             None => Outcome::Refused(unknown(&path, name, table)),
         };
         out.push((path, outcome));
     }
+}
+
+/// `name` is one of the sections a [`Verdict::Names`] key of the same mapping names.
+fn named_by_sibling(doc: &Map<String, Value>, table: &[Key], name: &str) -> bool {
+    table.iter().filter(|k| matches!(k.verdict, Verdict::Names)).filter_map(|k| doc.get(k.name)).any(|names| match names {
+        Value::String(s) => s == name,
+        Value::Array(items) => items.iter().any(|i| i.as_str() == Some(name)),
+        _ => false,
+    })
 }
 
 fn unknown(path: &str, name: &str, table: &[Key]) -> String {

@@ -1,7 +1,8 @@
 //! The PostgreSQL supervisor of a raftgres node ("the agent"): what Patroni does, with
 //! the node's own Raft store as its DCS, reached through the etcd v3 API in-process.
 //!
-//! Owns: the agent's configuration ([`config`], every key's fate in [`config_keys`], a re-read of
+//! Owns: the agent's configuration ([`config`], every key's fate in [`config_keys`], how replicas
+//! and the cluster are made from backups in [`replica_methods`] and [`bootstrap_method`], a re-read of
 //! the node's file in [`reload`]) and timing rule ([`timing`]), the
 //! Patroni-shaped keys and values ([`cluster`]) read and written through the etcd API
 //! ([`dcs`]), the HA loop ([`ha`]: facts gathered, one pure `decide`, its action carried
@@ -13,6 +14,7 @@
 //! Must not touch: Raft or the store's internals — everything goes through etcd v3
 //! requests on a gRPC channel, so the agent would work against any etcd v3 endpoint.
 
+pub mod bootstrap_method;
 pub mod cluster;
 pub mod config;
 pub mod config_keys;
@@ -24,6 +26,7 @@ pub mod invalid;
 pub mod ops;
 pub(crate) mod postgres;
 pub mod reload;
+pub mod replica_methods;
 pub(crate) mod rest;
 pub mod schedule;
 mod start;

@@ -83,6 +83,8 @@ pub fn merge(running: &AgentConfig, new: AgentConfig) -> Merged {
             np.remove_data_directory_on_rewind_failure != rp.remove_data_directory_on_rewind_failure,
         ),
         ("postgresql.parameters.unix_socket_directories (the agent connects through it)", sockets_changed),
+        ("postgresql.create_replica_methods (with basebackup and the methods' sections)", n.create_replica != r.create_replica),
+        ("bootstrap.method (with its section) or post_bootstrap", n.bootstrap != r.bootstrap),
         ("watchdog", n.watchdog != r.watchdog),
     ];
     let mut need_restart: Vec<String> = restart_only

@@ -47,6 +47,7 @@ pub enum PgState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     InitializingNewCluster,
+    RunningCustomBootstrap,
     CreatingReplica,
     Rewinding,
 }
@@ -60,6 +61,7 @@ impl PgState {
             PgState::Crashed => "crashed",
             PgState::Hung => "hung",
             PgState::InStep(Step::InitializingNewCluster) => "initializing new cluster",
+            PgState::InStep(Step::RunningCustomBootstrap) => "running custom bootstrap script",
             PgState::InStep(Step::CreatingReplica) => "creating replica",
             PgState::InStep(Step::Rewinding) => "rewinding",
         }

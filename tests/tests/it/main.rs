@@ -26,6 +26,7 @@ mod patroni;
 mod patronictl;
 mod recovery;
 mod reload;
+mod replicas;
 mod store;
 mod sync;
 mod tls;

@@ -170,7 +170,7 @@ fn patroni_example_runs_after_its_warnings() {
 #[test]
 fn production_file_says_what_it_refuses_and_warns_about() {
     let (applied_keys, warned, refused) = sorted(PRODUCTION);
-    assert_eq!(warned, set(&["log", "etcd", "ctl", "postgresql.basebackup", "watchdog.safety_margin"]));
+    assert_eq!(warned, set(&["log", "etcd", "ctl", "watchdog.safety_margin"]));
     assert_eq!(
         refused,
         set(&[
@@ -180,16 +180,21 @@ fn production_file_says_what_it_refuses_and_warns_about() {
             "bootstrap.dcs.slots",
             "bootstrap.dcs.postgresql.use_slots",
             "bootstrap.dcs.postgresql.pg_hba",
-            "bootstrap.post_bootstrap",
             "postgresql.authentication.replication.sslmode",
             "postgresql.callbacks",
-            "postgresql.create_replica_methods",
             "postgresql.recovery_conf",
         ])
     );
-    for path in
-        ["restapi.certfile", "restapi.authentication.password", "bootstrap.dcs.synchronous_mode", "watchdog.mode", "tags.nofailover"]
-    {
+    for path in [
+        "restapi.certfile",
+        "restapi.authentication.password",
+        "bootstrap.dcs.synchronous_mode",
+        "bootstrap.post_bootstrap",
+        "postgresql.create_replica_methods",
+        "postgresql.basebackup",
+        "watchdog.mode",
+        "tags.nofailover",
+    ] {
         assert!(applied_keys.contains(path), "{path} not applied: {applied_keys:?}");
     }
     let e = check_node_file(&mut doc(PRODUCTION), &["name"]).expect_err("refused").0;
@@ -246,4 +251,21 @@ fn edit_distance_counts_edits() {
     assert_eq!(edit_distance("ttl", "ttl"), 0);
     assert_eq!(edit_distance("", "abc"), 3);
     assert_eq!(edit_distance("kitten", "sitting"), 3);
+}
+
+#[test]
+fn method_sections_are_applied_when_a_method_names_them() {
+    let yaml = "scope: x\npostgresql:\n  create_replica_methods: [repo, basebackup]\n  repo: {command: /bin/restore, no_leader: true}\n  \
+                basebackup: [verbose]\nbootstrap:\n  method: pitr\n  pitr: {command: /bin/restore}\n  post_init: /bin/post\n";
+    let (applied_keys, warned, refused) = sorted(yaml);
+    assert!(warned.is_empty() && refused.is_empty(), "{warned:?} {refused:?}");
+    for path in ["postgresql.repo", "postgresql.basebackup", "bootstrap.pitr", "bootstrap.method", "bootstrap.post_init"] {
+        assert!(applied_keys.contains(path), "{path} not applied: {applied_keys:?}");
+    }
+    let mut d = doc("scope: x\npostgresql: {create_replica_methods: [repo], rpeo: {command: x}}\n");
+    let e = check_node_file(&mut d, &[]).expect_err("a section no method names").0;
+    assert_eq!(e, "postgresql.rpeo is not a known setting");
+    let mut d = doc("scope: x\nbootstrap: {method: pitr, pirt: {command: x}}\n");
+    let e = check_node_file(&mut d, &[]).expect_err("a section the method does not name").0;
+    assert_eq!(e, "bootstrap.pirt is not a known setting");
 }

@@ -27,8 +27,10 @@ pub enum Action {
     Bootstrap { adopt: bool },
     /// Write the system identifier the bootstrap could not record in `/initialize`.
     RecordSystemIdentifier { sysid: String },
-    /// The data dir is empty: pg_basebackup from `source`, then stream from `upstream`.
-    Clone { source: String, host: String, port: u16, upstream: (String, u16) },
+    /// The data dir is empty: fill it with the replica methods (`create_replica_methods`)
+    /// from `from`, then stream; with no `from` (no primary runs) only the methods that
+    /// work without one, then start read-only.
+    Clone { from: Option<CloneFrom> },
     /// The cluster is paused: the fencer is disarmed and PostgreSQL left alone.
     Paused { me: String, state: String },
     /// Paused, with PostgreSQL running as primary and the leader key free or left by an
@@ -102,6 +104,16 @@ pub enum RecloneCause {
 }
 
 /// Starting a replica.
+/// Where a clone comes from: the member `source` at `host:port` (the primary, or a
+/// replica tagged `clonefrom`); the replica then streams from `upstream` (the primary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloneFrom {
+    pub source: String,
+    pub host: String,
+    pub port: u16,
+    pub upstream: (String, u16),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartReplica {
     pub source: String,
@@ -135,7 +147,8 @@ impl fmt::Display for Action {
             Action::Bootstrap { adopt: false } => f.write_str("racing to initialize a new cluster"),
             Action::Bootstrap { adopt: true } => f.write_str("racing to initialize the cluster with my data directory"),
             Action::RecordSystemIdentifier { sysid } => write!(f, "recorded the system identifier {sysid} in /initialize"),
-            Action::Clone { source, .. } => write!(f, "cloning {source}"),
+            Action::Clone { from: Some(from) } => write!(f, "cloning {}", from.source),
+            Action::Clone { from: None } => f.write_str("creating a replica without a running primary (the no_leader replica methods)"),
             Action::Paused { me, state } => write!(f, "paused: not managing PostgreSQL (I am {me}, {state})"),
             Action::ClaimKeyPaused { me, .. } => {
                 write!(f, "paused: took the leader key for my running primary (I am {me}); PostgreSQL left alone")

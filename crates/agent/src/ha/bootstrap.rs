@@ -1,12 +1,15 @@
-//! Creating the cluster and joining it: the race for `/initialize`, initdb on the
-//! winner, and pg_basebackup on the others.
+//! Creating the cluster: the race for `/initialize`, then on the winner initdb or the
+//! custom bootstrap method (a restore, its recovery, the promotion), `post_bootstrap`
+//! and the replication user; or the adoption of a data dir already here. The other
+//! members make their replicas in `clone`.
 
 use std::time::{Duration, Instant};
 
 use super::step::StepError;
 use super::Agent;
+use crate::bootstrap_method::CustomBootstrap;
 use crate::cluster::Role;
-use crate::postgres::conf;
+use crate::postgres::{conf, PgError, COPY_TIMEOUT};
 use crate::state::{PgState, Step};
 
 /// How long a new primary or a fresh clone may take to accept connections.
@@ -49,26 +52,113 @@ impl Agent {
                     }
                     Err(stop) => tracing::error!("{stop}; keeping the leader key until my lease expires"),
                 }
+                // A half-made cluster is not adopted by the next try (Patroni removes it too).
+                if !adopt && self.pg.postmaster_pid().is_none() {
+                    if let Err(remove) = self.pg.remove_data_dir() {
+                        tracing::error!("{remove}");
+                    }
+                }
                 let _ = self.dcs.delete_if_value(&key, "").await;
                 format!("initialization failed: {e}; another member may try")
             }
         }
     }
 
-    /// initdb, configure, start, create the replication user, take the leader key.
+    /// Creates the cluster: initdb, or the custom bootstrap method (a restore and its
+    /// recovery); the leader key is taken before PostgreSQL may accept writes. Then
+    /// `post_bootstrap` and the replication user, before the cluster counts as
+    /// initialized.
     async fn initialize_new(&mut self) -> Result<String, StepError> {
-        tracing::info!("I am {}: initializing a new cluster with initdb", self.config.name);
-        self.publish_state(PgState::InStep(Step::InitializingNewCluster));
         self.pg.remove_data_dir()?;
-        self.pg.initdb().await?;
-        self.configure(None)?;
-        self.take_leader_key_after_bootstrap().await?;
-        self.start_and_wait().await?;
-        self.arm_fencer();
+        match self.config.bootstrap.method.clone() {
+            None => {
+                tracing::info!("I am {}: initializing a new cluster with initdb", self.config.name);
+                self.publish_state(PgState::InStep(Step::InitializingNewCluster));
+                self.pg.initdb().await?;
+                self.configure(None)?;
+                self.take_leader_key_after_bootstrap().await?;
+                self.start_and_wait().await?;
+                self.arm_fencer();
+            }
+            Some(method) => self.restore_new(&method).await?,
+        }
+        self.post_bootstrap().await?;
         let repl = self.config.postgresql.authentication.replication.clone();
-        self.sql.ensure_replication_user(&repl.username, &repl.password).await?;
+        self.sql.ensure_role(&repl.username, &repl.password, "REPLICATION").await?;
         let status = self.sql.status().await?;
         status.system_identifier.ok_or(StepError::NoSystemIdentifier)
+    }
+
+    /// The custom bootstrap: the method's command fills the data dir; PostgreSQL starts
+    /// with its `recovery_conf` (and `recovery.signal`), or without recovery settings
+    /// (unless `keep_existing_recovery_conf`), recovers to the end or to its target,
+    /// and is promoted; the agent's superuser gets its configured password.
+    async fn restore_new(&mut self, method: &CustomBootstrap) -> Result<(), StepError> {
+        tracing::info!("I am {}: creating a new cluster with the bootstrap method {}", self.config.name, method.name);
+        self.publish_state(PgState::InStep(Step::RunningCustomBootstrap));
+        let data_dir = self.pg.data_dir().to_string_lossy().to_string();
+        let args = method.arguments(&self.config.scope, &data_dir);
+        self.pg.run_script(&format!("bootstrap method {}", method.name), &method.command, &args, &[], COPY_TIMEOUT).await?;
+        if !self.pg.data_dir_valid() {
+            return Err(StepError::Postgres(PgError::Io(format!(
+                "bootstrap method {} exited 0 but left no PostgreSQL cluster in {data_dir}",
+                method.name
+            ))));
+        }
+        let recovering = !method.recovery_conf.is_empty();
+        self.configure_with(None, &method.recovery_conf)?;
+        if recovering || !method.keep_existing_recovery_conf {
+            conf::set_standby(self.pg.data_dir(), false)?;
+            conf::set_recovery(self.pg.data_dir(), recovering)?;
+        }
+        self.take_leader_key_after_bootstrap().await?;
+        self.pg.start().await?;
+        self.memory.expect_running = true;
+        self.arm_fencer();
+        self.wait_for_end_of_recovery().await?;
+        // The recovery settings go (a later role change writes its own).
+        if self.configure(None)? {
+            self.pg.reload().await?;
+        }
+        let su = self.config.postgresql.authentication.superuser.clone();
+        self.sql.ensure_role(&su.username, &su.password, "SUPERUSER").await?;
+        Ok(())
+    }
+
+    /// Waits while PostgreSQL recovers, however long the archive takes, as long as the
+    /// postmaster lives (a kept `standby.signal` waits for good, as in Patroni);
+    /// promotes it when recovery pauses at its target; returns once it is a primary.
+    async fn wait_for_end_of_recovery(&mut self) -> Result<(), StepError> {
+        let mut last_report = Instant::now();
+        loop {
+            if self.pg.postmaster_pid().is_none() {
+                return Err(StepError::ExitedAtStart(self.pg.log_file()));
+            }
+            match self.sql.in_recovery().await {
+                Ok(false) => return Ok(()),
+                Ok(true) if self.sql.replay_paused().await? => {
+                    tracing::info!("recovery of the restored cluster reached its end: promoting it");
+                    return self.promote_and_wait().await;
+                }
+                Ok(true) | Err(_) => {}
+            }
+            if last_report.elapsed() > Duration::from_secs(30) {
+                tracing::info!("waiting for the restored cluster to finish its recovery");
+                last_report = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `bootstrap.post_bootstrap` with the superuser's connection string (its password
+    /// from the agent's password file); a failure aborts the bootstrap, as Patroni's.
+    async fn post_bootstrap(&mut self) -> Result<(), StepError> {
+        let Some(script) = self.config.bootstrap.post_bootstrap.clone() else { return Ok(()) };
+        let pg = &self.config.postgresql;
+        let url = format!("postgres://{}@{}:{}/postgres", pg.authentication.superuser.username, pg.listen_host(), pg.port());
+        let env = [("PGOPTIONS", "-c synchronous_commit=local -c statement_timeout=0")];
+        self.pg.run_script("post_bootstrap", &script, &[url], &env, COPY_TIMEOUT).await?;
+        Ok(())
     }
 
     /// A data dir exists but the cluster has no `/initialize` (the store was recreated):
@@ -102,27 +192,6 @@ impl Agent {
         Ok(())
     }
 
-    /// The data dir is empty: clone `source` (the primary, or a replica tagged
-    /// `clonefrom`) with pg_basebackup, then stream from `upstream` (the primary).
-    pub(super) async fn clone_from(&mut self, leader_name: &str, host: &str, port: u16, upstream: &(String, u16)) -> String {
-        tracing::info!("I am {}: cloning {leader_name} ({host}:{port}) with pg_basebackup", self.config.name);
-        self.publish_state(PgState::InStep(Step::CreatingReplica));
-        let started = Instant::now();
-        if let Err(e) = self.pg.basebackup(host, port).await {
-            return format!("clone from {leader_name} failed: {e}; will retry");
-        }
-        // Stream from the primary whatever the clone came from; the next cycle applies
-        // `replicatefrom` if the member has it.
-        if let Err(e) = self.configure_replica(&upstream.0, upstream.1, false) {
-            return format!("cannot configure the clone: {e}");
-        }
-        if let Err(e) = self.pg.start().await {
-            return format!("cannot start the clone: {e}");
-        }
-        self.memory.expect_running = true;
-        format!("cloned {leader_name} in {:.1}s; starting as a replica", started.elapsed().as_secs_f64())
-    }
-
     /// Starts PostgreSQL and waits until it answers SQL.
     pub(super) async fn start_and_wait(&mut self) -> Result<(), StepError> {
         self.pg.start().await?;
@@ -143,12 +212,22 @@ impl Agent {
     /// Writes the config files for a primary (`upstream` None) or a replica; true when
     /// one changed (the caller reloads).
     pub(super) fn configure(&self, upstream: Option<&conf::Upstream>) -> Result<bool, crate::postgres::PgError> {
+        self.configure_with(upstream, &std::collections::BTreeMap::new())
+    }
+
+    /// [`Self::configure`] with `recovery` settings on top (a custom bootstrap's).
+    fn configure_with(
+        &self,
+        upstream: Option<&conf::Upstream>,
+        recovery: &std::collections::BTreeMap<String, String>,
+    ) -> Result<bool, crate::postgres::PgError> {
         let mut dynamic: std::collections::BTreeMap<String, serde_json::Value> = self.dynamic.postgresql.parameters.clone();
         if upstream.is_none() {
             // Only the primary waits for standbys (see `sync`).
             dynamic.insert("synchronous_standby_names".into(), serde_json::Value::String(self.sync_names.clone()));
         }
-        let params = crate::postgres::params::parameters(&self.config.postgresql, &self.config.name, &dynamic, upstream);
+        let mut params = crate::postgres::params::parameters(&self.config.postgresql, &self.config.name, &dynamic, upstream);
+        params.extend(recovery.iter().map(|(k, v)| (k.clone(), v.clone())));
         let hba_changed = conf::write_hba(&self.config.postgresql)?;
         Ok(conf::write_server_conf(self.pg.data_dir(), &params)? || hba_changed)
     }

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use super::action::{Action, RecloneCause, RewindFrom, StartReplica};
+use super::action::{Action, CloneFrom, RecloneCause, RewindFrom, StartReplica};
 use super::election::{cluster_timeline, eligible, healthier_peer, Ineligible};
 use super::hung::stand_aside_after_fencing;
 use super::observation::{age, DataDir, Memory, Observation, Policy, StepDown};
@@ -57,7 +57,7 @@ pub fn decide(o: &Observation, m: &Memory, config: &DynamicConfig, p: &Policy) -
         Some(_) => {}
     }
     if o.data_dir == DataDir::Empty {
-        return clone(view, me);
+        return clone(view, p);
     }
     if let Some(refusal) = other_cluster(o, view, p) {
         return Action::Wait(refusal);
@@ -133,22 +133,27 @@ fn bootstrap(o: &Observation, p: &Policy) -> Action {
 }
 
 /// The data dir is empty: clone the primary once it runs, or a streaming replica tagged
-/// `clonefrom` (it spares the primary the copy: Patroni's rule).
-fn clone(view: &ClusterView, me: &str) -> Action {
+/// `clonefrom` (it spares the primary the copy: Patroni's rule). Without a running
+/// primary, a node with a `no_leader` replica method (a restore from a backup
+/// repository) creates its replica all the same.
+fn clone(view: &ClusterView, p: &Policy) -> Action {
     let Some(leader) = view.leader_member().filter(|m| runs_as_primary(m)) else {
+        if p.clone_without_leader {
+            return Action::Clone { from: None };
+        }
         return Action::Wait("waiting for a running primary to clone from".into());
     };
     let (source, member) = view
         .members
         .iter()
-        .filter(|(n, m)| n.as_str() != me && m.tags.clonefrom && m.state == "running" && m.replication_state.is_some())
+        .filter(|(n, m)| **n != p.me && m.tags.clonefrom && m.state == "running" && m.replication_state.is_some())
         .max_by_key(|(_, m)| m.xlog_location.unwrap_or(0))
         .map(|(n, m)| (n.clone(), m))
         .unwrap_or((view.leader_name().unwrap_or_default().to_string(), leader));
     let Some((host, port)) = member.host_port() else { return Action::Wait(format!("{source}'s conn_url is malformed; waiting")) };
     // Stream from the primary whatever the clone came from.
     let upstream = leader.host_port().unwrap_or((host.clone(), port));
-    Action::Clone { source, host, port, upstream }
+    Action::Clone { from: Some(CloneFrom { source, host, port, upstream }) }
 }
 
 /// The system identifier in `/initialize` must match the data dir's.

@@ -48,7 +48,7 @@ impl Agent {
                 }
                 Err(e) => format!("cannot record the system identifier {sysid} in /initialize: {e}; retrying"),
             },
-            Action::Clone { source, host, port, upstream } => self.clone_from(&source, &host, port, &upstream).await,
+            Action::Clone { from } => self.create_replica(from).await,
             Action::Paused { .. } => {
                 self.lease.fencer().disarm();
                 sentence

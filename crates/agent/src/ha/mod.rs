@@ -14,6 +14,7 @@
 
 pub mod action;
 mod bootstrap;
+mod clone;
 pub mod commands;
 pub mod decide;
 pub mod election;
@@ -162,6 +163,7 @@ impl Agent {
             tags: config.tags.clone(),
             data_dir: config.postgresql.data_dir.clone(),
             remove_data_on_rewind_failure: config.postgresql.remove_data_directory_on_rewind_failure,
+            clone_without_leader: config.create_replica.works_without_leader(),
             watchdog_missing,
         };
         Ok((

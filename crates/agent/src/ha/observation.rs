@@ -132,6 +132,8 @@ pub struct Policy {
     pub tags: Tags,
     pub data_dir: PathBuf,
     pub remove_data_on_rewind_failure: bool,
+    /// A replica method works without a running primary (`no_leader`).
+    pub clone_without_leader: bool,
     /// Why a `required` watchdog is not usable: this node then never takes the key.
     pub watchdog_missing: Option<String>,
 }

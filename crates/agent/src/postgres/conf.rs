@@ -58,7 +58,7 @@ pub fn render_value(value: &serde_json::Value) -> String {
 /// promotion and every new upstream, and they only act during recovery, so a change to
 /// one that waits for a restart (`recovery_target_timeline` leaving a freshly promoted
 /// primary's settings) is no reason to restart.
-const RECOVERY_PARAMETERS: [&str; 16] = [
+pub(crate) const RECOVERY_PARAMETERS: [&str; 16] = [
     "archive_cleanup_command",
     "restore_command",
     "recovery_end_command",
@@ -142,8 +142,17 @@ fn write_if_changed(path: &Path, text: &str) -> std::io::Result<bool> {
 
 /// Creates or removes `standby.signal`.
 pub fn set_standby(data_dir: &Path, standby: bool) -> PgResult<()> {
-    let path = data_dir.join("standby.signal");
-    let result = if standby {
+    set_signal(data_dir, "standby.signal", standby)
+}
+
+/// Creates or removes `recovery.signal` (archive recovery, then promotion).
+pub fn set_recovery(data_dir: &Path, recovery: bool) -> PgResult<()> {
+    set_signal(data_dir, "recovery.signal", recovery)
+}
+
+fn set_signal(data_dir: &Path, name: &str, present: bool) -> PgResult<()> {
+    let path = data_dir.join(name);
+    let result = if present {
         std::fs::write(&path, "")
     } else {
         std::fs::remove_file(&path).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })

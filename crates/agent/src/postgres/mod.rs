@@ -27,6 +27,10 @@ pub enum PgError {
 
 pub type PgResult<T> = Result<T, PgError>;
 
+/// How long a copy of a whole cluster may take (pg_basebackup, a replica method, a
+/// bootstrap method's restore).
+pub const COPY_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// How PostgreSQL should stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMode {
@@ -109,8 +113,29 @@ impl Postgres {
 
     async fn run(&self, name: &str, args: &[&str], timeout: Duration) -> PgResult<String> {
         let mut cmd = Command::new(self.program(name));
-        cmd.args(args)
-            .env("PGPASSFILE", self.config.pgpass_path())
+        cmd.args(args);
+        self.run_command(cmd, name, timeout).await
+    }
+
+    /// Runs a user's `command` (a replica method, a bootstrap method, a post-bootstrap
+    /// script) through `sh -c`, so it may carry its own arguments, with `args` after
+    /// them and `env` set; `what` names it in errors.
+    pub async fn run_script(
+        &self,
+        what: &str,
+        command: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> PgResult<String> {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(format!("{command} \"$@\"")).arg(what).args(args).envs(env.iter().copied());
+        tracing::info!("running {what}: {command} {}", args.join(" "));
+        self.run_command(cmd, what, timeout).await
+    }
+
+    async fn run_command(&self, mut cmd: Command, name: &str, timeout: Duration) -> PgResult<String> {
+        cmd.env("PGPASSFILE", self.config.pgpass_path())
             .env("PGCONNECT_TIMEOUT", "3")
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
@@ -129,7 +154,8 @@ impl Postgres {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let stdout = String::from_utf8_lossy(&out.stdout);
             let detail = format!("{} {}", stderr.trim(), stdout.trim()).trim().to_string();
-            Err(PgError::Program { program, detail: format!("{} ({})", detail, out.status) })
+            let detail = if detail.is_empty() { out.status.to_string() } else { format!("{detail} ({})", out.status) };
+            Err(PgError::Program { program, detail })
         }
     }
 
@@ -263,13 +289,15 @@ impl Postgres {
         self.run("pg_ctl", &["reload", "-D", &data_dir, "-s"], Duration::from_secs(10)).await.map(|_| ())
     }
 
-    /// Clones the primary at `host:port` into the (empty) data dir.
-    pub async fn basebackup(&self, host: &str, port: u16) -> PgResult<()> {
+    /// Clones the primary at `host:port` into the (empty) data dir; `extra` are the
+    /// user's options (`postgresql.basebackup`), after the agent's so they win.
+    pub async fn basebackup(&self, host: &str, port: u16, extra: &[String]) -> PgResult<()> {
         let data_dir = self.data_dir().to_string_lossy().to_string();
         let port = port.to_string();
         let user = &self.config.authentication.replication.username;
-        let args = ["-D", &data_dir, "-h", host, "-p", &port, "-U", user, "-X", "stream", "-c", "fast", "-w"];
-        let result = self.run("pg_basebackup", &args, Duration::from_secs(3600)).await;
+        let mut args = vec!["-D", &data_dir, "-h", host, "-p", &port, "-U", user, "-X", "stream", "-c", "fast", "-w"];
+        args.extend(extra.iter().map(String::as_str));
+        let result = self.run("pg_basebackup", &args, COPY_TIMEOUT).await;
         if result.is_err() {
             let _ = self.remove_data_dir();
         }

@@ -170,8 +170,9 @@ impl Sql {
         .await
     }
 
-    /// Creates (or updates the password of) the replication user.
-    pub async fn ensure_replication_user(&mut self, user: &str, password: &str) -> PgResult<()> {
+    /// Creates (or updates the password and attribute of) a login role; `attribute` is
+    /// `REPLICATION` or `SUPERUSER`.
+    pub async fn ensure_role(&mut self, user: &str, password: &str, attribute: &'static str) -> PgResult<()> {
         let (user, password) = (user.to_string(), password.to_string());
         self.timed(|c| {
             Box::pin(async move {
@@ -179,7 +180,7 @@ impl Sql {
                 let verb = if exists { "ALTER" } else { "CREATE" };
                 let stmt: String = c
                     .query_one(
-                        &format!("SELECT format('{verb} ROLE %I WITH LOGIN REPLICATION PASSWORD %L', $1::text, $2::text)"),
+                        &format!("SELECT format('{verb} ROLE %I WITH LOGIN {attribute} PASSWORD %L', $1::text, $2::text)"),
                         &[&user, &password],
                     )
                     .await
@@ -199,6 +200,12 @@ impl Sql {
     /// True while PostgreSQL is in recovery (a standby).
     pub async fn in_recovery(&mut self) -> PgResult<bool> {
         self.timed(|c| Box::pin(async move { Ok(c.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(sql_error)?.get(0)) })).await
+    }
+
+    /// True when recovery is paused (`recovery_target_action = pause` reached its target).
+    pub async fn replay_paused(&mut self) -> PgResult<bool> {
+        let query = "SELECT pg_is_in_recovery() AND pg_get_wal_replay_pause_state() = 'paused'";
+        self.timed(move |c| Box::pin(async move { Ok(c.query_one(query, &[]).await.map_err(sql_error)?.get(0)) })).await
     }
 
     /// Forces a checkpoint (after a promotion, so the control file shows the new timeline).

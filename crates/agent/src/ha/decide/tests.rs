@@ -271,6 +271,20 @@ fn table() -> Vec<Case> {
             o.data_dir = DataDir::Empty;
             no_leader(o);
         }),
+        case!("empty data dir, no leader, a no_leader replica method", "Clone", "without a running primary", |o, m, c, p| {
+            o.data_dir = DataDir::Empty;
+            no_leader(o);
+            p.clone_without_leader = true;
+        }),
+        case!("empty data dir, primary not running, a no_leader replica method", "Clone", "without a running primary", |o, m, c, p| {
+            o.data_dir = DataDir::Empty;
+            v(o).members.get_mut("n2").expect("n2").state = "starting".into();
+            p.clone_without_leader = true;
+        }),
+        case!("empty data dir, a no_leader method, the primary runs: clone it", "Clone", "cloning n2", |o, m, c, p| {
+            o.data_dir = DataDir::Empty;
+            p.clone_without_leader = true;
+        }),
         case!("empty data dir, a streaming replica tagged clonefrom", "Clone", "cloning n3", |o, m, c, p| {
             o.data_dir = DataDir::Empty;
             v(o).members.get_mut("n3").expect("n3").tags.clonefrom = true;
