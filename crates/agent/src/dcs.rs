@@ -21,6 +21,7 @@ use raftgres_proto::etcdserverpb::{
 };
 pub use raftgres_proto::prefix_end;
 use tokio_stream::StreamExt;
+use tonic::codegen::{Body, Bytes, StdError};
 use tonic::transport::Channel;
 
 use crate::cluster::{ClusterStatus, ClusterView, Event, FailoverRequest, HistoryEntry, Keys, LeaderKey, Member, SyncState};
@@ -61,17 +62,43 @@ pub struct Renewal {
     pub ttl: Duration,
 }
 
+/// What a [`Dcs`] sends its requests through: a tonic channel (the agent's in-process
+/// one), or a wrapper of one (`raftctl`'s, which adds etcd auth tokens).
+pub trait Transport:
+    tonic::client::GrpcService<
+        tonic::body::BoxBody,
+        Error: Into<StdError>,
+        ResponseBody: Body<Data = Bytes, Error: Into<StdError> + Send> + Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Transport for T where
+    T: tonic::client::GrpcService<
+            tonic::body::BoxBody,
+            Error: Into<StdError>,
+            ResponseBody: Body<Data = Bytes, Error: Into<StdError> + Send> + Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 #[derive(Clone)]
-pub struct Dcs {
-    channel: Channel,
+pub struct Dcs<C = Channel> {
+    channel: C,
     pub keys: Keys,
     timeout: Duration,
     /// True while the store refuses writes for lack of space (shared by the clones).
     out_of_space: Arc<AtomicBool>,
 }
 
-impl Dcs {
-    pub fn new(channel: Channel, keys: Keys, timeout: Duration) -> Self {
+impl<C: Transport> Dcs<C> {
+    pub fn new(channel: C, keys: Keys, timeout: Duration) -> Self {
         Self { channel, keys, timeout, out_of_space: Arc::default() }
     }
 
@@ -101,11 +128,11 @@ impl Dcs {
         }
     }
 
-    fn kv(&self) -> KvClient<Channel> {
+    fn kv(&self) -> KvClient<C> {
         KvClient::new(self.channel.clone())
     }
 
-    fn lease(&self) -> LeaseClient<Channel> {
+    fn lease(&self) -> LeaseClient<C> {
         LeaseClient::new(self.channel.clone())
     }
 

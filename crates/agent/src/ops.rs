@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::cluster::{ClusterView, FailoverRequest, Role};
 use crate::config::DynamicConfig;
-use crate::dcs::Dcs;
+use crate::dcs::{Dcs, Transport};
 
 /// Why a request was refused (or could not be written).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -101,7 +101,7 @@ fn check_candidate(view: &ClusterView, candidate: &str, leader: &str, max_lag: u
 }
 
 /// Writes `/failover` for a switchover (validated against a fresh read).
-pub async fn switchover(dcs: &Dcs, req: &SwitchoverRequest) -> Result<String, OpsError> {
+pub async fn switchover<C: Transport>(dcs: &Dcs<C>, req: &SwitchoverRequest) -> Result<String, OpsError> {
     let view = dcs.read_cluster().await.map_err(store)?;
     let max_lag = dynamic(&view).maximum_lag_on_failover;
     check_switchover(&view, req, max_lag)?;
@@ -126,7 +126,7 @@ pub async fn switchover(dcs: &Dcs, req: &SwitchoverRequest) -> Result<String, Op
 
 /// Writes `/failover` for a manual failover to `candidate`, which needs no running
 /// primary. Refused when the candidate is unknown, not running, or tagged nofailover.
-pub async fn failover(dcs: &Dcs, candidate: &str) -> Result<String, OpsError> {
+pub async fn failover<C: Transport>(dcs: &Dcs<C>, candidate: &str) -> Result<String, OpsError> {
     let view = dcs.read_cluster().await.map_err(store)?;
     let m = view.members.get(candidate).ok_or_else(|| OpsError::Refused(format!("no member named {candidate}")))?;
     if m.tags.nofailover {
@@ -159,13 +159,13 @@ pub fn check_sync_candidate(view: &ClusterView, candidate: &str) -> Result<(), O
     )))
 }
 
-async fn write_failover(dcs: &Dcs, value: &FailoverRequest) -> Result<(), OpsError> {
+async fn write_failover<C: Transport>(dcs: &Dcs<C>, value: &FailoverRequest) -> Result<(), OpsError> {
     let json = serde_json::to_string(value).map_err(|e| OpsError::Refused(e.to_string()))?;
     dcs.put(&dcs.keys.failover(), &json, 0).await.map_err(store)
 }
 
 /// Deletes a scheduled switchover.
-pub async fn cancel_switchover(dcs: &Dcs) -> Result<String, OpsError> {
+pub async fn cancel_switchover<C: Transport>(dcs: &Dcs<C>) -> Result<String, OpsError> {
     let view = dcs.read_cluster().await.map_err(store)?;
     match view.failover {
         Some(f) if f.scheduled_at.is_some() => {
@@ -185,7 +185,7 @@ pub fn dynamic(view: &ClusterView) -> DynamicConfig {
 /// result (the timing inequality included) and writes it if nobody changed it meanwhile.
 /// Only the keys the patch sets must be known: a key an older `/config` holds does not
 /// block `pause` or an unrelated change, and a null removes any key.
-pub async fn patch_config(dcs: &Dcs, patch: &Value) -> Result<Value, OpsError> {
+pub async fn patch_config<C: Transport>(dcs: &Dcs<C>, patch: &Value) -> Result<Value, OpsError> {
     crate::config_keys::check_dynamic_patch(patch).map_err(refused_config)?;
     let view = dcs.read_cluster().await.map_err(store)?;
     let (mut config, revision) = view.config.clone().unwrap_or((Value::Object(Default::default()), 0));
@@ -195,7 +195,7 @@ pub async fn patch_config(dcs: &Dcs, patch: &Value) -> Result<Value, OpsError> {
 }
 
 /// Replaces `/config` with `config` (validated, every key known; compare-and-swap).
-pub async fn replace_config(dcs: &Dcs, config: &Value) -> Result<Value, OpsError> {
+pub async fn replace_config<C: Transport>(dcs: &Dcs<C>, config: &Value) -> Result<Value, OpsError> {
     crate::config_keys::check_dynamic(config).map_err(refused_config)?;
     let view = dcs.read_cluster().await.map_err(store)?;
     let revision = view.config.as_ref().map_or(0, |(_, r)| *r);
@@ -207,7 +207,7 @@ fn refused_config(e: crate::config::Invalid) -> OpsError {
     OpsError::Refused(format!("invalid configuration: {e}"))
 }
 
-async fn write_config(dcs: &Dcs, config: &Value, revision: i64) -> Result<(), OpsError> {
+async fn write_config<C: Transport>(dcs: &Dcs<C>, config: &Value, revision: i64) -> Result<(), OpsError> {
     if !config.is_object() {
         return Err(OpsError::Refused("the configuration must be a JSON object".into()));
     }
@@ -225,7 +225,7 @@ async fn write_config(dcs: &Dcs, config: &Value, revision: i64) -> Result<(), Op
 }
 
 /// `raftctl pause` / `resume`.
-pub async fn set_pause(dcs: &Dcs, pause: bool) -> Result<String, OpsError> {
+pub async fn set_pause<C: Transport>(dcs: &Dcs<C>, pause: bool) -> Result<String, OpsError> {
     let view = dcs.read_cluster().await.map_err(store)?;
     if view.paused() == pause {
         return Err(OpsError::Refused(format!("the cluster is already {}", if pause { "paused" } else { "resumed" })));
@@ -252,7 +252,7 @@ pub const HANDOVER_WAIT: Duration = Duration::from_secs(30);
 /// After a switchover or failover request was written: polls until a member other than
 /// `before` holds the leader key and `/failover` is gone, or the request was dropped
 /// while `before` still leads.
-pub async fn await_handover(dcs: &Dcs, before: Option<&str>) -> Handover {
+pub async fn await_handover<C: Transport>(dcs: &Dcs<C>, before: Option<&str>) -> Handover {
     let started = Instant::now();
     while started.elapsed() < HANDOVER_WAIT {
         if let Ok(view) = dcs.read_cluster().await {

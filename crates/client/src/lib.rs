@@ -1,8 +1,10 @@
 //! A connection to the etcd v3 API of any raftgres node: the first of the endpoints
-//! that answers, over TLS when [`Security`] says so, and the REST client for the
-//! members. Apart from `raftctl` so that the lab (`raftgres-lab`), which waits for its
-//! nodes through the same API, and the CLI share it without depending on each other.
+//! that answers, over TLS when [`Security`] says so, authenticated as an etcd user when
+//! given [`Credentials`] (`auth`), and the REST client for the members. Apart from
+//! `raftctl` so that the lab (`raftgres-lab`), which waits for its nodes through the
+//! same API, and the CLI share it without depending on each other.
 
+mod auth;
 mod security;
 
 use std::time::Duration;
@@ -12,6 +14,7 @@ use raftgres_proto::etcdserverpb::cluster_client::ClusterClient;
 use raftgres_tls::describe;
 use tonic::transport::{Channel, Endpoint};
 
+pub use auth::{hint as auth_hint, AuthChannel, Credentials};
 pub use security::{Security, TlsFiles};
 
 /// How long to wait for a node to accept a connection.
@@ -44,25 +47,32 @@ pub async fn connect_one(endpoint: &str, security: &Security) -> anyhow::Result<
 
 /// The API of the first endpoint that answers, and how to reach the members.
 pub struct Api {
-    pub channel: Channel,
+    pub channel: AuthChannel,
     pub security: Security,
+    credentials: Option<Credentials>,
 }
 
 impl Api {
-    pub async fn connect(endpoints: &[String], security: &Security) -> anyhow::Result<Self> {
+    /// The first of `endpoints` that answers, authenticated as `credentials` when given
+    /// (a wrong password fails here, with the member's message).
+    pub async fn connect(endpoints: &[String], security: &Security, credentials: Option<&Credentials>) -> anyhow::Result<Self> {
         let mut errors = Vec::new();
         for endpoint in endpoints {
             match connect_one(endpoint, security).await {
-                Ok(channel) => return Ok(Self { channel, security: security.clone() }),
+                Ok(channel) => {
+                    let channel = authenticate(channel, credentials, endpoint).await?;
+                    return Ok(Self { channel, security: security.clone(), credentials: credentials.cloned() });
+                }
                 Err(e) => errors.push(format!("{e:#}")),
             }
         }
         bail!("no endpoint answered: {} (is the cluster running? see `raftctl lab status`)", errors.join("; "))
     }
 
-    /// A channel to another member's client URL, with the same TLS settings.
-    pub async fn connect_member(&self, url: &str) -> anyhow::Result<Channel> {
-        connect_one(url, &self.security).await
+    /// A channel to another member's client URL, with the same TLS settings and user
+    /// (authenticated there: tokens are per member).
+    pub async fn connect_member(&self, url: &str) -> anyhow::Result<AuthChannel> {
+        authenticate(connect_one(url, &self.security).await?, self.credentials.as_ref(), url).await
     }
 
     /// The client for the members' REST APIs.
@@ -70,9 +80,16 @@ impl Api {
         &self.security.rest
     }
 
-    pub fn cluster(&self) -> ClusterClient<Channel> {
+    pub fn cluster(&self) -> ClusterClient<AuthChannel> {
         ClusterClient::new(self.channel.clone())
     }
+}
+
+async fn authenticate(channel: Channel, credentials: Option<&Credentials>, endpoint: &str) -> anyhow::Result<AuthChannel> {
+    AuthChannel::new(channel, credentials).await.map_err(|status| {
+        let user = credentials.map_or("", |c| c.user.as_str());
+        anyhow::anyhow!("cannot authenticate as etcd user {user:?} on {endpoint}: {:#}", status_error(status))
+    })
 }
 
 /// Turns a gRPC error into one line a user can act on.
@@ -86,5 +103,8 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
              certificates (or --lab DIR for a `raftctl lab up --tls` lab)"
         );
     }
-    anyhow::anyhow!("{}", status.message())
+    match auth::hint(status.message()) {
+        Some(hint) => anyhow::anyhow!("{} ({hint})", status.message()),
+        None => anyhow::anyhow!("{}", status.message()),
+    }
 }

@@ -4,8 +4,10 @@
 //! that copies a token into the metadata key `token` — is checked the same way.
 //!
 //! With auth disabled everything passes. With auth enabled the caller is the user of
-//! the simple token in metadata `token` (`tokens`); no token is etcd's "user name is
-//! empty", an unknown, expired or void one "invalid auth token", and a user lacking
+//! the simple token in metadata `token` (`tokens`); without a token, the CommonName of
+//! the client certificate the connection presented (etcd's `client-cert-auth`
+//! behaviour; `client_port::ClientConn`); neither is etcd's "user name is empty", an
+//! unknown, expired or void token "invalid auth token", and a user lacking
 //! what the request [`Need`]s "permission denied" (the decision itself is
 //! `raftgres_store::auth::AuthState::check`, pure). The in-process channel the agent
 //! uses is trusted as root: it never leaves the process (see `in_process`).
@@ -17,9 +19,9 @@
 use raftgres_proto::etcdserverpb::request_op::Request as Op;
 use raftgres_proto::etcdserverpb::{RequestOp, TxnRequest};
 use raftgres_store::auth::{AuthError, Need};
-use tonic::metadata::MetadataMap;
-use tonic::Status;
+use tonic::{Request, Status};
 
+use crate::client_port::ClientConn;
 use crate::error::auth_status;
 use crate::EtcdApi;
 
@@ -28,8 +30,8 @@ pub const TOKEN_KEY: &str = "token";
 
 impl EtcdApi {
     /// Refuses the request unless auth is disabled, the channel is trusted, or the
-    /// caller's token names a user with every one of `needs`.
-    pub(crate) fn authorize(&self, metadata: &MetadataMap, needs: &[Need<'_>]) -> Result<(), Status> {
+    /// caller's token (else certificate) names a user with every one of `needs`.
+    pub(crate) fn authorize<T>(&self, request: &Request<T>, needs: &[Need<'_>]) -> Result<(), Status> {
         if self.trusted {
             return Ok(());
         }
@@ -38,9 +40,17 @@ impl EtcdApi {
         if !auth.enabled() {
             return Ok(());
         }
-        let token = metadata.get(TOKEN_KEY).ok_or_else(|| auth_status(AuthError::UserEmpty))?;
-        let token = token.to_str().map_err(|_| auth_status(AuthError::InvalidAuthToken))?;
-        let user = self.tokens.user_of(token, auth).ok_or_else(|| auth_status(AuthError::InvalidAuthToken))?;
+        let user = match request.metadata().get(TOKEN_KEY) {
+            Some(token) => {
+                let token = token.to_str().map_err(|_| auth_status(AuthError::InvalidAuthToken))?;
+                self.tokens.user_of(token, auth).ok_or_else(|| auth_status(AuthError::InvalidAuthToken))?
+            }
+            None => request
+                .extensions()
+                .get::<ClientConn>()
+                .and_then(|conn| conn.certificate_user.clone())
+                .ok_or_else(|| auth_status(AuthError::UserEmpty))?,
+        };
         auth.check(&user, needs).map_err(auth_status)
     }
 }

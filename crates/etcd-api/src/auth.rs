@@ -51,7 +51,7 @@ impl AuthService {
     /// Checks the caller has `needs`, then waits until this member has applied every
     /// change acknowledged before (reads of the auth state are linearizable, as etcd's).
     async fn read_as<T>(&self, req: &Request<T>, needs: &[Need<'_>]) -> Result<(), Status> {
-        self.api.authorize(req.metadata(), needs)?;
+        self.api.authorize(req, needs)?;
         self.api.store.read_barrier().await.or_status()
     }
 }
@@ -86,12 +86,12 @@ async fn password_hash(password: String, hashed: String, no_password: bool) -> R
 #[tonic::async_trait]
 impl Auth for AuthService {
     async fn auth_enable(&self, req: Request<AuthEnableRequest>) -> Result<Response<AuthEnableResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         Ok(Response::new(AuthEnableResponse { header: self.change(AuthChange::Enable).await? }))
     }
 
     async fn auth_disable(&self, req: Request<AuthDisableRequest>) -> Result<Response<AuthDisableResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         Ok(Response::new(AuthDisableResponse { header: self.change(AuthChange::Disable).await? }))
     }
 
@@ -125,7 +125,7 @@ impl Auth for AuthService {
     }
 
     async fn user_add(&self, req: Request<AuthUserAddRequest>) -> Result<Response<AuthUserAddResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let req = req.into_inner();
         if req.name.is_empty() {
             return Err(auth_status(AuthError::UserEmpty));
@@ -151,7 +151,7 @@ impl Auth for AuthService {
     }
 
     async fn user_delete(&self, req: Request<AuthUserDeleteRequest>) -> Result<Response<AuthUserDeleteResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let header = self.change(AuthChange::UserDelete { name: req.into_inner().name }).await?;
         Ok(Response::new(AuthUserDeleteResponse { header }))
     }
@@ -160,7 +160,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let req = req.into_inner();
         let password_hash = password_hash(req.password, req.hashed_password, false).await?;
         let header = self.change(AuthChange::UserChangePassword { name: req.name, password_hash }).await?;
@@ -168,21 +168,21 @@ impl Auth for AuthService {
     }
 
     async fn user_grant_role(&self, req: Request<AuthUserGrantRoleRequest>) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let req = req.into_inner();
         let header = self.change(AuthChange::UserGrantRole { user: req.user, role: req.role }).await?;
         Ok(Response::new(AuthUserGrantRoleResponse { header }))
     }
 
     async fn user_revoke_role(&self, req: Request<AuthUserRevokeRoleRequest>) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let req = req.into_inner();
         let header = self.change(AuthChange::UserRevokeRole { user: req.name, role: req.role }).await?;
         Ok(Response::new(AuthUserRevokeRoleResponse { header }))
     }
 
     async fn role_add(&self, req: Request<AuthRoleAddRequest>) -> Result<Response<AuthRoleAddResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let header = self.change(AuthChange::RoleAdd { name: req.into_inner().name }).await?;
         Ok(Response::new(AuthRoleAddResponse { header }))
     }
@@ -201,7 +201,7 @@ impl Auth for AuthService {
     }
 
     async fn role_delete(&self, req: Request<AuthRoleDeleteRequest>) -> Result<Response<AuthRoleDeleteResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let header = self.change(AuthChange::RoleDelete { name: req.into_inner().role }).await?;
         Ok(Response::new(AuthRoleDeleteResponse { header }))
     }
@@ -210,7 +210,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let req = req.into_inner();
         if let Some(perm) = &req.perm {
             if PermType::try_from(perm.perm_type).is_err() {
@@ -228,7 +228,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let req = req.into_inner();
         let header = self.change(AuthChange::RoleRevokePermission { role: req.role, key: req.key, range_end: req.range_end }).await?;
         Ok(Response::new(AuthRoleRevokePermissionResponse { header }))

@@ -78,7 +78,7 @@ impl ClusterService {
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let req = req.into_inner();
         let peer_addr = single_peer_addr(&req.peer_ur_ls, self.api.store.peer_tls()).map_err(|e| bad_member_url(&e))?;
         let change = MembershipChange::Add { name: String::new(), peer_addr: peer_addr.clone(), as_voter: !req.is_learner };
@@ -102,7 +102,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let id = req.into_inner().id;
         self.change(MembershipChange::Remove { id }).await?;
         let members = self.members_when(|ms| ms.iter().all(|m| m.id != id)).await;
@@ -110,7 +110,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let req = req.into_inner();
         let peer_addr = single_peer_addr(&req.peer_ur_ls, self.api.store.peer_tls()).map_err(|e| bad_member_url(&e))?;
         self.change(MembershipChange::Update { id: req.id, peer_addr }).await?;
@@ -125,7 +125,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_promote(&self, req: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let id = req.into_inner().id;
         self.change(MembershipChange::Promote { id }).await?;
         let members = self.members_when(|ms| ms.iter().any(|m| m.id == id && !m.is_learner)).await;

@@ -52,7 +52,7 @@ impl ElectionService {
 /// The key prefix of the election Leader or Observe reads, once the caller may read it.
 fn observed_prefix(api: &EtcdApi, req: Request<LeaderRequest>) -> Result<Vec<u8>, Status> {
     let prefix = with_slash(&req.get_ref().name);
-    api.authorize(req.metadata(), &[Need::Read(&prefix, &prefix_end(&prefix))])?;
+    api.authorize(&req, &[Need::Read(&prefix, &prefix_end(&prefix))])?;
     Ok(prefix)
 }
 
@@ -80,7 +80,7 @@ impl Election for ElectionService {
     async fn campaign(&self, req: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
         let prefix = with_slash(&req.get_ref().name);
         let end = prefix_end(&prefix);
-        self.api.authorize(req.metadata(), &[Need::Read(&prefix, &end), Need::Write(&prefix, &end)])?;
+        self.api.authorize(&req, &[Need::Read(&prefix, &end), Need::Write(&prefix, &end)])?;
         let req = req.into_inner();
         let api = &self.api;
         let lease = api.session_lease(req.lease).await?;
@@ -115,7 +115,7 @@ impl Election for ElectionService {
 
     async fn proclaim(&self, req: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
         let key = req.get_ref().leader.as_ref().map(|l| l.key.as_slice()).unwrap_or_default();
-        self.api.authorize(req.metadata(), &[Need::Write(key, &[])])?;
+        self.api.authorize(&req, &[Need::Write(key, &[])])?;
         let req = req.into_inner();
         let leader = req.leader.ok_or_else(|| recipe_error(MISSING_LEADER_KEY))?;
         let header = self.api.proclaim(&leader, &req.value).await?;
@@ -151,7 +151,7 @@ impl Election for ElectionService {
 
     async fn resign(&self, req: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
         let key = req.get_ref().leader.as_ref().map(|l| l.key.as_slice()).unwrap_or_default();
-        self.api.authorize(req.metadata(), &[Need::Write(key, &[])])?;
+        self.api.authorize(&req, &[Need::Write(key, &[])])?;
         let leader = req.into_inner().leader.ok_or_else(|| recipe_error(MISSING_LEADER_KEY))?;
         let header = self.api.resign(&leader).await?;
         Ok(Response::new(ResignResponse { header }))

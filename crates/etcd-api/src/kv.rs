@@ -125,14 +125,14 @@ impl KvService {
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let r = req.get_ref();
-        self.api.authorize(req.metadata(), &[Need::Read(&r.key, &r.range_end)])?;
+        self.api.authorize(&req, &[Need::Read(&r.key, &r.range_end)])?;
         self.api.read_range(&req.into_inner()).await.map(Response::new)
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let p = req.get_ref();
         let read = if p.prev_kv { Need::Read(&p.key, &[]) } else { Need::User };
-        self.api.authorize(req.metadata(), &[Need::Write(&p.key, &[]), read])?;
+        self.api.authorize(&req, &[Need::Write(&p.key, &[]), read])?;
         match self.api.propose(Command::Put(req.into_inner())).await? {
             CommandResponse::Put(r) => Ok(Response::new(r)),
             _ => Err(unexpected_response("Put")),
@@ -142,18 +142,18 @@ impl Kv for KvService {
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
         let d = req.get_ref();
         let read = if d.prev_kv { Need::Read(&d.key, &d.range_end) } else { Need::User };
-        self.api.authorize(req.metadata(), &[Need::Write(&d.key, &d.range_end), read])?;
+        self.api.authorize(&req, &[Need::Write(&d.key, &d.range_end), read])?;
         self.api.delete_range(req.into_inner()).await.map(Response::new)
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        self.api.authorize(req.metadata(), &txn_needs(req.get_ref()))?;
+        self.api.authorize(&req, &txn_needs(req.get_ref()))?;
         self.api.txn(req.into_inner()).await.map(Response::new)
     }
 
     /// Any authenticated user may compact (etcd checks nothing; raftgres asks for a user).
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::User])?;
+        self.api.authorize(&req, &[Need::User])?;
         match self.api.propose(Command::Compact(req.into_inner())).await? {
             CommandResponse::Compact(r) => Ok(Response::new(r)),
             _ => Err(unexpected_response("Compact")),

@@ -63,7 +63,7 @@ impl LeaseService {
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::User])?;
+        self.api.authorize(&req, &[Need::User])?;
         let req = req.into_inner();
         self.api.grant_lease(req.id, req.ttl).await.map(Response::new)
     }
@@ -72,7 +72,7 @@ impl Lease for LeaseService {
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
         let keys = self.api.store.applied().read().mvcc.lease(req.get_ref().id).map(|l| l.keys).unwrap_or_default();
         let needs: Vec<Need<'_>> = keys.iter().map(|k| Need::Write(k, &[])).chain([Need::User]).collect();
-        self.api.authorize(req.metadata(), &needs)?;
+        self.api.authorize(&req, &needs)?;
         match self.api.propose(Command::LeaseRevoke { id: req.into_inner().id }).await? {
             CommandResponse::LeaseRevoke(r) => Ok(Response::new(r)),
             _ => Err(unexpected_response("LeaseRevoke")),
@@ -85,7 +85,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        self.api.authorize(req.metadata(), &[Need::User])?;
+        self.api.authorize(&req, &[Need::User])?;
         let monitor = LeaderMonitor::new(self.api.store.clone(), req.metadata());
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(keep_alive_loop(self.api.clone(), req.into_inner(), tx, monitor));
@@ -93,7 +93,7 @@ impl Lease for LeaseService {
     }
 
     async fn lease_time_to_live(&self, req: Request<LeaseTimeToLiveRequest>) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::User])?;
+        self.api.authorize(&req, &[Need::User])?;
         let req = req.into_inner();
         let Some((granted_ttl, ttl)) = self.api.store.lease_time_to_live(req.id).await.or_status()? else {
             let header = self.api.header_now();
@@ -112,7 +112,7 @@ impl Lease for LeaseService {
     }
 
     async fn lease_leases(&self, req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::User])?;
+        self.api.authorize(&req, &[Need::User])?;
         self.api.store.read_barrier().await.or_status()?;
         let (leases, revision) = {
             let data = self.api.store.applied().read();

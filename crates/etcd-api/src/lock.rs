@@ -42,7 +42,7 @@ impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let prefix = with_slash(&req.get_ref().name);
         let end = prefix_end(&prefix);
-        self.api.authorize(req.metadata(), &[Need::Read(&prefix, &end), Need::Write(&prefix, &end)])?;
+        self.api.authorize(&req, &[Need::Read(&prefix, &end), Need::Write(&prefix, &end)])?;
         let req = req.into_inner();
         let api = &self.api;
         let lease = api.session_lease(req.lease).await?;
@@ -83,7 +83,7 @@ impl Lock for LockService {
     }
 
     async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Write(&req.get_ref().key, &[])])?;
+        self.api.authorize(&req, &[Need::Write(&req.get_ref().key, &[])])?;
         let key = req.into_inner().key;
         let resp = self.api.delete_range(DeleteRangeRequest { key, ..Default::default() }).await?;
         Ok(Response::new(UnlockResponse { header: resp.header }))

@@ -67,7 +67,7 @@ impl Maintenance for MaintenanceService {
     /// and answer the alarms they changed, as etcd does.
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         if req.get_ref().action != AlarmAction::Get as i32 {
-            self.api.authorize(req.metadata(), &[Need::Admin])?;
+            self.api.authorize(&req, &[Need::Admin])?;
         }
         let req = req.into_inner();
         let alarms = if req.action == AlarmAction::Get as i32 {
@@ -113,19 +113,19 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         // Nothing to defragment: the state is in memory, the log compacts itself.
         Ok(Response::new(DefragmentResponse { header: self.api.header_now() }))
     }
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let (hash, _, revision) = self.hash_at(0)?;
         Ok(Response::new(HashResponse { header: self.api.header(revision), hash }))
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         let (hash, compact_revision, hash_revision) = self.hash_at(req.into_inner().revision)?;
         Ok(Response::new(HashKvResponse { header: self.api.header_now(), hash, compact_revision, hash_revision }))
     }
@@ -135,10 +135,13 @@ impl Maintenance for MaintenanceService {
     /// The applied state of this member (as etcd's, not a linearizable read), copied
     /// under one read lock so the file is one revision's state, then streamed.
     async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
-        let mvcc = self.api.store.applied().read().mvcc.clone();
+        self.api.authorize(&req, &[Need::Admin])?;
+        let (mvcc, auth) = {
+            let data = self.api.store.applied().read();
+            (data.mvcc.clone(), data.auth.clone())
+        };
         let header = self.api.header(mvcc.revision());
-        let encoded = tokio::task::spawn_blocking(move || backup::encode(&mvcc)).await;
+        let encoded = tokio::task::spawn_blocking(move || backup::encode(&mvcc, &auth)).await;
         let bytes = encoded.map_err(|e| Status::internal(format!("snapshot: {e}")))?.map_err(|e| Status::internal(e.to_string()))?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
@@ -158,13 +161,13 @@ impl Maintenance for MaintenanceService {
     /// Hands Raft leadership to a voter. etcd answers "not leader" on a follower;
     /// here any member forwards it to the leader, as it does writes.
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         self.api.store.move_leader(req.into_inner().target_id).await.map_err(|e| store_status(&e))?;
         Ok(Response::new(MoveLeaderResponse { header: self.api.header_now() }))
     }
 
     async fn downgrade(&self, req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
-        self.api.authorize(req.metadata(), &[Need::Admin])?;
+        self.api.authorize(&req, &[Need::Admin])?;
         Err(unsupported("Downgrade is not supported: raftgres has no etcd storage versions to downgrade"))
     }
 }

@@ -33,9 +33,9 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::client_port::ClientConn;
 use crate::error::no_leader;
 use crate::keys::KeyRange;
 use crate::leader::LeaderMonitor;
@@ -79,7 +79,7 @@ impl Watch for WatchService {
             watchers: BTreeMap::new(),
             counted: 0,
             ids: WatchIds::default(),
-            metadata: req.metadata().clone(),
+            caller: caller_of(&req),
         };
         tokio::spawn(stream.run(req.into_inner(), live, monitor));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -96,8 +96,19 @@ struct WatchStream {
     ids: WatchIds,
     /// Every watch of the stream has been given every event up to this revision.
     synced_rev: i64,
-    /// The stream's metadata (its token): each watch created is authorized with it.
-    metadata: MetadataMap,
+    /// Who opened the stream (its token, or its client certificate's user): each watch
+    /// created is authorized as it.
+    caller: Request<()>,
+}
+
+/// The caller of `req` (its metadata and connection), kept to authorize later watches.
+fn caller_of<T>(req: &Request<T>) -> Request<()> {
+    let mut caller = Request::new(());
+    *caller.metadata_mut() = req.metadata().clone();
+    if let Some(conn) = req.extensions().get::<ClientConn>() {
+        caller.extensions_mut().insert(conn.clone());
+    }
+    caller
 }
 
 impl Drop for WatchStream {
@@ -241,7 +252,7 @@ impl WatchStream {
     fn authorize_watch(&self, c: &WatchCreateRequest) -> Result<(), String> {
         let Ok(range) = KeyRange::for_watch(&c.key, &c.range_end) else { return Ok(()) }; // Watcher::new refuses it.
         let needs = [Need::Read(range.key(), range.range_end())];
-        self.api.authorize(&self.metadata, &needs).map_err(|s| format!("rpc error: code = {:?} desc = {}", s.code(), s.message()))
+        self.api.authorize(&self.caller, &needs).map_err(|s| format!("rpc error: code = {:?} desc = {}", s.code(), s.message()))
     }
 
     /// Replays history to watch `id` from its next revision up to `upto` inclusive.

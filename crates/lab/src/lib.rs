@@ -24,7 +24,7 @@
 //! here talks to PostgreSQL.
 
 mod args;
-mod certs;
+pub mod certs;
 mod config;
 pub mod control;
 mod description;

@@ -70,7 +70,7 @@ fn describe(snapshot: &Snapshot, nodes: &[String]) -> String {
 
 /// One read of the cluster's prefix through the first node that answers.
 pub async fn read(lab: &Lab) -> anyhow::Result<Snapshot> {
-    let api = Api::connect(&lab.endpoints(), &lab.security()?).await?;
+    let api = Api::connect(&lab.endpoints(), &lab.security()?, None).await?;
     let keys = Keys::new(NAMESPACE, &lab.scope);
     let prefix = keys.prefix.clone().into_bytes();
     let mut range_end = prefix.clone();

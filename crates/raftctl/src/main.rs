@@ -6,6 +6,7 @@
 //! `chaos`).
 
 mod command;
+mod credentials;
 mod endpoints;
 mod refresh;
 mod table;
@@ -35,6 +36,13 @@ pub struct Cli {
     pub output: Option<Output>,
     #[command(flatten)]
     pub tls: tls::TlsArgs,
+    #[command(flatten)]
+    pub user: credentials::UserArgs,
+    /// The etcd user's password (etcdctl's --password; --user is then the whole user
+    /// name). Before the command only (`query --password` asks for PostgreSQL's).
+    /// Default: $RAFTCTL_PASSWORD, then $ETCDCTL_PASSWORD.
+    #[arg(long, value_name = "PASSWORD")]
+    pub password: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -98,21 +106,28 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("raftctl: {e:#}");
+            match raftgres_client::auth_hint(&e.root_cause().to_string()) {
+                Some(hint) => eprintln!("raftctl: {e:#} ({hint})"),
+                None => eprintln!("raftctl: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
 }
 
 /// How to reach the cluster: the endpoints (`endpoints::resolve`) and the TLS flags,
-/// with the `-c` node file's TLS when no `--cacert` is given.
+/// with the `-c` node file's TLS when no `--cacert` is given, and the etcd user
+/// (`credentials`).
 struct Target<'a> {
     endpoints: Vec<String>,
     tls: &'a tls::TlsArgs,
     node_file: Option<&'a NodeFile>,
+    user: Option<&'a str>,
+    password: Option<&'a str>,
 }
 
-/// The API through the first endpoint that answers, with the TLS settings.
+/// The API through the first endpoint that answers, with the TLS settings, as the etcd
+/// user when one is given.
 async fn connect(target: &Target<'_>) -> anyhow::Result<Api> {
     let from_file = || target.node_file.map(NodeFile::tls_files).transpose().map(Option::flatten);
     let files = match target.tls.files()? {
@@ -122,7 +137,8 @@ async fn connect(target: &Target<'_>) -> anyhow::Result<Api> {
             None => raftgres_lab::tls_files_for(target.tls.lab.as_deref(), &target.endpoints)?,
         },
     };
-    Api::connect(&target.endpoints, &Security::load(files.as_ref())?).await
+    let credentials = credentials::resolve(target.user, target.password)?;
+    Api::connect(&target.endpoints, &Security::load(files.as_ref())?, credentials.as_ref()).await
 }
 
 impl Command {
@@ -167,6 +183,8 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         endpoints: endpoints::resolve(&cli.endpoints, node_file.as_ref(), |v| std::env::var(v).ok()),
         tls: &cli.tls,
         node_file: node_file.as_ref(),
+        user: cli.user.user.as_deref(),
+        password: cli.password.as_deref(),
     };
     match cli.command {
         Command::Members(args) => {

@@ -52,13 +52,17 @@ pub fn run(args: impl Iterator<Item = String>) -> Result<(), String> {
     match command.action {
         Action::Status { file } => {
             let bytes = read(&file)?;
-            let mvcc = backup::decode(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+            let contents = backup::decode(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+            let auth = &contents.auth;
             println!(
-                "{}: raftgres snapshot format {}, revision {}, {} keys, {} bytes, checksum ok",
+                "{}: raftgres snapshot format {}, revision {}, {} keys, {} users, {} roles, auth {}, {} bytes, checksum ok",
                 file.display(),
-                backup::FORMAT_VERSION,
-                mvcc.revision(),
-                mvcc.key_count(),
+                contents.format,
+                contents.mvcc.revision(),
+                contents.mvcc.key_count(),
+                auth.user_names().len(),
+                auth.role_names().len(),
+                if auth.enabled() { "enabled" } else { "disabled" },
                 bytes.len()
             );
             Ok(())
@@ -79,9 +83,9 @@ fn restore(flags: RestoreFlags) -> Result<(), String> {
     }
     let data_dir = flags.data_dir.unwrap_or_else(|| PathBuf::from(format!("{}.etcd", flags.name)));
     let bytes = read(&flags.file)?;
-    let mvcc = backup::decode(&bytes).map_err(|e| format!("{}: {e}", flags.file.display()))?;
+    let contents = backup::decode(&bytes).map_err(|e| format!("{}: {e}", flags.file.display()))?;
     let target = RestoreTarget { name: &flags.name, initial_cluster: &initial_cluster, data_dir: &data_dir };
-    let restored = backup::restore(mvcc, &target).map_err(|e| e.to_string())?;
+    let restored = backup::restore(contents, &target).map_err(|e| e.to_string())?;
     println!(
         "restored {} (revision {}, {} keys) into {} as member {} ({:x}) of new cluster {:x} ({} members): start every member with this --initial-cluster",
         flags.file.display(),

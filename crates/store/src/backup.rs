@@ -3,12 +3,15 @@
 //! it, as `etcdutl snapshot restore` does.
 //!
 //! Owns the file format (described in the store's DESIGN.md, "Backups"): a magic line,
-//! a format version, the length and bincode of the MVCC state (every key's history with
-//! its create/mod revisions and versions, the leases, the compaction point), zeros up to
-//! a multiple of 512 bytes, then the SHA-256 of everything before it, as etcd ends its
-//! snapshots (etcdctl refuses a download whose size is not 512 x n + 32). [`decode`]
-//! checks each of these in turn, so a file that is not a backup, is cut short or is
-//! damaged is refused with what is wrong.
+//! a format version, the length and bincode of the payload, zeros up to a multiple of
+//! 512 bytes, then the SHA-256 of everything before it, as etcd ends its snapshots
+//! (etcdctl refuses a download whose size is not 512 x n + 32). The payload of format 2
+//! is the MVCC state (every key's history with its create/mod revisions and versions,
+//! the leases, the compaction point) followed by the auth state (users, roles, `auth
+//! enable`), as etcd's snapshots carry its auth buckets; format 1 (older raftgres) holds
+//! the MVCC state only and restores with auth disabled and no users. [`decode`] checks
+//! each of these in turn, so a file that is not a backup, is cut short or is damaged is
+//! refused with what is wrong.
 //!
 //! Restoring writes the state machine's snapshot of a member whose Raft log is empty:
 //! openraft starts from it as from any snapshot, with the membership of
@@ -28,8 +31,10 @@ use crate::types::{member_id, LogId, NodeId, PeerNode, StoredMembership, TypeCon
 
 /// The first bytes of every backup file.
 pub const MAGIC: &[u8; 16] = b"raftgres-backup\n";
-/// The format version this raftgres writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this raftgres writes (it reads it and [`FORMAT_MVCC_ONLY`]).
+pub const FORMAT_VERSION: u32 = 2;
+/// The format of older raftgres: the MVCC state without the auth state.
+pub const FORMAT_MVCC_ONLY: u32 = 1;
 /// Magic, version (u32) and payload length (u64), all little-endian.
 const HEADER_LEN: usize = MAGIC.len() + 4 + 8;
 /// The SHA-256 after the padded payload.
@@ -45,7 +50,7 @@ pub enum BackupError {
         String::from_utf8_lossy(MAGIC)
     )]
     NotABackup,
-    #[error("snapshot format version {0} is not supported (this raftgres reads version {FORMAT_VERSION})")]
+    #[error("snapshot format version {0} is not supported (this raftgres reads versions {FORMAT_MVCC_ONLY} and {FORMAT_VERSION})")]
     Version(u32),
     #[error("the snapshot is truncated: {expected} bytes expected, {found} present")]
     Truncated { expected: u64, found: u64 },
@@ -63,19 +68,33 @@ pub enum BackupError {
     DataDir { path: PathBuf, source: std::io::Error },
 }
 
-/// The backup file of `mvcc`.
-pub fn encode(mvcc: &Mvcc) -> Result<Vec<u8>, BackupError> {
-    let payload = bincode::serialize(mvcc).map_err(|e| BackupError::Content(e.to_string()))?;
+/// What a backup holds: the store's state a restore starts from.
+#[derive(Debug, Clone)]
+pub struct Contents {
+    pub mvcc: Mvcc,
+    pub auth: AuthState,
+    /// The format the file was written in (`FORMAT_MVCC_ONLY` files have no auth state).
+    pub format: u32,
+}
+
+/// The backup file of `mvcc` and `auth`, in [`FORMAT_VERSION`].
+pub fn encode(mvcc: &Mvcc, auth: &AuthState) -> Result<Vec<u8>, BackupError> {
+    let payload = bincode::serialize(&(mvcc, auth)).map_err(|e| BackupError::Content(e.to_string()))?;
+    Ok(frame(FORMAT_VERSION, &payload))
+}
+
+/// Header, `payload`, padding and checksum: the file around a payload of `version`.
+fn frame(version: u32, payload: &[u8]) -> Vec<u8> {
     let body_len = padded(payload.len() as u64) as usize;
     let mut out = Vec::with_capacity(body_len + TRAILER_LEN);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
     out.resize(body_len, 0);
     let sum = Sha256::digest(&out);
     out.extend_from_slice(&sum);
-    Ok(out)
+    out
 }
 
 /// The length of the header and a payload of `payload_len` bytes, padded.
@@ -83,8 +102,8 @@ fn padded(payload_len: u64) -> u64 {
     (HEADER_LEN as u64).saturating_add(payload_len).div_ceil(PAD_TO).saturating_mul(PAD_TO)
 }
 
-/// The MVCC state of a backup file, once its magic, version, length and checksum hold.
-pub fn decode(bytes: &[u8]) -> Result<Mvcc, BackupError> {
+/// The contents of a backup file, once its magic, version, length and checksum hold.
+pub fn decode(bytes: &[u8]) -> Result<Contents, BackupError> {
     let found = bytes.len() as u64;
     let magic_len = MAGIC.len().min(bytes.len());
     if bytes[..magic_len] != MAGIC[..magic_len] {
@@ -94,7 +113,7 @@ pub fn decode(bytes: &[u8]) -> Result<Mvcc, BackupError> {
         return Err(BackupError::Truncated { expected: (HEADER_LEN + TRAILER_LEN) as u64, found });
     }
     let version = u32::from_le_bytes(bytes[16..20].try_into().map_err(|_| BackupError::NotABackup)?);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_MVCC_ONLY {
         return Err(BackupError::Version(version));
     }
     let payload_len = u64::from_le_bytes(bytes[20..28].try_into().map_err(|_| BackupError::NotABackup)?);
@@ -111,7 +130,14 @@ pub fn decode(bytes: &[u8]) -> Result<Mvcc, BackupError> {
         return Err(BackupError::Checksum { stored: hex(trailer), computed: hex(&computed) });
     }
     let payload_end = HEADER_LEN.saturating_add(usize::try_from(payload_len).map_err(|e| BackupError::Content(e.to_string()))?);
-    bincode::deserialize(&body[HEADER_LEN..payload_end]).map_err(|e| BackupError::Content(e.to_string()))
+    let payload = &body[HEADER_LEN..payload_end];
+    let content = |e: bincode::Error| BackupError::Content(e.to_string());
+    let (mvcc, auth) = if version == FORMAT_MVCC_ONLY {
+        (bincode::deserialize(payload).map_err(content)?, AuthState::default())
+    } else {
+        bincode::deserialize(payload).map_err(content)?
+    };
+    Ok(Contents { mvcc, auth, format: version })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -138,9 +164,10 @@ pub struct Restored {
 }
 
 /// Makes `target.data_dir` (absent or empty) the data dir of a member of a new cluster
-/// whose state is `mvcc`. Every member restored from the same backup with the same
-/// `--initial-cluster` gets the same state, so they form one cluster.
-pub fn restore(mvcc: Mvcc, target: &RestoreTarget<'_>) -> Result<Restored, BackupError> {
+/// whose state is `contents` (keys, leases, users, roles). Every member restored from
+/// the same backup with the same `--initial-cluster` gets the same state, so they form
+/// one cluster.
+pub fn restore(contents: Contents, target: &RestoreTarget<'_>) -> Result<Restored, BackupError> {
     let dir = target.data_dir;
     match std::fs::read_dir(dir) {
         Ok(entries) => {
@@ -151,7 +178,7 @@ pub fn restore(mvcc: Mvcc, target: &RestoreTarget<'_>) -> Result<Restored, Backu
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => return Err(BackupError::DataDir { path: dir.to_path_buf(), source }),
     }
-    seed(mvcc, AuthState::default(), target.name, target.initial_cluster, &dir.join(SNAPSHOT_DIR))
+    seed(contents.mvcc, contents.auth, target.name, target.initial_cluster, &dir.join(SNAPSHOT_DIR))
 }
 
 /// Writes into `snapshot_dir` the state machine snapshot of member `name` of a new
@@ -199,8 +226,9 @@ mod tests {
     use raftgres_proto::etcdserverpb::PutRequest;
 
     use super::*;
+    use crate::auth::{AuthChange, ROOT};
 
-    fn sample() -> Mvcc {
+    fn mvcc() -> Mvcc {
         let mut mvcc = Mvcc::new();
         for i in 0..5 {
             mvcc.apply(&Command::Put(PutRequest { key: format!("/k{i}").into_bytes(), value: b"v".to_vec(), ..Default::default() }));
@@ -208,17 +236,49 @@ mod tests {
         mvcc
     }
 
+    /// Root and a user with a role, auth enabled.
+    fn auth() -> AuthState {
+        let mut auth = AuthState::default();
+        for change in [
+            AuthChange::UserAdd { name: ROOT.into(), password_hash: Some("h".into()) },
+            AuthChange::UserGrantRole { user: ROOT.into(), role: ROOT.into() },
+            AuthChange::UserAdd { name: "app".into(), password_hash: Some("h2".into()) },
+            AuthChange::RoleAdd { name: "reader".into() },
+            AuthChange::UserGrantRole { user: "app".into(), role: "reader".into() },
+            AuthChange::Enable,
+        ] {
+            auth.apply(&change).expect("apply");
+        }
+        auth
+    }
+
+    fn sample() -> Contents {
+        Contents { mvcc: mvcc(), auth: auth(), format: FORMAT_VERSION }
+    }
+
+    fn bytes() -> Vec<u8> {
+        encode(&mvcc(), &auth()).expect("encode")
+    }
+
     #[test]
-    fn a_backup_round_trips() {
-        let mvcc = sample();
-        let back = decode(&encode(&mvcc).expect("encode")).expect("decode");
-        assert_eq!(back.revision(), mvcc.revision());
-        assert_eq!(back.key_count(), 5);
+    fn a_backup_round_trips_with_its_users_and_roles() {
+        let back = decode(&bytes()).expect("decode");
+        assert_eq!((back.mvcc.revision(), back.mvcc.key_count(), back.format), (mvcc().revision(), 5, FORMAT_VERSION));
+        assert_eq!(back.auth, auth());
+        assert!(back.auth.enabled() && back.auth.role_names().contains(&"reader".to_string()));
+    }
+
+    #[test]
+    fn an_older_mvcc_only_backup_restores_with_auth_disabled() {
+        let old = frame(FORMAT_MVCC_ONLY, &bincode::serialize(&mvcc()).expect("mvcc"));
+        let back = decode(&old).expect("format 1 is still read");
+        assert_eq!((back.mvcc.key_count(), back.format), (5, FORMAT_MVCC_ONLY));
+        assert_eq!(back.auth, AuthState::default());
     }
 
     #[test]
     fn damaged_files_are_refused_naming_the_problem() {
-        let bytes = encode(&sample()).expect("encode");
+        let bytes = bytes();
         assert_eq!(bytes.len() % 512, 32, "etcdctl's size check: 512 x n + 32");
         let err = decode(&bytes[..bytes.len() - 1]).expect_err("truncated");
         assert!(err.to_string().contains("truncated"), "{err}");

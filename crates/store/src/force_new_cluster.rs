@@ -149,7 +149,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let three: Vec<(String, String)> = (1..=3).map(|i| (format!("n{i}"), format!("127.0.0.1:{}", 2380 + i))).collect();
         let target = crate::backup::RestoreTarget { name: "n1", initial_cluster: &three, data_dir: dir.path() };
-        crate::backup::restore(raftgres_mvcc::Mvcc::new(), &target).expect("a member's data dir");
+        let empty =
+            crate::backup::Contents { mvcc: raftgres_mvcc::Mvcc::new(), auth: Default::default(), format: crate::backup::FORMAT_VERSION };
+        crate::backup::restore(empty, &target).expect("a member's data dir");
         let done = rewrite(dir.path(), "n1", "127.0.0.1:2381").expect("first rewrite");
         assert!(done.moved_to.join(SNAPSHOT_DIR).is_dir(), "old snapshot kept");
         let err = rewrite(dir.path(), "n1", "127.0.0.1:2381").expect_err("second rewrite");

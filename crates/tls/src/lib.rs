@@ -6,14 +6,19 @@
 //!
 //! Owns: reading and checking PEM files, and turning them into tonic's server and client
 //! TLS configs and rustls server and client configs (rustls with the ring provider). The private
-//! key's bytes are never printed: [`Key`]'s `Debug` shows only where it came from.
+//! key's bytes are never printed: [`Key`]'s `Debug` shows only where it came from. Also
+//! a peer certificate's subject CommonName ([`common_name`], `subject`).
 //!
 //! A leaf crate on purpose: the store (peer port), the etcd API (client port), the agent
 //! (REST HTTPS and its calls to other members) and `raftctl` each use it directly.
 
+mod subject;
+
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
+
+pub use subject::common_name;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};

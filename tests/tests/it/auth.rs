@@ -186,3 +186,157 @@ async fn json_clients_are_checked_by_their_token_as_grpc_clients_are() -> anyhow
     assert!(code != 200 && answer["message"] == "etcdserver: invalid auth token", "{code} {answer}");
     Ok(())
 }
+
+/// `raftctl` as an authenticated etcd client of a lab with auth enabled: every command
+/// reads the cluster through the etcd API, so it needs a user (`--user`, or the
+/// variables); root may change the configuration, a read-only user may only look, and
+/// without a user the error says what to give.
+#[test]
+fn raftctl_uses_an_etcd_user_when_auth_is_enabled() -> anyhow::Result<()> {
+    use raftgres_tests::lab::Lab;
+
+    let lab = Lab::up(1)?;
+    crate::writes::with_logs(&lab, || {
+        let endpoint = lab.endpoints()[0].clone();
+        ok(&endpoint, &["user", "add", "root:rootpw"]);
+        ok(&endpoint, &["user", "add", "viewer:viewpw"]);
+        ok(&endpoint, &["role", "add", "viewer"]);
+        ok(&endpoint, &["role", "grant-permission", "--prefix=true", "viewer", "read", "/"]);
+        ok(&endpoint, &["user", "grant-role", "viewer", "viewer"]);
+        assert_eq!(ok(&endpoint, &["auth", "enable"]), "Authentication Enabled\n");
+        let node = lab.name(0);
+
+        // No user: one error naming the problem and what to give; `members` needs none
+        // (member list and status are open to anyone, as etcd's).
+        assert!(lab.ctl(&["members"])?.contains(&node));
+        for command in [&["list"][..], &["show-config"], &["edit-config", "-s", "ttl=20", "--force"]] {
+            let err = lab.ctl(command).expect_err("no user").to_string();
+            assert!(err.contains("etcdserver: user name is empty") && err.contains("--user USER[:PASSWORD]"), "{command:?}: {err}");
+        }
+        let err = lab.ctl(&["--user", "root:wrong", "list"]).expect_err("wrong password").to_string();
+        assert!(err.contains("cannot authenticate as etcd user \"root\"") && err.contains("authentication failed"), "{err}");
+        let err = lab.ctl(&["--user", "root", "list"]).expect_err("no terminal to ask on").to_string();
+        assert!(err.contains("no terminal to ask on") && err.contains("--user root:PASSWORD"), "{err}");
+
+        // root: reads and writes, by every way of giving the user.
+        assert!(lab.ctl(&["--user", "root:rootpw", "list"])?.contains(&node));
+        assert!(lab.ctl(&["members", "--user=root:rootpw"])?.contains(&node), "--user after the command");
+        assert!(lab.ctl(&["--user", "root", "--password", "rootpw", "members"])?.contains(&node));
+        lab.ctl(&["--user", "root:rootpw", "edit-config", "-s", "ttl=20", "--force"])?;
+        let shown = lab.ctl_with(&["show-config"], &[("RAFTCTL_USER", "root"), ("RAFTCTL_PASSWORD", "rootpw")], None)?;
+        assert!(shown.contains("ttl: 20"), "{shown}");
+        assert!(lab.ctl_with(&["list"], &[("ETCDCTL_USER", "root:rootpw")], None)?.contains(&node));
+
+        // viewer: reads, and a write is refused saying so.
+        assert!(lab.ctl(&["--user", "viewer:viewpw", "list"])?.contains(&node));
+        let err = lab.ctl(&["--user", "viewer:viewpw", "edit-config", "-s", "ttl=25", "--force"]).expect_err("read-only").to_string();
+        assert!(err.contains("etcdserver: permission denied") && err.contains("lacks a permission"), "{err}");
+        let shown = lab.ctl(&["--user", "viewer:viewpw", "show-config"])?;
+        assert!(shown.contains("ttl: 20"), "the refused edit changed nothing: {shown}");
+        Ok(())
+    })
+}
+
+/// The client re-authenticates once when a member answers "invalid auth token" (here:
+/// every token voided by `auth disable` and `auth enable`), as etcd's clientv3 does, and
+/// goes on without a token when auth is disabled.
+#[tokio::test]
+async fn the_client_authenticates_again_when_its_token_is_voided() -> anyhow::Result<()> {
+    use raftgres_client::{Api, Credentials, Security};
+    use raftgres_proto::etcdserverpb::kv_client::KvClient;
+    use raftgres_proto::etcdserverpb::RangeRequest;
+
+    let cluster = Cluster::start(1)?;
+    wait_leader(&cluster, &[]).await?;
+    let endpoint = cluster.nodes[0].client_addr();
+    let root = Credentials { user: "root".into(), password: "rootpw".into() };
+    let read = |api: &Api| {
+        let mut kv = KvClient::new(api.channel.clone());
+        async move { kv.range(RangeRequest { key: b"/k".to_vec(), ..Default::default() }).await }
+    };
+    // Auth disabled: credentials are accepted and no token is sent.
+    let before = Api::connect(std::slice::from_ref(&endpoint), &Security::default(), Some(&root)).await?;
+    ok(&endpoint, &["user", "add", "root:rootpw"]);
+    ok(&endpoint, &["put", "/k", "v"]);
+    assert_eq!(read(&before).await?.into_inner().kvs.len(), 1);
+    assert_eq!(ok(&endpoint, &["auth", "enable"]), "Authentication Enabled\n");
+
+    let api = Api::connect(std::slice::from_ref(&endpoint), &Security::default(), Some(&root)).await?;
+    assert_eq!(read(&api).await?.into_inner().kvs.len(), 1);
+    ok(&endpoint, &[ROOT, "auth", "disable"]);
+    ok(&endpoint, &["auth", "enable"]);
+    assert_eq!(read(&api).await?.into_inner().kvs.len(), 1, "the voided token was replaced");
+
+    let anonymous = Api::connect(std::slice::from_ref(&endpoint), &Security::default(), None).await?;
+    assert_eq!(read(&anonymous).await.expect_err("no user").message(), "etcdserver: user name is empty");
+    let wrong = Credentials { user: "root".into(), password: "nope".into() };
+    let err = Api::connect(std::slice::from_ref(&endpoint), &Security::default(), Some(&wrong)).await.err().expect("wrong password");
+    assert!(format!("{err:#}").contains("authentication failed, invalid user ID or password"), "{err:#}");
+    Ok(())
+}
+
+/// etcd's `client-cert-auth` behaviour: a call without a token is made as the user the
+/// client certificate's CommonName names (the lab's client certificate says "raftctl",
+/// each node's its node name); a token, when sent, still wins.
+#[tokio::test]
+async fn a_client_certificates_common_name_is_the_user_of_calls_without_a_token() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nodes = raftgres_lab::LabNode::all(dir.path(), raftgres_lab::ports::layout(1, 5432)?, None);
+    let tls = raftgres_lab::certs::create(dir.path(), &nodes)?;
+    let (node_cert, node_key) = tls.node_files("node1");
+    let config = dir.path().join("raftgres.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "client-transport-security: {{cert-file: {}, key-file: {}, trusted-ca-file: {}, client-cert-auth: true}}\n",
+            node_cert.display(),
+            node_key.display(),
+            tls.ca.display()
+        ),
+    )?;
+    let cluster = Cluster::start_with(1, &["--config", &config.to_string_lossy()])?;
+    let endpoint = format!("https://{}", cluster.nodes[0].client_addr());
+    let ca = format!("--cacert={}", tls.ca.display());
+    let (client_cert, client_key) = (format!("--cert={}", tls.client_cert.display()), format!("--key={}", tls.client_key.display()));
+    let (node_cert, node_key) = (format!("--cert={}", node_cert.display()), format!("--key={}", node_key.display()));
+    let as_raftctl =
+        |args: &[&str]| etcdctl(&endpoint, &[&[ca.as_str(), client_cert.as_str(), client_key.as_str()][..], args].concat(), None);
+    let as_node1 = |args: &[&str]| etcdctl(&endpoint, &[&[ca.as_str(), node_cert.as_str(), node_key.as_str()][..], args].concat(), None);
+    eventually(Duration::from_secs(15), "the TLS node serves", || async {
+        let (success, _, err) = as_raftctl(&["put", "/app/a", "1"]);
+        anyhow::ensure!(success, "{err}");
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.context(cluster.logs()))?;
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "add", "raftctl:pw"],
+        &["role", "add", "app"],
+        &["role", "grant-permission", "--prefix=true", "app", "readwrite", "/app/"],
+        &["user", "grant-role", "raftctl", "app"],
+        &["auth", "enable"],
+    ] {
+        let (success, _, err) = as_raftctl(args);
+        assert!(success, "{args:?}: {err}");
+    }
+
+    // No token: the certificate's user, with its permissions.
+    let (success, out, err) = as_raftctl(&["get", "/app/a"]);
+    assert!(success && out == "/app/a\n1\n", "{out}{err}");
+    let (success, out, err) = as_raftctl(&["put", "/app/b", "2"]);
+    assert!(success && out == "OK\n", "{out}{err}");
+    let (success, _, err) = as_raftctl(&["put", "/other", "x"]);
+    assert!(!success && err.contains("etcdserver: permission denied"), "outside the role: {err}");
+    let (success, _, err) = as_raftctl(&["user", "list"]);
+    assert!(!success && err.contains("etcdserver: permission denied"), "not root: {err}");
+    // node1 is no user at all.
+    let (success, _, err) = as_node1(&["get", "/app/a"]);
+    assert!(!success && err.contains("etcdserver: permission denied"), "an unknown CN: {err}");
+    // A token wins over the certificate: root may do what the CN's user may not.
+    let (success, out, err) = as_node1(&[ROOT, "put", "/other", "x"]);
+    assert!(success && out == "OK\n", "{out}{err}");
+    let (success, _, err) = as_raftctl(&["--user=raftctl:wrong", "get", "/app/a"]);
+    assert!(!success && err.contains("authentication failed"), "a wrong password is not replaced by the certificate: {err}");
+    Ok(())
+}

@@ -107,3 +107,49 @@ async fn a_cluster_restored_from_an_etcdctl_snapshot_has_every_key_with_its_revi
     assert_eq!(rev, last + 1, "the restored cluster continues the revisions");
     Ok(())
 }
+
+/// etcd's snapshots carry its auth buckets: a backup saved with auth enabled restores
+/// with the same users, roles, permissions and `auth enable`.
+#[tokio::test]
+async fn a_snapshot_saved_with_auth_enabled_restores_users_roles_and_auth_enable() -> anyhow::Result<()> {
+    use crate::etcdctl::{etcdctl, ok};
+    const ROOT: &str = "--user=root:rootpw";
+    const READER: &str = "--user=reader:readerpw";
+
+    let mut cluster = Cluster::start(1)?;
+    wait_leader(&cluster, &[]).await?;
+    let endpoint = cluster.nodes[0].client_addr();
+    ok(&endpoint, &["user", "add", "root:rootpw"]);
+    ok(&endpoint, &["user", "add", "reader:readerpw"]);
+    ok(&endpoint, &["role", "add", "ro"]);
+    ok(&endpoint, &["role", "grant-permission", "--prefix=true", "ro", "read", "/app/"]);
+    ok(&endpoint, &["user", "grant-role", "reader", "ro"]);
+    ok(&endpoint, &["put", "/app/a", "1"]);
+    assert_eq!(ok(&endpoint, &["auth", "enable"]), "Authentication Enabled\n");
+
+    let file = cluster.dir.path().join("auth.db");
+    let (success, out, err) = etcdctl(&endpoint, &["snapshot", "save", &file.to_string_lossy()], None);
+    assert!(!success && err.contains("etcdserver: user name is empty"), "a snapshot needs root: {out}{err}");
+    let saved = ok(&endpoint, &[ROOT, "snapshot", "save", &file.to_string_lossy()]);
+    assert!(saved.contains("Snapshot saved at"), "{saved}");
+    let status = Command::new(bin("raftgres")).args(["snapshot", "status"]).arg(&file).output()?;
+    assert!(text(&status).contains("format 2, ") && text(&status).contains("2 users, 2 roles, auth enabled"), "{}", text(&status));
+
+    cluster.kill(0);
+    std::fs::remove_dir_all(&cluster.nodes[0].data_dir)?;
+    let out = restore(&cluster, 0, &file)?;
+    assert!(out.status.success(), "restore: {}", text(&out));
+    cluster.spawn(0, "new")?;
+    wait_leader(&cluster, &[]).await.map_err(|e| e.context(cluster.logs()))?;
+
+    let (success, _, err) = etcdctl(&endpoint, &["get", "/app/a"], None);
+    assert!(!success && err.contains("etcdserver: user name is empty"), "auth is enabled after the restore: {err}");
+    assert_eq!(ok(&endpoint, &[ROOT, "user", "list"]), "reader\nroot\n");
+    assert_eq!(ok(&endpoint, &[ROOT, "role", "list"]), "ro\nroot\n");
+    assert_eq!(ok(&endpoint, &[READER, "get", "/app/a"]), "/app/a\n1\n");
+    let (success, _, err) = etcdctl(&endpoint, &[READER, "put", "/app/a", "2"], None);
+    assert!(!success && err.contains("etcdserver: permission denied"), "read-only permission kept: {err}");
+    let (success, _, err) = etcdctl(&endpoint, &["--user=reader:wrong", "get", "/app/a"], None);
+    assert!(!success && err.contains("authentication failed"), "password hashes kept: {err}");
+    Ok(())
+}

@@ -2,7 +2,9 @@
 //! TLS (ALPN `h2` and `http/1.1`, client certificates as configured), then the
 //! connection read through [`FixAuthority`]. Handshakes run in their own tasks, so a
 //! slow client never holds up the accept loop; the loop ends when the server drops the
-//! stream.
+//! stream. Each request of a connection carries its [`ClientConn`] (tonic's connect
+//! info): the addresses, and the CommonName of the client certificate, etcd's user for
+//! calls without a token (`access`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
 use super::frames::FixAuthority;
 
@@ -22,21 +24,29 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections accepted and not yet taken by the server.
 const BACKLOG: usize = 64;
 
+/// What the requests of one connection know of it (in their extensions).
+#[derive(Debug, Clone)]
+pub struct ClientConn {
+    /// The CommonName of the certificate the client presented (client-cert-auth).
+    pub certificate_user: Option<String>,
+}
+
 /// A client connection, plain or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {
-    /// The TCP addresses, for tonic's request extensions.
-    fn tcp_info(&self) -> TcpConnectInfo;
+    /// The client certificate's user, for tonic's request extensions.
+    fn client_conn(&self) -> ClientConn;
 }
 
 impl Io for TcpStream {
-    fn tcp_info(&self) -> TcpConnectInfo {
-        self.connect_info()
+    fn client_conn(&self) -> ClientConn {
+        ClientConn { certificate_user: None }
     }
 }
 
 impl Io for tokio_rustls::server::TlsStream<TcpStream> {
-    fn tcp_info(&self) -> TcpConnectInfo {
-        self.get_ref().0.connect_info()
+    fn client_conn(&self) -> ClientConn {
+        let leaf = self.get_ref().1.peer_certificates().and_then(|certs| certs.first());
+        ClientConn { certificate_user: leaf.and_then(|cert| raftgres_tls::common_name(cert)) }
     }
 }
 
@@ -44,10 +54,10 @@ impl Io for tokio_rustls::server::TlsStream<TcpStream> {
 pub type Conn = FixAuthority<Box<dyn Io>>;
 
 impl Connected for Conn {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ClientConn;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.get_ref().tcp_info()
+    fn connect_info(&self) -> ClientConn {
+        self.get_ref().client_conn()
     }
 }
 

@@ -22,4 +22,4 @@ mod incoming;
 mod metrics;
 
 pub(crate) use http::HttpLayer;
-pub(crate) use incoming::incoming;
+pub(crate) use incoming::{incoming, ClientConn};

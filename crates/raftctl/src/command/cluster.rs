@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use raftgres_agent::cluster::{ClusterView, Keys};
 use raftgres_agent::dcs::Dcs;
+use raftgres_client::AuthChannel;
 
 use crate::command::list::{list_scopes, namespace_prefix, pick_scope};
 use raftgres_client::{Api, COMMAND_TIMEOUT};
@@ -59,7 +60,7 @@ pub async fn resolve(api: &Api, args: &ClusterArgs) -> anyhow::Result<String> {
 }
 
 /// The cluster's keys through `api`, and a first read of them.
-pub async fn open(api: &Api, args: &ClusterArgs) -> anyhow::Result<(Dcs, ClusterView)> {
+pub async fn open(api: &Api, args: &ClusterArgs) -> anyhow::Result<(Dcs<AuthChannel>, ClusterView)> {
     let (dcs, view) = read(api, args).await?;
     if view.members.is_empty() {
         let prefix = namespace_prefix(args.namespace());
@@ -74,7 +75,7 @@ pub async fn open(api: &Api, args: &ClusterArgs) -> anyhow::Result<(Dcs, Cluster
 
 /// The cluster's keys and what they hold, members or not (`remove` wipes what is left
 /// of a cluster whose members are gone).
-pub async fn read(api: &Api, args: &ClusterArgs) -> anyhow::Result<(Dcs, ClusterView)> {
+pub async fn read(api: &Api, args: &ClusterArgs) -> anyhow::Result<(Dcs<AuthChannel>, ClusterView)> {
     let scope = resolve(api, args).await?;
     let dcs = Dcs::new(api.channel.clone(), Keys::new(args.namespace(), &scope), COMMAND_TIMEOUT);
     let view = dcs.read_cluster().await.with_context(|| format!("reading {}{scope}/", namespace_prefix(args.namespace())))?;
@@ -82,7 +83,7 @@ pub async fn read(api: &Api, args: &ClusterArgs) -> anyhow::Result<(Dcs, Cluster
 }
 
 /// The scope `dcs` is opened on (`/service/demo/` → `demo`).
-pub fn scope_name(dcs: &Dcs) -> &str {
+pub fn scope_name(dcs: &Dcs<AuthChannel>) -> &str {
     dcs.keys.prefix.trim_end_matches('/').rsplit('/').next().unwrap_or("")
 }
 

@@ -6,6 +6,7 @@ use anyhow::bail;
 use clap::Args;
 use raftgres_agent::dcs::Dcs;
 use raftgres_agent::ops::{self, Handover, SwitchoverRequest};
+use raftgres_client::AuthChannel;
 
 use crate::command::cluster::{confirm, open, ClusterArgs};
 use crate::when::scheduled_for_agents;
@@ -91,7 +92,7 @@ pub async fn failover(api: &Api, args: FailoverArgs) -> anyhow::Result<()> {
 }
 
 /// Until a member other than `old` holds the leader key (and `/failover` is gone).
-async fn wait_new_primary(dcs: &Dcs, old: &str) -> anyhow::Result<()> {
+async fn wait_new_primary(dcs: &Dcs<AuthChannel>, old: &str) -> anyhow::Result<()> {
     match ops::await_handover(dcs, Some(old)).await {
         Handover::NewLeader(new, took) => {
             println!("{new} is the new primary ({:.1} s)", took.as_secs_f64());

@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use raftgres_agent::cluster::ClusterView;
 use raftgres_agent::config::DynamicConfig;
 use raftgres_agent::dcs::Dcs;
+use raftgres_client::AuthChannel;
 
 use crate::command::cluster::{open, ClusterArgs};
 use raftgres_client::Api;
@@ -23,8 +24,8 @@ const PATCH_WAIT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(200);
 
 /// The cluster's keys, read through the first node that answers.
-pub async fn view(lab: &Lab) -> anyhow::Result<(Dcs, ClusterView)> {
-    let api = Api::connect(&lab.endpoints(), &lab.security()?).await?;
+pub async fn view(lab: &Lab) -> anyhow::Result<(Dcs<AuthChannel>, ClusterView)> {
+    let api = Api::connect(&lab.endpoints(), &lab.security()?, None).await?;
     open(&api, &ClusterArgs { scope: Some(lab.scope.clone()), ..Default::default() }).await
 }
 
