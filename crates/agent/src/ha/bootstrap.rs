@@ -61,7 +61,7 @@ impl Agent {
         self.publish_state(PgState::InStep(Step::InitializingNewCluster));
         self.pg.remove_data_dir()?;
         self.pg.initdb().await?;
-        self.configure(None)?;
+        self.configure(None).await?;
         self.take_leader_key_after_bootstrap().await?;
         self.start_and_wait().await?;
         self.arm_fencer();
@@ -80,7 +80,7 @@ impl Agent {
         tracing::info!("adopting the existing data directory (system identifier {})", control.system_identifier);
         self.take_leader_key_after_bootstrap().await?;
         if self.pg.postmaster_pid().is_none() {
-            self.configure(None)?;
+            self.configure(None).await?;
             conf::set_standby(self.pg.data_dir(), false)?;
             self.start_and_wait().await?;
         }
@@ -113,7 +113,7 @@ impl Agent {
         }
         // Stream from the primary whatever the clone came from; the next cycle applies
         // `replicatefrom` if the member has it.
-        if let Err(e) = self.configure_replica(&upstream.0, upstream.1, false) {
+        if let Err(e) = self.configure_replica(&upstream.0, upstream.1, false).await {
             return format!("cannot configure the clone: {e}");
         }
         if let Err(e) = self.pg.start().await {
@@ -141,27 +141,41 @@ impl Agent {
     }
 
     /// Writes the config files for a primary (`upstream` None) or a replica; true when
-    /// one changed (the caller reloads).
-    pub(super) fn configure(&self, upstream: Option<&conf::Upstream>) -> Result<bool, crate::postgres::PgError> {
+    /// one changed (the caller reloads). A standby (a replica, or a node started
+    /// read-only) takes the primary's larger values from its control file
+    /// (`params::raise_to_primary`).
+    pub(super) async fn configure(&self, upstream: Option<&conf::Upstream>) -> Result<bool, crate::postgres::PgError> {
         let mut dynamic: std::collections::BTreeMap<String, serde_json::Value> = self.dynamic.postgresql.parameters.clone();
         if upstream.is_none() {
             // Only the primary waits for standbys (see `sync`).
             dynamic.insert("synchronous_standby_names".into(), serde_json::Value::String(self.sync_names.clone()));
         }
-        let params = crate::postgres::params::parameters(&self.config.postgresql, &self.config.name, &dynamic, upstream);
+        let mut params = crate::postgres::params::parameters(&self.config.postgresql, &self.config.name, &dynamic, upstream);
+        let raised = if upstream.is_some() || self.pg.is_standby_configured() {
+            let recorded = self.pg.controldata().await?.settings;
+            crate::postgres::params::raise_to_primary(&mut params, &recorded)
+        } else {
+            Vec::new()
+        };
         let hba_changed = conf::write_hba(&self.config.postgresql)?;
-        Ok(conf::write_server_conf(self.pg.data_dir(), &params)? || hba_changed)
+        let changed = conf::write_server_conf(self.pg.data_dir(), &params)?;
+        if changed {
+            for line in raised {
+                tracing::info!("a standby needs at least its primary's value: {line}");
+            }
+        }
+        Ok(changed || hba_changed)
     }
 
     /// Configuration + `standby.signal` for streaming from `host:port`.
     /// `cascading`: the upstream is another replica (`replicatefrom`), which keeps no
     /// slot for us (only the primary manages slots), so none is used.
-    pub(super) fn configure_replica(&self, host: &str, port: u16, cascading: bool) -> Result<bool, crate::postgres::PgError> {
+    pub(super) async fn configure_replica(&self, host: &str, port: u16, cascading: bool) -> Result<bool, crate::postgres::PgError> {
         let mut up = self.upstream(host, port);
         if cascading {
             up.slot = None;
         }
-        let changed = self.configure(Some(&up))?;
+        let changed = self.configure(Some(&up)).await?;
         conf::set_standby(self.pg.data_dir(), true)?;
         Ok(changed)
     }

@@ -21,7 +21,7 @@ use crate::command::list::{list_scopes, namespace_prefix};
 use crate::when::scheduled_for_agents;
 use raftgres_client::Api;
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -158,11 +158,16 @@ fn role_name(role: Option<RoleFilter>) -> &'static str {
     role.map_or("member", RoleFilter::name)
 }
 
-/// The cluster and the members a node command names.
-async fn targets(api: &Api, node: &NodeArgs, role: Option<RoleFilter>) -> anyhow::Result<(ClusterView, Vec<String>)> {
+/// [`split_words`], listing the namespace's clusters only when the first word may be one.
+pub(crate) async fn cluster_and_members(api: &Api, node: &NodeArgs) -> anyhow::Result<(ClusterArgs, Vec<String>)> {
     let first_is_unknown = node.cluster.cluster.is_some() && node.cluster.scope.is_none();
     let scopes = if first_is_unknown { list_scopes(api, &namespace_prefix(node.cluster.namespace())).await? } else { BTreeSet::new() };
-    let (cluster, named) = split_words(node, &scopes);
+    Ok(split_words(node, &scopes))
+}
+
+/// The cluster and the members a node command names.
+pub(crate) async fn targets(api: &Api, node: &NodeArgs, role: Option<RoleFilter>) -> anyhow::Result<(ClusterView, Vec<String>)> {
+    let (cluster, named) = cluster_and_members(api, node).await?;
     let (_, view) = open(api, &cluster).await?;
     let picked = pick_members(&view, &named, role)?;
     Ok((view, picked))
@@ -178,6 +183,20 @@ async fn call(
     path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<String> {
+    let (code, answer) = request(api, node, name, member, method, path, body).await?;
+    success(name, code, answer)
+}
+
+/// A member's REST answer to `method path`: its HTTP status and trimmed body.
+pub(crate) async fn request(
+    api: &Api,
+    node: &NodeArgs,
+    name: &str,
+    member: &Member,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
     let base = member.api_url.trim_end_matches("/patroni");
     let url = format!("{base}{path}");
     let (code, answer) = api
@@ -185,7 +204,11 @@ async fn call(
         .request(method, &url, body, node.rest_auth.as_deref())
         .await
         .with_context(|| format!("cannot reach {name}'s REST API at {base}"))?;
-    let answer = answer.trim().to_string();
+    Ok((code, answer.trim().to_string()))
+}
+
+/// A 2xx answer, or one error saying what the member refused and how to get through.
+pub(crate) fn success(name: &str, code: u16, answer: String) -> anyhow::Result<String> {
     match code {
         200..=299 => Ok(answer),
         401 => bail!("{name}'s REST API needs credentials: --rest-auth USER:PASSWORD"),
@@ -196,7 +219,7 @@ async fn call(
 
 /// Runs `each` on every member in turn, printing `name: answer`; all are tried, and
 /// the command fails if one did.
-async fn for_each<F, Fut>(names: &[String], mut each: F) -> anyhow::Result<()>
+pub(crate) async fn for_each<F, Fut>(names: &[String], mut each: F) -> anyhow::Result<()>
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Option<String>>>,
