@@ -250,10 +250,7 @@ fn flush_drops_schedules_and_resume_waits_for_every_agent() -> anyhow::Result<()
         assert!(err.to_string().contains(&format!("not resuming: the agent of {name} does not answer")), "{err}");
         assert!(lab.ctl(&["show-config"])?.contains("pause: true"), "still paused");
         lab.start(replica)?;
-        wait_for(HEAL, "the restarted agent's REST API", || {
-            anyhow::ensure!(lab.rest_status(replica, "GET", "/health")? == 200, "not yet");
-            Ok(())
-        })?;
+        lab.wait_agent(replica, HEAL)?;
         assert!(lab.ctl(&["resume", "--wait"])?.contains("every member resumed"));
         Ok(())
     })

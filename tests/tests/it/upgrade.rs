@@ -31,10 +31,7 @@ fn paused_agents_restart_one_by_one_under_writes_with_the_same_postmasters() -> 
             assert_eq!(role == "f", i == primary, "{}'s PostgreSQL still answers, in its role", lab.name(i));
             std::thread::sleep(DOWN);
             lab.start(i)?;
-            wait_for(HEAL, "the restarted agent's REST API", || {
-                anyhow::ensure!(lab.rest_status(i, "GET", "/health")? == 200, "not yet");
-                Ok(())
-            })?;
+            lab.wait_agent(i, HEAL)?;
             if i == primary {
                 wait_for(HEAL, "the primary's new run holding the leader key", || {
                     anyhow::ensure!(lab.rest_status(i, "GET", "/leader")? == 200, "not yet");

@@ -54,10 +54,9 @@ pub async fn run(api: &Api, args: FlushArgs) -> anyhow::Result<()> {
             let (view, names) = targets(api, &node, args.role.or(node.members.is_empty().then_some(RoleFilter::Any))).await?;
             let (view, node) = (&view, &node);
             for_each(&names, |name| async move {
-                let (code, answer) = request(api, node, &name, &view.members[&name], "DELETE", "/restart", None).await?;
-                match code {
-                    404 => Ok(Some("no scheduled restart".into())),
-                    _ => success(&name, code, answer).map(Some),
+                match request(api, node, &name, &view.members[&name], "DELETE", "/restart", None).await? {
+                    (404, _) => Ok(Some("no scheduled restart".into())),
+                    answer => success(&name, answer).map(Some),
                 }
             })
             .await

@@ -173,21 +173,8 @@ pub(crate) async fn targets(api: &Api, node: &NodeArgs, role: Option<RoleFilter>
     Ok((view, picked))
 }
 
-/// What a member's agent answered, or why it did not.
-async fn call(
-    api: &Api,
-    node: &NodeArgs,
-    name: &str,
-    member: &Member,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> anyhow::Result<String> {
-    let (code, answer) = request(api, node, name, member, method, path, body).await?;
-    success(name, code, answer)
-}
-
-/// A member's REST answer to `method path`: its HTTP status and trimmed body.
+/// A member's REST answer to `method path`: its HTTP status and trimmed body, or why
+/// it did not answer ([`success`] turns it into the answer or one error).
 pub(crate) async fn request(
     api: &Api,
     node: &NodeArgs,
@@ -208,7 +195,7 @@ pub(crate) async fn request(
 }
 
 /// A 2xx answer, or one error saying what the member refused and how to get through.
-pub(crate) fn success(name: &str, code: u16, answer: String) -> anyhow::Result<String> {
+pub(crate) fn success(name: &str, (code, answer): (u16, String)) -> anyhow::Result<String> {
     match code {
         200..=299 => Ok(answer),
         401 => bail!("{name}'s REST API needs credentials: --rest-auth USER:PASSWORD"),
@@ -254,10 +241,12 @@ pub async fn restart(api: &Api, args: RestartArgs) -> anyhow::Result<()> {
     let (view, mut names) = targets(api, node, args.role.or(node.members.is_empty().then_some(RoleFilter::Any))).await?;
     let view = &view;
     if args.cancel {
-        return for_each(
-            &names,
-            |name| async move { call(api, node, &name, &view.members[&name], "DELETE", "/restart", None).await.map(Some) },
-        )
+        return for_each(&names, |name| async move {
+            request(api, node, &name, &view.members[&name], "DELETE", "/restart", None)
+                .await
+                .and_then(|answer| success(&name, answer))
+                .map(Some)
+        })
         .await;
     }
     if args.any {
@@ -288,7 +277,8 @@ pub async fn restart(api: &Api, args: RestartArgs) -> anyhow::Result<()> {
                 None => bail!("{name}: its PostgreSQL version is unknown (GET /patroni): not restarted"),
             }
         }
-        let restart = call(api, node, &name, member, "POST", "/restart", Some(body));
+        let restart =
+            async { request(api, node, &name, member, "POST", "/restart", Some(body)).await.and_then(|answer| success(&name, answer)) };
         match args.timeout {
             None => restart.await.map(Some),
             Some(limit) => tokio::time::timeout(limit, restart)
@@ -308,7 +298,10 @@ pub async fn reload(api: &Api, args: ReloadArgs) -> anyhow::Result<()> {
     let node = &args.node;
     let (view, names) = targets(api, node, args.role.or(node.members.is_empty().then_some(RoleFilter::Any))).await?;
     let view = &view;
-    for_each(&names, |name| async move { call(api, node, &name, &view.members[&name], "POST", "/reload", None).await.map(Some) }).await
+    for_each(&names, |name| async move {
+        request(api, node, &name, &view.members[&name], "POST", "/reload", None).await.and_then(|answer| success(&name, answer)).map(Some)
+    })
+    .await
 }
 
 pub async fn reinit(api: &Api, args: ReinitArgs) -> anyhow::Result<()> {
@@ -316,8 +309,13 @@ pub async fn reinit(api: &Api, args: ReinitArgs) -> anyhow::Result<()> {
     let (view, names) = targets(api, node, None).await?;
     confirm(&format!("Wipe the data directory of {} and clone the primary again?", names.join(", ")), node.force)?;
     let view = &view;
-    for_each(&names, |name| async move { call(api, node, &name, &view.members[&name], "POST", "/reinit", Some("{}")).await.map(Some) })
-        .await?;
+    for_each(&names, |name| async move {
+        request(api, node, &name, &view.members[&name], "POST", "/reinit", Some("{}"))
+            .await
+            .and_then(|answer| success(&name, answer))
+            .map(Some)
+    })
+    .await?;
     if !args.wait {
         return Ok(());
     }

@@ -5,14 +5,16 @@
 //! agent leaves its PostgreSQL running without a fencer, and once resumed another node
 //! may take the key of a primary whose agent is away while it still runs
 //! (`crates/agent/SAFETY.md`, "Pause across an agent restart"). So `resume` refuses,
-//! naming them, while a member's agent does not answer its REST API or no member holds
-//! the leader key; `--force` resumes anyway.
+//! naming them, while an agent is away: its last event on the HA timeline says it
+//! stopped while paused (a stopping replica's member key goes at once, so the keys
+//! alone cannot tell), or its member's REST API does not answer; and while no member
+//! holds the leader key. `--force` resumes anyway.
 
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::Args;
-use raftgres_agent::cluster::ClusterView;
+use raftgres_agent::cluster::{ClusterView, Event, AWAY_WHILE_PAUSED};
 use raftgres_agent::ops;
 
 use crate::command::cluster::{open, ClusterArgs};
@@ -48,10 +50,10 @@ pub async fn pause(api: &Api, args: PauseArgs) -> anyhow::Result<()> {
 pub async fn resume(api: &Api, args: ResumeArgs) -> anyhow::Result<()> {
     let (dcs, view) = open(api, &args.pause.cluster).await?;
     if view.paused() && !args.force {
-        let mut silent = Vec::new();
+        let mut silent = away(&dcs.events().await?);
         for (name, member) in &view.members {
             let answer = tokio::time::timeout(ANSWER_TIMEOUT, api.rest().request("GET", &member.api_url, None, None)).await;
-            if !matches!(answer, Ok(Ok(_))) {
+            if !matches!(answer, Ok(Ok(_))) && !silent.contains(name) {
                 silent.push(name.clone());
             }
         }
@@ -61,6 +63,16 @@ pub async fn resume(api: &Api, args: ResumeArgs) -> anyhow::Result<()> {
     }
     println!("{}", ops::set_pause(&dcs, false).await?);
     wait(api, &view, &args.pause, false).await
+}
+
+/// The members whose last event on the HA timeline says their agent stopped while
+/// paused (`events` oldest first, as the store returns them).
+pub fn away(events: &[Event]) -> Vec<String> {
+    let mut last = std::collections::BTreeMap::new();
+    for e in events {
+        last.insert(e.member.as_str(), e.event.as_str());
+    }
+    last.into_iter().filter(|(_, event)| event.starts_with(AWAY_WHILE_PAUSED)).map(|(member, _)| member.to_string()).collect()
 }
 
 /// Why resuming `view` now is unsafe (None: it is safe), given the members whose
@@ -128,6 +140,20 @@ mod tests {
         assert!(two.starts_with("the agent of node2, node3 do not answer"), "{two}");
         let free = resume_blockers(&ClusterView::default(), &[]).expect("no leader key");
         assert!(free.starts_with("no member holds the leader key"), "{free}");
+    }
+
+    #[test]
+    fn an_agent_is_away_until_it_records_another_event() {
+        let event = |at_ms, member: &str, event: &str| Event { at_ms, member: member.into(), event: event.into() };
+        let stopped = format!("{AWAY_WHILE_PAUSED}: leaving PostgreSQL running; the next run of this node adopts it");
+        let events = [
+            event(1, "node1", "paused: not managing PostgreSQL (I am node1, running)"),
+            event(2, "node2", &stopped),
+            event(3, "node3", &stopped),
+            event(4, "node3", "paused: not managing PostgreSQL (I am node3, running)"),
+        ];
+        assert_eq!(away(&events), ["node2"], "node3 is back");
+        assert!(away(&[]).is_empty());
     }
 
     #[test]
