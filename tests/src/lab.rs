@@ -515,6 +515,14 @@ impl Lab {
         Ok(text.lines().next().context("empty postmaster.pid")?.trim().parse()?)
     }
 
+    /// Waits until node `i`'s agent answers `GET /health` with 200 (after a start).
+    pub fn wait_agent(&self, i: usize, timeout: std::time::Duration) -> anyhow::Result<()> {
+        wait_for(timeout, "the agent's REST API answering /health", || {
+            anyhow::ensure!(self.rest_status(i, "GET", "/health")? == 200, "not yet");
+            Ok(())
+        })
+    }
+
     /// Waits until exactly one node is primary and every other one is a streaming
     /// replica that has replayed `marker` (a row in table `t`); returns the primary.
     pub fn wait_healthy(&self, timeout: std::time::Duration, marker: &str) -> anyhow::Result<usize> {

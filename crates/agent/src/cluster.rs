@@ -165,6 +165,11 @@ impl SyncState {
     }
 }
 
+/// The first words of the event an agent records when it stops while the cluster is
+/// paused (`ha::shutdown::plan`): until that member records another one, its agent is away
+/// and its PostgreSQL runs unmanaged (`raftctl resume` refuses then).
+pub const AWAY_WHILE_PAUSED: &str = "shutting down (cluster paused)";
+
 /// One HA event in `events/` (what a node decided, and when).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

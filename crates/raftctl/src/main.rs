@@ -1,6 +1,6 @@
 //! `raftctl`: the command-line tool for raftgres clusters, patronictl's and etcdctl's
 //! jobs in one: the Raft half (`members`), PostgreSQL's half (`list`,
-//! `switchover`, `failover`, `restart`, `reinit`, `pause`, `edit-config`, `history`,
+//! `switchover`, `failover`, `restart`, `flush`, `reinit`, `pause`, `edit-config`, `history`,
 //! `events`, `topology`, `dsn`, `query`, `remove`, ...; patronictl's names, flags,
 //! CLUSTER argument and output formats), and the learning lab and fault runner (`lab`,
 //! `chaos`).
@@ -59,8 +59,8 @@ pub enum Command {
     Failover(command::switchover::FailoverArgs),
     /// Maintenance mode: the agents stop managing PostgreSQL; no automatic failover.
     Pause(command::pause::PauseArgs),
-    /// Leave maintenance mode.
-    Resume(command::pause::PauseArgs),
+    /// Leave maintenance mode (refused while an agent does not answer, unless --force).
+    Resume(command::pause::ResumeArgs),
     /// The dynamic configuration (`/config`) as YAML.
     ShowConfig(command::config::ShowConfigArgs),
     /// Change the dynamic configuration: -s key=value, -p pg_param=value, or in $EDITOR.
@@ -73,6 +73,9 @@ pub enum Command {
     History(command::history::HistoryArgs),
     /// Restart PostgreSQL on members (now, --pending, --scheduled, --pg-version; --cancel).
     Restart(command::node_ops::RestartArgs),
+    /// Drop scheduled restarts (DELETE /restart on each member) or the scheduled switchover:
+    /// `flush [CLUSTER] [MEMBER]... restart|switchover`.
+    Flush(command::flush::FlushArgs),
     /// Re-read members' own config files (what can change live) and reload PostgreSQL's configuration.
     Reload(command::node_ops::ReloadArgs),
     /// Wipe a replica's data directory and clone the primary again (--wait).
@@ -149,11 +152,13 @@ impl Command {
             Command::List(a) => &mut a.cluster,
             Command::Switchover(a) => &mut a.cluster,
             Command::Failover(a) => &mut a.cluster,
-            Command::Pause(a) | Command::Resume(a) => &mut a.cluster,
+            Command::Pause(a) => &mut a.cluster,
+            Command::Resume(a) => &mut a.pause.cluster,
             Command::ShowConfig(a) => &mut a.cluster,
             Command::EditConfig(a) => &mut a.cluster,
             Command::Restart(a) => &mut a.node.cluster,
             Command::Reload(a) => &mut a.node.cluster,
+            Command::Flush(a) => &mut a.node.cluster,
             Command::Reinit(a) => &mut a.node.cluster,
             Command::Topology(a) => &mut a.cluster,
             Command::Version(a) => &mut a.cluster,
@@ -199,11 +204,12 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         Command::Chaos(args) => command::chaos::run(args).await,
         Command::Switchover(args) => command::switchover::switchover(&connect(&target).await?, args).await,
         Command::Failover(args) => command::switchover::failover(&connect(&target).await?, args).await,
-        Command::Pause(args) => command::pause::run(&connect(&target).await?, args, true).await,
-        Command::Resume(args) => command::pause::run(&connect(&target).await?, args, false).await,
+        Command::Pause(args) => command::pause::pause(&connect(&target).await?, args).await,
+        Command::Resume(args) => command::pause::resume(&connect(&target).await?, args).await,
         Command::ShowConfig(args) => command::config::show(&connect(&target).await?, args).await,
         Command::EditConfig(args) => command::config::edit(&connect(&target).await?, args).await,
         Command::Restart(args) => command::node_ops::restart(&connect(&target).await?, args).await,
+        Command::Flush(args) => command::flush::run(&connect(&target).await?, args).await,
         Command::Reload(args) => command::node_ops::reload(&connect(&target).await?, args).await,
         Command::Reinit(args) => command::node_ops::reinit(&connect(&target).await?, args).await,
         Command::Topology(args) => command::topology::topology(&connect(&target).await?, args).await,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use raftgres_tests::lab::{wait_for, Lab};
 
-use crate::writes::{create_table, with_logs};
+use crate::writes::{seed, with_logs};
 
 const HEAL: Duration = Duration::from_secs(60);
 
@@ -51,9 +51,7 @@ fn a_primary_that_leaves_the_free_key_to_another_stops_being_primary() -> anyhow
         std::fs::write(&config, format!("{text}\ntags: {{failover_priority: 10}}\n"))?;
         lab.kill(favourite)?;
         lab.start(favourite)?;
-        create_table(&lab, primary)?;
-        lab.psql(primary, "insert into t(v) values ('back')")?;
-        lab.wait_healthy(HEAL, "back")?;
+        seed(&lab, "back", HEAL)?;
         let (key, holder) = wait_for(Duration::from_secs(10), "the leader key", || {
             let (key, holder) = leader_key(&lab)?;
             anyhow::ensure!(holder.is_some(), "no holder yet");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use raftgres_tests::lab::{wait_for, Lab};
 
-use crate::writes::{assert_one_writer_at_a_time, create_table, timeline, with_logs, Writer};
+use crate::writes::{assert_one_writer_at_a_time, seed, timeline, with_logs, Writer};
 
 const HEAL: Duration = Duration::from_secs(60);
 
@@ -62,10 +62,7 @@ impl Drop for GroupStop {
 fn group_stopped_primary_is_fenced_before_another_node_promotes() -> anyhow::Result<()> {
     let lab = Arc::new(Lab::up(3)?);
     with_logs(&lab, || {
-        let old = lab.primary()?;
-        create_table(&lab, old)?;
-        lab.psql(old, "insert into t(v) values ('x')")?;
-        lab.wait_healthy(HEAL, "x")?;
+        let old = seed(&lab, "x", HEAL)?;
         let group = agent_group(&lab, old)?;
         let postmaster = lab.postmaster_pid(old)?;
         let writer = Writer::start(lab.clone());

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use raftgres_tests::lab::{http_status, wait_for, Lab};
 
-use crate::writes::{assert_one_writer_at_a_time, create_table, with_logs, Writer};
+use crate::writes::{assert_one_writer_at_a_time, create_table, seed, with_logs, Writer};
 
 const HEAL: Duration = Duration::from_secs(60);
 
@@ -37,10 +37,7 @@ fn assert_checks(lab: &Lab, primary: usize) -> anyhow::Result<()> {
 #[test]
 fn bootstrap_replicates_and_replicas_refuse_writes() -> anyhow::Result<()> {
     let lab = Lab::up(3)?;
-    let primary = lab.primary()?;
-    create_table(&lab, primary)?;
-    lab.psql(primary, "insert into t(v) values ('hello')")?;
-    lab.wait_healthy(HEAL, "hello")?;
+    let primary = seed(&lab, "hello", HEAL)?;
     for i in (0..3).filter(|&i| i != primary) {
         let err = lab.psql(i, "insert into t(v) values ('nope')").expect_err("a replica must refuse writes");
         assert!(err.to_string().contains("read-only"), "{err}");
@@ -59,10 +56,7 @@ fn bootstrap_replicates_and_replicas_refuse_writes() -> anyhow::Result<()> {
 #[test]
 fn killed_primary_fails_over_and_rejoins_as_replica() -> anyhow::Result<()> {
     let lab = Lab::up(3)?;
-    let old = lab.primary()?;
-    create_table(&lab, old)?;
-    lab.psql(old, "insert into t(v) values ('before')")?;
-    lab.wait_healthy(HEAL, "before")?;
+    let old = seed(&lab, "before", HEAL)?;
     lab.kill(old)?;
     let new = lab.wait_new_primary(old, HEAL)?;
     lab.psql(new, "insert into t(v) values ('after')")?;
@@ -105,10 +99,7 @@ fn killed_postmaster_is_restarted_in_place() -> anyhow::Result<()> {
 fn frozen_primary_agent_is_fenced_before_another_node_promotes() -> anyhow::Result<()> {
     let lab = Arc::new(Lab::up(3)?);
     with_logs(&lab, || {
-        let old = lab.primary()?;
-        create_table(&lab, old)?;
-        lab.psql(old, "insert into t(v) values ('x')")?;
-        lab.wait_healthy(HEAL, "x")?;
+        let old = seed(&lab, "x", HEAL)?;
         let writer = Writer::start(lab.clone());
         std::thread::sleep(Duration::from_secs(1));
         let t0 = Instant::now();

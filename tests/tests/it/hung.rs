@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use raftgres_tests::lab::{wait_for, Lab};
 
-use crate::writes::{assert_one_writer_at_a_time, create_table, timeline, with_logs, Ack};
+use crate::writes::{assert_one_writer_at_a_time, seed, timeline, with_logs, Ack};
 
 const HEAL: Duration = Duration::from_secs(60);
 
@@ -138,10 +138,7 @@ impl Drop for Frozen {
 /// A three-node lab with table `t` replicated everywhere; returns it and the primary.
 fn healthy_lab() -> anyhow::Result<(Arc<Lab>, usize)> {
     let lab = Arc::new(Lab::up(3)?);
-    let primary = lab.primary()?;
-    create_table(&lab, primary)?;
-    lab.psql(primary, "insert into t(v) values ('x')")?;
-    lab.wait_healthy(HEAL, "x")?;
+    let primary = seed(&lab, "x", HEAL)?;
     Ok((lab, primary))
 }
 

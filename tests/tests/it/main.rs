@@ -5,6 +5,7 @@ mod backup;
 mod bad_input;
 mod chaos;
 mod client_http;
+mod cluster_wide;
 mod compaction;
 mod crash;
 mod dashboard;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use raftgres_tests::lab::{wait_for, Lab};
 
-use crate::writes::{create_table, with_logs, Writer};
+use crate::writes::{create_table, seed, with_logs, Writer};
 
 const HEAL: Duration = Duration::from_secs(60);
 
@@ -16,10 +16,7 @@ const HEAL: Duration = Duration::from_secs(60);
 fn switchover_loses_no_acknowledged_write() -> anyhow::Result<()> {
     let lab = Arc::new(Lab::up(3)?);
     with_logs(&lab, || {
-        let old = lab.primary()?;
-        create_table(&lab, old)?;
-        lab.psql(old, "insert into t(v) values ('start')")?;
-        lab.wait_healthy(HEAL, "start")?;
+        let old = seed(&lab, "start", HEAL)?;
         let candidate = (old + 1) % 3;
         let writer = Writer::start(lab.clone());
         std::thread::sleep(Duration::from_secs(1));
@@ -195,9 +192,7 @@ fn tags_nofailover_and_replicatefrom_are_honoured() -> anyhow::Result<()> {
         let primary = lab.primary()?;
         let (a, b) = ((primary + 1) % 3, (primary + 2) % 3);
         set_tags(&lab, b, &format!("{{nofailover: true, replicatefrom: {}}}", lab.name(a)))?;
-        create_table(&lab, primary)?;
-        lab.psql(primary, "insert into t(v) values ('tagged')")?;
-        lab.wait_healthy(HEAL, "tagged")?;
+        seed(&lab, "tagged", HEAL)?;
         let upstream = lab.psql(b, "select sender_port from pg_stat_wal_receiver")?;
         assert_eq!(upstream, lab.pg_port(a).to_string(), "replicatefrom: {} streams from {}", lab.name(b), lab.name(a));
         wait_for(Duration::from_secs(10), "the tag filter matching", || {
@@ -239,9 +234,7 @@ fn watchdog_is_kept_alive_only_while_primary() -> anyhow::Result<()> {
         )?;
         lab.kill(node)?;
         lab.start(node)?;
-        create_table(&lab, primary)?;
-        lab.psql(primary, "insert into t(v) values ('wd')")?;
-        lab.wait_healthy(HEAL, "wd")?;
+        seed(&lab, "wd", HEAL)?;
         assert_eq!(std::fs::read_to_string(&device)?, "V", "probed at start, not kept alive as a replica");
         // Its member key says "running" one HA cycle after PostgreSQL answers.
         wait_for(Duration::from_secs(10), "a switchover to the watchdog node", || {

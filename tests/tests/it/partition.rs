@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use raftgres_tests::lab::{wait_for, Lab};
 
-use crate::writes::{assert_one_writer_at_a_time, create_table, timeline, with_logs, Writer};
+use crate::writes::{assert_one_writer_at_a_time, seed, timeline, with_logs, Writer};
 
 const HEAL: Duration = Duration::from_secs(90);
 
@@ -19,10 +19,7 @@ const HEAL: Duration = Duration::from_secs(90);
 fn partitioned_primary_is_fenced_and_rejoins() -> anyhow::Result<()> {
     let lab = Arc::new(Lab::up_netns(3)?);
     with_logs(&lab, || {
-        let old = lab.primary()?;
-        create_table(&lab, old)?;
-        lab.psql(old, "insert into t(v) values ('start')")?;
-        lab.wait_healthy(HEAL, "start")?;
+        let old = seed(&lab, "start", HEAL)?;
 
         let writer = Writer::start(lab.clone());
         std::thread::sleep(Duration::from_secs(1));
@@ -86,10 +83,7 @@ fn moderate_delay_and_loss_cause_no_failover() -> anyhow::Result<()> {
     const FOR: Duration = Duration::from_secs(20);
     let lab = Lab::up_netns(3)?;
     with_logs(&lab, || {
-        let primary = lab.primary()?;
-        create_table(&lab, primary)?;
-        lab.psql(primary, "insert into t(v) values ('before')")?;
-        lab.wait_healthy(HEAL, "before")?;
+        let primary = seed(&lab, "before", HEAL)?;
 
         let mut applied = Vec::new();
         let degraded = (0..lab.nodes).try_for_each(|i| {

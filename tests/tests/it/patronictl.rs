@@ -2,7 +2,8 @@
 //! `list -f json|yaml|tsv -e -t`, the CLUSTER argument and `-c/--config-file`, `query`,
 //! `dsn --role`, `topology`, `edit-config --apply/--replace`, `restart --role
 //! /--pg-version`, `reinit --wait`, `switchover --primary/--master`, `history -f json`
-//! on a three-node lab; `remove` on a store-only cluster, through a terminal.
+//! on a three-node lab; `flush restart|switchover`, `resume` refused while an agent is
+//! away; `remove` on a store-only cluster, through a terminal.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -222,4 +223,35 @@ async fn remove_wipes_a_stopped_cluster_after_two_confirmations() -> anyhow::Res
     assert_eq!(remaining("live").await?, 4, "another cluster is left alone");
     assert!(client.get("/service/other/config").await?.is_some());
     Ok(())
+}
+
+#[test]
+fn flush_drops_schedules_and_resume_waits_for_every_agent() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    with_logs(&lab, || {
+        let primary = lab.primary()?;
+        let replica = (primary + 1) % 3;
+        let name = lab.name(replica);
+        let later = "2099-01-01T00:00:00+01:00";
+        assert!(lab.ctl(&["restart", &name, "--scheduled", later, "--force"])?.contains("scheduled"));
+        assert_eq!(lab.ctl(&["flush", "demo", &name, "restart"])?, format!("{name}: scheduled restart cancelled\n"));
+        let out = lab.ctl(&["flush", "demo", "restart", "--force"])?;
+        assert_eq!(out.lines().filter(|l| l.ends_with(": no scheduled restart")).count(), 3, "every member, none scheduled: {out}");
+        lab.ctl(&["switchover", "--scheduled", later, "--candidate", &name, "--force"])?;
+        assert_eq!(lab.ctl(&["flush", "switchover"])?, "scheduled switchover cancelled\n");
+        assert_eq!(lab.ctl(&["flush", "demo", "switchover"])?, "no scheduled switchover\n");
+        let err = lab.ctl(&["flush", "demo", "restrat"]).expect_err("not a target");
+        assert!(err.to_string().contains("restart or switchover, not \"restrat\""), "{err}");
+
+        // Paused, an agent stopped: resume is refused, naming it, until it is back.
+        assert!(lab.ctl(&["pause", "--wait"])?.contains("paused"));
+        lab.stop(replica)?;
+        let err = lab.ctl(&["resume"]).expect_err("an agent is away");
+        assert!(err.to_string().contains(&format!("not resuming: the agent of {name} does not answer")), "{err}");
+        assert!(lab.ctl(&["show-config"])?.contains("pause: true"), "still paused");
+        lab.start(replica)?;
+        lab.wait_agent(replica, HEAL)?;
+        assert!(lab.ctl(&["resume", "--wait"])?.contains("every member resumed"));
+        Ok(())
+    })
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use raftgres_tests::lab::{wait_for, Lab};
 
-use crate::writes::{create_table, with_logs, Writer};
+use crate::writes::{seed, with_logs, Writer};
 
 const HEAL: Duration = Duration::from_secs(60);
 /// How long each agent stays down (the time to install a new binary).
@@ -18,10 +18,7 @@ const DOWN: Duration = Duration::from_secs(2);
 fn paused_agents_restart_one_by_one_under_writes_with_the_same_postmasters() -> anyhow::Result<()> {
     let lab = Arc::new(Lab::up(3)?);
     with_logs(&lab, || {
-        let primary = lab.primary()?;
-        create_table(&lab, primary)?;
-        lab.psql(primary, "insert into t(v) values ('start')")?;
-        lab.wait_healthy(HEAL, "start")?;
+        let primary = seed(&lab, "start", HEAL)?;
         assert!(lab.ctl(&["pause", "--wait"])?.contains("paused"));
         let before = (0..3).map(|i| lab.postmaster_pid(i)).collect::<anyhow::Result<Vec<i32>>>()?;
         let writer = Writer::start_on(lab.clone(), vec![primary], Duration::from_millis(50));
@@ -34,10 +31,7 @@ fn paused_agents_restart_one_by_one_under_writes_with_the_same_postmasters() -> 
             assert_eq!(role == "f", i == primary, "{}'s PostgreSQL still answers, in its role", lab.name(i));
             std::thread::sleep(DOWN);
             lab.start(i)?;
-            wait_for(HEAL, "the restarted agent's REST API", || {
-                anyhow::ensure!(lab.rest_status(i, "GET", "/health")? == 200, "not yet");
-                Ok(())
-            })?;
+            lab.wait_agent(i, HEAL)?;
             if i == primary {
                 wait_for(HEAL, "the primary's new run holding the leader key", || {
                     anyhow::ensure!(lab.rest_status(i, "GET", "/leader")? == 200, "not yet");

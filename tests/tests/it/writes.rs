@@ -1,4 +1,4 @@
-//! What the PostgreSQL fault tests share: a writer that inserts unique rows into every
+//! What the PostgreSQL fault tests share: the seeded start ([`seed`]), a writer that inserts unique rows into every
 //! node in turn and records each acknowledged insert, the split-brain check over those
 //! records, and a wrapper that prints the nodes' logs when a test fails.
 
@@ -16,6 +16,15 @@ const WRITER_LIMIT: Duration = Duration::from_secs(120);
 pub fn create_table(lab: &Lab, primary: usize) -> anyhow::Result<()> {
     lab.psql(primary, "create table if not exists t (v text primary key, at timestamptz default now())")?;
     Ok(())
+}
+
+/// The start most lab tests share: table `t` on the primary, with row `marker`
+/// replayed by every replica (one primary, every replica streaming). Returns the primary.
+pub fn seed(lab: &Lab, marker: &str, heal: Duration) -> anyhow::Result<usize> {
+    let primary = lab.primary()?;
+    create_table(lab, primary)?;
+    lab.psql(primary, &format!("insert into t(v) values ('{marker}')"))?;
+    lab.wait_healthy(heal, marker)
 }
 
 /// Runs `body`; on failure prints every node's log tail (a returned error does not

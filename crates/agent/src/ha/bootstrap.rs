@@ -75,7 +75,7 @@ impl Agent {
                 tracing::info!("I am {}: initializing a new cluster with initdb", self.config.name);
                 self.publish_state(PgState::InStep(Step::InitializingNewCluster));
                 self.pg.initdb().await?;
-                self.configure(None)?;
+                self.configure(None).await?;
                 self.take_leader_key_after_bootstrap().await?;
                 self.start_and_wait().await?;
                 self.arm_fencer();
@@ -106,7 +106,7 @@ impl Agent {
             ))));
         }
         let recovering = !method.recovery_conf.is_empty();
-        self.configure_with(None, &method.recovery_conf)?;
+        self.configure_with(None, &method.recovery_conf).await?;
         if recovering || !method.keep_existing_recovery_conf {
             conf::set_standby(self.pg.data_dir(), false)?;
             conf::set_recovery(self.pg.data_dir(), recovering)?;
@@ -117,7 +117,7 @@ impl Agent {
         self.arm_fencer();
         self.wait_for_end_of_recovery().await?;
         // The recovery settings go (a later role change writes its own).
-        if self.configure(None)? {
+        if self.configure(None).await? {
             self.pg.reload().await?;
         }
         let su = self.config.postgresql.authentication.superuser.clone();
@@ -170,7 +170,7 @@ impl Agent {
         tracing::info!("adopting the existing data directory (system identifier {})", control.system_identifier);
         self.take_leader_key_after_bootstrap().await?;
         if self.pg.postmaster_pid().is_none() {
-            self.configure(None)?;
+            self.configure(None).await?;
             conf::set_standby(self.pg.data_dir(), false)?;
             self.start_and_wait().await?;
         }
@@ -210,13 +210,15 @@ impl Agent {
     }
 
     /// Writes the config files for a primary (`upstream` None) or a replica; true when
-    /// one changed (the caller reloads).
-    pub(super) fn configure(&self, upstream: Option<&conf::Upstream>) -> Result<bool, crate::postgres::PgError> {
-        self.configure_with(upstream, &std::collections::BTreeMap::new())
+    /// one changed (the caller reloads). A standby (a replica, or a node started
+    /// read-only) takes the primary's larger values from its control file
+    /// (`params::raise_to_primary`).
+    pub(super) async fn configure(&self, upstream: Option<&conf::Upstream>) -> Result<bool, crate::postgres::PgError> {
+        self.configure_with(upstream, &std::collections::BTreeMap::new()).await
     }
 
     /// [`Self::configure`] with `recovery` settings on top (a custom bootstrap's).
-    fn configure_with(
+    async fn configure_with(
         &self,
         upstream: Option<&conf::Upstream>,
         recovery: &std::collections::BTreeMap<String, String>,
@@ -228,19 +230,31 @@ impl Agent {
         }
         let mut params = crate::postgres::params::parameters(&self.config.postgresql, &self.config.name, &dynamic, upstream);
         params.extend(recovery.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let raised = if upstream.is_some() || self.pg.is_standby_configured() {
+            let recorded = self.pg.controldata().await?.settings;
+            crate::postgres::params::raise_to_primary(&mut params, &recorded)
+        } else {
+            Vec::new()
+        };
         let hba_changed = conf::write_hba(&self.config.postgresql)?;
-        Ok(conf::write_server_conf(self.pg.data_dir(), &params)? || hba_changed)
+        let changed = conf::write_server_conf(self.pg.data_dir(), &params)?;
+        if changed {
+            for line in raised {
+                tracing::info!("a standby needs at least its primary's value: {line}");
+            }
+        }
+        Ok(changed || hba_changed)
     }
 
     /// Configuration + `standby.signal` for streaming from `host:port`.
     /// `cascading`: the upstream is another replica (`replicatefrom`), which keeps no
     /// slot for us (only the primary manages slots), so none is used.
-    pub(super) fn configure_replica(&self, host: &str, port: u16, cascading: bool) -> Result<bool, crate::postgres::PgError> {
+    pub(super) async fn configure_replica(&self, host: &str, port: u16, cascading: bool) -> Result<bool, crate::postgres::PgError> {
         let mut up = self.upstream(host, port);
         if cascading {
             up.slot = None;
         }
-        let changed = self.configure(Some(&up))?;
+        let changed = self.configure(Some(&up)).await?;
         conf::set_standby(self.pg.data_dir(), true)?;
         Ok(changed)
     }

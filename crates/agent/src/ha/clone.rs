@@ -55,7 +55,7 @@ impl Agent {
         };
         // Stream from the primary whatever the clone came from; the next cycle applies
         // `replicatefrom` if the member has it.
-        if let Err(e) = self.configure_replica(&from.upstream.0, from.upstream.1, false) {
+        if let Err(e) = self.configure_replica(&from.upstream.0, from.upstream.1, false).await {
             return format!("cannot configure the clone: {e}");
         }
         if let Err(e) = self.pg.start().await {

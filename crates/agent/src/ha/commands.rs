@@ -89,7 +89,7 @@ impl Agent {
             },
             Command::Reload => {
                 let reread = self.reread_file()?;
-                self.configure(self.current_upstream().as_ref())?;
+                self.configure(self.current_upstream().as_ref()).await?;
                 self.pg.reload().await?;
                 Ok(format!("{reread}reloaded PostgreSQL's configuration"))
             }
@@ -105,7 +105,7 @@ impl Agent {
                 self.lease.fencer().disarm();
                 self.pg.stop(StopMode::Fast, Duration::from_secs(60)).await?;
                 self.sql.disconnect();
-                self.configure(self.current_upstream().as_ref())?;
+                self.configure(self.current_upstream().as_ref()).await?;
                 let started = self.start_and_wait().await;
                 if primary {
                     self.arm_fencer();

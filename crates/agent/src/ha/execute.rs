@@ -137,7 +137,7 @@ impl Agent {
                     (Err(e), RecloneCause::KeepsCrashing) => format!("PostgreSQL keeps exiting even after a rewind, and {e}"),
                 }
             }
-            Action::Configure { me, source, host, port, cascading } => match self.configure_replica(&host, port, cascading) {
+            Action::Configure { me, source, host, port, cascading } => match self.configure_replica(&host, port, cascading).await {
                 Ok(true) => match self.pg.reload().await {
                     Ok(()) => format!("I am {me}, a replica: now following {source} ({host}:{port})"),
                     Err(e) => format!("cannot reload PostgreSQL: {e}"),
@@ -191,7 +191,7 @@ impl Agent {
             }
             self.memory.rewound_onto = from.timeline;
         }
-        if let Err(e) = self.configure_replica(&start.host, start.port, start.cascading) {
+        if let Err(e) = self.configure_replica(&start.host, start.port, start.cascading).await {
             return format!("cannot write the configuration: {e}");
         }
         self.memory.last_start = Some(Instant::now());

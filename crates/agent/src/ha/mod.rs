@@ -409,6 +409,11 @@ impl Agent {
             // Paused: nothing is promoted automatically, so the running primary needs no
             // fencer (SAFETY.md, "Pause across an agent restart").
             self.lease.fencer().disarm();
+            // On the timeline before the lease (and the member key) goes: `raftctl
+            // resume` refuses while this is the member's last word.
+            if !self.timeline.record_now(&self.dcs, &self.config.name, &plan.why).await {
+                tracing::warn!("cannot record my shutdown on the HA timeline: `raftctl resume` will not see that this agent is away");
+            }
             if plan.release {
                 if let Some(id) = self.lease.get().id {
                     let _ = self.dcs.revoke(id).await;

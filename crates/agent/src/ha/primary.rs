@@ -54,7 +54,7 @@ impl Agent {
 
     /// PostgreSQL of the primary is down: start it again.
     pub(super) async fn restart_in_place(&mut self) -> String {
-        if let Err(e) = self.configure(None) {
+        if let Err(e) = self.configure(None).await {
             return format!("cannot write the configuration: {e}");
         }
         match self.pg.start().await {
@@ -88,7 +88,7 @@ impl Agent {
 
     /// Writes a primary's configuration files and reloads PostgreSQL when one changed.
     pub(super) async fn reload_primary_conf(&mut self) {
-        if matches!(self.configure(None), Ok(true)) {
+        if matches!(self.configure(None).await, Ok(true)) {
             if let Err(e) = self.pg.reload().await {
                 tracing::warn!("{e}");
             }
@@ -120,8 +120,9 @@ impl Agent {
 
     /// Starts PostgreSQL read-only so this node can take part in an election.
     pub(super) async fn start_read_only(&mut self) -> PgResult<()> {
-        self.configure(None)?;
+        // standby.signal first: `configure` raises a standby's values to its primary's.
         conf::set_standby(self.pg.data_dir(), true)?;
+        self.configure(None).await?;
         self.pg.start().await?;
         self.memory.expect_running = true;
         Ok(())

@@ -10,9 +10,10 @@
 //! downtime, as with Patroni. A primary keeps its leader key: the lease is not revoked,
 //! the key expires with it, and the next run takes it back (`decide`'s paused case,
 //! `Action::ClaimKeyPaused`). Why this keeps one writer: `crates/agent/SAFETY.md`,
-//! "Pause across an agent restart".
+//! "Pause across an agent restart". Paused, the plan is also recorded on the HA
+//! timeline before the lease goes, so `raftctl resume` sees the agent is away.
 
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterView, AWAY_WHILE_PAUSED};
 
 /// What to do with PostgreSQL and the keys on the way out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +22,7 @@ pub struct Plan {
     pub stop_postgres: bool,
     /// Release the leader key and revoke the lease (the member key goes with it).
     pub release: bool,
-    /// The log line saying what happens and why.
+    /// The log line (and, paused, the timeline event) saying what happens and why.
     pub why: String,
 }
 
@@ -47,13 +48,13 @@ pub fn plan(view: Result<&ClusterView, &str>, me: &str, postmaster_running: bool
         return Plan {
             stop_postgres: false,
             release: false,
-            why: "shutting down (cluster paused): leaving PostgreSQL running as the primary; the leader key expires with my lease and the next run of this node takes it back".into(),
+            why: format!("{AWAY_WHILE_PAUSED}: leaving PostgreSQL running as the primary; the leader key expires with my lease and the next run of this node takes it back"),
         };
     }
     Plan {
         stop_postgres: false,
         release: true,
-        why: "shutting down (cluster paused): leaving PostgreSQL running; the next run of this node adopts it".into(),
+        why: format!("{AWAY_WHILE_PAUSED}: leaving PostgreSQL running; the next run of this node adopts it"),
     }
 }
 

@@ -61,7 +61,7 @@ impl Agent {
         }
         // The candidate is behind: keep the key and run again as primary.
         let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
-        let restarted = match self.configure(None) {
+        let restarted = match self.configure(None).await {
             Ok(_) => self.pg.start().await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };

@@ -127,6 +127,16 @@ impl Timeline {
     }
 }
 
+impl Timeline {
+    /// Records `event` and publishes every waiting event now (at shutdown, when the
+    /// publisher task is about to end); false when the store did not take them all.
+    pub async fn record_now(&self, dcs: &Dcs, me: &str, event: &str) -> bool {
+        self.record(event);
+        let waiting = self.lock().events.len();
+        self.publish(|p| dcs_put(dcs, me, p)).await == waiting
+    }
+}
+
 async fn dcs_put(dcs: &Dcs, me: &str, p: Pending) -> crate::dcs::DcsResult<()> {
     dcs.record_event(me, &p.event, p.at, KEPT_IN_STORE).await
 }

@@ -52,6 +52,9 @@ pub struct ControlData {
     pub min_recovery_timeline: u32,
     /// "Latest checkpoint location": after a clean shutdown, the shutdown checkpoint.
     pub checkpoint_lsn: Option<u64>,
+    /// The settings of [`params::RECORDED`] as recorded (on a standby: the primary's,
+    /// from the last parameter change it replayed), by parameter name.
+    pub settings: std::collections::BTreeMap<String, i64>,
 }
 
 impl ControlData {
@@ -170,6 +173,7 @@ impl Postgres {
             timeline: field("Latest checkpoint's TimeLineID").and_then(|t| t.parse().ok()).ok_or_else(|| bad("timeline"))?,
             min_recovery_timeline: field("Min recovery ending loc's timeline").and_then(|t| t.parse().ok()).unwrap_or(0),
             checkpoint_lsn: field("Latest checkpoint location").as_deref().and_then(crate::cluster::parse_lsn),
+            settings: params::RECORDED.iter().filter_map(|(name, line, _)| Some((name.to_string(), field(line)?.parse().ok()?))).collect(),
         })
     }
 

@@ -18,6 +18,17 @@
 //! agent's own even over a `/config` written without that check.
 //! `unix_socket_directories` is this node's: its first directory is where the agent
 //! connects (`PostgresConfig::socket_dir`).
+//!
+//! **A replica never runs with less than its primary** ([`raise_to_primary`], Patroni's
+//! `effective_configuration`): PostgreSQL stops a hot standby whose `max_connections`,
+//! `max_worker_processes`, `max_wal_senders`, `max_prepared_transactions` or
+//! `max_locks_per_transaction` is below the primary's ("insufficient parameter
+//! settings"). A standby's control file records the primary's values (from the WAL
+//! record a primary writes when it starts with new ones), so a replica writes the
+//! larger of `/config`'s value and the recorded one. Any restart order then works: a
+//! value raised is safe once the replica restarts, and a value lowered on a replica
+//! restarted before its primary keeps the primary's until the primary has restarted
+//! (the replica then shows a pending restart, and the next one lowers it).
 
 use std::collections::BTreeMap;
 
@@ -55,6 +66,16 @@ pub const CLUSTER_WIDE: [&str; 8] = [
     "track_commit_timestamp",
     "max_wal_senders",
     "max_replication_slots",
+];
+
+/// The settings a standby needs at least as high as its primary's: (parameter, its
+/// line in `pg_controldata`'s output, PostgreSQL's default when it is not set).
+pub const RECORDED: [(&str, &str, i64); 5] = [
+    ("max_connections", "max_connections setting", 100),
+    ("max_worker_processes", "max_worker_processes setting", 8),
+    ("max_wal_senders", "max_wal_senders setting", 10),
+    ("max_prepared_transactions", "max_prepared_xacts setting", 0),
+    ("max_locks_per_transaction", "max_locks_per_xact setting", 64),
 ];
 
 /// Set by the agent from the node's own settings, whatever a parameter says.
@@ -181,6 +202,28 @@ pub fn parameters(
     p
 }
 
+/// A replica's parameters raised to the primary's values its control file records
+/// (`recorded`: parameter name to value, see [`RECORDED`]); one line per raised value.
+/// A configured value that is not a whole number is left for PostgreSQL to refuse.
+pub fn raise_to_primary(params: &mut BTreeMap<String, String>, recorded: &BTreeMap<String, i64>) -> Vec<String> {
+    let mut raised = Vec::new();
+    for (name, _, default) in RECORDED {
+        let Some(&primary) = recorded.get(name) else { continue };
+        let configured = match params.get(name) {
+            Some(text) => match text.trim_matches('\'').trim().parse::<i64>() {
+                Ok(v) => v,
+                Err(_) => continue,
+            },
+            None => default,
+        };
+        if primary > configured {
+            params.insert(name.to_string(), primary.to_string());
+            raised.push(format!("{name} = {primary}, the primary's (pg_controldata), not the configured {configured}"));
+        }
+    }
+    raised
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -267,6 +310,47 @@ mod tests {
         let unused = unused_in_config(&stored);
         assert_eq!(unused.len(), 1, "{unused:?}");
         assert!(unused[0].starts_with("/config postgresql.parameters.port is not used: the agent sets it"), "{unused:?}");
+    }
+
+    #[test]
+    fn a_replica_takes_the_primarys_larger_values() {
+        let mc = "max_connections";
+        // (case, /config's parameters, recorded in pg_controldata, parameter, value written, raised)
+        let rows = [
+            ("lowered before the primary restarted", json!({mc: 50}), Some((mc, 100)), mc, "100", true),
+            ("raised: the configured value", json!({mc: 200}), Some((mc, 100)), mc, "'200'", false),
+            ("equal: the configured value", json!({mc: 100}), Some((mc, 100)), mc, "'100'", false),
+            (
+                "unset: PostgreSQL's default counts",
+                json!({}),
+                Some(("max_locks_per_transaction", 128)),
+                "max_locks_per_transaction",
+                "128",
+                true,
+            ),
+            (
+                "unset, not above the default",
+                json!({}),
+                Some(("max_prepared_transactions", 0)),
+                "max_prepared_transactions",
+                "<unset>",
+                false,
+            ),
+            ("nothing recorded", json!({"max_wal_senders": 5}), None, "max_wal_senders", "'5'", false),
+            ("not a number: left to PostgreSQL", json!({mc: "many"}), Some((mc, 100)), mc, "'many'", false),
+        ];
+        for (case, cluster, recorded, name, expected, was_raised) in rows {
+            let dynamic: BTreeMap<String, Value> = serde_json::from_value(cluster).expect("map");
+            let mut p = parameters(&config("{}"), "node2", &dynamic, None);
+            let recorded: BTreeMap<String, i64> = recorded.map(|(k, v)| (k.to_string(), v)).into_iter().collect();
+            let raised = raise_to_primary(&mut p, &recorded);
+            assert_eq!(p.get(name).map_or("<unset>", String::as_str), expected, "{case}");
+            assert_eq!(raised.len(), usize::from(was_raised), "{case}: {raised:?}");
+        }
+        let mut p = parameters(&config("{}"), "node2", &serde_json::from_value(json!({mc: 50})).expect("map"), None);
+        let recorded = BTreeMap::from([(mc.to_string(), 100), ("max_worker_processes".to_string(), 8)]);
+        let lines = raise_to_primary(&mut p, &recorded);
+        assert_eq!(lines, ["max_connections = 100, the primary's (pg_controldata), not the configured 50"]);
     }
 
     #[test]

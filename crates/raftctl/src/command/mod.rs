@@ -4,6 +4,7 @@ pub mod chaos;
 pub mod cluster;
 pub mod config;
 pub mod events;
+pub mod flush;
 pub mod history;
 pub mod lab;
 pub mod list;

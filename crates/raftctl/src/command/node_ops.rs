@@ -21,7 +21,7 @@ use crate::command::list::{list_scopes, namespace_prefix};
 use crate::when::scheduled_for_agents;
 use raftgres_client::Api;
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -158,18 +158,24 @@ fn role_name(role: Option<RoleFilter>) -> &'static str {
     role.map_or("member", RoleFilter::name)
 }
 
-/// The cluster and the members a node command names.
-async fn targets(api: &Api, node: &NodeArgs, role: Option<RoleFilter>) -> anyhow::Result<(ClusterView, Vec<String>)> {
+/// [`split_words`], listing the namespace's clusters only when the first word may be one.
+pub(crate) async fn cluster_and_members(api: &Api, node: &NodeArgs) -> anyhow::Result<(ClusterArgs, Vec<String>)> {
     let first_is_unknown = node.cluster.cluster.is_some() && node.cluster.scope.is_none();
     let scopes = if first_is_unknown { list_scopes(api, &namespace_prefix(node.cluster.namespace())).await? } else { BTreeSet::new() };
-    let (cluster, named) = split_words(node, &scopes);
+    Ok(split_words(node, &scopes))
+}
+
+/// The cluster and the members a node command names.
+pub(crate) async fn targets(api: &Api, node: &NodeArgs, role: Option<RoleFilter>) -> anyhow::Result<(ClusterView, Vec<String>)> {
+    let (cluster, named) = cluster_and_members(api, node).await?;
     let (_, view) = open(api, &cluster).await?;
     let picked = pick_members(&view, &named, role)?;
     Ok((view, picked))
 }
 
-/// What a member's agent answered, or why it did not.
-async fn call(
+/// A member's REST answer to `method path`: its HTTP status and trimmed body, or why
+/// it did not answer ([`success`] turns it into the answer or one error).
+pub(crate) async fn request(
     api: &Api,
     node: &NodeArgs,
     name: &str,
@@ -177,7 +183,7 @@ async fn call(
     method: &str,
     path: &str,
     body: Option<&str>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(u16, String)> {
     let base = member.api_url.trim_end_matches("/patroni");
     let url = format!("{base}{path}");
     let (code, answer) = api
@@ -185,7 +191,11 @@ async fn call(
         .request(method, &url, body, node.rest_auth.as_deref())
         .await
         .with_context(|| format!("cannot reach {name}'s REST API at {base}"))?;
-    let answer = answer.trim().to_string();
+    Ok((code, answer.trim().to_string()))
+}
+
+/// A 2xx answer, or one error saying what the member refused and how to get through.
+pub(crate) fn success(name: &str, (code, answer): (u16, String)) -> anyhow::Result<String> {
     match code {
         200..=299 => Ok(answer),
         401 => bail!("{name}'s REST API needs credentials: --rest-auth USER:PASSWORD"),
@@ -196,7 +206,7 @@ async fn call(
 
 /// Runs `each` on every member in turn, printing `name: answer`; all are tried, and
 /// the command fails if one did.
-async fn for_each<F, Fut>(names: &[String], mut each: F) -> anyhow::Result<()>
+pub(crate) async fn for_each<F, Fut>(names: &[String], mut each: F) -> anyhow::Result<()>
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Option<String>>>,
@@ -231,10 +241,12 @@ pub async fn restart(api: &Api, args: RestartArgs) -> anyhow::Result<()> {
     let (view, mut names) = targets(api, node, args.role.or(node.members.is_empty().then_some(RoleFilter::Any))).await?;
     let view = &view;
     if args.cancel {
-        return for_each(
-            &names,
-            |name| async move { call(api, node, &name, &view.members[&name], "DELETE", "/restart", None).await.map(Some) },
-        )
+        return for_each(&names, |name| async move {
+            request(api, node, &name, &view.members[&name], "DELETE", "/restart", None)
+                .await
+                .and_then(|answer| success(&name, answer))
+                .map(Some)
+        })
         .await;
     }
     if args.any {
@@ -265,7 +277,8 @@ pub async fn restart(api: &Api, args: RestartArgs) -> anyhow::Result<()> {
                 None => bail!("{name}: its PostgreSQL version is unknown (GET /patroni): not restarted"),
             }
         }
-        let restart = call(api, node, &name, member, "POST", "/restart", Some(body));
+        let restart =
+            async { request(api, node, &name, member, "POST", "/restart", Some(body)).await.and_then(|answer| success(&name, answer)) };
         match args.timeout {
             None => restart.await.map(Some),
             Some(limit) => tokio::time::timeout(limit, restart)
@@ -285,7 +298,10 @@ pub async fn reload(api: &Api, args: ReloadArgs) -> anyhow::Result<()> {
     let node = &args.node;
     let (view, names) = targets(api, node, args.role.or(node.members.is_empty().then_some(RoleFilter::Any))).await?;
     let view = &view;
-    for_each(&names, |name| async move { call(api, node, &name, &view.members[&name], "POST", "/reload", None).await.map(Some) }).await
+    for_each(&names, |name| async move {
+        request(api, node, &name, &view.members[&name], "POST", "/reload", None).await.and_then(|answer| success(&name, answer)).map(Some)
+    })
+    .await
 }
 
 pub async fn reinit(api: &Api, args: ReinitArgs) -> anyhow::Result<()> {
@@ -293,8 +309,13 @@ pub async fn reinit(api: &Api, args: ReinitArgs) -> anyhow::Result<()> {
     let (view, names) = targets(api, node, None).await?;
     confirm(&format!("Wipe the data directory of {} and clone the primary again?", names.join(", ")), node.force)?;
     let view = &view;
-    for_each(&names, |name| async move { call(api, node, &name, &view.members[&name], "POST", "/reinit", Some("{}")).await.map(Some) })
-        .await?;
+    for_each(&names, |name| async move {
+        request(api, node, &name, &view.members[&name], "POST", "/reinit", Some("{}"))
+            .await
+            .and_then(|answer| success(&name, answer))
+            .map(Some)
+    })
+    .await?;
     if !args.wait {
         return Ok(());
     }
