@@ -1,7 +1,7 @@
 //! The PostgreSQL supervisor of a raftgres node ("the agent"): what Patroni does, with
 //! the node's own Raft store as its DCS, reached through the etcd v3 API in-process.
 //!
-//! Owns: the agent's configuration ([`config`], every key's fate in [`config_keys`], a re-read of
+//! Owns: Patroni's callbacks ([`callbacks`]), the agent's configuration ([`config`], every key's fate in [`config_keys`], a re-read of
 //! the node's file in [`reload`]) and timing rule ([`timing`]), the
 //! Patroni-shaped keys and values ([`cluster`]) read and written through the etcd API
 //! ([`dcs`]), the HA loop ([`ha`]: facts gathered, one pure `decide`, its action carried
@@ -13,6 +13,7 @@
 //! Must not touch: Raft or the store's internals — everything goes through etcd v3
 //! requests on a gRPC channel, so the agent would work against any etcd v3 endpoint.
 
+pub mod callbacks;
 pub mod cluster;
 pub mod config;
 pub mod config_keys;

@@ -182,14 +182,18 @@ fn production_file_says_what_it_refuses_and_warns_about() {
             "bootstrap.dcs.postgresql.pg_hba",
             "bootstrap.post_bootstrap",
             "postgresql.authentication.replication.sslmode",
-            "postgresql.callbacks",
             "postgresql.create_replica_methods",
             "postgresql.recovery_conf",
         ])
     );
-    for path in
-        ["restapi.certfile", "restapi.authentication.password", "bootstrap.dcs.synchronous_mode", "watchdog.mode", "tags.nofailover"]
-    {
+    for path in [
+        "restapi.certfile",
+        "restapi.authentication.password",
+        "bootstrap.dcs.synchronous_mode",
+        "watchdog.mode",
+        "tags.nofailover",
+        "postgresql.callbacks.on_role_change",
+    ] {
         assert!(applied_keys.contains(path), "{path} not applied: {applied_keys:?}");
     }
     let e = check_node_file(&mut doc(PRODUCTION), &["name"]).expect_err("refused").0;
@@ -246,4 +250,19 @@ fn edit_distance_counts_edits() {
     assert_eq!(edit_distance("ttl", "ttl"), 0);
     assert_eq!(edit_distance("", "abc"), 3);
     assert_eq!(edit_distance("kitten", "sitting"), 3);
+}
+
+#[test]
+fn custom_tags_are_applied_and_a_misspelled_standard_tag_is_refused() {
+    let (applied_keys, warned, refused) = sorted("tags: {dc: east, rack: 3, nosync: true, sync_group: a, async: 1}\n");
+    assert_eq!(applied_keys, set(&["tags.dc", "tags.rack", "tags.nosync", "tags.sync_group", "tags.async"]));
+    assert!(warned.is_empty() && refused.is_empty(), "{warned:?} {refused:?}");
+    let e = check_node_file(&mut doc("tags: {nofailvoer: true}\n"), &[]).expect_err("typo").0;
+    assert_eq!(e, "tags.nofailvoer is not a known setting: did you mean nofailover? (rename it if it is a tag of your own)");
+    let e = check_node_file(&mut doc("tags: {no_sync: true}\n"), &[]).expect_err("typo").0;
+    assert!(e.starts_with("tags.no_sync is not a known setting: did you mean nosync?"), "{e}");
+    let e = check_node_file(&mut doc("postgresql: {callbacks: {on_role_chnage: /bin/true}}\n"), &[]).expect_err("typo").0;
+    assert_eq!(e, "postgresql.callbacks.on_role_chnage is not a known setting: did you mean on_role_change?");
+    let e = check_node_file(&mut doc("postgresql: {authentication: {superuser: {usename: x}}}\n"), &[]).expect_err("closed").0;
+    assert!(e.starts_with("postgresql.authentication.superuser.usename is not a known setting"), "sections stay closed: {e}");
 }
