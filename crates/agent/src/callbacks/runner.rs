@@ -101,8 +101,9 @@ impl Runner {
                 return tokio::spawn(async move { logged(&label, Outcome::Failed(e), timeout) });
             }
         };
-        let group = child.id().and_then(|id| i32::try_from(id).ok()).unwrap_or(0);
-        state.running = Some((number, group));
+        // Its own process group, numbered by its pid (never 0: that would be ours).
+        let group = child.id().and_then(|id| i32::try_from(id).ok()).filter(|&g| g > 0);
+        state.running = group.map(|g| (number, g));
         drop(state);
         tokio::spawn(async move {
             let outcome = match tokio::time::timeout(timeout, child.wait()).await {
@@ -113,7 +114,9 @@ impl Runner {
                 },
                 Ok(Err(e)) => Outcome::Failed(format!("cannot wait for it: {e}")),
                 Err(_) => {
-                    let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
+                    if let Some(group) = group {
+                        let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
+                    }
                     let _ = child.wait().await;
                     Outcome::TimedOut
                 }
