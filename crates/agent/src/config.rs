@@ -200,6 +200,9 @@ pub struct PostgresConfig {
     /// The replica methods' sections, by name.
     #[serde(flatten)]
     pub method_sections: BTreeMap<String, serde_json::Value>,
+    /// Patroni's callbacks: commands run on PostgreSQL's starts, stops and role changes.
+    #[serde(default)]
+    pub callbacks: crate::callbacks::Commands,
 }
 
 impl PostgresConfig {
@@ -246,9 +249,9 @@ fn yes() -> bool {
     true
 }
 
-/// Member tags, as Patroni's.
+/// Member tags, as Patroni's: the ones the agent acts on, and any other (`custom`),
+/// published with them for the operator's tools and health-check filters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct Tags {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nofailover: bool,
@@ -262,6 +265,14 @@ pub struct Tags {
     pub nosync: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicatefrom: Option<String>,
+    /// Every other tag, as given (`null` ones left out).
+    #[serde(flatten, deserialize_with = "custom_tags")]
+    pub custom: BTreeMap<String, serde_json::Value>,
+}
+
+fn custom_tags<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, serde_json::Value>, D::Error> {
+    let tags = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    Ok(tags.into_iter().filter(|(_, v)| !v.is_null()).collect())
 }
 
 impl Tags {
@@ -495,6 +506,7 @@ impl RawAgentConfig {
         let rest_tls = restapi.tls().map_err(|e| Invalid(e.to_string()))?;
         check_host_port("postgresql.listen", &postgresql.listen)?;
         check_host_port("postgresql.connect_address", postgresql.connect_address())?;
+        postgresql.callbacks.check()?;
         if !postgresql.data_dir.is_absolute() {
             return Err(Invalid(format!("postgresql.data_dir must be an absolute path, not {}", postgresql.data_dir.display())));
         }
@@ -587,11 +599,31 @@ postgresql:
         let raw: RawAgentConfig =
             serde_norway::from_str(&format!("{MINIMAL}bootstrap: {{dcs: {{ttl: 1, retry_timeout: 5}}}}\n")).expect("yaml");
         assert!(raw.validate("n").expect_err("timing").0.contains("bootstrap.dcs"));
-        assert!(serde_norway::from_str::<RawAgentConfig>(&format!("{MINIMAL}tags: {{nofailvoer: true}}\n")).is_err());
+        let raw = serde_norway::from_str::<RawAgentConfig>(&format!("{MINIMAL}tags: {{nofailover: maybe}}\n"));
+        assert!(raw.expect_err("a standard tag keeps its type").to_string().contains("nofailover"));
+        let vip = format!("{MINIMAL}  callbacks: {{on_role_change: /nonexistent/vip.sh}}\n");
+        let raw: RawAgentConfig = serde_norway::from_str(&vip).expect("yaml");
+        assert_eq!(raw.validate("n").expect_err("no script").0, "postgresql.callbacks.on_role_change: /nonexistent/vip.sh does not exist");
         let https = MINIMAL.replace(r#"listen: "127.0.0.1:8008""#, r#"listen: "127.0.0.1:8008", certfile: /nonexistent/n.pem"#);
         let raw: RawAgentConfig = serde_norway::from_str(&https).expect("yaml");
         assert_eq!(raw.restapi.as_ref().map(RestApiConfig::api_url).as_deref(), Some("https://127.0.0.1:8008/patroni"));
         assert!(raw.validate("n").expect_err("no file").0.starts_with("restapi.certfile /nonexistent/n.pem: cannot read it"));
+    }
+
+    #[test]
+    fn custom_tags_are_kept_beside_the_standard_ones() {
+        let raw: RawAgentConfig =
+            serde_norway::from_str(&format!("{MINIMAL}tags: {{nosync: true, dc: east, rack: 3, spare: false, gone: ~}}\n")).expect("yaml");
+        let tags = raw.validate("n").expect("valid").expect("agent").tags;
+        assert!(tags.nosync);
+        let custom: Vec<(&str, String)> = tags.custom.iter().map(|(k, v)| (k.as_str(), v.to_string())).collect();
+        assert_eq!(custom, [("dc", "\"east\"".to_string()), ("rack", "3".into()), ("spare", "false".into())], "null is no tag");
+        let json = serde_json::to_value(&tags).expect("json");
+        assert_eq!(json, serde_json::json!({"nosync": true, "dc": "east", "rack": 3, "spare": false}), "published flat, as Patroni's");
+        let back: Tags = serde_json::from_value(json).expect("a member key's tags read back");
+        assert_eq!(back, tags);
+        let map = tags.as_map();
+        assert_eq!((map["dc"].as_str(), map["rack"].as_str(), map["spare"].as_str()), ("east", "3", "false"));
     }
 
     #[test]

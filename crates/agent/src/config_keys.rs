@@ -16,6 +16,10 @@ use crate::postgres::params::{verdict, Fate, Scope};
 pub enum Verdict {
     /// Applied; a mapping's keys are checked against the children.
     Section(&'static [Key]),
+    /// Applied; a mapping whose keys are checked against the children, any other key
+    /// applied too (Patroni's custom tags) unless it looks like a misspelled child: one
+    /// or two edits away from one, with the same first letter.
+    Open(&'static [Key]),
     /// Applied as a value (its type is checked when it is read).
     Applied,
     /// Applied as a value that names (a string, or a list of strings) further sections
@@ -47,7 +51,6 @@ const fn applied(name: &'static str) -> Key {
 }
 
 const EMBEDDED: &str = "the store is embedded (every raftgres node serves etcd v3 itself); this external DCS section is not used";
-const NO_SCRIPTS: &str = "callbacks are not run; follow `raftctl events` or poll the REST API instead";
 const NODE_FILE_ONLY: &str = "set it in each node's file under postgresql (it is not a cluster-wide setting here)";
 const NO_SLOTS: &str = "permanent replication slots are not supported (the agents manage one slot per member)";
 
@@ -110,6 +113,9 @@ const PG_AUTHENTICATION: &[Key] = &[
     key("rewind", Verdict::Warned("pg_rewind connects as the superuser here; this user is not used")),
 ];
 
+const CALLBACKS: &[Key] =
+    &[applied("on_start"), applied("on_stop"), applied("on_restart"), applied("on_reload"), applied("on_role_change")];
+
 const POSTGRESQL: &[Key] = &[
     applied("listen"),
     applied("connect_address"),
@@ -122,7 +128,7 @@ const POSTGRESQL: &[Key] = &[
     applied("use_pg_rewind"),
     applied("remove_data_directory_on_rewind_failure"),
     applied("use_slots"),
-    key("callbacks", Verdict::Refused(NO_SCRIPTS)),
+    key("callbacks", Verdict::Section(CALLBACKS)),
     key("recovery_conf", Verdict::Refused("recovery settings are the agent's own (it writes primary_conninfo and the slot)")),
     key("create_replica_methods", Verdict::Names),
     applied("basebackup"),
@@ -184,7 +190,7 @@ pub const NODE_SECTIONS: &[Key] = &[
     key("restapi", Verdict::Section(RESTAPI)),
     key("postgresql", Verdict::Section(POSTGRESQL)),
     key("bootstrap", Verdict::Section(BOOTSTRAP)),
-    key("tags", Verdict::Section(TAGS)),
+    key("tags", Verdict::Open(TAGS)),
     key("watchdog", Verdict::Section(WATCHDOG)),
     key("etcd", Verdict::Warned(EMBEDDED)),
     key("etcd3", Verdict::Warned(EMBEDDED)),
@@ -211,17 +217,19 @@ pub enum Outcome {
 /// nearest known name when one is within two edits.
 pub fn outcomes(doc: &Map<String, Value>, table: &[Key]) -> Vec<(String, Outcome)> {
     let mut out = Vec::new();
-    walk(doc, table, "", &mut out);
+    walk(doc, table, false, "", &mut out);
     out
 }
 
-fn walk(doc: &Map<String, Value>, table: &[Key], prefix: &str, out: &mut Vec<(String, Outcome)>) {
+/// `open`: keys not in `table` are applied unless they look like a misspelled one.
+fn walk(doc: &Map<String, Value>, table: &[Key], open: bool, prefix: &str, out: &mut Vec<(String, Outcome)>) {
     for (name, value) in doc {
         let path = format!("{prefix}{name}");
-        let outcome = match table.iter().find(|k| k.name == name).map(|k| k.verdict) {
-            Some(Verdict::Section(children)) => {
+        let found = table.iter().find(|k| k.name == name).map(|k| k.verdict);
+        let outcome = match found {
+            Some(Verdict::Section(children) | Verdict::Open(children)) => {
                 if let Some(inner) = value.as_object() {
-                    walk(inner, children, &format!("{path}."), out);
+                    walk(inner, children, matches!(found, Some(Verdict::Open(_))), &format!("{path}."), out);
                     continue;
                 }
                 Outcome::Applied
@@ -241,6 +249,12 @@ fn walk(doc: &Map<String, Value>, table: &[Key], prefix: &str, out: &mut Vec<(St
             None if named_by_sibling(doc, table, name) => Outcome::Applied,
             Some(Verdict::Warned(why)) => Outcome::Warned(format!("{path}: {why}")),
             Some(Verdict::Refused(why)) => Outcome::Refused(format!("{path} is refused: {why}")),
+            None if open => match misspelled(name, table) {
+                Some(near) => {
+                    Outcome::Refused(format!("{path} is not a known setting: did you mean {near}? (rename it if it is a tag of your own)"))
+                }
+                None => Outcome::Applied,
+            },
             None => Outcome::Refused(unknown(&path, name, table)),
         };
         out.push((path, outcome));
@@ -254,6 +268,13 @@ fn named_by_sibling(doc: &Map<String, Value>, table: &[Key], name: &str) -> bool
         Value::Array(items) => items.iter().any(|i| i.as_str() == Some(name)),
         _ => false,
     })
+}
+
+/// The key of `table` that `name` looks like a misspelling of: one or two edits away,
+/// the same first letter.
+fn misspelled(name: &str, table: &[Key]) -> Option<&'static str> {
+    let first = |s: &str| s.chars().next();
+    table.iter().map(|k| (edit_distance(name, k.name), k.name)).filter(|(d, k)| *d <= 2 && first(k) == first(name)).min().map(|(_, k)| k)
 }
 
 fn unknown(path: &str, name: &str, table: &[Key]) -> String {

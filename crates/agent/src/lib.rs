@@ -1,7 +1,7 @@
 //! The PostgreSQL supervisor of a raftgres node ("the agent"): what Patroni does, with
 //! the node's own Raft store as its DCS, reached through the etcd v3 API in-process.
 //!
-//! Owns: the agent's configuration ([`config`], every key's fate in [`config_keys`], how replicas
+//! Owns: Patroni's callbacks ([`callbacks`]), the agent's configuration ([`config`], every key's fate in [`config_keys`], how replicas
 //! and the cluster are made from backups in [`replica_methods`] and [`bootstrap_method`], a re-read of
 //! the node's file in [`reload`]) and timing rule ([`timing`]), the
 //! Patroni-shaped keys and values ([`cluster`]) read and written through the etcd API
@@ -15,6 +15,7 @@
 //! requests on a gRPC channel, so the agent would work against any etcd v3 endpoint.
 
 pub mod bootstrap_method;
+pub mod callbacks;
 pub mod cluster;
 pub mod config;
 pub mod config_keys;

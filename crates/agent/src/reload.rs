@@ -6,7 +6,8 @@
 //! with one error, and the running configuration stays.
 //!
 //! Live: `postgresql.parameters` (written and reloaded into PostgreSQL; the ones that
-//! need a PostgreSQL restart then show as pending restart), `postgresql.pg_hba`, `tags`,
+//! need a PostgreSQL restart then show as pending restart), `postgresql.pg_hba`,
+//! `postgresql.callbacks` (the next callback runs the new command), `tags`,
 //! `restapi.authentication`. Everything else names the process's identity, addresses,
 //! files or credentials, and `unix_socket_directories` is where the agent connects:
 //! those wait for a restart.
@@ -49,6 +50,10 @@ pub fn merge(running: &AgentConfig, new: AgentConfig) -> Merged {
     if n.postgresql.pg_hba != r.postgresql.pg_hba {
         config.postgresql.pg_hba = n.postgresql.pg_hba.clone();
         applied.push("postgresql.pg_hba");
+    }
+    if n.postgresql.callbacks != r.postgresql.callbacks {
+        config.postgresql.callbacks = n.postgresql.callbacks.clone();
+        applied.push("postgresql.callbacks");
     }
     if n.tags != r.tags {
         config.tags = n.tags.clone();
@@ -114,7 +119,7 @@ mod tests {
     fn the_reload_table() {
         type Edit = fn(&mut AgentConfig);
         // (case, the edit to the file, live settings applied, words of the restart lines)
-        let rows: [(&str, Edit, &[&str], &[&str]); 9] = [
+        let rows: [(&str, Edit, &[&str], &[&str]); 10] = [
             ("nothing changed", |_| {}, &[], &[]),
             (
                 "a parameter",
@@ -126,6 +131,7 @@ mod tests {
             ),
             ("pg_hba", |c| c.postgresql.pg_hba = vec!["local all all trust".into()], &["postgresql.pg_hba"], &[]),
             ("tags", |c| c.tags.nofailover = true, &["tags"], &[]),
+            ("callbacks", |c| c.postgresql.callbacks.on_role_change = Some("vip.sh".into()), &["postgresql.callbacks"], &[]),
             (
                 "REST credentials",
                 |c| c.restapi.authentication = Some(Credentials { username: "u".into(), password: "p".into() }),
@@ -166,6 +172,7 @@ mod tests {
             }
             // Live settings are taken, the others keep their running values.
             assert_eq!((m.config.tags, m.config.postgresql.pg_hba), (new.tags, new.postgresql.pg_hba), "{case}");
+            assert_eq!(m.config.postgresql.callbacks, new.postgresql.callbacks, "{case}");
             assert_eq!((m.config.name, m.config.postgresql.listen), (running.name.clone(), running.postgresql.listen.clone()), "{case}");
             assert_eq!(m.config.postgresql.parameters.get(SOCKETS), running.postgresql.parameters.get(SOCKETS), "{case}");
         }

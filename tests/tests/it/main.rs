@@ -3,6 +3,7 @@
 mod auth;
 mod backup;
 mod bad_input;
+mod callbacks;
 mod chaos;
 mod client_http;
 mod cluster_wide;

@@ -20,7 +20,7 @@ fn node_file(lab: &Lab, i: usize) -> PathBuf {
 }
 
 /// Rewrites node `i`'s file after `change` edits its YAML.
-fn edit_node_file(lab: &Lab, i: usize, change: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
+pub(crate) fn edit_node_file(lab: &Lab, i: usize, change: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
     let path = node_file(lab, i);
     let mut doc: Value = serde_norway::from_str(&std::fs::read_to_string(&path)?)?;
     change(&mut doc);
@@ -42,7 +42,7 @@ fn set_parameter(lab: &Lab, i: usize, name: &str, value: &str) -> anyhow::Result
     })
 }
 
-fn sighup(lab: &Lab, i: usize) -> anyhow::Result<()> {
+pub(crate) fn sighup(lab: &Lab, i: usize) -> anyhow::Result<()> {
     let pid = std::fs::read_to_string(lab.dir.path().join(lab.name(i)).join("raftgres.pid"))?;
     let out = Command::new("kill").args(["-s", "HUP", pid.trim()]).output()?;
     anyhow::ensure!(out.status.success(), "kill -HUP {pid}: {}", String::from_utf8_lossy(&out.stderr));

@@ -181,7 +181,6 @@ fn production_file_says_what_it_refuses_and_warns_about() {
             "bootstrap.dcs.postgresql.use_slots",
             "bootstrap.dcs.postgresql.pg_hba",
             "postgresql.authentication.replication.sslmode",
-            "postgresql.callbacks",
             "postgresql.recovery_conf",
         ])
     );
@@ -194,6 +193,7 @@ fn production_file_says_what_it_refuses_and_warns_about() {
         "postgresql.basebackup",
         "watchdog.mode",
         "tags.nofailover",
+        "postgresql.callbacks.on_role_change",
     ] {
         assert!(applied_keys.contains(path), "{path} not applied: {applied_keys:?}");
     }
@@ -268,4 +268,19 @@ fn method_sections_are_applied_when_a_method_names_them() {
     let mut d = doc("scope: x\nbootstrap: {method: pitr, pirt: {command: x}}\n");
     let e = check_node_file(&mut d, &[]).expect_err("a section the method does not name").0;
     assert_eq!(e, "bootstrap.pirt is not a known setting");
+}
+
+#[test]
+fn custom_tags_are_applied_and_a_misspelled_standard_tag_is_refused() {
+    let (applied_keys, warned, refused) = sorted("tags: {dc: east, rack: 3, nosync: true, sync_group: a, async: 1}\n");
+    assert_eq!(applied_keys, set(&["tags.dc", "tags.rack", "tags.nosync", "tags.sync_group", "tags.async"]));
+    assert!(warned.is_empty() && refused.is_empty(), "{warned:?} {refused:?}");
+    let e = check_node_file(&mut doc("tags: {nofailvoer: true}\n"), &[]).expect_err("typo").0;
+    assert_eq!(e, "tags.nofailvoer is not a known setting: did you mean nofailover? (rename it if it is a tag of your own)");
+    let e = check_node_file(&mut doc("tags: {no_sync: true}\n"), &[]).expect_err("typo").0;
+    assert!(e.starts_with("tags.no_sync is not a known setting: did you mean nosync?"), "{e}");
+    let e = check_node_file(&mut doc("postgresql: {callbacks: {on_role_chnage: /bin/true}}\n"), &[]).expect_err("typo").0;
+    assert_eq!(e, "postgresql.callbacks.on_role_chnage is not a known setting: did you mean on_role_change?");
+    let e = check_node_file(&mut doc("postgresql: {authentication: {superuser: {usename: x}}}\n"), &[]).expect_err("closed").0;
+    assert!(e.starts_with("postgresql.authentication.superuser.usename is not a known setting"), "sections stay closed: {e}");
 }

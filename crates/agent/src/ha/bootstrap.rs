@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::step::StepError;
 use super::Agent;
 use crate::bootstrap_method::CustomBootstrap;
+use crate::callbacks::Event;
 use crate::cluster::Role;
 use crate::postgres::{conf, PgError, COPY_TIMEOUT};
 use crate::state::{PgState, Step};
@@ -29,6 +30,7 @@ impl Agent {
         let result = if adopt { self.adopt_data_dir().await } else { self.initialize_new().await };
         match result {
             Ok(sysid) => {
+                self.callback(Event::Started(Role::Primary));
                 // Left on this node's lease, "" would vanish with it and let another
                 // member initialize a second cluster: the next cycles write it again.
                 if let Err(e) = self.dcs.put(&key, &sysid, 0).await {
@@ -43,8 +45,12 @@ impl Agent {
             Err(e) => {
                 // The key was taken before PostgreSQL started: it goes only with a
                 // stopped PostgreSQL (else the fencer stops it at the lease's deadline).
+                let running = self.pg.postmaster_pid().is_some();
                 match self.pg.stop(crate::postgres::StopMode::Fast, Duration::from_secs(30)).await {
                     Ok(()) => {
+                        if running {
+                            self.callback(Event::Stopped(Role::Primary));
+                        }
                         self.sql.disconnect();
                         self.memory.expect_running = false;
                         self.lease.fencer().disarm();

@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use super::action::CloneFrom;
 use super::Agent;
+use crate::callbacks::Event;
+use crate::cluster::Role;
 use crate::postgres::{PgError, COPY_TIMEOUT};
 use crate::replica_methods::{Attempt, CloneSource, BASEBACKUP};
 use crate::state::{PgState, Step};
@@ -62,6 +64,7 @@ impl Agent {
             return format!("cannot start the clone: {e}");
         }
         self.memory.expect_running = true;
+        self.callback(Event::Started(Role::Replica));
         format!("cloned {} with {used} in {took:.1}s; starting as a replica", from.source)
     }
 

@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::step::StepError;
 use super::Agent;
+use crate::callbacks::Event;
 use crate::cluster::Role;
 use crate::postgres::{PgError, StopMode};
 
@@ -91,6 +92,7 @@ impl Agent {
                 let reread = self.reread_file()?;
                 self.configure(self.current_upstream().as_ref()).await?;
                 self.pg.reload().await?;
+                self.callback(Event::Reloaded(pg.role));
                 Ok(format!("{reread}reloaded PostgreSQL's configuration"))
             }
             Command::Restart { only_pending } => {
@@ -111,6 +113,7 @@ impl Agent {
                     self.arm_fencer();
                 }
                 started?;
+                self.callback(Event::Restarted(pg.role));
                 Ok("restarted PostgreSQL".into())
             }
             Command::Reinit => {

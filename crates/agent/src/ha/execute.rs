@@ -10,7 +10,8 @@ use super::decide::may_run_as_primary;
 use super::observation::{Observation, StepDown};
 use super::stuck::AfterCrash;
 use super::Agent;
-use crate::cluster::ClusterView;
+use crate::callbacks::Event;
+use crate::cluster::{ClusterView, Role};
 
 impl Agent {
     pub(super) async fn carry_out(&mut self, action: Action, o: &Observation) -> String {
@@ -139,7 +140,10 @@ impl Agent {
             }
             Action::Configure { me, source, host, port, cascading } => match self.configure_replica(&host, port, cascading).await {
                 Ok(true) => match self.pg.reload().await {
-                    Ok(()) => format!("I am {me}, a replica: now following {source} ({host}:{port})"),
+                    Ok(()) => {
+                        self.callback(Event::Reloaded(Role::Replica));
+                        format!("I am {me}, a replica: now following {source} ({host}:{port})")
+                    }
                     Err(e) => format!("cannot reload PostgreSQL: {e}"),
                 },
                 Ok(false) => sentence,
@@ -199,6 +203,7 @@ impl Agent {
             Ok(()) => {
                 self.memory.expect_running = true;
                 self.memory.last_in_sync = Some(Instant::now());
+                self.callback(Event::Started(Role::Replica));
                 sentence
             }
             Err(e) => format!("cannot start PostgreSQL: {e}"),

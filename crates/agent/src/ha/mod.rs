@@ -39,6 +39,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
+use crate::callbacks::Event;
 use crate::cluster::{ClusterView, Keys, Member, Role};
 use crate::config::{AgentConfig, DynamicConfig};
 use crate::dcs::Dcs;
@@ -137,6 +138,9 @@ pub struct Agent {
     source: Option<crate::reload::Source>,
     /// The REST API's credentials, replaced when a reload changes them.
     rest_auth: crate::rest::control::SharedAuth,
+    /// Which callback comes next (see `callbacks`).
+    callback_tracker: crate::callbacks::Tracker,
+    callback_runner: crate::callbacks::runner::Runner,
 }
 
 impl Agent {
@@ -194,6 +198,8 @@ impl Agent {
                 liveness: Liveness::new(dynamic.liveness.clone()),
                 source,
                 rest_auth,
+                callback_tracker: crate::callbacks::Tracker::default(),
+                callback_runner: crate::callbacks::runner::Runner::default(),
             },
             rx,
         ))
@@ -281,6 +287,9 @@ impl Agent {
         let sentence = self.carry_out(action, &observed).await;
         if let Ok(view) = &observed.view {
             let pg = self.observe().await;
+            if pg.is_running() {
+                self.callback(Event::Running(pg.role));
+            }
             self.publish(view, &pg).await;
         }
         sentence
@@ -334,9 +343,19 @@ impl Agent {
         self.lease.fencer().disarm();
         if let Some(pid) = self.pg.postmaster_pid() {
             crate::fence::fence(pid);
+            self.callback(Event::Stopped(Role::Primary));
         }
         self.sql.disconnect();
         self.memory.expect_running = false;
+    }
+
+    /// Runs the callback `event` calls for, if one is configured (see `callbacks`), in
+    /// the background.
+    fn callback(&mut self, event: Event) {
+        let Some(call) = self.callback_tracker.on(event) else { return };
+        if let Some(argv) = self.config.postgresql.callbacks.argv(call, &self.config.scope) {
+            self.callback_runner.start(call.action, argv);
+        }
     }
 
     async fn publish(&mut self, view: &ClusterView, pg: &PgStatus) {
@@ -421,6 +440,8 @@ impl Agent {
             }
             return;
         }
+        // The role last published: PostgreSQL may not answer any more.
+        let role = self.pg.postmaster_pid().map(|_| self.state.borrow().postgres.role);
         if let Err(e) = self.pg.stop(crate::postgres::StopMode::Fast, Duration::from_secs(30)).await {
             tracing::error!("{e}; killing it");
             if let Some(pid) = self.pg.postmaster_pid() {
@@ -437,6 +458,9 @@ impl Agent {
             // it when the agent exits; the key expires with the lease.
             tracing::error!("PostgreSQL (pid {pid}) did not stop: keeping the leader key until my lease expires");
             return;
+        }
+        if let Some(role) = role {
+            self.callback(Event::Stopped(role));
         }
         self.lease.fencer().disarm();
         if let Err(e) = self.dcs.delete_if_value(&self.dcs.keys.leader(), &self.config.name).await {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use super::observation::StepDown;
 use super::step::StepError;
 use super::Agent;
-use crate::cluster::{ClusterView, HistoryEntry};
+use crate::callbacks::Event;
+use crate::cluster::{ClusterView, HistoryEntry, Role};
 use crate::postgres::{conf, PgResult};
 use crate::state::{PgState, PgStatus};
 
@@ -39,6 +40,7 @@ impl Agent {
         }
         self.memory.expect_running = false;
         self.memory.stepped_down = Some((Instant::now(), StepDown::Hung));
+        self.callback(Event::Stopped(Role::Primary));
         // Nobody may see this node as a running primary once the key is free.
         self.state.send_modify(|s| {
             s.holds_leader_key = false;
@@ -62,6 +64,7 @@ impl Agent {
                 self.memory.expect_running = true;
                 self.memory.restarts_in_place.push(Instant::now());
                 self.arm_fencer();
+                self.callback(Event::Started(Role::Primary));
                 "restarting PostgreSQL in place: it was down while I hold the leader key".into()
             }
             Err(e) => format!("cannot restart PostgreSQL: {e}"),
@@ -70,7 +73,9 @@ impl Agent {
 
     /// Replication slots, `/status`, configuration reloads.
     pub(super) async fn maintain_primary(&mut self, view: &ClusterView, pg: &PgStatus) {
-        self.reload_primary_conf().await;
+        if self.reload_primary_conf().await {
+            self.callback(Event::Reloaded(Role::Primary));
+        }
         if self.config.postgresql.use_slots {
             self.sync_slots(view).await;
         }
@@ -86,11 +91,17 @@ impl Agent {
         }
     }
 
-    /// Writes a primary's configuration files and reloads PostgreSQL when one changed.
-    pub(super) async fn reload_primary_conf(&mut self) {
-        if matches!(self.configure(None).await, Ok(true)) {
-            if let Err(e) = self.pg.reload().await {
+    /// Writes a primary's configuration files and reloads PostgreSQL when one changed;
+    /// says whether it reloaded.
+    pub(super) async fn reload_primary_conf(&mut self) -> bool {
+        if !matches!(self.configure(None).await, Ok(true)) {
+            return false;
+        }
+        match self.pg.reload().await {
+            Ok(()) => true,
+            Err(e) => {
                 tracing::warn!("{e}");
+                false
             }
         }
     }
@@ -125,6 +136,7 @@ impl Agent {
         self.configure(None).await?;
         self.pg.start().await?;
         self.memory.expect_running = true;
+        self.callback(Event::Started(Role::Replica));
         Ok(())
     }
 
@@ -152,6 +164,7 @@ impl Agent {
         }
         let promoted_in = started.elapsed();
         self.arm_fencer();
+        self.callback(Event::Promoted);
         if view.failover.is_some() {
             let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
         }

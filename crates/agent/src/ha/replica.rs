@@ -7,14 +7,19 @@ use std::time::Duration;
 
 use super::stuck;
 use super::Agent;
+use crate::callbacks::Event;
+use crate::cluster::Role;
 use crate::postgres::StopMode;
 use crate::state::{PgState, Step};
 
 impl Agent {
     /// Stops this replica's PostgreSQL; the next cycle starts (or rewinds) it.
     pub(super) async fn stop_replica(&mut self) {
-        if let Err(e) = self.pg.stop(StopMode::Fast, Duration::from_secs(30)).await {
-            tracing::warn!("{e}");
+        let running = self.pg.postmaster_pid().is_some();
+        match self.pg.stop(StopMode::Fast, Duration::from_secs(30)).await {
+            Ok(()) if running => self.callback(Event::Stopped(Role::Replica)),
+            Ok(()) => {}
+            Err(e) => tracing::warn!("{e}"),
         }
         self.sql.disconnect();
         self.memory.expect_running = false;
@@ -23,7 +28,11 @@ impl Agent {
     /// Stops PostgreSQL at once and removes the data directory: the next cycle clones
     /// the leader again (`raftctl reinit`, and a replica that cannot recover).
     pub(super) async fn remove_data_to_reclone(&mut self) -> crate::postgres::PgResult<()> {
+        let running = self.pg.postmaster_pid().is_some();
         self.pg.stop(StopMode::Immediate, Duration::from_secs(30)).await?;
+        if running {
+            self.callback(Event::Stopped(Role::Replica));
+        }
         self.sql.disconnect();
         self.memory.expect_running = false;
         self.memory.replica_crashes = 0;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::action::{Action, HandOver};
 use super::Agent;
+use crate::callbacks::Event;
 use crate::cluster::{ClusterView, FailoverRequest, Role};
 use crate::postgres::sql::Sql;
 use crate::postgres::StopMode;
@@ -48,6 +49,7 @@ impl Agent {
         if let Err(e) = self.pg.stop(StopMode::Fast, Duration::from_secs(60)).await {
             return format!("switchover failed: cannot stop PostgreSQL: {e}");
         }
+        self.callback(Event::Stopped(Role::Primary));
         self.sql.disconnect();
         self.memory.expect_running = false;
         let last = self.controldata().await.and_then(|c| c.checkpoint_lsn).unwrap_or(u64::MAX);
@@ -68,6 +70,7 @@ impl Agent {
         if restarted.is_ok() {
             self.memory.expect_running = true;
             self.arm_fencer();
+            self.callback(Event::Started(Role::Primary));
         }
         format!(
             "switchover aborted: {candidate} did not receive the WAL up to {} within {CATCH_UP_TIMEOUT:?}; staying primary{}",

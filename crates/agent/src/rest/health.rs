@@ -168,8 +168,10 @@ pub fn check(state: &NodeState, path: &str, params: &Params) -> StatusCode {
     code(ok)
 }
 
-/// Every `tag_<name>=<value>` parameter names a tag this node has, with that value
-/// (booleans as `true`/`false`).
+/// Every `tag_<name>=<value>` parameter names a tag this node has, with that value, as
+/// Patroni's `do_GET` compares them: a string tag as given (case matters), any other as
+/// its text (`true`, `false`, `3`). The standard boolean tags exist only when true, so
+/// `tag_nofailover=false` never matches; a custom tag that is `false` does.
 fn tags_match(state: &NodeState, params: &Params) -> bool {
     let tags = state.tags.as_map();
     params.tag_filters().all(|(name, value)| tags.get(name).is_some_and(|v| v == value))
@@ -216,6 +218,31 @@ mod tests {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }
         assert_eq!(parse_size("99999999999999999999999999999999999999999TB"), Some(i128::MAX));
+    }
+
+    #[test]
+    fn tag_filters_match_as_patronis() {
+        use crate::config::Tags;
+        let custom = [("dc", serde_json::json!("east")), ("rack", serde_json::json!(3)), ("spare", serde_json::json!(false))];
+        let tags = Tags { nosync: true, custom: custom.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), ..Default::default() };
+        let state = NodeState::new("n2", "demo", tags);
+        let matches = |query: &str| tags_match(&state, &Params::from_uri(&format!("/replica?{query}").parse().expect("uri")));
+        for query in ["", "tag_dc=east", "tag_rack=3", "tag_spare=false", "tag_nosync=true", "tag_dc=east&tag_rack=3", "lag=1"] {
+            assert!(matches(query), "{query:?} should match");
+        }
+        for query in [
+            "tag_dc=East",
+            "tag_dc=west",
+            "tag_rack=03",
+            "tag_spare=False",
+            "tag_nosync=false",
+            "tag_nofailover=false",
+            "tag_zone=a",
+            "tag_dc=east&tag_rack=4",
+        ] {
+            assert!(!matches(query), "{query:?} should not match");
+        }
+        assert!(matches("tag_dc="), "an empty value is no filter, as in Patroni's parse_qs");
     }
 
     #[test]

@@ -166,13 +166,13 @@ pub fn rows(view: &ClusterView, raft: &BTreeMap<String, String>) -> Vec<ListRow>
         .collect()
 }
 
-/// The tags as an object of their values (`""` without tags, so the cell is empty).
+/// The tags as an object of their values, custom ones included with their types (`""`
+/// without tags, so the cell is empty).
 fn tags_value(tags: &raftgres_agent::config::Tags) -> serde_json::Value {
     if tags.is_empty() {
         return "".into();
     }
-    let yaml = |v: &String| serde_norway::from_str::<serde_json::Value>(v).unwrap_or_else(|_| v.clone().into());
-    serde_json::Value::Object(tags.as_map().iter().map(|(k, v)| (k.clone(), yaml(v))).collect())
+    serde_json::to_value(tags).unwrap_or_else(|e| format!("(tags not shown: {e})").into())
 }
 
 /// patronictl's `topology` order: the leader, then each member under the one it
@@ -557,12 +557,17 @@ mod tests {
             m.tags.replicatefrom = Some("node3".into());
             m.tags.nofailover = true;
         }
+        if let Some(m) = view.members.get_mut("node1") {
+            m.tags.custom = [("dc", serde_json::json!("east")), ("rack", serde_json::json!("3"))].map(|(k, v)| (k.to_string(), v)).into();
+        }
         let out = render("demo", &view, rows(&view, &raft()), false, Shape::Topology).expect("topology");
+        assert!(out.contains("| {dc: east, rack: 3} "), "custom tags: {out}");
         let names: Vec<&str> = out.lines().skip(3).take(3).map(|l| l.split('|').nth(1).unwrap_or("")[1..].trim_end()).collect();
         assert_eq!(names, ["node1", "+ node3", "  + node2"], "{out}");
         assert!(out.contains("| {nofailover: true, replicatefrom: node3} |"), "tags as YAML flow: {out}");
         let json = render("demo", &view, rows(&view, &raft()), false, Shape::Formatted(Output::Json)).expect("json");
         assert!(json.contains("\"Tags\": {\"nofailover\": true, \"replicatefrom\": \"node3\"}"), "{json}");
+        assert!(json.contains("\"Tags\": {\"dc\": \"east\", \"rack\": \"3\"}"), "custom tags keep their types: {json}");
         // A replicatefrom loop leaves both unreached from the leader: they still show.
         if let Some(m) = view.members.get_mut("node3") {
             m.tags.replicatefrom = Some("node2".into());

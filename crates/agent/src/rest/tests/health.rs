@@ -107,6 +107,26 @@ async fn replication_state_and_tag_filters() {
 }
 
 #[tokio::test]
+async fn custom_tags_filter_the_checks_and_show_in_the_documents() {
+    let mut s = lagging_replica();
+    s.tags.custom = [("dc", serde_json::json!("east")), ("rack", serde_json::json!(3))].map(|(k, v)| (k.to_string(), v)).into();
+    if let Some(me) = s.cluster.members.get_mut("node2") {
+        me.tags = s.tags.clone();
+    }
+    expect(&s, "/replica?tag_dc=east", 200).await;
+    expect(&s, "/replica?tag_dc=east&tag_rack=3&tag_nofailover=true", 200).await;
+    expect(&s, "/read-only?tag_rack=3", 200).await;
+    expect(&s, "/replica?tag_dc=west", 503).await;
+    expect(&s, "/replica?tag_zone=a", 503).await;
+    expect(&s, "/health?tag_rack=4", 503).await;
+    let (_, body) = get_json(&s, "/patroni").await;
+    assert_eq!(body["tags"], serde_json::json!({"nofailover": true, "dc": "east", "rack": 3}));
+    let (_, body) = get_json(&s, "/cluster").await;
+    let node2 = body["members"].as_array().and_then(|m| m.iter().find(|m| m["name"] == "node2")).expect("node2");
+    assert_eq!(node2["tags"], serde_json::json!({"nofailover": true, "dc": "east", "rack": 3}));
+}
+
+#[tokio::test]
 async fn odd_requests_do_not_panic() {
     let s = lagging_replica();
     for uri in ["/replica?%zz=%%&&=&lag", "/replica?lag=99999999999999999999999999999999999999999TB", "//replica//x?a=b=c", "/%FF"] {
