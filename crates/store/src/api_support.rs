@@ -24,16 +24,19 @@ impl Store {
 
     /// True if this node knows a leader. A node that thinks it leads also needs a quorum
     /// acknowledgement within the last election timeout: an openraft leader never
-    /// steps down by itself, while an etcd leader would have (check-quorum).
+    /// steps down by itself, while an etcd leader would have (check-quorum). A leader
+    /// that is the only voter is its own quorum.
     pub fn has_leader(&self) -> bool {
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
         match m.current_leader {
             None => false,
             Some(leader) if leader == self.id => {
+                // The only voter is its own quorum: nothing acknowledges it while idle.
+                let alone = m.membership_config.membership().voter_ids().all(|id| id == self.id);
                 // An absolute time: stale metrics cannot make an old acknowledgement look recent.
                 let quorum_recent = match &m.last_quorum_acked {
-                    Some(acked) => acked.elapsed() <= self.election_timeout(),
+                    Some(acked) => alone || acked.elapsed() <= self.election_timeout(),
                     None => true,
                 };
                 m.state == ServerState::Leader && quorum_recent

@@ -1,5 +1,5 @@
-//! Terms stay put while a member is cut off (Pre-Vote), and a dead leader is still
-//! replaced quickly.
+//! Terms stay put while a member is cut off (Pre-Vote), a dead leader is still
+//! replaced quickly, and a lone voter keeps knowing it leads.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,18 @@ async fn a_voter_that_reaches_nobody_keeps_its_term() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let term = cluster.members[0].term();
     assert!(term <= 1, "alone for 5 s, n1 went up to term {term}");
+}
+
+/// A single-voter cluster's leader is its own quorum: idle for several election
+/// timeouts it still has a leader (etcd's `/health`, `endpoint status` and `hasleader`
+/// streams ask this). Before, nothing acknowledged an idle lone leader, so it reported
+/// "no leader" a second after its last write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_voter_keeps_its_leader_while_idle() {
+    let cluster = Cluster::start(1).await;
+    let store = cluster.members[0].store();
+    tokio::time::sleep(store.election_timeout() * 4).await;
+    assert!(store.has_leader(), "a single-voter leader reported no leader after {:?} idle", store.election_timeout() * 4);
 }
 
 /// What a 12 s cut showed: the highest term before, during (on the cut members) and
