@@ -229,7 +229,9 @@ async fn remove_wipes_a_stopped_cluster_after_two_confirmations() -> anyhow::Res
 fn flush_drops_schedules_and_resume_waits_for_every_agent() -> anyhow::Result<()> {
     let lab = Lab::up(3)?;
     with_logs(&lab, || {
-        let primary = lab.primary()?;
+        // Every replica caught up first: a switchover to a replica still cloning is
+        // refused for its lag, even a scheduled one.
+        let primary = crate::writes::seed(&lab, "start", HEAL)?;
         let replica = (primary + 1) % 3;
         let name = lab.name(replica);
         let later = "2099-01-01T00:00:00+01:00";
