@@ -28,6 +28,11 @@ impl Store {
         self.applied.read().mvcc.size()
     }
 
+    /// This member's quota on [`Self::state_size`] (`--quota-backend-bytes`).
+    pub fn quota_bytes(&self) -> u64 {
+        self.config.quota_bytes
+    }
+
     /// The raised alarms, as this member has applied them.
     pub fn alarms(&self) -> Vec<AlarmMember> {
         self.applied.read().alarms.list()

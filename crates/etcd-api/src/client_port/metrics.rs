@@ -24,7 +24,11 @@ pub struct Reading {
     pub applied_index: u64,
     pub revision: i64,
     pub compact_revision: i64,
-    pub db_size: i64,
+    /// The state's size, as endpoint status reports it and the quota measures it.
+    pub state_size: u64,
+    pub quota_bytes: u64,
+    /// Bytes of the data dir on disk (log segments, snapshots).
+    pub disk_bytes: i64,
     pub watch_streams: i64,
     pub watches: i64,
     pub fsync: HistogramSnapshot,
@@ -48,7 +52,9 @@ pub fn read(store: &Store) -> Reading {
         applied_index: status.applied_index,
         revision: status.revision,
         compact_revision,
-        db_size: status.db_size,
+        state_size: store.state_size(),
+        quota_bytes: store.quota_bytes(),
+        disk_bytes: status.db_size,
         watch_streams: m.watch_streams.load(Ordering::Relaxed),
         watches: m.watches.load(Ordering::Relaxed),
         fsync: m.fsync.snapshot(),
@@ -94,12 +100,22 @@ pub fn render(r: &Reading) -> String {
         1.0,
     );
     page.histogram("etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL.", "", histogram(&r.fsync));
+    // etcd's two sizes are its bbolt file's; ours are the state's, the figure endpoint
+    // status reports and the quota measures. The disk's bytes have a name of their own.
     page.gauge(
         "etcd_mvcc_db_total_size_in_bytes",
-        "Total size of the underlying database physically allocated in bytes.",
+        "Total size of the underlying database physically allocated in bytes (raftgres: the state's size, as endpoint status).",
         "",
-        r.db_size as f64,
+        r.state_size as f64,
     );
+    page.gauge(
+        "etcd_mvcc_db_total_size_in_use_in_bytes",
+        "Total size of the underlying database logically in use in bytes (raftgres: the state's size).",
+        "",
+        r.state_size as f64,
+    );
+    page.gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", "", r.quota_bytes as f64);
+    page.gauge("raftgres_store_disk_bytes", "Bytes of the data dir on disk (log segments, snapshots).", "", r.disk_bytes as f64);
     page.gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", "", r.revision as f64);
     page.gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", "", r.compact_revision as f64);
     page.gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", "", r.watch_streams as f64);
@@ -132,7 +148,9 @@ mod tests {
             applied_index: 39,
             revision: 7,
             compact_revision: 0,
-            db_size: 4096,
+            state_size: 4096,
+            quota_bytes: 2 << 30,
+            disk_bytes: 65536,
             watch_streams: 1,
             watches: 2,
             fsync,
@@ -145,6 +163,9 @@ mod tests {
         assert!(matches!(value("etcd_server_leader_changes_seen_total"), Some(Value::Counter(v)) if v == 2.0));
         assert!(matches!(value("etcd_server_proposals_committed_total"), Some(Value::Gauge(v)) if v == 40.0));
         assert!(matches!(value("etcd_mvcc_db_total_size_in_bytes"), Some(Value::Gauge(v)) if v == 4096.0));
+        assert!(matches!(value("etcd_mvcc_db_total_size_in_use_in_bytes"), Some(Value::Gauge(v)) if v == 4096.0));
+        assert!(matches!(value("etcd_server_quota_backend_bytes"), Some(Value::Gauge(v)) if v == f64::from(2u32 << 30)));
+        assert!(matches!(value("raftgres_store_disk_bytes"), Some(Value::Gauge(v)) if v == 65536.0));
         let Some(Value::Histogram(fsync)) = value("etcd_disk_wal_fsync_duration_seconds") else { panic!("{text}") };
         assert_eq!(fsync.last().map(|b| b.count), Some(4.0));
         let id = scrape.samples.iter().find(|s| s.metric == "etcd_server_id").expect("etcd_server_id");
