@@ -78,7 +78,7 @@ impl Agent {
         };
         match (result, &step) {
             (Ok(()), Step::Drop { name, why }) => tracing::info!("dropped replication slot {name} ({why})"),
-            (Ok(()), Step::Create { name, kind }) => tracing::info!("created replication slot {name} ({kind:?})"),
+            (Ok(()), Step::Create { name, kind }) => tracing::info!("created replication slot {name} ({kind})"),
             (Ok(()), _) => {}
             (Err(e), Step::Advance { name, to, .. }) => {
                 tracing::warn!("cannot advance replication slot {name} to {}: {e}", crate::cluster::format_lsn(*to))

@@ -40,6 +40,15 @@ impl SlotKind {
     }
 }
 
+impl std::fmt::Display for SlotKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SlotKind::Physical => f.write_str("physical"),
+            SlotKind::Logical { database, plugin } => write!(f, "logical, {plugin} in database {database}"),
+        }
+    }
+}
+
 /// One `ignore_slots` entry: a slot matches when every given property is equal.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IgnoreRule {
