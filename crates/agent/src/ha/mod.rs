@@ -131,8 +131,8 @@ pub struct Agent {
     /// What `members/<me>` last got, on which lease, and when.
     last_member_write: Option<(Member, i64, Instant)>,
     last_status_write: Option<(crate::cluster::ClusterStatus, Instant)>,
-    /// What the last slot plan warned about (logged when it changes).
-    slot_warnings: Vec<String>,
+    /// What went wrong with the slots last cycle (logged when it changes).
+    slot_problems: Vec<String>,
     last_action: String,
     last_logged: Instant,
     /// The liveness probe of PostgreSQL (see `hung`).
@@ -196,7 +196,7 @@ impl Agent {
                 timeline: timeline::Timeline::default(),
                 last_member_write: None,
                 last_status_write: None,
-                slot_warnings: Vec::new(),
+                slot_problems: Vec::new(),
                 last_action: String::new(),
                 last_logged: Instant::now(),
                 liveness: Liveness::new(dynamic.liveness.clone()),

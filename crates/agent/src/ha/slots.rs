@@ -24,49 +24,54 @@ impl Agent {
         };
         let members: Vec<String> = view.members.keys().map(|n| conf::slot_name(n)).collect();
         let wanted = Wanted { permanent: &self.dynamic.slots, ignore: &self.dynamic.ignore_slots };
-        let plan = plan(role, wanted, &conf::slot_name(&self.config.name), &members, &existing);
-        if plan.warnings != self.slot_warnings {
-            for w in &plan.warnings {
-                tracing::warn!("{w}");
+        Some(plan(role, wanted, &conf::slot_name(&self.config.name), &members, &existing))
+    }
+
+    /// Logs what went wrong with the slots this cycle, when it is not what went wrong
+    /// the cycle before (a slot that cannot be created fails every cycle alike).
+    fn report_slot_problems(&mut self, problems: Vec<String>) {
+        if problems != self.slot_problems {
+            for p in &problems {
+                tracing::warn!("{p}");
             }
-            self.slot_warnings.clone_from(&plan.warnings);
+            self.slot_problems = problems;
         }
-        Some(plan)
     }
 
     /// The primary's slots; returns the permanent slots' positions for `/status`.
     pub(super) async fn sync_primary_slots(&mut self, view: &ClusterView) -> BTreeMap<String, u64> {
         let member_slots = view.members.keys().filter(|n| **n != self.config.name).map(|n| conf::slot_name(n)).collect();
         let Some(plan) = self.slot_plan(view, &Role::Primary { member_slots }).await else { return BTreeMap::new() };
+        let mut problems = plan.warnings;
         for step in plan.steps {
-            self.take_slot_step(step).await;
+            problems.extend(self.take_slot_step(step).await);
         }
+        self.report_slot_problems(problems);
         plan.publish
     }
 
     /// A replica's permanent slots, with the positions the primary published. Copies a
     /// missing logical slot from the leader: says so when it stopped PostgreSQL for that.
     pub(super) async fn sync_replica_slots(&mut self, view: &ClusterView) -> Option<String> {
-        if self.dynamic.slots.is_empty() {
-            return None;
-        }
         let published = view.status.as_ref().map(|s| s.slots.clone()).unwrap_or_default();
         let plan = self.slot_plan(view, &Role::Replica { published }).await?;
-        let mut copies = Vec::new();
+        let (mut copies, mut problems) = (Vec::new(), plan.warnings);
         for step in plan.steps {
             match step {
                 Step::Copy { name } => copies.push(name),
-                other => self.take_slot_step(other).await,
+                other => problems.extend(self.take_slot_step(other).await),
             }
         }
+        self.report_slot_problems(problems);
         if copies.is_empty() {
             return None;
         }
         self.copy_logical_slots(view, &copies).await
     }
 
-    /// Carries out one step but a copy (a replica batches its copies); logs the outcome.
-    async fn take_slot_step(&mut self, step: Step) {
+    /// Carries out one step but a copy (a replica batches its copies): logs what it
+    /// changed, returns what went wrong.
+    async fn take_slot_step(&mut self, step: Step) -> Option<String> {
         let result = match &step {
             Step::Drop { name, .. } => self.sql.drop_slot(name).await,
             Step::Create { name, kind: SlotKind::Physical } => self.sql.create_slot(name).await,
@@ -74,19 +79,21 @@ impl Agent {
                 self.sql.create_logical_slot(name, database, plugin).await
             }
             Step::Advance { name, database, to } => self.sql.advance_slot(name, database.as_deref(), *to).await,
-            Step::Copy { .. } => return,
+            Step::Copy { .. } => return None,
         };
-        match (result, &step) {
+        match (result, step) {
             (Ok(()), Step::Drop { name, why }) => tracing::info!("dropped replication slot {name} ({why})"),
             (Ok(()), Step::Create { name, kind }) => tracing::info!("created replication slot {name} ({kind})"),
             (Ok(()), _) => {}
             (Err(e), Step::Advance { name, to, .. }) => {
-                tracing::warn!("cannot advance replication slot {name} to {}: {e}", crate::cluster::format_lsn(*to))
+                return Some(format!("cannot advance replication slot {name} to {}: {e}", crate::cluster::format_lsn(to)))
             }
-            (Err(e), Step::Drop { name, .. } | Step::Create { name, .. } | Step::Copy { name }) => {
-                tracing::warn!("cannot {} replication slot {name}: {e}", if matches!(step, Step::Drop { .. }) { "drop" } else { "create" })
+            (Err(e), Step::Drop { name, .. }) => return Some(format!("cannot drop replication slot {name}: {e}")),
+            (Err(e), Step::Create { name, .. } | Step::Copy { name }) => {
+                return Some(format!("cannot create replication slot {name}: {e}"))
             }
         }
+        None
     }
 
     /// Reads the logical slots `names` from the leader, stops PostgreSQL and writes them
