@@ -1,5 +1,6 @@
 //! Permanent slots (`/config` `slots`, `ignore_slots`) on three real nodes: a slot that
-//! `ignore_slots` names survives while an unknown one is dropped; a logical permanent
+//! `ignore_slots` names survives while an unknown one is dropped; a physical permanent
+//! slot exists on every node; a logical permanent
 //! slot is created on the primary, copied to both replicas and advanced there to the
 //! position its consumer confirmed; after the primary's node is killed, a
 //! `pg_recvlogical` consumer continues on the new primary with the same slot and gets
@@ -113,7 +114,7 @@ fn a_logical_consumer_continues_on_the_new_primary_after_a_failover() -> anyhow:
             format!(r#"{{"slots": {{"{member_slot}": {{"type": "logical", "database": "postgres", "plugin": "test_decoding"}}}}}}"#);
         let (code, body) = lab.rest(old, "PATCH", "/config", &clash)?;
         assert!(code == 400 && body.contains("replicates through a physical slot of that name"), "{code} {body}");
-        let config = r#"{"slots": {"cdc": {"type": "logical", "database": "postgres", "plugin": "test_decoding"}},
+        let config = r#"{"slots": {"cdc": {"type": "logical", "database": "postgres", "plugin": "test_decoding"}, "archiver": {}},
                          "ignore_slots": [{"name": "keep_me", "type": "physical"}]}"#;
         let (code, body) = lab.rest(old, "PATCH", "/config", config)?;
         anyhow::ensure!(code == 200, "PATCH /config: {code} {body}");
@@ -132,9 +133,10 @@ fn a_logical_consumer_continues_on_the_new_primary_after_a_failover() -> anyhow:
         })?;
         assert!(slot(&lab, old, "keep_me")?.starts_with("physical"), "ignore_slots keeps keep_me");
         lab.ctl(&["restart", "demo", "--pending", "--force"])?;
-        wait_for(HEAL, "slot cdc on the primary and copied to both replicas", || {
+        wait_for(HEAL, "slots cdc and archiver on the primary and on both replicas", || {
             for i in 0..3 {
                 anyhow::ensure!(slot(&lab, i, "cdc")?.starts_with("logical"), "{} has no slot cdc yet", lab.name(i));
+                anyhow::ensure!(slot(&lab, i, "archiver")?.starts_with("physical"), "{} has no slot archiver yet", lab.name(i));
             }
             Ok(())
         })?;
@@ -163,6 +165,7 @@ fn a_logical_consumer_continues_on_the_new_primary_after_a_failover() -> anyhow:
         let got = wait_decoded(&after, 21..=40)?;
         let resent: Vec<&u32> = got.iter().filter(|id| **id <= 20).collect();
         assert!(resent.is_empty(), "the new primary's slot resent confirmed changes {resent:?}: {got:?}");
+        assert!(slot(&lab, new, "archiver")?.starts_with("physical"), "the permanent physical slot is on the new primary");
         Ok(())
     })
 }

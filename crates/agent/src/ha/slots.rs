@@ -62,11 +62,13 @@ impl Agent {
                 other => problems.extend(self.take_slot_step(other).await),
             }
         }
+        let copied = if copies.is_empty() { Ok(None) } else { self.copy_logical_slots(view, &copies).await };
+        let sentence = copied.unwrap_or_else(|problem| {
+            problems.push(problem);
+            None
+        });
         self.report_slot_problems(problems);
-        if copies.is_empty() {
-            return None;
-        }
-        self.copy_logical_slots(view, &copies).await
+        sentence
     }
 
     /// Carries out one step but a copy (a replica batches its copies): logs what it
@@ -98,28 +100,31 @@ impl Agent {
 
     /// Reads the logical slots `names` from the leader, stops PostgreSQL and writes them
     /// into the data directory; the next cycle starts PostgreSQL, which loads them.
-    async fn copy_logical_slots(&mut self, view: &ClusterView, names: &[String]) -> Option<String> {
-        let leader = view.leader_name()?.to_string();
-        let (host, port) = view.leader_member()?.host_port()?;
-        let states = match pg_slots::read_slot_states(&self.config.postgresql, &host, port, names).await {
-            Ok(s) if s.is_empty() => return None,
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot read logical slots {} from {leader}: {e}", names.join(", "));
-                return None;
-            }
+    /// Says so when it stopped PostgreSQL; an error when the leader could not be read.
+    async fn copy_logical_slots(&mut self, view: &ClusterView, names: &[String]) -> Result<Option<String>, String> {
+        let Some((leader, (host, port))) = view.leader_name().zip(view.leader_member().and_then(|m| m.host_port())) else {
+            return Ok(None);
         };
+        let states = pg_slots::read_slot_states(&self.config.postgresql, &host, port, names)
+            .await
+            .map_err(|e| format!("cannot read logical slots {} from {leader}: {e}", names.join(", ")))?;
+        if states.is_empty() {
+            return Ok(None);
+        }
         self.stop_replica().await;
         if self.pg.postmaster_pid().is_some() {
-            return Some(format!("cannot copy logical slots from {leader}: PostgreSQL did not stop"));
+            return Ok(Some(format!("cannot copy logical slots from {leader}: PostgreSQL did not stop")));
         }
-        let mut copied = Vec::new();
+        let (mut copied, mut failed) = (Vec::new(), Vec::new());
         for (name, state) in &states {
             match pg_slots::write_slot_state(self.pg.data_dir(), name, state) {
                 Ok(()) => copied.push(name.as_str()),
-                Err(e) => tracing::warn!("{e}"),
+                Err(e) => failed.push(e.to_string()),
             }
         }
-        Some(format!("copied logical slot(s) {} from {leader}: restarting PostgreSQL to load them", copied.join(", ")))
+        let copied =
+            if copied.is_empty() { "copied no logical slot".to_string() } else { format!("copied logical slot(s) {}", copied.join(", ")) };
+        let failed = if failed.is_empty() { String::new() } else { format!(" ({})", failed.join("; ")) };
+        Ok(Some(format!("{copied} from {leader}{failed}: restarting PostgreSQL to load them")))
     }
 }
