@@ -13,12 +13,12 @@ use crate::postgres::{conf, slots as pg_slots};
 use crate::slots::{plan, Plan, Role, SlotKind, Step, Wanted};
 
 impl Agent {
-    /// The plan for this member, or None when the slots cannot be listed.
+    /// The plan for this member; None when the slots cannot be listed (reported).
     async fn slot_plan(&mut self, view: &ClusterView, role: &Role) -> Option<Plan> {
         let existing = match self.sql.slots().await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!("cannot list replication slots: {e}");
+                self.report_slot_problems(vec![format!("cannot list replication slots: {e}")]);
                 return None;
             }
         };
