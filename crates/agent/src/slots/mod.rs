@@ -8,7 +8,9 @@
 //! Patroni's rules kept here: a permanent slot exists on the primary and on every
 //! replica (so a consumer finds it after a failover); a replica copies a logical slot
 //! from the primary (PostgreSQL 15 cannot create one on a standby) and advances every
-//! permanent slot to the position the primary publishes in `/status`; a slot neither
+//! permanent slot to the position the primary publishes in `/status` (a logical copy
+//! ahead of it is dropped and copied again, so a promoted replica never skips changes
+//! its consumer did not confirm); a slot neither
 //! wanted nor matched by `ignore_slots` is dropped once inactive. A physical permanent
 //! slot named like a member's slot is that member's slot kept even while the member is
 //! away; a logical one with such a name is refused.

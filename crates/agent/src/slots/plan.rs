@@ -104,17 +104,22 @@ pub fn plan(role: &Role, config: Wanted, me_slot: &str, members: &[String], exis
                             out.publish.insert(name.to_string(), at);
                         }
                     }
-                    Role::Replica { published } => {
-                        if let (Some(&to), false) = (published.get(*name), e.active) {
-                            if e.position.is_some_and(|at| to > at) {
-                                let database = match kind {
-                                    SlotKind::Logical { database, .. } => Some(database.clone()),
-                                    SlotKind::Physical => None,
-                                };
-                                later.push(Step::Advance { name: name.to_string(), database, to });
-                            }
+                    Role::Replica { published } => match (published.get(*name), e.position, kind) {
+                        (Some(&to), Some(at), _) if e.active || to == at => {}
+                        (Some(&to), Some(at), SlotKind::Logical { database, .. }) if to > at => {
+                            later.push(Step::Advance { name: name.to_string(), database: Some(database.clone()), to });
                         }
-                    }
+                        // Ahead of the primary's (a rewound old primary's own slot, or a copy
+                        // advanced under a primary that has since failed over): promoted, it
+                        // would skip changes the consumer never confirmed. Copied again next.
+                        (Some(_), Some(_), SlotKind::Logical { .. }) => {
+                            out.steps.push(Step::Drop { name: name.to_string(), why: "it is ahead of the primary's" });
+                        }
+                        (Some(&to), Some(at), SlotKind::Physical) if to > at => {
+                            later.push(Step::Advance { name: name.to_string(), database: None, to });
+                        }
+                        _ => {}
+                    },
                 }
             }
             None => match (role, kind) {

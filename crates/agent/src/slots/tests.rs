@@ -190,6 +190,18 @@ fn the_slot_plan() {
             none,
         ),
         (
+            "a replica's logical copy ahead of the primary's slot is dropped (copied again next cycle); a physical one is left",
+            replica(&[("cdc", 500), ("archiver", 400), ("node2", 50)]),
+            "node3",
+            vec![
+                slot("cdc", cdc(), false, Some(600)),
+                slot("archiver", SlotKind::Physical, false, Some(450)),
+                slot("node2", SlotKind::Physical, false, Some(50)),
+            ],
+            vec![Step::Drop { name: "cdc".into(), why: "it is ahead of the primary's" }],
+            none,
+        ),
+        (
             "a replica's logical slot of the wrong kind is dropped; the copy comes next cycle",
             replica(&[("cdc", 500)]),
             "node3",
