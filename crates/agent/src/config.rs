@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::bootstrap_method::BootstrapPlan;
 pub use crate::invalid::Invalid;
 use crate::replica_methods::CreateReplica;
+use crate::slots::{IgnoreSlots, PermanentSlots};
 use crate::timing::Timing;
 use crate::tls::{RestTls, RestTlsError, RestTlsFiles, VerifyClient};
 
@@ -330,6 +331,12 @@ pub struct DynamicConfig {
     pub postgresql: DynamicPostgres,
     #[serde(default)]
     pub liveness: LivenessConfig,
+    /// Permanent replication slots (see `slots`).
+    #[serde(default, skip_serializing_if = "PermanentSlots::is_empty")]
+    pub slots: PermanentSlots,
+    /// Slots the agent never drops.
+    #[serde(default, skip_serializing_if = "IgnoreSlots::is_empty")]
+    pub ignore_slots: IgnoreSlots,
 }
 
 /// `liveness:` in `/config`: how often a fresh connection probes PostgreSQL, how long one
@@ -467,6 +474,8 @@ impl DynamicConfig {
                 "failsafe_mode",
                 "postgresql",
                 "liveness",
+                "slots",
+                "ignore_slots",
             ] {
                 if let Some(v) = obj.get(key) {
                     known.insert(key.to_string(), v.clone());
@@ -632,6 +641,20 @@ postgresql:
         assert_eq!(c.ttl, 3);
         assert!(c.pause);
         assert!(DynamicConfig::from_json(&serde_json::json!({"ttl": 1, "safety_margin": 2})).is_err());
+    }
+
+    #[test]
+    fn dynamic_config_reads_permanent_slots_and_refuses_bad_ones() {
+        let c = DynamicConfig::from_json(&serde_json::json!({"slots": {"cdc": {"type": "logical", "database": "postgres", "plugin": "test_decoding"}}, "ignore_slots": [{"name": "mine"}]}))
+            .expect("valid");
+        assert!(c.slots.has_logical());
+        assert!(c.ignore_slots.ignored("mine", &crate::slots::SlotKind::Physical));
+        let e = DynamicConfig::from_json(&serde_json::json!({"slots": {"cdc": {"type": "logical", "plugin": "pgoutput"}}}))
+            .expect_err("no database")
+            .0;
+        assert_eq!(e, "slots.cdc: a logical slot needs a database and a plugin (e.g. database: postgres, plugin: pgoutput)");
+        let written = serde_json::to_value(&c).expect("json");
+        assert_eq!(DynamicConfig::from_json(&written).expect("reads back"), c, "bootstrap.dcs is written to /config with its slots");
     }
 
     #[test]

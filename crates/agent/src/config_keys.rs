@@ -52,7 +52,6 @@ const fn applied(name: &'static str) -> Key {
 
 const EMBEDDED: &str = "the store is embedded (every raftgres node serves etcd v3 itself); this external DCS section is not used";
 const NODE_FILE_ONLY: &str = "set it in each node's file under postgresql (it is not a cluster-wide setting here)";
-const NO_SLOTS: &str = "permanent replication slots are not supported (the agents manage one slot per member)";
 
 /// `postgresql:` in `/config` and `bootstrap.dcs`.
 const DYNAMIC_POSTGRES: &[Key] = &[
@@ -89,9 +88,12 @@ pub const DYNAMIC: &[Key] = &[
     key("master_stop_timeout", Verdict::Refused("not supported: a primary's stop is not bounded by a timeout")),
     key("check_timeline", Verdict::Refused("not supported")),
     key("standby_cluster", Verdict::Refused("standby clusters are not supported")),
-    key("slots", Verdict::Refused(NO_SLOTS)),
-    key("ignore_slots", Verdict::Refused(NO_SLOTS)),
-    key("member_slots_ttl", Verdict::Refused(NO_SLOTS)),
+    applied("slots"),
+    applied("ignore_slots"),
+    key(
+        "member_slots_ttl",
+        Verdict::Refused("replicas keep no slots for the other members; the primary drops a member's slot when its key goes"),
+    ),
     key("synchronous_mode_count", Verdict::Refused("not Patroni's name: use synchronous_node_count")),
 ];
 

@@ -4,6 +4,7 @@
 //! Owns: Patroni's callbacks ([`callbacks`]), the agent's configuration ([`config`], every key's fate in [`config_keys`], how replicas
 //! and the cluster are made from backups in [`replica_methods`] and [`bootstrap_method`], a re-read of
 //! the node's file in [`reload`]) and timing rule ([`timing`]), the
+//! permanent replication slots ([`slots`]), the
 //! Patroni-shaped keys and values ([`cluster`]) read and written through the etcd API
 //! ([`dcs`]), the HA loop ([`ha`]: facts gathered, one pure `decide`, its action carried
 //! out), PostgreSQL's control ([`postgres`]), the fencer that
@@ -30,6 +31,7 @@ pub mod reload;
 pub mod replica_methods;
 pub(crate) mod rest;
 pub mod schedule;
+pub mod slots;
 mod start;
 pub(crate) mod state;
 pub mod store_stats;

@@ -190,6 +190,7 @@ pub async fn patch_config<C: Transport>(dcs: &Dcs<C>, patch: &Value) -> Result<V
     let view = dcs.read_cluster().await.map_err(store)?;
     let (mut config, revision) = view.config.clone().unwrap_or((Value::Object(Default::default()), 0));
     merge(&mut config, patch);
+    check_against_members(&view, &config)?;
     write_config(dcs, &config, revision).await?;
     Ok(config)
 }
@@ -199,8 +200,15 @@ pub async fn replace_config<C: Transport>(dcs: &Dcs<C>, config: &Value) -> Resul
     crate::config_keys::check_dynamic(config).map_err(refused_config)?;
     let view = dcs.read_cluster().await.map_err(store)?;
     let revision = view.config.as_ref().map_or(0, |(_, r)| *r);
+    check_against_members(&view, config)?;
     write_config(dcs, config, revision).await?;
     Ok(config.clone())
+}
+
+/// A logical permanent slot may not take the slot name of a member of the cluster.
+fn check_against_members(view: &ClusterView, config: &Value) -> Result<(), OpsError> {
+    let slots = crate::slots::PermanentSlots::read(config.get("slots")).map_err(refused_config)?;
+    slots.check_members(view.members.keys()).map_err(refused_config)
 }
 
 fn refused_config(e: crate::config::Invalid) -> OpsError {

@@ -29,6 +29,7 @@ mod patronictl;
 mod recovery;
 mod reload;
 mod replicas;
+mod slots;
 mod store;
 mod sync;
 mod tls;

@@ -177,7 +177,6 @@ fn production_file_says_what_it_refuses_and_warns_about() {
             "restapi.allowlist",
             "bootstrap.dcs.master_start_timeout",
             "bootstrap.dcs.standby_cluster",
-            "bootstrap.dcs.slots",
             "bootstrap.dcs.postgresql.use_slots",
             "bootstrap.dcs.postgresql.pg_hba",
             "postgresql.authentication.replication.sslmode",
@@ -188,6 +187,7 @@ fn production_file_says_what_it_refuses_and_warns_about() {
         "restapi.certfile",
         "restapi.authentication.password",
         "bootstrap.dcs.synchronous_mode",
+        "bootstrap.dcs.slots",
         "bootstrap.post_bootstrap",
         "postgresql.create_replica_methods",
         "postgresql.basebackup",
@@ -209,8 +209,10 @@ fn typos_are_refused_with_the_near_name() {
     assert_eq!(e, "postgresql.use_pg_rewnd is not a known setting: did you mean use_pg_rewind?");
     let e = check_dynamic(&serde_json::json!({"frobnicate": 1})).expect_err("unknown").0;
     assert_eq!(e, "frobnicate is not a known setting");
-    let e = check_dynamic(&serde_json::json!({"slots": {}})).expect_err("refused").0;
-    assert!(e.starts_with("slots is refused: permanent replication slots"), "{e}");
+    let e = check_dynamic(&serde_json::json!({"member_slots_ttl": 0})).expect_err("refused").0;
+    assert!(e.starts_with("member_slots_ttl is refused: replicas keep no slots for the other members"), "{e}");
+    check_dynamic(&serde_json::json!({"slots": {"cdc": {"type": "logical"}}, "ignore_slots": [{"name": "x"}]}))
+        .expect("applied: their values are checked when read (DynamicConfig::from_json)");
     let mut d = doc("scope: x\npostgersql: {}\n");
     let e = check_node_file(&mut d, &["listen-peer"]).expect_err("typo").0;
     assert_eq!(e, "postgersql is not a known setting: did you mean postgresql?");

@@ -236,6 +236,12 @@ impl Agent {
         }
         let mut params = crate::postgres::params::parameters(&self.config.postgresql, &self.config.name, &dynamic, upstream);
         params.extend(recovery.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if self.dynamic.slots.has_logical() {
+            // Logical permanent slots: decoding needs them, and a replica's copies need
+            // the primary to keep the catalog rows they still read (Patroni enforces it too).
+            params.insert("wal_level".into(), "logical".into());
+            params.insert("hot_standby_feedback".into(), "on".into());
+        }
         let raised = if upstream.is_some() || self.pg.is_standby_configured() {
             let recorded = self.pg.controldata().await?.settings;
             crate::postgres::params::raise_to_primary(&mut params, &recorded)

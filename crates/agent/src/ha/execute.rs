@@ -138,17 +138,24 @@ impl Agent {
                     (Err(e), RecloneCause::KeepsCrashing) => format!("PostgreSQL keeps exiting even after a rewind, and {e}"),
                 }
             }
-            Action::Configure { me, source, host, port, cascading } => match self.configure_replica(&host, port, cascading).await {
-                Ok(true) => match self.pg.reload().await {
-                    Ok(()) => {
-                        self.callback(Event::Reloaded(Role::Replica));
-                        format!("I am {me}, a replica: now following {source} ({host}:{port})")
-                    }
-                    Err(e) => format!("cannot reload PostgreSQL: {e}"),
-                },
-                Ok(false) => sentence,
-                Err(e) => format!("cannot write the configuration: {e}"),
-            },
+            Action::Configure { me, source, host, port, cascading } => {
+                let sentence = match self.configure_replica(&host, port, cascading).await {
+                    Ok(true) => match self.pg.reload().await {
+                        Ok(()) => {
+                            self.callback(Event::Reloaded(Role::Replica));
+                            format!("I am {me}, a replica: now following {source} ({host}:{port})")
+                        }
+                        Err(e) => format!("cannot reload PostgreSQL: {e}"),
+                    },
+                    Ok(false) => sentence,
+                    Err(e) => format!("cannot write the configuration: {e}"),
+                };
+                let copied = match view {
+                    Some(view) if self.config.postgresql.use_slots => self.sync_replica_slots(view).await,
+                    _ => None,
+                };
+                copied.unwrap_or(sentence)
+            }
             Action::StartReplica(start) => self.start_replica(start, sentence).await,
             Action::StandAside { drop_request, needs_rewind, .. } => {
                 self.memory.needs_rewind |= needs_rewind;

@@ -9,7 +9,7 @@
 //! am node2, a replica, following node1"), logged when it changes.
 //!
 //! The effects live by topic: `bootstrap` (initdb, clone), `primary` (promotion, the
-//! primary's upkeep), `replica` (rewind, stop, re-clone), `switchover`, `sync`,
+//! primary's upkeep), `replica` (rewind, stop, re-clone), `slots`, `switchover`, `sync`,
 //! `failsafe`; none of them decides what to do next.
 
 pub mod action;
@@ -27,6 +27,7 @@ pub mod observation;
 mod primary;
 mod replica;
 pub mod shutdown;
+mod slots;
 mod step;
 pub mod stuck;
 mod switchover;
@@ -129,7 +130,9 @@ pub struct Agent {
     timeline: timeline::Timeline,
     /// What `members/<me>` last got, on which lease, and when.
     last_member_write: Option<(Member, i64, Instant)>,
-    last_status_write: Option<(u64, Instant)>,
+    last_status_write: Option<(crate::cluster::ClusterStatus, Instant)>,
+    /// What went wrong with the slots last cycle (logged when it changes).
+    slot_problems: Vec<String>,
     last_action: String,
     last_logged: Instant,
     /// The liveness probe of PostgreSQL (see `hung`).
@@ -193,6 +196,7 @@ impl Agent {
                 timeline: timeline::Timeline::default(),
                 last_member_write: None,
                 last_status_write: None,
+                slot_problems: Vec::new(),
                 last_action: String::new(),
                 last_logged: Instant::now(),
                 liveness: Liveness::new(dynamic.liveness.clone()),

@@ -1,6 +1,6 @@
 //! The primary's effects: keep the fencer armed, restart PostgreSQL in place after a
-//! crash, fence a hung PostgreSQL and release the key, one replication slot per other
-//! member, `/status` with the WAL position; start read-only for an election; promote
+//! crash, fence a hung PostgreSQL and release the key, the replication slots (`slots`),
+//! `/status` with the WAL position and the permanent slots' positions; start read-only for an election; promote
 //! and record the promotion in `/history`. `decide` says which, and when.
 
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use super::observation::StepDown;
 use super::step::StepError;
 use super::Agent;
 use crate::callbacks::Event;
-use crate::cluster::{ClusterView, HistoryEntry, Role};
+use crate::cluster::{ClusterStatus, ClusterView, HistoryEntry, Role};
 use crate::postgres::{conf, PgResult};
 use crate::state::{PgState, PgStatus};
 
@@ -71,21 +71,20 @@ impl Agent {
         }
     }
 
-    /// Replication slots, `/status`, configuration reloads.
+    /// Replication slots, `/sync`, `/status`, configuration reloads.
     pub(super) async fn maintain_primary(&mut self, view: &ClusterView, pg: &PgStatus) {
         if self.reload_primary_conf().await {
             self.callback(Event::Reloaded(Role::Primary));
         }
-        if self.config.postgresql.use_slots {
-            self.sync_slots(view).await;
-        }
+        let slots = if self.config.postgresql.use_slots { self.sync_primary_slots(view).await } else { Default::default() };
         self.manage_sync(view, pg).await;
         if let Some(optime) = pg.wal_lsn {
-            let due = self.last_status_write.is_none_or(|(old, at)| old != optime && at.elapsed() >= self.timing().loop_wait);
+            let status = ClusterStatus { optime, slots };
+            let due = self.last_status_write.as_ref().is_none_or(|(old, at)| *old != status && at.elapsed() >= self.timing().loop_wait);
             if due {
-                let value = serde_json::json!({ "optime": optime }).to_string();
+                let value = serde_json::to_string(&status).unwrap_or_default();
                 if self.dcs.put(&self.dcs.keys.status(), &value, 0).await.is_ok() {
-                    self.last_status_write = Some((optime, Instant::now()));
+                    self.last_status_write = Some((status, Instant::now()));
                 }
             }
         }
@@ -102,29 +101,6 @@ impl Agent {
             Err(e) => {
                 tracing::warn!("{e}");
                 false
-            }
-        }
-    }
-
-    /// One physical slot per other member; slots of members that left are dropped.
-    async fn sync_slots(&mut self, view: &ClusterView) {
-        let wanted: Vec<String> = view.members.keys().filter(|n| **n != self.config.name).map(|n| conf::slot_name(n)).collect();
-        let existing = match self.sql.physical_slots().await {
-            Ok(s) => s,
-            Err(e) => return tracing::warn!("cannot list replication slots: {e}"),
-        };
-        for slot in wanted.iter().filter(|w| !existing.iter().any(|(e, _)| e == *w)) {
-            match self.sql.create_slot(slot).await {
-                Ok(()) => tracing::info!("created replication slot {slot}"),
-                Err(e) => tracing::warn!("cannot create replication slot {slot}: {e}"),
-            }
-        }
-        for (slot, active) in &existing {
-            if !active && !wanted.contains(slot) {
-                match self.sql.drop_slot(slot).await {
-                    Ok(()) => tracing::info!("dropped replication slot {slot} (no such member any more)"),
-                    Err(e) => tracing::warn!("cannot drop replication slot {slot}: {e}"),
-                }
             }
         }
     }

@@ -1,10 +1,11 @@
 //! Controlling the local PostgreSQL: its programs (initdb, pg_ctl, pg_basebackup,
-//! pg_rewind, pg_controldata), its files ([`conf`]) and its SQL ([`sql`]). Every
+//! pg_rewind, pg_controldata), its files ([`conf`]), its SQL ([`sql`]) and its replication slots ([`slots`]). Every
 //! function does one thing and reports a clear error; the decisions are the HA loop's.
 
 pub mod conf;
 pub mod liveness;
 pub mod params;
+pub mod slots;
 pub mod sql;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! The agent's SQL: one connection over the private unix socket as the superuser,
-//! re-opened when it breaks. Status, replication rows, slots and role creation.
+//! re-opened when it breaks. Status, replication rows and role creation (the slots' SQL
+//! is `slots`'s).
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use crate::config::PostgresConfig;
 use crate::state::{PgStatus, ReplicationRow};
 
 /// The longest a local query may take, connecting included.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) fn sql_error(e: tokio_postgres::Error) -> PgError {
     PgError::Sql(e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string()))
@@ -32,7 +33,7 @@ pub fn local_config(pg: &PostgresConfig, application_name: &str) -> tokio_postgr
 
 /// A lazily (re)opened connection to the local PostgreSQL.
 pub struct Sql {
-    config: tokio_postgres::Config,
+    pub(super) config: tokio_postgres::Config,
     client: Option<Client>,
 }
 
@@ -46,11 +47,7 @@ impl Sql {
             self.client = None;
         }
         if self.client.is_none() {
-            let (client, connection) = self.config.connect(NoTls).await.map_err(sql_error)?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            self.client = Some(client);
+            self.client = Some(connect(&self.config).await?);
         }
         self.client.as_ref().ok_or_else(|| PgError::Sql("no connection".into()))
     }
@@ -63,7 +60,7 @@ impl Sql {
     /// Runs `f` on the connection, (re)connecting first; both within [`QUERY_TIMEOUT`]
     /// (a connection's `connect_timeout` bounds only the socket, not the startup
     /// handshake, which a struggling server can leave unanswered).
-    async fn timed<T>(&mut self, f: impl FnOnce(&Client) -> futures::future::BoxFuture<'_, PgResult<T>>) -> PgResult<T> {
+    pub(super) async fn timed<T>(&mut self, f: impl FnOnce(&Client) -> futures::future::BoxFuture<'_, PgResult<T>>) -> PgResult<T> {
         let result = tokio::time::timeout(QUERY_TIMEOUT, async {
             let client = self.client().await?;
             f(client).await
@@ -134,42 +131,6 @@ impl Sql {
         .await
     }
 
-    /// Physical replication slots: (name, active).
-    pub async fn physical_slots(&mut self) -> PgResult<Vec<(String, bool)>> {
-        self.timed(|c| {
-            Box::pin(async move {
-                let rows = c
-                    .query("SELECT slot_name::text, active FROM pg_replication_slots WHERE slot_type = 'physical'", &[])
-                    .await
-                    .map_err(sql_error)?;
-                Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-            })
-        })
-        .await
-    }
-
-    pub async fn create_slot(&mut self, name: &str) -> PgResult<()> {
-        let name = name.to_string();
-        self.timed(|c| {
-            Box::pin(async move {
-                c.execute("SELECT pg_create_physical_replication_slot($1, true)", &[&name]).await.map_err(sql_error)?;
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    pub async fn drop_slot(&mut self, name: &str) -> PgResult<()> {
-        let name = name.to_string();
-        self.timed(|c| {
-            Box::pin(async move {
-                c.execute("SELECT pg_drop_replication_slot($1)", &[&name]).await.map_err(sql_error)?;
-                Ok(())
-            })
-        })
-        .await
-    }
-
     /// Creates (or updates the password and attribute of) a login role; `attribute` is
     /// `REPLICATION` or `SUPERUSER`.
     pub async fn ensure_role(&mut self, user: &str, password: &str, attribute: &'static str) -> PgResult<()> {
@@ -216,21 +177,8 @@ impl Sql {
     /// How much WAL the replica at `host:port` has received (`pg_last_wal_receive_lsn`),
     /// asked over TCP as the superuser (password from the config).
     pub async fn remote_received_lsn(pg: &PostgresConfig, host: &str, port: u16) -> PgResult<Option<u64>> {
-        let su = &pg.authentication.superuser;
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(host)
-            .port(port)
-            .user(&su.username)
-            .password(&su.password)
-            .dbname("postgres")
-            .application_name("raftgres")
-            .connect_timeout(Duration::from_secs(2));
         let ask = async {
-            let (client, connection) = config.connect(NoTls).await.map_err(sql_error)?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
+            let client = connect(&remote_config(pg, host, port)).await?;
             let row = client.query_one("SELECT pg_last_wal_receive_lsn()::text", &[]).await.map_err(sql_error)?;
             Ok(row.get::<_, Option<String>>(0).as_deref().and_then(parse_lsn))
         };
@@ -238,4 +186,28 @@ impl Sql {
             .await
             .unwrap_or_else(|_| Err(PgError::Sql(format!("{host}:{port} did not answer within {QUERY_TIMEOUT:?}"))))
     }
+}
+
+/// How the agent connects to another member's PostgreSQL: over TCP as the superuser.
+pub(super) fn remote_config(pg: &PostgresConfig, host: &str, port: u16) -> tokio_postgres::Config {
+    let su = &pg.authentication.superuser;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host)
+        .port(port)
+        .user(&su.username)
+        .password(&su.password)
+        .dbname("postgres")
+        .application_name("raftgres")
+        .connect_timeout(Duration::from_secs(2));
+    config
+}
+
+/// A new connection, its driver spawned.
+pub(super) async fn connect(config: &tokio_postgres::Config) -> PgResult<Client> {
+    let (client, connection) = config.connect(NoTls).await.map_err(sql_error)?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
 }
