@@ -3,6 +3,7 @@
 //! function does one thing and reports a clear error; the decisions are the HA loop's.
 
 pub mod conf;
+pub mod fingerprint;
 pub mod liveness;
 pub mod params;
 pub mod sql;
@@ -74,11 +75,14 @@ impl ControlData {
 #[derive(Debug, Clone)]
 pub struct Postgres {
     pub config: PostgresConfig,
+    /// What `pg_controldata` last said, and the settled fingerprint `global/pg_control`
+    /// had just before it ran (see [`Postgres::controldata`]).
+    control: std::sync::Arc<std::sync::Mutex<Option<(fingerprint::Fingerprint, ControlData)>>>,
 }
 
 impl Postgres {
     pub fn new(config: PostgresConfig) -> Self {
-        Self { config }
+        Self { config, control: std::sync::Arc::default() }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -162,7 +166,24 @@ impl Postgres {
         }
     }
 
+    /// What `pg_controldata` says now. Runs it only when `global/pg_control` changed
+    /// since the last run (its [fingerprint](fingerprint::Fingerprint), settled when
+    /// looked at before that run: PostgreSQL rewrites the file in place at every
+    /// checkpoint, restartpoint, start and stop); otherwise answers from that run.
     pub async fn controldata(&self) -> PgResult<ControlData> {
+        let before = fingerprint::Fingerprint::settled_of(&self.data_dir().join("global/pg_control"));
+        let cache = || self.control.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (Some(now), Some((then, control))) = (before, cache().as_ref()) {
+            if now == *then {
+                return Ok(control.clone());
+            }
+        }
+        let control = self.run_controldata().await?;
+        *cache() = before.map(|f| (f, control.clone()));
+        Ok(control)
+    }
+
+    async fn run_controldata(&self) -> PgResult<ControlData> {
         let data_dir = self.data_dir().to_string_lossy().to_string();
         let out = self.run("pg_controldata", &["-D", &data_dir], Duration::from_secs(10)).await?;
         let field = |name: &str| out.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_string()));
