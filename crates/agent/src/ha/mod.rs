@@ -387,13 +387,12 @@ impl Agent {
             pending_restart: pg.pending_restart,
             tags: self.config.tags.clone(),
         };
-        let positions_only = |m: &Member| Member { xlog_location: None, receive_lsn: None, replay_lsn: None, ..m.clone() };
         let due = match &self.last_member_write {
             None => true,
             // A new lease: the key went away with the old one.
             Some((_, written_on, _)) if *written_on != lease => true,
             Some((old, _, at)) => {
-                let shape_changed = positions_only(old) != positions_only(&member);
+                let shape_changed = old.without_positions() != member.without_positions();
                 (shape_changed || at.elapsed() >= self.timing().loop_wait) && *old != member
             }
         };
