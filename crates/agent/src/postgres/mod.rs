@@ -371,3 +371,49 @@ pub fn write_private(path: &Path, text: &str) -> PgResult<()> {
         .map_err(|e| PgError::Io(format!("cannot write {}: {e}", path.display())))?;
     f.write_all(text.as_bytes()).map_err(|e| PgError::Io(format!("cannot write {}: {e}", path.display())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn pg_controldata_runs_again_only_when_pg_control_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (bin, data) = (dir.path().join("bin"), dir.path().join("pgdata"));
+        std::fs::create_dir_all(data.join("global")).expect("mkdir");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        // A stand-in that counts its runs and reports the state pg_control holds.
+        let runs = dir.path().join("runs");
+        let script = format!(
+            "#!/bin/sh\necho run >> {runs}\necho 'Database system identifier: 7'\necho \"Database cluster state: $(cat {control})\"\n\
+             echo \"Latest checkpoint's TimeLineID: 1\"\n",
+            runs = runs.display(),
+            control = data.join("global/pg_control").display()
+        );
+        std::fs::write(bin.join("pg_controldata"), script).expect("script");
+        std::fs::set_permissions(bin.join("pg_controldata"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let yaml = format!(
+            "listen: 127.0.0.1:5433\ndata_dir: {}\nbin_dir: {}\nauthentication: {{superuser: {{username: postgres, password: a}}, replication: {{username: rep, password: b}}}}\n",
+            data.display(),
+            bin.display()
+        );
+        let pg = Postgres::new(serde_norway::from_str(&yaml).expect("yaml"));
+        let control = data.join("global/pg_control");
+        let runs_so_far = || std::fs::read_to_string(&runs).map_or(0, |r| r.lines().count());
+        let state = || async { pg.controldata().await.expect("controldata").cluster_state };
+
+        std::fs::write(&control, "in production").expect("write");
+        assert_eq!(state().await, "in production");
+        assert_eq!(state().await, "in production");
+        assert_eq!(runs_so_far(), 2, "pg_control written just now: its fingerprint is not trusted yet");
+        fingerprint::tests::age(&control, std::time::Duration::from_secs(10));
+        assert_eq!(state().await, "in production");
+        assert_eq!(state().await, "in production");
+        assert_eq!(runs_so_far(), 3, "settled and unchanged: answered from the last run");
+        std::fs::write(&control, "shut down....").expect("rewrite in place");
+        fingerprint::tests::age(&control, std::time::Duration::from_secs(5));
+        assert_eq!(state().await, "shut down....");
+        assert_eq!(runs_so_far(), 4, "rewritten: run again");
+    }
+}
