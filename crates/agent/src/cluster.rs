@@ -110,6 +110,12 @@ pub struct Member {
 }
 
 impl Member {
+    /// The member without its WAL positions, which change while the primary writes
+    /// anything: what is left changes only when the member does.
+    pub fn without_positions(&self) -> Self {
+        Self { xlog_location: None, receive_lsn: None, replay_lsn: None, ..self.clone() }
+    }
+
     /// (host, port) of `conn_url`.
     pub fn host_port(&self) -> Option<(String, u16)> {
         let rest = self.conn_url.strip_prefix("postgres://")?;

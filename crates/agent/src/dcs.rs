@@ -278,12 +278,13 @@ impl<C: Transport> Dcs<C> {
         Ok((status, leases))
     }
 
-    /// Sends a notification on `wake` for every change under the cluster prefix, until
-    /// `wake` is closed; re-creates the watch after errors.
+    /// Sends a notification on `wake` for every change under the cluster prefix that
+    /// [calls for a cycle](calls_for_a_cycle), until `wake` is closed; re-creates the
+    /// watch after errors.
     pub async fn watch_prefix(self, wake: tokio::sync::mpsc::Sender<()>) {
         let prefix = self.keys.prefix.as_bytes().to_vec();
         loop {
-            let create = WatchCreateRequest { key: prefix.clone(), range_end: prefix_end(&prefix), ..Default::default() };
+            let create = WatchCreateRequest { key: prefix.clone(), range_end: prefix_end(&prefix), prev_kv: true, ..Default::default() };
             let request = WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) };
             // The request stream must stay open, or the server ends the watch.
             let (_keep_open, rx) = tokio::sync::mpsc::channel::<WatchRequest>(1);
@@ -292,7 +293,8 @@ impl<C: Transport> Dcs<C> {
                 Ok(stream) => {
                     let mut stream = stream.into_inner();
                     while let Some(Ok(resp)) = stream.next().await {
-                        if !resp.events.is_empty() && wake.send(()).await.is_err() {
+                        let wanted = resp.events.iter().any(|e| calls_for_a_cycle(&self.keys, e));
+                        if wanted && wake.send(()).await.is_err() {
                             return;
                         }
                         if resp.canceled {
@@ -307,6 +309,34 @@ impl<C: Transport> Dcs<C> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// Whether a change under the cluster prefix calls for an HA cycle at once. Two kinds
+/// do not: a write of `status` (the primary's WAL position) and a member key whose
+/// only change is its WAL positions. Every member rewrites those each `loop_wait` while
+/// the primary writes anything (its liveness probe's write is enough), and each would
+/// wake every node's loop; decisions read positions when they are taken, and a cycle
+/// comes every `loop_wait` anyway. Everything else does: the leader key, `/config`,
+/// `/sync`, `/failover`, `/initialize`, any deletion, and a member that appears or
+/// changes its role, state, tags or anything else but its positions.
+pub fn calls_for_a_cycle(keys: &Keys, event: &raftgres_proto::mvccpb::Event) -> bool {
+    use raftgres_proto::mvccpb::event::EventType;
+    let Some(kv) = &event.kv else { return true };
+    if event.r#type != EventType::Put as i32 {
+        return true;
+    }
+    let key = String::from_utf8_lossy(&kv.key);
+    if key == keys.status() {
+        return false;
+    }
+    if !key.starts_with(&keys.members_prefix()) {
+        return true;
+    }
+    let member = |value: &[u8]| serde_json::from_slice::<Member>(value).ok().map(|m| m.without_positions());
+    match (event.prev_kv.as_ref().and_then(|p| member(&p.value)), member(&kv.value)) {
+        (Some(before), Some(now)) => before != now,
+        _ => true,
     }
 }
 
@@ -337,6 +367,38 @@ fn op_delete(key: &str) -> RequestOp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_changes_beyond_wal_positions_wake_the_loop() {
+        use raftgres_proto::mvccpb::event::EventType;
+        use raftgres_proto::mvccpb::{Event as Change, KeyValue};
+        let keys = Keys::new("service", "demo");
+        let member = |role: crate::cluster::Role, lsn: u64| {
+            let m = Member { state: "running".into(), role, xlog_location: Some(lsn), replay_lsn: Some(lsn), ..Member::default() };
+            serde_json::to_vec(&m).expect("json")
+        };
+        let kv = |key: String, value: Vec<u8>| KeyValue { key: key.into_bytes(), value, ..Default::default() };
+        let put = |key: String, before: Option<Vec<u8>>, now: Vec<u8>| Change {
+            r#type: EventType::Put as i32,
+            kv: Some(kv(key.clone(), now)),
+            prev_kv: before.map(|b| kv(key, b)),
+        };
+        let node2 = keys.member("node2");
+        let replica = crate::cluster::Role::Replica;
+        let table = [
+            (put(node2.clone(), Some(member(replica, 1)), member(replica, 2)), false, "positions only"),
+            (put(keys.status(), Some(b"{\"optime\":1}".to_vec()), b"{\"optime\":2}".to_vec()), false, "the primary's position"),
+            (put(node2.clone(), Some(member(replica, 1)), member(crate::cluster::Role::Primary, 2)), true, "a new role"),
+            (put(node2.clone(), None, member(replica, 2)), true, "a member that appears"),
+            (put(node2.clone(), Some(b"garbage".to_vec()), member(replica, 2)), true, "an unreadable old value"),
+            (put(keys.leader(), Some(b"node1".to_vec()), b"node1".to_vec()), true, "the leader key"),
+            (put(keys.failover(), None, b"{}".to_vec()), true, "a switchover"),
+            (Change { r#type: EventType::Delete as i32, kv: Some(kv(node2.clone(), vec![])), prev_kv: None }, true, "a member that goes"),
+        ];
+        for (change, wakes, why) in table {
+            assert_eq!(calls_for_a_cycle(&keys, &change), wakes, "{why}");
+        }
+    }
 
     #[test]
     fn a_store_error_keeps_its_grpc_code() {

@@ -9,7 +9,7 @@
 //! ([`dcs`]), the HA loop ([`ha`]: facts gathered, one pure `decide`, its action carried
 //! out), PostgreSQL's control ([`postgres`]), the fencer that
 //! stops a primary past its write deadline even when the agent is frozen ([`fence`],
-//! with the optional [`watchdog`]), operator operations ([`ops`]), the published node
+//! with the optional [`watchdog`]), waiting on a process's exit ([`pidfd`]), operator operations ([`ops`]), the published node
 //! state ([`state`]), and the REST API ([`rest`], HTTPS from [`tls`], its client [`http`]).
 //!
 //! Must not touch: Raft or the store's internals — everything goes through etcd v3
@@ -26,6 +26,7 @@ pub(crate) mod ha;
 pub mod http;
 pub mod invalid;
 pub mod ops;
+pub(crate) mod pidfd;
 pub(crate) mod postgres;
 pub mod reload;
 pub mod replica_methods;

@@ -42,8 +42,9 @@ use std::time::Duration;
 
 use crate::invalid::Invalid;
 
-/// The most the fencer needs to stop PostgreSQL once its deadline passes (it polls
-/// every 20 ms and kills with SIGSTOP + SIGKILL, which take microseconds).
+/// The most the fencer needs to stop PostgreSQL once its deadline passes (it sleeps
+/// until the deadline, so this is the time the kernel takes to schedule it then, and it
+/// kills with SIGSTOP + SIGKILL, which take microseconds).
 pub const FENCE_LATENCY: Duration = Duration::from_millis(100);
 
 /// How much faster one machine's monotonic clock may run than another's: NTP slews a

@@ -1,7 +1,8 @@
 //! A hung primary (issue 21): PostgreSQL that exists but serves nobody is found by the
 //! agent's liveness probe, fenced (SIGKILL of the whole tree, confirmed dead) and only
-//! then replaced; a busy but healthy primary is left alone. Every node is probed with
-//! a write every 50 ms, each from its own thread, so no frozen node delays the others.
+//! then replaced; a busy but healthy primary is left alone; the probe keeps its
+//! connection between probes (issue 20). Every node is probed with a write every 50 ms,
+//! each from its own thread, so no frozen node delays the others.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -285,4 +286,28 @@ fn a_primary_that_cannot_write_its_wal_is_replaced() -> anyhow::Result<()> {
         assert_eq!(lab.wait_healthy(HEAL, "after")?, new, "the old primary came back as a replica ({story})");
         Ok(())
     })
+}
+
+#[test]
+fn the_liveness_probe_keeps_its_connection_between_probes() -> anyhow::Result<()> {
+    // Issue 20: one backend serves the probe for 10 probes (10 s at the default 1 s
+    // interval), where each probe used to open a connection (a backend fork) of its own
+    // that lived for a few milliseconds. Sampled every 250 ms for 5 s, the probe's
+    // backend is there nearly every time, and at most one replacement is seen.
+    let lab = Lab::up(1)?;
+    let primary = lab.primary()?;
+    let sql = "select pid from pg_stat_activity where application_name = 'raftgres-liveness'";
+    wait_for(Duration::from_secs(10), "the liveness probe's backend", || {
+        lab.psql(primary, sql).and_then(|pid| if pid.is_empty() { anyhow::bail!("none yet") } else { Ok(pid) })
+    })?;
+    let mut samples = Vec::new();
+    for _ in 0..20 {
+        samples.push(lab.psql(primary, sql)?);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let present = samples.iter().filter(|p| !p.is_empty()).count();
+    let backends: BTreeSet<&String> = samples.iter().filter(|p| !p.is_empty()).collect();
+    assert!(present >= 18, "the probe's backend was there in {present} of 20 samples: {samples:?}");
+    assert!(backends.len() <= 2, "{} backends in 5 s: {samples:?}", backends.len());
+    Ok(())
 }

@@ -3,8 +3,8 @@
 //!
 //! The agent arms it with the postmaster and an absolute CLOCK_MONOTONIC deadline
 //! (`timing`: last successful keep-alive sent + ttl − safety_margin), re-arms it after
-//! every renewal and disarms it when PostgreSQL stops being a primary. The fencer polls
-//! every 20 ms; past the deadline it freezes the postmaster (SIGSTOP, so it cannot start
+//! every renewal and disarms it when PostgreSQL stops being a primary. The fencer sleeps
+//! until its deadline or the agent's next command; past the deadline it freezes the postmaster (SIGSTOP, so it cannot start
 //! new backends), kills every child of it and then the postmaster (SIGKILL). If the
 //! agent's end of the pipe closes while armed (the agent died), it fences at once.
 //!

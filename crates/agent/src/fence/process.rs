@@ -1,6 +1,8 @@
-//! The fencer process (`raftgres __fencer`): reads the agent's commands, polls every
-//! 20 ms, and fences its target once the deadline (minus the watchdog's timeout, when it
-//! drives one) passes, or at once when the agent's end of the pipe closes while armed.
+//! The fencer process (`raftgres __fencer`): waits for the agent's next command or its
+//! deadline, whichever comes first ([`next_wake`]), and fences its target once the
+//! deadline (minus the watchdog's timeout, when it drives one) passes, or at once when
+//! the agent's end of the pipe closes while armed. Disarmed, it sleeps until the next
+//! command: an idle fencer never wakes on its own.
 //!
 //! It runs in a process group of its own (see `Fencer::spawn`) and blocks the signals a
 //! terminal sends its foreground job or a whole session (SIGINT, SIGQUIT, SIGTSTP,
@@ -28,7 +30,8 @@ macro_rules! say {
     }};
 }
 
-const POLL: Duration = Duration::from_millis(20);
+/// How often an armed fencer pets the hardware watchdog.
+const PET_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The watchdog device and timeout the fencer was started with (`--watchdog DEVICE
 /// --watchdog-timeout SECONDS`).
@@ -46,7 +49,7 @@ struct Device {
 }
 
 impl Device {
-    /// Opens the device if needed and pets it at most every 100 ms.
+    /// Opens the device if needed and pets it at most every [`PET_INTERVAL`].
     fn keep_alive(&mut self) {
         if self.open.is_none() {
             match Watchdog::open(&self.path) {
@@ -63,7 +66,7 @@ impl Device {
             }
         }
         if let Some((w, last)) = &mut self.open {
-            if last.elapsed() >= Duration::from_millis(100) {
+            if last.elapsed() >= PET_INTERVAL {
                 if let Err(e) = w.pet() {
                     say!("fencer: cannot keep the watchdog alive: {e}");
                 }
@@ -117,7 +120,11 @@ pub fn run_fencer() {
     let lead = device.as_ref().map_or(0, |d| u128::from(d.timeout) * 1_000_000_000);
     let mut armed: Option<(Target, u128)> = None;
     loop {
-        match rx.recv_timeout(POLL) {
+        let received = match next_wake(armed.map(|(_, deadline)| deadline), lead, monotonic_ns(), device.is_some()) {
+            Some(wait) => rx.recv_timeout(wait),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match received {
             Ok(line) => armed = parse_command(&line).unwrap_or(armed),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
@@ -152,6 +159,17 @@ pub fn run_fencer() {
     }
 }
 
+/// How long the fencer may wait for a command before it must act, from the armed
+/// deadline (ns of CLOCK_MONOTONIC, the clock `recv_timeout` waits on), the watchdog's
+/// `lead` and the time `now`: until the deadline less the lead (zero once it passed), at
+/// most [`PET_INTERVAL`] while a watchdog is to be petted, and without end (None) while
+/// disarmed.
+fn next_wake(deadline: Option<u128>, lead: u128, now: u128, watchdog: bool) -> Option<Duration> {
+    let left = deadline?.saturating_sub(lead).saturating_sub(now);
+    let wait = Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX));
+    Some(if watchdog { wait.min(PET_INTERVAL) } else { wait })
+}
+
 /// `arm PID NS START` → Some(Some((target, ns))), `disarm` → Some(None), garbage → None.
 pub(super) fn parse_command(line: &str) -> Option<Option<(Target, u128)>> {
     let mut words = line.split_whitespace();
@@ -170,6 +188,22 @@ pub(super) fn parse_command(line: &str) -> Option<Option<(Target, u128)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sleeps_until_the_deadline_or_the_next_pet_and_without_end_when_disarmed() {
+        const S: u128 = 1_000_000_000;
+        assert_eq!(next_wake(None, 0, 5 * S, false), None, "disarmed: only a command wakes it");
+        assert_eq!(next_wake(None, 3 * S, 5 * S, true), None, "disarmed, the watchdog is closed");
+        assert_eq!(next_wake(Some(7 * S), 0, 5 * S, false), Some(Duration::from_secs(2)));
+        assert_eq!(next_wake(Some(7 * S + 1), 0, 7 * S, false), Some(Duration::from_nanos(1)), "to the nanosecond");
+        assert_eq!(next_wake(Some(5 * S), 0, 6 * S, false), Some(Duration::ZERO), "past the deadline: act now");
+        assert_eq!(next_wake(Some(9 * S), 3 * S, 5 * S, true), Some(PET_INTERVAL), "petting the watchdog");
+        assert_eq!(
+            next_wake(Some(9 * S), 3 * S, 5 * S + S / 100 * 99, true),
+            Some(Duration::from_millis(10)),
+            "the watchdog's lead comes off"
+        );
+    }
 
     #[test]
     fn parses_commands() {

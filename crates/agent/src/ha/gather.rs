@@ -24,10 +24,11 @@ impl Agent {
             self.adopt_dynamic_config(view);
         }
         let pg = self.observe().await;
-        let data_dir = if self.pg.data_dir_empty() {
-            DataDir::Empty
-        } else if self.pg.data_dir_valid() {
+        // Valid first: two stats, where telling an empty dir reads it.
+        let data_dir = if self.pg.data_dir_valid() {
             DataDir::Valid
+        } else if self.pg.data_dir_empty() {
+            DataDir::Empty
         } else {
             DataDir::Invalid
         };

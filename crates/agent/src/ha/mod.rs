@@ -2,8 +2,8 @@
 //! linearizably, PostgreSQL, the lease), decide one action (`decide`, a pure function),
 //! carry it out (`execute`), publish the node's state. Cycles run when a key under the
 //! cluster prefix changes (a watch wakes the loop: a deleted or expired leader key
-//! reaches every replica at once), when the lease changes, and every `loop_wait`
-//! otherwise.
+//! reaches every replica at once), when the lease changes, when the postmaster exits
+//! (`postmaster`), and every `loop_wait` otherwise.
 //!
 //! Each cycle ends with one sentence saying what this node did and why ("no action: I
 //! am node2, a replica, following node1"), logged when it changes.
@@ -24,6 +24,7 @@ mod gather;
 pub mod hung;
 pub mod lease;
 pub mod observation;
+mod postmaster;
 mod primary;
 mod replica;
 pub mod shutdown;
@@ -56,20 +57,6 @@ use observation::{Memory, Policy};
 /// Shortest pause between two cycles, so a burst of key changes costs one cycle.
 const MIN_CYCLE_GAP: Duration = Duration::from_millis(30);
 
-/// Wakes the HA loop within [`POSTMASTER_POLL`] when the postmaster dies or appears, so
-/// a crashed primary is restarted at once rather than at the next `loop_wait`.
-async fn watch_postmaster(pg: Postgres, wake: mpsc::Sender<()>) {
-    let mut last = pg.postmaster_pid();
-    while !wake.is_closed() {
-        tokio::time::sleep(POSTMASTER_POLL).await;
-        let now = pg.postmaster_pid();
-        if now != last && wake.send(()).await.is_err() {
-            return;
-        }
-        last = now;
-    }
-}
-
 /// The watchdog device to hand the fencer, and why a `required` one cannot be used.
 fn watchdog_for(config: &crate::config::WatchdogConfig) -> (Option<(std::path::PathBuf, u64)>, Option<String>) {
     use crate::config::WatchdogMode;
@@ -91,9 +78,6 @@ fn watchdog_for(config: &crate::config::WatchdogConfig) -> (Option<(std::path::P
         }
     }
 }
-
-/// How often the postmaster's pid is checked (a file read and a /proc lookup).
-const POSTMASTER_POLL: Duration = Duration::from_millis(100);
 
 /// The running agent of one node.
 pub struct Agent {
@@ -137,6 +121,9 @@ pub struct Agent {
     last_logged: Instant,
     /// The liveness probe of PostgreSQL (see `hung`).
     liveness: Liveness,
+    /// The postmaster the last look found, for the task that waits for it to exit
+    /// (see `postmaster`).
+    postmaster_seen: tokio::sync::watch::Sender<Option<i32>>,
     /// Re-reads the node's file on a reload (None: nothing to re-read).
     source: Option<crate::reload::Source>,
     /// The REST API's credentials, replaced when a reload changes them.
@@ -200,6 +187,7 @@ impl Agent {
                 last_action: String::new(),
                 last_logged: Instant::now(),
                 liveness: Liveness::new(dynamic.liveness.clone()),
+                postmaster_seen: tokio::sync::watch::Sender::new(None),
                 source,
                 rest_auth,
                 callback_tracker: crate::callbacks::Tracker::default(),
@@ -228,7 +216,7 @@ impl Agent {
         tokio::spawn(self.dcs.clone().watch_prefix(wake_tx.clone()));
         tokio::spawn(self.lease.clone().keep(self.dcs.clone(), self.config.name.clone(), self.timing.clone(), wake_tx.clone()));
         self.liveness.spawn(self.pg.clone(), wake_tx.clone());
-        tokio::spawn(watch_postmaster(self.pg.clone(), wake_tx));
+        tokio::spawn(postmaster::watch(self.pg.clone(), self.postmaster_seen.subscribe(), wake_tx));
         self.timeline.spawn_publisher(self.dcs.clone(), self.config.name.clone());
         tokio::pin!(shutdown);
         loop {
@@ -301,7 +289,9 @@ impl Agent {
 
     /// What PostgreSQL is doing right now.
     async fn observe(&mut self) -> PgStatus {
-        match self.pg.postmaster_pid() {
+        let postmaster = self.pg.postmaster_pid();
+        self.postmaster_seen.send_if_modified(|seen| std::mem::replace(seen, postmaster) != postmaster);
+        match postmaster {
             // A hung PostgreSQL would hold the loop for the query's whole timeout.
             Some(pid) => match self.liveness.unless_hung(self.sql.status()).await {
                 Ok(mut s) => {
@@ -401,13 +391,12 @@ impl Agent {
             pending_restart: pg.pending_restart,
             tags: self.config.tags.clone(),
         };
-        let positions_only = |m: &Member| Member { xlog_location: None, receive_lsn: None, replay_lsn: None, ..m.clone() };
         let due = match &self.last_member_write {
             None => true,
             // A new lease: the key went away with the old one.
             Some((_, written_on, _)) if *written_on != lease => true,
             Some((old, _, at)) => {
-                let shape_changed = positions_only(old) != positions_only(&member);
+                let shape_changed = old.without_positions() != member.without_positions();
                 (shape_changed || at.elapsed() >= self.timing().loop_wait) && *old != member
             }
         };

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{write_private, PgError, PgResult};
+use super::{fingerprint, write_private, PgError, PgResult};
 use crate::config::PostgresConfig;
 
 /// The file the agent rewrites; postgresql.conf includes it.
@@ -95,9 +95,12 @@ pub fn write_server_conf(data_dir: &Path, parameters: &BTreeMap<String, String>)
     let changed = write_if_changed(&data_dir.join(AGENT_CONF), &text).map_err(|e| io("write raftgres.conf", e))?;
     let main = data_dir.join("postgresql.conf");
     let include = format!("include_if_exists = '{AGENT_CONF}'");
-    let current = std::fs::read_to_string(&main).unwrap_or_default();
-    if !current.lines().any(|l| l.trim() == include) {
-        write_atomic(&main, &format!("{current}\n{include}\n")).map_err(|e| io("write postgresql.conf", e))?;
+    if !fingerprint::still_confirmed(&main, &include) {
+        let current = std::fs::read_to_string(&main).unwrap_or_default();
+        if !current.lines().any(|l| l.trim() == include) {
+            write_atomic(&main, &format!("{current}\n{include}\n")).map_err(|e| io("write postgresql.conf", e))?;
+        }
+        fingerprint::confirm(&main, &include);
     }
     Ok(changed)
 }
@@ -130,14 +133,19 @@ fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// [`write_atomic`] only when the content differs (the HA loop calls this every cycle);
+/// [`write_atomic`] only when the content differs (the HA loop calls this every cycle,
+/// and reads the file only when its [fingerprint] changed since it last held `text`);
 /// true when it wrote.
 fn write_if_changed(path: &Path, text: &str) -> std::io::Result<bool> {
-    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+    if fingerprint::still_confirmed(path, text) {
         return Ok(false);
     }
-    write_atomic(path, text)?;
-    Ok(true)
+    let changed = !std::fs::read_to_string(path).is_ok_and(|old| old == text);
+    if changed {
+        write_atomic(path, text)?;
+    }
+    fingerprint::confirm(path, text);
+    Ok(changed)
 }
 
 /// Creates or removes `standby.signal`.
@@ -150,9 +158,12 @@ pub fn set_recovery(data_dir: &Path, recovery: bool) -> PgResult<()> {
     set_signal(data_dir, "recovery.signal", recovery)
 }
 
+/// Creates (empty) or removes `data_dir/name`; an existing one is left as it is.
 fn set_signal(data_dir: &Path, name: &str, present: bool) -> PgResult<()> {
     let path = data_dir.join(name);
-    let result = if present {
+    let result = if present && path.exists() {
+        Ok(())
+    } else if present {
         std::fs::write(&path, "")
     } else {
         std::fs::remove_file(&path).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
@@ -190,6 +201,32 @@ mod tests {
         let changed: Vec<&String> = replica.keys().filter(|k| primary.get(*k) != replica.get(*k)).collect();
         assert_eq!(changed, ["primary_conninfo", "primary_slot_name", "recovery_target_timeline"]);
         assert!(!pending_restart(&changed), "promotion alone leaves no restart pending");
+    }
+
+    #[test]
+    fn a_settled_file_is_not_rewritten_and_an_edit_to_it_is_undone() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("postgresql.conf"), "max_connections = 100\n").expect("write");
+        let ours = dir.path().join(AGENT_CONF);
+        let p = BTreeMap::from([("port".to_string(), "5432".to_string())]);
+        assert!(write_server_conf(dir.path(), &p).expect("write"));
+        fingerprint::tests::age(&ours, Duration::from_secs(10));
+        fingerprint::tests::age(&dir.path().join("postgresql.conf"), Duration::from_secs(10));
+        assert!(!write_server_conf(dir.path(), &p).expect("write"), "unchanged");
+        let settled = fingerprint::Fingerprint::of(&ours);
+        assert!(!write_server_conf(dir.path(), &p).expect("write"), "unchanged");
+        assert_eq!(fingerprint::Fingerprint::of(&ours), settled, "not written again");
+        // Someone else's edit gives the file another fingerprint: it is read and undone.
+        std::fs::write(&ours, "port = 6543\n").expect("edit");
+        fingerprint::tests::age(&ours, Duration::from_secs(20));
+        assert!(write_server_conf(dir.path(), &p).expect("write"), "the edit is undone");
+        assert!(std::fs::read_to_string(&ours).expect("read").contains("port = 5432"));
+        std::fs::write(dir.path().join("postgresql.conf"), "max_connections = 100\n").expect("include removed");
+        fingerprint::tests::age(&dir.path().join("postgresql.conf"), Duration::from_secs(20));
+        write_server_conf(dir.path(), &p).expect("write");
+        let main = std::fs::read_to_string(dir.path().join("postgresql.conf")).expect("read");
+        assert_eq!(main.matches("include_if_exists").count(), 1, "the include is back");
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! The liveness probe: is the local PostgreSQL serving anyone? The agent's own status
-//! query rides one long-lived connection and only says the server answered it once;
-//! this probe opens a FRESH connection every `liveness.interval` (so a postmaster that
-//! no longer forks backends fails it), reads (`pg_is_in_recovery()`), and on a primary
-//! commits a tiny write. Each step has its own `liveness.timeout`.
+//! The liveness probe: is the local PostgreSQL serving anyone? Every `liveness.interval`
+//! it reads (`pg_is_in_recovery()`) and on a primary commits a tiny write, on a
+//! connection of its own that it keeps for [`PROBES_PER_CONNECTION`] probes and then
+//! replaces with a fresh one, so a postmaster that no longer forks backends fails a
+//! probe within that many intervals (then every probe connects afresh until one
+//! answers), while an idle node forks one backend per that many intervals rather than
+//! one per interval. A failed probe drops its connection: the next one connects anew.
+//! Each step (connect, read, write) has its own `liveness.timeout`.
 //!
 //! The write is a transactional `pg_logical_emit_message` (no table, no change to the
 //! user's schema, no replication slot touched): it gives the transaction an xid, so its
@@ -32,6 +35,10 @@ use crate::ha::hung::{judge, History, ProbeFailed, Verdict};
 /// The primary's write probe (see the module doc).
 const WRITE_PROBE: &str = "BEGIN READ WRITE; SET LOCAL synchronous_commit = local; \
     SELECT pg_logical_emit_message(true, 'raftgres-liveness', ''); COMMIT";
+
+/// How many probes one connection serves before a fresh one replaces it (see the module
+/// doc): with the default 1 s interval, a fork every 10 s.
+const PROBES_PER_CONNECTION: u32 = 10;
 
 /// How one probe ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -112,6 +119,7 @@ impl Liveness {
     async fn run(self, pg: Postgres, wake: mpsc::Sender<()>) {
         let connect = super::sql::local_config(&pg.config, "raftgres-liveness");
         let mut probed = None;
+        let mut kept = None;
         while !wake.is_closed() {
             let started = Instant::now();
             let config = self.config();
@@ -120,9 +128,13 @@ impl Liveness {
                 // Stopped, or another postmaster: its failures are not this one's.
                 locked(&self.shared.history).restart();
                 probed = postmaster;
+                kept = None;
+            }
+            if !config.enabled {
+                kept = None;
             }
             if config.enabled && postmaster.is_some() {
-                let result = match probe(&connect, config.timeout()).await {
+                let result = match probe(&connect, config.timeout(), &mut kept).await {
                     Outcome::Answered => Some(Ok(())),
                     Outcome::Recovering => None,
                     Outcome::Failed(why) => Some(Err(ProbeFailed(why))),
@@ -160,13 +172,40 @@ async fn step<T>(
     }
 }
 
-/// One probe on a fresh connection: connect and read, then on a primary the write.
-async fn probe(config: &tokio_postgres::Config, timeout: Duration) -> Outcome {
-    let (client, connection) = match step("connect", timeout, config.connect(NoTls)).await {
-        Ok(c) => c,
-        Err(outcome) => return outcome,
+/// The probe's own connection and how many probes it served.
+struct Kept {
+    client: tokio_postgres::Client,
+    connection: tokio::task::JoinHandle<()>,
+    probes: u32,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+/// One probe: on the kept connection while it is open and has served fewer than
+/// [`PROBES_PER_CONNECTION`] probes, else on a fresh one; then the read, and on a
+/// primary the write. A failure drops the connection.
+async fn probe(config: &tokio_postgres::Config, timeout: Duration, kept: &mut Option<Kept>) -> Outcome {
+    if kept.as_ref().is_some_and(|k| k.client.is_closed() || k.probes >= PROBES_PER_CONNECTION) {
+        *kept = None;
+    }
+    let conn = match kept {
+        Some(k) => k,
+        None => match step("connect", timeout, config.connect(NoTls)).await {
+            Ok((client, connection)) => {
+                let connection = tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                kept.insert(Kept { client, connection, probes: 0 })
+            }
+            Err(outcome) => return outcome,
+        },
     };
-    let connection = tokio::spawn(connection);
+    conn.probes += 1;
+    let client = &conn.client;
     let result = async {
         let in_recovery: bool = step("read", timeout, client.query_one("SELECT pg_is_in_recovery()", &[])).await?.get(0);
         if !in_recovery {
@@ -175,6 +214,11 @@ async fn probe(config: &tokio_postgres::Config, timeout: Duration) -> Outcome {
         Ok(())
     }
     .await;
-    connection.abort();
-    result.err().unwrap_or(Outcome::Answered)
+    match result {
+        Ok(()) => Outcome::Answered,
+        Err(outcome) => {
+            *kept = None;
+            outcome
+        }
+    }
 }

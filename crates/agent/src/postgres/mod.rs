@@ -3,6 +3,7 @@
 //! function does one thing and reports a clear error; the decisions are the HA loop's.
 
 pub mod conf;
+pub mod fingerprint;
 pub mod liveness;
 pub mod params;
 pub mod slots;
@@ -75,11 +76,14 @@ impl ControlData {
 #[derive(Debug, Clone)]
 pub struct Postgres {
     pub config: PostgresConfig,
+    /// What `pg_controldata` last said, and the settled fingerprint `global/pg_control`
+    /// had just before it ran (see [`Postgres::controldata`]).
+    control: std::sync::Arc<std::sync::Mutex<Option<(fingerprint::Fingerprint, ControlData)>>>,
 }
 
 impl Postgres {
     pub fn new(config: PostgresConfig) -> Self {
-        Self { config }
+        Self { config, control: std::sync::Arc::default() }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -163,7 +167,24 @@ impl Postgres {
         }
     }
 
+    /// What `pg_controldata` says now. Runs it only when `global/pg_control` changed
+    /// since the last run (its [fingerprint](fingerprint::Fingerprint), settled when
+    /// looked at before that run: PostgreSQL rewrites the file in place at every
+    /// checkpoint, restartpoint, start and stop); otherwise answers from that run.
     pub async fn controldata(&self) -> PgResult<ControlData> {
+        let before = fingerprint::Fingerprint::settled_of(&self.data_dir().join("global/pg_control"));
+        let cache = || self.control.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (Some(now), Some((then, control))) = (before, cache().as_ref()) {
+            if now == *then {
+                return Ok(control.clone());
+            }
+        }
+        let control = self.run_controldata().await?;
+        *cache() = before.map(|f| (f, control.clone()));
+        Ok(control)
+    }
+
+    async fn run_controldata(&self) -> PgResult<ControlData> {
         let data_dir = self.data_dir().to_string_lossy().to_string();
         let out = self.run("pg_controldata", &["-D", &data_dir], Duration::from_secs(10)).await?;
         let field = |name: &str| out.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_string()));
@@ -350,4 +371,50 @@ pub fn write_private(path: &Path, text: &str) -> PgResult<()> {
         .open(path)
         .map_err(|e| PgError::Io(format!("cannot write {}: {e}", path.display())))?;
     f.write_all(text.as_bytes()).map_err(|e| PgError::Io(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn pg_controldata_runs_again_only_when_pg_control_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (bin, data) = (dir.path().join("bin"), dir.path().join("pgdata"));
+        std::fs::create_dir_all(data.join("global")).expect("mkdir");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        // A stand-in that counts its runs and reports the state pg_control holds.
+        let runs = dir.path().join("runs");
+        let script = format!(
+            "#!/bin/sh\necho run >> {runs}\necho 'Database system identifier: 7'\necho \"Database cluster state: $(cat {control})\"\n\
+             echo \"Latest checkpoint's TimeLineID: 1\"\n",
+            runs = runs.display(),
+            control = data.join("global/pg_control").display()
+        );
+        std::fs::write(bin.join("pg_controldata"), script).expect("script");
+        std::fs::set_permissions(bin.join("pg_controldata"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let yaml = format!(
+            "listen: 127.0.0.1:5433\ndata_dir: {}\nbin_dir: {}\nauthentication: {{superuser: {{username: postgres, password: a}}, replication: {{username: rep, password: b}}}}\n",
+            data.display(),
+            bin.display()
+        );
+        let pg = Postgres::new(serde_norway::from_str(&yaml).expect("yaml"));
+        let control = data.join("global/pg_control");
+        let runs_so_far = || std::fs::read_to_string(&runs).map_or(0, |r| r.lines().count());
+        let state = || async { pg.controldata().await.expect("controldata").cluster_state };
+
+        std::fs::write(&control, "in production").expect("write");
+        assert_eq!(state().await, "in production");
+        assert_eq!(state().await, "in production");
+        assert_eq!(runs_so_far(), 2, "pg_control written just now: its fingerprint is not trusted yet");
+        fingerprint::tests::age(&control, std::time::Duration::from_secs(10));
+        assert_eq!(state().await, "in production");
+        assert_eq!(state().await, "in production");
+        assert_eq!(runs_so_far(), 3, "settled and unchanged: answered from the last run");
+        std::fs::write(&control, "shut down....").expect("rewrite in place");
+        fingerprint::tests::age(&control, std::time::Duration::from_secs(5));
+        assert_eq!(state().await, "shut down....");
+        assert_eq!(runs_so_far(), 4, "rewritten: run again");
+    }
 }

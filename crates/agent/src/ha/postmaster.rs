@@ -1,0 +1,101 @@
+//! Waking the HA loop the moment the postmaster it last saw dies, so a crashed primary
+//! is restarted (or a replica's death published) at once rather than at the next
+//! `loop_wait`. The loop tells this task which postmaster it saw at every cycle; the
+//! task waits on that process's pidfd ([`crate::pidfd`]) and wakes the loop when it
+//! exits. Nothing runs in between: no file is read and no timer fires while the
+//! postmaster lives. Only where pidfds are unavailable does it poll `postmaster.pid`
+//! every [`FALLBACK_POLL`].
+//!
+//! A postmaster that appears without the agent starting it (an operator's `pg_ctl
+//! start`) is seen at the loop's next cycle, within `loop_wait`.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::pidfd::{no_such_process, ProcessExit};
+use crate::postgres::Postgres;
+
+/// How often the postmaster's pid is checked where pidfds are not available.
+const FALLBACK_POLL: Duration = Duration::from_millis(100);
+
+/// Runs until the loop's end of `seen` or of `wake` closes.
+pub(super) async fn watch(pg: Postgres, mut seen: watch::Receiver<Option<i32>>, wake: mpsc::Sender<()>) {
+    loop {
+        let pid = *seen.borrow_and_update();
+        let ended = async {
+            match pid {
+                Some(pid) => until_gone(&pg, pid).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = seen.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = ended => {
+                if wake.send(()).await.is_err() {
+                    return;
+                }
+                // Asleep until the loop has looked and saw another postmaster (or none).
+                if seen.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Returns once postmaster `pid` no longer runs this data dir.
+async fn until_gone(pg: &Postgres, pid: i32) {
+    match ProcessExit::watch(pid) {
+        // Watched from here on; the check after it covers a death just before.
+        Ok(exit) if pg.postmaster_pid() == Some(pid) => match exit.exited().await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!("cannot wait on postmaster {pid}'s pidfd ({e}); polling it"),
+        },
+        Ok(_) => return,
+        Err(e) if no_such_process(&e) => return,
+        Err(e) => tracing::debug!("no pidfd for postmaster {pid} ({e}); polling it"),
+    }
+    while pg.postmaster_pid() == Some(pid) {
+        tokio::time::sleep(FALLBACK_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn postgres(data_dir: &std::path::Path) -> Postgres {
+        let yaml = format!(
+            "listen: 127.0.0.1:5433\ndata_dir: {}\nauthentication: {{superuser: {{username: postgres, password: a}}, replication: {{username: rep, password: b}}}}\n",
+            data_dir.display()
+        );
+        Postgres::new(serde_norway::from_str(&yaml).expect("yaml"))
+    }
+
+    #[tokio::test]
+    async fn wakes_the_loop_when_the_postmaster_it_saw_dies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pg = postgres(dir.path());
+        let mut postmaster = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let pid = i32::try_from(postmaster.id()).expect("pid");
+        std::fs::write(dir.path().join("postmaster.pid"), format!("{pid}\n{}\n", dir.path().display())).expect("pid file");
+        let (seen_tx, seen) = watch::channel(pg.postmaster_pid());
+        assert_eq!(*seen.borrow(), Some(pid));
+        let (wake_tx, mut wake) = mpsc::channel(1);
+        let task = tokio::spawn(watch(pg, seen, wake_tx));
+        assert!(tokio::time::timeout(Duration::from_millis(300), wake.recv()).await.is_err(), "no wake while it runs");
+        postmaster.kill().expect("kill");
+        tokio::time::timeout(Duration::from_secs(2), wake.recv()).await.expect("woken within 2 s").expect("a wake");
+        postmaster.wait().expect("wait");
+        seen_tx.send_replace(None);
+        assert!(tokio::time::timeout(Duration::from_millis(300), wake.recv()).await.is_err(), "no postmaster: no wake");
+        drop(seen_tx);
+        tokio::time::timeout(Duration::from_secs(2), task).await.expect("ends with the loop").expect("no panic");
+    }
+}
