@@ -330,6 +330,9 @@ pub struct DynamicConfig {
     pub postgresql: DynamicPostgres,
     #[serde(default)]
     pub liveness: LivenessConfig,
+    /// The cluster replicates from another cluster's primary (see `standby`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_cluster: Option<crate::standby::StandbyCluster>,
 }
 
 /// `liveness:` in `/config`: how often a fresh connection probes PostgreSQL, how long one
@@ -467,6 +470,7 @@ impl DynamicConfig {
                 "failsafe_mode",
                 "postgresql",
                 "liveness",
+                "standby_cluster",
             ] {
                 if let Some(v) = obj.get(key) {
                     known.insert(key.to_string(), v.clone());
@@ -476,6 +480,7 @@ impl DynamicConfig {
         let config: DynamicConfig = serde_json::from_value(serde_json::Value::Object(known)).map_err(|e| Invalid(e.to_string()))?;
         config.check_timing()?;
         config.liveness.check()?;
+        config.standby_cluster.as_ref().map(crate::standby::StandbyCluster::check).transpose()?;
         if config.synchronous_node_count == 0 {
             return Err(Invalid("synchronous_node_count must be at least 1".into()));
         }
@@ -523,6 +528,12 @@ impl RawAgentConfig {
         let bootstrap_dcs = bootstrap.dcs;
         bootstrap_dcs.check_timing().map_err(|e| Invalid(format!("bootstrap.dcs: {e}")))?;
         bootstrap_dcs.liveness.check().map_err(|e| Invalid(format!("bootstrap.dcs: {e}")))?;
+        bootstrap_dcs
+            .standby_cluster
+            .as_ref()
+            .map(crate::standby::StandbyCluster::check)
+            .transpose()
+            .map_err(|e| Invalid(format!("bootstrap.dcs: {e}")))?;
         let watchdog = self.watchdog.unwrap_or_default();
         if watchdog.mode != WatchdogMode::Off {
             if watchdog.timeout == 0 {

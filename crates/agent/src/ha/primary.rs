@@ -80,13 +80,18 @@ impl Agent {
             self.sync_slots(view).await;
         }
         self.manage_sync(view, pg).await;
-        if let Some(optime) = pg.wal_lsn {
-            let due = self.last_status_write.is_none_or(|(old, at)| old != optime && at.elapsed() >= self.timing().loop_wait);
-            if due {
-                let value = serde_json::json!({ "optime": optime }).to_string();
-                if self.dcs.put(&self.dcs.keys.status(), &value, 0).await.is_ok() {
-                    self.last_status_write = Some((optime, Instant::now()));
-                }
+        self.write_status(pg.wal_lsn).await;
+    }
+
+    /// `/status` with the leader's WAL position (the lag rule's reference), at most once
+    /// per `loop_wait`.
+    pub(super) async fn write_status(&mut self, position: Option<u64>) {
+        let Some(optime) = position else { return };
+        let due = self.last_status_write.is_none_or(|(old, at)| old != optime && at.elapsed() >= self.timing().loop_wait);
+        if due {
+            let value = serde_json::json!({ "optime": optime }).to_string();
+            if self.dcs.put(&self.dcs.keys.status(), &value, 0).await.is_ok() {
+                self.last_status_write = Some((optime, Instant::now()));
             }
         }
     }
@@ -107,7 +112,7 @@ impl Agent {
     }
 
     /// One physical slot per other member; slots of members that left are dropped.
-    async fn sync_slots(&mut self, view: &ClusterView) {
+    pub(super) async fn sync_slots(&mut self, view: &ClusterView) {
         let wanted: Vec<String> = view.members.keys().filter(|n| **n != self.config.name).map(|n| conf::slot_name(n)).collect();
         let existing = match self.sql.physical_slots().await {
             Ok(s) => s,
