@@ -29,6 +29,7 @@ mod patronictl;
 mod recovery;
 mod reload;
 mod replicas;
+mod standby;
 mod store;
 mod sync;
 mod tls;
