@@ -1,7 +1,8 @@
 //! A standby cluster on real PostgreSQL 15: a second lab replicating from the first
 //! lab's primary (`raftctl lab up --standby-cluster`), its leader a standby leader that
 //! the other two follow; a failover inside it keeps it following; removing the section
-//! promotes it.
+//! (`raftctl promote-cluster`) promotes it; `raftctl demote-cluster` then makes the first
+//! lab follow it.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ const HEAL: Duration = Duration::from_secs(90);
 
 /// Waits until every running node of `lab` but `skip` holds the row `v`.
 fn wait_row_everywhere(lab: &Lab, skip: Option<usize>, v: &str) -> anyhow::Result<()> {
-    wait_for(HEAL, &format!("row {v} on every node of the standby cluster"), || {
+    wait_for(HEAL, &format!("row {v} on every node of the lab"), || {
         for i in (0..lab.nodes).filter(|i| Some(*i) != skip) {
             let found = lab.psql(i, &format!("select count(*) from t where v = '{v}'"))?;
             ensure!(found == "1", "{} has {found} rows {v}", lab.name(i));
@@ -67,14 +68,25 @@ fn a_standby_cluster_follows_the_remote_primary_through_a_failover_and_is_promot
         dr.start(leader)?;
         wait_row_everywhere(&dr, None, "after the failover")?;
 
-        // Removing the section promotes the standby cluster.
-        let (code, body) = dr.rest(next, "PATCH", "/config", r#"{"standby_cluster": null}"#)?;
-        ensure!(code == 200, "PATCH /config: {code} {body}");
+        // Removing the section promotes the standby cluster (`raftctl promote-cluster`
+        // is that change of /config).
+        let (code, body) = dr.rest(next, "PATCH", "/config", r#"{"standby_cluster": {"host": "127.0.0.1", "port": "x"}}"#)?;
+        ensure!(code == 400 && body.contains("standby_cluster.port must be a port number"), "a bad section is refused: {code} {body}");
+        let promoted_msg = dr.ctl(&["promote-cluster", "--force"])?;
+        ensure!(promoted_msg.contains("standby_cluster removed"), "{promoted_msg}");
         let promoted = wait_for(HEAL, "the standby cluster promoted", || dr.primary())?;
         ensure!(promoted == next, "the standby leader {} promoted, not {}", dr.name(next), dr.name(promoted));
         dr.psql(promoted, "insert into t values ('written on the promoted cluster')")?;
         wait_row_everywhere(&dr, None, "written on the promoted cluster")?;
         ensure!(main.psql(primary, "select count(*) from t")? == "3", "the remote has none of the promoted cluster's rows");
+
+        // The old site follows the new primary (the way back): its primary is demoted,
+        // rewound, and becomes the standby leader; its replicas follow it.
+        let port = dr.pg_port(promoted).to_string();
+        main.ctl(&["demote-cluster", "--host", "127.0.0.1", "--port", &port, "--force"])?;
+        wait_row_everywhere(&main, None, "written on the promoted cluster")?;
+        let old_site_leader = standby_leader(&main, None)?;
+        ensure!(main.psql(old_site_leader, "select pg_is_in_recovery()")? == "t", "the demoted site's leader is a standby");
         Ok(())
     })
     .inspect_err(|_| eprintln!("--- the remote lab ---\n{}", main.logs()))
