@@ -87,6 +87,10 @@ fn a_standby_cluster_follows_the_remote_primary_through_a_failover_and_is_promot
         wait_row_everywhere(&main, None, "written on the promoted cluster")?;
         let old_site_leader = standby_leader(&main, None)?;
         ensure!(main.psql(old_site_leader, "select pg_is_in_recovery()")? == "t", "the demoted site's leader is a standby");
+        for i in 0..main.nodes {
+            let log = main.log(i);
+            ensure!(!log.contains("removed the data directory"), "{} was re-cloned, not rewound:\n{log}", main.name(i));
+        }
         Ok(())
     })
     .inspect_err(|_| eprintln!("--- the remote lab ---\n{}", main.logs()))

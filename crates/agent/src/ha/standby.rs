@@ -69,8 +69,29 @@ impl Agent {
         if self.config.postgresql.use_slots {
             self.sync_slots(view).await;
         }
+        self.restartpoint_on_new_timeline(pg).await;
         self.write_status(pg.wal_position()).await;
         sentence
+    }
+
+    /// A replica that diverged rewinds from the standby leader, and pg_rewind takes the
+    /// source's timeline from its control file, which a standby updates only at a
+    /// restartpoint: after the remote's timeline changed (the remote was promoted, or
+    /// this cluster was demoted to follow another), a CHECKPOINT (a restartpoint, once
+    /// the remote's checkpoint on the new timeline was replayed) puts it there, as a new
+    /// primary's checkpoint does after a promotion. Until then the rewind reads the old
+    /// timeline, finds nothing to do, and the replica cannot follow.
+    async fn restartpoint_on_new_timeline(&mut self, pg: &PgStatus) {
+        let Some(streamed) = pg.timeline else { return };
+        match self.sql.control_timeline().await {
+            Ok(control) if control < streamed => {
+                if let Err(e) = self.sql.checkpoint().await {
+                    tracing::warn!("restartpoint on timeline {streamed} failed: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!("cannot read the control file's timeline: {e}"),
+        }
     }
 
     /// Starts PostgreSQL as the standby leader, rewound from the remote first when it ran
