@@ -622,6 +622,22 @@ postgresql:
     }
 
     #[test]
+    fn a_standby_cluster_in_bootstrap_dcs_is_checked_at_startup() {
+        let read = |section: &str| {
+            let raw: RawAgentConfig =
+                serde_norway::from_str(&format!("{MINIMAL}bootstrap: {{dcs: {{standby_cluster: {section}}}}}\n")).expect("yaml");
+            raw.validate("n")
+        };
+        let c = read("{host: 10.0.1.10, port: 5433}").expect("valid").expect("agent");
+        assert_eq!(c.bootstrap_dcs.standby_cluster.and_then(|s| s.upstream()).map(|u| (u.host, u.port)), Some(("10.0.1.10".into(), 5433)));
+        let e = read("{port: 5433}").expect_err("no remote").0;
+        assert_eq!(
+            e,
+            "bootstrap.dcs: standby_cluster needs host (the remote primary, with port) or restore_command (to replay an archive)"
+        );
+    }
+
+    #[test]
     fn custom_tags_are_kept_beside_the_standard_ones() {
         let raw: RawAgentConfig =
             serde_norway::from_str(&format!("{MINIMAL}tags: {{nosync: true, dc: east, rack: 3, spare: false, gone: ~}}\n")).expect("yaml");

@@ -311,3 +311,15 @@ fn print_howto(lab: &Lab) {
     }
     println!("  raftctl lab down{f}  # stop everything (--clean also removes {d})");
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn standby_cluster_takes_host_and_port() {
+        assert_eq!(super::host_port("127.0.0.1:5432").expect("valid"), ("127.0.0.1".to_string(), 5432));
+        for bad in ["127.0.0.1", ":5432", "h:0", "h:port", "h:70000"] {
+            let e = super::host_port(bad).expect_err("invalid").to_string();
+            assert_eq!(e, format!("--standby-cluster must be HOST:PORT (e.g. 127.0.0.1:5432), not {bad:?}"));
+        }
+    }
+}
