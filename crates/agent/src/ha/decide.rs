@@ -360,14 +360,21 @@ fn stalled(config: &DynamicConfig, me: &str, leader: &str, host: &str, port: u16
 /// primary and does not race stops being primary (Patroni demotes here too): another
 /// node may take the key and promote, and nothing else would stop this one.
 fn free_key(o: &Observation, m: &Memory, view: &ClusterView, config: &DynamicConfig, p: &Policy) -> Action {
-    let action = race_or_stand(o, m, view, config, p);
     // Not only a server that answered as primary: one that does not answer and was not
     // started as a standby may be serving writes just as well.
     let primary_without_key = may_run_as_primary(&o.pg, o.postmaster.is_some(), o.standby_configured);
+    let me = &p.me;
+    if let (Some(standby), true) = (&config.standby_cluster, primary_without_key) {
+        return Action::Demote {
+            why: format!("standby_cluster is set and the leader key is free: the cluster follows {}", standby.remote()),
+            sentence: format!("demoted: I am {me}; this is a standby cluster of {}: no primary runs here", standby.remote()),
+            drop_request: false,
+        };
+    }
+    let action = race_or_stand(o, m, view, config, p);
     if matches!(action, Action::Race { .. } | Action::RaceStandby { .. }) || !primary_without_key {
         return action;
     }
-    let me = &p.me;
     Action::Demote {
         why: format!("the leader key is free and I did not take it: {action}"),
         sentence: format!("demoted: I am {me}; the leader key is free and I did not take it ({action})"),

@@ -1079,7 +1079,7 @@ fn table() -> Vec<Case> {
             no_leader(o);
             v(o).status = Some(ClusterStatus { optime: 50_000_000, ..Default::default() });
         }),
-        case!("standby cluster, the key free, a primary running here: race, then demote", "RaceStandby", "standby leader", |o, m, c, p| {
+        case!("standby cluster, the key free, a primary running here: demote it", "Demote", "no primary runs here", |o, m, c, p| {
             as_primary(o);
             v(o).leader = None;
             standby(c);
