@@ -64,6 +64,10 @@ impl Keys {
 pub enum Role {
     Primary,
     Replica,
+    /// The leader of a standby cluster: a replica of another cluster's primary that the
+    /// other members follow (published for the node holding the key; PostgreSQL itself
+    /// answers `replica`).
+    StandbyLeader,
     /// Role not known (PostgreSQL stopped and never seen running).
     #[default]
     Uninitialized,
@@ -74,8 +78,14 @@ impl Role {
         match self {
             Role::Primary => "primary",
             Role::Replica => "replica",
+            Role::StandbyLeader => "standby_leader",
             Role::Uninitialized => "uninitialized",
         }
+    }
+
+    /// The role of a leader the other members follow: a primary or a standby leader.
+    pub fn leads(self) -> bool {
+        matches!(self, Role::Primary | Role::StandbyLeader)
     }
 }
 

@@ -337,6 +337,9 @@ pub struct DynamicConfig {
     /// Slots the agent never drops.
     #[serde(default, skip_serializing_if = "IgnoreSlots::is_empty")]
     pub ignore_slots: IgnoreSlots,
+    /// The cluster replicates from another cluster's primary (see `standby`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_cluster: Option<crate::standby::StandbyCluster>,
 }
 
 /// `liveness:` in `/config`: how often a fresh connection probes PostgreSQL, how long one
@@ -476,6 +479,7 @@ impl DynamicConfig {
                 "liveness",
                 "slots",
                 "ignore_slots",
+                "standby_cluster",
             ] {
                 if let Some(v) = obj.get(key) {
                     known.insert(key.to_string(), v.clone());
@@ -485,6 +489,7 @@ impl DynamicConfig {
         let config: DynamicConfig = serde_json::from_value(serde_json::Value::Object(known)).map_err(|e| Invalid(e.to_string()))?;
         config.check_timing()?;
         config.liveness.check()?;
+        config.standby_cluster.as_ref().map(crate::standby::StandbyCluster::check).transpose()?;
         if config.synchronous_node_count == 0 {
             return Err(Invalid("synchronous_node_count must be at least 1".into()));
         }
@@ -532,6 +537,12 @@ impl RawAgentConfig {
         let bootstrap_dcs = bootstrap.dcs;
         bootstrap_dcs.check_timing().map_err(|e| Invalid(format!("bootstrap.dcs: {e}")))?;
         bootstrap_dcs.liveness.check().map_err(|e| Invalid(format!("bootstrap.dcs: {e}")))?;
+        bootstrap_dcs
+            .standby_cluster
+            .as_ref()
+            .map(crate::standby::StandbyCluster::check)
+            .transpose()
+            .map_err(|e| Invalid(format!("bootstrap.dcs: {e}")))?;
         let watchdog = self.watchdog.unwrap_or_default();
         if watchdog.mode != WatchdogMode::Off {
             if watchdog.timeout == 0 {
@@ -617,6 +628,22 @@ postgresql:
         let raw: RawAgentConfig = serde_norway::from_str(&https).expect("yaml");
         assert_eq!(raw.restapi.as_ref().map(RestApiConfig::api_url).as_deref(), Some("https://127.0.0.1:8008/patroni"));
         assert!(raw.validate("n").expect_err("no file").0.starts_with("restapi.certfile /nonexistent/n.pem: cannot read it"));
+    }
+
+    #[test]
+    fn a_standby_cluster_in_bootstrap_dcs_is_checked_at_startup() {
+        let read = |section: &str| {
+            let raw: RawAgentConfig =
+                serde_norway::from_str(&format!("{MINIMAL}bootstrap: {{dcs: {{standby_cluster: {section}}}}}\n")).expect("yaml");
+            raw.validate("n")
+        };
+        let c = read("{host: 10.0.1.10, port: 5433}").expect("valid").expect("agent");
+        assert_eq!(c.bootstrap_dcs.standby_cluster.and_then(|s| s.upstream()).map(|u| (u.host, u.port)), Some(("10.0.1.10".into(), 5433)));
+        let e = read("{port: 5433}").expect_err("no remote").0;
+        assert_eq!(
+            e,
+            "bootstrap.dcs: standby_cluster needs host (the remote primary, with port) or restore_command (to replay an archive)"
+        );
     }
 
     #[test]

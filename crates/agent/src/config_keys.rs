@@ -65,6 +65,17 @@ const DYNAMIC_POSTGRES: &[Key] = &[
     key("recovery_conf", Verdict::Refused("recovery settings are the agent's own (it writes primary_conninfo and the slot)")),
 ];
 
+/// `standby_cluster:` (see `standby`; Patroni's keys).
+const STANDBY_CLUSTER: &[Key] = &[
+    applied("host"),
+    applied("port"),
+    applied("primary_slot_name"),
+    applied("restore_command"),
+    applied("archive_cleanup_command"),
+    applied("recovery_min_apply_delay"),
+    applied("create_replica_methods"),
+];
+
 const LIVENESS: &[Key] = &[applied("enabled"), applied("interval"), applied("timeout"), applied("max_failures")];
 
 /// The dynamic configuration: `/config` and `bootstrap.dcs`.
@@ -87,7 +98,7 @@ pub const DYNAMIC: &[Key] = &[
     key("primary_stop_timeout", Verdict::Refused("not supported: a primary's stop is not bounded by a timeout")),
     key("master_stop_timeout", Verdict::Refused("not supported: a primary's stop is not bounded by a timeout")),
     key("check_timeline", Verdict::Refused("not supported")),
-    key("standby_cluster", Verdict::Refused("standby clusters are not supported")),
+    key("standby_cluster", Verdict::Section(STANDBY_CLUSTER)),
     applied("slots"),
     applied("ignore_slots"),
     key(

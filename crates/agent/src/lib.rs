@@ -2,7 +2,7 @@
 //! the node's own Raft store as its DCS, reached through the etcd v3 API in-process.
 //!
 //! Owns: Patroni's callbacks ([`callbacks`]), the agent's configuration ([`config`], every key's fate in [`config_keys`], how replicas
-//! and the cluster are made from backups in [`replica_methods`] and [`bootstrap_method`], a re-read of
+//! and the cluster are made from backups in [`replica_methods`] and [`bootstrap_method`], a standby cluster's section in [`standby`], a re-read of
 //! the node's file in [`reload`]) and timing rule ([`timing`]), the
 //! permanent replication slots ([`slots`]), the
 //! Patroni-shaped keys and values ([`cluster`]) read and written through the etcd API
@@ -33,6 +33,7 @@ pub mod replica_methods;
 pub(crate) mod rest;
 pub mod schedule;
 pub mod slots;
+pub mod standby;
 mod start;
 pub(crate) mod state;
 pub mod store_stats;

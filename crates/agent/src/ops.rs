@@ -44,6 +44,7 @@ pub struct SwitchoverRequest {
 /// A planned switchover: needs a primary; the candidate (if named) must be a running
 /// replica, not tagged nofailover, within maximum_lag_on_failover.
 pub fn check_switchover(view: &ClusterView, req: &SwitchoverRequest, max_lag: u64) -> Result<(), OpsError> {
+    not_a_standby_cluster(view, "a switchover")?;
     let leader = view.leader_name().ok_or_else(|| OpsError::Refused("the cluster has no primary: use failover".into()))?;
     if view.paused() && req.scheduled_at.is_some() {
         return Err(OpsError::Refused("cannot schedule a switchover while the cluster is paused".into()));
@@ -128,6 +129,7 @@ pub async fn switchover<C: Transport>(dcs: &Dcs<C>, req: &SwitchoverRequest) -> 
 /// primary. Refused when the candidate is unknown, not running, or tagged nofailover.
 pub async fn failover<C: Transport>(dcs: &Dcs<C>, candidate: &str) -> Result<String, OpsError> {
     let view = dcs.read_cluster().await.map_err(store)?;
+    not_a_standby_cluster(&view, "a manual failover")?;
     let m = view.members.get(candidate).ok_or_else(|| OpsError::Refused(format!("no member named {candidate}")))?;
     if m.tags.nofailover {
         return Err(OpsError::Refused(format!("{candidate} is tagged nofailover")));
@@ -142,6 +144,17 @@ pub async fn failover<C: Transport>(dcs: &Dcs<C>, candidate: &str) -> Result<Str
     let value = FailoverRequest { leader: None, member: Some(candidate.to_string()), scheduled_at: None };
     write_failover(dcs, &value).await?;
     Ok(format!("failover to {candidate} requested"))
+}
+
+/// A standby cluster's leader follows the remote primary and hands over nothing: the
+/// agents would leave `what` pending for good (see `ha::decide`).
+fn not_a_standby_cluster(view: &ClusterView, what: &str) -> Result<(), OpsError> {
+    match dynamic(view).standby_cluster {
+        None => Ok(()),
+        Some(_) => Err(OpsError::Refused(format!(
+            "this is a standby cluster: {what} is not carried out here (stop the standby leader's node and another member takes over, or promote the cluster first with `raftctl promote-cluster`)"
+        ))),
+    }
 }
 
 /// In synchronous mode only a standby `/sync` lists holds every acknowledged commit.
@@ -321,6 +334,12 @@ mod tests {
         let mut headless = v.clone();
         headless.leader = None;
         assert!(check_switchover(&headless, &req("n2"), 1 << 20).is_err());
+        let mut standby = v.clone();
+        standby.config = Some((serde_json::json!({"standby_cluster": {"host": "10.0.0.9"}}), 3));
+        let refused = check_switchover(&standby, &req("n2"), 1 << 20);
+        assert!(
+            matches!(refused, Err(OpsError::Refused(m)) if m.starts_with("this is a standby cluster: a switchover is not carried out here"))
+        );
     }
 
     #[test]

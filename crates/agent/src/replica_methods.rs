@@ -103,6 +103,21 @@ impl CreateReplica {
         Ok(Self { order, methods, basebackup })
     }
 
+    /// The same methods in the order a standby cluster's section gives
+    /// (`standby_cluster.create_replica_methods`; empty: this node's order). Each name
+    /// must be `basebackup` or a method this node's file defines.
+    pub fn reordered(&self, order: &[String]) -> Result<Self, Invalid> {
+        if order.is_empty() {
+            return Ok(self.clone());
+        }
+        if let Some(missing) = order.iter().find(|n| *n != BASEBACKUP && !self.methods.contains_key(*n)) {
+            return Err(Invalid(format!(
+                "standby_cluster.create_replica_methods names {missing}, which has no section under postgresql (nor is it basebackup) in this node's file"
+            )));
+        }
+        Ok(Self { order: order.to_vec(), ..self.clone() })
+    }
+
     /// Some method works without a running primary.
     pub fn works_without_leader(&self) -> bool {
         self.methods.values().any(|m| m.no_leader)
@@ -263,6 +278,21 @@ mod tests {
         let quiet = ReplicaMethod { no_params: true, ..method.clone() };
         assert_eq!(quiet.arguments("demo", "/d", None), ["--retries=3", "--stanza=main"]);
         assert_eq!(method.arguments("demo", "/d", None)[3], "--connstring=");
+    }
+
+    #[test]
+    fn a_standby_cluster_reorders_the_node_methods_and_names_a_missing_one() {
+        let order: Vec<String> = ["basebackup", "repo"].map(String::from).to_vec();
+        let c =
+            CreateReplica::read(&order, None, sections(json!({"repo": {"command": "/bin/restore", "no_leader": true}}))).expect("valid");
+        assert_eq!(c.reordered(&[]).expect("same"), c, "no list: the node's own order");
+        let standby = c.reordered(&["repo".into()]).expect("known");
+        assert_eq!(names(&standby.plan(true)), ["repo"]);
+        let e = c.reordered(&["repo".into(), "pgbackrest".into()]).expect_err("undefined").0;
+        assert_eq!(
+            e,
+            "standby_cluster.create_replica_methods names pgbackrest, which has no section under postgresql (nor is it basebackup) in this node's file"
+        );
     }
 
     #[test]

@@ -26,6 +26,22 @@ impl Passwords {
         let gen = || rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect::<String>();
         Self { superuser: gen(), replication: gen() }
     }
+
+    /// The passwords of the lab in `dir`, from its first node's file.
+    pub fn of_lab(dir: &Path) -> anyhow::Result<Self> {
+        let lab = Lab::load(dir)?;
+        let node = lab.nodes.first().with_context(|| format!("the lab in {} has no nodes", dir.display()))?;
+        let file = node.config_path();
+        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let doc: serde_json::Value = serde_norway::from_str(&text).with_context(|| format!("{} is not YAML", file.display()))?;
+        let password = |user: &str| {
+            doc.pointer(&format!("/postgresql/authentication/{user}/password"))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+                .with_context(|| format!("{} has no postgresql.authentication.{user}.password", file.display()))
+        };
+        Ok(Self { superuser: password("superuser")?, replication: password("replication")? })
+    }
 }
 
 /// A YAML scalar: plain when it is unambiguous, else double-quoted (JSON string syntax
@@ -67,7 +83,8 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
          postgresql:\n  listen: {host}:{pg}\n  data_dir: {pgdata}\n  bin_dir: {bin_dir}\n\
          \x20 authentication:\n\
          \x20   superuser: {{username: postgres, password: {su}}}\n\
-         \x20   replication: {{username: replicator, password: {repl}}}\n",
+         \x20   replication: {{username: replicator, password: {repl}}}\n\
+         {standby}",
         name = scalar(&node.name),
         dir = lab.dir.display(),
         raft = path(&node.raft_dir()),
@@ -84,7 +101,14 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
         bin_dir = path(&lab.pg_bin_dir),
         su = scalar(&passwords.superuser),
         repl = scalar(&passwords.replication),
+        standby = standby_section(lab),
     )
+}
+
+/// `bootstrap.dcs.standby_cluster` of a lab made with `--standby-cluster`.
+fn standby_section(lab: &Lab) -> String {
+    let Some((host, port)) = &lab.standby_cluster else { return String::new() };
+    format!("bootstrap:\n  dcs:\n    standby_cluster: {{host: {}, port: {port}}}\n", scalar(host))
 }
 
 /// etcd's TLS sections for a `--tls` lab: mutual TLS on both ports.
@@ -158,6 +182,10 @@ mod tests {
             assert!(yml.contains(line), "missing {line:?} in\n{yml}");
         }
         assert_eq!(render_pgpass(&lab, &pw).lines().next(), Some("127.0.0.1:*:*:postgres:SSSSSSSSSSSSSSSSSSSS"));
+        assert!(!yml.contains("bootstrap"), "{yml}");
+        lab.standby_cluster = Some(("127.0.0.1".into(), 5432));
+        let yml = render(&lab, &lab.nodes[1], &pw);
+        assert!(yml.ends_with("bootstrap:\n  dcs:\n    standby_cluster: {host: 127.0.0.1, port: 5432}\n"), "{yml}");
     }
 
     #[test]

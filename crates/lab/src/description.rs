@@ -163,6 +163,10 @@ pub struct Lab {
     /// The lab's certificates when made with `raftctl lab up --tls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<LabTls>,
+    /// `HOST:PORT` of the PostgreSQL this lab is a standby cluster of (`raftctl lab up
+    /// --standby-cluster`): `bootstrap.dcs.standby_cluster` of every node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_cluster: Option<(String, u16)>,
     pub nodes: Vec<LabNode>,
 }
 
@@ -251,6 +255,7 @@ pub(crate) mod tests {
             user: None,
             netns_prefix: None,
             tls: None,
+            standby_cluster: None,
             nodes,
         }
     }

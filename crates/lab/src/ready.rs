@@ -38,7 +38,7 @@ pub fn assess(snapshot: &Snapshot, nodes: &[String]) -> Result<(), String> {
     for name in nodes {
         let ok = snapshot.members.get(name).is_some_and(|m| {
             if name == leader {
-                m.role == Role::Primary && m.state == "running"
+                m.role.leads() && m.state == "running"
             } else {
                 m.role == Role::Replica
                     && m.replication_state.as_deref() == Some("streaming")

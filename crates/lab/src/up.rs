@@ -49,6 +49,15 @@ pub struct UpArgs {
     /// the etcd API (client certificates required), HTTPS for the REST API.
     #[arg(long)]
     pub tls: bool,
+    /// Make the lab a standby cluster of the PostgreSQL at HOST:PORT (another lab's
+    /// primary): its first node copies it, its leader is a standby leader that never
+    /// promotes (`raftctl edit-config` removing standby_cluster promotes it). Its data is
+    /// a copy, so its passwords must be the remote's: give --passwords-from.
+    #[arg(long, value_name = "HOST:PORT", requires = "passwords_from")]
+    pub standby_cluster: Option<String>,
+    /// Use the superuser and replication passwords of the lab in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub passwords_from: Option<PathBuf>,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -160,6 +169,11 @@ pub fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
     make_dir(dir)?;
     let nodes = LabNode::all(dir, layout, netns_prefix.as_deref());
     let raftgres_bin = node_binary(dir, lab_user.as_ref())?;
+    let standby_cluster = args.standby_cluster.as_deref().map(host_port).transpose()?;
+    let passwords = match &args.passwords_from {
+        Some(other) => Passwords::of_lab(other)?,
+        None => Passwords::random(),
+    };
     let tls = if args.tls { Some(certs::create(dir, &nodes)?) } else { None };
     let lab = Lab {
         dir: dir.to_path_buf(),
@@ -170,9 +184,9 @@ pub fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
         user: lab_user,
         netns_prefix,
         tls,
+        standby_cluster,
         nodes,
     };
-    let passwords = Passwords::random();
     for node in &lab.nodes {
         make_dir(&node.dir)?;
         config::write_private(&node.config_path(), &config::render(&lab, node, &passwords))?;
@@ -184,6 +198,15 @@ pub fn create(args: &UpArgs, dir: &Path) -> anyhow::Result<Lab> {
         println!("{} belongs to user {} (the nodes run as {1})", dir.display(), u.name);
     }
     Ok(lab)
+}
+
+/// `--standby-cluster HOST:PORT`.
+fn host_port(value: &str) -> anyhow::Result<(String, u16)> {
+    let parsed = value.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse::<u16>().ok().filter(|p| *p > 0)?)));
+    match parsed {
+        Some((host, port)) if !host.is_empty() => Ok((host.to_string(), port)),
+        _ => bail!("--standby-cluster must be HOST:PORT (e.g. 127.0.0.1:5432), not {value:?}"),
+    }
 }
 
 pub fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
@@ -287,4 +310,16 @@ fn print_howto(lab: &Lab) {
         println!("  ip netns exec {prefix}1 ss -tn      # look inside node1's namespace");
     }
     println!("  raftctl lab down{f}  # stop everything (--clean also removes {d})");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn standby_cluster_takes_host_and_port() {
+        assert_eq!(super::host_port("127.0.0.1:5432").expect("valid"), ("127.0.0.1".to_string(), 5432));
+        for bad in ["127.0.0.1", ":5432", "h:0", "h:port", "h:70000"] {
+            let e = super::host_port(bad).expect_err("invalid").to_string();
+            assert_eq!(e, format!("--standby-cluster must be HOST:PORT (e.g. 127.0.0.1:5432), not {bad:?}"));
+        }
+    }
 }

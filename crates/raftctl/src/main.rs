@@ -65,6 +65,10 @@ pub enum Command {
     ShowConfig(command::config::ShowConfigArgs),
     /// Change the dynamic configuration: -s key=value, -p pg_param=value, or in $EDITOR.
     EditConfig(command::config::EditConfigArgs),
+    /// Make the cluster a standby cluster of another cluster's primary (standby_cluster in /config).
+    DemoteCluster(command::standby::DemoteClusterArgs),
+    /// Make a standby cluster a normal one: its standby leader promotes.
+    PromoteCluster(command::standby::PromoteClusterArgs),
     /// A refreshing view: the list table and the latest events (like `watch patronictl list`).
     Watch(command::watch::WatchArgs),
     /// The HA timeline: every agent's decisions, merged in time order (--follow).
@@ -156,6 +160,8 @@ impl Command {
             Command::Resume(a) => &mut a.pause.cluster,
             Command::ShowConfig(a) => &mut a.cluster,
             Command::EditConfig(a) => &mut a.cluster,
+            Command::DemoteCluster(a) => &mut a.cluster,
+            Command::PromoteCluster(a) => &mut a.cluster,
             Command::Restart(a) => &mut a.node.cluster,
             Command::Reload(a) => &mut a.node.cluster,
             Command::Flush(a) => &mut a.node.cluster,
@@ -208,6 +214,8 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         Command::Resume(args) => command::pause::resume(&connect(&target).await?, args).await,
         Command::ShowConfig(args) => command::config::show(&connect(&target).await?, args).await,
         Command::EditConfig(args) => command::config::edit(&connect(&target).await?, args).await,
+        Command::DemoteCluster(args) => command::standby::demote(&connect(&target).await?, args).await,
+        Command::PromoteCluster(args) => command::standby::promote(&connect(&target).await?, args).await,
         Command::Restart(args) => command::node_ops::restart(&connect(&target).await?, args).await,
         Command::Flush(args) => command::flush::run(&connect(&target).await?, args).await,
         Command::Reload(args) => command::node_ops::reload(&connect(&target).await?, args).await,

@@ -30,6 +30,7 @@ mod recovery;
 mod reload;
 mod replicas;
 mod slots;
+mod standby;
 mod store;
 mod sync;
 mod tls;

@@ -117,7 +117,7 @@ impl CallbackRole {
     fn of(role: Role) -> Option<Self> {
         match role {
             Role::Primary => Some(Self::Primary),
-            Role::Replica => Some(Self::Replica),
+            Role::Replica | Role::StandbyLeader => Some(Self::Replica),
             Role::Uninitialized => None,
         }
     }

@@ -176,7 +176,6 @@ fn production_file_says_what_it_refuses_and_warns_about() {
         set(&[
             "restapi.allowlist",
             "bootstrap.dcs.master_start_timeout",
-            "bootstrap.dcs.standby_cluster",
             "bootstrap.dcs.postgresql.use_slots",
             "bootstrap.dcs.postgresql.pg_hba",
             "postgresql.authentication.replication.sslmode",
@@ -188,6 +187,7 @@ fn production_file_says_what_it_refuses_and_warns_about() {
         "restapi.authentication.password",
         "bootstrap.dcs.synchronous_mode",
         "bootstrap.dcs.slots",
+        "bootstrap.dcs.standby_cluster.host",
         "bootstrap.post_bootstrap",
         "postgresql.create_replica_methods",
         "postgresql.basebackup",
@@ -207,6 +207,8 @@ fn typos_are_refused_with_the_near_name() {
     assert_eq!(e, "loop_wiat is not a known setting: did you mean loop_wait?");
     let e = check_dynamic(&serde_json::json!({"postgresql": {"use_pg_rewnd": true}})).expect_err("typo").0;
     assert_eq!(e, "postgresql.use_pg_rewnd is not a known setting: did you mean use_pg_rewind?");
+    let e = check_dynamic(&serde_json::json!({"standby_cluster": {"host": "h", "prot": 5432}})).expect_err("typo").0;
+    assert_eq!(e, "standby_cluster.prot is not a known setting: did you mean port?");
     let e = check_dynamic(&serde_json::json!({"frobnicate": 1})).expect_err("unknown").0;
     assert_eq!(e, "frobnicate is not a known setting");
     let e = check_dynamic(&serde_json::json!({"member_slots_ttl": 0})).expect_err("refused").0;

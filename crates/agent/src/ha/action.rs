@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::stuck::AfterCrash;
 use crate::cluster::FailoverRequest;
+use crate::standby::StandbyCluster;
 
 /// One cycle's action.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,10 @@ pub enum Action {
     /// Race for `/initialize` and create the cluster with initdb, or (`adopt`) claim it
     /// with the data dir already here (the store was recreated).
     Bootstrap { adopt: bool },
+    /// Race for `/initialize` and create a standby cluster: clone the remote primary
+    /// (`standby_cluster.create_replica_methods`, else pg_basebackup) instead of initdb
+    /// and start as its standby leader.
+    BootstrapStandby { standby: StandbyCluster },
     /// Write the system identifier the bootstrap could not record in `/initialize`.
     RecordSystemIdentifier { sysid: String },
     /// The data dir is empty: fill it with the replica methods (`create_replica_methods`)
@@ -54,6 +59,12 @@ pub enum Action {
     Promote { reason: &'static str },
     /// PostgreSQL of the primary is down: start it again.
     RestartInPlace,
+    /// A standby cluster's leader key is ours and PostgreSQL runs as a replica: keep it
+    /// streaming from the remote primary (never promoted), with one slot per member.
+    LeadStandby { me: String, standby: StandbyCluster },
+    /// A standby cluster's leader key is ours and PostgreSQL is down: start it as the
+    /// standby leader, after a rewind from the remote when it ran as a primary.
+    StartStandbyLeader { standby: StandbyCluster, rewind: bool },
     /// Release the key: PostgreSQL did not come back within `primary_start_timeout`,
     /// or it cannot become this timeline's primary.
     GiveUpKey { why: String },
@@ -82,6 +93,9 @@ pub enum Action {
     StartReadOnly,
     /// Take the key with a compare-and-swap on `lease`; promote when PostgreSQL is a replica.
     Race { lease: i64, promote: bool },
+    /// A standby cluster: take the key the same way, never promoting: the next cycle
+    /// points PostgreSQL at the remote primary.
+    RaceStandby { lease: i64 },
 }
 
 /// Handing the key over to `candidate` (its PostgreSQL at `host:port`).
@@ -146,6 +160,7 @@ impl fmt::Display for Action {
             Action::AskFailsafe { error } => write!(f, "failsafe: the store is unreachable ({error}); asking every other member"),
             Action::Bootstrap { adopt: false } => f.write_str("racing to initialize a new cluster"),
             Action::Bootstrap { adopt: true } => f.write_str("racing to initialize the cluster with my data directory"),
+            Action::BootstrapStandby { standby } => write!(f, "racing to initialize a standby cluster of {}", standby.remote()),
             Action::RecordSystemIdentifier { sysid } => write!(f, "recorded the system identifier {sysid} in /initialize"),
             Action::Clone { from: Some(from) } => write!(f, "cloning {}", from.source),
             Action::Clone { from: None } => f.write_str("creating a replica without a running primary (the no_leader replica methods)"),
@@ -165,6 +180,15 @@ impl fmt::Display for Action {
             Action::Lead { me, scheduled_at: None } => write!(f, "no action: I am {me}, the primary, holding the leader key"),
             Action::Promote { reason } => write!(f, "promoting ({reason})"),
             Action::RestartInPlace => f.write_str("restarting PostgreSQL in place: it was down while I hold the leader key"),
+            Action::LeadStandby { me, standby } => {
+                write!(f, "no action: I am {me}, the standby leader, following {}", standby.remote())
+            }
+            Action::StartStandbyLeader { standby, rewind: false } => {
+                write!(f, "starting PostgreSQL as the standby leader, following {}", standby.remote())
+            }
+            Action::StartStandbyLeader { standby, rewind: true } => {
+                write!(f, "rewinding from {0} and starting PostgreSQL as the standby leader, following it", standby.remote())
+            }
             Action::GiveUpKey { why } => write!(f, "gave up the leader key: {why}"),
             Action::Demote { sentence, .. } => f.write_str(sentence),
             Action::StopDiverged { me, leader } => write!(f, "stopped: I am {me}, a replica that diverged from {leader}; will rewind"),
@@ -184,6 +208,7 @@ impl fmt::Display for Action {
             Action::StartReadOnly => f.write_str("no leader: starting PostgreSQL read-only to take part in the election"),
             Action::Race { promote: true, .. } => f.write_str("racing for the leader key to promote"),
             Action::Race { promote: false, .. } => f.write_str("racing for the leader key as the running primary"),
+            Action::RaceStandby { .. } => f.write_str("racing for the leader key to become the standby leader (never promoting)"),
         }
     }
 }

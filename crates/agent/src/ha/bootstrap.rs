@@ -1,7 +1,8 @@
 //! Creating the cluster: the race for `/initialize`, then on the winner initdb or the
 //! custom bootstrap method (a restore, its recovery, the promotion), `post_bootstrap`
-//! and the replication user; or the adoption of a data dir already here. The other
-//! members make their replicas in `clone`.
+//! and the replication user; or the adoption of a data dir already here; or, for a
+//! standby cluster, a copy of the remote primary (`standby`). The other members make
+//! their replicas in `clone`.
 
 use std::time::{Duration, Instant};
 
@@ -11,15 +12,26 @@ use crate::bootstrap_method::CustomBootstrap;
 use crate::callbacks::Event;
 use crate::cluster::Role;
 use crate::postgres::{conf, PgError, COPY_TIMEOUT};
+use crate::standby::StandbyCluster;
 use crate::state::{PgState, Step};
 
 /// How long a new primary or a fresh clone may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How the cluster is created.
+pub(super) enum Creation {
+    /// initdb, or the custom bootstrap method.
+    New,
+    /// The data dir already here (the store was recreated).
+    Adopt,
+    /// A copy of a standby cluster's remote primary, run as its standby leader.
+    Standby(StandbyCluster),
+}
+
 impl Agent {
     /// The cluster has no `/initialize`: take it (on our lease, so a crash mid-way frees
-    /// it) and create the cluster, or adopt the data dir we already have.
-    pub(super) async fn bootstrap(&mut self, adopt: bool) -> String {
+    /// it) and create the cluster as `how` says.
+    pub(super) async fn bootstrap(&mut self, how: Creation) -> String {
         let Some(lease) = self.lease.get().id else { return "waiting for a lease before initializing".into() };
         let key = self.dcs.keys.initialize();
         match self.dcs.create(&key, "", lease).await {
@@ -27,10 +39,15 @@ impl Agent {
             Ok(false) => return "waiting: another member is initializing the cluster".into(),
             Err(e) => return format!("cannot race for initialization: {e}"),
         }
-        let result = if adopt { self.adopt_data_dir().await } else { self.initialize_new().await };
+        let (result, role) = match &how {
+            Creation::New => (self.initialize_new().await, "the primary"),
+            Creation::Adopt => (self.adopt_data_dir().await, "the primary"),
+            Creation::Standby(standby) => (self.initialize_standby(standby).await, "the standby leader"),
+        };
+        let started_as = if matches!(how, Creation::Standby(_)) { Role::Replica } else { Role::Primary };
         match result {
             Ok(sysid) => {
-                self.callback(Event::Started(Role::Primary));
+                self.callback(Event::Started(started_as));
                 // Left on this node's lease, "" would vanish with it and let another
                 // member initialize a second cluster: the next cycles write it again.
                 if let Err(e) = self.dcs.put(&key, &sysid, 0).await {
@@ -40,7 +57,7 @@ impl Agent {
                 let config = serde_json::to_string(&self.config.bootstrap_dcs).unwrap_or_else(|_| "{}".into());
                 let _ = self.dcs.create(&self.dcs.keys.config(), &config, 0).await;
                 let _ = self.dcs.create(&self.dcs.keys.history(), "[]", 0).await;
-                format!("initialized a new cluster (system identifier {sysid}); I am {}, the primary", self.config.name)
+                format!("initialized a new cluster (system identifier {sysid}); I am {}, {role}", self.config.name)
             }
             Err(e) => {
                 // The key was taken before PostgreSQL started: it goes only with a
@@ -49,7 +66,7 @@ impl Agent {
                 match self.pg.stop(crate::postgres::StopMode::Fast, Duration::from_secs(30)).await {
                     Ok(()) => {
                         if running {
-                            self.callback(Event::Stopped(Role::Primary));
+                            self.callback(Event::Stopped(started_as));
                         }
                         self.sql.disconnect();
                         self.memory.expect_running = false;
@@ -59,7 +76,7 @@ impl Agent {
                     Err(stop) => tracing::error!("{stop}; keeping the leader key until my lease expires"),
                 }
                 // A half-made cluster is not adopted by the next try (Patroni removes it too).
-                if !adopt && self.pg.postmaster_pid().is_none() {
+                if !matches!(how, Creation::Adopt) && self.pg.postmaster_pid().is_none() {
                     if let Err(remove) = self.pg.remove_data_dir() {
                         tracing::error!("{remove}");
                     }
@@ -190,7 +207,7 @@ impl Agent {
 
     /// The leader key on this node's lease, before its PostgreSQL may accept writes
     /// (the caller arms the fencer once the postmaster runs as primary).
-    async fn take_leader_key_after_bootstrap(&mut self) -> Result<(), StepError> {
+    pub(super) async fn take_leader_key_after_bootstrap(&mut self) -> Result<(), StepError> {
         let lease = self.lease.get().id.ok_or(StepError::LostLease)?;
         if !self.dcs.acquire_leader(&self.config.name, lease).await? {
             return Err(StepError::LeaderKeyTaken);
@@ -223,8 +240,9 @@ impl Agent {
         self.configure_with(upstream, &std::collections::BTreeMap::new()).await
     }
 
-    /// [`Self::configure`] with `recovery` settings on top (a custom bootstrap's).
-    async fn configure_with(
+    /// [`Self::configure`] with `recovery` settings on top (a custom bootstrap's, a
+    /// standby leader's).
+    pub(super) async fn configure_with(
         &self,
         upstream: Option<&conf::Upstream>,
         recovery: &std::collections::BTreeMap<String, String>,

@@ -24,29 +24,10 @@ impl Agent {
         }
         let whence = from.as_ref().map_or_else(|| "without a running primary".to_string(), |f| format!("from {}", f.source));
         tracing::info!("I am {}: creating a replica {whence}", self.config.name);
-        self.publish_state(PgState::InStep(Step::CreatingReplica));
         let started = Instant::now();
-        let mut failures = Vec::new();
-        let mut used = None;
-        for attempt in plan {
-            let name = match &attempt {
-                Attempt::Basebackup(_) => BASEBACKUP.to_string(),
-                Attempt::Command { name, .. } => name.clone(),
-            };
-            match self.run_attempt(attempt, from.as_ref()).await {
-                Ok(()) => {
-                    used = Some(name);
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    failures.push(e.to_string());
-                }
-            }
-        }
-        let Some(used) = used else {
-            let _ = self.pg.remove_data_dir();
-            return format!("could not create a replica {whence} ({}); will retry", failures.join("; "));
+        let used = match self.fill_data_dir(plan, from.as_ref()).await {
+            Ok(used) => used,
+            Err(failures) => return format!("could not create a replica {whence} ({failures}); will retry"),
         };
         let took = started.elapsed().as_secs_f64();
         let Some(from) = from else {
@@ -66,6 +47,28 @@ impl Agent {
         self.memory.expect_running = true;
         self.callback(Event::Started(Role::Replica));
         format!("cloned {} with {used} in {took:.1}s; starting as a replica", from.source)
+    }
+
+    /// Runs the attempts of `plan` in order until one leaves a PostgreSQL cluster in the
+    /// data dir: the name of the method that did, or every failure (the data dir emptied).
+    pub(super) async fn fill_data_dir(&self, plan: Vec<Attempt>, from: Option<&CloneFrom>) -> Result<String, String> {
+        self.publish_state(PgState::InStep(Step::CreatingReplica));
+        let mut failures = Vec::new();
+        for attempt in plan {
+            let name = match &attempt {
+                Attempt::Basebackup(_) => BASEBACKUP.to_string(),
+                Attempt::Command { name, .. } => name.clone(),
+            };
+            match self.run_attempt(attempt, from).await {
+                Ok(()) => return Ok(name),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    failures.push(e.to_string());
+                }
+            }
+        }
+        let _ = self.pg.remove_data_dir();
+        Err(failures.join("; "))
     }
 
     /// One attempt: an emptied data dir (unless the method keeps it), then pg_basebackup

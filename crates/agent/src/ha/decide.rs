@@ -7,11 +7,17 @@
 //! 2. the cluster is not initialized → bootstrap; the data dir is empty → clone;
 //!    another cluster's data dir → refuse; paused → leave PostgreSQL alone (a
 //!    running primary takes a free key, or its earlier run's, back);
-//! 3. this node holds the leader key on its own lease → be the primary;
+//! 3. this node holds the leader key on its own lease → be the primary (in a standby
+//!    cluster: the standby leader, which follows the remote primary and never promotes);
 //! 4. the key is on a lease this run does not own → stop being primary, wait;
 //! 5. another node holds it → follow it (demote, rewind, restart, re-clone as needed);
 //! 6. nobody holds it → race for it if eligible, else stand aside (and stop being
 //!    primary: another node may take the key now).
+//!
+//! A standby cluster (`standby_cluster` in `/config`) changes three things: bootstrap
+//! clones the remote instead of initdb, the key holder is a standby leader, and the race
+//! takes the key without a promotion. Removing the section makes the holder promote
+//! (step 3's ordinary rule).
 //!
 //! The safety rules it keeps (see `crates/agent/SAFETY.md`; the property test below
 //! checks them on random observations): Promote and Lead only on our own key and a live
@@ -29,6 +35,7 @@ use super::switchover;
 use super::sync::sync_allows;
 use crate::cluster::{ClusterView, Member, Role};
 use crate::config::DynamicConfig;
+use crate::standby::StandbyCluster;
 use crate::state::{PgState, PgStatus, Verdict};
 
 /// Restarts in place of the primary's PostgreSQL, within `primary_start_timeout`, after
@@ -47,7 +54,7 @@ pub fn decide(o: &Observation, m: &Memory, config: &DynamicConfig, p: &Policy) -
         Err(error) => return without_store(o, config, error),
     };
     match view.initialize.as_deref() {
-        None => return bootstrap(o, p),
+        None => return bootstrap(o, config, p),
         Some("") => {
             return match &m.unrecorded_sysid {
                 Some(sysid) => Action::RecordSystemIdentifier { sysid: sysid.clone() },
@@ -114,7 +121,7 @@ fn without_store(o: &Observation, config: &DynamicConfig, error: &str) -> Action
 }
 
 /// No `/initialize`: race for it (on our lease, so a crash mid-way frees it).
-fn bootstrap(o: &Observation, p: &Policy) -> Action {
+fn bootstrap(o: &Observation, config: &DynamicConfig, p: &Policy) -> Action {
     if let Some(why) = &p.watchdog_missing {
         return Action::Wait(format!("waiting: the watchdog is required but {why}; another member may initialize the cluster"));
     }
@@ -126,9 +133,17 @@ fn bootstrap(o: &Observation, p: &Policy) -> Action {
             p.data_dir.display()
         ));
     }
-    match o.lease.id {
-        Some(_) => Action::Bootstrap { adopt: o.data_dir == DataDir::Valid },
-        None => Action::Wait("waiting for a lease before initializing".into()),
+    if o.lease.id.is_none() {
+        return Action::Wait("waiting for a lease before initializing".into());
+    }
+    match &config.standby_cluster {
+        None => Action::Bootstrap { adopt: o.data_dir == DataDir::Valid },
+        // Adopting would promote a data dir that is nobody's copy of the remote.
+        Some(_) if o.data_dir == DataDir::Valid => Action::Wait(format!(
+            "refusing to initialize a standby cluster over the data directory {}: it is cloned from the remote primary into an empty one; move it away",
+            p.data_dir.display()
+        )),
+        Some(standby) => Action::BootstrapStandby { standby: standby.clone() },
     }
 }
 
@@ -137,7 +152,7 @@ fn bootstrap(o: &Observation, p: &Policy) -> Action {
 /// primary, a node with a `no_leader` replica method (a restore from a backup
 /// repository) creates its replica all the same.
 fn clone(view: &ClusterView, p: &Policy) -> Action {
-    let Some(leader) = view.leader_member().filter(|m| runs_as_primary(m)) else {
+    let Some(leader) = view.leader_member().filter(|m| runs_as_leader(m)) else {
         if p.clone_without_leader {
             return Action::Clone { from: None };
         }
@@ -182,6 +197,9 @@ fn primary(o: &Observation, m: &Memory, view: &ClusterView, config: &DynamicConf
     if let (Verdict::Hung { failing_for }, Some(postmaster)) = (o.liveness, o.postmaster) {
         return Action::ReplaceHung { postmaster, failing_for };
     }
+    if let Some(standby) = &config.standby_cluster {
+        return standby_leader(o, m, config, standby, me);
+    }
     match (o.pg.is_running(), o.pg.role) {
         (true, Role::Primary) => match switchover::due(view, o.wall) {
             Some(request) => switchover::answer(view, request, me, config.synchronous_mode),
@@ -225,6 +243,30 @@ fn primary(o: &Observation, m: &Memory, view: &ClusterView, config: &DynamicConf
     }
 }
 
+/// This node holds a standby cluster's key: it follows the remote primary and is never
+/// promoted. A PostgreSQL that may serve writes (the section was just added to a running
+/// cluster: Patroni's demote-cluster) is stopped first, then rewound from the remote.
+fn standby_leader(o: &Observation, m: &Memory, config: &DynamicConfig, standby: &StandbyCluster, me: &str) -> Action {
+    if may_run_as_primary(&o.pg, o.postmaster.is_some(), o.standby_configured) {
+        return Action::Demote {
+            why: format!("standby_cluster is set: the cluster follows {}", standby.remote()),
+            sentence: format!("demoted: I am {me}, the standby leader now; will rewind and follow {}", standby.remote()),
+            drop_request: false,
+        };
+    }
+    if o.pg.is_running() {
+        return Action::LeadStandby { me: me.into(), standby: standby.clone() };
+    }
+    if o.pg.state == PgState::Starting {
+        return Action::Wait("waiting for PostgreSQL to accept connections (I am the standby leader)".into());
+    }
+    if age(m.last_start, o.now).is_some_and(|a| a < config.timing().loop_wait) {
+        return Action::Wait(format!("PostgreSQL is {}; waiting a moment before starting it again", o.pg.state));
+    }
+    let was_primary = !o.fresh_clone && o.control.as_ref().and_then(|c| c.as_ref().ok()).is_some_and(|c| c.was_primary);
+    Action::StartStandbyLeader { standby: standby.clone(), rewind: was_primary || m.needs_rewind }
+}
+
 /// Whether a live postmaster may be serving writes: it answered as a primary, or it
 /// does not answer and either was a primary when it last answered or was not started as
 /// a standby (`standby.signal`). Such a server is stopped before anything else: never
@@ -233,8 +275,10 @@ pub fn may_run_as_primary(pg: &PgStatus, alive: bool, standby_configured: bool) 
     alive && (pg.role == Role::Primary || (!pg.is_running() && !standby_configured))
 }
 
-fn runs_as_primary(m: &Member) -> bool {
-    m.role == Role::Primary && m.state == "running"
+/// The member runs as the cluster's primary, or as a standby cluster's standby leader:
+/// it can be cloned, rewound from and followed.
+fn runs_as_leader(m: &Member) -> bool {
+    m.role.leads() && m.state == "running"
 }
 
 /// Whom a replica streams from: the running member its `replicatefrom` tag names, else the leader.
@@ -291,7 +335,7 @@ fn follow(o: &Observation, m: &Memory, view: &ClusterView, config: &DynamicConfi
     let was_primary = !o.fresh_clone && control.is_some_and(|c| c.was_primary);
     let mut rewind = None;
     if was_primary || m.needs_rewind || crash_rewind {
-        if !runs_as_primary(leader_member) {
+        if !runs_as_leader(leader_member) {
             return Action::Wait(format!("waiting for {leader} to run as primary before rewinding"));
         }
         let (host, port) = leader_member.host_port().unwrap_or((host.clone(), port));
@@ -316,14 +360,21 @@ fn stalled(config: &DynamicConfig, me: &str, leader: &str, host: &str, port: u16
 /// primary and does not race stops being primary (Patroni demotes here too): another
 /// node may take the key and promote, and nothing else would stop this one.
 fn free_key(o: &Observation, m: &Memory, view: &ClusterView, config: &DynamicConfig, p: &Policy) -> Action {
-    let action = race_or_stand(o, m, view, config, p);
     // Not only a server that answered as primary: one that does not answer and was not
     // started as a standby may be serving writes just as well.
     let primary_without_key = may_run_as_primary(&o.pg, o.postmaster.is_some(), o.standby_configured);
-    if matches!(action, Action::Race { .. }) || !primary_without_key {
+    let me = &p.me;
+    if let (Some(standby), true) = (&config.standby_cluster, primary_without_key) {
+        return Action::Demote {
+            why: format!("standby_cluster is set and the leader key is free: the cluster follows {}", standby.remote()),
+            sentence: format!("demoted: I am {me}; this is a standby cluster of {}: no primary runs here", standby.remote()),
+            drop_request: false,
+        };
+    }
+    let action = race_or_stand(o, m, view, config, p);
+    if matches!(action, Action::Race { .. } | Action::RaceStandby { .. }) || !primary_without_key {
         return action;
     }
-    let me = &p.me;
     Action::Demote {
         why: format!("the leader key is free and I did not take it: {action}"),
         sentence: format!("demoted: I am {me}; the leader key is free and I did not take it ({action})"),
@@ -400,6 +451,7 @@ fn race_or_stand(o: &Observation, m: &Memory, view: &ClusterView, config: &Dynam
         }
     }
     match o.lease.id.filter(|_| o.lease.valid_at(o.now)) {
+        Some(lease) if config.standby_cluster.is_some() => Action::RaceStandby { lease },
         Some(lease) => Action::Race { lease, promote: o.pg.role != Role::Primary },
         None => stand("no leader: waiting for my lease to be renewed before racing".into()),
     }

@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use super::action::{Action, RecloneCause, StartReplica};
+use super::bootstrap::Creation;
 use super::decide::may_run_as_primary;
 use super::observation::{Observation, StepDown};
 use super::stuck::AfterCrash;
@@ -41,7 +42,9 @@ impl Agent {
                 Ok(n) => format!("failsafe: the store is unreachable ({error}) but all {n} other members confirmed; still primary"),
                 Err(e) => format!("failsafe: the store is unreachable ({error}) and {e}; demoting at the deadline"),
             },
-            Action::Bootstrap { adopt } => self.bootstrap(adopt).await,
+            Action::Bootstrap { adopt: false } => self.bootstrap(Creation::New).await,
+            Action::Bootstrap { adopt: true } => self.bootstrap(Creation::Adopt).await,
+            Action::BootstrapStandby { standby } => self.bootstrap(Creation::Standby(standby)).await,
             Action::RecordSystemIdentifier { sysid } => match self.dcs.put(&self.dcs.keys.initialize(), &sysid, 0).await {
                 Ok(()) => {
                     self.memory.unrecorded_sysid = None;
@@ -98,6 +101,11 @@ impl Agent {
                 self.memory.primary_down_since.get_or_insert(o.now);
                 self.restart_in_place().await
             }
+            Action::LeadStandby { standby, .. } => match view {
+                Some(view) => self.lead_standby(view, &o.pg, &standby, sentence).await,
+                None => sentence,
+            },
+            Action::StartStandbyLeader { standby, rewind } => self.start_standby_leader(&standby, rewind, sentence).await,
             Action::GiveUpKey { .. } => {
                 self.lease.fencer().disarm();
                 let _ = self.dcs.delete_if_value(&self.dcs.keys.leader(), &me).await;
@@ -171,6 +179,11 @@ impl Agent {
             Action::Race { lease, promote } => match view {
                 Some(view) => self.race(view, o, lease, promote).await,
                 None => sentence,
+            },
+            Action::RaceStandby { lease } => match self.dcs.acquire_leader(&me, lease).await {
+                Ok(true) => format!("took the leader key: I am {me}, the standby leader; following the remote primary"),
+                Ok(false) => "lost the leader race; will follow the winner".into(),
+                Err(e) => format!("cannot race for the leader key: {e}"),
             },
         }
     }

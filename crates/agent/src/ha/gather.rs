@@ -121,7 +121,7 @@ impl Agent {
             streaming: pg.replication_state.is_some(),
             replay_lsn: pg.replay_lsn,
             on_leader_timeline: stuck::on_leader_timeline(pg.timeline, leader_member.timeline, self.memory.rewound_onto),
-            leader_healthy: leader_member.role == Role::Primary && leader_member.state == "running",
+            leader_healthy: leader_member.role.leads() && leader_member.state == "running",
             upstream_reachable: false,
         };
         if seen.could_stream() {

@@ -10,7 +10,8 @@
 //!
 //! The effects live by topic: `bootstrap` (initdb, clone), `primary` (promotion, the
 //! primary's upkeep), `replica` (rewind, stop, re-clone), `slots`, `switchover`, `sync`,
-//! `failsafe`; none of them decides what to do next.
+//! `failsafe`, `standby` (a standby cluster's leader); none of them decides what to do
+//! next.
 
 pub mod action;
 mod bootstrap;
@@ -29,6 +30,7 @@ mod primary;
 mod replica;
 pub mod shutdown;
 mod slots;
+mod standby;
 mod step;
 pub mod stuck;
 mod switchover;
@@ -354,14 +356,17 @@ impl Agent {
 
     async fn publish(&mut self, view: &ClusterView, pg: &PgStatus) {
         let verdict = self.liveness.verdict();
-        let pg = &hung::published(pg.clone(), verdict);
+        let mut pg = hung::published(pg.clone(), verdict);
         self.promise.saw(view);
         self.failsafe_members.saw(view, &self.config.name);
         let lease = self.lease.get();
-        let holds = view.leader.as_ref().is_some_and(|l| l.name == self.config.name && self.lease.owns(l.lease))
-            && lease.valid()
-            && pg.role == Role::Primary
-            && pg.is_running();
+        let key_is_mine = view.leader.as_ref().is_some_and(|l| l.name == self.config.name && self.lease.owns(l.lease)) && lease.valid();
+        // A standby cluster's key holder is its standby leader (Patroni's role name).
+        if key_is_mine && self.dynamic.standby_cluster.is_some() && pg.role == Role::Replica {
+            pg.role = Role::StandbyLeader;
+        }
+        let pg = &pg;
+        let holds = key_is_mine && pg.role == Role::Primary && pg.is_running();
         self.state.send_modify(|s| {
             s.postgres = pg.clone();
             s.holds_leader_key = holds;

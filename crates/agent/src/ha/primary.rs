@@ -3,6 +3,7 @@
 //! `/status` with the WAL position and the permanent slots' positions; start read-only for an election; promote
 //! and record the promotion in `/history`. `decide` says which, and when.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::observation::StepDown;
@@ -78,14 +79,19 @@ impl Agent {
         }
         let slots = if self.config.postgresql.use_slots { self.sync_primary_slots(view).await } else { Default::default() };
         self.manage_sync(view, pg).await;
-        if let Some(optime) = pg.wal_lsn {
-            let status = ClusterStatus { optime, slots };
-            let due = self.last_status_write.as_ref().is_none_or(|(old, at)| *old != status && at.elapsed() >= self.timing().loop_wait);
-            if due {
-                let value = serde_json::to_string(&status).unwrap_or_default();
-                if self.dcs.put(&self.dcs.keys.status(), &value, 0).await.is_ok() {
-                    self.last_status_write = Some((status, Instant::now()));
-                }
+        self.write_status(pg.wal_lsn, slots).await;
+    }
+
+    /// `/status` with the leader's WAL position (the lag rule's reference) and the
+    /// permanent slots' positions, at most once per `loop_wait`.
+    pub(super) async fn write_status(&mut self, position: Option<u64>, slots: BTreeMap<String, u64>) {
+        let Some(optime) = position else { return };
+        let status = ClusterStatus { optime, slots };
+        let due = self.last_status_write.as_ref().is_none_or(|(old, at)| *old != status && at.elapsed() >= self.timing().loop_wait);
+        if due {
+            let value = serde_json::to_string(&status).unwrap_or_default();
+            if self.dcs.put(&self.dcs.keys.status(), &value, 0).await.is_ok() {
+                self.last_status_write = Some((status, Instant::now()));
             }
         }
     }

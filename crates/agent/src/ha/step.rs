@@ -24,6 +24,9 @@ pub enum StepError {
     /// The postmaster is gone; its log says why.
     #[error("PostgreSQL exited at start; see {}", .0.display())]
     ExitedAtStart(PathBuf),
+    /// A standby cluster's first node could not copy the remote primary.
+    #[error("cannot copy the remote primary: {0}")]
+    NoCopy(String),
     #[error("PostgreSQL did not finish promoting within 60 s")]
     PromotionTimedOut,
 }

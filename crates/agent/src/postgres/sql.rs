@@ -169,6 +169,14 @@ impl Sql {
         self.timed(move |c| Box::pin(async move { Ok(c.query_one(query, &[]).await.map_err(sql_error)?.get(0)) })).await
     }
 
+    /// The timeline of the last checkpoint (on a standby: restartpoint) in the control
+    /// file: what pg_rewind reads of a source.
+    pub async fn control_timeline(&mut self) -> PgResult<u32> {
+        let query = "SELECT (pg_control_checkpoint()).timeline_id";
+        let tli: i32 = self.timed(move |c| Box::pin(async move { Ok(c.query_one(query, &[]).await.map_err(sql_error)?.get(0)) })).await?;
+        u32::try_from(tli).map_err(|_| crate::postgres::PgError::Io(format!("pg_control_checkpoint() gave the timeline {tli}")))
+    }
+
     /// Forces a checkpoint (after a promotion, so the control file shows the new timeline).
     pub async fn checkpoint(&mut self) -> PgResult<()> {
         self.timed(|c| Box::pin(async move { c.batch_execute("CHECKPOINT").await.map_err(sql_error) })).await

@@ -132,10 +132,10 @@ pub fn check(state: &NodeState, path: &str, params: &Params) -> StatusCode {
     let replication_state_ok = params.get("replication_state").is_none_or(|wanted| pg.replication_state.as_deref() == Some(wanted));
     let replica_ok = running && pg.role == Role::Replica && !state.tags.noloadbalance && !lagging && replication_state_ok;
 
-    let leader_ok = state.holds_leader_key && running;
-    let primary_ok = leader_ok && pg.role == Role::Primary;
-    // No standby clusters yet: nobody is a standby leader.
-    let standby_leader_ok = false;
+    // The standby leader holds a standby cluster's key (it is published only then).
+    let standby_leader_ok = running && pg.role == Role::StandbyLeader;
+    let leader_ok = (state.holds_leader_key && running) || standby_leader_ok;
+    let primary_ok = state.holds_leader_key && running && pg.role == Role::Primary;
     // `/sync` is not part of NodeState yet: nobody is a synchronous standby.
     let is_sync_standby = false;
 
@@ -186,8 +186,8 @@ pub fn ready(state: &NodeState, params: &Params) -> StatusCode {
     if !pg.is_running() {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
-    if state.holds_leader_key {
-        return code(pg.role == Role::Primary);
+    if state.holds_leader_key || pg.role == Role::StandbyLeader {
+        return code(pg.role.leads());
     }
     if pg.role != Role::Replica || pg.replication_state.as_deref() != Some("streaming") {
         return StatusCode::SERVICE_UNAVAILABLE;

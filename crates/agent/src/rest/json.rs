@@ -80,7 +80,7 @@ impl<'a> Status<'a> {
         } else {
             match pg.role {
                 Role::Primary => pg.wal_lsn.map(|location| Xlog::Primary { location }),
-                Role::Replica => Some(Xlog::Replica {
+                Role::Replica | Role::StandbyLeader => Some(Xlog::Replica {
                     received_location: pg.receive_lsn.or(pg.replay_lsn),
                     replayed_location: pg.replay_lsn,
                     replayed_timestamp: pg.replayed_timestamp.as_deref(),
@@ -198,7 +198,11 @@ impl<'a> ClusterJson<'a> {
                 };
                 let mut json = MemberJson {
                     name,
-                    role: if is_leader { "leader" } else { "replica" },
+                    role: match (is_leader, m.role) {
+                        (true, Role::StandbyLeader) => "standby_leader",
+                        (true, _) => "leader",
+                        (false, _) => "replica",
+                    },
                     state,
                     api_url: &m.api_url,
                     host,

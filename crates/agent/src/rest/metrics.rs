@@ -41,7 +41,8 @@ pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>, measur
         &labels,
         if pg.role == Role::Primary { lsn(pg.wal_lsn) } else { 0.0 },
     );
-    out.gauge("patroni_standby_leader", "Value is 1 if this node is the standby_leader, 0 otherwise.", &labels, 0.0);
+    let standby_leader = pg.role == Role::StandbyLeader && pg.is_running();
+    out.gauge("patroni_standby_leader", "Value is 1 if this node is the standby_leader, 0 otherwise.", &labels, flag(standby_leader));
     out.gauge(
         "patroni_replica",
         "Value is 1 if this node is a replica, 0 otherwise.",
@@ -54,13 +55,13 @@ pub fn render(state: &NodeState, store: Option<&(StatusResponse, usize)>, measur
         "patroni_xlog_received_location",
         "Current location of the received transaction log, 0 for the primary.",
         &labels,
-        if pg.role == Role::Replica { lsn(pg.receive_lsn) } else { 0.0 },
+        if matches!(pg.role, Role::Replica | Role::StandbyLeader) { lsn(pg.receive_lsn) } else { 0.0 },
     );
     out.gauge(
         "patroni_xlog_replayed_location",
         "Current location of the replayed transaction log, 0 for the primary.",
         &labels,
-        if pg.role == Role::Replica { lsn(pg.replay_lsn) } else { 0.0 },
+        if matches!(pg.role, Role::Replica | Role::StandbyLeader) { lsn(pg.replay_lsn) } else { 0.0 },
     );
     out.gauge(
         "patroni_postgres_server_version",
@@ -219,6 +220,13 @@ mod tests {
         assert_eq!(gauge_of(&hung, "raftgres_liveness_state"), 2.0);
         let failures = hung.samples.iter().find(|s| s.metric == "raftgres_liveness_failures_total").map(|s| &s.value);
         assert!(matches!(failures, Some(Value::Counter(v)) if *v == 3.0), "{failures:?}");
+        let mut standby = state.clone();
+        standby.postgres.role = Role::StandbyLeader;
+        standby.postgres.receive_lsn = Some(0x3000060);
+        let standby = parse(&render(&standby, None, None));
+        assert_eq!(gauge_of(&standby, "patroni_standby_leader"), 1.0);
+        assert_eq!((gauge_of(&standby, "patroni_primary"), gauge_of(&standby, "patroni_replica")), (0.0, 0.0));
+        assert_eq!(gauge_of(&standby, "patroni_xlog_received_location"), 0x3000060 as f64);
         let without_store = parse(&render(&state, None, None));
         assert_eq!(gauge_of(&without_store, "raftgres_store_reachable"), 0.0);
         assert!(!without_store.samples.iter().any(|s| s.metric.starts_with("raftgres_log_fsync")));

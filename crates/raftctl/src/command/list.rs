@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use raftgres_agent::cluster::{format_lsn, ClusterView, Member};
+use raftgres_agent::cluster::{format_lsn, ClusterView, Member, Role};
 use raftgres_proto::etcdserverpb::kv_client::KvClient;
 use raftgres_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use raftgres_proto::etcdserverpb::{Member as RaftMember, MemberListRequest, RangeRequest, StatusRequest, StatusResponse};
@@ -144,7 +144,9 @@ pub fn rows(view: &ClusterView, raft: &BTreeMap<String, String>) -> Vec<ListRow>
             ListRow {
                 member: name.clone(),
                 host: host_of(m),
-                role: if is_leader {
+                role: if is_leader && m.role == Role::StandbyLeader {
+                    "Standby Leader"
+                } else if is_leader {
                     "Leader"
                 } else if sync.contains(name) {
                     "Sync Standby"
@@ -468,6 +470,10 @@ mod tests {
         let r = &rows[2];
         assert_eq!((r.role.as_str(), r.state.as_str(), r.raft.as_str()), ("Replica", "running", "unreachable"));
         assert_eq!((r.receive_lag_mb, r.replay_lag_mb), (Some(32), Some(32)));
+
+        let mut standby = view.clone();
+        standby.members.get_mut("node1").expect("node1").role = Role::StandbyLeader;
+        assert_eq!(super::rows(&standby, &raft())[0].role, "Standby Leader", "a standby cluster's leader, as patronictl shows it");
 
         let out = render("demo", &view, rows.clone(), false, Shape::Formatted(Output::Pretty)).expect("pretty");
         let lines: Vec<&str> = out.lines().collect();

@@ -13,6 +13,7 @@ pub mod node_ops;
 pub mod pause;
 pub mod query;
 pub mod remove;
+pub mod standby;
 pub mod switchover;
 pub mod topology;
 pub mod watch;

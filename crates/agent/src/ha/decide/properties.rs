@@ -17,6 +17,9 @@
 //!    directory that holds something other than a PostgreSQL cluster.
 //! 5. In synchronous mode, no promotion (Promote, Race to promote) of a node the current
 //!    `/sync` does not allow (`sync_allows`): it may lack acknowledged commits.
+//! 6. In a standby cluster nothing runs as a primary: no Promote, Lead, HandOver or
+//!    ordinary Race; the standby leader's actions (LeadStandby, StartStandbyLeader) only
+//!    on our key and a live lease, RaceStandby only for a free key on a live lease.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -205,6 +208,7 @@ fn config(rng: &mut StdRng) -> DynamicConfig {
         synchronous_mode_strict: rng.gen_bool(0.3),
         failsafe_mode: rng.gen_bool(0.3),
         primary_start_timeout: pick(rng, &[0, 300]),
+        standby_cluster: rng.gen_bool(0.2).then(|| crate::standby::StandbyCluster { host: Some("10.9.0.1".into()), ..Default::default() }),
         ..DynamicConfig::default()
     }
 }
@@ -238,6 +242,20 @@ fn check(o: &Observation, c: &DynamicConfig, p: &Policy, action: &Action) -> Res
         };
     };
     let holds = view.leader.as_ref().is_some_and(|l| l.name == p.me && o.lease.owns_leader_key);
+    if c.standby_cluster.is_some()
+        && matches!(action, Action::Promote { .. } | Action::Lead { .. } | Action::HandOver(_) | Action::Race { .. })
+    {
+        return Err("rule 6: acts as a primary in a standby cluster".into());
+    }
+    match action {
+        Action::LeadStandby { .. } | Action::StartStandbyLeader { .. } if !(holds && live) => {
+            return Err("rule 6: acts as the standby leader without our key on a live lease".into())
+        }
+        Action::RaceStandby { lease } if view.leader.is_some() || !live || Some(*lease) != o.lease.id => {
+            return Err("rule 6: races for a key that is not free, or without a live lease".into())
+        }
+        _ => {}
+    }
     match action {
         Action::Promote { .. } | Action::Lead { .. } | Action::HandOver(_) if !(holds && live) => {
             return Err("rule 1: acts as primary without our key on a live lease".into())
@@ -308,6 +326,9 @@ fn random_observations_keep_the_safety_rules() {
         "HandOver",
         "CancelSwitchover",
         "FenceExpiredLease",
+        "LeadStandby",
+        "StartStandbyLeader",
+        "RaceStandby",
     ] {
         assert!(seen.get(kind).copied().unwrap_or(0) >= 10, "only {:?} {kind} actions in {CASES} cases: {seen:?}", seen.get(kind));
     }

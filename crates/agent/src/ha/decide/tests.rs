@@ -172,6 +172,10 @@ pub(super) fn kind(a: &Action) -> &'static str {
         Action::StandAside { .. } => "StandAside",
         Action::StartReadOnly => "StartReadOnly",
         Action::Race { .. } => "Race",
+        Action::BootstrapStandby { .. } => "BootstrapStandby",
+        Action::LeadStandby { .. } => "LeadStandby",
+        Action::StartStandbyLeader { .. } => "StartStandbyLeader",
+        Action::RaceStandby { .. } => "RaceStandby",
     }
 }
 
@@ -971,7 +975,132 @@ fn table() -> Vec<Case> {
             v(o).leader = None;
             o.liveness = Verdict::Hung { failing_for: Duration::from_secs(8) };
         }),
+        // --- a standby cluster ---
+        case!(
+            "standby cluster, no /initialize, no data dir: copy the remote",
+            "BootstrapStandby",
+            "standby cluster of 10.9.0.1:5432",
+            |o, m, c, p| {
+                standby(c);
+                v(o).initialize = None;
+                o.data_dir = DataDir::Empty;
+            }
+        ),
+        case!(
+            "standby cluster, no /initialize, a data dir here: not adopted",
+            "Wait",
+            "refusing to initialize a standby cluster over the data directory",
+            |o, m, c, p| {
+                standby(c);
+                v(o).initialize = None;
+            }
+        ),
+        case!(
+            "standby leader, a running replica: follows the remote",
+            "LeadStandby",
+            "the standby leader, following 10.9.0.1:5432",
+            |o, m, c, p| {
+                as_standby_leader(o, c);
+            }
+        ),
+        case!(
+            "standby leader on an older timeline than /history: still never promotes",
+            "LeadStandby",
+            "following 10.9.0.1",
+            |o, m, c, p| {
+                as_standby_leader(o, c);
+                v(o).history = history(3, "n2");
+            }
+        ),
+        case!(
+            "the section added to a running primary: demote it",
+            "Demote",
+            "the standby leader now; will rewind and follow 10.9.0.1:5432",
+            |o, m, c, p| {
+                as_primary(o);
+                standby(c);
+            }
+        ),
+        case!("standby leader, PostgreSQL starting", "Wait", "(I am the standby leader)", |o, m, c, p| {
+            as_standby_leader(o, c);
+            o.pg = PgStatus { state: PgState::Starting, ..Default::default() };
+        }),
+        case!(
+            "standby leader, PostgreSQL down: start it following the remote",
+            "StartStandbyLeader",
+            "starting PostgreSQL as the standby leader",
+            |o, m, c, p| {
+                as_standby_leader(o, c);
+                down(o, PgState::Crashed, 2, false);
+            }
+        ),
+        case!(
+            "standby leader, PostgreSQL down, started a moment ago",
+            "Wait",
+            "waiting a moment before starting it again",
+            |o, m, c, p| {
+                as_standby_leader(o, c);
+                down(o, PgState::Crashed, 2, false);
+                m.last_start = Some(o.now);
+            }
+        ),
+        case!(
+            "standby leader, down after running as a primary: rewind from the remote",
+            "StartStandbyLeader",
+            "rewinding from 10.9.0.1:5432",
+            |o, m, c, p| {
+                as_standby_leader(o, c);
+                down(o, PgState::Stopped, 2, true);
+            }
+        ),
+        case!("standby leader hung: replaced like a primary", "ReplaceHung", "fenced and released the leader key", |o, m, c, p| {
+            as_standby_leader(o, c);
+            o.liveness = Verdict::Hung { failing_for: Duration::from_secs(8) };
+        }),
+        case!("the section removed: the standby leader promotes", "Promote", "I hold the leader key", |o, m, c, p| {
+            as_standby_leader(o, c);
+            c.standby_cluster = None;
+        }),
+        case!("standby cluster, another member is the standby leader: follow it", "Configure", "a replica, following n2", |o, m, c, p| {
+            standby(c);
+            v(o).members.get_mut("n2").expect("n2").role = Role::StandbyLeader;
+        }),
+        case!("standby cluster, empty data dir: clone the standby leader", "Clone", "cloning n2", |o, m, c, p| {
+            standby(c);
+            v(o).members.get_mut("n2").expect("n2").role = Role::StandbyLeader;
+            o.data_dir = DataDir::Empty;
+        }),
+        case!("standby cluster, the key free: race without promoting", "RaceStandby", "never promoting", |o, m, c, p| {
+            standby(c);
+            no_leader(o);
+        }),
+        case!("standby cluster, the key free, lagging behind /status: stand aside", "StandAside", "may not take over", |o, m, c, p| {
+            standby(c);
+            no_leader(o);
+            v(o).status = Some(ClusterStatus { optime: 50_000_000, ..Default::default() });
+        }),
+        case!("standby cluster, the key free, a primary running here: demote it", "Demote", "no primary runs here", |o, m, c, p| {
+            as_primary(o);
+            v(o).leader = None;
+            standby(c);
+        }),
     ]
+}
+
+/// The cluster is a standby cluster of 10.9.0.1:5432.
+fn standby(c: &mut DynamicConfig) {
+    c.standby_cluster =
+        Some(crate::standby::StandbyCluster { host: Some("10.9.0.1".into()), port: Some(serde_json::json!(5432)), ..Default::default() });
+}
+
+/// n1 holds a standby cluster's key on its own lease; its PostgreSQL a streaming
+/// replica (of the remote).
+fn as_standby_leader(o: &mut Observation, c: &mut DynamicConfig) {
+    as_primary(o);
+    standby(c);
+    o.pg = replica();
+    o.standby_configured = true;
+    o.published_holder = false;
 }
 
 #[test]

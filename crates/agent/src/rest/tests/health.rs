@@ -160,3 +160,20 @@ async fn liveness_and_readiness() {
     not_streaming.postgres.replication_state = None;
     assert_eq!(readiness(not_streaming, "/readiness").await, 503);
 }
+
+#[tokio::test]
+async fn a_standby_leader_is_a_leader_and_neither_primary_nor_replica() {
+    // A standby cluster's key holder: PostgreSQL answers `replica`, published as the
+    // standby leader (`ha::publish`); it holds no primary's key.
+    let mut s = lagging_replica();
+    s.postgres.role = Role::StandbyLeader;
+    s.cluster = cluster(Some("node2"));
+    expect_all(&s, [503, 503, 503, 503, 200, 200, 503, 200, 200, 503, 503, 503, 503, 200, 503]).await;
+    assert_eq!(call(&s, Method::GET, "/readiness").await.0, StatusCode::OK, "a running standby leader is ready");
+    let (_, body) = get_json(&s, "/patroni").await;
+    assert_eq!(body["role"], "standby_leader");
+    assert!(body["xlog"]["received_location"].is_u64(), "positions as a replica's: {body}");
+    s.cluster.members.get_mut("node2").expect("node2").role = Role::StandbyLeader;
+    let (_, body) = get_json(&s, "/cluster").await;
+    assert_eq!(body["members"][1]["role"], "standby_leader", "{body}");
+}

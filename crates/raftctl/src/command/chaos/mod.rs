@@ -177,6 +177,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         netns_prefix: args.netns_prefix.clone(),
         haproxy: false,
         tls: false,
+        standby_cluster: None,
+        passwords_from: None,
     };
     let kept = logs_dir(&dir);
     std::fs::create_dir_all(&kept).with_context(|| format!("cannot create {}", kept.display()))?;
