@@ -1,5 +1,6 @@
 //! Incoming peer traffic: the tonic `RaftPeer` service feeding openraft and serving
-//! forwarded requests.
+//! forwarded requests. It runs on the Raft runtime (`raft_runtime`); a forwarded
+//! request is client work, served on the client runtime.
 
 use std::sync::Arc;
 
@@ -65,8 +66,12 @@ impl RaftPeer for PeerService {
     }
 
     async fn forward(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let request: ForwardRequest = parse(&req)?;
-        let result: Result<_, StoreError> = self.store.serve_forwarded(request).await;
-        reply(&result)
+        let store = self.store.clone();
+        let served = self.store.client_runtime.spawn(async move {
+            let request: ForwardRequest = parse(&req)?;
+            let result: Result<_, StoreError> = store.serve_forwarded(request).await;
+            reply(&result)
+        });
+        served.await.map_err(|e| Status::unavailable(format!("the node is stopping: {e}")))?
     }
 }
