@@ -12,13 +12,24 @@
 //! channels and their handling stay on the client runtime (`network`, `peer_service`).
 //!
 //! One worker thread: on the small machines raftgres targets, a second one would only
-//! compete with the client runtime for the same cores.
+//! compete with the client runtime for the same cores. Its nice value is lowered where
+//! the process may (root, CAP_SYS_NICE, or RLIMIT_NICE such as systemd's `LimitNICE=`):
+//! on a CPU-bound machine the OS then runs it ahead of client work, whose threads
+//! otherwise outnumber it. Where it may not, it runs at normal priority (logged once).
 
 use std::sync::Mutex;
 
 use tokio::runtime::{Handle, Runtime};
 
 const WORKER_THREADS: usize = 1;
+
+/// The worker thread's nice value when the process may raise it.
+const RAFT_NICE: i32 = -10;
+
+/// Most bytes of log entries encoded or decoded on the Raft runtime's thread (a
+/// heartbeat, a vote, a few writes); bigger work (thousands of client writes) goes to
+/// the blocking pool, so the thread answers heartbeats meanwhile.
+pub(crate) const IN_PLACE_MAX_BYTES: usize = 64 * 1024;
 
 /// The runtime; stopped when the store stops (or is dropped), without waiting.
 pub(crate) struct RaftRuntime {
@@ -30,6 +41,8 @@ impl RaftRuntime {
     pub(crate) fn start() -> std::io::Result<Self> {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(WORKER_THREADS).thread_name("raft").enable_all().build()?;
+        // Spawned tasks run on the worker thread only.
+        runtime.spawn(async { raise_priority() });
         Ok(Self { handle: runtime.handle().clone(), runtime: Mutex::new(Some(runtime)) })
     }
 
@@ -43,6 +56,15 @@ impl RaftRuntime {
         if let Some(runtime) = self.runtime.lock().unwrap_or_else(|p| p.into_inner()).take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+/// Lowers the calling thread's nice value to [`RAFT_NICE`] if allowed.
+fn raise_priority() {
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), RAFT_NICE) {
+        tracing::info!(
+            "the Raft thread keeps normal priority ({e} setting nice {RAFT_NICE}): under CPU overload its heartbeats may be late (allow it with CAP_SYS_NICE or LimitNICE={RAFT_NICE})"
+        );
     }
 }
 
