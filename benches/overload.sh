@@ -55,6 +55,10 @@ start_raftgres() {
     ENDPOINTS=127.0.0.1:14379,127.0.0.1:14479,127.0.0.1:14579
 }
 wait_ready() { # until every endpoint answers a linearizable read (at most 30 s)
+    for pid in "${PIDS[@]}"; do
+        sleep 0.2
+        kill -0 "$pid" 2>/dev/null || { echo "overload.sh: a node exited at start (port in use?): see its log" >&2; cat "$WORK"/*.log >&2; exit 1; }
+    done
     for _ in $(seq 60); do
         ETCDCTL_API=3 etcdctl --endpoints="$1" endpoint health >/dev/null 2>&1 && return 0
         sleep 0.5
@@ -85,8 +89,8 @@ def num(pattern):
 (t0, l0), (t1, l1) = before.split(), after.split()
 print(json.dumps({
     "system": system, "load": load,
-    "writes_per_sec": num(r"Throughput is (\d+) writes/s"),
-    "slowest_s": num(r"Slowest request took ([\d.]+)s"),
+    "writes_per_sec": num(r"(\d+) writes/s"),
+    "slowest_s": num(r"Slowest request took (?:too long: )?([\d.]+)s"),
     # check perf prints "FAIL: ERROR(...) -> N" per kind of failed request, and stops
     # with "Error: ..." when a request outside the timed phase (its cleanup) fails.
     "errors": sum(int(n) for n in re.findall(r"FAIL: ERROR\(.*\) -> (\d+)", text)) + len(re.findall(r"^Error: ", text, re.M)),
