@@ -11,7 +11,7 @@
 //! ([`backup`]), quorum-loss recovery ([`force_new_cluster`]), lease deadlines
 //! ([`lease_clock`]) and what the leader does with them (`lease_leader`), the peer transport over tonic ([`network`], [`peer_service`],
 //! [`forward`]; TLS from files via `raftgres_tls`), group commit of concurrent writes
-//! (`batcher`), membership changes and leadership transfer (`membership`) and the
+//! (`batcher`), the Raft core's own runtime (`raft_runtime`), membership changes and leadership transfer (`membership`) and the
 //! background duties of a node ([`tasks`]).
 //!
 //! Does not own: the etcd gRPC surface (crate `raftgres-etcd-api`) or anything about
@@ -39,6 +39,7 @@ pub mod network;
 mod node;
 mod peer_service;
 pub mod quota;
+mod raft_runtime;
 pub mod retention;
 mod state_codec;
 pub mod state_machine;

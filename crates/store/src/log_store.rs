@@ -106,7 +106,13 @@ impl<B: LogBackend> RaftLogReader<TypeConfig> for LogStore<B> {
             Bound::Unbounded => u64::MAX,
         };
         let rows = self.backend.range(start, end).map_err(io_err)?;
-        rows.iter().map(|(_, bytes)| decode(bytes)).collect()
+        let bytes: usize = rows.iter().map(|(_, b)| b.len()).sum();
+        let decode_all = move || rows.iter().map(|(_, bytes)| decode(bytes)).collect::<std::io::Result<Vec<_>>>();
+        if bytes <= crate::raft_runtime::IN_PLACE_MAX_BYTES {
+            return decode_all();
+        }
+        // Thousands of client writes: decoded off the Raft runtime's thread (`raft_runtime`).
+        off_thread(move || Ok(decode_all())).await.map_err(io_err)?
     }
 
     async fn read_vote(&mut self) -> std::io::Result<Option<Vote>> {

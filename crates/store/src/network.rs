@@ -1,8 +1,10 @@
 //! Outgoing peer traffic: openraft's `RaftNetwork` over tonic, plus request forwarding.
 //!
-//! One lazily connected tonic channel per peer address is cached and shared by every
-//! client openraft creates (it creates them often); with peer TLS it is `https` and
-//! presents this node's certificate. Transport failures map to
+//! One lazily connected tonic channel per peer address and [`Lane`] is cached and shared
+//! by every client openraft creates (it creates them often); with peer TLS it is `https`
+//! and presents this node's certificate. Raft's lane lives on the Raft runtime
+//! (`raft_runtime`), forwarded client requests have a connection of their own on the
+//! caller's runtime, so a burst of them cannot hold a heartbeat back. Transport failures map to
 //! openraft's `Unreachable` (which backs off exponentially, capped below the election
 //! timeout); a remote Raft error travels back typed. Pre-Vote is a real round trip (a
 //! peer that cannot be reached grants nothing), so a node cut off keeps its term. A
@@ -24,6 +26,7 @@ use raftgres_proto::peer::raft_peer_client::RaftPeerClient;
 use raftgres_proto::peer::Payload;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::runtime::Handle;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::StoreError;
@@ -39,25 +42,36 @@ pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(500);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Which traffic a peer connection carries.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Lane {
+    /// Raft's own messages: heartbeats, log entries, votes, snapshots.
+    Raft,
+    /// Client requests a follower forwards to the leader.
+    Forward,
+}
+
 /// Shared by all clients: cached channels and what each follower acknowledged.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PeerNetwork {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Mutex<HashMap<(Lane, String), Channel>>>,
     matched: Arc<Mutex<HashMap<NodeId, u64>>>,
     backoff_cap: Duration,
     /// Peer TLS (mutual): the CA peers must chain to and this node's certificate.
     tls: Option<ClientTlsConfig>,
+    /// Where the Raft lane's connections run.
+    raft_runtime: Handle,
 }
 
 impl PeerNetwork {
-    pub fn new(backoff_cap: Duration, tls: Option<ClientTlsConfig>) -> Self {
-        Self { backoff_cap, tls, ..Self::default() }
+    pub fn new(backoff_cap: Duration, tls: Option<ClientTlsConfig>, raft_runtime: Handle) -> Self {
+        Self { channels: Arc::default(), matched: Arc::default(), backoff_cap, tls, raft_runtime }
     }
 
-    /// The client for the peer at `addr` (connects lazily, on first use).
-    pub fn client(&self, addr: &str) -> Result<RaftPeerClient<Channel>, StoreError> {
+    /// The client for the peer at `addr` on `lane` (connects lazily, on first use).
+    pub fn client(&self, lane: Lane, addr: &str) -> Result<RaftPeerClient<Channel>, StoreError> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        let channel = match channels.get(addr) {
+        let channel = match channels.get(&(lane, addr.to_string())) {
             Some(c) => c.clone(),
             None => {
                 let bad = |e: tonic::transport::Error| StoreError::Internal(format!("bad peer address {addr}: {e}"));
@@ -75,8 +89,15 @@ impl PeerNetwork {
                     .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
                     .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
                     .keep_alive_while_idle(true);
-                let channel = endpoint.connect_lazy();
-                channels.insert(addr.to_string(), channel.clone());
+                // The channel's tasks (and its connection's) run where it is made.
+                let channel = match lane {
+                    Lane::Raft => {
+                        let _raft = self.raft_runtime.enter();
+                        endpoint.connect_lazy()
+                    }
+                    Lane::Forward => endpoint.connect_lazy(),
+                };
+                channels.insert((lane, addr.to_string()), channel.clone());
                 channel
             }
         };
@@ -90,7 +111,7 @@ impl PeerNetwork {
 
     /// Sends a forwarded request to the peer at `addr` and waits at most `timeout`.
     pub async fn forward(&self, addr: &str, request: &ForwardRequest, timeout: Duration) -> Result<ForwardResponse, StoreError> {
-        let mut client = self.client(addr)?;
+        let mut client = self.client(Lane::Forward, addr)?;
         let payload = encode(request).map_err(StoreError::internal)?;
         let call = client.forward(payload);
         let reply = match tokio::time::timeout(timeout, call).await {
@@ -163,7 +184,7 @@ impl PeerClient {
         Req: Serialize,
         Resp: DeserializeOwned,
     {
-        let mut client = self.net.client(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut client = self.net.client(Lane::Raft, &self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let call = async {
             match method {
@@ -335,7 +356,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_connection_may_be_retried() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-        let net = PeerNetwork::new(Duration::from_millis(100), None);
+        let net = PeerNetwork::new(Duration::from_millis(100), None, Handle::current());
         let err = net.forward(&format!("127.0.0.1:{port}"), &write(), Duration::from_secs(2)).await.expect_err("refused");
         assert!(matches!(err, StoreError::NoLeader), "{err:?}");
     }
@@ -343,7 +364,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_lost_in_flight_is_never_sent_again() {
         let addr = hanging_up_peer().await;
-        let net = PeerNetwork::new(Duration::from_millis(100), None);
+        let net = PeerNetwork::new(Duration::from_millis(100), None, Handle::current());
         let err = net.forward(&addr, &write(), Duration::from_secs(2)).await.expect_err("hung up");
         assert!(matches!(err, StoreError::LeaderChanged), "{err:?}");
         let err = net.forward(&addr, &ForwardRequest::ReadIndex, Duration::from_secs(2)).await.expect_err("hung up");

@@ -1,13 +1,14 @@
 //! Starting a store node, as a list of named steps: check the config (peer TLS
-//! included), bind the peer port, open the disk state, start Raft, serve peers, form the cluster on first start,
-//! start the background duties.
+//! included), bind the peer port, open the disk state, start Raft on its own runtime
+//! (`raft_runtime`), serve peers there, form the cluster on first start, start the
+//! background duties.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use openraft::async_runtime::watch::WatchReceiver;
 use raftgres_proto::peer::raft_peer_server::RaftPeerServer;
-use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 
 use crate::backend::{BackendError, LogBackend, SledBackend};
 use crate::config::{ClusterState, StoreConfig};
@@ -15,6 +16,7 @@ use crate::log_store::LogStore;
 use crate::metrics::StoreMetrics;
 use crate::network::{PeerNetwork, MAX_PEER_MESSAGE};
 use crate::peer_service::PeerService;
+use crate::raft_runtime::RaftRuntime;
 use crate::state_machine::Raft;
 use crate::state_machine::{Applied, StateMachine};
 use crate::tasks;
@@ -40,6 +42,8 @@ pub enum StartError {
     Raft(String),
     #[error("peer-transport-security: {0}")]
     PeerTls(String),
+    #[error("cannot start the Raft runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// A running store node: the Raft instance, its applied state and the peer network.
@@ -54,6 +58,9 @@ pub struct Store {
     stopped: std::sync::atomic::AtomicBool,
     /// When this node last accepted an AppendEntries (a heartbeat) from a leader.
     pub(crate) heard_from_leader: std::sync::Mutex<std::time::Instant>,
+    /// Where Raft runs, and where client work (forwarded requests) runs.
+    raft_runtime: RaftRuntime,
+    pub(crate) client_runtime: Handle,
 }
 
 const NODE_ID: &str = "node_id";
@@ -69,9 +76,11 @@ impl Store {
             Some(tls) => peer_server.tls_config(tls.server.tonic()).map_err(|e| StartError::PeerTls(raftgres_tls::describe(&e)))?,
             None => peer_server,
         };
-        let listener = TcpListener::bind(&config.listen_peer)
-            .await
+        // A std listener: it joins the Raft runtime's reactor when served there.
+        let listener = std::net::TcpListener::bind(&config.listen_peer)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|source| StartError::PeerPort { addr: config.listen_peer.clone(), source })?;
+        let raft_runtime = RaftRuntime::start().map_err(StartError::Runtime)?;
 
         let data_dir = &config.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
@@ -79,22 +88,42 @@ impl Store {
             StateMachine::open(&data_dir.join(crate::state_machine::SNAPSHOT_DIR)).map_err(|e| StartError::StateMachine(e.to_string()))?;
         let applied = state_machine.applied();
         let peer_client_tls = config.peer_tls.as_ref().map(|tls| tls.client.tonic());
-        let net = PeerNetwork::new(std::time::Duration::from_millis(config.timing.election_min_ms / 2), peer_client_tls);
+        let backoff_cap = std::time::Duration::from_millis(config.timing.election_min_ms / 2);
+        let net = PeerNetwork::new(backoff_cap, peer_client_tls, raft_runtime.handle().clone());
         let raft_config = Arc::new(config.timing.openraft_config().validate().map_err(|e| StartError::Raft(e.to_string()))?);
         let metrics = Arc::new(StoreMetrics::default());
         let log_dir = data_dir.join(crate::force_new_cluster::RAFT_DIR);
-        let opened =
-            OpenRaft { own_peer: &own_peer, data_dir, config: raft_config, net: net.clone(), state_machine, metrics: metrics.clone() };
+        let opened = OpenRaft {
+            own_peer: own_peer.clone(),
+            data_dir: data_dir.clone(),
+            config: raft_config,
+            net: net.clone(),
+            state_machine,
+            metrics: metrics.clone(),
+        };
         // Data dirs made before the write-ahead log keep their sled log.
         let (raft, id, fresh) = if SledBackend::exists(&log_dir) {
-            opened.start(SledBackend::open(&log_dir)?).await?
+            opened.start(SledBackend::open(&log_dir)?, raft_runtime.handle()).await?
         } else {
-            opened.start(WalBackend::open(&log_dir)?).await?
+            opened.start(WalBackend::open(&log_dir)?, raft_runtime.handle()).await?
         };
 
         let batcher = crate::batcher::Batcher::new(raft.clone(), metrics.clone());
         let heard_from_leader = std::sync::Mutex::new(std::time::Instant::now());
-        let store = Arc::new(Store { raft, applied, net, id, config, batcher, metrics, stopped: Default::default(), heard_from_leader });
+        let client_runtime = Handle::current();
+        let store = Arc::new(Store {
+            raft,
+            applied,
+            net,
+            id,
+            config,
+            batcher,
+            metrics,
+            stopped: Default::default(),
+            heard_from_leader,
+            raft_runtime,
+            client_runtime,
+        });
         store.serve_peers(peer_server, listener);
         if fresh && store.config.cluster_state == ClusterState::New {
             store.form_cluster().await?;
@@ -105,13 +134,16 @@ impl Store {
         Ok(store)
     }
 
-    fn serve_peers(self: &Arc<Self>, mut server: tonic::transport::Server, listener: TcpListener) {
+    /// Serves the peer port on the Raft runtime.
+    fn serve_peers(self: &Arc<Self>, mut server: tonic::transport::Server, listener: std::net::TcpListener) {
         let service = RaftPeerServer::new(PeerService { store: self.clone() })
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE);
-        tokio::spawn(async move {
+        self.raft_runtime.handle().spawn(async move {
             // Nagle would hold small Raft messages back ~40 ms: disable it on accepted sockets.
-            let incoming = match tonic::transport::server::TcpIncoming::from_listener(listener, true, None) {
+            let incoming = match tokio::net::TcpListener::from_std(listener).and_then(|listener| {
+                tonic::transport::server::TcpIncoming::from_listener(listener, true, None).map_err(std::io::Error::other)
+            }) {
                 Ok(incoming) => incoming,
                 Err(e) => {
                     tracing::error!("peer listener: {e}");
@@ -141,12 +173,13 @@ impl Store {
         }
     }
 
-    /// Stops Raft (used on shutdown and when this member was removed).
+    /// Stops Raft and its runtime (used on shutdown and when this member was removed).
     pub async fn shutdown(&self) {
         self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }
+        self.raft_runtime.stop();
     }
 }
 
@@ -158,23 +191,26 @@ impl Store {
 }
 
 /// What starting Raft on a log backend needs besides the backend.
-struct OpenRaft<'a> {
-    own_peer: &'a str,
-    data_dir: &'a std::path::Path,
+struct OpenRaft {
+    own_peer: String,
+    data_dir: std::path::PathBuf,
     config: Arc<openraft::Config>,
     net: PeerNetwork,
     state_machine: StateMachine,
     metrics: Arc<StoreMetrics>,
 }
 
-impl OpenRaft<'_> {
-    /// Starts Raft on `backend`: this node's id and whether the store is brand new.
-    async fn start<B: LogBackend>(self, backend: B) -> Result<(Raft, NodeId, bool), StartError> {
-        let (id, fresh) = identity(&backend, self.own_peer)?;
-        let log_store = LogStore::new(backend, self.metrics)
-            .map_err(|source| StartError::DataDir { path: self.data_dir.display().to_string(), source })?;
-        let raft =
-            Raft::new(id, self.config, self.net, log_store, self.state_machine).await.map_err(|e| StartError::Raft(e.to_string()))?;
+impl OpenRaft {
+    /// Starts Raft on `backend` inside `runtime` (where openraft spawns its tasks):
+    /// this node's id and whether the store is brand new.
+    async fn start<B: LogBackend>(self, backend: B, runtime: &Handle) -> Result<(Raft, NodeId, bool), StartError> {
+        let (id, fresh) = identity(&backend, &self.own_peer)?;
+        let started = runtime.spawn(async move {
+            let log_store = LogStore::new(backend, self.metrics)
+                .map_err(|source| StartError::DataDir { path: self.data_dir.display().to_string(), source })?;
+            Raft::new(id, self.config, self.net, log_store, self.state_machine).await.map_err(|e| StartError::Raft(e.to_string()))
+        });
+        let raft = started.await.map_err(|e| StartError::Raft(e.to_string()))??;
         Ok((raft, id, fresh))
     }
 }

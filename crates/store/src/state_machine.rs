@@ -6,6 +6,10 @@
 //! re-applies. Snapshots are one file, written to a temporary name, fsynced, then
 //! renamed, so a crash leaves either the old or the new snapshot, never half of one;
 //! that file work runs on tokio's blocking pool, never on an async worker.
+//! So does applying a batch of many writes: openraft runs this state machine on the
+//! Raft runtime (`raft_runtime`), whose one thread must stay free for heartbeats while
+//! a batch of thousands of client writes is applied (a lone write is applied in place,
+//! a hop to another thread would cost it more than it applies).
 //! Applying a write publishes its events to watchers and its lease changes to the
 //! [`LeaseClock`].
 
@@ -115,6 +119,7 @@ impl Applied {
 }
 
 /// The state machine handed to openraft.
+#[derive(Clone)]
 pub struct StateMachine {
     applied: Arc<Applied>,
     snapshot_path: PathBuf,
@@ -226,6 +231,18 @@ fn read_snapshot_file(path: &Path) -> std::io::Result<Option<SnapshotFile>> {
 
 /// Runs blocking file work (reads, fsyncs) on tokio's blocking pool, never on an async
 /// worker: a slow disk must not stall Raft's heartbeats or the API.
+/// Most writes in an entry applied on the calling thread; bigger batches go to the
+/// blocking pool.
+const APPLY_IN_PLACE_MAX: usize = 8;
+
+/// Whether `entry` is small enough to apply without leaving the Raft runtime's thread.
+fn applied_in_place(entry: &Entry) -> bool {
+    match &entry.payload {
+        EntryPayload::Normal(Request::Batch(requests)) => requests.len() <= APPLY_IN_PLACE_MAX,
+        _ => true,
+    }
+}
+
 async fn off_the_runtime<T: Send + 'static>(work: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
     tokio::task::spawn_blocking(work).await.map_err(io_err)?
 }
@@ -287,7 +304,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         while let Some((entry, responder)) = entries.try_next().await? {
             let index = entry.log_id.index;
-            let response = self.apply_one(entry);
+            let response = if applied_in_place(&entry) {
+                self.apply_one(entry)
+            } else {
+                let sm = self.clone();
+                off_the_runtime(move || Ok(sm.apply_one(entry))).await?
+            };
             // Published before the answer, so whoever sees the answer sees the index applied.
             self.applied.applied_index.send_replace(index);
             if let Some(responder) = responder {

@@ -23,6 +23,7 @@ mod lease;
 mod linearizability;
 mod observability;
 mod ops;
+mod overload;
 mod partition;
 mod patroni;
 mod patronictl;
