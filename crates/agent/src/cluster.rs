@@ -210,6 +210,9 @@ pub struct ClusterView {
     pub revision: i64,
     /// The system identifier in `/initialize`; `Some("")` while a node is bootstrapping.
     pub initialize: Option<String>,
+    /// The lease and mod revision of `/initialize` (0 when absent or on no lease).
+    pub initialize_lease: i64,
+    pub initialize_mod_revision: i64,
     pub leader: Option<LeaderKey>,
     /// Members by name. A member whose value does not parse is left out (and logged).
     pub members: BTreeMap<String, Member>,

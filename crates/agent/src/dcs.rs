@@ -148,7 +148,10 @@ impl<C: Transport> Dcs<C> {
             let value = String::from_utf8_lossy(&kv.value).to_string();
             match rest {
                 "leader" => view.leader = Some(LeaderKey { name: value, lease: kv.lease, mod_revision: kv.mod_revision }),
-                "initialize" => view.initialize = Some(value),
+                "initialize" => {
+                    view.initialize = Some(value);
+                    (view.initialize_lease, view.initialize_mod_revision) = (kv.lease, kv.mod_revision);
+                }
                 "config" => match serde_json::from_str(&value) {
                     Ok(v) => view.config = Some((v, kv.mod_revision)),
                     Err(e) => tracing::warn!("ignoring {key}: not JSON ({e})"),
@@ -223,6 +226,11 @@ impl<C: Transport> Dcs<C> {
     /// Puts `key` only if its mod revision is still `mod_revision`.
     pub async fn put_if_unchanged(&self, key: &str, value: &str, mod_revision: i64) -> DcsResult<bool> {
         self.txn(vec![mod_revision_is(key, mod_revision)], vec![op_put(key, value, 0)]).await
+    }
+
+    /// Deletes `key` only if its mod revision is still `mod_revision`.
+    pub async fn delete_if_unchanged(&self, key: &str, mod_revision: i64) -> DcsResult<bool> {
+        self.txn(vec![mod_revision_is(key, mod_revision)], vec![op_delete(key)]).await
     }
 
     /// Deletes `key` only if it holds `value`.

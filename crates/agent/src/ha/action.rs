@@ -32,6 +32,10 @@ pub enum Action {
     BootstrapStandby { standby: StandbyCluster },
     /// Write the system identifier the bootstrap could not record in `/initialize`.
     RecordSystemIdentifier { sysid: String },
+    /// `/initialize` holds "" on this run's lease but no bootstrap of this run took it
+    /// (the create went through but its answer was lost): delete it, if still the one
+    /// put at `mod_revision`, so that the race runs again.
+    ReleaseInitialize { mod_revision: i64 },
     /// The data dir is empty: fill it with the replica methods (`create_replica_methods`)
     /// from `from`, then stream; with no `from` (no primary runs) only the methods that
     /// work without one, then start read-only.
@@ -162,6 +166,9 @@ impl fmt::Display for Action {
             Action::Bootstrap { adopt: true } => f.write_str("racing to initialize the cluster with my data directory"),
             Action::BootstrapStandby { standby } => write!(f, "racing to initialize a standby cluster of {}", standby.remote()),
             Action::RecordSystemIdentifier { sysid } => write!(f, "recorded the system identifier {sysid} in /initialize"),
+            Action::ReleaseInitialize { .. } => {
+                write!(f, "released /initialize: my earlier race for it went through though its answer was lost; racing again")
+            }
             Action::Clone { from: Some(from) } => write!(f, "cloning {}", from.source),
             Action::Clone { from: None } => f.write_str("creating a replica without a running primary (the no_leader replica methods)"),
             Action::Paused { me, state } => write!(f, "paused: not managing PostgreSQL (I am {me}, {state})"),

@@ -58,8 +58,14 @@ pub fn decide(o: &Observation, m: &Memory, config: &DynamicConfig, p: &Policy) -
         Some("") => {
             return match &m.unrecorded_sysid {
                 Some(sysid) => Action::RecordSystemIdentifier { sysid: sysid.clone() },
+                // Each bootstrap of this run ends with the key released or its system
+                // identifier written (or remembered above): "" on this run's lease is a
+                // create whose answer was lost, and everyone would wait on it for ever.
+                None if o.lease.id.is_some_and(|id| id == view.initialize_lease) => {
+                    Action::ReleaseInitialize { mod_revision: view.initialize_mod_revision }
+                }
                 None => Action::Wait("waiting: another member is initializing the cluster".into()),
-            }
+            };
         }
         Some(_) => {}
     }

@@ -52,6 +52,12 @@ impl Agent {
                 }
                 Err(e) => format!("cannot record the system identifier {sysid} in /initialize: {e}; retrying"),
             },
+            Action::ReleaseInitialize { mod_revision } => {
+                match self.dcs.delete_if_unchanged(&self.dcs.keys.initialize(), mod_revision).await {
+                    Ok(_) => sentence,
+                    Err(e) => format!("cannot release /initialize: {e}; retrying"),
+                }
+            }
             Action::Clone { from } => self.create_replica(from).await,
             Action::Paused { .. } => {
                 self.lease.fencer().disarm();

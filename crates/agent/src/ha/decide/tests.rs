@@ -152,6 +152,7 @@ pub(super) fn kind(a: &Action) -> &'static str {
         Action::AskFailsafe { .. } => "AskFailsafe",
         Action::Bootstrap { .. } => "Bootstrap",
         Action::RecordSystemIdentifier { .. } => "RecordSystemIdentifier",
+        Action::ReleaseInitialize { .. } => "ReleaseInitialize",
         Action::Clone { .. } => "Clone",
         Action::Paused { .. } => "Paused",
         Action::ClaimKeyPaused { .. } => "ClaimKeyPaused",
@@ -264,6 +265,19 @@ fn table() -> Vec<Case> {
         case!("/initialize empty on my bootstrap: record it again", "RecordSystemIdentifier", "7300000000000000001", |o, m, c, p| {
             v(o).initialize = Some(String::new());
             m.unrecorded_sysid = Some("7300000000000000001".into());
+        }),
+        case!(
+            "/initialize empty on my lease, no bootstrap of mine: a lost answer, released",
+            "ReleaseInitialize",
+            "racing again",
+            |o, m, c, p| {
+                v(o).initialize = Some(String::new());
+                v(o).initialize_lease = LEASE;
+            }
+        ),
+        case!("/initialize empty on another lease: wait for its bootstrap", "Wait", "another member is initializing", |o, m, c, p| {
+            v(o).initialize = Some(String::new());
+            v(o).initialize_lease = LEASE + 1;
         }),
         // --- clone ---
         case!("empty data dir: clone the running primary", "Clone", "cloning n2", |o, m, c, p| { o.data_dir = DataDir::Empty }),
