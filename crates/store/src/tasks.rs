@@ -26,6 +26,11 @@ use crate::types::Request;
 use crate::Store;
 
 const TICK: Duration = Duration::from_millis(100);
+/// How long a member that removed itself keeps Raft running once the removal is applied,
+/// so that the answer to the member-remove call gets out.
+const REMOVAL_ANSWER_GRACE: Duration = Duration::from_millis(500);
+/// The longest a member that saw its removal appended waits for it to be applied.
+const REMOVAL_WAIT: Duration = Duration::from_secs(3);
 
 pub(crate) fn spawn_all(store: &Arc<Store>) {
     tokio::spawn(nudge_elections(store.clone()));
@@ -150,6 +155,7 @@ async fn removed_per_peers(store: &Store, m: &crate::types::RaftMetrics) -> bool
 
 async fn publish_member(store: Arc<Store>) {
     let mut was_member = false;
+    let mut removal_seen: Option<Instant> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let m = store.metrics();
@@ -159,8 +165,23 @@ async fn publish_member(store: Arc<Store>) {
         let in_membership = m.membership_config.membership().get_node(&store.id).is_some();
         if in_membership {
             was_member = true;
+            removal_seen = None;
         }
-        if (was_member && !in_membership) || (m.current_leader.is_none() && removed_per_peers(&store, &m).await) {
+        if was_member && !in_membership {
+            // The config that removes this member takes effect when appended, before it
+            // commits; a leader removing itself still answers the member-remove call
+            // once it is applied. Stop after that and a moment for the answer to get
+            // out, or after REMOVAL_WAIT (a removed follower may never hear the commit).
+            let seen = *removal_seen.get_or_insert_with(Instant::now);
+            let applied = m.last_applied.map_or(0, |l| l.index) >= m.membership_config.log_id().map_or(0, |l| l.index);
+            if (applied && seen.elapsed() >= REMOVAL_ANSWER_GRACE) || seen.elapsed() >= REMOVAL_WAIT {
+                tracing::warn!("this member was removed from the cluster: stopping Raft");
+                store.shutdown().await;
+                return;
+            }
+            continue;
+        }
+        if m.current_leader.is_none() && removed_per_peers(&store, &m).await {
             tracing::warn!("this member was removed from the cluster: stopping Raft");
             store.shutdown().await;
             return;
