@@ -124,8 +124,7 @@ async fn detect_dead_leader(store: Arc<Store>) {
             // A removed follower hears no more heartbeats, and with a real pre-vote
             // it never wins one either, so it keeps its old leader forever: ask.
             if removed_per_peers(&store, &m).await {
-                tracing::warn!("this member was removed from the cluster: stopping Raft");
-                store.shutdown().await;
+                stop_removed(&store).await;
                 return;
             }
             if let Ok(mut heard) = store.heard_from_leader.lock() {
@@ -134,6 +133,12 @@ async fn detect_dead_leader(store: Arc<Store>) {
             patience = lease + Duration::from_millis(rand::thread_rng().gen_range(0..jitter_ms));
         }
     }
+}
+
+/// Stops Raft on a member that is no longer in the cluster (it must not campaign).
+async fn stop_removed(store: &Store) {
+    tracing::warn!("this member was removed from the cluster: stopping Raft");
+    store.shutdown().await;
 }
 
 /// A removed member may never receive the config that removes it; it finds out by
@@ -175,15 +180,13 @@ async fn publish_member(store: Arc<Store>) {
             let seen = *removal_seen.get_or_insert_with(Instant::now);
             let applied = m.last_applied.map_or(0, |l| l.index) >= m.membership_config.log_id().map_or(0, |l| l.index);
             if (applied && seen.elapsed() >= REMOVAL_ANSWER_GRACE) || seen.elapsed() >= REMOVAL_WAIT {
-                tracing::warn!("this member was removed from the cluster: stopping Raft");
-                store.shutdown().await;
+                stop_removed(&store).await;
                 return;
             }
             continue;
         }
         if m.current_leader.is_none() && removed_per_peers(&store, &m).await {
-            tracing::warn!("this member was removed from the cluster: stopping Raft");
-            store.shutdown().await;
+            stop_removed(&store).await;
             return;
         }
         if m.current_leader.is_none() {

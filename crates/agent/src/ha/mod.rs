@@ -36,6 +36,7 @@ pub mod stuck;
 mod switchover;
 mod sync;
 pub mod timeline;
+mod unanswered;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -97,6 +98,8 @@ pub struct Agent {
     policy: Policy,
     /// What the running postmaster (pid) last answered: its role and the newest timeline.
     last_answer: Option<(i32, Role, Option<u32>)>,
+    /// How long the status query has kept failing (warned about when it lasts).
+    unanswered: unanswered::Unanswered,
     /// How long this replica has run without streaming (see `stuck`).
     stall: stuck::Stall,
     /// A restart an operator scheduled on this node: (when, only if pending).
@@ -175,6 +178,7 @@ impl Agent {
                 memory: Memory { last_in_sync: Some(Instant::now()), ..Memory::default() },
                 policy,
                 last_answer: None,
+                unanswered: Default::default(),
                 stall: stuck::Stall::default(),
                 scheduled_restart: None,
                 sync_names: String::new(),
@@ -306,10 +310,19 @@ impl Agent {
                         }
                     }
                     self.last_answer = Some((pid, s.role, s.timeline));
+                    if let unanswered::Log::Recovered(lasted) = self.unanswered.answered(Instant::now()) {
+                        tracing::info!("PostgreSQL answers the status query again, after {:.1}s", lasted.as_secs_f64());
+                    }
                     s
                 }
                 Err(e) => {
-                    tracing::debug!("PostgreSQL not answering: {e}");
+                    match self.unanswered.failed(Instant::now()) {
+                        unanswered::Log::Warn(lasted) => tracing::warn!(
+                            "PostgreSQL (postmaster {pid}) has not answered the status query for {:.0}s, so this member is published as starting: {e}",
+                            lasted.as_secs_f64()
+                        ),
+                        _ => tracing::debug!("PostgreSQL not answering: {e}"),
+                    }
                     self.sql.disconnect();
                     // The role this postmaster last answered with; a new one has none yet.
                     let role = self.last_answer.filter(|(p, _, _)| *p == pid).map_or(Role::Uninitialized, |(_, r, _)| r);
@@ -318,6 +331,7 @@ impl Agent {
             },
             None => {
                 self.sql.disconnect();
+                self.unanswered = Default::default();
                 let state = if self.memory.expect_running { PgState::Crashed } else { PgState::Stopped };
                 PgStatus { state, ..Default::default() }
             }
