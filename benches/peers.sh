@@ -5,8 +5,9 @@
 #   Patroni+etcd (default):  ttl 30, loop_wait 10, retry_timeout 10 (Patroni's defaults)
 #   Patroni+etcd (tightest): ttl 20, loop_wait 1, retry_timeout 3 (the minimums Patroni's
 #                            validator accepts; it raises or refuses anything lower)
-#   raftgres:                `raftctl lab up` at its defaults (ttl 2, loop_wait 1, retry 0.5);
-#                            no separate tight profile: the default is already the tight one
+#   raftgres:                `raftctl lab up` at its defaults (ttl 2, loop_wait 1, retry 0.5)
+#   raftgres fast:           `raftctl lab up --profile fast` (ttl 1, loop_wait 1, retry 0.3,
+#                            safety_margin 0.2)
 # Patroni side: a 3-member etcd 3.4 (clients 12379/12479/12579, peers +1), 3 Patroni nodes
 # (REST 18008-18010, PostgreSQL 15432-15434, scope peers, etcd3 DCS, config template
 # benches/peers/patroni.yml.in), Patroni 4 in a venv under /opt/raftgres-peers/venv.
@@ -26,7 +27,7 @@
 #                                raftgres: raftgres + its helper), PostgreSQL excluded:
 #                                RSS after IDLE_WAIT s idle, CPU% over the next IDLE_SPAN s
 # Env: ROUNDS (5) per fault probe, IDLE_WAIT (30), IDLE_SPAN (30), ONLY (a subset of
-# "patroni-default patroni-tightest raftgres"). The table also goes to
+# "patroni-default patroni-tightest raftgres raftgres-fast"). The table also goes to
 # benches/peers-last.txt. Everything started here is killed and removed on exit.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -41,7 +42,7 @@ fi
 ROUNDS=${ROUNDS:-5}
 IDLE_WAIT=${IDLE_WAIT:-30}
 IDLE_SPAN=${IDLE_SPAN:-30}
-ONLY=${ONLY:-patroni-default patroni-tightest raftgres}
+ONLY=${ONLY:-patroni-default patroni-tightest raftgres raftgres-fast}
 HOST=127.0.0.1
 RUN_USER=raftgres
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -374,13 +375,13 @@ random_password() { head -c 60 /dev/urandom | base64 | tr -dc A-Za-z0-9 | head -
 # ------------------------------------------------------------ the hooks, per $SYS ----
 sys_start_cluster() {
     case $SYS in
-        raftgres) timeout 300 "$RAFTCTL" lab up --dir "$LAB" --base-port "$RG_BASE" >"$WORK/lab-up.log" ;;
+        raftgres*) timeout 300 "$RAFTCTL" lab up --dir "$LAB" --base-port "$RG_BASE" --profile "$RG_PROFILE" >"$WORK/lab-up.log" ;;
         *) local i; for i in 1 2 3; do patroni_start "$i"; done ;;
     esac
 }
 sys_kill_node() { # I
     case $SYS in
-        raftgres) timeout 60 "$RAFTCTL" lab kill "node$1" --dir "$LAB" >/dev/null ;;
+        raftgres*) timeout 60 "$RAFTCTL" lab kill "node$1" --dir "$LAB" >/dev/null ;;
         *)
             local pm pids
             pm=$(postmaster_pid "$PDIR/node$1/pgdata" || true)
@@ -393,25 +394,25 @@ sys_kill_node() { # I
 }
 sys_start_node() { # I
     case $SYS in
-        raftgres) timeout 60 "$RAFTCTL" lab start "node$1" --dir "$LAB" >/dev/null ;;
+        raftgres*) timeout 60 "$RAFTCTL" lab start "node$1" --dir "$LAB" >/dev/null ;;
         *) patroni_start "$1" ;;
     esac
 }
 sys_kill_postmaster() { # I
     local pgdata pm
-    case $SYS in raftgres) pgdata=$LAB/node$1/pgdata ;; *) pgdata=$PDIR/node$1/pgdata ;; esac
+    case $SYS in raftgres*) pgdata=$LAB/node$1/pgdata ;; *) pgdata=$PDIR/node$1/pgdata ;; esac
     pm=$(postmaster_pid "$pgdata")
     kill -9 "$pm"
 }
 sys_can_switchover() {
     case $SYS in
-        raftgres) "$RAFTCTL" switchover --help >/dev/null 2>&1 ;;
+        raftgres*) "$RAFTCTL" switchover --help >/dev/null 2>&1 ;;
         *) true ;;
     esac
 }
 sys_switchover() { # FROM TO
     case $SYS in
-        raftgres)
+        raftgres*)
             local e=127.0.0.1:$((RG_BASE - 3053)),127.0.0.1:$((RG_BASE - 2953)),127.0.0.1:$((RG_BASE - 2853))
             timeout 120 "$RAFTCTL" --endpoints "$e" switchover --candidate "node$2" --force >>"$WORK/switchover.$SYS.log" 2>&1
             ;;
@@ -423,14 +424,14 @@ sys_switchover() { # FROM TO
 }
 sys_agent_roots() { # I: the pids whose process trees are the node's agent and store
     case $SYS in
-        raftgres) cat "$LAB/node$1/raftgres.pid" ;;
+        raftgres*) cat "$LAB/node$1/raftgres.pid" ;;
         *) cat "$PDIR/node$1.pid" "$PDIR/etcd$1.pid" ;;
     esac
 }
 sys_logs() { # the end of every log of $SYS, to stderr
     local f
     case $SYS in
-        raftgres) for f in "$WORK/lab-up.log" "$WORK/switchover.$SYS.log" "$LAB"/node?/raftgres.log; do [ -r "$f" ] && { echo "---- $f"; tail -n 25 "$f"; }; done ;;
+        raftgres*) for f in "$WORK/lab-up.log" "$WORK/switchover.$SYS.log" "$LAB"/node?/raftgres.log; do [ -r "$f" ] && { echo "---- $f"; tail -n 25 "$f"; }; done ;;
         *) for f in "$WORK/switchover.$SYS.log" "$PDIR"/node?.log "$PDIR"/etcd?.log; do [ -r "$f" ] && { echo "---- $f"; tail -n 25 "$f"; }; done ;;
     esac >&2
     return 0
@@ -451,10 +452,11 @@ run_patroni() { # PROFILE TTL LOOP_WAIT RETRY_TIMEOUT
     start_etcd "$PDIR"
     run_probes "$HOST" "${PATRONI_PORTS[@]}"
 }
-run_raftgres() {
-    SYS=raftgres
+run_raftgres() { # PROFILE
+    RG_PROFILE=$1
+    case $1 in default) SYS=raftgres ;; *) SYS=raftgres-$1 ;; esac
     export PGPASSFILE=$LAB/pgpass
-    log "$SYS: raftctl lab up --base-port $RG_BASE (ttl 2, loop_wait 1, retry_timeout 0.5)"
+    log "$SYS: raftctl lab up --base-port $RG_BASE --profile $1"
     run_probes "$HOST" "$RG_BASE" $((RG_BASE + 1)) $((RG_BASE + 2))
 }
 
@@ -494,14 +496,14 @@ ratio() { # PROBE: p50 of Patroni default / p50 of raftgres
     fi
 }
 table() {
-    local fmt='%-32s | %-27s | %-28s | %-27s | %s\n' row probe div dec label
+    local fmt='%-32s | %-27s | %-28s | %-27s | %-27s | %s\n' row probe div dec label
     echo "raftgres vs Patroni $("$VENV/bin/patroni" --version | awk '{print $2}') + etcd $(etcd --version | awk 'NR == 1 {print $3}') on $(nproc) cores, $(date -u '+%F %H:%M UTC'), ROUNDS=$ROUNDS; cells: p50 / max"
     # shellcheck disable=SC2059
-    printf "$fmt" probe "Patroni+etcd (default)" "Patroni+etcd (tightest)" raftgres "ratio (Patroni default / raftgres)"
+    printf "$fmt" probe "Patroni+etcd (default)" "Patroni+etcd (tightest)" raftgres "raftgres --profile fast" "ratio (Patroni default / raftgres)"
     # shellcheck disable=SC2059
-    printf "$fmt" "" "" "" "" "" | tr ' |' '-+'
+    printf "$fmt" "" "" "" "" "" "" | tr ' |' '-+'
     # shellcheck disable=SC2059
-    printf "$fmt" "timing: ttl / loop_wait / retry" "30 / 10 / 10 s" "20 / 1 / 3 s (Patroni's min)" "2 / 1 / 0.5 s (lab default)" ""
+    printf "$fmt" "timing: ttl / loop_wait / retry" "30 / 10 / 10 s" "20 / 1 / 3 s (Patroni's min)" "2 / 1 / 0.5 s (lab default)" "1 / 1 / 0.3 s" ""
     for row in "bootstrap 1000 2 bootstrap -> all streaming (s)" \
                "node_kill 1000 2 node kill -> writable (s)" \
                "pm_kill 1000 2 postmaster kill -> writable (s)" \
@@ -511,13 +513,14 @@ table() {
         read -r probe div dec label <<<"$row"
         # shellcheck disable=SC2059
         printf "$fmt" "$label" "$(cell "$probe" patroni-default "$div" "$dec")" \
-            "$(cell "$probe" patroni-tightest "$div" "$dec")" "$(cell "$probe" raftgres "$div" "$dec")" "$(ratio "$probe")"
+            "$(cell "$probe" patroni-tightest "$div" "$dec")" "$(cell "$probe" raftgres "$div" "$dec")" \
+            "$(cell "$probe" raftgres-fast "$div" "$dec")" "$(ratio "$probe")"
     done
     echo "node kill: Patroni = kill -9 of patroni, its postmaster and backends (its etcd member runs on);"
     echo "           raftgres = raftctl lab kill (agent with its embedded store member, fencer, PostgreSQL)."
     echo "bootstrap: Patroni from starting the 3 patroni processes (etcd already healthy); raftgres from 'raftctl lab up'."
     echo "RSS/CPU: Patroni = patroni + its etcd member; raftgres = raftgres + its fencer; PostgreSQL excluded."
-    echo "raftgres has no tighter profile than its default (ttl 2 s), so it has one column."
+    echo "raftgres --profile fast: ttl 1 s, retry_timeout 0.3 s, safety_margin 0.2 s (README, Timing profiles)."
 }
 
 # ----------------------------------------------------------------------- main ----
@@ -528,19 +531,19 @@ done
 WORK=$(mktemp -d /tmp/raftgres-peers-XXXX)
 chmod 755 "$WORK"
 RES=$WORK/results
-LAB=$WORK/lab
-mkdir -p "$RES" "$LAB"
-chmod 755 "$LAB"
+mkdir -p "$RES"
 log "work dir $WORK, ROUNDS=$ROUNDS"
 
 # Each cluster runs in a background subshell, where errexit applies: a failure leaves FAIL
 # cells, prints the ends of its logs, and the next cluster still runs.
-for sys in patroni-default patroni-tightest raftgres; do
+for sys in patroni-default patroni-tightest raftgres raftgres-fast; do
     case " $ONLY " in *" $sys "*) ;; *) continue ;; esac
+    LAB=$WORK/$sys-lab
     case $sys in
         patroni-default) (run_patroni default 30 10 10) & ;;
         patroni-tightest) (run_patroni tightest 20 1 3) & ;;
-        raftgres) (run_raftgres) & ;;
+        raftgres) install -d -m 755 "$LAB"; (run_raftgres default) & ;;
+        raftgres-fast) install -d -m 755 "$LAB"; (run_raftgres fast) & ;;
     esac
     RUNNER=$!
     if ! wait "$RUNNER"; then
@@ -550,7 +553,7 @@ for sys in patroni-default patroni-tightest raftgres; do
     RUNNER=""
     [ -r "$WORK/writer.pid" ] && { kill -9 "$(cat "$WORK/writer.pid")" 2>/dev/null || true; rm -f "$WORK/writer.pid"; }
     case $sys in
-        raftgres) if [ -r "$LAB/lab.json" ]; then timeout 120 "$RAFTCTL" lab down --dir "$LAB" >/dev/null 2>&1 || true; fi ;;
+        raftgres*) if [ -r "$LAB/lab.json" ]; then timeout 120 "$RAFTCTL" lab down --dir "$LAB" >/dev/null 2>&1 || true; fi ;;
         *) patroni_down "$WORK/$sys"; rm -rf "${WORK:?}/$sys" ;;
     esac
 done

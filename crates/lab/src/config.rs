@@ -84,7 +84,7 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
          \x20 authentication:\n\
          \x20   superuser: {{username: postgres, password: {su}}}\n\
          \x20   replication: {{username: replicator, password: {repl}}}\n\
-         {standby}",
+         {bootstrap}",
         name = scalar(&node.name),
         dir = lab.dir.display(),
         raft = path(&node.raft_dir()),
@@ -101,14 +101,30 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
         bin_dir = path(&lab.pg_bin_dir),
         su = scalar(&passwords.superuser),
         repl = scalar(&passwords.replication),
-        standby = standby_section(lab),
+        bootstrap = bootstrap_section(lab),
     )
 }
 
-/// `bootstrap.dcs.standby_cluster` of a lab made with `--standby-cluster`.
-fn standby_section(lab: &Lab) -> String {
-    let Some((host, port)) = &lab.standby_cluster else { return String::new() };
-    format!("bootstrap:\n  dcs:\n    standby_cluster: {{host: {}, port: {port}}}\n", scalar(host))
+/// `bootstrap.dcs`: the profile's timing and, for a lab made with `--standby-cluster`,
+/// `standby_cluster` (nothing when neither applies).
+fn bootstrap_section(lab: &Lab) -> String {
+    let mut dcs = String::new();
+    if let Some(t) = lab.profile.timing() {
+        dcs += &format!(
+            "    ttl: {}\n    loop_wait: {}\n    retry_timeout: {}\n    safety_margin: {}\n",
+            t.ttl.as_secs(),
+            t.loop_wait.as_secs_f64(),
+            t.retry_timeout.as_secs_f64(),
+            t.safety_margin.as_secs_f64()
+        );
+    }
+    if let Some((host, port)) = &lab.standby_cluster {
+        dcs += &format!("    standby_cluster: {{host: {}, port: {port}}}\n", scalar(host));
+    }
+    if dcs.is_empty() {
+        return dcs;
+    }
+    format!("bootstrap:\n  dcs:\n{dcs}")
 }
 
 /// etcd's TLS sections for a `--tls` lab: mutual TLS on both ports.
@@ -186,6 +202,18 @@ mod tests {
         lab.standby_cluster = Some(("127.0.0.1".into(), 5432));
         let yml = render(&lab, &lab.nodes[1], &pw);
         assert!(yml.ends_with("bootstrap:\n  dcs:\n    standby_cluster: {host: 127.0.0.1, port: 5432}\n"), "{yml}");
+        lab.profile = crate::description::Profile::Fast;
+        let yml = render(&lab, &lab.nodes[1], &pw);
+        assert!(
+            yml.ends_with(
+                "bootstrap:\n  dcs:\n    ttl: 1\n    loop_wait: 1\n    retry_timeout: 0.3\n    safety_margin: 0.2\n    standby_cluster: {host: 127.0.0.1, port: 5432}\n"
+            ),
+            "{yml}"
+        );
+        let doc: serde_json::Value = serde_norway::from_str(&yml).expect("YAML");
+        let dcs = raftgres_agent::config::DynamicConfig::from_json(&doc["bootstrap"]["dcs"]).expect("bootstrap.dcs reads");
+        dcs.check_timing().expect("the fast profile passes the node's own timing checks");
+        assert_eq!(dcs.timing(), raftgres_agent::timing::Timing::fast());
     }
 
     #[test]

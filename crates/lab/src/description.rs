@@ -167,7 +167,37 @@ pub struct Lab {
     /// --standby-cluster`): `bootstrap.dcs.standby_cluster` of every node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby_cluster: Option<(String, u16)>,
+    /// The timing profile of `bootstrap.dcs` (`raftctl lab up --profile`).
+    #[serde(default, skip_serializing_if = "Profile::is_default")]
+    pub profile: Profile,
     pub nodes: Vec<LabNode>,
+}
+
+/// A lab's HA timing (`raftctl lab up --profile`): the defaults, or the fast profile
+/// (`raftgres_agent::timing::Timing::fast`, ttl 1 s) written to every node's
+/// `bootstrap.dcs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// ttl 2 s, loop_wait 1 s, retry_timeout 0.5 s, safety_margin 0.5 s.
+    #[default]
+    Default,
+    /// ttl 1 s, loop_wait 1 s, retry_timeout 0.3 s, safety_margin 0.2 s: ~1 s faster failover.
+    Fast,
+}
+
+impl Profile {
+    pub fn is_default(&self) -> bool {
+        *self == Profile::Default
+    }
+
+    /// The `bootstrap.dcs` timing keys this profile sets (none for the defaults).
+    pub fn timing(self) -> Option<raftgres_agent::timing::Timing> {
+        match self {
+            Profile::Default => None,
+            Profile::Fast => Some(raftgres_agent::timing::Timing::fast()),
+        }
+    }
 }
 
 impl Lab {
@@ -256,6 +286,7 @@ pub(crate) mod tests {
             netns_prefix: None,
             tls: None,
             standby_cluster: None,
+            profile: Profile::Default,
             nodes,
         }
     }

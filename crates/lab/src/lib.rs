@@ -38,5 +38,5 @@ pub mod up;
 mod user;
 
 pub use args::{DirArg, NodeArg, DEFAULT_DIR};
-pub use description::{netns_host, tls_files_for, Lab, LabNode, LabTls, LabUser};
+pub use description::{netns_host, tls_files_for, Lab, LabNode, LabTls, LabUser, Profile};
 pub use user::{chown_tree, ensure_user, is_root};

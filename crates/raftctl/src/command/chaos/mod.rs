@@ -47,7 +47,7 @@ use serde_json::json;
 use crate::command::config::patch_from;
 use bench::Bench;
 use kinds::Fault;
-use raftgres_lab::{control, logs, netns, process, ready, up, DirArg, Lab};
+use raftgres_lab::{control, logs, netns, process, ready, up, DirArg, Lab, Profile};
 use report::{Outcome, Round};
 use workload::{Psql, Workload};
 
@@ -87,6 +87,10 @@ pub struct ChaosArgs {
     /// the agents' timing rules apply.
     #[arg(short = 's', long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// The lab's HA timing profile (as `raftctl lab up --profile`): `fast` runs every
+    /// fault with ttl 1 s; `--set` changes it further.
+    #[arg(long, value_enum, default_value_t = Profile::Default)]
+    pub profile: Profile,
     /// Failsafe mode on for the whole run (`failsafe_mode: true`, with the longest
     /// retry_timeout that fits the safety margin unless `--set` gives one).
     #[arg(long)]
@@ -179,6 +183,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         tls: false,
         standby_cluster: None,
         passwords_from: None,
+        profile: args.profile,
     };
     let kept = logs_dir(&dir);
     std::fs::create_dir_all(&kept).with_context(|| format!("cannot create {}", kept.display()))?;
