@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use raftgres_proto::etcdserverpb::cluster_client::ClusterClient;
 use raftgres_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use raftgres_proto::etcdserverpb::kv_client::KvClient;
 use raftgres_proto::etcdserverpb::lease_client::LeaseClient;
@@ -16,8 +17,8 @@ use raftgres_proto::etcdserverpb::request_op::Request as Op;
 use raftgres_proto::etcdserverpb::watch_client::WatchClient;
 use raftgres_proto::etcdserverpb::watch_request::RequestUnion;
 use raftgres_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest, PutRequest,
-    RangeRequest, RequestOp, StatusRequest, StatusResponse, TxnRequest, WatchCreateRequest, WatchRequest,
+    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest, MemberListRequest,
+    MoveLeaderRequest, PutRequest, RangeRequest, RequestOp, StatusRequest, StatusResponse, TxnRequest, WatchCreateRequest, WatchRequest,
 };
 pub use raftgres_proto::prefix_end;
 use tokio_stream::StreamExt;
@@ -284,6 +285,26 @@ impl<C: Transport> Dcs<C> {
         let status = self.timed(MaintenanceClient::new(self.channel.clone()).status(StatusRequest {})).await?.into_inner();
         let leases = self.timed(self.lease().lease_leases(LeaseLeasesRequest {})).await?.into_inner().leases.len();
         Ok((status, leases))
+    }
+
+    /// Who leads Raft as this node's store sees it: (this member's id, the leader's id,
+    /// every voter's id), from etcd's Maintenance.Status and Cluster.MemberList.
+    pub async fn raft_roles(&self) -> DcsResult<(u64, u64, Vec<u64>)> {
+        let status = self.timed(MaintenanceClient::new(self.channel.clone()).status(StatusRequest {})).await?.into_inner();
+        let me = status.header.map_or(0, |h| h.member_id);
+        let members = self.timed(ClusterClient::new(self.channel.clone()).member_list(MemberListRequest { linearizable: false })).await?;
+        let voters = members.into_inner().members.iter().filter(|m| !m.is_learner).map(|m| m.id).collect();
+        Ok((me, status.leader, voters))
+    }
+
+    /// Hands Raft leadership to the voter `target` (etcd's MoveLeader), waiting at most
+    /// `wait` for the answer.
+    pub async fn move_raft_leader(&self, target: u64, wait: Duration) -> DcsResult<()> {
+        let mut client = MaintenanceClient::new(self.channel.clone());
+        match tokio::time::timeout(wait, client.move_leader(MoveLeaderRequest { target_id: target })).await {
+            Ok(answer) => answer.map(|_| ()).map_err(DcsError::from),
+            Err(_) => Err(DcsError::Timeout(wait)),
+        }
     }
 
     /// Sends a notification on `wake` for every change under the cluster prefix that

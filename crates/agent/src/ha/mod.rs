@@ -27,6 +27,7 @@ pub mod lease;
 pub mod observation;
 mod postmaster;
 mod primary;
+pub mod raft_placement;
 mod replica;
 pub mod shutdown;
 mod slots;
@@ -224,6 +225,7 @@ impl Agent {
         self.liveness.spawn(self.pg.clone(), wake_tx.clone());
         tokio::spawn(postmaster::watch(self.pg.clone(), self.postmaster_seen.subscribe(), wake_tx));
         self.timeline.spawn_publisher(self.dcs.clone(), self.config.name.clone());
+        tokio::spawn(raft_placement::keep_off_primary(self.dcs.clone(), self.state.subscribe()));
         tokio::pin!(shutdown);
         loop {
             let started = Instant::now();
