@@ -37,8 +37,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+LEASE_LINES='WARN fencer: |demoted|lease deadline'
 lease_lines() { # LOGS...: how many fencer / demotion lines the nodes logged
-    cat "$@" 2>/dev/null | grep -c -E 'WARN fencer: |demoted|lease deadline' || true
+    cat "$@" 2>/dev/null | grep -c -E "$LEASE_LINES" || true
+}
+show_lease_lines() { # LOGS...: those lines themselves (at most 10), for the reader
+    grep -h -E "$LEASE_LINES" "$@" 2>/dev/null | head -n 10 | sed 's/^/    /' || true
 }
 
 loss() { # PROFILE
@@ -53,6 +57,7 @@ loss() { # PROFILE
     fi
     failovers=$(awk '{print $3}' <<<"$row")
     echo "$1 loss 5% for ${SPAN}s: failovers $failovers, fencer/demotion lines $(lease_lines "$WORK/chaos-$1-logs"/node?.log)"
+    show_lease_lines "$WORK/chaos-$1-logs"/node?.log
 }
 
 primary_facts() { # the leader's name, timeline and postmaster pid
@@ -79,6 +84,7 @@ cpu() { # PROFILE
     local failovers=0
     [ "$before" = "$after" ] && [ "$pm_before" = "$pm_after" ] || failovers=1
     echo "$1 cpu $(( $(nproc) * 2 )) busy loops on $(nproc) cores for ${SPAN}s: failovers $failovers (primary/timeline $before -> $after, postmaster $pm_before -> $pm_after), fencer/demotion lines $(lease_lines "$WORK"/lab/node?/raftgres.log)"
+    show_lease_lines "$WORK"/lab/node?/raftgres.log
     timeout 120 "$RAFTCTL" lab down --dir "$WORK/lab" --clean >/dev/null 2>&1
 }
 
