@@ -320,9 +320,16 @@ fn without_a_running_primary_only_a_no_leader_method_restores_a_replica() -> any
         let tried = dir.join("needs-a-leader-ran");
         let needs_leader = script(&dir, "needs-leader.sh", &format!("touch {}\nexit 1\n", tried.display()))?;
 
-        // No primary runs: the cluster paused (the agents leave PostgreSQL alone), the
-        // primary's PostgreSQL stopped; its member key says so.
-        lab.ctl(&["pause", "--wait"])?;
+        // The replica's node stopped first (unpaused, its PostgreSQL stops with it; paused,
+        // it would be left running). Then no primary runs: the cluster paused (the agents
+        // leave PostgreSQL alone), the primary's PostgreSQL stopped; its member key says so.
+        lab.stop(replica)?;
+        lab.ctl(&["pause"])?;
+        wait_for(HEAL, "the primary's agent paused", || {
+            let (_, body) = lab.rest(primary, "GET", "/patroni", "")?;
+            anyhow::ensure!(serde_json::from_str::<Value>(&body)?["pause"] == true, "not paused yet");
+            Ok(())
+        })?;
         let primary_data = text_of(&read_node_file(&lab, primary)?, "/postgresql/data_dir")?;
         run(as_lab_user(pg_bin("pg_ctl"))?.args(["stop", "-m", "fast", "-w", "-D", &primary_data]))?;
         wait_for(HEAL, "the primary's member key saying it does not run", || {
@@ -332,12 +339,15 @@ fn without_a_running_primary_only_a_no_leader_method_restores_a_replica() -> any
             Ok(())
         })?;
 
-        recreate(&lab, replica, |doc| {
+        edit_node_file(&lab, replica, |doc| {
             doc["postgresql"]["create_replica_methods"] = json!(["needs_leader", "basebackup", "repo"]);
             doc["postgresql"]["needs_leader"] = json!({"command": needs_leader.to_string_lossy(), "no_params": true});
             doc["postgresql"]["repo"] =
                 json!({"command": restore.to_string_lossy(), "repository": repo.to_string_lossy(), "no_leader": true});
         })?;
+        let replica_data = text_of(&read_node_file(&lab, replica)?, "/postgresql/data_dir")?;
+        std::fs::remove_dir_all(&replica_data).with_context(|| format!("removing {replica_data}"))?;
+        lab.start(replica)?;
         wait_for(HEAL, "the replica restored from the repository, running read-only", || {
             anyhow::ensure!(lab.psql(replica, "select pg_is_in_recovery()")? == "t", "not running in recovery");
             anyhow::ensure!(lab.psql(replica, "select v from t")? == "in the backup", "not the backup's rows");
