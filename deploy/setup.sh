@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and running raftgres needs on a fresh Debian 12 machine; with
-# --tests also what only the tests need (a headless browser, shellcheck, and Patroni 4
-# in a venv by deploy/patroni-venv.sh for the Patroni-on-raftgres test).
+# --tests also what only the tests need (a headless browser, shellcheck, pgBackRest for
+# the replica-from-pgBackRest test, and Patroni 4 in a venv by deploy/patroni-venv.sh for
+# the Patroni-on-raftgres test).
 # Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -19,6 +20,8 @@ if [ "${1:-}" = "--tests" ]; then
     # The dashboard test drives a headless browser; the test command checks the scripts.
     command -v chromium >/dev/null || need+=(chromium)
     command -v shellcheck >/dev/null || need+=(shellcheck)
+    # The replicas test restores a replica with pgBackRest (Patroni's recipe).
+    command -v pgbackrest >/dev/null || need+=(pgbackrest)
 elif [ -n "${1:-}" ]; then
     echo "setup: unknown argument $1 (the only one is --tests)" >&2
     exit 2

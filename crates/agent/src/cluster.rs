@@ -108,7 +108,8 @@ pub struct Member {
     pub receive_lsn: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_lsn: Option<u64>,
-    /// `streaming` while the WAL receiver is connected.
+    /// `streaming` while the WAL receiver streams, `in archive recovery` for another
+    /// server in recovery (Patroni's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +125,11 @@ impl Member {
     /// anything: what is left changes only when the member does.
     pub fn without_positions(&self) -> Self {
         Self { xlog_location: None, receive_lsn: None, replay_lsn: None, ..self.clone() }
+    }
+
+    /// The member's WAL receiver streams.
+    pub fn streaming(&self) -> bool {
+        self.replication_state.as_deref() == Some(crate::postgres::sql::STREAMING)
     }
 
     /// (host, port) of `conn_url`.
@@ -243,6 +249,12 @@ impl ClusterView {
         }
     }
 
+    /// The members the primary `me` keeps a physical slot for: every other one but those
+    /// tagged `nostream` (they never stream; Patroni's rule).
+    pub fn slot_members(&self, me: &str) -> Vec<&str> {
+        self.members.iter().filter(|(n, m)| *n != me && !m.tags.nostream).map(|(n, _)| n.as_str()).collect()
+    }
+
     /// `pause: true` in `/config`.
     pub fn paused(&self) -> bool {
         self.config.as_ref().and_then(|(c, _)| c.get("pause")).and_then(serde_json::Value::as_bool).unwrap_or(false)
@@ -278,6 +290,15 @@ mod tests {
         assert_eq!(parse_lsn("1/0"), Some(1 << 32));
         assert_eq!(format_lsn(0x1_0000_0A00), "1/A00");
         assert_eq!(parse_lsn("nope"), None);
+    }
+
+    #[test]
+    fn the_primary_keeps_no_slot_for_itself_nor_a_nostream_member() {
+        let mut v = ClusterView::default();
+        for (name, nostream) in [("n1", false), ("n2", false), ("n3", true)] {
+            v.members.insert(name.into(), Member { tags: Tags { nostream, ..Default::default() }, ..Default::default() });
+        }
+        assert_eq!(v.slot_members("n1"), ["n2"]);
     }
 
     #[test]

@@ -204,6 +204,10 @@ pub struct PostgresConfig {
     /// Patroni's callbacks: commands run on PostgreSQL's starts, stops and role changes.
     #[serde(default)]
     pub callbacks: crate::callbacks::Commands,
+    /// Patroni's `recovery_conf`: `restore_command` and the other recovery settings that
+    /// are not the agent's own, written with the parameters (`config_keys` checks the names).
+    #[serde(default)]
+    pub recovery_conf: BTreeMap<String, serde_json::Value>,
 }
 
 impl PostgresConfig {
@@ -219,6 +223,14 @@ impl PostgresConfig {
     }
     pub fn listen_host(&self) -> &str {
         self.listen.rsplit_once(':').map_or("localhost", |(h, _)| h)
+    }
+    /// The node's `restore_command`: `recovery_conf`'s, else its parameters' (a non-empty string).
+    pub fn restore_command(&self) -> Option<String> {
+        let parameter = self.parameters.get("restore_command").and_then(|v| serde_json::to_value(v).ok());
+        [self.recovery_conf.get("restore_command").cloned(), parameter]
+            .into_iter()
+            .flatten()
+            .find_map(|v| v.as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string))
     }
     pub fn pgpass_path(&self) -> PathBuf {
         self.pgpass.clone().unwrap_or_else(|| {
@@ -266,6 +278,10 @@ pub struct Tags {
     pub nosync: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicatefrom: Option<String>,
+    /// Never stream: replay WAL only through `restore_command` (no `primary_conninfo`,
+    /// no slot on the primary, never a synchronous standby).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nostream: bool,
     /// Every other tag, as given (`null` ones left out).
     #[serde(flatten, deserialize_with = "custom_tags")]
     pub custom: BTreeMap<String, serde_json::Value>,
@@ -529,6 +545,11 @@ impl RawAgentConfig {
             if creds.username.is_empty() || creds.password.is_empty() {
                 return Err(Invalid(format!("postgresql.authentication.{what} needs a username and a password")));
             }
+        }
+        if self.tags.nostream && postgresql.restore_command().is_none() {
+            return Err(Invalid(
+                "tags.nostream needs a restore_command (postgresql.recovery_conf.restore_command or postgresql.parameters.restore_command): a replica that does not stream replays WAL only from the archive".into(),
+            ));
         }
         let create_replica =
             CreateReplica::read(&postgresql.create_replica_methods, postgresql.basebackup.as_ref(), postgresql.method_sections.clone())?;

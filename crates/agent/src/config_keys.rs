@@ -129,6 +129,21 @@ const PG_AUTHENTICATION: &[Key] = &[
 const CALLBACKS: &[Key] =
     &[applied("on_start"), applied("on_stop"), applied("on_restart"), applied("on_reload"), applied("on_role_change")];
 
+/// A node's `postgresql.recovery_conf` (Patroni's): the settings of its replicas that
+/// are not the agent's own, written with its parameters.
+const RECOVERY_CONF: &[Key] = &[
+    applied("restore_command"),
+    applied("archive_cleanup_command"),
+    applied("recovery_end_command"),
+    applied("recovery_min_apply_delay"),
+    key("primary_conninfo", Verdict::Refused(AGENT_SETS_IT)),
+    key("primary_slot_name", Verdict::Refused(AGENT_SETS_IT)),
+    key("recovery_target_timeline", Verdict::Refused(AGENT_SETS_IT)),
+    key("standby_mode", Verdict::Refused("the agent writes standby.signal on a replica")),
+];
+
+const AGENT_SETS_IT: &str = "the agent sets it (replication and failover depend on it)";
+
 const POSTGRESQL: &[Key] = &[
     applied("listen"),
     applied("connect_address"),
@@ -142,7 +157,7 @@ const POSTGRESQL: &[Key] = &[
     applied("remove_data_directory_on_rewind_failure"),
     applied("use_slots"),
     key("callbacks", Verdict::Section(CALLBACKS)),
-    key("recovery_conf", Verdict::Refused("recovery settings are the agent's own (it writes primary_conninfo and the slot)")),
+    key("recovery_conf", Verdict::Section(RECOVERY_CONF)),
     key("create_replica_methods", Verdict::Names),
     applied("basebackup"),
     key("pg_ident", Verdict::Refused("pg_ident.conf is not managed; remove it")),
@@ -191,7 +206,7 @@ const TAGS: &[Key] = &[
     applied("clonefrom"),
     applied("nosync"),
     applied("replicatefrom"),
-    key("nostream", Verdict::Refused("not supported: replicas always stream")),
+    applied("nostream"),
 ];
 
 const WATCHDOG: &[Key] = &[applied("mode"), applied("device"), applied("timeout"), key("safety_margin", Verdict::Warned("not used"))];

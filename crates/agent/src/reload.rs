@@ -5,8 +5,9 @@
 //! kept for those). A file that no longer reads is refused by its reader ([`Source`])
 //! with one error, and the running configuration stays.
 //!
-//! Live: `postgresql.parameters` (written and reloaded into PostgreSQL; the ones that
-//! need a PostgreSQL restart then show as pending restart), `postgresql.pg_hba`,
+//! Live: `postgresql.parameters` and `postgresql.recovery_conf` (written and reloaded
+//! into PostgreSQL; the ones that need a PostgreSQL restart then show as pending
+//! restart), `postgresql.pg_hba`,
 //! `postgresql.callbacks` (the next callback runs the new command), `tags`,
 //! `restapi.authentication`. Everything else names the process's identity, addresses,
 //! files or credentials, and `unix_socket_directories` is where the agent connects:
@@ -46,6 +47,10 @@ pub fn merge(running: &AgentConfig, new: AgentConfig) -> Merged {
     if parameters != r.postgresql.parameters {
         config.postgresql.parameters = parameters;
         applied.push("postgresql.parameters");
+    }
+    if n.postgresql.recovery_conf != r.postgresql.recovery_conf {
+        config.postgresql.recovery_conf = n.postgresql.recovery_conf.clone();
+        applied.push("postgresql.recovery_conf");
     }
     if n.postgresql.pg_hba != r.postgresql.pg_hba {
         config.postgresql.pg_hba = n.postgresql.pg_hba.clone();
@@ -119,7 +124,7 @@ mod tests {
     fn the_reload_table() {
         type Edit = fn(&mut AgentConfig);
         // (case, the edit to the file, live settings applied, words of the restart lines)
-        let rows: [(&str, Edit, &[&str], &[&str]); 10] = [
+        let rows: [(&str, Edit, &[&str], &[&str]); 11] = [
             ("nothing changed", |_| {}, &[], &[]),
             (
                 "a parameter",
@@ -131,6 +136,14 @@ mod tests {
             ),
             ("pg_hba", |c| c.postgresql.pg_hba = vec!["local all all trust".into()], &["postgresql.pg_hba"], &[]),
             ("tags", |c| c.tags.nofailover = true, &["tags"], &[]),
+            (
+                "recovery_conf",
+                |c| {
+                    c.postgresql.recovery_conf.insert("restore_command".into(), "cp /a/%f %p".into());
+                },
+                &["postgresql.recovery_conf"],
+                &[],
+            ),
             ("callbacks", |c| c.postgresql.callbacks.on_role_change = Some("vip.sh".into()), &["postgresql.callbacks"], &[]),
             (
                 "REST credentials",

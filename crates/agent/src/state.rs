@@ -97,7 +97,8 @@ pub struct PgStatus {
     pub replay_lsn: Option<u64>,
     /// Replica: `pg_last_xact_replay_timestamp()`.
     pub replayed_timestamp: Option<String>,
-    /// Replica: `streaming` while the WAL receiver is connected, else None.
+    /// In recovery: `streaming` while the WAL receiver streams, else `in archive
+    /// recovery` (`sql::replication_state`); None on a primary.
     pub replication_state: Option<String>,
     /// Primary: `pg_stat_replication` rows.
     pub replication: Vec<ReplicationRow>,
@@ -108,6 +109,10 @@ pub struct PgStatus {
 impl PgStatus {
     pub fn is_running(&self) -> bool {
         self.state == PgState::Running
+    }
+    /// The WAL receiver streams.
+    pub fn streaming(&self) -> bool {
+        self.replication_state.as_deref() == Some(crate::postgres::sql::STREAMING)
     }
     /// The WAL position that counts for failover: the primary's write position, or the
     /// higher of a replica's received and replayed positions.

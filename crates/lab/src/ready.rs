@@ -40,9 +40,9 @@ pub fn assess(snapshot: &Snapshot, nodes: &[String]) -> Result<(), String> {
             if name == leader {
                 m.role.leads() && m.state == "running"
             } else {
-                m.role == Role::Replica
-                    && m.replication_state.as_deref() == Some("streaming")
-                    && (timeline.is_none() || m.timeline == timeline)
+                // A replica tagged nostream never streams: running in recovery is its ready.
+                let replaying = m.replication_state.as_deref() == Some("streaming") || (m.tags.nostream && m.state == "running");
+                m.role == Role::Replica && replaying && (timeline.is_none() || m.timeline == timeline)
             }
         });
         if !ok {
@@ -156,5 +156,17 @@ mod tests {
         assert_eq!(assess(&s, &names), Ok(()));
         s.members.insert("node2".into(), member(Role::Primary, "starting", None));
         assert!(assess(&s, &names).is_err());
+    }
+
+    #[test]
+    fn a_nostream_replica_is_ready_replaying_the_archive() {
+        let names: Vec<String> = ["node1", "node2"].iter().map(|s| s.to_string()).collect();
+        let mut s = Snapshot { leader: Some("node1".into()), ..Default::default() };
+        s.members.insert("node1".into(), member(Role::Primary, "running", None));
+        s.members.insert("node2".into(), member(Role::Replica, "running", Some("in archive recovery")));
+        assert!(assess(&s, &names).expect_err("not streaming, not tagged").contains("waiting for node2"));
+        let nostream = raftgres_agent::config::Tags { nostream: true, ..Default::default() };
+        s.members.get_mut("node2").expect("node2").tags = nostream;
+        assert_eq!(assess(&s, &names), Ok(()));
     }
 }

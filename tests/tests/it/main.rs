@@ -21,6 +21,7 @@ mod haproxy;
 mod hung;
 mod lease;
 mod linearizability;
+mod nostream;
 mod observability;
 mod ops;
 mod overload;

@@ -14,31 +14,31 @@ use serde_json::{json, Value};
 
 use crate::writes::with_logs;
 
-const HEAL: Duration = Duration::from_secs(90);
+pub(crate) const HEAL: Duration = Duration::from_secs(90);
 
-fn node_file(lab: &Lab, i: usize) -> PathBuf {
+pub(crate) fn node_file(lab: &Lab, i: usize) -> PathBuf {
     lab.dir.path().join(lab.name(i)).join("raftgres.yml")
 }
 
-fn read_node_file(lab: &Lab, i: usize) -> anyhow::Result<Value> {
+pub(crate) fn read_node_file(lab: &Lab, i: usize) -> anyhow::Result<Value> {
     Ok(serde_norway::from_str(&std::fs::read_to_string(node_file(lab, i))?)?)
 }
 
 /// Rewrites node `i`'s file with `edit` applied.
-fn edit_node_file(lab: &Lab, i: usize, edit: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
+pub(crate) fn edit_node_file(lab: &Lab, i: usize, edit: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
     let mut doc = read_node_file(lab, i)?;
     edit(&mut doc);
     std::fs::write(node_file(lab, i), serde_norway::to_string(&doc)?)?;
     Ok(())
 }
 
-fn text_of(doc: &Value, pointer: &str) -> anyhow::Result<String> {
+pub(crate) fn text_of(doc: &Value, pointer: &str) -> anyhow::Result<String> {
     doc.pointer(pointer).and_then(Value::as_str).map(str::to_string).with_context(|| format!("no {pointer} in the node file"))
 }
 
 /// A command run as the user the lab's nodes run as (`raftgres` when the tests run as
 /// root: PostgreSQL refuses root, and the nodes must read what it writes).
-fn as_lab_user(program: impl AsRef<std::ffi::OsStr>) -> anyhow::Result<Command> {
+pub(crate) fn as_lab_user(program: impl AsRef<std::ffi::OsStr>) -> anyhow::Result<Command> {
     if raftgres_lab::is_root() {
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", &raftgres_lab::ensure_user()?.name, "--"]).arg(program);
@@ -48,7 +48,7 @@ fn as_lab_user(program: impl AsRef<std::ffi::OsStr>) -> anyhow::Result<Command> 
     }
 }
 
-fn run(cmd: &mut Command) -> anyhow::Result<String> {
+pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -56,19 +56,19 @@ fn run(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn pg_bin(name: &str) -> PathBuf {
+pub(crate) fn pg_bin(name: &str) -> PathBuf {
     Path::new(raftgres_agent::config::DEFAULT_BIN_DIR).join(name)
 }
 
 /// A directory in the lab the nodes' user owns.
-fn lab_owned_dir(lab: &Lab, name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn lab_owned_dir(lab: &Lab, name: &str) -> anyhow::Result<PathBuf> {
     let dir = lab.dir.path().join(name);
     run(as_lab_user("mkdir")?.arg("-p").arg(&dir))?;
     Ok(dir)
 }
 
 /// An executable shell script owned by the nodes' user.
-fn script(dir: &Path, name: &str, body: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn script(dir: &Path, name: &str, body: &str) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
     std::fs::write(&path, format!("#!/bin/sh\nset -eu\n{body}"))?;
@@ -78,7 +78,7 @@ fn script(dir: &Path, name: &str, body: &str) -> anyhow::Result<PathBuf> {
 
 /// A restore from the "repository": logs its arguments, untars `base.tar` of the
 /// directory given as `--repository` into `--datadir`.
-const RESTORE: &str = r#"repo= datadir=
+pub(crate) const RESTORE: &str = r#"repo= datadir=
 for arg in "$@"; do
   case "$arg" in
     --datadir=*) datadir=${arg#--datadir=} ;;
@@ -91,7 +91,7 @@ tar -xf "$repo/base.tar" -C "$datadir"
 "#;
 
 /// Stops node `i`, applies `edit` to its file, empties its data dir, starts it.
-fn recreate(lab: &Lab, i: usize, edit: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
+pub(crate) fn recreate(lab: &Lab, i: usize, edit: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
     lab.stop(i)?;
     edit_node_file(lab, i, edit)?;
     let data_dir = text_of(&read_node_file(lab, i)?, "/postgresql/data_dir")?;
@@ -119,26 +119,8 @@ fn a_replica_is_restored_from_a_backup_repository_then_streams_and_a_failing_met
         lab.psql(primary, "create table t(v text); insert into t values ('in the backup')")?;
         let doc = read_node_file(&lab, replica)?;
         let (scope, data_dir) = (text_of(&doc, "/scope")?, text_of(&doc, "/postgresql/data_dir")?);
-        let password = text_of(&doc, "/postgresql/authentication/replication/password")?;
         let repo = lab_owned_dir(&lab, "repo")?;
-        run(as_lab_user(pg_bin("pg_basebackup"))?
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &lab.pg_port(primary).to_string(),
-                "-U",
-                "replicator",
-                "-Ft",
-                "-X",
-                "fetch",
-                "-c",
-                "fast",
-                "-D",
-            ])
-            .arg(repo.join("backup"))
-            .env("PGPASSWORD", &password))?;
-        run(as_lab_user("mv")?.arg(repo.join("backup/base.tar")).arg(repo.join("base.tar")))?;
+        backup_into(&lab, primary, &repo)?;
         lab.psql(primary, "insert into t values ('after the backup')")?;
         let restore = script(&lab.dir.path().join(lab.name(replica)), "restore.sh", RESTORE)?;
 
@@ -309,6 +291,156 @@ fn a_cluster_is_bootstrapped_from_another_postgresqls_backup_and_wal_archive() -
             anyhow::ensure!(list.contains("| Leader") && list.contains(&sysid), "{list}");
             Ok(())
         })?;
+        Ok(())
+    })
+}
+
+/// Takes a `pg_basebackup -Ft -X fetch` of node `from` into `repo/base.tar` (as the nodes' user).
+fn backup_into(lab: &Lab, from: usize, repo: &Path) -> anyhow::Result<()> {
+    let password = text_of(&read_node_file(lab, from)?, "/postgresql/authentication/replication/password")?;
+    let port = lab.pg_port(from).to_string();
+    run(as_lab_user(pg_bin("pg_basebackup"))?
+        .args(["-h", "127.0.0.1", "-p", &port, "-U", "replicator", "-Ft", "-X", "fetch", "-c", "fast", "-D"])
+        .arg(repo.join("backup"))
+        .env("PGPASSWORD", &password))?;
+    run(as_lab_user("mv")?.arg(repo.join("backup/base.tar")).arg(repo.join("base.tar"))).map(|_| ())
+}
+
+#[test]
+fn without_a_running_primary_only_a_no_leader_method_restores_a_replica() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    with_logs(&lab, || {
+        let primary = lab.primary()?;
+        let replica = (primary + 1) % 3;
+        lab.psql(primary, "create table t(v text); insert into t values ('in the backup')")?;
+        let repo = lab_owned_dir(&lab, "repo")?;
+        backup_into(&lab, primary, &repo)?;
+        let dir = lab.dir.path().join(lab.name(replica));
+        let restore = script(&dir, "restore.sh", RESTORE)?;
+        let tried = dir.join("needs-a-leader-ran");
+        let needs_leader = script(&dir, "needs-leader.sh", &format!("touch {}\nexit 1\n", tried.display()))?;
+
+        // The replica's node stopped first (unpaused, its PostgreSQL stops with it; paused,
+        // it would be left running). Then no primary runs: the cluster paused (the agents
+        // leave PostgreSQL alone), the primary's PostgreSQL stopped; its member key says so.
+        lab.stop(replica)?;
+        lab.ctl(&["pause"])?;
+        wait_for(HEAL, "the primary's agent paused", || {
+            let (_, body) = lab.rest(primary, "GET", "/patroni", "")?;
+            anyhow::ensure!(serde_json::from_str::<Value>(&body)?["pause"] == true, "not paused yet");
+            Ok(())
+        })?;
+        let primary_data = text_of(&read_node_file(&lab, primary)?, "/postgresql/data_dir")?;
+        run(as_lab_user(pg_bin("pg_ctl"))?.args(["stop", "-m", "fast", "-w", "-D", &primary_data]))?;
+        wait_for(HEAL, "the primary's member key saying it does not run", || {
+            let list = lab.ctl(&["list"])?;
+            let row = list.lines().find(|l| l.contains(&format!("| {} ", lab.name(primary)))).unwrap_or_default().to_string();
+            anyhow::ensure!(!row.is_empty() && !row.contains("running"), "{row}");
+            Ok(())
+        })?;
+
+        edit_node_file(&lab, replica, |doc| {
+            doc["postgresql"]["create_replica_methods"] = json!(["needs_leader", "basebackup", "repo"]);
+            doc["postgresql"]["needs_leader"] = json!({"command": needs_leader.to_string_lossy(), "no_params": true});
+            doc["postgresql"]["repo"] =
+                json!({"command": restore.to_string_lossy(), "repository": repo.to_string_lossy(), "no_leader": true});
+        })?;
+        let replica_data = text_of(&read_node_file(&lab, replica)?, "/postgresql/data_dir")?;
+        std::fs::remove_dir_all(&replica_data).with_context(|| format!("removing {replica_data}"))?;
+        lab.start(replica)?;
+        wait_for(HEAL, "the replica restored from the repository, running read-only", || {
+            anyhow::ensure!(lab.psql(replica, "select pg_is_in_recovery()")? == "t", "not running in recovery");
+            anyhow::ensure!(lab.psql(replica, "select v from t")? == "in the backup", "not the backup's rows");
+            Ok(())
+        })
+        .map_err(|e| e.context(std::fs::read_to_string(dir.join("postgresql.log")).unwrap_or_default()))?;
+        let log = lab.log(replica);
+        assert!(log.contains("creating a replica without a running primary"), "the no-primary path");
+        assert!(log.contains("created a replica with repo in"), "made by the no_leader method");
+        assert!(!tried.exists(), "a method without no_leader ran without a primary");
+        assert!(!log.contains("running replica method needs_leader") && !log.contains("pg_basebackup"), "only no_leader methods are tried");
+        let calls = std::fs::read_to_string(repo.join("calls.log"))?;
+        assert!(calls.contains("--role=replica") && calls.contains("--connstring= --repository="), "no primary to name: {calls}");
+        Ok(())
+    })
+}
+
+/// Turns on WAL archiving with `command` (`/config`), restarts the primary `primary` for
+/// `archive_mode` and waits until it archives.
+pub(crate) fn archive_with(lab: &Lab, primary: usize, command: &str) -> anyhow::Result<()> {
+    lab.ctl(&["edit-config", "-p", "archive_mode=on", "-p", &format!("archive_command={command}"), "--force"])?;
+    wait_for(HEAL, "archive_mode written and pending a restart on the primary", || {
+        let pending = lab.psql(primary, "select pending_restart from pg_settings where name = 'archive_mode'")?;
+        anyhow::ensure!(pending == "t", "not pending yet");
+        Ok(())
+    })?;
+    lab.ctl(&["restart", &lab.name(primary), "--pending", "--force"])?;
+    wait_for(HEAL, "the primary archiving", || {
+        anyhow::ensure!(lab.psql(primary, "show archive_mode")? == "on", "archive_mode not on yet");
+        Ok(())
+    })
+}
+
+#[test]
+fn a_replica_is_restored_with_pgbackrest_then_streams() -> anyhow::Result<()> {
+    let pgbackrest = Path::new("/usr/bin/pgbackrest");
+    anyhow::ensure!(pgbackrest.exists(), "{} is missing: run deploy/setup.sh --tests (Debian's pgbackrest)", pgbackrest.display());
+    let lab = Lab::up(3)?;
+    with_logs(&lab, || {
+        let primary = lab.primary()?;
+        let replica = (primary + 1) % 3;
+        // pgBackRest's repository, log, lock and spool directories, owned by the nodes' user; one
+        // configuration for every node (each passes its own data directory).
+        let dir = lab_owned_dir(&lab, "pgbackrest")?;
+        for sub in ["repo", "log", "lock", "spool"] {
+            lab_owned_dir(&lab, &format!("pgbackrest/{sub}"))?;
+        }
+        let config = dir.join("pgbackrest.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "[global]\nrepo1-path={0}/repo\nlog-path={0}/log\nlock-path={0}/lock\nspool-path={0}/spool\nstart-fast=y\nlog-level-console=warn\n\n[main]\npg1-user=postgres\n",
+                dir.display()
+            ),
+        )?;
+        let with_config = format!("{} --config={} --stanza=main", pgbackrest.display(), config.display());
+        // PostgreSQL runs archive_command in its data directory.
+        archive_with(&lab, primary, &format!("{with_config} --pg1-path=\"$PWD\" archive-push %p"))?;
+
+        let primary_doc = read_node_file(&lab, primary)?;
+        let primary_data = text_of(&primary_doc, "/postgresql/data_dir")?;
+        let socket = Path::new(&primary_data).with_file_name("run");
+        let at_primary = [
+            format!("--pg1-path={primary_data}"),
+            format!("--pg1-port={}", lab.pg_port(primary)),
+            format!("--pg1-socket-path={}", socket.display()),
+        ];
+        lab.psql(primary, "create table t(v text); insert into t values ('in the backup')")?;
+        for command in ["stanza-create", "backup"] {
+            run(as_lab_user(pgbackrest)?
+                .arg(format!("--config={}", config.display()))
+                .arg("--stanza=main")
+                .args(&at_primary)
+                .arg(command))?;
+        }
+        lab.psql(primary, "insert into t values ('after the backup')")?;
+
+        // Patroni's recipe, with the lab's configuration and this node's data directory.
+        let replica_data = text_of(&read_node_file(&lab, replica)?, "/postgresql/data_dir")?;
+        recreate(&lab, replica, |doc| {
+            doc["postgresql"]["create_replica_methods"] = json!(["pgbackrest", "basebackup"]);
+            doc["postgresql"]["pgbackrest"] = json!({
+                "command": format!("{with_config} --pg1-path={replica_data} --delta restore"),
+                "keep_data": true,
+                "no_params": true,
+            });
+        })?;
+        wait_streaming_with(&lab, replica, 2)?;
+        let log = lab.log(replica);
+        anyhow::ensure!(!log.contains("replica method pgbackrest failed"), "pgBackRest failed");
+        anyhow::ensure!(log.contains(&format!("cloned {} with pgbackrest in", lab.name(primary))), "not made by pgBackRest");
+        let info = run(as_lab_user(pgbackrest)?.arg(format!("--config={}", config.display())).args(["--stanza=main", "info"]))?;
+        anyhow::ensure!(info.contains("status: ok") && info.contains("full backup"), "{info}");
         Ok(())
     })
 }

@@ -179,7 +179,6 @@ fn production_file_says_what_it_refuses_and_warns_about() {
             "bootstrap.dcs.postgresql.use_slots",
             "bootstrap.dcs.postgresql.pg_hba",
             "postgresql.authentication.replication.sslmode",
-            "postgresql.recovery_conf",
         ])
     );
     for path in [
@@ -194,6 +193,7 @@ fn production_file_says_what_it_refuses_and_warns_about() {
         "watchdog.mode",
         "tags.nofailover",
         "postgresql.callbacks.on_role_change",
+        "postgresql.recovery_conf.restore_command",
     ] {
         assert!(applied_keys.contains(path), "{path} not applied: {applied_keys:?}");
     }
@@ -287,4 +287,50 @@ fn custom_tags_are_applied_and_a_misspelled_standard_tag_is_refused() {
     assert_eq!(e, "postgresql.callbacks.on_role_chnage is not a known setting: did you mean on_role_change?");
     let e = check_node_file(&mut doc("postgresql: {authentication: {superuser: {usename: x}}}\n"), &[]).expect_err("closed").0;
     assert!(e.starts_with("postgresql.authentication.superuser.usename is not a known setting"), "sections stay closed: {e}");
+}
+
+#[test]
+fn recovery_conf_takes_the_recovery_settings_that_are_not_the_agents_own() {
+    let (applied_keys, warned, refused) = sorted(
+        "postgresql: {recovery_conf: {restore_command: 'cp /a/%f %p', archive_cleanup_command: x, recovery_min_apply_delay: 5s, primary_conninfo: host=x}}\n",
+    );
+    assert_eq!(
+        applied_keys,
+        set(&[
+            "postgresql.recovery_conf.restore_command",
+            "postgresql.recovery_conf.archive_cleanup_command",
+            "postgresql.recovery_conf.recovery_min_apply_delay",
+        ])
+    );
+    assert!(warned.is_empty(), "{warned:?}");
+    assert_eq!(refused, set(&["postgresql.recovery_conf.primary_conninfo"]));
+    let e = check_node_file(&mut doc("postgresql: {recovery_conf: {restore_comand: x}}\n"), &[]).expect_err("typo").0;
+    assert_eq!(e, "postgresql.recovery_conf.restore_comand is not a known setting: did you mean restore_command?");
+}
+
+#[test]
+fn the_nostream_tag_needs_a_restore_command() {
+    let read = |extra: &str| -> Result<(), String> {
+        let mut d = doc(&format!("{PATRONI_EXAMPLE}{extra}"));
+        check_node_file(&mut d, &["name"]).map_err(|e| e.0)?;
+        d.remove("name");
+        let raw: RawAgentConfig = serde_json::from_value(Value::Object(d)).expect("the applied keys read");
+        raw.validate("pg-a").map(|_| ()).map_err(|e| e.0)
+    };
+    let e = read("  nostream: true\n").expect_err("no restore_command");
+    assert!(e.starts_with("tags.nostream needs a restore_command"), "{e}");
+    read("  nostream: false\n").expect("only the tag set to true needs one");
+    // The setting is put in the parsed document (a second `postgresql:` in the YAML would not merge).
+    let mut d = doc(&format!("{PATRONI_EXAMPLE}  nostream: true\n"));
+    d["postgresql"]["recovery_conf"] = serde_json::json!({"restore_command": "cp /archive/%f %p"});
+    check_node_file(&mut d, &["name"]).expect("applied");
+    d.remove("name");
+    let raw: RawAgentConfig = serde_json::from_value(Value::Object(d.clone())).expect("read");
+    let c = raw.validate("pg-a").expect("valid").expect("agent");
+    assert!(c.tags.nostream);
+    assert_eq!(c.postgresql.restore_command().as_deref(), Some("cp /archive/%f %p"));
+    d["postgresql"]["recovery_conf"] = serde_json::json!({});
+    d["postgresql"]["parameters"]["restore_command"] = serde_json::json!("cp /b/%f %p");
+    let raw: RawAgentConfig = serde_json::from_value(Value::Object(d)).expect("read");
+    assert_eq!(raw.validate("pg-a").expect("valid").expect("agent").postgresql.restore_command().as_deref(), Some("cp /b/%f %p"));
 }

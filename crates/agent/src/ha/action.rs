@@ -84,7 +84,8 @@ pub enum Action {
     /// Remove the data directory; the next cycle clones the leader again.
     Reclone { leader: String, cause: RecloneCause },
     /// A running replica: point it at `source` (reload when the configuration changed).
-    Configure { me: String, source: String, host: String, port: u16, cascading: bool },
+    /// `nostream`: the replica is tagged so: it replays from the archive, `source` is the leader.
+    Configure { me: String, source: String, host: String, port: u16, cascading: bool, nostream: bool },
     /// Start PostgreSQL as a replica of `source`, after a rewind from the leader if one is due.
     StartReplica(StartReplica),
 
@@ -205,6 +206,9 @@ impl fmt::Display for Action {
             }
             Action::Reclone { leader, cause: RecloneCause::KeepsCrashing } => {
                 write!(f, "PostgreSQL keeps exiting even after a rewind: removed the data directory to clone {leader} again")
+            }
+            Action::Configure { me, source, nostream: true, .. } => {
+                write!(f, "no action: I am {me}, a replica tagged nostream, replaying WAL from the archive ({source} is the leader)")
             }
             Action::Configure { me, source, .. } => write!(f, "no action: I am {me}, a replica, following {source}"),
             Action::StartReplica(s) => write!(f, "starting PostgreSQL as a replica of {}", s.source),

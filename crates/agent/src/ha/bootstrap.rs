@@ -252,7 +252,13 @@ impl Agent {
             // Only the primary waits for standbys (see `sync`).
             dynamic.insert("synchronous_standby_names".into(), serde_json::Value::String(self.sync_names.clone()));
         }
-        let mut params = crate::postgres::params::parameters(&self.config.postgresql, &self.config.name, &dynamic, upstream);
+        // Tagged nostream, a replica (or standby leader) replays from the archive only
+        // (Patroni's `_get_node_to_follow`: nothing to follow): no conninfo, no slot.
+        let streamed = upstream.filter(|_| !self.config.tags.nostream);
+        let mut params = crate::postgres::params::parameters(&self.config.postgresql, &self.config.name, &dynamic, streamed);
+        if upstream.is_some() && streamed.is_none() {
+            params.insert("recovery_target_timeline".into(), conf::quote("latest"));
+        }
         params.extend(recovery.iter().map(|(k, v)| (k.clone(), v.clone())));
         if self.dynamic.slots.has_logical() {
             // Logical permanent slots: decoding needs them, and a replica's copies need

@@ -82,7 +82,11 @@ impl Agent {
                 self.pg.basebackup(&from.host, from.port, &extra).await
             }
             Attempt::Command { name, method } => {
-                if !method.keep_data {
+                if method.keep_data {
+                    // A restore into the data directory (`pgbackrest --delta restore`)
+                    // needs it to exist: a failed attempt, or a `reinit`, removed it.
+                    self.pg.ensure_data_dir()?;
+                } else {
                     self.pg.remove_data_dir()?;
                 }
                 let user = self.config.postgresql.authentication.replication.username.clone();

@@ -167,7 +167,7 @@ fn clone(view: &ClusterView, p: &Policy) -> Action {
     let (source, member) = view
         .members
         .iter()
-        .filter(|(n, m)| **n != p.me && m.tags.clonefrom && m.state == "running" && m.replication_state.is_some())
+        .filter(|(n, m)| **n != p.me && m.tags.clonefrom && m.state == "running" && m.streaming())
         .max_by_key(|(_, m)| m.xlog_location.unwrap_or(0))
         .map(|(n, m)| (n.clone(), m))
         .unwrap_or((view.leader_name().unwrap_or_default().to_string(), leader));
@@ -303,18 +303,25 @@ fn follow(o: &Observation, m: &Memory, view: &ClusterView, config: &DynamicConfi
     let Some(leader_member) = view.members.get(leader) else {
         return Action::Wait(format!("following {leader}: waiting for its member key"));
     };
-    let (source, source_member) = follow_source(view, p, leader).unwrap_or((leader, leader_member));
+    let (source, source_member) = match p.tags.nostream {
+        true => (leader, leader_member),
+        false => follow_source(view, p, leader).unwrap_or((leader, leader_member)),
+    };
     let Some((host, port)) = source_member.host_port() else { return Action::Wait(format!("{source}'s conn_url is malformed; waiting")) };
     let cascading = source != leader;
     let pg = &o.pg;
     if pg.is_running() || pg.state == PgState::Starting {
-        let in_sync = pg.replication_state.is_some() || !older(pg.timeline, leader_member.timeline);
+        let in_sync = pg.streaming() || !older(pg.timeline, leader_member.timeline);
         let out_of_sync_for = age(m.last_in_sync, o.now).unwrap_or_default();
         if !in_sync && stuck::diverged(pg.timeline, leader_member.timeline, m.rewound_onto) && out_of_sync_for > DIVERGED_AFTER {
             return Action::StopDiverged { me: me.into(), leader: leader.into() };
         }
-        return match o.stall {
-            StallRemedy::Wait => Action::Configure { me: me.into(), source: source.into(), host, port, cascading },
+        let nostream = p.tags.nostream;
+        // Not streaming is what a nostream replica is meant to do: never a stall (`stuck`
+        // does not count one either).
+        let stall = if nostream { StallRemedy::Wait } else { o.stall };
+        return match stall {
+            StallRemedy::Wait => Action::Configure { me: me.into(), source: source.into(), host, port, cascading, nostream },
             StallRemedy::Restart => Action::RestartStalled { stalled: stalled(config, me, leader, &host, port) },
             StallRemedy::Reclone if p.remove_data_on_rewind_failure => Action::Reclone {
                 leader: leader.into(),
@@ -488,7 +495,7 @@ pub fn remember(m: &mut Memory, o: &Observation, p: &Policy) {
     if !(pg.is_running() || pg.state == PgState::Starting) || may_run_as_primary(pg, o.postmaster.is_some(), o.standby_configured) {
         return;
     }
-    let streaming = pg.replication_state.is_some();
+    let streaming = pg.streaming();
     if streaming {
         m.rewound_onto = None;
     }

@@ -152,20 +152,24 @@ impl Agent {
                     (Err(e), RecloneCause::KeepsCrashing) => format!("PostgreSQL keeps exiting even after a rewind, and {e}"),
                 }
             }
-            Action::Configure { me, source, host, port, cascading } => {
+            Action::Configure { me, source, host, port, cascading, nostream } => {
                 let sentence = match self.configure_replica(&host, port, cascading).await {
                     Ok(true) => match self.pg.reload().await {
                         Ok(()) => {
                             self.callback(Event::Reloaded(Role::Replica));
-                            format!("I am {me}, a replica: now following {source} ({host}:{port})")
+                            match nostream {
+                                true => format!("I am {me}, a replica tagged nostream: replaying WAL from the archive only"),
+                                false => format!("I am {me}, a replica: now following {source} ({host}:{port})"),
+                            }
                         }
                         Err(e) => format!("cannot reload PostgreSQL: {e}"),
                     },
                     Ok(false) => sentence,
                     Err(e) => format!("cannot write the configuration: {e}"),
                 };
+                // Patroni's nostream: no copies of the permanent slots on the node either.
                 let copied = match view {
-                    Some(view) if self.config.postgresql.use_slots => self.sync_replica_slots(view).await,
+                    Some(view) if self.config.postgresql.use_slots && !nostream => self.sync_replica_slots(view).await,
                     _ => None,
                 };
                 copied.unwrap_or(sentence)

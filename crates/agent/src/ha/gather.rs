@@ -118,7 +118,8 @@ impl Agent {
             return StallRemedy::Wait;
         };
         let mut seen = stuck::Seen {
-            streaming: pg.replication_state.is_some(),
+            nostream: self.config.tags.nostream,
+            streaming: pg.streaming(),
             replay_lsn: pg.replay_lsn,
             on_leader_timeline: stuck::on_leader_timeline(pg.timeline, leader_member.timeline, self.memory.rewound_onto),
             leader_healthy: leader_member.role.leads() && leader_member.state == "running",

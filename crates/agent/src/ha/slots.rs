@@ -40,7 +40,7 @@ impl Agent {
 
     /// The primary's slots; returns the permanent slots' positions for `/status`.
     pub(super) async fn sync_primary_slots(&mut self, view: &ClusterView) -> BTreeMap<String, u64> {
-        let member_slots = view.members.keys().filter(|n| **n != self.config.name).map(|n| conf::slot_name(n)).collect();
+        let member_slots = view.slot_members(&self.config.name).into_iter().map(conf::slot_name).collect();
         let Some(plan) = self.slot_plan(view, &Role::Primary { member_slots }).await else { return BTreeMap::new() };
         let mut problems = plan.warnings;
         for step in plan.steps {

@@ -27,6 +27,10 @@
 //!   leader: `requested WAL segment ... has already been removed`) would be rewound
 //!   every few seconds for ever. It counts as on the leader's timeline
 //!   ([`on_leader_timeline`]), so it stalls, and is restarted and then cloned again.
+//!
+//! A replica tagged `nostream` never streams by design (it replays WAL from the archive
+//! through `restore_command`, which may have nothing new for a long while): it never
+//! counts as stalled ([`Seen::could_stream`]).
 
 use std::time::{Duration, Instant};
 
@@ -83,6 +87,8 @@ pub fn patience(timing: &Timing) -> Duration {
 /// A running replica as one HA cycle sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seen {
+    /// Tagged `nostream`: it is not meant to stream.
+    pub nostream: bool,
     /// A WAL receiver is streaming.
     pub streaming: bool,
     /// `pg_last_wal_replay_lsn()`.
@@ -99,7 +105,7 @@ impl Seen {
     /// Not streaming although everything else is there to stream: the only state in
     /// which [`Stall`] counts (and in which the caller needs to probe the upstream).
     pub fn could_stream(&self) -> bool {
-        !self.streaming && self.on_leader_timeline && self.leader_healthy
+        !self.nostream && !self.streaming && self.on_leader_timeline && self.leader_healthy
     }
 }
 
@@ -166,7 +172,14 @@ mod tests {
     const PATIENCE: Duration = Duration::from_secs(10);
 
     fn stalled() -> Seen {
-        Seen { streaming: false, replay_lsn: Some(0x4037B28), on_leader_timeline: true, leader_healthy: true, upstream_reachable: true }
+        Seen {
+            nostream: false,
+            streaming: false,
+            replay_lsn: Some(0x4037B28),
+            on_leader_timeline: true,
+            leader_healthy: true,
+            upstream_reachable: true,
+        }
     }
 
     /// Observes `seen` every second for `seconds` seconds from `start`; the remedies asked for.
@@ -223,6 +236,8 @@ mod tests {
             Seen { upstream_reachable: false, ..stalled() },
             Seen { on_leader_timeline: false, ..stalled() },
             Seen { streaming: true, ..stalled() },
+            // Replays from the archive only: not streaming is what it is meant to do.
+            Seen { nostream: true, ..stalled() },
         ] {
             let mut stall = Stall::default();
             assert_eq!(watch(&mut stall, seen, t0, 60), vec![], "{seen:?}");

@@ -118,6 +118,6 @@ fn best_candidate(view: &ClusterView, me: &str, sync_only: Option<&[String]>) ->
         .iter()
         .filter(|(n, m)| n.as_str() != me && m.role == Role::Replica && m.state == "running" && !m.tags.nofailover)
         .filter(|(n, _)| sync_only.is_none_or(|s| s.contains(n)))
-        .max_by_key(|(_, m)| (m.replication_state.is_some(), m.xlog_location.unwrap_or(0), m.tags.failover_priority.unwrap_or(1)))
+        .max_by_key(|(_, m)| (m.streaming(), m.xlog_location.unwrap_or(0), m.tags.failover_priority.unwrap_or(1)))
         .map(|(n, _)| n.clone())
 }

@@ -30,7 +30,8 @@ pub fn standby_names(wanted: &[String], n: u32, strict: bool) -> String {
     format!("FIRST {n} ({})", quoted.join(", "))
 }
 
-/// The standbys to wait for: streaming, known members, not tagged nosync, not lagging
+/// The standbys to wait for: streaming, known members, not tagged nosync (nor nostream:
+/// such a member only replays the archive, whatever connection it still has), not lagging
 /// more than `max_lag` bytes (`maximum_lag_on_syncnode`: a lagging synchronous standby
 /// is replaced); those already synchronous first (no needless churn), then the most
 /// advanced; at most `n`.
@@ -45,7 +46,8 @@ pub fn choose(view: &ClusterView, pg: &PgStatus, me: &str, n: u32, max_lag: Opti
         .filter_map(|r| {
             let m = view.members.get(&r.application_name)?;
             let pos = m.xlog_location.unwrap_or(0);
-            (!m.tags.nosync && !lagging(pos)).then(|| (current.contains(&r.application_name), pos, r.application_name.clone()))
+            (!m.tags.nosync && !m.tags.nostream && !lagging(pos))
+                .then(|| (current.contains(&r.application_name), pos, r.application_name.clone()))
         })
         .collect();
     candidates.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
@@ -200,15 +202,15 @@ mod tests {
     #[test]
     fn chooses_streaming_non_nosync_current_first() {
         let mut view = ClusterView { leader: Some(LeaderKey { name: "n1".into(), lease: 1, mod_revision: 1 }), ..Default::default() };
-        for (name, pos, nosync) in [("n2", 10, false), ("n3", 20, false), ("n4", 30, true)] {
-            view.members.insert(
-                name.into(),
-                Member { role: Role::Replica, xlog_location: Some(pos), tags: Tags { nosync, ..Default::default() }, ..Default::default() },
-            );
+        for (name, pos, nosync, nostream) in
+            [("n2", 10, false, false), ("n3", 20, false, false), ("n4", 30, true, false), ("n5", 40, false, true)]
+        {
+            let tags = Tags { nosync, nostream, ..Default::default() };
+            view.members.insert(name.into(), Member { role: Role::Replica, xlog_location: Some(pos), tags, ..Default::default() });
         }
         let row = |n: &str| ReplicationRow { application_name: n.into(), state: "streaming".into(), ..Default::default() };
-        let pg = PgStatus { replication: vec![row("n2"), row("n3"), row("n4"), row("stranger")], ..Default::default() };
-        assert_eq!(choose(&view, &pg, "n1", 1, None), vec!["n3".to_string()], "most advanced, nosync skipped");
+        let pg = PgStatus { replication: vec![row("n2"), row("n3"), row("n4"), row("n5"), row("stranger")], ..Default::default() };
+        assert_eq!(choose(&view, &pg, "n1", 1, None), vec!["n3".to_string()], "most advanced, nosync and nostream skipped");
         view.sync = Some((SyncState { leader: Some("n1".into()), sync_standby: Some("n2".into()) }, 1));
         assert_eq!(choose(&view, &pg, "n1", 1, None), vec!["n2".to_string()], "the current one stays");
         assert_eq!(choose(&view, &pg, "n1", 5, None).len(), 2);

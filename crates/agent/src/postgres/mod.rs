@@ -342,6 +342,15 @@ impl Postgres {
     }
 
     /// Deletes the data dir's contents (for a re-clone).
+    /// Creates the data directory (mode 0700, as PostgreSQL wants it) if it is missing.
+    pub fn ensure_data_dir(&self) -> PgResult<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(self.data_dir()) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(PgError::Io(format!("cannot create {}: {e}", self.data_dir().display()))),
+        }
+    }
+
     pub fn remove_data_dir(&self) -> PgResult<()> {
         match std::fs::remove_dir_all(self.data_dir()) {
             Ok(()) => Ok(()),

@@ -173,6 +173,10 @@ pub fn parameters(
             p.insert(k.clone(), render_value(&json));
         }
     }
+    // `recovery_conf` (Patroni's place for a replica's restore_command): unused on a primary.
+    for (k, v) in &config.recovery_conf {
+        p.insert(k.clone(), render_value(v));
+    }
     let wal_level = if p.get("wal_level").is_some_and(|v| v == "'logical'") { "logical" } else { "replica" };
     p.insert("wal_level".into(), wal_level.into());
     p.insert("hot_standby".into(), "on".into());
@@ -368,5 +372,18 @@ mod tests {
         assert_eq!(p["primary_slot_name"], "'node_2'");
         assert!(p["primary_conninfo"].contains("host=127.0.0.1 port=5432 user=rep passfile=/x/node2/.pgpass application_name=node2"));
         assert!(!parameters(&config("{}"), "node2", &BTreeMap::new(), None).contains_key("primary_conninfo"));
+    }
+
+    #[test]
+    fn recovery_conf_is_written_with_the_parameters() {
+        let mut c = config("{restore_command: 'cp /old/%f %p'}");
+        assert_eq!(parameters(&c, "node2", &BTreeMap::new(), None)["restore_command"], "'cp /old/%f %p'");
+        c.recovery_conf = BTreeMap::from([
+            ("restore_command".to_string(), json!("cp /archive/%f \"%p\"")),
+            ("recovery_min_apply_delay".into(), json!("5s")),
+        ]);
+        let p = parameters(&c, "node2", &BTreeMap::new(), None);
+        assert_eq!(p["restore_command"], "'cp /archive/%f \"%p\"'", "recovery_conf wins over the parameter, as in Patroni");
+        assert_eq!(p["recovery_min_apply_delay"], "'5s'");
     }
 }

@@ -18,6 +18,21 @@ pub(super) fn sql_error(e: tokio_postgres::Error) -> PgError {
     PgError::Sql(e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string()))
 }
 
+/// A server's `replication_state`, as Patroni's (3.0.4 on): `streaming` while its WAL
+/// receiver streams (`wal_receiver`: `pg_stat_wal_receiver.status`), `in archive
+/// recovery` for any other server in recovery (a replica tagged nostream, or one
+/// between two connections), none on a primary.
+pub fn replication_state(in_recovery: bool, wal_receiver: Option<&str>) -> Option<String> {
+    match (in_recovery, wal_receiver) {
+        (false, _) => None,
+        (true, Some("streaming")) => Some(STREAMING.into()),
+        (true, _) => Some("in archive recovery".into()),
+    }
+}
+
+/// The `replication_state` of a server whose WAL receiver streams.
+pub const STREAMING: &str = "streaming";
+
 /// How the agent connects to its own PostgreSQL: the private unix socket, as the superuser.
 pub fn local_config(pg: &PostgresConfig, application_name: &str) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
@@ -106,7 +121,7 @@ impl Sql {
                     receive_lsn: lsn(4),
                     replay_lsn: lsn(5),
                     replayed_timestamp: row.get(6),
-                    replication_state: row.get::<_, Option<String>>(7).filter(|s| s == "streaming"),
+                    replication_state: replication_state(in_recovery, row.get::<_, Option<String>>(7).as_deref()),
                     timeline: row.get::<_, Option<i32>>(8).and_then(|t| u32::try_from(t).ok()),
                     pending_restart: super::conf::pending_restart(&row.get::<_, Vec<String>>(9)),
                     system_identifier: row.get(10),
@@ -218,4 +233,18 @@ pub(super) async fn connect(config: &tokio_postgres::Config) -> PgResult<Client>
         let _ = connection.await;
     });
     Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replication_state;
+
+    #[test]
+    fn replication_state_is_patronis() {
+        assert_eq!(replication_state(true, Some("streaming")).as_deref(), Some("streaming"));
+        for receiver in [None, Some("waiting"), Some("stopping")] {
+            assert_eq!(replication_state(true, receiver).as_deref(), Some("in archive recovery"), "{receiver:?}");
+        }
+        assert_eq!(replication_state(false, None), None);
+    }
 }

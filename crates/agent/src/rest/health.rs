@@ -178,7 +178,8 @@ fn tags_match(state: &NodeState, params: &Params) -> bool {
 }
 
 /// `/readiness` (Patroni's `_readiness`): ready when this node holds the leader key and
-/// runs as primary, or runs as a streaming replica whose lag behind the primary is within
+/// runs as primary, or runs as a streaming replica (or one tagged nostream, replaying
+/// the archive) whose lag behind the primary is within
 /// `?lag=` (default `maximum_lag_on_failover`). `?mode=write` measures lag from the
 /// received position instead of the replayed one.
 pub fn ready(state: &NodeState, params: &Params) -> StatusCode {
@@ -189,7 +190,7 @@ pub fn ready(state: &NodeState, params: &Params) -> StatusCode {
     if state.holds_leader_key || pg.role == Role::StandbyLeader {
         return code(pg.role.leads());
     }
-    if pg.role != Role::Replica || pg.replication_state.as_deref() != Some("streaming") {
+    if pg.role != Role::Replica || !(pg.streaming() || state.tags.nostream) {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
     let location = if params.get("mode") == Some("write") { pg.receive_lsn } else { pg.replay_lsn };

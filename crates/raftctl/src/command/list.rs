@@ -138,8 +138,12 @@ pub fn rows(view: &ClusterView, raft: &BTreeMap<String, String>) -> Vec<ListRow>
         .iter()
         .map(|(name, m)| {
             let is_leader = leader == Some(name.as_str());
-            let streaming = m.replication_state.as_deref() == Some("streaming");
-            let state = if !is_leader && m.state == "running" && streaming { "streaming".to_string() } else { m.state.clone() };
+            // A running replica shows its replication state, as patronictl does
+            // (`streaming`, or `in archive recovery`).
+            let state = match &m.replication_state {
+                Some(rs) if !is_leader && m.state == "running" && !rs.is_empty() => rs.clone(),
+                _ => m.state.clone(),
+            };
             let (receive, replay) = if is_leader { (None, None) } else { (m.receive_lsn, m.replay_lsn) };
             ListRow {
                 member: name.clone(),

@@ -635,6 +635,31 @@ fn table() -> Vec<Case> {
         case!("stalled replica: restart it", "RestartStalled", "has neither streamed nor replayed WAL", |o, m, c, p| {
             o.stall = StallRemedy::Restart;
         }),
+        case!(
+            "nostream replica replaying the archive: no action",
+            "Configure",
+            "no action: I am n1, a replica tagged nostream, replaying WAL from the archive (n2 is the leader)",
+            |o, m, c, p| {
+                p.tags.nostream = true;
+                o.pg.replication_state = Some("in archive recovery".into());
+                m.last_in_sync = Some(o.now - Duration::from_secs(60));
+            }
+        ),
+        case!("nostream replica seen as stalled: not restarted", "Configure", "a replica tagged nostream", |o, m, c, p| {
+            p.tags.nostream = true;
+            o.pg.replication_state = Some("in archive recovery".into());
+            o.stall = StallRemedy::Restart;
+        }),
+        case!("nostream replica seen as stalled again: not re-cloned", "Configure", "a replica tagged nostream", |o, m, c, p| {
+            p.tags.nostream = true;
+            o.pg.replication_state = Some("in archive recovery".into());
+            o.stall = StallRemedy::Reclone;
+        }),
+        case!("nostream replica tagged replicatefrom: the leader is named", "Configure", "(n2 is the leader)", |o, m, c, p| {
+            p.tags.nostream = true;
+            p.tags.replicatefrom = Some("n3".into());
+            o.pg.replication_state = Some("in archive recovery".into());
+        }),
         case!("stalled again after the restart: re-clone", "Reclone", "removed the data directory", |o, m, c, p| {
             o.stall = StallRemedy::Reclone;
         }),
@@ -703,6 +728,13 @@ fn table() -> Vec<Case> {
         }),
         // --- nobody holds the key ---
         case!("free key, healthiest replica: race", "Race", "racing for the leader key to promote", |o, m, c, p| { no_leader(o) }),
+        // Patroni's nostream changes what a replica follows, not whether it may take over
+        // (maximum_lag_on_failover and /sync still apply, as to any replica).
+        case!("free key, healthiest replica tagged nostream: race", "Race", "racing for the leader key to promote", |o, m, c, p| {
+            no_leader(o);
+            p.tags.nostream = true;
+            o.pg.replication_state = Some("in archive recovery".into());
+        }),
         case!("free key, running primary: take the key back", "Race", "as the running primary", |o, m, c, p| {
             as_primary(o);
             v(o).leader = None;

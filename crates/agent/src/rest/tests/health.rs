@@ -157,8 +157,26 @@ async fn liveness_and_readiness() {
     assert_eq!(readiness(lagging_replica(), "/readiness?lag=30000").await, 200);
     assert_eq!(readiness(noloadbalance_replica(), "/readiness").await, 200);
     let mut not_streaming = noloadbalance_replica();
-    not_streaming.postgres.replication_state = None;
-    assert_eq!(readiness(not_streaming, "/readiness").await, 503);
+    not_streaming.postgres.replication_state = Some("in archive recovery".into());
+    assert_eq!(readiness(not_streaming.clone(), "/readiness").await, 503);
+    // Tagged nostream, replaying the archive is all it does: ready within the lag.
+    not_streaming.tags.nostream = true;
+    assert_eq!(readiness(not_streaming, "/readiness").await, 200);
+}
+
+#[tokio::test]
+async fn a_nostream_replica_passes_the_replica_checks_with_its_replay_lag() {
+    let mut s = lagging_replica();
+    s.tags.nostream = true;
+    s.postgres.receive_lsn = None;
+    s.postgres.replication_state = Some("in archive recovery".into());
+    expect_all(&s, [503, 503, 503, 503, 503, 503, 200, 200, 200, 503, 503, 200, 200, 503, 503]).await;
+    expect(&s, "/replica?replication_state=in%20archive%20recovery", 200).await;
+    expect(&s, "/replica?replication_state=streaming", 503).await;
+    // node2 replayed 30,000 bytes behind the primary (and received nothing).
+    expect(&s, "/replica?lag=30000", 200).await;
+    expect(&s, "/replica?lag=29999", 503).await;
+    expect(&s, "/replica?tag_nostream=true", 200).await;
 }
 
 #[tokio::test]
