@@ -17,9 +17,10 @@ use crate::metrics::StoreMetrics;
 use crate::state_machine::Raft;
 use crate::types::{Request, Response};
 
-/// Most requests in one log entry, and most bytes (keeps an entry well below the peer
-/// message limit; a single bigger request goes alone).
-const BOUND: Bound = Bound { items: 256, bytes: 4 * 1024 * 1024 };
+/// Most requests in one log entry, and most bytes: a single bigger request goes alone,
+/// so an entry stays under 1.5 MiB (etcd's request limit) and an AppendEntries of 32
+/// entries under the 64 MiB peer message limit.
+const BOUND: Bound = Bound { items: 256, bytes: 1024 * 1024 };
 
 /// Proposes writes, one batch at a time ([`GroupCommit`]).
 ///

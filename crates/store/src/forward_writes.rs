@@ -24,7 +24,7 @@ use crate::types::{Request, Response};
 
 /// Most writes in one call, and most bytes (well below the peer message limit; a single
 /// bigger write goes alone).
-const BOUND: Bound = Bound { items: 256, bytes: 4 * 1024 * 1024 };
+const BOUND: Bound = Bound { items: 256, bytes: 1024 * 1024 };
 
 /// How long a leader that refused `ForwardWrites` gets its writes one by one.
 const RETRY_BATCHES_AFTER: Duration = Duration::from_secs(30);
@@ -127,5 +127,166 @@ impl Submit for LeaderLink {
             }
             Err(e) => vec![Err(e); requests.len()],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use raftgres_proto::peer::raft_peer_server::{RaftPeer, RaftPeerServer};
+    use raftgres_proto::peer::Payload;
+    use tokio::sync::Notify;
+    use tonic::{Request as Call, Response as Answer, Status};
+
+    use super::*;
+    use crate::network::{decode, encode};
+
+    /// A leader that answers write `n` (a `PublishMember` with id `n`) with a batch of
+    /// `n` `Done`s, the first single call only once released; `batches: false` plays a
+    /// version without `ForwardWrites`.
+    struct FakeLeader {
+        batches: bool,
+        calls: Arc<Mutex<Vec<String>>>,
+        release: Arc<Notify>,
+    }
+
+    fn write(n: u64) -> Request {
+        Request::PublishMember { id: n, name: String::new(), client_addr: String::new() }
+    }
+
+    fn answer_to(request: &Request) -> Response {
+        match request {
+            Request::PublishMember { id, .. } => Response::Batch(vec![Response::Done; *id as usize]),
+            _ => Response::Done,
+        }
+    }
+
+    fn payload<T: serde::Serialize>(value: &T) -> Result<Answer<Payload>, Status> {
+        encode(value).map(Answer::new).map_err(|e| Status::internal(e.to_string()))
+    }
+
+    fn unused() -> Result<Answer<Payload>, Status> {
+        Err(Status::internal("not a Raft peer"))
+    }
+
+    #[tonic::async_trait]
+    impl RaftPeer for FakeLeader {
+        async fn append_entries(&self, _: Call<Payload>) -> Result<Answer<Payload>, Status> {
+            unused()
+        }
+        async fn vote(&self, _: Call<Payload>) -> Result<Answer<Payload>, Status> {
+            unused()
+        }
+        async fn pre_vote(&self, _: Call<Payload>) -> Result<Answer<Payload>, Status> {
+            unused()
+        }
+        async fn install_snapshot(&self, _: Call<Payload>) -> Result<Answer<Payload>, Status> {
+            unused()
+        }
+        async fn transfer_leader(&self, _: Call<Payload>) -> Result<Answer<Payload>, Status> {
+            unused()
+        }
+
+        async fn forward(&self, call: Call<Payload>) -> Result<Answer<Payload>, Status> {
+            let Ok(ForwardRequest::Write(request)) = decode(call.get_ref()) else { return unused() };
+            let first = {
+                let mut calls = self.calls.lock().unwrap();
+                calls.push(format!("forward {request}"));
+                calls.len() == 1
+            };
+            if first {
+                self.release.notified().await;
+            }
+            payload(&Ok::<_, StoreError>(ForwardResponse::Write(answer_to(&request))))
+        }
+
+        async fn forward_writes(&self, call: Call<Payload>) -> Result<Answer<Payload>, Status> {
+            let requests: Vec<Request> = decode(call.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            self.calls.lock().unwrap().push(format!("forward_writes {} (served: {})", requests.len(), self.batches));
+            if !self.batches {
+                return Err(Status::unimplemented("no such method"));
+            }
+            let answers: Vec<Result<Response, StoreError>> = requests
+                .iter()
+                .map(|r| if matches!(r, Request::PublishMember { id: 3, .. }) { Err(StoreError::NoLeader) } else { Ok(answer_to(r)) })
+                .collect();
+            payload(&answers)
+        }
+    }
+
+    async fn serve(batches: bool) -> (String, Arc<Mutex<Vec<String>>>, Arc<Notify>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let (calls, release) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Notify::new()));
+        let leader = FakeLeader { batches, calls: calls.clone(), release: release.clone() };
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(tonic::transport::Server::builder().add_service(RaftPeerServer::new(leader)).serve_with_incoming(incoming));
+        (addr, calls, release)
+    }
+
+    /// Sends write 1, then writes 2..=5 while it is held on the leader; their answers.
+    async fn gather(forwarder: &Arc<WriteForwarder>, addr: &str, release: &Notify) -> Vec<Result<Response, StoreError>> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let spawn = |n: u64| {
+            let (forwarder, addr) = (forwarder.clone(), addr.to_string());
+            tokio::spawn(async move { forwarder.write(&addr, write(n), deadline).await })
+        };
+        let mut tasks = vec![spawn(1)];
+        let group = loop {
+            if let Some(group) = forwarder.leaders.lock().unwrap().get(addr) {
+                break group.clone();
+            }
+            tokio::task::yield_now().await;
+        };
+        for n in 2..=5 {
+            tasks.push(spawn(n));
+            while group.queued() < n as usize - 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        release.notify_one();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.expect("task"));
+        }
+        answers
+    }
+
+    fn done(n: usize) -> Result<Response, StoreError> {
+        Ok(Response::Batch(vec![Response::Done; n]))
+    }
+
+    fn same(a: &[Result<Response, StoreError>], b: &[Result<Response, StoreError>]) -> bool {
+        format!("{a:?}") == format!("{b:?}")
+    }
+
+    #[tokio::test]
+    async fn writes_arriving_while_one_is_forwarded_go_in_one_call_each_with_its_own_answer() {
+        let (addr, calls, release) = serve(true).await;
+        let forwarder =
+            Arc::new(WriteForwarder::new(PeerNetwork::new(Duration::from_millis(100), None, tokio::runtime::Handle::current())));
+        let answers = gather(&forwarder, &addr, &release).await;
+        let expected = [done(1), done(2), Err(StoreError::NoLeader), done(4), done(5)];
+        assert!(same(&answers, &expected), "{answers:?}");
+        assert_eq!(*calls.lock().unwrap(), vec!["forward publish  (1) at ".to_string(), "forward_writes 4 (served: true)".into()]);
+    }
+
+    #[tokio::test]
+    async fn a_leader_without_batched_writes_gets_them_one_by_one() {
+        let (addr, calls, release) = serve(false).await;
+        let forwarder =
+            Arc::new(WriteForwarder::new(PeerNetwork::new(Duration::from_millis(100), None, tokio::runtime::Handle::current())));
+        let answers = gather(&forwarder, &addr, &release).await;
+        assert!(same(&answers, &[done(1), done(2), done(3), done(4), done(5)]), "{answers:?}");
+        let calls_now = calls.lock().unwrap().clone();
+        assert_eq!(calls_now.len(), 6, "{calls_now:?}");
+        assert_eq!(calls_now[1], "forward_writes 4 (served: false)");
+        assert!(calls_now[2..].iter().all(|c| c.starts_with("forward publish")), "{calls_now:?}");
+        // Not asked again at once: the next gathered writes go one by one straight away.
+        calls.lock().unwrap().clear();
+        let answers = gather(&forwarder, &addr, &release).await;
+        assert!(same(&answers, &[done(1), done(2), done(3), done(4), done(5)]), "{answers:?}");
+        assert!(calls.lock().unwrap().iter().all(|c| c.starts_with("forward publish")), "{:?}", calls.lock().unwrap());
     }
 }

@@ -142,7 +142,7 @@ impl<S: Submit> GroupCommit<S> {
 
     /// How many items wait for the next batch.
     #[cfg(test)]
-    fn queued(&self) -> usize {
+    pub fn queued(&self) -> usize {
         self.shared.lock().queue.len()
     }
 }
