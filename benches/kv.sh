@@ -4,8 +4,10 @@
 # Starts a 3-member etcd 3.4 (Debian's etcd-server, installed if missing) and a 3-node
 # raftgres on loopback, both fsyncing before they acknowledge, runs put (1/16/256
 # clients) and linearizable / serializable range phases against each, and prints one
-# table with raftgres/etcd ratios plus each member's RSS. Ports stay below Linux's
-# ephemeral range (32768+), so no client connection can hold one.
+# table with raftgres/etcd ratios plus each member's RSS. Then puts at 16 and 256
+# clients against the leader's endpoint alone and against one follower's alone (whose
+# writes travel to the leader), printed side by side with the ratio follower/leader.
+# Ports stay below Linux's ephemeral range (32768+), so no client connection can hold one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
@@ -51,13 +53,37 @@ wait_ready 127.0.0.1:12379,127.0.0.1:12479,127.0.0.1:12579
 wait_ready 127.0.0.1:14379,127.0.0.1:14479,127.0.0.1:14579
 
 run() { ./target/release/kvbench --endpoints "$1" --seconds "$SECS" > "$2"; }
+ETCD_EPS=127.0.0.1:12379,127.0.0.1:12479,127.0.0.1:12579
+RG_EPS=127.0.0.1:14379,127.0.0.1:14479,127.0.0.1:14579
 echo "kv.sh: etcd $(etcd --version | head -1 | awk '{print $3}') vs raftgres, ${SECS}s per phase" >&2
-run 127.0.0.1:12379,127.0.0.1:12479,127.0.0.1:12579 "$WORK/etcd.jsonl"
+run "$ETCD_EPS" "$WORK/etcd.jsonl"
 ETCD_RSS=$(rss_of "${ETCD_PIDS[@]}")
-run 127.0.0.1:14379,127.0.0.1:14479,127.0.0.1:14579 "$WORK/rg.jsonl"
+run "$RG_EPS" "$WORK/rg.jsonl"
 RG_RSS=$(rss_of "${RG_PIDS[@]}")
 
-python3 - "$WORK/etcd.jsonl" "$WORK/rg.jsonl" "$ETCD_RSS" "$RG_RSS" <<'PY'
+endpoint() { # the endpoint of $2 (comma-separated) whose member leads ("leader") or the first that does not ("follower")
+    ETCDCTL_API=3 etcdctl --endpoints="$2" endpoint status -w json | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)
+leads = [r["Endpoint"] for r in rows if r["Status"]["header"]["member_id"] == r["Status"]["leader"]]
+others = [r["Endpoint"] for r in rows if r["Endpoint"] not in leads]
+pick = leads if sys.argv[1] == "leader" else others
+if len(leads) != 1 or not pick:
+    sys.exit("kv.sh: no single " + sys.argv[1] + " among " + ", ".join(r["Endpoint"] for r in rows))
+print(pick[0])
+' "$1"
+}
+one_endpoint() { # $1 system (etcd|rg), $2 its endpoints: puts on the leader alone, then on a follower alone
+    local leader follower
+    leader=$(endpoint leader "$2"); follower=$(endpoint follower "$2")
+    ./target/release/kvbench --endpoints "$leader" --phases put --clients 16,256 --seconds "$SECS" > "$WORK/$1-leader.jsonl"
+    ./target/release/kvbench --endpoints "$follower" --phases put --clients 16,256 --seconds "$SECS" > "$WORK/$1-follower.jsonl"
+    [ "$(endpoint leader "$2")" = "$leader" ] || echo "kv.sh: $1's leader moved during the one-endpoint puts" >&2
+}
+one_endpoint etcd "$ETCD_EPS"
+one_endpoint rg "$RG_EPS"
+
+python3 - "$WORK/etcd.jsonl" "$WORK/rg.jsonl" "$ETCD_RSS" "$RG_RSS" "$WORK" <<'PY'
 import json, sys
 etcd = [json.loads(l) for l in open(sys.argv[1])]
 rg = [json.loads(l) for l in open(sys.argv[2])]
@@ -68,4 +94,15 @@ for e, r in zip(etcd, rg):
     print(f"| {e['phase']} | {e['clients']} | {e['ops_per_sec']:.0f} | {r['ops_per_sec']:.0f} | {ratio:.2f} | "
           f"{e['p50_ms']:.2f}/{e['p99_ms']:.2f} | {r['p50_ms']:.2f}/{r['p99_ms']:.2f} |")
 print(f"| RSS per member (MiB) | | {sys.argv[3]} | {sys.argv[4]} | {int(sys.argv[4])/max(1,int(sys.argv[3])):.2f} | | |")
+
+def rates(name):
+    return {r["clients"]: r["ops_per_sec"] for r in map(json.loads, open(f"{sys.argv[5]}/{name}.jsonl"))}
+one = {n: rates(n) for n in ("etcd-leader", "etcd-follower", "rg-leader", "rg-follower")}
+print()
+print("| put, one endpoint | clients | etcd leader | etcd follower | etcd follower/leader | raftgres leader | raftgres follower | raftgres follower/leader |")
+print("|---|---|---|---|---|---|---|---|")
+for clients in sorted(one["rg-leader"]):
+    row = [one[n][clients] for n in one]
+    ratio = lambda f, l: f / l if l else float("nan")
+    print(f"| put | {clients} | {row[0]:.0f} | {row[1]:.0f} | {ratio(row[1], row[0]):.2f} | {row[2]:.0f} | {row[3]:.0f} | {ratio(row[3], row[2]):.2f} |")
 PY

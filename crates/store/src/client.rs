@@ -96,6 +96,8 @@ impl Store {
             let (leader, node) = self.wait_leader(remaining).await?;
             let result = if leader == self.id {
                 self.serve_forwarded(request.clone()).await
+            } else if let ForwardRequest::Write(write) = &request {
+                self.forwarder.write(&node.peer_addr, write.clone(), deadline).await.map(ForwardResponse::Write)
             } else {
                 self.net.forward(&node.peer_addr, &request, remaining.max(Duration::from_millis(100))).await
             };
@@ -140,6 +142,16 @@ impl Store {
             ForwardRequest::Membership(change) => self.change_membership(change).await.map(ForwardResponse::Membership),
             ForwardRequest::MoveLeader { target } => self.transfer_leadership(target).await.map(|()| ForwardResponse::MoveLeader),
         }
+    }
+
+    /// Serves writes a follower forwarded together: one result per request, in order
+    /// (each `NotLeader` when this node is not the leader).
+    pub async fn serve_forwarded_writes(&self, requests: Vec<Request>) -> Vec<Result<Response, StoreError>> {
+        if !self.is_leader() {
+            let not_leader = StoreError::NotLeader { leader: self.raft.metrics().borrow_watched().current_leader };
+            return vec![Err(not_leader); requests.len()];
+        }
+        self.batcher.write_all(requests).await
     }
 
     /// A quorum confirms this node still leads; returns the read index.

@@ -11,7 +11,8 @@
 //! ([`backup`]), quorum-loss recovery ([`force_new_cluster`]), lease deadlines
 //! ([`lease_clock`]) and what the leader does with them (`lease_leader`), the peer transport over tonic ([`network`], [`peer_service`],
 //! [`forward`]; TLS from files via `raftgres_tls`), group commit of concurrent writes
-//! (`batcher`), the Raft core's own runtime (`raft_runtime`), membership changes and leadership transfer (`membership`) and the
+//! (`group_commit`, used by the leader's `batcher` and by a follower's gathering of
+//! the writes it forwards, `forward_writes`), the Raft core's own runtime (`raft_runtime`), membership changes and leadership transfer (`membership`) and the
 //! background duties of a node ([`tasks`]).
 //!
 //! Does not own: the etcd gRPC surface (crate `raftgres-etcd-api`) or anything about
@@ -30,6 +31,8 @@ pub mod error;
 mod flusher;
 pub mod force_new_cluster;
 pub mod forward;
+mod forward_writes;
+mod group_commit;
 pub mod lease_clock;
 mod lease_leader;
 pub mod log_store;

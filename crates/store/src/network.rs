@@ -31,7 +31,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::StoreError;
 use crate::forward::{ForwardRequest, ForwardResponse};
-use crate::types::{NodeId, PeerNode, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::types::{NodeId, PeerNode, Request, Response, Snapshot, SnapshotMeta, TypeConfig, Vote};
 
 /// Largest message a peer accepts or sends; a snapshot travels whole, so this also
 /// bounds the size of the key space a new member can receive.
@@ -113,19 +113,48 @@ impl PeerNetwork {
     pub async fn forward(&self, addr: &str, request: &ForwardRequest, timeout: Duration) -> Result<ForwardResponse, StoreError> {
         let mut client = self.client(Lane::Forward, addr)?;
         let payload = encode(request).map_err(StoreError::internal)?;
-        let call = client.forward(payload);
-        let reply = match tokio::time::timeout(timeout, call).await {
+        let reply = match tokio::time::timeout(timeout, client.forward(payload)).await {
             Err(_) => return Err(StoreError::Timeout),
-            // Never reached the peer: safe to try again, on whichever node leads by then.
-            Ok(Err(status)) if never_delivered(&status) => return Err(StoreError::NoLeader),
-            // A write may have reached the old leader and be committed by the next one:
-            // sending it again could apply it twice, so its fate is left unknown.
-            Ok(Err(_)) if !request.may_repeat() => return Err(StoreError::LeaderChanged),
-            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => return Err(StoreError::NoLeader),
-            Ok(Err(status)) => return Err(StoreError::Internal(status.message().to_string())),
+            Ok(Err(status)) => return Err(forward_failed(&status, request.may_repeat())),
             Ok(Ok(reply)) => reply.into_inner(),
         };
         decode::<Result<ForwardResponse, StoreError>>(&reply).map_err(StoreError::internal)?
+    }
+
+    /// Sends writes to the leader at `addr` in one call and waits at most `timeout`:
+    /// one result per request, in order, or `Ok(None)` when the peer (an older version)
+    /// does not serve the call, and so applied none of them.
+    pub async fn forward_writes(
+        &self,
+        addr: &str,
+        requests: &[Request],
+        timeout: Duration,
+    ) -> Result<Option<Vec<Result<Response, StoreError>>>, StoreError> {
+        let mut client = self.client(Lane::Forward, addr)?;
+        let payload = encode(&requests).map_err(StoreError::internal)?;
+        let reply = match tokio::time::timeout(timeout, client.forward_writes(payload)).await {
+            Err(_) => return Err(StoreError::Timeout),
+            Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => return Ok(None),
+            Ok(Err(status)) => return Err(forward_failed(&status, false)),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        decode(&reply).map(Some).map_err(StoreError::internal)
+    }
+}
+
+/// What a forwarded call that failed with `status` means to its caller.
+fn forward_failed(status: &tonic::Status, may_repeat: bool) -> StoreError {
+    if never_delivered(status) {
+        // Never reached the peer: safe to try again, on whichever node leads by then.
+        StoreError::NoLeader
+    } else if !may_repeat {
+        // A write may have reached the old leader and be committed by the next one:
+        // sending it again could apply it twice, so its fate is left unknown.
+        StoreError::LeaderChanged
+    } else if status.code() == tonic::Code::Unavailable {
+        StoreError::NoLeader
+    } else {
+        StoreError::Internal(status.message().to_string())
     }
 }
 
@@ -329,8 +358,6 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
-
-    use crate::types::Request;
 
     fn write() -> ForwardRequest {
         ForwardRequest::Write(Request::Batch(Vec::new()))

@@ -54,6 +54,8 @@ pub struct Store {
     pub(crate) id: NodeId,
     pub(crate) config: StoreConfig,
     pub(crate) batcher: crate::batcher::Batcher,
+    /// Writes this node forwards to the leader, gathered.
+    pub(crate) forwarder: crate::forward_writes::WriteForwarder,
     pub(crate) metrics: Arc<StoreMetrics>,
     stopped: std::sync::atomic::AtomicBool,
     /// When this node last accepted an AppendEntries (a heartbeat) from a leader.
@@ -109,6 +111,7 @@ impl Store {
         };
 
         let batcher = crate::batcher::Batcher::new(raft.clone(), metrics.clone());
+        let forwarder = crate::forward_writes::WriteForwarder::new(net.clone());
         let heard_from_leader = std::sync::Mutex::new(std::time::Instant::now());
         let client_runtime = Handle::current();
         let store = Arc::new(Store {
@@ -118,6 +121,7 @@ impl Store {
             id,
             config,
             batcher,
+            forwarder,
             metrics,
             stopped: Default::default(),
             heard_from_leader,

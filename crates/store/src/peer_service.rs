@@ -1,5 +1,5 @@
 //! Incoming peer traffic: the tonic `RaftPeer` service feeding openraft and serving
-//! forwarded requests. It runs on the Raft runtime (`raft_runtime`); a forwarded
+//! forwarded requests (one at a time, or a follower's writes together). It runs on the Raft runtime (`raft_runtime`); a forwarded
 //! request is client work, served on the client runtime, and a big message (log
 //! entries carrying thousands of client writes) is decoded on the blocking pool, so
 //! the Raft runtime's thread answers heartbeats meanwhile.
@@ -81,6 +81,15 @@ impl RaftPeer for PeerService {
             let request: ForwardRequest = parse(&req)?;
             let result: Result<_, StoreError> = store.serve_forwarded(request).await;
             reply(&result)
+        });
+        served.await.map_err(|e| Status::unavailable(format!("the node is stopping: {e}")))?
+    }
+
+    async fn forward_writes(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let store = self.store.clone();
+        let served = self.store.client_runtime.spawn(async move {
+            let requests: Vec<crate::types::Request> = parse(&req)?;
+            reply(&store.serve_forwarded_writes(requests).await)
         });
         served.await.map_err(|e| Status::unavailable(format!("the node is stopping: {e}")))?
     }

@@ -24,6 +24,32 @@ async fn three_nodes_form_a_cluster_and_replicate() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes sent to a follower at once travel to the leader gathered (`forward_writes`);
+/// each still gets its own revision, and every one is there afterwards.
+#[tokio::test]
+async fn concurrent_writes_through_a_follower_each_get_their_own_revision() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3)?;
+    let leader = wait_leader(&cluster, &[]).await?;
+    let follower = Client::connect(&cluster.nodes[(leader + 1) % 3].client_addr()).await?;
+    let writers: Vec<_> = (0..200)
+        .map(|i| {
+            let c = follower.clone();
+            tokio::spawn(async move { c.put(&format!("/batch/{i}"), &format!("v{i}")).await })
+        })
+        .collect();
+    let mut revisions = Vec::new();
+    for w in writers {
+        revisions.push(w.await??);
+    }
+    let distinct: std::collections::BTreeSet<_> = revisions.iter().copied().collect();
+    assert_eq!(distinct.len(), revisions.len(), "two writes answered with the same revision: {revisions:?}");
+    let on_leader = Client::connect(&cluster.nodes[leader].client_addr()).await?;
+    for i in (0..200).step_by(7) {
+        assert_eq!(on_leader.get(&format!("/batch/{i}")).await?, Some(format!("v{i}")), "write {i} on the leader");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn killing_the_leader_elects_another_and_the_node_catches_up() -> anyhow::Result<()> {
     let mut cluster = Cluster::start(3)?;
