@@ -191,7 +191,7 @@ mod tests {
         async fn forward(&self, call: Call<Payload>) -> Result<Answer<Payload>, Status> {
             let Ok(ForwardRequest::Write(request)) = decode(call.get_ref()) else { return unused() };
             let first = {
-                let mut calls = self.calls.lock().unwrap();
+                let mut calls = self.calls.lock().expect("a test lock");
                 calls.push(format!("forward {request}"));
                 calls.len() == 1
             };
@@ -203,7 +203,7 @@ mod tests {
 
         async fn forward_writes(&self, call: Call<Payload>) -> Result<Answer<Payload>, Status> {
             let requests: Vec<Request> = decode(call.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
-            self.calls.lock().unwrap().push(format!("forward_writes {} (served: {})", requests.len(), self.batches));
+            self.calls.lock().expect("a test lock").push(format!("forward_writes {} (served: {})", requests.len(), self.batches));
             if !self.batches {
                 return Err(Status::unimplemented("no such method"));
             }
@@ -234,7 +234,7 @@ mod tests {
         };
         let mut tasks = vec![spawn(1)];
         let group = loop {
-            if let Some(group) = forwarder.leaders.lock().unwrap().get(addr) {
+            if let Some(group) = forwarder.leaders.lock().expect("a test lock").get(addr) {
                 break group.clone();
             }
             tokio::task::yield_now().await;
@@ -269,7 +269,7 @@ mod tests {
         let answers = gather(&forwarder, &addr, &release).await;
         let expected = [done(1), done(2), Err(StoreError::NoLeader), done(4), done(5)];
         assert!(same(&answers, &expected), "{answers:?}");
-        assert_eq!(*calls.lock().unwrap(), vec!["forward publish  (1) at ".to_string(), "forward_writes 4 (served: true)".into()]);
+        assert_eq!(*calls.lock().expect("a test lock"), vec!["forward publish  (1) at ".to_string(), "forward_writes 4 (served: true)".into()]);
     }
 
     #[tokio::test]
@@ -279,14 +279,14 @@ mod tests {
             Arc::new(WriteForwarder::new(PeerNetwork::new(Duration::from_millis(100), None, tokio::runtime::Handle::current())));
         let answers = gather(&forwarder, &addr, &release).await;
         assert!(same(&answers, &[done(1), done(2), done(3), done(4), done(5)]), "{answers:?}");
-        let calls_now = calls.lock().unwrap().clone();
+        let calls_now = calls.lock().expect("a test lock").clone();
         assert_eq!(calls_now.len(), 6, "{calls_now:?}");
         assert_eq!(calls_now[1], "forward_writes 4 (served: false)");
         assert!(calls_now[2..].iter().all(|c| c.starts_with("forward publish")), "{calls_now:?}");
         // Not asked again at once: the next gathered writes go one by one straight away.
-        calls.lock().unwrap().clear();
+        calls.lock().expect("a test lock").clear();
         let answers = gather(&forwarder, &addr, &release).await;
         assert!(same(&answers, &[done(1), done(2), done(3), done(4), done(5)]), "{answers:?}");
-        assert!(calls.lock().unwrap().iter().all(|c| c.starts_with("forward publish")), "{:?}", calls.lock().unwrap());
+        assert!(calls.lock().expect("a test lock").iter().all(|c| c.starts_with("forward publish")), "{:?}", calls.lock().expect("a test lock"));
     }
 }

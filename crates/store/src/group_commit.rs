@@ -244,14 +244,14 @@ mod tests {
         }
 
         async fn wait_release(&self) {
-            let hold = self.hold.lock().unwrap().take();
+            let hold = self.hold.lock().expect("a test lock").take();
             if let Some(hold) = hold {
                 let _ = hold.await;
             }
         }
 
         fn sent(&self) -> Vec<(&'static str, Vec<u32>)> {
-            self.sent.lock().unwrap().clone()
+            self.sent.lock().expect("a test lock").clone()
         }
     }
 
@@ -264,13 +264,13 @@ mod tests {
         }
 
         async fn one(&self, item: u32) -> Result<u32, StoreError> {
-            self.sent.lock().unwrap().push(("one", vec![item]));
+            self.sent.lock().expect("a test lock").push(("one", vec![item]));
             self.wait_release().await;
             Ok(item * 10)
         }
 
         async fn many(&self, items: Vec<u32>) -> Vec<Result<u32, StoreError>> {
-            self.sent.lock().unwrap().push(("many", items.clone()));
+            self.sent.lock().expect("a test lock").push(("many", items.clone()));
             self.wait_release().await;
             let mut answers: Vec<_> =
                 items.iter().map(|n| if n % 2 == 1 { Err(StoreError::Internal(format!("odd {n}"))) } else { Ok(n * 10) }).collect();
