@@ -269,7 +269,10 @@ mod tests {
         let answers = gather(&forwarder, &addr, &release).await;
         let expected = [done(1), done(2), Err(StoreError::NoLeader), done(4), done(5)];
         assert!(same(&answers, &expected), "{answers:?}");
-        assert_eq!(*calls.lock().expect("a test lock"), vec!["forward publish  (1) at ".to_string(), "forward_writes 4 (served: true)".into()]);
+        assert_eq!(
+            *calls.lock().expect("a test lock"),
+            vec!["forward publish  (1) at ".to_string(), "forward_writes 4 (served: true)".into()]
+        );
     }
 
     #[tokio::test]
@@ -287,6 +290,10 @@ mod tests {
         calls.lock().expect("a test lock").clear();
         let answers = gather(&forwarder, &addr, &release).await;
         assert!(same(&answers, &[done(1), done(2), done(3), done(4), done(5)]), "{answers:?}");
-        assert!(calls.lock().expect("a test lock").iter().all(|c| c.starts_with("forward publish")), "{:?}", calls.lock().expect("a test lock"));
+        assert!(
+            calls.lock().expect("a test lock").iter().all(|c| c.starts_with("forward publish")),
+            "{:?}",
+            calls.lock().expect("a test lock")
+        );
     }
 }
