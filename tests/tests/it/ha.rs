@@ -149,3 +149,45 @@ fn data_dir_of_another_cluster_is_refused() -> anyhow::Result<()> {
     assert_eq!(lab.primary()?, primary, "the cluster is unaffected");
     Ok(())
 }
+
+/// The primary's agent keeps the Raft leader off its node (README, "The Raft leader is
+/// kept off the primary's node"): leadership moved onto the primary's node with
+/// `etcdctl move-leader` moves off again, to another voter, and the primary stays.
+#[test]
+fn the_raft_leader_is_moved_off_the_primarys_node() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    let primary = lab.primary()?;
+    let members = || -> anyhow::Result<Vec<serde_json::Value>> { Ok(serde_json::from_str(&lab.ctl(&["members", "-o", "json"])?)?) };
+    let leader_name = || -> anyhow::Result<String> {
+        members()?
+            .iter()
+            .find(|m| m["role"] == "Leader")
+            .and_then(|m| m["name"].as_str().map(str::to_string))
+            .ok_or_else(|| anyhow::anyhow!("no Raft leader yet"))
+    };
+    let primary_id = members()?
+        .iter()
+        .find(|m| m["name"] == lab.name(primary).as_str())
+        .and_then(|m| m["id"].as_str().map(str::to_string))
+        .ok_or_else(|| anyhow::anyhow!("the primary's node is no member"))?;
+    let all = lab.endpoints().join(",");
+    if leader_name()? != lab.name(primary) {
+        crate::etcdctl::ok(&all, &["move-leader", &primary_id]);
+    }
+    wait_for(Duration::from_secs(15), "the Raft leader on the primary's node", || {
+        anyhow::ensure!(leader_name()? == lab.name(primary), "leader {}", leader_name()?);
+        Ok(())
+    })?;
+    // The agent looks every 5 s, once primary for 3 s, and at most every 30 s.
+    let moved_to = with_logs(&lab, || {
+        wait_for(Duration::from_secs(60), "the Raft leader moved off the primary's node", || {
+            let leader = leader_name()?;
+            anyhow::ensure!(leader != lab.name(primary), "still on {leader}");
+            Ok(leader)
+        })
+    })?;
+    assert_ne!(moved_to, lab.name(primary));
+    assert_eq!(lab.primary()?, primary, "moving the Raft leader moved no primary");
+    assert!(lab.log(primary).contains("moved Raft leadership off the primary's node"), "{}", lab.log(primary));
+    Ok(())
+}
