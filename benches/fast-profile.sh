@@ -62,7 +62,7 @@ loss() { # PROFILE
 
 primary_facts() { # the leader's name, timeline and postmaster pid
     "$RAFTCTL" --endpoints "127.0.0.1:$((BASE - 3053))" list -f json |
-        python3 -c 'import json,sys; m=[r for r in json.load(sys.stdin) if r["Role"]=="Leader"]; print(m[0]["Member"], m[0]["TL"] if m else "none")'
+        python3 -c 'import json,sys; m=[r for r in json.load(sys.stdin) if r["Role"]=="Leader"]; print(*(m[0]["Member"], m[0]["TL"]) if m else ("none", "none"))'
 }
 
 cpu() { # PROFILE
@@ -71,6 +71,11 @@ cpu() { # PROFILE
     sleep 5
     before=$(primary_facts)
     node=${before%% *}
+    if [ "$node" = none ]; then
+        echo "$1 cpu: no primary 5 s after lab up (see $WORK/lab-up-$1.log)"
+        timeout 120 "$RAFTCTL" lab down --dir "$WORK/lab" --clean >/dev/null 2>&1
+        return
+    fi
     pm_before=$(head -1 "$WORK/lab/$node/pgdata/postmaster.pid")
     for _ in $(seq 1 $(( $(nproc) * 2 ))); do
         timeout "$SPAN" sh -c 'while :; do :; done' &

@@ -284,6 +284,18 @@ mod tests {
     const WIDE: Bound = Bound { items: 100, bytes: 1_000_000 };
 
     /// Starts `item`'s submission on its own task and returns once it is queued.
+    /// Submits `item` and waits until the fake peer holds it (the call in flight).
+    async fn in_flight(gc: &GroupCommit<Arc<Fake>>, fake: &Fake, item: u32) -> tokio::task::JoinHandle<Answer<Arc<Fake>>> {
+        let task = tokio::spawn({
+            let gc = gc.clone();
+            async move { gc.submit(item).await }
+        });
+        while fake.sent().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        task
+    }
+
     async fn queue(gc: &GroupCommit<Arc<Fake>>, item: u32) -> tokio::task::JoinHandle<Answer<Arc<Fake>>> {
         let before = gc.queued();
         let task = tokio::spawn({
@@ -319,13 +331,7 @@ mod tests {
         let (fake, release) = Fake::holding();
         let fake = Arc::new(fake);
         let gc = GroupCommit::new(fake.clone(), WIDE);
-        let first = tokio::spawn({
-            let gc = gc.clone();
-            async move { gc.submit(2).await }
-        });
-        while fake.sent().is_empty() {
-            tokio::task::yield_now().await;
-        }
+        let first = in_flight(&gc, &fake, 2).await;
         let mut tasks = vec![first];
         for n in [8, 4, 6, 12, 10] {
             tasks.push(queue(&gc, n).await);
@@ -340,13 +346,7 @@ mod tests {
         let (fake, release) = Fake::holding();
         let fake = Arc::new(fake);
         let gc = GroupCommit::new(fake.clone(), WIDE);
-        let mut tasks = vec![tokio::spawn({
-            let gc = gc.clone();
-            async move { gc.submit(2).await }
-        })];
-        while fake.sent().is_empty() {
-            tokio::task::yield_now().await;
-        }
+        let mut tasks = vec![in_flight(&gc, &fake, 2).await];
         for n in [3, 4, 5] {
             tasks.push(queue(&gc, n).await);
         }
@@ -363,13 +363,7 @@ mod tests {
         let (fake, release) = Fake::holding();
         let fake = Arc::new(Fake { short: true, ..fake });
         let gc = GroupCommit::new(fake.clone(), WIDE);
-        let mut tasks = vec![tokio::spawn({
-            let gc = gc.clone();
-            async move { gc.submit(2).await }
-        })];
-        while fake.sent().is_empty() {
-            tokio::task::yield_now().await;
-        }
+        let mut tasks = vec![in_flight(&gc, &fake, 2).await];
         for n in [4, 6] {
             tasks.push(queue(&gc, n).await);
         }
@@ -387,13 +381,7 @@ mod tests {
         let fake = Arc::new(fake);
         // At most 3 items and 20 bytes (an item's size is its value).
         let gc = GroupCommit::new(fake.clone(), Bound { items: 3, bytes: 20 });
-        let mut tasks = vec![tokio::spawn({
-            let gc = gc.clone();
-            async move { gc.submit(2).await }
-        })];
-        while fake.sent().is_empty() {
-            tokio::task::yield_now().await;
-        }
+        let mut tasks = vec![in_flight(&gc, &fake, 2).await];
         for n in [2, 2, 2, 2, 10, 8, 30, 4] {
             tasks.push(queue(&gc, n).await);
         }
@@ -423,13 +411,7 @@ mod tests {
         let (fake, release) = Fake::holding();
         let fake = Arc::new(fake);
         let gc = GroupCommit::new(fake.clone(), WIDE);
-        let first = tokio::spawn({
-            let gc = gc.clone();
-            async move { gc.submit(2).await }
-        });
-        while fake.sent().is_empty() {
-            tokio::task::yield_now().await;
-        }
+        let first = in_flight(&gc, &fake, 2).await;
         let all = tokio::spawn({
             let gc = gc.clone();
             async move { gc.submit_all(vec![4, 6]).await }
