@@ -43,6 +43,12 @@ ROUNDS=${ROUNDS:-5}
 IDLE_WAIT=${IDLE_WAIT:-30}
 IDLE_SPAN=${IDLE_SPAN:-30}
 ONLY=${ONLY:-patroni-default patroni-tightest raftgres raftgres-fast}
+for sys in $ONLY; do
+    case $sys in
+        patroni-default | patroni-tightest | raftgres | raftgres-fast) ;;
+        *) echo "peers.sh: unknown system '$sys' in ONLY (patroni-default, patroni-tightest, raftgres, raftgres-fast)" >&2; exit 2 ;;
+    esac
+done
 HOST=127.0.0.1
 RUN_USER=raftgres
 PG_BIN=/usr/lib/postgresql/15/bin
