@@ -118,6 +118,11 @@ pub struct Member {
     pub pending_restart: bool,
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
     pub tags: Tags,
+    /// raftgres's own: why the member stays out of leader races for a while (it gave up
+    /// being primary on its own; see `ha::decide::standing_aside`). No switchover may
+    /// name it meanwhile. Patroni ignores the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stands_aside: Option<String>,
 }
 
 impl Member {

@@ -104,19 +104,28 @@ pub(super) fn answer(view: &ClusterView, request: &FailoverRequest, me: &str, sy
     let Some(candidate) = request.member.clone().or_else(|| best_candidate(view, me, sync_only.as_deref())) else {
         return cancel("switchover cancelled: no running replica to hand over to".into());
     };
-    let Some((host, port)) = view.members.get(&candidate).filter(|m| m.state == "running").and_then(|m| m.host_port()) else {
+    let member = view.members.get(&candidate);
+    // The candidate would refuse the key after this primary stopped (`decide`).
+    if let Some(why) = member.and_then(|m| m.stands_aside.as_deref()) {
+        return cancel(format!("switchover cancelled: {candidate} stands aside for now ({why})"));
+    }
+    if member.is_some_and(|m| m.tags.nofailover) {
+        return cancel(format!("switchover cancelled: {candidate} is tagged nofailover"));
+    }
+    let Some((host, port)) = member.filter(|m| m.state == "running").and_then(|m| m.host_port()) else {
         return cancel(format!("switchover cancelled: {candidate} is not running"));
     };
     let pin = request.member.is_none().then(|| FailoverRequest { member: Some(candidate.clone()), ..request.clone() });
     Action::HandOver(HandOver { candidate, host, port, pin })
 }
 
-/// The running replica (streaming first) with the most WAL, not tagged nofailover, and
-/// in synchronous mode one of the synchronous standbys (`sync_only`).
+/// The running replica (streaming first) with the most WAL, not tagged nofailover nor
+/// standing aside, and in synchronous mode one of the synchronous standbys (`sync_only`).
 fn best_candidate(view: &ClusterView, me: &str, sync_only: Option<&[String]>) -> Option<String> {
     view.members
         .iter()
-        .filter(|(n, m)| n.as_str() != me && m.role == Role::Replica && m.state == "running" && !m.tags.nofailover)
+        .filter(|(n, m)| n.as_str() != me && m.role == Role::Replica && m.state == "running")
+        .filter(|(_, m)| !m.tags.nofailover && m.stands_aside.is_none())
         .filter(|(n, _)| sync_only.is_none_or(|s| s.contains(n)))
         .max_by_key(|(_, m)| (m.streaming(), m.xlog_location.unwrap_or(0), m.tags.failover_priority.unwrap_or(1)))
         .map(|(n, _)| n.clone())
