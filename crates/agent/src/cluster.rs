@@ -132,6 +132,15 @@ impl Member {
         Self { xlog_location: None, receive_lsn: None, replay_lsn: None, ..self.clone() }
     }
 
+    /// Why the member would refuse the leader key if a switchover named it: tagged
+    /// nofailover, or standing aside a while after giving its key up (`stands_aside`).
+    pub fn unwilling(&self) -> Option<String> {
+        if self.tags.nofailover {
+            return Some("is tagged nofailover".into());
+        }
+        self.stands_aside.as_ref().map(|why| format!("stands aside for now ({why})"))
+    }
+
     /// The member's WAL receiver streams.
     pub fn streaming(&self) -> bool {
         self.replication_state.as_deref() == Some(crate::postgres::sql::STREAMING)

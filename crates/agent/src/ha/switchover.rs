@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::action::{Action, HandOver};
 use super::Agent;
 use crate::callbacks::Event;
-use crate::cluster::{ClusterView, FailoverRequest, Role};
+use crate::cluster::{ClusterView, FailoverRequest, Member, Role};
 use crate::postgres::sql::Sql;
 use crate::postgres::StopMode;
 
@@ -106,11 +106,8 @@ pub(super) fn answer(view: &ClusterView, request: &FailoverRequest, me: &str, sy
     };
     let member = view.members.get(&candidate);
     // The candidate would refuse the key after this primary stopped (`decide`).
-    if let Some(why) = member.and_then(|m| m.stands_aside.as_deref()) {
-        return cancel(format!("switchover cancelled: {candidate} stands aside for now ({why})"));
-    }
-    if member.is_some_and(|m| m.tags.nofailover) {
-        return cancel(format!("switchover cancelled: {candidate} is tagged nofailover"));
+    if let Some(why) = member.and_then(Member::unwilling) {
+        return cancel(format!("switchover cancelled: {candidate} {why}"));
     }
     let Some((host, port)) = member.filter(|m| m.state == "running").and_then(|m| m.host_port()) else {
         return cancel(format!("switchover cancelled: {candidate} is not running"));
@@ -125,7 +122,7 @@ fn best_candidate(view: &ClusterView, me: &str, sync_only: Option<&[String]>) ->
     view.members
         .iter()
         .filter(|(n, m)| n.as_str() != me && m.role == Role::Replica && m.state == "running")
-        .filter(|(_, m)| !m.tags.nofailover && m.stands_aside.is_none())
+        .filter(|(_, m)| m.unwilling().is_none())
         .filter(|(n, _)| sync_only.is_none_or(|s| s.contains(n)))
         .max_by_key(|(_, m)| (m.streaming(), m.xlog_location.unwrap_or(0), m.tags.failover_priority.unwrap_or(1)))
         .map(|(n, _)| n.clone())
