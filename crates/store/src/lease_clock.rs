@@ -48,6 +48,9 @@ pub enum Renewal {
 #[derive(Debug, Default)]
 pub struct LeaseClock {
     leases: Mutex<Leases>,
+    /// Signalled when a deadline may now come sooner than [`LeaseClock::next_expiry`]
+    /// said (a grant, a reset, a failed revoke), for the leader's expiry duty.
+    sooner: tokio::sync::Notify,
 }
 
 fn ttl_duration(ttl: i64) -> Duration {
@@ -63,6 +66,7 @@ impl LeaseClock {
     /// A lease was granted (applied): it lives a full TTL from now.
     pub fn granted(&self, id: i64, ttl: i64) {
         self.with(|l| l.deadlines.insert(id, Deadline::fresh(ttl, Instant::now())));
+        self.sooner.notify_one();
     }
 
     /// A lease was revoked or expired (applied).
@@ -79,6 +83,7 @@ impl LeaseClock {
     pub fn reset(&self, leases: impl IntoIterator<Item = (i64, i64)>) {
         let now = Instant::now();
         self.with(|l| l.deadlines = leases.into_iter().map(|(id, ttl)| (id, Deadline::fresh(ttl, now))).collect());
+        self.sooner.notify_one();
     }
 
     /// This node leads in `term` and has applied everything committed before it. The
@@ -145,6 +150,19 @@ impl LeaseClock {
                 }
             }
         });
+        self.sooner.notify_one();
+    }
+
+    /// The earliest deadline of a lease not being revoked: when [`Self::take_expired`]
+    /// next has something to hand out, unless [`Self::sooner`] fires first.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.with(|l| l.deadlines.values().filter(|d| !d.revoking).map(|d| d.at).min())
+    }
+
+    /// Completes once a deadline may have come sooner than [`Self::next_expiry`] said
+    /// (one waiter; a signal sent while nobody waits is kept for the next).
+    pub async fn sooner(&self) {
+        self.sooner.notified().await;
     }
 }
 
@@ -179,6 +197,29 @@ mod tests {
         assert_eq!(clock.renew(9), Renewal::Expired, "renewed while its revoke is under way");
         assert!(clock.lead(2));
         assert_eq!(clock.renew(9), Renewal::Renewed(1), "a new leader restarts every lease its log still holds");
+    }
+
+    #[test]
+    fn the_next_expiry_is_the_earliest_deadline_not_being_revoked() {
+        let clock = LeaseClock::default();
+        assert_eq!(clock.next_expiry(), None);
+        clock.granted(1, 60);
+        clock.granted(2, 0);
+        let soonest = clock.next_expiry().expect("two leases");
+        assert!(soonest <= Instant::now(), "lease 2 is already due");
+        assert_eq!(clock.take_expired(), vec![2]);
+        let next = clock.next_expiry().expect("lease 1");
+        assert!(next > Instant::now() + Duration::from_secs(59), "lease 1's deadline, not the one being revoked");
+        clock.revoke_failed(&[2]);
+        assert!(clock.next_expiry().expect("both") <= Instant::now(), "a failed revoke is due again at once");
+    }
+
+    #[tokio::test]
+    async fn a_grant_signals_a_sooner_deadline_even_before_anyone_waits() {
+        let clock = LeaseClock::default();
+        clock.granted(1, 5);
+        tokio::time::timeout(Duration::ZERO, clock.sooner()).await.expect("the grant's signal was kept");
+        assert!(tokio::time::timeout(Duration::ZERO, clock.sooner()).await.is_err(), "one signal, consumed");
     }
 
     #[test]

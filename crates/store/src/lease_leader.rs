@@ -24,11 +24,13 @@ use tokio::time::Instant;
 
 use crate::client::REQUEST_TIMEOUT;
 use crate::error::StoreError;
+use crate::tasks::changed_or;
 use crate::types::{NodeId, RaftMetrics, Request};
 use crate::Store;
 
-/// How often the leader looks for expired leases (a failover waits for this, too).
-const LEASE_TICK: Duration = Duration::from_millis(20);
+/// How long after a failed revoke its leases are handed out again (a revoke that fails
+/// at once must not make the expiry duty spin).
+const REVOKE_RETRY: Duration = Duration::from_millis(20);
 /// How long one revoke may take before it is proposed again.
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -108,19 +110,41 @@ impl Store {
     }
 }
 
-/// The expiry duty: every tick, revokes what expired since the last one.
+/// The expiry duty: revokes what expired, then sleeps until the next deadline (or a
+/// sooner one appears); a node that does not lead sleeps until Raft's server state
+/// changes, one leading whose term's first entry is not applied until the next apply.
 pub(crate) async fn expire_leases(store: Arc<Store>) {
+    let mut server = store.raft.server_metrics();
     loop {
-        tokio::time::sleep(LEASE_TICK).await;
-        if store.metrics().running_state.is_err() {
+        if store.is_stopped() {
             return;
         }
-        if !matches!(store.lease_readiness(), Readiness::Ready(_)) {
-            continue;
-        }
-        let expired = store.applied.leases.take_expired();
-        if !expired.is_empty() {
-            tokio::spawn(revoke(store.clone(), expired));
+        server.borrow_and_update();
+        // Read before the readiness, so an apply in between is not waited for in vain.
+        let next_applied = store.applied.applied_index() + 1;
+        match store.lease_readiness() {
+            Readiness::NotLeader(_) => {
+                if !changed_or(&mut server, None).await {
+                    return;
+                }
+            }
+            Readiness::Applying => {
+                tokio::select! {
+                    () = store.applied.wait_applied(next_applied) => {}
+                    changed = server.changed() => if changed.is_err() { return },
+                }
+            }
+            Readiness::Ready(_) => {
+                let expired = store.applied.leases.take_expired();
+                if !expired.is_empty() {
+                    tokio::spawn(revoke(store.clone(), expired));
+                }
+                let next = store.applied.leases.next_expiry().map(Instant::from_std);
+                tokio::select! {
+                    () = store.applied.leases.sooner() => {}
+                    alive = changed_or(&mut server, next) => if !alive { return },
+                }
+            }
         }
     }
 }
@@ -136,6 +160,7 @@ async fn revoke(store: Arc<Store>, ids: Vec<i64>) {
         Err(_) => format!("no answer within {REVOKE_TIMEOUT:?}"),
     };
     tracing::warn!(leases = %names.join(","), "revoking expired leases failed ({failure}): trying again");
+    tokio::time::sleep(REVOKE_RETRY).await;
     store.applied.leases.revoke_failed(&ids);
 }
 
