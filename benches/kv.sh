@@ -7,6 +7,8 @@
 # table with raftgres/etcd ratios plus each member's RSS. Then puts at 16 and 256
 # clients against the leader's endpoint alone and against one follower's alone (whose
 # writes travel to the leader), printed side by side with the ratio follower/leader.
+# Failed requests are counted per phase (errors, of which etcd's `leader changed`), not
+# fatal: the tables show them.
 # Ports stay below Linux's ephemeral range (32768+), so no client connection can hold one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,22 +89,26 @@ python3 - "$WORK/etcd.jsonl" "$WORK/rg.jsonl" "$ETCD_RSS" "$RG_RSS" "$WORK" <<'P
 import json, sys
 etcd = [json.loads(l) for l in open(sys.argv[1])]
 rg = [json.loads(l) for l in open(sys.argv[2])]
-print(f"| phase | clients | etcd ops/s | raftgres ops/s | ratio | etcd p50/p99 ms | raftgres p50/p99 ms |")
-print("|---|---|---|---|---|---|---|")
+def failed(r):  # failed requests, of which `leader changed`
+    return f"{r['errors']} ({r['leader_changed']})"
+print(f"| phase | clients | etcd ops/s | raftgres ops/s | ratio | etcd p50/p99 ms | raftgres p50/p99 ms | errors (leader changed) etcd / raftgres |")
+print("|---|---|---|---|---|---|---|---|")
 for e, r in zip(etcd, rg):
     ratio = r["ops_per_sec"] / e["ops_per_sec"] if e["ops_per_sec"] else float("nan")
     print(f"| {e['phase']} | {e['clients']} | {e['ops_per_sec']:.0f} | {r['ops_per_sec']:.0f} | {ratio:.2f} | "
-          f"{e['p50_ms']:.2f}/{e['p99_ms']:.2f} | {r['p50_ms']:.2f}/{r['p99_ms']:.2f} |")
-print(f"| RSS per member (MiB) | | {sys.argv[3]} | {sys.argv[4]} | {int(sys.argv[4])/max(1,int(sys.argv[3])):.2f} | | |")
+          f"{e['p50_ms']:.2f}/{e['p99_ms']:.2f} | {r['p50_ms']:.2f}/{r['p99_ms']:.2f} | {failed(e)} / {failed(r)} |")
+print(f"| RSS per member (MiB) | | {sys.argv[3]} | {sys.argv[4]} | {int(sys.argv[4])/max(1,int(sys.argv[3])):.2f} | | | |")
 
-def rates(name):
-    return {r["clients"]: r["ops_per_sec"] for r in map(json.loads, open(f"{sys.argv[5]}/{name}.jsonl"))}
-one = {n: rates(n) for n in ("etcd-leader", "etcd-follower", "rg-leader", "rg-follower")}
+def phases(name):
+    return {r["clients"]: r for r in map(json.loads, open(f"{sys.argv[5]}/{name}.jsonl"))}
+one = {n: phases(n) for n in ("etcd-leader", "etcd-follower", "rg-leader", "rg-follower")}
 print()
-print("| put, one endpoint | clients | etcd leader | etcd follower | etcd follower/leader | raftgres leader | raftgres follower | raftgres follower/leader |")
-print("|---|---|---|---|---|---|---|---|")
+print("| put, one endpoint | clients | etcd leader | etcd follower | etcd follower/leader | raftgres leader | raftgres follower | raftgres follower/leader | errors (leader changed) etcd leader / follower, raftgres leader / follower |")
+print("|---|---|---|---|---|---|---|---|---|")
 for clients in sorted(one["rg-leader"]):
     row = [one[n][clients] for n in one]
+    rate = [r["ops_per_sec"] for r in row]
     ratio = lambda f, l: f / l if l else float("nan")
-    print(f"| put | {clients} | {row[0]:.0f} | {row[1]:.0f} | {ratio(row[1], row[0]):.2f} | {row[2]:.0f} | {row[3]:.0f} | {ratio(row[3], row[2]):.2f} |")
+    print(f"| put | {clients} | {rate[0]:.0f} | {rate[1]:.0f} | {ratio(rate[1], rate[0]):.2f} | {rate[2]:.0f} | {rate[3]:.0f} | {ratio(rate[3], rate[2]):.2f} | "
+          f"{failed(row[0])} / {failed(row[1])}, {failed(row[2])} / {failed(row[3])} |")
 PY

@@ -3,7 +3,9 @@
 //! For each concurrency level it runs `--seconds` of puts (each client waits for its
 //! answer before sending the next, like etcd's own `benchmark put`), then linearizable
 //! and serializable single-key ranges, and prints one JSON line per phase:
-//! `{"phase":"put","clients":16,"ops":..,"ops_per_sec":..,"p50_ms":..,"p99_ms":..}`.
+//! `{"phase":"put","clients":16,"ops":..,"errors":..,"leader_changed":..,"ops_per_sec":..,"p50_ms":..,"p99_ms":..}`.
+//! A failed request is counted (`errors`; those refused with etcd's `leader changed`
+//! also in `leader_changed`) and the phase goes on: a benchmark reports what happened.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +47,8 @@ struct PhaseResult {
     clients: usize,
     ops: usize,
     errors: usize,
+    /// Errors that were etcd's `etcdserver: leader changed`.
+    leader_changed: usize,
     ops_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -71,7 +75,7 @@ async fn run_phase(phase: &str, clients: usize, chans: &[Channel], args: &Args) 
         let (phase, value, budget) = (phase.to_string(), value.clone(), budget.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
-            let mut errors = 0usize;
+            let mut failed = Failures::default();
             let mut i = 0u64;
             while Instant::now() < deadline
                 && budget
@@ -81,30 +85,30 @@ async fn run_phase(phase: &str, clients: usize, chans: &[Channel], args: &Args) 
                 i += 1;
                 let key = format!("/bench/{c}/{}", i % 1000).into_bytes();
                 let t = Instant::now();
-                let ok = match phase.as_str() {
-                    "put" => kv.put(PutRequest { key, value: value.clone(), ..Default::default() }).await.is_ok(),
+                let result = match phase.as_str() {
+                    "put" => kv.put(PutRequest { key, value: value.clone(), ..Default::default() }).await.map(drop),
                     "range-linearizable" | "range-serializable" => {
                         let serializable = phase == "range-serializable";
                         let key = format!("/bench/{c}/0").into_bytes();
-                        kv.range(RangeRequest { key, serializable, ..Default::default() }).await.is_ok()
+                        kv.range(RangeRequest { key, serializable, ..Default::default() }).await.map(drop)
                     }
-                    _ => false,
+                    other => unreachable!("phase {other} is checked before the run"),
                 };
-                if ok {
-                    lat.push(t.elapsed());
-                } else {
-                    errors += 1;
+                match result {
+                    Ok(()) => lat.push(t.elapsed()),
+                    Err(status) => failed.count(&status),
                 }
             }
-            (lat, errors)
+            (lat, failed)
         }));
     }
     let mut all = Vec::new();
-    let mut errors = 0;
+    let mut failed = Failures::default();
     for t in tasks {
-        let (lat, e) = t.await?;
+        let (lat, f) = t.await?;
         all.extend(lat);
-        errors += e;
+        failed.errors += f.errors;
+        failed.leader_changed += f.leader_changed;
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
@@ -119,22 +123,66 @@ async fn run_phase(phase: &str, clients: usize, chans: &[Channel], args: &Args) 
         phase: phase.to_string(),
         clients,
         ops: all.len(),
-        errors,
+        errors: failed.errors,
+        leader_changed: failed.leader_changed,
         ops_per_sec: all.len() as f64 / elapsed,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
     })
 }
 
+/// Failed requests of one phase.
+#[derive(Default)]
+struct Failures {
+    errors: usize,
+    leader_changed: usize,
+}
+
+impl Failures {
+    fn count(&mut self, status: &tonic::Status) {
+        self.errors += 1;
+        if is_leader_changed(status) {
+            self.leader_changed += 1;
+        }
+    }
+}
+
+/// etcd's answer to a request whose leader lost its term before the request committed.
+fn is_leader_changed(status: &tonic::Status) -> bool {
+    status.message().contains("leader changed")
+}
+
+const PHASES: [&str; 3] = ["put", "range-linearizable", "range-serializable"];
+
+/// How often a seed put refused with `leader changed` is sent again (it is idempotent).
+const SEED_ATTEMPTS: usize = 10;
+
+/// Puts the keys the range phases read; a put refused with `leader changed` is sent
+/// again, so one election does not end the benchmark.
+async fn seed(chan: &Channel, clients: usize) -> anyhow::Result<()> {
+    let mut kv = KvClient::new(chan.clone());
+    for c in 0..clients {
+        let put = PutRequest { key: format!("/bench/{c}/0").into_bytes(), value: b"seed".to_vec(), ..Default::default() };
+        let mut attempt = 1;
+        while let Err(status) = kv.put(put.clone()).await {
+            anyhow::ensure!(is_leader_changed(&status) && attempt < SEED_ATTEMPTS, "seeding /bench/{c}/0: {status}");
+            eprintln!("kvbench: seeding /bench/{c}/0: {}: sending it again", status.message());
+            attempt += 1;
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(!args.endpoints.is_empty(), "--endpoints is required");
+    if let Some(unknown) = args.phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
+        anyhow::bail!("unknown phase '{unknown}' (expected {})", PHASES.join(", "));
+    }
     let chans = channels(&args).await?;
-    // Seed the keys the range phases read.
-    let mut kv = KvClient::new(chans[0].clone());
-    for c in 0..args.clients.iter().copied().max().unwrap_or(1) {
-        kv.put(PutRequest { key: format!("/bench/{c}/0").into_bytes(), value: b"seed".to_vec(), ..Default::default() }).await?;
+    if args.phases.iter().any(|p| p.starts_with("range")) {
+        seed(&chans[0], args.clients.iter().copied().max().unwrap_or(1)).await?;
     }
     for phase in &args.phases {
         for &clients in &args.clients {
