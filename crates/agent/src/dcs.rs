@@ -184,7 +184,19 @@ impl<C: Transport> Dcs<C> {
             // etcd puts a refused grant (e.g. a duplicate id) in the answer, not the status.
             return Err(DcsError::Status { code: tonic::Code::FailedPrecondition, message: resp.error });
         }
-        Ok((resp.id, Renewal { sent, ttl: Duration::from_secs(u64::try_from(resp.ttl).unwrap_or(0)) }))
+        let granted = Duration::from_secs(u64::try_from(resp.ttl).unwrap_or(0));
+        if granted > ttl {
+            // The store's minimum lease TTL (1.5 x its election timeout) won: the keys
+            // outlive the agent's ttl, so a failover waits for the longer one.
+            tracing::warn!(
+                "the store granted a {} s lease for ttl {} s (its minimum is 1.5 x its Raft election timeout): \
+                 failover waits {} s; lower the store's election-timeout or raise ttl",
+                granted.as_secs(),
+                ttl.as_secs(),
+                granted.as_secs()
+            );
+        }
+        Ok((resp.id, Renewal { sent, ttl: granted }))
     }
 
     /// Renews `lease`. Ok(None): the lease no longer exists.

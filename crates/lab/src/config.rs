@@ -76,6 +76,7 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
          listen-peer: {peer}\n\
          listen-client: {client}\n\
          initial-cluster: {initial}\n\
+         {raft_timing}\
          {store_tls}\
          scope: {scope}\n\
          restapi:\n  listen: {host}:{rest}\n\
@@ -91,6 +92,7 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
         peer = node.peer_addr(),
         client = node.client_addr(),
         initial = initial_cluster(lab),
+        raft_timing = raft_timing(lab),
         store_tls = store_tls(lab, node),
         rest_tls = rest_tls(lab, node),
         scope = scalar(&lab.scope),
@@ -103,6 +105,14 @@ pub fn render(lab: &Lab, node: &LabNode, passwords: &Passwords) -> String {
         repl = scalar(&passwords.replication),
         bootstrap = bootstrap_section(lab),
     )
+}
+
+/// The profile's Raft timing lines (nothing for the defaults).
+fn raft_timing(lab: &Lab) -> String {
+    match lab.profile.raft_timing() {
+        Some((heartbeat, election)) => format!("heartbeat-interval: {heartbeat}\nelection-timeout: {election}\n"),
+        None => String::new(),
+    }
 }
 
 /// `bootstrap.dcs`: the profile's timing and, for a lab made with `--standby-cluster`,
@@ -198,7 +208,7 @@ mod tests {
             assert!(yml.contains(line), "missing {line:?} in\n{yml}");
         }
         assert_eq!(render_pgpass(&lab, &pw).lines().next(), Some("127.0.0.1:*:*:postgres:SSSSSSSSSSSSSSSSSSSS"));
-        assert!(!yml.contains("bootstrap"), "{yml}");
+        assert!(!yml.contains("bootstrap") && !yml.contains("heartbeat-interval"), "{yml}");
         lab.standby_cluster = Some(("127.0.0.1".into(), 5432));
         let yml = render(&lab, &lab.nodes[1], &pw);
         assert!(yml.ends_with("bootstrap:\n  dcs:\n    standby_cluster: {host: 127.0.0.1, port: 5432}\n"), "{yml}");
@@ -214,6 +224,7 @@ mod tests {
         let dcs = raftgres_agent::config::DynamicConfig::from_json(&doc["bootstrap"]["dcs"]).expect("bootstrap.dcs reads");
         dcs.check_timing().expect("the fast profile passes the node's own timing checks");
         assert_eq!(dcs.timing(), raftgres_agent::timing::Timing::fast());
+        assert!(yml.contains("\nheartbeat-interval: 50\nelection-timeout: 250\n"), "{yml}");
     }
 
     #[test]

@@ -40,10 +40,10 @@ pub struct Flags {
     /// `new` to form a cluster, `existing` to join one this member was added to.
     #[arg(long)]
     pub initial_cluster_state: Option<String>,
-    /// Raft heartbeat interval in ms (default 50).
+    /// Raft heartbeat interval in ms (default 100).
     #[arg(long)]
     pub heartbeat_interval: Option<u64>,
-    /// Minimum Raft election timeout in ms (default 250; the maximum is 1.6 x this).
+    /// Minimum Raft election timeout in ms (default 400; the maximum is 1.6 x this).
     #[arg(long)]
     pub election_timeout: Option<u64>,
     /// Snapshot (and purge the log) every this many entries (default 10000).

@@ -7,6 +7,13 @@ use std::time::Duration;
 use crate::retention::AutoCompaction;
 
 /// Raft timing. Every timing knob of the store lives here.
+///
+/// The defaults (heartbeat 100 ms, election timeout 400–640 ms) are etcd's heartbeat with
+/// a shorter election timeout: a dead Raft leader is replaced well inside the agent's
+/// default write budget (ttl 2 s − safety_margin 0.5 s), and the minimum lease TTL stays
+/// 1 s. Every heartbeat also sets openraft's tick (13/64 of it), the idle node's most
+/// frequent wake-up, so a shorter heartbeat costs idle CPU; the fast profile (ttl 1 s)
+/// takes 50 / 250 ms for its smaller budget (README "Timing profiles").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RaftTiming {
     /// Leader heartbeat period; also the AppendEntries timeout.
@@ -20,7 +27,7 @@ pub struct RaftTiming {
 
 impl Default for RaftTiming {
     fn default() -> Self {
-        Self { heartbeat_ms: 50, election_min_ms: 250, election_max_ms: 400, snapshot_every: 10_000 }
+        Self { heartbeat_ms: 100, election_min_ms: 400, election_max_ms: 640, snapshot_every: 10_000 }
     }
 }
 

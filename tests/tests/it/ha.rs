@@ -152,7 +152,8 @@ fn data_dir_of_another_cluster_is_refused() -> anyhow::Result<()> {
 
 /// The primary's agent keeps the Raft leader off its node (README, "The Raft leader is
 /// kept off the primary's node"): leadership moved onto the primary's node with
-/// `etcdctl move-leader` moves off again, to another voter, and the primary stays.
+/// `etcdctl move-leader` moves off again, to another voter, and the primary stays; when
+/// that voter's node then dies, the primary keeps writing through the Raft election.
 #[test]
 fn the_raft_leader_is_moved_off_the_primarys_node() -> anyhow::Result<()> {
     let lab = Lab::up(3)?;
@@ -189,5 +190,27 @@ fn the_raft_leader_is_moved_off_the_primarys_node() -> anyhow::Result<()> {
     assert_ne!(moved_to, lab.name(primary));
     assert_eq!(lab.primary()?, primary, "moving the Raft leader moved no primary");
     assert!(lab.log(primary).contains("moved Raft leadership off the primary's node"), "{}", lab.log(primary));
+
+    // Its node dies: the survivors elect a new Raft leader, and the primary's keep-alive
+    // reaches it inside the write budget (ttl - safety_margin), so PostgreSQL is neither
+    // fenced nor demoted (the store's election timeout against the agent's timing).
+    let dead = (0..3).find(|&i| lab.name(i) == moved_to).ok_or_else(|| anyhow::anyhow!("{moved_to} is no lab node"))?;
+    let postmaster = lab.postmaster_pid(primary)?;
+    create_table(&lab, primary)?;
+    lab.kill(dead)?;
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut writes = 0;
+    while Instant::now() < until {
+        with_logs(&lab, || lab.psql(primary, "insert into t(v) values (gen_random_uuid()::text)"))?;
+        writes += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let new_leader = leader_name()?;
+    assert!(new_leader != moved_to, "a new Raft leader, not {moved_to}");
+    assert_eq!(lab.postmaster_pid(primary)?, postmaster, "the primary's PostgreSQL was never stopped");
+    assert_eq!(lab.primary()?, primary, "no failover");
+    let log = lab.log(primary);
+    assert!(!log.contains("fenc") && !log.contains("demot"), "the primary was fenced or demoted:\n{log}");
+    assert!(writes > 10, "{writes} writes");
     Ok(())
 }

@@ -28,6 +28,7 @@ pub mod observation;
 mod postmaster;
 mod primary;
 pub mod raft_placement;
+pub mod refresh;
 mod replica;
 pub mod shutdown;
 mod slots;
@@ -396,8 +397,8 @@ impl Agent {
         self.write_member(pg, lease.id, stands_aside).await;
     }
 
-    /// Writes `members/<me>` on the agent's lease when it changed (at most once per
-    /// `loop_wait` for WAL positions alone), and again whenever the lease is new.
+    /// Writes `members/<me>` on the agent's lease when it changed (WAL positions alone as
+    /// [`refresh`] says), and again whenever the lease is new.
     async fn write_member(&mut self, pg: &PgStatus, lease: Option<i64>, stands_aside: Option<&str>) {
         let Some(lease) = lease else { return };
         let member = Member {
@@ -421,7 +422,15 @@ impl Agent {
             Some((_, written_on, _)) if *written_on != lease => true,
             Some((old, _, at)) => {
                 let shape_changed = old.without_positions() != member.without_positions();
-                (shape_changed || at.elapsed() >= self.timing().loop_wait) && *old != member
+                let moved = [
+                    refresh::moved(old.xlog_location, member.xlog_location),
+                    refresh::moved(old.receive_lsn, member.receive_lsn),
+                    refresh::moved(old.replay_lsn, member.replay_lsn),
+                ]
+                .into_iter()
+                .max()
+                .unwrap_or(0);
+                shape_changed || refresh::due(moved, at.elapsed(), self.timing().loop_wait)
             }
         };
         if !due {

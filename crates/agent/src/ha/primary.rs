@@ -83,11 +83,19 @@ impl Agent {
     }
 
     /// `/status` with the leader's WAL position (the lag rule's reference) and the
-    /// permanent slots' positions, at most once per `loop_wait`.
+    /// permanent slots' positions, as [`super::refresh`] says.
     pub(super) async fn write_status(&mut self, position: Option<u64>, slots: BTreeMap<String, u64>) {
         let Some(optime) = position else { return };
         let status = ClusterStatus { optime, slots };
-        let due = self.last_status_write.as_ref().is_none_or(|(old, at)| *old != status && at.elapsed() >= self.timing().loop_wait);
+        let due = self.last_status_write.as_ref().is_none_or(|(old, at)| {
+            let slots_moved = if old.slots.keys().ne(status.slots.keys()) {
+                u64::MAX
+            } else {
+                old.slots.values().zip(status.slots.values()).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0)
+            };
+            let moved = old.optime.abs_diff(status.optime).max(slots_moved);
+            super::refresh::due(moved, at.elapsed(), self.timing().loop_wait)
+        });
         if due {
             let value = serde_json::to_string(&status).unwrap_or_default();
             if self.dcs.put(&self.dcs.keys.status(), &value, 0).await.is_ok() {
