@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
+use openraft::metrics::RaftServerMetrics;
 use openraft::ServerState;
 use raftgres_mvcc::Command;
 use tokio::time::Instant;
@@ -25,7 +26,7 @@ use tokio::time::Instant;
 use crate::client::REQUEST_TIMEOUT;
 use crate::error::StoreError;
 use crate::tasks::changed_or;
-use crate::types::{NodeId, RaftMetrics, Request};
+use crate::types::{NodeId, Request, TypeConfig};
 use crate::Store;
 
 /// How long after a failed revoke its leases are handed out again (a revoke that fails
@@ -45,13 +46,19 @@ pub(crate) enum Readiness {
     Ready(u64),
 }
 
-/// The rule: leading, and the last applied entry is of this very term.
-pub(crate) fn readiness(own: NodeId, m: &RaftMetrics, applied_term: Option<u64>) -> Readiness {
+/// The rule: leading, and the last applied entry is of this very term. It reads Raft's
+/// server state ([`crate::tasks::ServerWatch`]), the watch the expiry duty sleeps on:
+/// openraft sends it before the full metrics, so a duty woken by a change of it that
+/// read the full metrics could still see the node as a follower, and sleep on through
+/// its whole term with every lease deadline passing unrevoked (seen once in
+/// `benches/peers.sh`: no failover for 180 s after a primary's node was killed).
+pub(crate) fn readiness(own: NodeId, m: &RaftServerMetrics<TypeConfig>, applied_term: Option<u64>) -> Readiness {
     if m.state != ServerState::Leader || m.current_leader != Some(own) {
         return Readiness::NotLeader(m.current_leader.filter(|l| *l != own));
     }
-    if applied_term == Some(m.current_term) {
-        Readiness::Ready(m.current_term)
+    let term = m.vote.leader_id().term;
+    if applied_term == Some(term) {
+        Readiness::Ready(term)
     } else {
         Readiness::Applying
     }
@@ -61,7 +68,13 @@ impl Store {
     /// Whether this node may act on lease deadlines now; the first time in a term it
     /// restarts every deadline.
     fn lease_readiness(&self) -> Readiness {
-        let readiness = readiness(self.id, &self.raft.metrics().borrow_watched(), self.applied.applied_term());
+        self.lease_readiness_as(&self.raft.server_metrics().borrow_watched())
+    }
+
+    /// [`Self::lease_readiness`] for a server state the caller already holds (the
+    /// expiry duty's, so that what it decides and what it sleeps on are one snapshot).
+    fn lease_readiness_as(&self, server: &RaftServerMetrics<TypeConfig>) -> Readiness {
+        let readiness = readiness(self.id, server, self.applied.applied_term());
         if let Readiness::Ready(term) = readiness {
             if self.applied.leases.lead(term) {
                 tracing::info!(term, "leading with the log applied: every lease gets a full TTL");
@@ -119,10 +132,10 @@ pub(crate) async fn expire_leases(store: Arc<Store>) {
         if store.is_stopped() {
             return;
         }
-        server.borrow_and_update();
+        let snapshot = server.borrow_and_update().clone();
         // Read before the readiness, so an apply in between is not waited for in vain.
         let next_applied = store.applied.applied_index() + 1;
-        match store.lease_readiness() {
+        match store.lease_readiness_as(&snapshot) {
             Readiness::NotLeader(_) => {
                 if !changed_or(&mut server, None).await {
                     return;
@@ -167,13 +180,18 @@ async fn revoke(store: Arc<Store>, ids: Vec<i64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::RaftMetrics;
 
-    fn metrics(state: ServerState, leader: Option<NodeId>, term: u64) -> RaftMetrics {
-        let mut m = RaftMetrics::new_initial(1);
-        m.state = state;
-        m.current_leader = leader;
-        m.current_term = term;
-        m
+    fn metrics(state: ServerState, leader: Option<NodeId>, term: u64) -> RaftServerMetrics<TypeConfig> {
+        let m = RaftMetrics::new_initial(1);
+        RaftServerMetrics {
+            id: m.id,
+            vote: openraft::Vote::new_committed(term, leader.unwrap_or(1)),
+            state,
+            current_leader: leader,
+            membership_config: m.membership_config.clone(),
+            committed_membership_config: m.membership_config,
+        }
     }
 
     #[test]

@@ -231,10 +231,15 @@ async fn publish_member(store: Arc<Store>) {
             return;
         }
         settled = false;
+        let server_now = server.borrow_and_update().clone();
         let m = store.metrics();
         if m.running_state.is_err() {
             return;
         }
+        // openraft sends the server state before the full metrics: until they agree, the
+        // full metrics may be older than the change that woke this duty, so it looks
+        // again soon instead of settling on them.
+        let caught_up = m.current_leader == server_now.current_leader && m.membership_config == server_now.membership_config;
         let in_membership = m.membership_config.membership().get_node(&store.id).is_some();
         if in_membership {
             was_member = true;
@@ -266,7 +271,7 @@ async fn publish_member(store: Arc<Store>) {
             data.members.get(&store.id).is_some_and(|a| (a.name.as_str(), a.client_addr.as_str()) == want)
         };
         if published {
-            settled = true;
+            settled = caught_up;
             continue;
         }
         let req = Request::PublishMember { id: store.id, name: store.config.name.clone(), client_addr: store.config.client_addr.clone() };

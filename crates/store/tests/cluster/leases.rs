@@ -101,3 +101,24 @@ async fn a_new_leader_never_renews_a_lease_its_log_revokes() {
         assert!(!has_lease(cluster.members[i].store(), ID), "n{} still has the lease after {PATIENCE:?}", i + 1);
     }
 }
+
+/// Leadership moves round the members; each new leader revokes a lease that nobody keeps
+/// alive, within its TTL of taking over. (The expiry duty once decided from Raft's full
+/// metrics while sleeping on its server state, which openraft sends first: woken by its
+/// own election, it could read "follower" and sleep through its whole term.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_new_leader_revokes_the_leases_nobody_keeps_alive() {
+    let cluster = Cluster::start(3).await;
+    for id in 1..=10 {
+        let leader = cluster.leader().await;
+        let store = cluster.members[leader].store().clone();
+        store.kv(Command::LeaseGrant { id, ttl: 1 }).await.expect("granted").expect("a new lease");
+        eventually("every member applied the grant", || async { cluster.members.iter().all(|m| has_lease(m.store(), id)).then_some(()) })
+            .await;
+        let target = (leader + 1) % 3;
+        store.move_leader(cluster.members[target].id()).await.expect("leadership moved");
+        let new = cluster.leader().await;
+        assert_eq!(new, target, "the leader is the member leadership moved to");
+        eventually("the new leader revoked the lease", || async { (!has_lease(cluster.members[new].store(), id)).then_some(()) }).await;
+    }
+}
