@@ -247,7 +247,9 @@ impl Agent {
         if let Err(promised) = self.promise.claim() {
             return promised.to_string();
         }
+        let racing = Instant::now();
         let acquired = self.dcs.acquire_leader(&me, lease).await;
+        tracing::debug!("leader key race answered in {} ms: {acquired:?}", racing.elapsed().as_millis());
         if !matches!(acquired, Ok(true)) {
             self.promise.unclaim();
         }

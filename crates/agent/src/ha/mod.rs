@@ -239,6 +239,7 @@ impl Agent {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 Some(()) = wake.recv() => {
+                    tracing::debug!("woken {} ms after the last cycle started", started.elapsed().as_millis());
                     tokio::time::sleep(MIN_CYCLE_GAP.saturating_sub(started.elapsed())).await;
                     while wake.try_recv().is_ok() {}
                 }
@@ -281,10 +282,13 @@ impl Agent {
     }
 
     async fn cycle(&mut self) -> String {
+        let started = Instant::now();
         let observed = self.gather().await;
+        let gathered = started.elapsed();
         decide::remember(&mut self.memory, &observed, &self.policy);
         let action = decide::decide(&observed, &self.memory, &self.dynamic, &self.policy);
         let sentence = self.carry_out(action, &observed).await;
+        let carried_out = started.elapsed();
         if let Ok(view) = &observed.view {
             let pg = self.observe().await;
             if pg.is_running() {
@@ -292,6 +296,12 @@ impl Agent {
             }
             self.publish(view, &pg).await;
         }
+        tracing::debug!(
+            "cycle: gathered in {} ms, carried out at {} ms, published at {} ms",
+            gathered.as_millis(),
+            carried_out.as_millis(),
+            started.elapsed().as_millis()
+        );
         sentence
     }
 

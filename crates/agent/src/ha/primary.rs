@@ -140,11 +140,19 @@ impl Agent {
         if self.dynamic.synchronous_mode && !self.write_sync(view, &[]).await {
             return format!("postponing the promotion: /sync could not be written (I am {me}, holding the leader key)");
         }
+        let sync_written = started.elapsed();
         self.reload_primary_conf().await;
+        let reloaded = started.elapsed();
         if let Err(e) = self.promote_and_wait().await {
             return format!("promotion failed: {e}");
         }
         let promoted_in = started.elapsed();
+        tracing::debug!(
+            "promotion: /sync at {} ms, configuration reloaded at {} ms, out of recovery at {} ms",
+            sync_written.as_millis(),
+            reloaded.as_millis(),
+            promoted_in.as_millis()
+        );
         self.arm_fencer();
         self.callback(Event::Promoted);
         if view.failover.is_some() {
