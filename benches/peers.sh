@@ -225,11 +225,17 @@ probe_switchover() { # HOST PORT...
         wpid=$!
         echo "$wpid" >"$WORK/writer.pid"
         sleep 2
-        if ! sys_switchover "$p" "$c"; then
-            touch "$stop"; wait "$wpid" || true
-            log "$SYS: switchover node$p -> node$c failed"
-            return 1
-        fi
+        # A refused candidate (raftgres: one that stands aside a while after giving its key
+        # up, as the postmaster probe's crash loop makes the primary do) gives way to the next.
+        until sys_switchover "$p" "$c"; do
+            log "$SYS: switchover node$p -> node$c refused or failed: $(tail -n 1 "$WORK/switchover.$SYS.log")"
+            c=$(( c % $# + 1 ))
+            if [ "$c" = "$p" ]; then
+                touch "$stop"; wait "$wpid" || true
+                log "$SYS: no switchover from node$p was accepted"
+                return 1
+            fi
+        done
         deadline=$(( $(now_ms) + 120000 ))
         until [ "$(primary_of "$host" "$@" || true)" = "$c" ] && healthy "$host" "$@"; do
             if [ "$(now_ms)" -ge "$deadline" ]; then

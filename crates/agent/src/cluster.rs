@@ -118,6 +118,11 @@ pub struct Member {
     pub pending_restart: bool,
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
     pub tags: Tags,
+    /// raftgres's own: why the member stays out of leader races for a while (it gave up
+    /// being primary on its own; see `ha::decide::standing_aside`). No switchover may
+    /// name it meanwhile. Patroni ignores the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stands_aside: Option<String>,
 }
 
 impl Member {
@@ -125,6 +130,15 @@ impl Member {
     /// anything: what is left changes only when the member does.
     pub fn without_positions(&self) -> Self {
         Self { xlog_location: None, receive_lsn: None, replay_lsn: None, ..self.clone() }
+    }
+
+    /// Why the member would refuse the leader key if a switchover named it: tagged
+    /// nofailover, or standing aside a while after giving its key up (`stands_aside`).
+    pub fn unwilling(&self) -> Option<String> {
+        if self.tags.nofailover {
+            return Some("is tagged nofailover".into());
+        }
+        self.stands_aside.as_ref().map(|why| format!("stands aside for now ({why})"))
     }
 
     /// The member's WAL receiver streams.

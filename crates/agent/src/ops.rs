@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::{ClusterView, FailoverRequest, Role};
+use crate::cluster::{ClusterView, FailoverRequest, Member, Role};
 use crate::config::DynamicConfig;
 use crate::dcs::{Dcs, Transport};
 
@@ -70,7 +70,8 @@ pub fn check_switchover(view: &ClusterView, req: &SwitchoverRequest, max_lag: u6
                 Ok(())
             } else {
                 Err(OpsError::Refused(
-                    "no replica is a suitable candidate (running, not nofailover, within maximum_lag_on_failover)".into(),
+                    "no replica is a suitable candidate (running, not nofailover, not standing aside, within maximum_lag_on_failover)"
+                        .into(),
                 ))
             }
         }
@@ -85,9 +86,7 @@ fn check_candidate(view: &ClusterView, candidate: &str, leader: &str, max_lag: u
         let names: Vec<&str> = view.members.keys().map(String::as_str).collect();
         OpsError::Refused(format!("no member named {candidate} (members: {})", names.join(", ")))
     })?;
-    if m.tags.nofailover {
-        return Err(OpsError::Refused(format!("{candidate} is tagged nofailover")));
-    }
+    refuse_unwilling(candidate, m)?;
     if m.role != Role::Replica || m.state != "running" {
         return Err(OpsError::Refused(format!("{candidate} is not a running replica (role {}, state {})", m.role.as_str(), m.state)));
     }
@@ -99,6 +98,21 @@ fn check_candidate(view: &ClusterView, candidate: &str, leader: &str, max_lag: u
         }
     }
     Ok(())
+}
+
+/// A candidate that would refuse the key: tagged nofailover, or it gave up being
+/// primary on its own a moment ago and stays out of leader races for a while
+/// (`ha::decide::standing_aside`). A request naming it would stop the primary for nothing.
+fn refuse_unwilling(candidate: &str, m: &Member) -> Result<(), OpsError> {
+    if m.tags.nofailover {
+        return Err(OpsError::Refused(format!("{candidate} is tagged nofailover")));
+    }
+    match &m.stands_aside {
+        Some(why) => Err(OpsError::Refused(format!(
+            "{candidate} may not take over for now: {why}, and it stays out of leader races for 10 × ttl after that; pick another member or try again later"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Writes `/failover` for a switchover (validated against a fresh read).
@@ -131,9 +145,7 @@ pub async fn failover<C: Transport>(dcs: &Dcs<C>, candidate: &str) -> Result<Str
     let view = dcs.read_cluster().await.map_err(store)?;
     not_a_standby_cluster(&view, "a manual failover")?;
     let m = view.members.get(candidate).ok_or_else(|| OpsError::Refused(format!("no member named {candidate}")))?;
-    if m.tags.nofailover {
-        return Err(OpsError::Refused(format!("{candidate} is tagged nofailover")));
-    }
+    refuse_unwilling(candidate, m)?;
     if m.state != "running" {
         return Err(OpsError::Refused(format!("{candidate} is not running ({})", m.state)));
     }
@@ -339,6 +351,26 @@ mod tests {
         let refused = check_switchover(&standby, &req("n2"), 1 << 20);
         assert!(
             matches!(refused, Err(OpsError::Refused(m)) if m.starts_with("this is a standby cluster: a switchover is not carried out here"))
+        );
+    }
+
+    /// peers.sh, ROUNDS=5: a switchover to a node that had just given up its key for a
+    /// crash loop was accepted; the primary stopped, the candidate refused the key and a
+    /// third node took over. Refused up front now, naming why.
+    #[test]
+    fn a_candidate_that_stands_aside_is_refused() {
+        let mut v = view();
+        v.members.get_mut("n2").expect("n2").stands_aside = Some("its PostgreSQL kept exiting as primary".into());
+        let req = SwitchoverRequest { candidate: Some("n2".into()), ..Default::default() };
+        let refused = check_switchover(&v, &req, 1 << 20);
+        assert!(
+            matches!(&refused, Err(OpsError::Refused(m)) if m.starts_with("n2 may not take over for now: its PostgreSQL kept exiting as primary")),
+            "{refused:?}"
+        );
+        let any = SwitchoverRequest::default();
+        assert!(
+            matches!(check_switchover(&v, &any, 1 << 20), Err(OpsError::Refused(m)) if m.starts_with("no replica is a suitable candidate")),
+            "n3 lags and n2 stands aside: no candidate"
         );
     }
 

@@ -161,6 +161,8 @@ pub struct NodeState {
     pub liveness: Verdict,
     /// Liveness probes that failed since the agent started.
     pub liveness_failures_total: u64,
+    /// Why this node stays out of leader races for now (see `ha::decide::standing_aside`).
+    pub stands_aside: Option<&'static str>,
 }
 
 impl NodeState {
@@ -176,6 +178,7 @@ impl NodeState {
             last_action: "starting".into(),
             liveness: Verdict::Healthy,
             liveness_failures_total: 0,
+            stands_aside: None,
         }
     }
 

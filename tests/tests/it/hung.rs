@@ -282,6 +282,22 @@ fn a_primary_that_cannot_write_its_wal_is_replaced() -> anyhow::Result<()> {
         assert_one_writer_at_a_time(&acks, old, new, t0);
         let events = lab.ctl(&["events"])?;
         assert!(events.contains("restarts in place"), "the crash loop gave the key up: {events}");
+        // peers.sh (ROUNDS=5): a switchover to the node that had just given its key up for
+        // a crash loop was accepted; the primary stopped, the candidate refused the key and
+        // a third node took over. That node now says it stands aside (10 × ttl), and the
+        // switchover is refused up front, naming why.
+        wait_for(Duration::from_secs(10), "the old primary saying it stands aside", || {
+            let (_, body) = lab.rest(old, "GET", "/patroni", "")?;
+            if body.contains("\"stands_aside\":\"its PostgreSQL kept exiting as primary\"") {
+                Ok(())
+            } else {
+                anyhow::bail!("not yet: {body}")
+            }
+        })?;
+        let refused = lab.ctl(&["switchover", "--candidate", &lab.name(old), "--force"]);
+        let message = format!("{refused:?}");
+        assert!(refused.is_err() && message.contains("may not take over for now"), "a switchover to the node standing aside: {message}");
+        assert_eq!(lab.primary()?, new, "the refused switchover left the primary in place");
         lab.psql(new, "insert into t(v) values ('after')")?;
         assert_eq!(lab.wait_healthy(HEAL, "after")?, new, "the old primary came back as a replica ({story})");
         Ok(())

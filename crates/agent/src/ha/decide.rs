@@ -24,7 +24,7 @@
 //! lease; PostgreSQL that may run as a primary without the key is stopped, never
 //! reconfigured; no race from a timeline older than the cluster's.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::action::{Action, CloneFrom, RecloneCause, RewindFrom, StartReplica};
 use super::election::{cluster_timeline, eligible, healthier_peer, Ineligible};
@@ -477,12 +477,21 @@ fn hung_refusal(o: &Observation, m: &Memory, config: &DynamicConfig) -> Option<S
     if let Verdict::Hung { failing_for } = o.liveness {
         return Some(format!("PostgreSQL is hung: every liveness probe failed for {:.1} s", failing_for.as_secs_f64()));
     }
-    let (at, why) = m.stepped_down?;
-    let ago = o.now.saturating_duration_since(at);
-    (ago < stand_aside_after_fencing(&config.timing())).then(|| match why {
+    let (ago, why) = standing_aside(m, o.now, config)?;
+    Some(match why {
         StepDown::Hung => format!("I fenced my hung primary {:.0} s ago", ago.as_secs_f64()),
         StepDown::CrashLoop => format!("my PostgreSQL kept exiting as primary {:.0} s ago", ago.as_secs_f64()),
     })
+}
+
+/// How long ago and why this node gave up being primary on its own, while it still
+/// stands aside for that (`stand_aside_after_fencing`). The node publishes it (member
+/// key and `/patroni`, `stands_aside`), so no switchover names it and no peer waits for
+/// it as the healthier one: it would refuse the key.
+pub fn standing_aside(m: &Memory, now: Instant, config: &DynamicConfig) -> Option<(Duration, StepDown)> {
+    let (at, why) = m.stepped_down?;
+    let ago = now.saturating_duration_since(at);
+    (ago < stand_aside_after_fencing(&config.timing())).then_some((ago, why))
 }
 
 /// What a cycle remembers of what it saw, before deciding: a replica of another leader

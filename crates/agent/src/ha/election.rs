@@ -26,13 +26,24 @@ pub struct PeerReport {
     pub timeline: Option<u32>,
     pub nofailover: bool,
     pub priority: i64,
+    /// It stays out of leader races for now (`stands_aside` in its `/patroni`).
+    pub stands_aside: bool,
 }
 
 #[cfg(test)]
 impl PeerReport {
     /// What a running replica says (for tests).
     pub fn replica(name: &str, timeline: u32, wal_position: u64, priority: i64) -> Self {
-        Self { name: name.into(), running: true, primary: false, wal_position, timeline: Some(timeline), nofailover: false, priority }
+        Self {
+            name: name.into(),
+            running: true,
+            primary: false,
+            wal_position,
+            timeline: Some(timeline),
+            nofailover: false,
+            priority,
+            stands_aside: false,
+        }
     }
 }
 
@@ -112,7 +123,7 @@ pub fn eligible(pg: &PgStatus, tags: &Tags, view: &ClusterView, me: &str, max_la
 /// `priority`), if any: `None` means this node may race. A newer timeline is healthier
 /// whatever its position; positions are compared only within one timeline.
 pub fn healthier_peer(timeline: Option<u32>, mine: u64, priority: i64, peers: &[PeerReport]) -> Option<&PeerReport> {
-    peers.iter().filter(|p| p.running && !p.nofailover).find(|p| match (p.timeline, timeline) {
+    peers.iter().filter(|p| p.running && !p.nofailover && !p.stands_aside).find(|p| match (p.timeline, timeline) {
         (Some(theirs), Some(mine_tli)) if theirs != mine_tli => theirs > mine_tli,
         _ => p.wal_position > mine || (p.wal_position == mine && p.priority > priority),
     })
@@ -144,6 +155,7 @@ fn parse_report(name: &str, body: &str) -> Option<PeerReport> {
         timeline: v.get("timeline").and_then(serde_json::Value::as_u64).and_then(|t| u32::try_from(t).ok()),
         nofailover: tags.and_then(|t| t.get("nofailover")).and_then(serde_json::Value::as_bool).unwrap_or(false),
         priority: tags.and_then(|t| t.get("failover_priority")).and_then(serde_json::Value::as_i64).unwrap_or(1),
+        stands_aside: v.get("stands_aside").is_some_and(|why| !why.is_null()),
     })
 }
 
@@ -220,6 +232,8 @@ mod tests {
         let mut skip = PeerReport::replica("b", 1, 500, 1);
         skip.nofailover = true;
         assert!(healthier_peer(Some(1), 100, 1, &[skip]).is_none());
+        let aside = PeerReport { stands_aside: true, ..PeerReport::replica("b", 1, 500, 1) };
+        assert!(healthier_peer(Some(1), 100, 1, &[aside]).is_none(), "a peer that stands aside would refuse the key");
     }
 
     /// Issue 16 item 5: LSNs of two timelines say nothing about who has more.
@@ -239,7 +253,10 @@ mod tests {
     fn parses_patroni_json() {
         let r = parse_report("n2", r#"{"state":"running","role":"replica","timeline":2,"xlog":{"received_location":10,"replayed_location":8},"tags":{"failover_priority":3}}"#)
             .expect("report");
-        assert_eq!((r.running, r.wal_position, r.priority, r.timeline), (true, 10, 3, Some(2)));
+        assert_eq!((r.running, r.wal_position, r.priority, r.timeline, r.stands_aside), (true, 10, 3, Some(2), false));
+        let aside = parse_report("n2", r#"{"state":"running","role":"replica","stands_aside":"its PostgreSQL kept exiting as primary"}"#)
+            .expect("report");
+        assert!(aside.stands_aside);
         assert!(parse_report("n2", "not json").is_none());
     }
 }

@@ -393,6 +393,7 @@ impl Agent {
         }
         let pg = &pg;
         let holds = key_is_mine && pg.role == Role::Primary && pg.is_running();
+        let stands_aside = decide::standing_aside(&self.memory, Instant::now(), &self.dynamic).map(|(_, why)| why.published());
         self.state.send_modify(|s| {
             s.postgres = pg.clone();
             s.holds_leader_key = holds;
@@ -400,13 +401,14 @@ impl Agent {
             s.dcs_last_seen = Some(SystemTime::now());
             s.liveness = verdict;
             s.liveness_failures_total = self.liveness.history().failures_total;
+            s.stands_aside = stands_aside;
         });
-        self.write_member(pg, lease.id).await;
+        self.write_member(pg, lease.id, stands_aside).await;
     }
 
     /// Writes `members/<me>` on the agent's lease when it changed (at most once per
     /// `loop_wait` for WAL positions alone), and again whenever the lease is new.
-    async fn write_member(&mut self, pg: &PgStatus, lease: Option<i64>) {
+    async fn write_member(&mut self, pg: &PgStatus, lease: Option<i64>, stands_aside: Option<&str>) {
         let Some(lease) = lease else { return };
         let member = Member {
             conn_url: self.config.postgresql.conn_url(),
@@ -421,6 +423,7 @@ impl Agent {
             timeline: pg.timeline,
             pending_restart: pg.pending_restart,
             tags: self.config.tags.clone(),
+            stands_aside: stands_aside.map(str::to_string),
         };
         let due = match &self.last_member_write {
             None => true,

@@ -124,6 +124,17 @@ pub enum StepDown {
     CrashLoop,
 }
 
+impl StepDown {
+    /// What the node publishes while it stands aside for this (member key and
+    /// `/patroni`, as `stands_aside`): the same words for the whole time.
+    pub fn published(self) -> &'static str {
+        match self {
+            StepDown::Hung => "it fenced its hung primary",
+            StepDown::CrashLoop => "its PostgreSQL kept exiting as primary",
+        }
+    }
+}
+
 /// What stays the same for the whole run.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {

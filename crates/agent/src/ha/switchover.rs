@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::action::{Action, HandOver};
 use super::Agent;
 use crate::callbacks::Event;
-use crate::cluster::{ClusterView, FailoverRequest, Role};
+use crate::cluster::{ClusterView, FailoverRequest, Member, Role};
 use crate::postgres::sql::Sql;
 use crate::postgres::StopMode;
 
@@ -116,19 +116,25 @@ pub(super) fn answer(view: &ClusterView, request: &FailoverRequest, me: &str, sy
     let Some(candidate) = request.member.clone().or_else(|| best_candidate(view, me, sync_only.as_deref())) else {
         return cancel("switchover cancelled: no running replica to hand over to".into());
     };
-    let Some((host, port)) = view.members.get(&candidate).filter(|m| m.state == "running").and_then(|m| m.host_port()) else {
+    let member = view.members.get(&candidate);
+    // The candidate would refuse the key after this primary stopped (`decide`).
+    if let Some(why) = member.and_then(Member::unwilling) {
+        return cancel(format!("switchover cancelled: {candidate} {why}"));
+    }
+    let Some((host, port)) = member.filter(|m| m.state == "running").and_then(|m| m.host_port()) else {
         return cancel(format!("switchover cancelled: {candidate} is not running"));
     };
     let pin = request.member.is_none().then(|| FailoverRequest { member: Some(candidate.clone()), ..request.clone() });
     Action::HandOver(HandOver { candidate, host, port, pin })
 }
 
-/// The running replica (streaming first) with the most WAL, not tagged nofailover, and
-/// in synchronous mode one of the synchronous standbys (`sync_only`).
+/// The running replica (streaming first) with the most WAL, not tagged nofailover nor
+/// standing aside, and in synchronous mode one of the synchronous standbys (`sync_only`).
 fn best_candidate(view: &ClusterView, me: &str, sync_only: Option<&[String]>) -> Option<String> {
     view.members
         .iter()
-        .filter(|(n, m)| n.as_str() != me && m.role == Role::Replica && m.state == "running" && !m.tags.nofailover)
+        .filter(|(n, m)| n.as_str() != me && m.role == Role::Replica && m.state == "running")
+        .filter(|(_, m)| m.unwilling().is_none())
         .filter(|(n, _)| sync_only.is_none_or(|s| s.contains(n)))
         .max_by_key(|(_, m)| (m.streaming(), m.xlog_location.unwrap_or(0), m.tags.failover_priority.unwrap_or(1)))
         .map(|(n, _)| n.clone())

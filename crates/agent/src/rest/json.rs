@@ -44,6 +44,10 @@ pub struct Status<'a> {
     database_system_identifier: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pending_restart: bool,
+    /// raftgres's own (Patroni has no such state): why this node stays out of leader
+    /// races for now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stands_aside: Option<&'static str>,
     patroni: PatroniInfo<'a>,
 }
 
@@ -104,6 +108,7 @@ impl<'a> Status<'a> {
             tags: &state.tags,
             database_system_identifier: pg.system_identifier.as_deref(),
             pending_restart: pg.pending_restart,
+            stands_aside: state.stands_aside,
             patroni: PatroniInfo { version: crate::VERSION, scope: &state.scope, name: &state.name },
         }
     }

@@ -179,6 +179,7 @@ fn observation(rng: &mut StdRng, now: Instant) -> Observation {
                 timeline: maybe(rng, timeline),
                 nofailover: rng.gen_bool(0.1),
                 priority: rng.gen_range(0..3),
+                stands_aside: rng.gen_bool(0.1),
             })
             .collect(),
         stall: pick(rng, &[StallRemedy::Wait, StallRemedy::Wait, StallRemedy::Restart, StallRemedy::Reclone]),

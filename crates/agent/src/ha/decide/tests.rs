@@ -405,6 +405,37 @@ fn table() -> Vec<Case> {
             v(o).failover = Some(FailoverRequest { member: Some("n3".into()), ..Default::default() });
             v(o).members.get_mut("n3").expect("n3").state = "stopped".into();
         }),
+        case!(
+            "primary: a switchover to a member that stands aside is cancelled, the key kept",
+            "CancelSwitchover",
+            "n2 stands aside for now (its PostgreSQL kept exiting as primary)",
+            |o, m, c, p| {
+                // peers.sh: the old primary stopped and released its key, the candidate
+                // then refused it and a third node took over.
+                as_primary(o);
+                v(o).failover = Some(FailoverRequest { member: Some("n2".into()), ..Default::default() });
+                v(o).members.get_mut("n2").expect("n2").stands_aside = Some("its PostgreSQL kept exiting as primary".into());
+            }
+        ),
+        case!(
+            "primary: a switchover to a member tagged nofailover is cancelled",
+            "CancelSwitchover",
+            "n2 is tagged nofailover",
+            |o, m, c, p| {
+                // Written into the store without `raftctl` (which refuses it): the candidate
+                // would refuse the key after the primary stopped.
+                as_primary(o);
+                v(o).failover = Some(FailoverRequest { member: Some("n2".into()), ..Default::default() });
+                v(o).members.get_mut("n2").expect("n2").tags.nofailover = true;
+            }
+        ),
+        case!("primary: a switchover to the best replica skips one that stands aside", "HandOver", "handing over to n3", |o, m, c, p| {
+            as_primary(o);
+            let n2 = v(o).members.get_mut("n2").expect("n2");
+            n2.xlog_location = Some(9000);
+            n2.stands_aside = Some("it fenced its hung primary".into());
+            v(o).failover = Some(FailoverRequest::default());
+        }),
         case!("primary: a switchover with no running replica is cancelled", "CancelSwitchover", "no running replica", |o, m, c, p| {
             as_primary(o);
             v(o).failover = Some(FailoverRequest::default());
@@ -762,6 +793,12 @@ fn table() -> Vec<Case> {
         case!("free key, a peer tagged nofailover further ahead", "Race", "racing", |o, m, c, p| {
             no_leader(o);
             o.peers = vec![PeerReport { nofailover: true, ..peer("n3", 2, 9000) }];
+        }),
+        case!("free key, a peer further ahead that stands aside (it gave up its key a moment ago)", "Race", "racing", |o, m, c, p| {
+            // peers.sh: a node whose PostgreSQL crash-looped refuses the key for ttl × 10;
+            // waiting for it as the healthier one would leave the cluster without a primary.
+            no_leader(o);
+            o.peers = vec![PeerReport { stands_aside: true, ..peer("n3", 2, 9000) }];
         }),
         case!("free key, a peer still running as primary", "StandAside", "n3 still runs as primary: not racing", |o, m, c, p| {
             no_leader(o);
