@@ -250,7 +250,9 @@ impl Agent {
         let racing = Instant::now();
         let acquired = self.dcs.acquire_leader(&me, lease).await;
         tracing::debug!("leader key race answered in {} ms: {acquired:?}", racing.elapsed().as_millis());
-        if !matches!(acquired, Ok(true)) {
+        if matches!(acquired, Ok(true)) {
+            self.key_won_on = Some(lease);
+        } else {
             self.promise.unclaim();
         }
         let lost = match acquired {

@@ -147,13 +147,19 @@ impl Agent {
             return format!("promotion failed: {e}");
         }
         let promoted_in = started.elapsed();
+        self.arm_fencer();
+        // The REST API says "primary" now, not at the end of the cycle (after /history and
+        // the checkpoint below): health checks that follow `/primary` (HAProxy) send
+        // writes here as soon as PostgreSQL takes them.
+        let pg = self.observe().await;
+        self.publish(view, &pg).await;
         tracing::debug!(
-            "promotion: /sync at {} ms, configuration reloaded at {} ms, out of recovery at {} ms",
+            "promotion: /sync at {} ms, configuration reloaded at {} ms, out of recovery at {} ms, published at {} ms",
             sync_written.as_millis(),
             reloaded.as_millis(),
-            promoted_in.as_millis()
+            promoted_in.as_millis(),
+            started.elapsed().as_millis()
         );
-        self.arm_fencer();
         self.callback(Event::Promoted);
         if view.failover.is_some() {
             let _ = self.dcs.delete(&self.dcs.keys.failover()).await;
