@@ -335,6 +335,15 @@ impl<C: Transport> Dcs<C> {
                     let mut stream = stream.into_inner();
                     while let Some(Ok(resp)) = stream.next().await {
                         let wanted = resp.events.iter().any(|e| calls_for_a_cycle(&self.keys, e));
+                        if wanted {
+                            let keys: Vec<_> =
+                                resp.events.iter().filter_map(|e| e.kv.as_ref()).map(|kv| String::from_utf8_lossy(&kv.key)).collect();
+                            tracing::debug!(
+                                "watch: {} changed (revision {}): waking the HA loop",
+                                keys.join(", "),
+                                resp.header.as_ref().map_or(0, |h| h.revision)
+                            );
+                        }
                         if wanted && wake.send(()).await.is_err() {
                             return;
                         }

@@ -247,8 +247,12 @@ impl Agent {
         if let Err(promised) = self.promise.claim() {
             return promised.to_string();
         }
+        let racing = Instant::now();
         let acquired = self.dcs.acquire_leader(&me, lease).await;
-        if !matches!(acquired, Ok(true)) {
+        tracing::debug!("leader key race answered in {} ms: {acquired:?}", racing.elapsed().as_millis());
+        if matches!(acquired, Ok(true)) {
+            self.key_won_on = Some(lease);
+        } else {
             self.promise.unclaim();
         }
         let lost = match acquired {

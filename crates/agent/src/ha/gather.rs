@@ -19,7 +19,9 @@ const REACHABLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1)
 
 impl Agent {
     pub(super) async fn gather(&mut self) -> Observation {
+        let reading = Instant::now();
         let view = self.dcs.read_cluster().await.map_err(|e| e.to_string());
+        tracing::debug!("gather: the cluster's keys read in {} ms", reading.elapsed().as_millis());
         if let Ok(view) = &view {
             self.adopt_dynamic_config(view);
         }

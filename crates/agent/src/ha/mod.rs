@@ -1,9 +1,10 @@
 //! The HA loop. One cycle = gather the facts (`gather`: the cluster's keys read
 //! linearizably, PostgreSQL, the lease), decide one action (`decide`, a pure function),
-//! carry it out (`execute`), publish the node's state. Cycles run when a key under the
-//! cluster prefix changes (a watch wakes the loop: a deleted or expired leader key
-//! reaches every replica at once), when the lease changes, when the postmaster exits
-//! (`postmaster`), and every `loop_wait` otherwise.
+//! carry it out (`execute`), publish the node's state (a promotion publishes it too, the
+//! moment PostgreSQL leaves recovery, so `/primary` checks need not wait for the cycle).
+//! Cycles run when a key under the cluster prefix changes (a watch wakes the loop: a
+//! deleted or expired leader key reaches every replica at once), when the lease changes,
+//! when the postmaster exits (`postmaster`), and every `loop_wait` otherwise.
 //!
 //! Each cycle ends with one sentence saying what this node did and why ("no action: I
 //! am node2, a replica, following node1"), logged when it changes.
@@ -62,6 +63,16 @@ use observation::{Memory, Policy};
 /// Shortest pause between two cycles, so a burst of key changes costs one cycle.
 const MIN_CYCLE_GAP: Duration = Duration::from_millis(30);
 
+/// The lease of the leader key `me` holds: the key in `view` when it names `me`, else the
+/// one this cycle's race took (`won_on`), which `view`, read before the race, cannot show.
+fn own_key_lease(view: &ClusterView, me: &str, won_on: Option<i64>) -> Option<i64> {
+    match &view.leader {
+        Some(key) if key.name == me => Some(key.lease),
+        Some(_) => None,
+        None => won_on,
+    }
+}
+
 /// The watchdog device to hand the fencer, and why a `required` one cannot be used.
 fn watchdog_for(config: &crate::config::WatchdogConfig) -> (Option<(std::path::PathBuf, u64)>, Option<String>) {
     use crate::config::WatchdogMode;
@@ -100,6 +111,9 @@ pub struct Agent {
     policy: Policy,
     /// What the running postmaster (pid) last answered: its role and the newest timeline.
     last_answer: Option<(i32, Role, Option<u32>)>,
+    /// The lease this cycle's race took the leader key on: the cycle's view, read before
+    /// the race, does not show that key yet (see [`own_key_lease`]).
+    key_won_on: Option<i64>,
     /// How long the status query has kept failing (warned about when it lasts).
     unanswered: unanswered::Unanswered,
     /// How long this replica has run without streaming (see `stuck`).
@@ -180,6 +194,7 @@ impl Agent {
                 memory: Memory { last_in_sync: Some(Instant::now()), ..Memory::default() },
                 policy,
                 last_answer: None,
+                key_won_on: None,
                 unanswered: Default::default(),
                 stall: stuck::Stall::default(),
                 scheduled_restart: None,
@@ -240,6 +255,7 @@ impl Agent {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 Some(()) = wake.recv() => {
+                    tracing::debug!("woken {} ms after the last cycle started", started.elapsed().as_millis());
                     tokio::time::sleep(MIN_CYCLE_GAP.saturating_sub(started.elapsed())).await;
                     while wake.try_recv().is_ok() {}
                 }
@@ -282,10 +298,14 @@ impl Agent {
     }
 
     async fn cycle(&mut self) -> String {
+        let started = Instant::now();
+        self.key_won_on = None;
         let observed = self.gather().await;
+        let gathered = started.elapsed();
         decide::remember(&mut self.memory, &observed, &self.policy);
         let action = decide::decide(&observed, &self.memory, &self.dynamic, &self.policy);
         let sentence = self.carry_out(action, &observed).await;
+        let carried_out = started.elapsed();
         if let Ok(view) = &observed.view {
             let pg = self.observe().await;
             if pg.is_running() {
@@ -293,6 +313,12 @@ impl Agent {
             }
             self.publish(view, &pg).await;
         }
+        tracing::debug!(
+            "cycle: gathered in {} ms, carried out at {} ms, published at {} ms",
+            gathered.as_millis(),
+            carried_out.as_millis(),
+            started.elapsed().as_millis()
+        );
         sentence
     }
 
@@ -377,7 +403,7 @@ impl Agent {
         self.promise.saw(view);
         self.failsafe_members.saw(view, &self.config.name);
         let lease = self.lease.get();
-        let key_is_mine = view.leader.as_ref().is_some_and(|l| l.name == self.config.name && self.lease.owns(l.lease)) && lease.valid();
+        let key_is_mine = own_key_lease(view, &self.config.name, self.key_won_on).is_some_and(|id| self.lease.owns(id)) && lease.valid();
         // A standby cluster's key holder is its standby leader (Patroni's role name).
         if key_is_mine && self.dynamic.standby_cluster.is_some() && pg.role == Role::Replica {
             pg.role = Role::StandbyLeader;
@@ -495,5 +521,23 @@ impl Agent {
         if let Some(id) = self.lease.get().id {
             let _ = self.dcs.revoke(id).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_key_lease;
+    use crate::cluster::{ClusterView, LeaderKey};
+
+    fn led_by(name: &str, lease: i64) -> ClusterView {
+        ClusterView { leader: Some(LeaderKey { name: name.into(), lease, mod_revision: 7 }), ..Default::default() }
+    }
+
+    #[test]
+    fn a_key_won_in_this_cycle_is_held_though_the_view_read_before_the_race_lacks_it() {
+        assert_eq!(own_key_lease(&ClusterView::default(), "node1", Some(42)), Some(42), "won the race");
+        assert_eq!(own_key_lease(&ClusterView::default(), "node1", None), None, "no key anywhere");
+        assert_eq!(own_key_lease(&led_by("node1", 41), "node1", None), Some(41), "the view shows my key");
+        assert_eq!(own_key_lease(&led_by("node2", 43), "node1", Some(42)), None, "the view shows another holder");
     }
 }

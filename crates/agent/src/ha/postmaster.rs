@@ -2,22 +2,16 @@
 //! is restarted (or a replica's death published) at once rather than at the next
 //! `loop_wait`. The loop tells this task which postmaster it saw at every cycle; the
 //! task waits on that process's pidfd ([`crate::pidfd`]) and wakes the loop when it
-//! exits. Nothing runs in between: no file is read and no timer fires while the
-//! postmaster lives. Only where pidfds are unavailable does it poll `postmaster.pid`
-//! every [`FALLBACK_POLL`].
+//! exits ([`Postgres::postmaster_exit`]). Nothing runs in between: no file is read and
+//! no timer fires while the postmaster lives (only where pidfds are unavailable is
+//! `postmaster.pid` polled).
 //!
 //! A postmaster that appears without the agent starting it (an operator's `pg_ctl
 //! start`) is seen at the loop's next cycle, within `loop_wait`.
 
-use std::time::Duration;
-
 use tokio::sync::{mpsc, watch};
 
-use crate::pidfd::{no_such_process, ProcessExit};
 use crate::postgres::Postgres;
-
-/// How often the postmaster's pid is checked where pidfds are not available.
-const FALLBACK_POLL: Duration = Duration::from_millis(100);
 
 /// Runs until the loop's end of `seen` or of `wake` closes.
 pub(super) async fn watch(pg: Postgres, mut seen: watch::Receiver<Option<i32>>, wake: mpsc::Sender<()>) {
@@ -25,7 +19,7 @@ pub(super) async fn watch(pg: Postgres, mut seen: watch::Receiver<Option<i32>>, 
         let pid = *seen.borrow_and_update();
         let ended = async {
             match pid {
-                Some(pid) => until_gone(&pg, pid).await,
+                Some(pid) => pg.postmaster_exit(pid).await,
                 None => std::future::pending().await,
             }
         };
@@ -48,27 +42,11 @@ pub(super) async fn watch(pg: Postgres, mut seen: watch::Receiver<Option<i32>>, 
     }
 }
 
-/// Returns once postmaster `pid` no longer runs this data dir.
-async fn until_gone(pg: &Postgres, pid: i32) {
-    match ProcessExit::watch(pid) {
-        // Watched from here on; the check after it covers a death just before.
-        Ok(exit) if pg.postmaster_pid() == Some(pid) => match exit.exited().await {
-            Ok(()) => return,
-            Err(e) => tracing::warn!("cannot wait on postmaster {pid}'s pidfd ({e}); polling it"),
-        },
-        Ok(_) => return,
-        Err(e) if no_such_process(&e) => return,
-        Err(e) => tracing::debug!("no pidfd for postmaster {pid} ({e}); polling it"),
-    }
-    while pg.postmaster_pid() == Some(pid) {
-        tokio::time::sleep(FALLBACK_POLL).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::process::Command;
+    use std::time::Duration;
 
     fn postgres(data_dir: &std::path::Path) -> Postgres {
         let yaml = format!(

@@ -148,12 +148,26 @@ impl Agent {
         if self.dynamic.synchronous_mode && !self.write_sync(view, &[]).await {
             return format!("postponing the promotion: /sync could not be written (I am {me}, holding the leader key)");
         }
+        let sync_written = started.elapsed();
         self.reload_primary_conf().await;
+        let reloaded = started.elapsed();
         if let Err(e) = self.promote_and_wait().await {
             return format!("promotion failed: {e}");
         }
         let promoted_in = started.elapsed();
         self.arm_fencer();
+        // The REST API says "primary" now, not at the end of the cycle (after /history and
+        // the checkpoint below): health checks that follow `/primary` (HAProxy) send
+        // writes here as soon as PostgreSQL takes them.
+        let pg = self.observe().await;
+        self.publish(view, &pg).await;
+        tracing::debug!(
+            "promotion: /sync at {} ms, configuration reloaded at {} ms, out of recovery at {} ms, published at {} ms",
+            sync_written.as_millis(),
+            reloaded.as_millis(),
+            promoted_in.as_millis(),
+            started.elapsed().as_millis()
+        );
         self.callback(Event::Promoted);
         if view.failover.is_some() {
             let _ = self.dcs.delete(&self.dcs.keys.failover()).await;

@@ -45,16 +45,28 @@ impl Agent {
         if let Err(e) = self.sql.checkpoint().await {
             tracing::warn!("checkpoint before the switchover failed: {e}");
         }
+        let checkpointed = started.elapsed();
         self.lease.fencer().disarm();
         if let Err(e) = self.pg.stop(StopMode::Fast, Duration::from_secs(60)).await {
             return format!("switchover failed: cannot stop PostgreSQL: {e}");
         }
+        let stopped = started.elapsed();
         self.callback(Event::Stopped(Role::Primary));
         self.sql.disconnect();
         self.memory.expect_running = false;
         let last = self.controldata().await.and_then(|c| c.checkpoint_lsn).unwrap_or(u64::MAX);
+        let controldata = started.elapsed();
         if self.wait_received(host, port, last).await {
+            let confirmed = started.elapsed();
             let _ = self.dcs.delete_if_value(&self.dcs.keys.leader(), &me).await;
+            tracing::debug!(
+                "switchover: checkpoint done at {} ms, stopped at {} ms, pg_controldata at {} ms, {candidate} confirmed at {} ms, key released at {} ms",
+                checkpointed.as_millis(),
+                stopped.as_millis(),
+                controldata.as_millis(),
+                confirmed.as_millis(),
+                started.elapsed().as_millis()
+            );
             return format!(
                 "switchover: stopped in {} ms; {candidate} received everything up to {}; released the leader key",
                 started.elapsed().as_millis(),

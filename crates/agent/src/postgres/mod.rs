@@ -1,5 +1,7 @@
-//! Controlling the local PostgreSQL: its programs (initdb, pg_ctl, pg_basebackup,
-//! pg_rewind, pg_controldata), its files ([`conf`]), its SQL ([`sql`]) and its replication slots ([`slots`]). Every
+//! Controlling the local PostgreSQL: its programs (initdb, pg_ctl start, pg_basebackup,
+//! pg_rewind, pg_controldata), the signals `pg_ctl stop` and `pg_ctl reload` would send
+//! (sent here directly, so a stop ends the moment the postmaster exits), its files
+//! ([`conf`]), its SQL ([`sql`]) and its replication slots ([`slots`]). Every
 //! function does one thing and reports a clear error; the decisions are the HA loop's.
 
 pub mod conf;
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use tokio::process::Command;
 
 use crate::config::PostgresConfig;
@@ -33,12 +36,15 @@ pub type PgResult<T> = Result<T, PgError>;
 /// bootstrap method's restore).
 pub const COPY_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// How often a postmaster's exit is looked for where pidfds are not available.
+const EXIT_POLL: Duration = Duration::from_millis(100);
+
 /// How PostgreSQL should stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMode {
-    /// Checkpoint, disconnect clients (`-m fast`).
+    /// Checkpoint, disconnect clients (`pg_ctl stop -m fast`).
     Fast,
-    /// No checkpoint; crash recovery at the next start (`-m immediate`).
+    /// No checkpoint; crash recovery at the next start (`pg_ctl stop -m immediate`).
     Immediate,
 }
 
@@ -290,29 +296,58 @@ impl Postgres {
         }
     }
 
+    /// Stops PostgreSQL: sends the postmaster `pg_ctl stop`'s signal for `mode` (SIGINT
+    /// fast, SIGQUIT immediate) and returns the moment it has exited ([`Self::postmaster_exit`];
+    /// `pg_ctl stop -w` looks only every 100 ms, which a switchover's clients would wait
+    /// for). A fast stop that takes longer than `timeout` becomes an immediate one.
     pub async fn stop(&self, mode: StopMode, timeout: Duration) -> PgResult<()> {
-        if self.postmaster_pid().is_none() {
+        let Some(pid) = self.postmaster_pid() else { return Ok(()) };
+        let signal = match mode {
+            StopMode::Fast => Signal::SIGINT,
+            StopMode::Immediate => Signal::SIGQUIT,
+        };
+        match signal_postmaster(pid, signal) {
+            // ESRCH: it exited meanwhile.
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => return Err(PgError::Io(format!("cannot send {signal} to postmaster {pid}: {e}"))),
+        }
+        if tokio::time::timeout(timeout, self.postmaster_exit(pid)).await.is_ok() {
             return Ok(());
         }
-        let data_dir = self.data_dir().to_string_lossy().to_string();
-        let m = match mode {
-            StopMode::Fast => "fast",
-            StopMode::Immediate => "immediate",
-        };
-        let secs = timeout.as_secs().max(1).to_string();
-        match self.run("pg_ctl", &["stop", "-D", &data_dir, "-m", m, "-w", "-t", &secs, "-s"], timeout + Duration::from_secs(2)).await {
-            Ok(_) => Ok(()),
-            Err(e) if mode == StopMode::Fast => {
-                tracing::warn!("fast shutdown failed ({e}); stopping immediately");
+        match mode {
+            StopMode::Fast => {
+                tracing::warn!("fast shutdown of postmaster {pid} did not end within {timeout:?}; stopping immediately");
                 Box::pin(self.stop(StopMode::Immediate, Duration::from_secs(10))).await
             }
-            Err(e) => Err(e),
+            StopMode::Immediate => Err(PgError::Io(format!("postmaster {pid} did not stop within {timeout:?} of {signal}"))),
         }
     }
 
+    /// Returns once postmaster `pid` no longer runs this data dir: at once when its
+    /// pidfd says it exited ([`crate::pidfd`]), or by looking at `postmaster.pid` every
+    /// 100 ms where pidfds are not available.
+    pub async fn postmaster_exit(&self, pid: i32) {
+        use crate::pidfd::{no_such_process, ProcessExit};
+        match ProcessExit::watch(pid) {
+            // Watched from here on; the check after it covers an exit just before.
+            Ok(exit) if self.postmaster_pid() == Some(pid) => match exit.exited().await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!("cannot wait on postmaster {pid}'s pidfd ({e}); polling it"),
+            },
+            Ok(_) => return,
+            Err(e) if no_such_process(&e) => return,
+            Err(e) => tracing::debug!("no pidfd for postmaster {pid} ({e}); polling it"),
+        }
+        while self.postmaster_pid() == Some(pid) {
+            tokio::time::sleep(EXIT_POLL).await;
+        }
+    }
+
+    /// Makes PostgreSQL read its configuration files again: SIGHUP to the postmaster, as
+    /// `pg_ctl reload` sends it, without starting a program for it.
     pub async fn reload(&self) -> PgResult<()> {
-        let data_dir = self.data_dir().to_string_lossy().to_string();
-        self.run("pg_ctl", &["reload", "-D", &data_dir, "-s"], Duration::from_secs(10)).await.map(|_| ())
+        let Some(pid) = self.postmaster_pid() else { return Err(PgError::Io("cannot reload PostgreSQL: it is not running".into())) };
+        signal_postmaster(pid, Signal::SIGHUP).map_err(|e| PgError::Io(format!("cannot send SIGHUP to postmaster {pid}: {e}")))
     }
 
     /// Clones the primary at `host:port` into the (empty) data dir; `extra` are the
@@ -360,6 +395,11 @@ impl Postgres {
     }
 }
 
+/// Sends `signal` to postmaster `pid`.
+fn signal_postmaster(pid: i32, signal: Signal) -> nix::Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+}
+
 /// True while `pid` exists and is not a zombie.
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -386,6 +426,69 @@ pub fn write_private(path: &Path, text: &str) -> PgResult<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// A stand-in postmaster of `data` that ignores the signals `ignored` (`sleep`
+    /// after a `trap`, which keeps them ignored across the exec).
+    fn postmaster(data: &Path, ignored: &str) -> (std::process::Child, i32) {
+        let trap = if ignored.is_empty() { String::new() } else { format!("trap '' {ignored}; ") };
+        let child = std::process::Command::new("/bin/sh").arg("-c").arg(format!("{trap}exec sleep 30")).spawn().expect("sh");
+        let pid = i32::try_from(child.id()).expect("pid");
+        // The trap is set once the shell has become `sleep`.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().is_none_or(|c| c.trim() != "sleep") {
+            assert!(std::time::Instant::now() < deadline, "the stand-in postmaster did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::fs::write(data.join("postmaster.pid"), format!("{pid}\n{}\n", data.display())).expect("pid file");
+        (child, pid)
+    }
+
+    fn stopped_by(mut child: std::process::Child) -> Option<i32> {
+        child.wait().expect("wait").signal()
+    }
+
+    fn postgres_of(data: &Path) -> Postgres {
+        let yaml = format!(
+            "listen: 127.0.0.1:5433\ndata_dir: {}\nauthentication: {{superuser: {{username: postgres, password: a}}, replication: {{username: rep, password: b}}}}\n",
+            data.display()
+        );
+        Postgres::new(serde_norway::from_str(&yaml).expect("yaml"))
+    }
+
+    #[tokio::test]
+    async fn a_reload_is_a_sighup_to_the_postmaster() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pg = postgres_of(dir.path());
+        let err = pg.reload().await.expect_err("nothing runs");
+        assert_eq!(err.to_string(), "cannot reload PostgreSQL: it is not running");
+        let (child, _) = postmaster(dir.path(), "");
+        pg.reload().await.expect("signalled");
+        assert_eq!(stopped_by(child), Some(nix::libc::SIGHUP), "the stand-in does not catch SIGHUP: it ends by it");
+    }
+
+    #[tokio::test]
+    async fn a_stop_returns_once_the_postmaster_exited_and_a_fast_one_that_hangs_becomes_immediate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pg = postgres_of(dir.path());
+        pg.stop(StopMode::Fast, Duration::from_secs(5)).await.expect("nothing runs: nothing to stop");
+
+        let (child, pid) = postmaster(dir.path(), "");
+        pg.stop(StopMode::Fast, Duration::from_secs(30)).await.expect("a fast stop");
+        assert!(!process_alive(pid), "it returns once the postmaster has exited");
+        assert_eq!(stopped_by(child), Some(nix::libc::SIGINT), "fast: pg_ctl's SIGINT");
+
+        let (child, pid) = postmaster(dir.path(), "INT");
+        pg.stop(StopMode::Fast, Duration::from_millis(200)).await.expect("a fast stop that became immediate");
+        assert!(!process_alive(pid));
+        assert_eq!(stopped_by(child), Some(nix::libc::SIGQUIT), "immediate: pg_ctl's SIGQUIT");
+
+        let (mut child, pid) = postmaster(dir.path(), "INT QUIT");
+        let err = pg.stop(StopMode::Immediate, Duration::from_millis(200)).await.expect_err("it ignores SIGQUIT");
+        assert!(err.to_string().contains(&format!("postmaster {pid} did not stop")), "{err}");
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+    }
 
     #[tokio::test]
     async fn pg_controldata_runs_again_only_when_pg_control_changed() {
