@@ -201,10 +201,10 @@ impl Profile {
     }
 
     /// The node settings `heartbeat-interval` and `election-timeout` (ms) this profile
-    /// sets (none for the defaults, 100 / 400 ms). The fast profile's write budget is
+    /// sets (none for the defaults, 100 / 300 ms). The fast profile's write budget is
     /// 0.8 s; a dead Raft leader must be replaced, and the primary's next keep-alive
-    /// (every 125 ms) answered, inside it: 250–400 ms leaves room, the default 400–640 ms
-    /// does not.
+    /// (every 125 ms) answered, inside it: 250–400 ms leaves room, the default 300–480 ms
+    /// (with the vote and a failed keep-alive's timeout) does not.
     pub fn raft_timing(self) -> Option<(u64, u64)> {
         match self {
             Profile::Default => None,

@@ -43,7 +43,7 @@ pub struct Flags {
     /// Raft heartbeat interval in ms (default 100).
     #[arg(long)]
     pub heartbeat_interval: Option<u64>,
-    /// Minimum Raft election timeout in ms (default 400; the maximum is 1.6 x this).
+    /// Minimum Raft election timeout in ms (default 300; the maximum is 1.6 x this).
     #[arg(long)]
     pub election_timeout: Option<u64>,
     /// Snapshot (and purge the log) every this many entries (default 10000).

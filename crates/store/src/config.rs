@@ -8,8 +8,9 @@ use crate::retention::AutoCompaction;
 
 /// Raft timing. Every timing knob of the store lives here.
 ///
-/// The defaults (heartbeat 100 ms, election timeout 400–640 ms) are etcd's heartbeat with
-/// a shorter election timeout: a dead Raft leader is replaced well inside the agent's
+/// The defaults (heartbeat 100 ms, election timeout 300–480 ms) are etcd's heartbeat with
+/// a shorter election timeout (3 heartbeats; pre-vote keeps a follower that missed them
+/// from deposing a leader the others still hear): a dead Raft leader is replaced well inside the agent's
 /// default write budget (ttl 2 s − safety_margin 0.5 s), and the minimum lease TTL stays
 /// 1 s. Every heartbeat also sets openraft's tick (13/64 of it), the idle node's most
 /// frequent wake-up, so a shorter heartbeat costs idle CPU; the fast profile (ttl 1 s)
@@ -27,7 +28,7 @@ pub struct RaftTiming {
 
 impl Default for RaftTiming {
     fn default() -> Self {
-        Self { heartbeat_ms: 100, election_min_ms: 400, election_max_ms: 640, snapshot_every: 10_000 }
+        Self { heartbeat_ms: 100, election_min_ms: 300, election_max_ms: 480, snapshot_every: 10_000 }
     }
 }
 

@@ -100,7 +100,7 @@ async fn failover_time() -> Duration {
 }
 
 /// The election nudges exist to replace a dead leader fast; going through Pre-Vote
-/// must keep that (the leader lease is 400 ms, plus up to 125 ms of jitter).
+/// must keep that (the leader lease is 480 ms, plus up to 150 ms of jitter).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_leader_is_replaced_within_a_second() {
     let mut times = Vec::new();
