@@ -16,6 +16,9 @@
 //! the process may (root, CAP_SYS_NICE, or RLIMIT_NICE such as systemd's `LimitNICE=`):
 //! on a CPU-bound machine the OS then runs it ahead of client work, whose threads
 //! otherwise outnumber it. Where it may not, it runs at normal priority (logged once).
+//! A probe task on it logs each time the thread ran 100 ms or more late (as etcd warns
+//! that a leader failed to send a heartbeat on time), so a stall shows in the log with
+//! its time and length.
 
 use std::sync::Mutex;
 

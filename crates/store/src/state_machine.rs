@@ -115,11 +115,13 @@ impl Applied {
         self.read().last_applied.map(|l| l.committed_leader_id().term)
     }
 
-    fn replace(&self, data: StateData) {
+    /// Puts `data` in place of the state; gives the old one back.
+    fn replace(&self, data: StateData) -> StateData {
         self.leases.reset(data.mvcc.leases().into_iter().map(|l| (l.id, l.ttl)));
         let index = data.last_applied.map_or(0, |l| l.index);
-        *self.write() = data;
+        let old = std::mem::replace(&mut *self.write(), data);
         self.applied_index.send_replace(index);
+        old
     }
 }
 
@@ -291,7 +293,8 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Builds a snapshot from the state as it was when the builder was made.
 pub struct SnapshotBuilder {
-    data: StateData,
+    /// Taken by the build, so the copy is also freed off the Raft runtime's thread.
+    data: Option<StateData>,
     target: PathBuf,
 }
 
@@ -299,7 +302,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> std::io::Result<Snapshot> {
-        let state = std::mem::take(&mut self.data);
+        let state = self.data.take().ok_or_else(|| std::io::Error::other("this snapshot builder already built its snapshot"))?;
         let target = self.target.clone();
         let (meta, file) = off_the_runtime(move || {
             let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone() };
@@ -351,7 +354,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // Only when the runtime is stopping: the copy is then made here.
             Err(_) => self.applied.read().clone(),
         };
-        SnapshotBuilder { data, target: self.snapshot_path.clone() }
+        SnapshotBuilder { data: Some(data), target: self.snapshot_path.clone() }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> std::io::Result<()> {
@@ -365,7 +368,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             Ok(data)
         })
         .await?;
-        self.applied.replace(data);
+        let old = self.applied.replace(data);
+        // Freeing a big state takes as long as copying it: not on the Raft runtime's thread.
+        tokio::task::spawn_blocking(move || drop(old));
         Ok(())
     }
 
@@ -441,6 +446,6 @@ mod tests {
         let builder = sm.get_snapshot_builder().await;
         other.await.expect("other task");
         assert!(holder.join().expect("holder"), "the runtime's thread was blocked while the state was copied");
-        assert_eq!(builder.data.last_applied, None);
+        assert_eq!(builder.data.expect("copied").last_applied, None);
     }
 }
