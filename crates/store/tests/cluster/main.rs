@@ -1,8 +1,10 @@
 //! In-process clusters of store nodes on loopback, each behind a [`proxy::Proxy`] that
 //! the test uses to cut, mute or slow what reaches a node. One module per topic:
-//! elections (terms and failover speed) and leases (expiry, keep-alive on a new leader).
+//! elections (terms and failover speed), leases (expiry, keep-alive on a new leader) and
+//! leadership (moves of the Raft leader).
 
 mod elections;
+mod leadership;
 mod leases;
 mod proxy;
 
