@@ -8,8 +8,8 @@ use crate::{Cluster, PATIENCE};
 /// out the request timeout because the leader it was forwarded to stopped leading.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_leader_moves_at_once_each_get_their_answer() {
+    let cluster = Cluster::start(3).await;
     for round in 0..3 {
-        let cluster = Cluster::start(3).await;
         let leader = cluster.leader().await;
         let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
         let by_leader = cluster.members[leader].store().clone();
@@ -22,7 +22,6 @@ async fn two_leader_moves_at_once_each_get_their_answer() {
         let moved_a = moved_a.expect("the move to a was answered");
         let moved_b = moved_b.expect("the move to b was answered");
         assert!(moved_a.is_ok() && moved_b.is_ok(), "round {round}: move to a: {moved_a:?}, move to b: {moved_b:?}");
-        // Whichever move came last, its target leads now.
         let now = cluster.members[cluster.leader().await].id();
         assert!(now == to_a || now == to_b, "round {round}: leadership went to neither target");
     }
