@@ -100,7 +100,10 @@ impl Store {
     }
 
     /// On the leader: asks `target` to campaign now (it wins: the leader stops
-    /// answering as leader for it) and waits for this node to see it lead.
+    /// answering as leader for it) and waits for this node to see it lead. When a third
+    /// member comes to lead first (another move at the same time, such as the primary's
+    /// agent moving leadership off its node), the answer is `NotLeader` naming it, and
+    /// `on_leader` asks that member next.
     pub(crate) async fn transfer_leadership(&self, target: NodeId) -> Result<(), StoreError> {
         if target == self.id {
             return Ok(());
@@ -110,15 +113,45 @@ impl Store {
         }
         self.raft.trigger().transfer_leader(target).await.map_err(|_| StoreError::Stopped)?;
         let mut rx = self.raft.metrics();
-        let moved = rx.wait_until(|m| m.current_leader == Some(target));
-        match tokio::time::timeout(LEADER_TRANSFER_TIMEOUT, moved).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(StoreError::Stopped),
-            Err(_) => Err(StoreError::LeaderTransferTimeout),
-        }
+        let settled = async {
+            loop {
+                let leader = rx.borrow_watched().current_leader;
+                if let Some(outcome) = transfer_outcome(self.id, target, leader) {
+                    return outcome;
+                }
+                if rx.changed().await.is_err() {
+                    return Err(StoreError::Stopped);
+                }
+            }
+        };
+        tokio::time::timeout(LEADER_TRANSFER_TIMEOUT, settled).await.unwrap_or(Err(StoreError::LeaderTransferTimeout))
     }
 
     async fn set_voter(&self, id: NodeId) -> Result<(), StoreError> {
         self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map(|_| ()).map_err(StoreError::internal)
+    }
+}
+
+/// What a leadership transfer to `target`, asked of `me`, has come to while `leader`
+/// leads (None: not yet; keep waiting).
+fn transfer_outcome(me: NodeId, target: NodeId, leader: Option<NodeId>) -> Option<Result<(), StoreError>> {
+    match leader {
+        Some(l) if l == target => Some(Ok(())),
+        Some(l) if l != me => Some(Err(StoreError::NotLeader { leader: Some(l) })),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transfer_ends_when_its_target_or_a_third_member_leads() {
+        let (me, target, third) = (1, 2, 3);
+        assert_eq!(transfer_outcome(me, target, Some(target)), Some(Ok(())));
+        assert_eq!(transfer_outcome(me, target, Some(third)), Some(Err(StoreError::NotLeader { leader: Some(third) })));
+        assert_eq!(transfer_outcome(me, target, Some(me)), None, "still leading: the target is catching up or campaigning");
+        assert_eq!(transfer_outcome(me, target, None), None, "an election is running");
     }
 }

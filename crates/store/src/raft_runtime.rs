@@ -16,6 +16,9 @@
 //! the process may (root, CAP_SYS_NICE, or RLIMIT_NICE such as systemd's `LimitNICE=`):
 //! on a CPU-bound machine the OS then runs it ahead of client work, whose threads
 //! otherwise outnumber it. Where it may not, it runs at normal priority (logged once).
+//! A probe task on it logs each time the thread ran 100 ms or more late (as etcd warns
+//! that a leader failed to send a heartbeat on time), so a stall shows in the log with
+//! its time and length.
 
 use std::sync::Mutex;
 
@@ -43,6 +46,7 @@ impl RaftRuntime {
             tokio::runtime::Builder::new_multi_thread().worker_threads(WORKER_THREADS).thread_name("raft").enable_all().build()?;
         // Spawned tasks run on the worker thread only.
         runtime.spawn(async { raise_priority() });
+        runtime.spawn(watch_lag());
         Ok(Self { handle: runtime.handle().clone(), runtime: Mutex::new(Some(runtime)) })
     }
 
@@ -55,6 +59,24 @@ impl RaftRuntime {
     pub(crate) fn stop(&self) {
         if let Some(runtime) = self.runtime.lock().unwrap_or_else(|p| p.into_inner()).take() {
             runtime.shutdown_background();
+        }
+    }
+}
+
+/// How often the lag probe wakes up, and how late it must be to be reported.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+const LATE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Reports each time the thread could not run a timer for [`LATE`] or longer:
+/// heartbeats were held back as long (etcd logs the same as "leader failed to send out
+/// heartbeat on time").
+async fn watch_lag() {
+    loop {
+        let asked = std::time::Instant::now();
+        tokio::time::sleep(PROBE_EVERY).await;
+        let late = asked.elapsed().saturating_sub(PROBE_EVERY);
+        if late >= LATE {
+            tracing::warn!("the Raft thread ran {} ms late: heartbeats were held back as long", late.as_millis());
         }
     }
 }

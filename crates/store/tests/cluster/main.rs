@@ -1,8 +1,12 @@
 //! In-process clusters of store nodes on loopback, each behind a [`proxy::Proxy`] that
 //! the test uses to cut, mute or slow what reaches a node. One module per topic:
-//! elections (terms and failover speed) and leases (expiry, keep-alive on a new leader).
+//! elections (terms and failover speed), leases (expiry, keep-alive on a new leader),
+//! leadership (moves of the Raft leader) and applies (work off the Raft thread under
+//! snapshots and leader moves).
 
+mod applies;
 mod elections;
+mod leadership;
 mod leases;
 mod proxy;
 
@@ -89,8 +93,14 @@ impl Cluster {
 
     /// `n` members, all started, with a leader.
     pub async fn start(n: usize) -> Cluster {
+        Self::start_with(n, RaftTiming::default()).await
+    }
+
+    /// [`Cluster::start`] with Raft timings (and snapshot interval) of the test's own.
+    pub async fn start_with(n: usize, timing: RaftTiming) -> Cluster {
         let mut cluster = Self::prepare(n).await;
         for i in 0..n {
+            cluster.members[i].config.timing = timing;
             cluster.start_member(i).await;
         }
         // The first elections of a new cluster may still move leadership once.
