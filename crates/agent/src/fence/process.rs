@@ -9,12 +9,19 @@
 //! SIGHUP) and a background job that touches it (SIGTTIN, SIGTTOU): none of them may
 //! stop it or end it while PostgreSQL is a primary. When they end the agent instead,
 //! the pipe closes and the fencer fences.
+//!
+//! It is one thread that waits in ppoll(2) on its stdin ([`Inbox`]): no reader thread,
+//! channel or second malloc arena, so an idle fencer keeps fewer pages resident (it runs
+//! beside every node for the node's whole life).
 
-use std::io::{BufRead, Write};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::signal::{SigSet, Signal};
+use nix::sys::time::TimeSpec;
 
 use super::monotonic_ns;
 use super::target::{fence_target, Target};
@@ -103,31 +110,71 @@ fn fence_now(target: Target, why: &str) {
     say!("fencer: {}", fence_target(target));
 }
 
+/// The agent's commands on a pipe (the fencer's stdin), with the part of a line read so far.
+#[derive(Default)]
+struct Inbox {
+    partial: Vec<u8>,
+}
+
+impl Inbox {
+    /// Waits up to `timeout` (None: without end) for what the agent writes to `pipe`:
+    /// the complete lines that came (none when the wait timed out, only half a line came
+    /// or a signal woke us), or None once the agent's end closed or the pipe cannot be
+    /// read. A line the closing pipe cut short is no command: `arm 12 3456 789` cut to
+    /// `arm 12 3456 78` would name another process.
+    fn wait(&mut self, pipe: BorrowedFd<'_>, timeout: Option<Duration>) -> Option<Vec<String>> {
+        let mut fds = [PollFd::new(pipe, PollFlags::POLLIN)];
+        match ppoll(&mut fds, timeout.map(TimeSpec::from_duration), None) {
+            Ok(0) | Err(Errno::EINTR) => return Some(Vec::new()),
+            Ok(_) => {}
+            Err(e) => {
+                say!("fencer: cannot wait for the agent's commands: {e}");
+                return None;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match nix::unistd::read(pipe.as_raw_fd(), &mut chunk) {
+            Ok(0) => None,
+            Ok(n) => {
+                self.partial.extend_from_slice(&chunk[..n]);
+                Some(complete_lines(&mut self.partial))
+            }
+            Err(Errno::EINTR | Errno::EAGAIN) => Some(Vec::new()),
+            Err(e) => {
+                say!("fencer: cannot read the agent's commands: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// Takes the complete lines (without their newlines) off the front of `buf`, leaving
+/// the start of a line not complete yet. Bytes that are not UTF-8 become U+FFFD, which no
+/// command parses.
+fn complete_lines(buf: &mut Vec<u8>) -> Vec<String> {
+    let Some(end) = buf.iter().rposition(|b| *b == b'\n') else { return Vec::new() };
+    let lines = buf[..end].split(|b| *b == b'\n').map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+    buf.drain(..=end);
+    lines
+}
+
 /// The fencer process's main loop. Returns when the agent closes the pipe.
 pub fn run_fencer() {
     shield_from_terminal();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let stdin = std::io::stdin();
-        for line in stdin.lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let stdin = std::io::stdin();
+    let mut inbox = Inbox::default();
     let mut device = watchdog_args().map(|(path, timeout)| Device { path, timeout, open: None });
     let lead = device.as_ref().map_or(0, |d| u128::from(d.timeout) * 1_000_000_000);
     let mut armed: Option<(Target, u128)> = None;
     loop {
-        let received = match next_wake(armed.map(|(_, deadline)| deadline), lead, monotonic_ns(), device.is_some()) {
-            Some(wait) => rx.recv_timeout(wait),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        match received {
-            Ok(line) => armed = parse_command(&line).unwrap_or(armed),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
+        let wait = next_wake(armed.map(|(_, deadline)| deadline), lead, monotonic_ns(), device.is_some());
+        match inbox.wait(stdin.as_fd(), wait) {
+            Some(lines) => {
+                for line in lines {
+                    armed = parse_command(&line).unwrap_or(armed);
+                }
+            }
+            None => {
                 if let Some((target, _)) = armed {
                     fence_now(target, "the agent is gone while PostgreSQL is primary");
                 }
@@ -160,7 +207,7 @@ pub fn run_fencer() {
 }
 
 /// How long the fencer may wait for a command before it must act, from the armed
-/// deadline (ns of CLOCK_MONOTONIC, the clock `recv_timeout` waits on), the watchdog's
+/// deadline (ns of CLOCK_MONOTONIC, the clock ppoll(2) times out on), the watchdog's
 /// `lead` and the time `now`: until the deadline less the lead (zero once it passed), at
 /// most [`PET_INTERVAL`] while a watchdog is to be petted, and without end (None) while
 /// disarmed.
@@ -203,6 +250,31 @@ mod tests {
             Some(Duration::from_millis(10)),
             "the watchdog's lead comes off"
         );
+    }
+
+    #[test]
+    fn complete_lines_are_taken_and_the_rest_kept() {
+        let mut buf = b"arm 1 2 3\ndisarm\narm 4".to_vec();
+        assert_eq!(complete_lines(&mut buf), ["arm 1 2 3", "disarm"]);
+        assert_eq!(buf, b"arm 4");
+        assert!(complete_lines(&mut buf).is_empty(), "half a line is no line yet");
+        buf.extend_from_slice(b" 5 6\n\xff\n");
+        assert_eq!(complete_lines(&mut buf), ["arm 4 5 6", "\u{fffd}"], "not UTF-8: a line no command parses");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn the_inbox_returns_lines_as_they_come_and_none_once_the_pipe_closes() {
+        let (reader, mut writer) = std::io::pipe().expect("pipe");
+        let mut inbox = Inbox::default();
+        let short = Some(Duration::from_millis(20));
+        assert_eq!(inbox.wait(reader.as_fd(), short), Some(Vec::new()), "timed out");
+        writer.write_all(b"disarm\narm 12 3456 7").expect("write");
+        assert_eq!(inbox.wait(reader.as_fd(), None), Some(vec!["disarm".to_string()]));
+        writer.write_all(b"89\narm 12 3456 78").expect("write");
+        assert_eq!(inbox.wait(reader.as_fd(), None), Some(vec!["arm 12 3456 789".to_string()]), "a line split over two reads");
+        drop(writer);
+        assert_eq!(inbox.wait(reader.as_fd(), None), None, "closed: the line cut short is dropped");
     }
 
     #[test]
