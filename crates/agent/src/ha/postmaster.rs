@@ -45,16 +45,9 @@ pub(super) async fn watch(pg: Postgres, mut seen: watch::Receiver<Option<i32>>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::postgres::tests::postgres_of as postgres;
     use std::process::Command;
     use std::time::Duration;
-
-    fn postgres(data_dir: &std::path::Path) -> Postgres {
-        let yaml = format!(
-            "listen: 127.0.0.1:5433\ndata_dir: {}\nauthentication: {{superuser: {{username: postgres, password: a}}, replication: {{username: rep, password: b}}}}\n",
-            data_dir.display()
-        );
-        Postgres::new(serde_norway::from_str(&yaml).expect("yaml"))
-    }
 
     #[tokio::test]
     async fn wakes_the_loop_when_the_postmaster_it_saw_dies() {

@@ -423,7 +423,7 @@ pub fn write_private(path: &Path, text: &str) -> PgResult<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::ExitStatusExt;
@@ -448,7 +448,8 @@ mod tests {
         child.wait().expect("wait").signal()
     }
 
-    fn postgres_of(data: &Path) -> Postgres {
+    /// A `Postgres` for `data` with a minimal node file, for tests that need no server.
+    pub(crate) fn postgres_of(data: &Path) -> Postgres {
         let yaml = format!(
             "listen: 127.0.0.1:5433\ndata_dir: {}\nauthentication: {{superuser: {{username: postgres, password: a}}, replication: {{username: rep, password: b}}}}\n",
             data.display()
