@@ -4,9 +4,11 @@
 # Starts a 3-member etcd 3.4 (Debian's etcd-server, installed if missing) and a 3-node
 # raftgres on loopback, both fsyncing before they acknowledge, runs put (1/16/256
 # clients) and linearizable / serializable range phases against each, and prints one
-# table with raftgres/etcd ratios plus each member's RSS. Then puts at 16 and 256
+# table with raftgres/etcd ratios plus each member's RSS. Then puts at 1, 16 and 256
 # clients against the leader's endpoint alone and against one follower's alone (whose
-# writes travel to the leader), printed side by side with the ratio follower/leader.
+# writes travel to the leader), printed side by side with the ratios follower/leader and
+# raftgres/etcd (leader against leader, follower against follower: the first table's lone
+# client lands on whichever member is listed first, the leader in one run of three).
 # Failed requests are counted per phase (errors, of which etcd's `leader changed`), not
 # fatal: the tables show them.
 # Ports stay below Linux's ephemeral range (32768+), so no client connection can hold one.
@@ -78,8 +80,8 @@ print(pick[0])
 one_endpoint() { # $1 system (etcd|rg), $2 its endpoints: puts on the leader alone, then on a follower alone
     local leader follower
     leader=$(endpoint leader "$2"); follower=$(endpoint follower "$2")
-    ./target/release/kvbench --endpoints "$leader" --phases put --clients 16,256 --seconds "$SECS" > "$WORK/$1-leader.jsonl"
-    ./target/release/kvbench --endpoints "$follower" --phases put --clients 16,256 --seconds "$SECS" > "$WORK/$1-follower.jsonl"
+    ./target/release/kvbench --endpoints "$leader" --phases put --clients 1,16,256 --seconds "$SECS" > "$WORK/$1-leader.jsonl"
+    ./target/release/kvbench --endpoints "$follower" --phases put --clients 1,16,256 --seconds "$SECS" > "$WORK/$1-follower.jsonl"
     [ "$(endpoint leader "$2")" = "$leader" ] || echo "kv.sh: $1's leader moved during the one-endpoint puts" >&2
 }
 one_endpoint etcd "$ETCD_EPS"
@@ -103,12 +105,14 @@ def phases(name):
     return {r["clients"]: r for r in map(json.loads, open(f"{sys.argv[5]}/{name}.jsonl"))}
 one = {n: phases(n) for n in ("etcd-leader", "etcd-follower", "rg-leader", "rg-follower")}
 print()
-print("| put, one endpoint | clients | etcd leader | etcd follower | etcd follower/leader | raftgres leader | raftgres follower | raftgres follower/leader | errors (leader changed) etcd leader / follower, raftgres leader / follower |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| put, one endpoint | clients | etcd leader | etcd follower | etcd follower/leader | raftgres leader | raftgres follower | raftgres follower/leader | raftgres/etcd leader, follower | p99 ms leader, follower: etcd / raftgres | errors (leader changed) etcd leader / follower, raftgres leader / follower |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for clients in sorted(one["rg-leader"]):
     row = [one[n][clients] for n in one]
     rate = [r["ops_per_sec"] for r in row]
     ratio = lambda f, l: f / l if l else float("nan")
+    p99 = [r["p99_ms"] for r in row]
     print(f"| put | {clients} | {rate[0]:.0f} | {rate[1]:.0f} | {ratio(rate[1], rate[0]):.2f} | {rate[2]:.0f} | {rate[3]:.0f} | {ratio(rate[3], rate[2]):.2f} | "
+          f"{ratio(rate[2], rate[0]):.2f}, {ratio(rate[3], rate[1]):.2f} | {p99[0]:.2f} / {p99[2]:.2f}, {p99[1]:.2f} / {p99[3]:.2f} | "
           f"{failed(row[0])} / {failed(row[1])}, {failed(row[2])} / {failed(row[3])} |")
 PY

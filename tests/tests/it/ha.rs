@@ -1,6 +1,7 @@
 //! The PostgreSQL agent on three real nodes (`raftctl lab`): bootstrap, replication,
 //! failover after a node crash and the old primary's return, a postmaster crash healed
-//! in place, a frozen agent fenced before anyone else promotes, and the REST health
+//! in place, a new timeline's primary killed before any replica made a restartpoint on
+//! it, a frozen agent fenced before anyone else promotes, and the REST health
 //! checks HAProxy uses. Timings are not asserted here (see benches/); safety is.
 
 use std::sync::Arc;
@@ -75,6 +76,51 @@ fn killed_primary_fails_over_and_rejoins_as_replica() -> anyhow::Result<()> {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(&lab.name(new)), "/history records the promotion: {text}");
     }
+    Ok(())
+}
+
+/// A replica that streamed a new timeline stays on it once its upstream is gone. Its
+/// control file names the old timeline until a restartpoint (every `checkpoint_timeout`),
+/// and with no WAL receiver left `pg_stat_wal_receiver` says nothing; taking the control
+/// file's word, every replica of a primary that dies soon after its promotion thought
+/// itself behind the cluster's timeline and none would ever take over (a second node kill
+/// one second after a failover in `benches/peers.sh` left the cluster without a primary).
+#[test]
+fn a_new_timelines_primary_killed_at_once_is_replaced() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    let first = seed(&lab, "before", HEAL)?;
+    lab.kill(first)?;
+    let second = lab.wait_new_primary(first, HEAL)?;
+    lab.psql(second, "insert into t(v) values ('after')")?;
+    lab.start(first)?;
+    lab.wait_healthy(HEAL, "after")?;
+    let timeline = |i: usize, sql: &str| -> anyhow::Result<u32> { Ok(lab.psql(i, sql)?.parse()?) };
+    let newest = timeline(second, "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int")?;
+    for i in (0..3).filter(|&i| i != second) {
+        let received = timeline(i, "select received_tli from pg_stat_wal_receiver")?;
+        let control = timeline(i, "select timeline_id from pg_control_checkpoint()")?;
+        anyhow::ensure!(received == newest, "{} streams timeline {received}, not {newest}", lab.name(i));
+        anyhow::ensure!(
+            control < newest,
+            "{}'s control file names timeline {control} already: the case needs no restartpoint yet",
+            lab.name(i)
+        );
+    }
+    lab.kill(second)?;
+    // What the survivors say of themselves until one of them leads a newer timeline.
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != second).collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        for &i in &survivors {
+            let Ok((200 | 503, body)) = lab.rest(i, "GET", "/patroni", "") else { continue };
+            let said: serde_json::Value = serde_json::from_str(&body)?;
+            let Some(mine) = said["timeline"].as_u64() else { continue };
+            anyhow::ensure!(mine >= u64::from(newest), "{} says it is on timeline {mine}, behind the {newest} it streamed", lab.name(i));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let third = with_logs(&lab, || lab.wait_new_primary(second, HEAL))?;
+    assert_eq!(lab.psql(third, "select count(*) from t where v = 'after'")?, "1", "the new timeline's row survived");
     Ok(())
 }
 

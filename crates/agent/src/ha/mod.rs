@@ -330,9 +330,8 @@ impl Agent {
             // A hung PostgreSQL would hold the loop for the query's whole timeout.
             Some(pid) => match self.liveness.unless_hung(self.sql.status()).await {
                 Ok(mut s) => {
-                    // A replica whose WAL receiver disconnected reports its last
-                    // restartpoint's timeline, which can be older than the one it
-                    // replays: the timeline of one postmaster never goes back.
+                    // The timeline of one postmaster never goes back, whatever a
+                    // replica between two WAL receivers reports (`standby_timeline`).
                     if let Some((seen_pid, _, Some(seen))) = self.last_answer {
                         if seen_pid == pid && s.timeline.is_some_and(|t| t < seen) {
                             s.timeline = Some(seen);

@@ -46,6 +46,19 @@ pub fn local_config(pg: &PostgresConfig, application_name: &str) -> tokio_postgr
     config
 }
 
+/// The timeline a standby is on: the newest of the one its WAL receiver receives, the one
+/// in the name of the WAL segment file it replays from, and its control file's checkpoint
+/// timeline. The control file alone lags: a standby moves it only at a restartpoint (each
+/// `checkpoint_timeout`), and once the receiver stopped (its upstream died)
+/// `pg_stat_wal_receiver` says nothing; a replica that believed the control file would
+/// think itself behind the cluster's timeline and never take over. The segment file's
+/// timeline cannot be ahead of the standby's history: a receiver writes segments of a
+/// timeline only after the startup process chose to follow it, which PostgreSQL does only
+/// when that timeline's history holds the standby's own replay point.
+pub fn standby_timeline(received: Option<u32>, replayed_file: Option<u32>, control: u32) -> u32 {
+    received.max(replayed_file).map_or(control, |t| t.max(control))
+}
+
 /// A lazily (re)opened connection to the local PostgreSQL.
 pub struct Sql {
     pub(super) config: tokio_postgres::Config,
@@ -96,15 +109,25 @@ impl Sql {
 
     /// Role, positions, timeline and the rest of [`PgStatus`] (state "running").
     pub async fn status(&mut self) -> PgResult<PgStatus> {
+        // The last column: on a standby, the timeline in the name of the WAL segment file
+        // (in pg_wal) holding the last replayed record, the newest where segments of
+        // several timelines share the number (a switch inside the segment); see
+        // [`standby_timeline`].
         const QUERY: &str = "SELECT pg_is_in_recovery(), current_setting('server_version_num')::int, \
             pg_postmaster_start_time()::text, \
             CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, \
             pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()::text, \
             (SELECT status FROM pg_stat_wal_receiver LIMIT 1), \
-            CASE WHEN pg_is_in_recovery() THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1), (pg_control_checkpoint()).timeline_id) \
+            CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1) \
                  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END, \
             (SELECT coalesce(array_agg(name::text), '{}') FROM pg_settings WHERE pending_restart), \
-            (SELECT system_identifier::text FROM pg_control_system())";
+            (SELECT system_identifier::text FROM pg_control_system()), \
+            (pg_control_checkpoint()).timeline_id, \
+            (SELECT max(('x' || substr(w.name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() w, \
+              (SELECT floor(pg_wal_lsn_diff(pg_last_wal_replay_lsn() - 1, '0/0') / size)::bigint AS n, (4294967296 / size)::bigint AS per \
+               FROM (SELECT setting::bigint AS size FROM pg_settings WHERE name = 'wal_segment_size') z) seg \
+             WHERE pg_is_in_recovery() AND length(w.name) = 24 \
+               AND substr(w.name, 9) = upper(lpad(to_hex(seg.n / seg.per), 8, '0') || lpad(to_hex(seg.n % seg.per), 8, '0')))";
         const REPLICATION: &str = "SELECT usename::text, application_name, host(client_addr), state, sync_state, sync_priority, \
             flush_lsn::text FROM pg_stat_replication ORDER BY application_name";
         self.timed(|c| {
@@ -112,6 +135,7 @@ impl Sql {
                 let row = c.query_one(QUERY, &[]).await.map_err(sql_error)?;
                 let in_recovery: bool = row.get(0);
                 let lsn = |i: usize| row.get::<_, Option<String>>(i).as_deref().and_then(parse_lsn);
+                let timeline = |i: usize| row.get::<_, Option<i32>>(i).and_then(|t| u32::try_from(t).ok());
                 let mut status = PgStatus {
                     state: crate::state::PgState::Running,
                     role: if in_recovery { Role::Replica } else { Role::Primary },
@@ -122,7 +146,11 @@ impl Sql {
                     replay_lsn: lsn(5),
                     replayed_timestamp: row.get(6),
                     replication_state: replication_state(in_recovery, row.get::<_, Option<String>>(7).as_deref()),
-                    timeline: row.get::<_, Option<i32>>(8).and_then(|t| u32::try_from(t).ok()),
+                    timeline: if in_recovery {
+                        Some(standby_timeline(timeline(8), timeline(12), timeline(11).unwrap_or(0)))
+                    } else {
+                        timeline(8)
+                    },
                     pending_restart: super::conf::pending_restart(&row.get::<_, Vec<String>>(9)),
                     system_identifier: row.get(10),
                     replication: vec![],
@@ -237,7 +265,18 @@ pub(super) async fn connect(config: &tokio_postgres::Config) -> PgResult<Client>
 
 #[cfg(test)]
 mod tests {
-    use super::replication_state;
+    use super::{replication_state, standby_timeline};
+
+    #[test]
+    fn a_standby_is_on_the_newest_timeline_it_knows_of() {
+        // Streaming timeline 3 while the control file still names 2 (no restartpoint yet).
+        assert_eq!(standby_timeline(Some(3), Some(3), 2), 3);
+        // Its upstream died: no receiver, and the control file alone would say 2.
+        assert_eq!(standby_timeline(None, Some(3), 2), 3);
+        // A restartpoint on a newer timeline, or no segment file found: the control file.
+        assert_eq!(standby_timeline(None, Some(3), 4), 4);
+        assert_eq!(standby_timeline(None, None, 2), 2);
+    }
 
     #[test]
     fn replication_state_is_patronis() {

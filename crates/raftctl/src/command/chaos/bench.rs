@@ -5,17 +5,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::workload::Workload;
+use super::workload::{Psql, Workload};
 use raftgres_lab::{process, Lab};
 
 /// How long a killed primary stays down at most while we wait for a new one.
 const KILLED_FOR_AT_MOST: Duration = Duration::from_secs(20);
 
-/// What a fault needs: the lab, how long to hold a fault, the netem spec, the workload
+/// What a fault needs: the lab, `psql` on its nodes, how long to hold a fault, the netem spec, the workload
 /// (a killed primary stays down until another node took a write), the lease's ttl, and
 /// whether the run is in synchronous mode.
 pub struct Bench<'a> {
     pub lab: &'a Lab,
+    pub psql: &'a Psql,
     pub hold: Duration,
     pub netem: &'a str,
     pub workload: &'a Workload,

@@ -42,15 +42,22 @@ pub async fn double_failover(bench: &Bench<'_>, primary: usize, at: Duration) ->
     Ok((what, Evidence::SecondKill { at: killed_at, node: second, standbys, caught_up }))
 }
 
-/// The other nodes whose member key shows them on `node`'s timeline: only they may take
-/// over from it (one still on the older timeline lacks what it acknowledged). An empty
-/// answer when the store cannot be read: then nobody is expected to.
+/// The other nodes on `node`'s timeline: only they may take over from it (one still on
+/// the older timeline lacks what it acknowledged). A node counts when its WAL receiver
+/// streams that timeline from PostgreSQL's own view (`pg_stat_wal_receiver`), or when its
+/// member key says so: not the member key alone, which is the agent's own claim and lags
+/// by up to a `loop_wait`. An empty answer when `node`'s timeline cannot be read: then
+/// nobody is expected to take over.
 async fn on_timeline_of(bench: &Bench<'_>, node: usize) -> Vec<usize> {
     let lab = bench.lab;
-    let Ok((_, view)) = store::view(lab).await else { return Vec::new() };
-    let timeline = |i: usize| view.members.get(&lab.nodes[i].name).and_then(|m| m.timeline);
-    let Some(theirs) = timeline(node) else { return Vec::new() };
-    (0..lab.nodes.len()).filter(|&i| i != node && timeline(i) == Some(theirs)).collect()
+    let view = store::view(lab).await.ok().map(|(_, view)| view);
+    let published = |i: usize| view.as_ref().and_then(|v| v.members.get(&lab.nodes[i].name)).and_then(|m| m.timeline);
+    let current = "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int";
+    let Some(theirs) = bench.psql.run(node, current).ok().and_then(|t| t.parse::<u32>().ok()).or_else(|| published(node)) else {
+        return Vec::new();
+    };
+    let streams = |i: usize| bench.psql.run(i, "select received_tli from pg_stat_wal_receiver").ok().and_then(|t| t.parse::<u32>().ok());
+    (0..lab.nodes.len()).filter(|&i| i != node && (streams(i) == Some(theirs) || published(i) == Some(theirs))).collect()
 }
 
 /// Stops the primary's backends, requests a switchover, holds, continues them, and

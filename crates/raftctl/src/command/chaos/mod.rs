@@ -219,7 +219,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         clients => Some(kv::KvLoad::start(&lab, clients, limit).await?),
     };
     let workload = Workload::start(&psql, t0, limit);
-    let bench = Bench { lab: &lab, hold, netem: &args.netem, workload: &workload, t0, ttl, sync: args.sync };
+    let bench = Bench { lab: &lab, psql: &psql, hold, netem: &args.netem, workload: &workload, t0, ttl, sync: args.sync };
     let mut rounds: Vec<Round> = Vec::new();
     'run: for _ in 0..args.rounds {
         for &fault in &args.faults {
