@@ -1,7 +1,8 @@
 //! The PostgreSQL agent on three real nodes (`raftctl lab`): bootstrap, replication,
 //! failover after a node crash and the old primary's return, a postmaster crash healed
 //! in place, a new timeline's primary killed before any replica made a restartpoint on
-//! it, a frozen agent fenced before anyone else promotes, and the REST health
+//! it, a former primary rewound only after the new primary's checkpoint, a frozen agent
+//! fenced before anyone else promotes, and the REST health
 //! checks HAProxy uses. Timings are not asserted here (see benches/); safety is.
 
 use std::sync::Arc;
@@ -121,6 +122,48 @@ fn a_new_timelines_primary_killed_at_once_is_replaced() -> anyhow::Result<()> {
     }
     let third = with_logs(&lab, || lab.wait_new_primary(second, HEAL))?;
     assert_eq!(lab.psql(third, "select count(*) from t where v = 'after'")?, "1", "the new timeline's row survived");
+    Ok(())
+}
+
+/// A former primary is rewound only once the new primary made a checkpoint on its new
+/// timeline. pg_rewind reads the source's timeline from its control file, so before that
+/// checkpoint it finds both "on the same timeline" and rewinds nothing, while its own crash
+/// recovery of the killed target writes a shutdown checkpoint past the fork: the former
+/// primary then exits at every start (`requested timeline 2 is not a child of this
+/// server's history`) for good, as a `raftctl chaos` pg-hang round showed. The replicas'
+/// checkpointers are stopped here so the new primary's checkpoint waits.
+#[test]
+fn a_former_primary_is_rewound_only_after_the_new_primarys_checkpoint() -> anyhow::Result<()> {
+    let lab = Lab::up(3)?;
+    let first = seed(&lab, "before", HEAL)?;
+    let (mut checkpointers, mut receivers) = (Vec::new(), Vec::new());
+    for i in (0..3).filter(|&i| i != first) {
+        checkpointers.push(lab.psql(i, "select pid from pg_stat_activity where backend_type = 'checkpointer'")?);
+        receivers.push(lab.psql(i, "select pid from pg_stat_wal_receiver")?);
+    }
+    let signal = |sig: &str, pids: &[String]| -> anyhow::Result<()> {
+        let status = std::process::Command::new("kill").arg(sig).args(pids).status()?;
+        anyhow::ensure!(status.success(), "kill {sig} {pids:?} failed");
+        Ok(())
+    };
+    // WAL only the former primary has: it diverges, so its rewind has work to do.
+    signal("-STOP", &receivers)?;
+    lab.psql(first, "insert into t(v) values ('unreplicated')")?;
+    signal("-STOP", &checkpointers)?;
+    lab.kill(first)?;
+    signal("-CONT", &receivers)?;
+    let second = lab.wait_new_primary(first, HEAL)?;
+    lab.start(first)?;
+    // The former primary's agent meets a primary that has not checkpointed yet.
+    std::thread::sleep(Duration::from_secs(5));
+    signal("-CONT", &checkpointers)?;
+    with_logs(&lab, || {
+        wait_for(HEAL, "a write after the checkpointers went on", || Ok(lab.psql(lab.primary()?, "insert into t(v) values ('after')")?))?;
+        let primary = lab.wait_healthy(HEAL, "after")?;
+        anyhow::ensure!(primary != first, "the former primary {} leads again", lab.name(first));
+        Ok(())
+    })?;
+    println!("{} took over from {}", lab.name(second), lab.name(first));
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use super::stuck;
 use super::Agent;
 use crate::callbacks::Event;
 use crate::cluster::Role;
+use crate::postgres::sql::Sql;
 use crate::postgres::StopMode;
 use crate::state::{PgState, Step};
 
@@ -48,6 +49,15 @@ impl Agent {
         self.publish_state(PgState::InStep(Step::Rewinding));
         let pg_conf = &self.config.postgresql;
         let result = if pg_conf.use_pg_rewind && self.dynamic.postgresql.use_pg_rewind != Some(false) {
+            match Sql::remote_checkpointed_on_its_timeline(pg_conf, host, port).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Some(format!(
+                        "waiting for a checkpoint on {leader} before rewinding (its control file is still on its previous timeline)"
+                    ))
+                }
+                Err(e) => return Some(format!("cannot rewind yet, {leader} did not answer: {e}")),
+            }
             tracing::info!("rewinding my data directory to {leader} with pg_rewind");
             let _ = crate::postgres::conf::set_standby(self.pg.data_dir(), false);
             self.pg.rewind(host, port).await.map_err(|e| e.to_string())

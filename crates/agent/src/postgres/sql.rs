@@ -225,18 +225,35 @@ impl Sql {
         self.timed(|c| Box::pin(async move { c.batch_execute("CHECKPOINT").await.map_err(sql_error) })).await
     }
 
-    /// How much WAL the replica at `host:port` has received (`pg_last_wal_receive_lsn`),
-    /// asked over TCP as the superuser (password from the config).
+    /// How much WAL the replica at `host:port` has received (`pg_last_wal_receive_lsn`).
     pub async fn remote_received_lsn(pg: &PostgresConfig, host: &str, port: u16) -> PgResult<Option<u64>> {
-        let ask = async {
-            let client = connect(&remote_config(pg, host, port)).await?;
-            let row = client.query_one("SELECT pg_last_wal_receive_lsn()::text", &[]).await.map_err(sql_error)?;
-            Ok(row.get::<_, Option<String>>(0).as_deref().and_then(parse_lsn))
-        };
-        tokio::time::timeout(QUERY_TIMEOUT, ask)
-            .await
-            .unwrap_or_else(|_| Err(PgError::Sql(format!("{host}:{port} did not answer within {QUERY_TIMEOUT:?}"))))
+        let row = remote_row(pg, host, port, "SELECT pg_last_wal_receive_lsn()::text").await?;
+        Ok(row.get::<_, Option<String>>(0).as_deref().and_then(parse_lsn))
     }
+
+    /// Whether the primary at `host:port` made a checkpoint on the timeline it runs on.
+    /// pg_rewind reads a source's timeline from its control file, which a promoted server
+    /// moves only at its first checkpoint after the promotion: before it, pg_rewind
+    /// finds source and target "on the same timeline" and does nothing, and the target
+    /// (which pg_rewind's own crash recovery just gave a shutdown checkpoint past the
+    /// fork) can never follow the new timeline. Patroni's `check_leader_has_run_checkpoint`.
+    pub async fn remote_checkpointed_on_its_timeline(pg: &PostgresConfig, host: &str, port: u16) -> PgResult<bool> {
+        let query = "SELECT NOT pg_is_in_recovery() \
+            AND ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int = timeline_id FROM pg_control_checkpoint()";
+        Ok(remote_row(pg, host, port, query).await?.get(0))
+    }
+}
+
+/// One row of `query` run on the PostgreSQL at `host:port`, over TCP as the superuser
+/// (password from the config), connecting included within [`QUERY_TIMEOUT`].
+async fn remote_row(pg: &PostgresConfig, host: &str, port: u16, query: &str) -> PgResult<tokio_postgres::Row> {
+    let ask = async {
+        let client = connect(&remote_config(pg, host, port)).await?;
+        client.query_one(query, &[]).await.map_err(sql_error)
+    };
+    tokio::time::timeout(QUERY_TIMEOUT, ask)
+        .await
+        .unwrap_or_else(|_| Err(PgError::Sql(format!("{host}:{port} did not answer within {QUERY_TIMEOUT:?}"))))
 }
 
 /// How the agent connects to another member's PostgreSQL: over TCP as the superuser.
