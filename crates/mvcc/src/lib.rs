@@ -19,12 +19,13 @@ mod validate;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use raftgres_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
-use raftgres_proto::mvccpb::Event;
+use raftgres_proto::mvccpb::{Event, KeyValue};
 use serde::{Deserialize, Serialize};
 
 pub use error::{ErrorCode, MvccError};
@@ -95,6 +96,44 @@ pub struct LeaseInfo {
     pub keys: Vec<Vec<u8>>,
 }
 
+/// An [`Event`] as the event history keeps it: its key-values are those of the key
+/// space's histories, shared, not copies (a put's value was held twice until its
+/// revision was compacted: a third of a member's heap under 256 writers). Serialized
+/// as an `Event` (same fields, same order, see [`shared_kv`]), so snapshots are
+/// unchanged; one loaded from a snapshot holds its own copies again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StoredEvent {
+    pub r#type: i32,
+    #[serde(with = "shared_kv")]
+    pub kv: Option<Arc<KeyValue>>,
+    #[serde(with = "shared_kv")]
+    pub prev_kv: Option<Arc<KeyValue>>,
+}
+
+/// Serde for a shared key-value: written as the key-value itself (sharing is not
+/// recorded), read back as a key-value of its own.
+pub(crate) mod shared_kv {
+    use std::sync::Arc;
+
+    use raftgres_proto::mvccpb::KeyValue;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(kv: &Option<Arc<KeyValue>>, s: S) -> Result<S::Ok, S::Error> {
+        kv.as_deref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<KeyValue>>, D::Error> {
+        Ok(Option::<KeyValue>::deserialize(d)?.map(Arc::new))
+    }
+}
+
+impl StoredEvent {
+    /// The event as watchers receive it.
+    fn to_event(&self) -> Event {
+        Event { r#type: self.r#type, kv: self.kv.as_deref().cloned(), prev_kv: self.prev_kv.as_deref().cloned() }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Lease {
     ttl: i64,
@@ -109,7 +148,7 @@ pub struct Mvcc {
     compact_revision: i64,
     keys: KeySpace,
     /// The events of every revision since `compact_revision` (inclusive).
-    events: BTreeMap<i64, Vec<Event>>,
+    events: BTreeMap<i64, Vec<StoredEvent>>,
     leases: BTreeMap<i64, Lease>,
     /// [`Mvcc::size`]: derived from the fields above, so never serialized.
     #[serde(skip)]
@@ -123,7 +162,7 @@ struct Stored {
     revision: i64,
     compact_revision: i64,
     keys: KeySpace,
-    events: BTreeMap<i64, Vec<Event>>,
+    events: BTreeMap<i64, Vec<StoredEvent>>,
     leases: BTreeMap<i64, Lease>,
 }
 
@@ -183,7 +222,7 @@ impl Mvcc {
         if start > end {
             return Ok(Vec::new());
         }
-        Ok(self.events.range(start..=end).flat_map(|(_, evs)| evs.iter().cloned()).collect())
+        Ok(self.events.range(start..=end).flat_map(|(_, evs)| evs.iter().map(StoredEvent::to_event)).collect())
     }
 
     /// One lease and its keys.
@@ -212,11 +251,14 @@ impl Mvcc {
             self.revision = w.rev();
             let grew = size::events_bytes(&w.events);
             self.grow(i64::try_from(grew).unwrap_or(i64::MAX));
-            self.events.insert(w.rev(), w.events.clone());
+        }
+        let events = w.events.iter().map(StoredEvent::to_event).collect();
+        if w.changed() {
+            self.events.insert(w.rev(), w.events);
         }
         let revision = self.revision;
         let response = response.map(|r| with_revision(r, revision));
-        Applied { response, events: w.events, revision }
+        Applied { response, events, revision }
     }
 }
 
@@ -229,5 +271,39 @@ fn with_revision(resp: CommandResponse, rev: i64) -> CommandResponse {
         CommandResponse::Compact(_) => CommandResponse::Compact(CompactionResponse { header: header(rev) }),
         CommandResponse::LeaseGrant(r) => CommandResponse::LeaseGrant(LeaseGrantResponse { header: header(rev), ..r }),
         CommandResponse::LeaseRevoke(_) => CommandResponse::LeaseRevoke(LeaseRevokeResponse { header: header(rev) }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str, value: &str) -> Command {
+        Command::Put(PutRequest { key: key.into(), value: value.into(), ..Default::default() })
+    }
+
+    /// A put's value is held once, by the key's history and the event history together.
+    #[test]
+    fn the_event_history_shares_the_key_spaces_values() {
+        let mut mvcc = Mvcc::new();
+        mvcc.apply(&put("a", "1"));
+        mvcc.apply(&put("a", "2"));
+        let (first, second) = (&mvcc.events[&2][0], &mvcc.events[&3][0]);
+        let history = mvcc.keys.at(b"a", 3).expect("a at 3");
+        assert!(Arc::ptr_eq(second.kv.as_ref().expect("kv"), history));
+        assert!(Arc::ptr_eq(second.prev_kv.as_ref().expect("prev_kv"), first.kv.as_ref().expect("kv")));
+    }
+
+    /// Snapshots written before the history shared its values still load, and the same
+    /// state gives the same bytes.
+    #[test]
+    fn a_stored_event_is_serialized_as_an_event() {
+        let kv = KeyValue { key: b"k".to_vec(), value: b"v".to_vec(), mod_revision: 3, create_revision: 2, version: 2, lease: 7 };
+        let prev = KeyValue { mod_revision: 2, version: 1, ..kv.clone() };
+        let event = Event { r#type: 0, kv: Some(kv.clone()), prev_kv: Some(prev.clone()) };
+        let stored = StoredEvent { r#type: 0, kv: Some(Arc::new(kv)), prev_kv: Some(Arc::new(prev)) };
+        let bytes = bincode::serialize(&event).expect("event");
+        assert_eq!(bincode::serialize(&stored).expect("stored"), bytes);
+        assert_eq!(bincode::deserialize::<StoredEvent>(&bytes).expect("loads").to_event(), event);
     }
 }

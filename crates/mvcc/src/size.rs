@@ -4,7 +4,8 @@
 //! The state lives in memory, so the figure estimates what it occupies there: every
 //! revision of every key (key, value, and a fixed overhead for revisions and map
 //! nodes), the watch event history (each event carries its key-value and the previous
-//! one), and the leases. It is a pure function of the state ([`Mvcc::measure`]), kept
+//! one; counted in full although the history shares them with the key space, so the
+//! figure and the quota keep their meaning), and the leases. It is a pure function of the state ([`Mvcc::measure`]), kept
 //! up to date incrementally on every write so that reading it costs nothing, and
 //! recomputed after a compaction and after a snapshot is loaded. It is the same on
 //! every replica. [`space_needed`] is what a command would add, and whether it adds
@@ -12,10 +13,10 @@
 
 use raftgres_proto::etcdserverpb::request_op::Request as Op;
 use raftgres_proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest};
-use raftgres_proto::mvccpb::{Event, KeyValue};
+use raftgres_proto::mvccpb::KeyValue;
 
 use crate::keyspace::Revisioned;
-use crate::{Command, Mvcc};
+use crate::{Command, Mvcc, StoredEvent};
 
 /// A key-value's fixed part (revisions, version, lease, vector headers).
 const KV_OVERHEAD: u64 = 64;
@@ -45,13 +46,16 @@ pub(crate) fn key_bytes(key: &[u8]) -> u64 {
 
 /// One revision of a key's history.
 pub(crate) fn revision_bytes(r: &Revisioned) -> u64 {
-    REVISION_OVERHEAD + r.kv.as_ref().map_or(0, kv_bytes)
+    REVISION_OVERHEAD + r.kv.as_deref().map_or(0, kv_bytes)
 }
 
 /// One revision's events in the event history.
-pub(crate) fn events_bytes(events: &[Event]) -> u64 {
+pub(crate) fn events_bytes(events: &[StoredEvent]) -> u64 {
     EVENTS_OVERHEAD
-        + events.iter().map(|e| EVENT_OVERHEAD + e.kv.as_ref().map_or(0, kv_bytes) + e.prev_kv.as_ref().map_or(0, kv_bytes)).sum::<u64>()
+        + events
+            .iter()
+            .map(|e| EVENT_OVERHEAD + e.kv.as_deref().map_or(0, kv_bytes) + e.prev_kv.as_deref().map_or(0, kv_bytes))
+            .sum::<u64>()
 }
 
 /// What `cmd` would add to the state, roughly; 0 for commands that add no data

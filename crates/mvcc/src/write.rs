@@ -3,20 +3,21 @@
 //! the first write, so a refused command changes nothing.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use raftgres_proto::etcdserverpb::{
     CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutRequest, PutResponse,
 };
-use raftgres_proto::mvccpb::{event::EventType, Event, KeyValue};
+use raftgres_proto::mvccpb::{event::EventType, KeyValue};
 
 use crate::size::LEASE_BYTES;
-use crate::{header, Lease, Mvcc, MvccError, MAX_LEASE_TTL};
+use crate::{header, Lease, Mvcc, MvccError, StoredEvent, MAX_LEASE_TTL};
 
 /// The writes of one revision in progress.
 pub(crate) struct Write {
     /// The store revision before the command.
     begin: i64,
-    pub events: Vec<Event>,
+    pub events: Vec<StoredEvent>,
 }
 
 impl Write {
@@ -96,9 +97,10 @@ impl Mvcc {
         }
         // Watchers see the key as of the revision before; a create has no prev_kv.
         let event_prev = if kv.version == 1 { None } else { self.keys.at(&req.key, w.begin()).cloned() };
+        let kv = Arc::new(kv);
         let grew = self.keys.record(&req.key, rev, Some(kv.clone()));
         self.grow(grew);
-        w.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: event_prev });
+        w.events.push(StoredEvent { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: event_prev });
         PutResponse { header: header(rev), prev_kv: if req.prev_kv { prev } else { None } }
     }
 
@@ -130,7 +132,7 @@ impl Mvcc {
         let grew = self.keys.record(&current.key, w.rev(), None);
         self.grow(grew);
         let tomb = KeyValue { key: current.key.clone(), mod_revision: w.rev(), ..Default::default() };
-        w.events.push(Event { r#type: EventType::Delete as i32, kv: Some(tomb), prev_kv: event_prev });
+        w.events.push(StoredEvent { r#type: EventType::Delete as i32, kv: Some(Arc::new(tomb)), prev_kv: event_prev });
     }
 
     /// Keeps [`Mvcc::size`] in step with a change of `delta` bytes.
