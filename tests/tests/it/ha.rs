@@ -158,7 +158,7 @@ fn a_former_primary_is_rewound_only_after_the_new_primarys_checkpoint() -> anyho
     std::thread::sleep(Duration::from_secs(5));
     signal("-CONT", &checkpointers)?;
     with_logs(&lab, || {
-        wait_for(HEAL, "a write after the checkpointers went on", || Ok(lab.psql(lab.primary()?, "insert into t(v) values ('after')")?))?;
+        wait_for(HEAL, "a write after the checkpointers went on", || lab.psql(lab.primary()?, "insert into t(v) values ('after')"))?;
         let primary = lab.wait_healthy(HEAL, "after")?;
         anyhow::ensure!(primary != first, "the former primary {} leads again", lab.name(first));
         Ok(())
