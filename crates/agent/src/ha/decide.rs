@@ -495,8 +495,8 @@ pub fn standing_aside(m: &Memory, now: Instant, config: &DynamicConfig) -> Optio
 }
 
 /// What a cycle remembers of what it saw, before deciding: a replica of another leader
-/// that streams, or is on the leader's timeline, is in sync (its crash count and rewind
-/// marks start over).
+/// that streams, or is known to be on the leader's timeline, is in sync (its crash count
+/// and rewind marks start over).
 pub fn remember(m: &mut Memory, o: &Observation, p: &Policy) {
     let Ok(view) = &o.view else { return };
     let Some(leader) = view.leader_name().filter(|l| *l != p.me).and_then(|l| view.members.get(l)) else { return };
@@ -508,7 +508,8 @@ pub fn remember(m: &mut Memory, o: &Observation, p: &Policy) {
     if streaming {
         m.rewound_onto = None;
     }
-    if streaming || !older(pg.timeline, leader.timeline) {
+    // An unknown timeline (PostgreSQL starting, not answering yet) proves nothing.
+    if streaming || (pg.timeline.is_some() && !older(pg.timeline, leader.timeline)) {
         m.last_in_sync = Some(o.now);
         m.replica_crashes = 0;
         m.crash_rewound = false;

@@ -1261,4 +1261,15 @@ fn what_a_replica_of_another_leader_remembers() {
     m.replica_crashes = 4;
     remember(&mut m, &o, &p);
     assert_eq!(m.replica_crashes, 4, "a primary remembers nothing here");
+
+    // A replica that exits at every start is seen "starting" between two exits, before
+    // it answers: its timeline is not known then, and that says nothing of being in
+    // sync. Forgetting the crash run there kept it from ever reaching the rewind or the
+    // re-clone (a chaos pg-hang round: 90 s of restarts, no escalation).
+    let (mut o, mut m, _, p) = base();
+    o.pg = PgStatus { state: PgState::Starting, role: Role::Replica, ..Default::default() };
+    m.replica_crashes = 4;
+    let before = m.last_in_sync;
+    remember(&mut m, &o, &p);
+    assert_eq!((m.replica_crashes, m.last_in_sync), (4, before), "unknown timeline: the crash run goes on");
 }
