@@ -237,9 +237,11 @@ impl Sql {
     /// finds source and target "on the same timeline" and does nothing, and the target
     /// (which pg_rewind's own crash recovery just gave a shutdown checkpoint past the
     /// fork) can never follow the new timeline. Patroni's `check_leader_has_run_checkpoint`.
+    /// A source in recovery (a standby cluster's standby leader) answers true: it moves
+    /// its control file at its own restartpoints (`standby`'s `restartpoint_on_new_timeline`).
     pub async fn remote_checkpointed_on_its_timeline(pg: &PostgresConfig, host: &str, port: u16) -> PgResult<bool> {
-        let query = "SELECT NOT pg_is_in_recovery() \
-            AND ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int = timeline_id FROM pg_control_checkpoint()";
+        let query = "SELECT CASE WHEN pg_is_in_recovery() THEN true \
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int = (pg_control_checkpoint()).timeline_id END";
         Ok(remote_row(pg, host, port, query).await?.get(0))
     }
 }
