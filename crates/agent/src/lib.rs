@@ -41,6 +41,7 @@ pub mod timing;
 pub(crate) mod tls;
 pub(crate) mod watchdog;
 
+pub use postgres::sql::PRIMARY_TIMELINE_QUERY;
 pub use start::{start, Running, StartError};
 
 /// The agent's version, reported in member keys and `/patroni`.

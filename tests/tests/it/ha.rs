@@ -96,7 +96,7 @@ fn a_new_timelines_primary_killed_at_once_is_replaced() -> anyhow::Result<()> {
     lab.start(first)?;
     lab.wait_healthy(HEAL, "after")?;
     let timeline = |i: usize, sql: &str| -> anyhow::Result<u32> { Ok(lab.psql(i, sql)?.parse()?) };
-    let newest = timeline(second, "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int")?;
+    let newest = timeline(second, raftgres_agent::PRIMARY_TIMELINE_QUERY)?;
     for i in (0..3).filter(|&i| i != second) {
         let received = timeline(i, "select received_tli from pg_stat_wal_receiver")?;
         let control = timeline(i, "select timeline_id from pg_control_checkpoint()")?;

@@ -11,6 +11,18 @@ use crate::cluster::{parse_lsn, Role};
 use crate::config::PostgresConfig;
 use crate::state::{PgStatus, ReplicationRow};
 
+/// A primary's timeline as SQL: the one in the name of the WAL segment it writes. It
+/// moves at the promotion; the control file's moves only at the next checkpoint.
+macro_rules! primary_timeline {
+    () => {
+        "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+    };
+}
+
+/// [`primary_timeline!`] as a query, for tools and tests that read a primary's timeline
+/// the way the agent does.
+pub const PRIMARY_TIMELINE_QUERY: &str = concat!("SELECT ", primary_timeline!());
+
 /// The longest a local query may take, connecting included.
 pub(super) const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -113,13 +125,15 @@ impl Sql {
         // (in pg_wal) holding the last replayed record, the newest where segments of
         // several timelines share the number (a switch inside the segment); see
         // [`standby_timeline`].
-        const QUERY: &str = "SELECT pg_is_in_recovery(), current_setting('server_version_num')::int, \
+        const QUERY: &str = concat!(
+            "SELECT pg_is_in_recovery(), current_setting('server_version_num')::int, \
             pg_postmaster_start_time()::text, \
             CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, \
             pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()::text, \
             (SELECT status FROM pg_stat_wal_receiver LIMIT 1), \
-            CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1) \
-                 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END, \
+            CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1) ELSE ",
+            primary_timeline!(),
+            " END, \
             (SELECT coalesce(array_agg(name::text), '{}') FROM pg_settings WHERE pending_restart), \
             (SELECT system_identifier::text FROM pg_control_system()), \
             (pg_control_checkpoint()).timeline_id, \
@@ -127,7 +141,8 @@ impl Sql {
               (SELECT floor(pg_wal_lsn_diff(pg_last_wal_replay_lsn() - 1, '0/0') / size)::bigint AS n, (4294967296 / size)::bigint AS per \
                FROM (SELECT setting::bigint AS size FROM pg_settings WHERE name = 'wal_segment_size') z) seg \
              WHERE pg_is_in_recovery() AND length(w.name) = 24 \
-               AND substr(w.name, 9) = upper(lpad(to_hex(seg.n / seg.per), 8, '0') || lpad(to_hex(seg.n % seg.per), 8, '0')))";
+               AND substr(w.name, 9) = upper(lpad(to_hex(seg.n / seg.per), 8, '0') || lpad(to_hex(seg.n % seg.per), 8, '0')))"
+        );
         const REPLICATION: &str = "SELECT usename::text, application_name, host(client_addr), state, sync_state, sync_priority, \
             flush_lsn::text FROM pg_stat_replication ORDER BY application_name";
         self.timed(|c| {
@@ -240,8 +255,11 @@ impl Sql {
     /// A source in recovery (a standby cluster's standby leader) answers true: it moves
     /// its control file at its own restartpoints (`standby`'s `restartpoint_on_new_timeline`).
     pub async fn remote_checkpointed_on_its_timeline(pg: &PostgresConfig, host: &str, port: u16) -> PgResult<bool> {
-        let query = "SELECT CASE WHEN pg_is_in_recovery() THEN true \
-            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int = (pg_control_checkpoint()).timeline_id END";
+        let query = concat!(
+            "SELECT CASE WHEN pg_is_in_recovery() THEN true ELSE ",
+            primary_timeline!(),
+            " = (pg_control_checkpoint()).timeline_id END"
+        );
         Ok(remote_row(pg, host, port, query).await?.get(0))
     }
 }

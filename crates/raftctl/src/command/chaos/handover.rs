@@ -52,8 +52,9 @@ async fn on_timeline_of(bench: &Bench<'_>, node: usize) -> Vec<usize> {
     let lab = bench.lab;
     let view = store::view(lab).await.ok().map(|(_, view)| view);
     let published = |i: usize| view.as_ref().and_then(|v| v.members.get(&lab.nodes[i].name)).and_then(|m| m.timeline);
-    let current = "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int";
-    let Some(theirs) = bench.psql.run(node, current).ok().and_then(|t| t.parse::<u32>().ok()).or_else(|| published(node)) else {
+    let Some(theirs) =
+        bench.psql.run(node, raftgres_agent::PRIMARY_TIMELINE_QUERY).ok().and_then(|t| t.parse::<u32>().ok()).or_else(|| published(node))
+    else {
         return Vec::new();
     };
     let streams = |i: usize| bench.psql.run(i, "select received_tli from pg_stat_wal_receiver").ok().and_then(|t| t.parse::<u32>().ok());

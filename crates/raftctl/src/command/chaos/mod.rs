@@ -105,9 +105,9 @@ fn logs_dir(dir: &std::path::Path) -> PathBuf {
     dir.with_file_name(name)
 }
 
-/// Writes every acknowledged write as CSV: id, node, timeline, LSN, sent and acked (ms
+/// Writes acknowledged writes (all of them, or the lost ones) as CSV: id, node, timeline, LSN, sent and acked (ms
 /// since the run started).
-fn save_writes(path: &std::path::Path, acks: &[verdict::Ack]) -> anyhow::Result<()> {
+fn save_writes<'a>(path: &std::path::Path, acks: impl IntoIterator<Item = &'a verdict::Ack>) -> anyhow::Result<()> {
     let mut text = String::from("id,node,timeline,lsn,sent_ms,acked_ms\n");
     for a in acks {
         text += &format!(
@@ -306,11 +306,16 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         );
     }
     if !lost.is_empty() {
+        let in_rounds = lost.iter().filter(|a| rounds.iter().any(|r| r.holds(a.acked))).count();
         println!(
-            "lost: {} acknowledged writes, at most {lost_wal} bytes of WAL in one round (maximum_lag_on_failover {})",
+            "lost: {} acknowledged writes ({in_rounds} acknowledged inside a round's window); the lost writes of one round \
+             span at most {lost_wal} bytes of WAL (0 for a single write; maximum_lag_on_failover {})",
             lost.len(),
             dynamic.maximum_lag_on_failover
         );
+        let lost_path = kept.join("lost.csv");
+        save_writes(&lost_path, lost.iter().copied())?;
+        println!("lost: the lost writes are listed in {}", lost_path.display());
     }
     println!("{}", report::summary(&outcome));
     drop(cleanup);
