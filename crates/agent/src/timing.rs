@@ -101,6 +101,13 @@ impl Timing {
         self.ttl / 8
     }
 
+    /// How often a node that is not the primary renews its lease: a quarter of the TTL
+    /// (its lease keeps only its member key, which outlives two failed renewals). The
+    /// renewal task switches to [`Self::renew_interval`] the moment the fencer is armed.
+    pub fn replica_renew_interval(&self) -> Duration {
+        self.ttl / 4
+    }
+
     /// How long after sending the last successful keep-alive the primary may accept writes.
     pub fn write_budget(&self) -> Duration {
         self.ttl.saturating_sub(self.safety_margin)

@@ -1,5 +1,6 @@
-//! The agent's lease: granted at start, renewed every `ttl / 8` by its own task, and
-//! re-granted when the store says it is gone. Each successful renewal moves the write
+//! The agent's lease: granted at start, renewed by its own task every `ttl / 8` on the
+//! primary (every `ttl / 4` on a replica, woken at once when it becomes the primary),
+//! and re-granted when the store says it is gone. Each successful renewal moves the write
 //! deadline (`timing`: sent + ttl − safety_margin) and, while the fencer is armed for
 //! this lease, re-arms it with the new deadline — so a primary keeps its writes exactly
 //! as long as the renewals keep succeeding, whatever the HA loop is doing.
@@ -72,11 +73,14 @@ struct Held {
 pub struct Lease<F = Fencer> {
     held: Arc<Mutex<Held>>,
     fencer: Arc<Mutex<F>>,
+    /// Told when the fencer goes from disarmed to armed (the node takes the primary's
+    /// role): the renewal task then renews at once and at the primary's pace.
+    armed: Arc<tokio::sync::Notify>,
 }
 
 impl<F> Clone for Lease<F> {
     fn clone(&self) -> Self {
-        Self { held: self.held.clone(), fencer: self.fencer.clone() }
+        Self { held: self.held.clone(), fencer: self.fencer.clone(), armed: self.armed.clone() }
     }
 }
 
@@ -87,7 +91,7 @@ fn deadline(r: &Renewal, timing: &Timing) -> Instant {
 
 impl<F: Arm> Lease<F> {
     pub fn new(fencer: Arc<Mutex<F>>) -> Self {
-        Self { held: Arc::default(), fencer }
+        Self { held: Arc::default(), fencer, armed: Arc::default() }
     }
 
     fn held(&self) -> MutexGuard<'_, Held> {
@@ -112,7 +116,15 @@ impl<F: Arm> Lease<F> {
             (id, until)
         };
         tracing::debug!("fencer armed for lease {id:x}");
-        self.fencer().arm(postmaster, until);
+        let was_armed = {
+            let mut fencer = self.fencer();
+            let was_armed = fencer.armed_target().is_some();
+            fencer.arm(postmaster, until);
+            was_armed
+        };
+        if !was_armed {
+            self.armed.notify_one();
+        }
         true
     }
 
@@ -199,6 +211,17 @@ impl<F: Arm> Lease<F> {
         self.rearm_for(new);
     }
 
+    /// How long the renewal task sleeps: the primary's pace (`renew_interval`, which the
+    /// timing rule is about) while the fencer is armed, else the replica's: a replica's
+    /// lease keeps only its member key, and the moment it is armed the task is woken.
+    fn next_renewal_in(&self, timing: &Timing) -> Duration {
+        if self.fencer().armed_target().is_some() {
+            timing.renew_interval()
+        } else {
+            timing.replica_renew_interval()
+        }
+    }
+
     /// True when the current lease was granted with another TTL than `timing`'s.
     fn ttl_changed(&self, timing: &Timing) -> bool {
         self.held().granted_ttl.is_some_and(|granted| granted != timing.ttl)
@@ -246,7 +269,11 @@ impl Lease<Fencer> {
             if wake.is_closed() {
                 return;
             }
-            tokio::time::sleep(timing.renew_interval()).await;
+            let interval = self.next_renewal_in(&timing);
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = self.armed.notified() => {}
+            }
         }
     }
 
@@ -336,6 +363,26 @@ mod tests {
         // A renewal of another lease than the current one changes nothing either.
         lease.renewed(7, renewal(0, 2), &timing());
         assert_eq!(lease.get().id, Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_replica_renews_at_its_own_pace_and_is_woken_when_it_becomes_the_primary() {
+        let lease = Lease::new(Arc::new(Mutex::new(FakeFencer::default())));
+        lease.renewed(1, renewal(0, 2), &timing());
+        assert_eq!(lease.next_renewal_in(&timing()), Duration::from_millis(500), "a replica: ttl / 4");
+        let woken = lease.armed.notified();
+        assert!(lease.arm(4242));
+        tokio::time::timeout(Duration::from_millis(100), woken).await.expect("arming wakes the renewal task");
+        assert_eq!(lease.next_renewal_in(&timing()), Duration::from_millis(250), "the primary: ttl / 8");
+        assert!(lease.arm(4242), "re-armed every cycle");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), lease.armed.notified()).await.is_err(),
+            "only the first arming wakes it: re-arming every HA cycle must not add renewals"
+        );
+        // The timing rule holds for the replica's pace too: were the wake-up lost, the
+        // first renewal after winning would still come in time.
+        let t = timing();
+        assert!(t.replica_renew_interval() * 2 + t.retry_timeout <= t.write_budget());
     }
 
     #[test]
