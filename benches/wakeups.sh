@@ -11,8 +11,15 @@
 # Prints one line per (process, thread name) and a TOTAL line per process.
 set -euo pipefail
 
+if [ $# -gt 2 ]; then
+    echo "wakeups.sh: at most two arguments (SPAN in seconds, PATTERN), got $#: $*" >&2
+    exit 2
+fi
 SPAN=${1:-30}
 PATTERN=${2:-/tmp/raftgres-lab}
+case "$SPAN" in
+    '' | *[!0-9]* | 0) echo "wakeups.sh: SPAN must be a whole number of seconds > 0, got '$SPAN'" >&2; exit 2 ;;
+esac
 
 pids=()
 for p in $(pgrep -f -- "$PATTERN" || true); do

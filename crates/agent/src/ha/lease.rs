@@ -379,8 +379,9 @@ mod tests {
             tokio::time::timeout(Duration::from_millis(50), lease.armed.notified()).await.is_err(),
             "only the first arming wakes it: re-arming every HA cycle must not add renewals"
         );
-        // The timing rule holds for the replica's pace too: were the wake-up lost, the
-        // first renewal after winning would still come in time.
+        // At the default timing the rule holds for the replica's pace too: were the
+        // wake-up lost, the first renewal after winning would still come in time. (With
+        // other timings it need not: then only the wake-up keeps the primary's pace.)
         let t = timing();
         assert!(t.replica_renew_interval() * 2 + t.retry_timeout <= t.write_budget());
     }

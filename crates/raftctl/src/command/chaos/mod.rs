@@ -105,8 +105,8 @@ fn logs_dir(dir: &std::path::Path) -> PathBuf {
     dir.with_file_name(name)
 }
 
-/// Writes acknowledged writes (all of them, or the lost ones) as CSV: id, node, timeline, LSN, sent and acked (ms
-/// since the run started).
+/// Writes acknowledged writes (all of them, or the lost ones) as CSV: id, node,
+/// timeline, LSN, sent and acked (ms since the run started).
 fn save_writes<'a>(path: &std::path::Path, acks: impl IntoIterator<Item = &'a verdict::Ack>) -> anyhow::Result<()> {
     let mut text = String::from("id,node,timeline,lsn,sent_ms,acked_ms\n");
     for a in acks {
